@@ -1,0 +1,52 @@
+# chromadb-chart: the Helm chart and chromactl.
+#   make run    the local stack (Chroma + gateway) on this machine
+#   make test   install what the tests need, then run them all
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CHECKOV_VENV := .venvs/checkov
+CHART  := charts/chromadb
+PYTEST_ARGS ?=
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,chroma]'
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q -r requirements/checkov.txt
+	touch $@
+
+.PHONY: deps
+deps: $(BIN)/.installed $(CHECKOV_VENV)/.installed ## install everything the tests need
+	@scripts/install-system-deps.sh
+
+.PHONY: test
+test: deps ## run every test (the README's second command)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: $(BIN)/.installed ## ruff on the Python code
+	$(BIN)/ruff check src tests scripts
+
+.PHONY: docs
+docs: $(BIN)/.installed ## regenerate the chart README table and values.schema.json from values.yaml
+	$(BIN)/python scripts/chart_docs.py $(CHART)
+
+.PHONY: run
+run: $(BIN)/.installed ## start the local stack and print how to connect
+	$(BIN)/chromactl up
+
+.PHONY: lock
+lock: $(BIN)/.installed ## re-pin every transitive dependency into constraints.txt
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt

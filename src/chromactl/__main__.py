@@ -1,0 +1,3 @@
+from chromactl.cli import main
+
+main()

@@ -1,0 +1,76 @@
+"""The ``chromactl`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from chromactl import __version__
+from chromactl.config import load_config
+from chromactl.errors import ChromactlError
+from chromactl.logging import configure_logging
+
+app = typer.Typer(
+    name="chromactl",
+    help="Run Chroma in production: gateway, backups and a local stack.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect and check the chromactl config file.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: $CHROMACTL_CONFIG).", show_default=False),
+]
+
+
+def _installed(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@app.command()
+def version(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Print the chromactl version (and the local Chroma's, if installed)."""
+    info = {"chromactl": __version__, "chromadb": _installed("chromadb")}
+    if as_json:
+        print(json.dumps(info))
+        return
+    print(f"chromactl {info['chromactl']}")
+    if info["chromadb"]:
+        print(f"chromadb {info['chromadb']}")
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption = None) -> None:
+    """Validate a config file and print it with every default filled in."""
+    settings = load_config(config)
+    configure_logging(settings.log)
+    print(json.dumps(settings.model_dump(mode="json"), indent=2))
+
+
+def main() -> None:
+    """Console entry point: user errors become a message and an exit code."""
+    try:
+        app()
+    except ChromactlError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()
