@@ -51,11 +51,49 @@ class LogSettings(Section):
     format: Literal["json", "console"] = "console"
 
 
+class RetentionSettings(Section):
+    """Which complete snapshots ``backup prune`` keeps (restic-style windows)."""
+
+    keep_last: int = Field(7, ge=0)
+    keep_daily: int = Field(7, ge=0)
+    keep_weekly: int = Field(4, ge=0)
+    keep_monthly: int = Field(6, ge=0)
+    #: Snapshots without a manifest younger than this may still be uploading.
+    incomplete_grace_s: float = Field(6 * 3600, ge=0)
+
+
+class BackupSettings(Section):
+    """Where snapshots go and how they are taken (``chromactl backup``)."""
+
+    #: fsspec URL of the snapshot repository: a path, ``s3://``, ``gs://``, ``az://``.
+    target: str = ""
+    #: S3-compatible endpoint (MinIO and others); empty for AWS.
+    endpoint_url: str | None = None
+    region: str | None = None
+    #: Extra non-secret fsspec options for the target's backend.
+    storage_options: dict[str, str | int | float | bool] = {}
+    #: Directory of a mounted Secret: each file name is an environment variable
+    #: (``AWS_ACCESS_KEY_ID``, ``AZURE_STORAGE_CONNECTION_STRING``, ...).
+    credentials_dir: Path | None = None
+    #: Gateway agent API used to hold writes during a snapshot.
+    gateway_url: str | None = None
+    #: File or environment variable holding the gateway admin token.
+    token_file: Path | None = None
+    token_env: str = "CHROMACTL_ADMIN_TOKEN"
+    #: How long the gateway may hold writes before giving up.
+    hold_timeout_s: float = Field(10.0, gt=0)
+    #: Local scratch space for files copied during the hold.
+    staging_dir: Path | None = None
+    compression_level: int = Field(3, ge=1, le=22)
+    retention: RetentionSettings = RetentionSettings()
+
+
 class Settings(Section):
     """The whole chromactl configuration file."""
 
     chroma: ChromaSettings = ChromaSettings()
     log: LogSettings = LogSettings()
+    backup: BackupSettings = BackupSettings()
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
