@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chromactl.errors import ConfigError
 
@@ -88,11 +88,203 @@ class BackupSettings(Section):
     retention: RetentionSettings = RetentionSettings()
 
 
+Role = Literal["admin", "writer", "reader"]
+
+#: JWT signature algorithms the gateway accepts: asymmetric only. ``none`` and
+#: the HMAC family (``HS*``) are never accepted, whatever the token says.
+JwtAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
+]
+
+
+class Grant(Section):
+    """A role and the part of Chroma it applies to.
+
+    Patterns are shell-style wildcards (``*``, ``?``, ``[ab]``). A database pattern
+    with a slash (``team-a/*``) matches ``tenant/database``; without one it matches
+    the database name in every tenant the grant covers.
+    """
+
+    #: ``reader``: read records and list; ``writer``: also create/modify/delete
+    #: collections and records; ``admin``: also tenants, databases, the agent API.
+    role: Role = "reader"
+    #: Tenants this grant covers.
+    tenants: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    #: Databases this grant covers.
+    databases: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+
+
+class TokenCredential(Grant):
+    """One API token, read from a file (mounted Secret) or an environment variable."""
+
+    #: Reported as ``user_id`` by ``/api/v2/auth/identity`` and in logs; never secret.
+    name: str = Field(min_length=1)
+    #: File holding the token (surrounding whitespace is ignored).
+    token_file: Path | None = None
+    #: Environment variable holding the token.
+    token_env: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenCredential:
+        if (self.token_file is None) == (self.token_env is None):
+            raise ValueError("set exactly one of token_file and token_env")
+        return self
+
+
+class BasicCredential(Grant):
+    """One user name and password (HTTP basic). Only a bcrypt hash is kept in memory."""
+
+    #: The user name, or ``username_file`` (the Secret's ``username`` key).
+    username: str | None = None
+    username_file: Path | None = None
+    #: The password in a file or env variable; it is hashed with bcrypt at start-up.
+    password_file: Path | None = None
+    password_env: str | None = None
+    #: Or a bcrypt hash (``$2b$...``, as from ``htpasswd -B``) in a file.
+    password_hash_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _sources(self) -> BasicCredential:
+        if (self.username is None) == (self.username_file is None):
+            raise ValueError("set exactly one of username and username_file")
+        given = [self.password_file, self.password_env, self.password_hash_file]
+        if sum(x is not None for x in given) != 1:
+            raise ValueError(
+                "set exactly one of password_file, password_env and password_hash_file"
+            )
+        return self
+
+
+class TokenAuthSettings(Section):
+    """Static API tokens (``Authorization: Bearer`` or ``X-Chroma-Token``)."""
+
+    #: Which request headers may carry a token (names are case-insensitive).
+    headers: list[Literal["authorization", "x-chroma-token"]] = Field(
+        default_factory=lambda: ["authorization", "x-chroma-token"], min_length=1
+    )
+    credentials: list[TokenCredential] = []
+
+
+class BasicAuthSettings(Section):
+    """HTTP basic authentication (``Authorization: Basic``)."""
+
+    users: list[BasicCredential] = []
+    #: bcrypt cost for passwords hashed at start-up.
+    bcrypt_rounds: int = Field(12, ge=4, le=16)
+    #: A verified user name/password pair is remembered (as a keyed hash) this long,
+    #: so that bcrypt does not run on every request; 0 turns that off.
+    verified_cache_s: float = Field(300.0, ge=0)
+
+
+class ClaimRule(Grant):
+    """Grant a role and scope to tokens whose claim contains a value."""
+
+    #: Claim name; dots walk into objects (``realm_access.roles``).
+    claim: str = "groups"
+    #: The claim (a string or a list of strings) must equal or contain this value.
+    value: str
+
+
+class OIDCSettings(Section):
+    """OpenID Connect / JWT bearer tokens from an identity provider."""
+
+    #: Issuer URL; must equal the ``iss`` claim and the discovery document's ``issuer``.
+    issuer: str
+    #: Accepted ``aud`` values; a token must name at least one.
+    audience: list[str] = Field(min_length=1)
+    #: Accepted signature algorithms (asymmetric only).
+    algorithms: list[JwtAlgorithm] = Field(
+        default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"], min_length=1
+    )
+    #: Discovery document; default ``{issuer}/.well-known/openid-configuration``.
+    discovery_url: str | None = None
+    #: JWKS URL; default from the discovery document.
+    jwks_url: str | None = None
+    #: CA bundle for the issuer's HTTPS (default: the system's).
+    ca_file: Path | None = None
+    #: How long fetched signing keys are used before they are fetched again.
+    jwks_cache_s: float = Field(600.0, gt=0)
+    #: A token with an unknown ``kid`` fetches the keys again, at most this often.
+    jwks_min_refresh_s: float = Field(10.0, ge=0)
+    #: Allowed clock difference for ``exp``, ``nbf`` and ``iat``.
+    clock_skew_s: float = Field(30.0, ge=0)
+    #: Claim reported as ``user_id``.
+    user_claim: str = "sub"
+    #: Role and scope of every valid token, before rules (``null``: none).
+    default_grant: Grant | None = None
+    #: Each matching rule adds its role and scope; a token with none is refused (403).
+    rules: list[ClaimRule] = []
+
+
+class AuthSettings(Section):
+    """Who may call the gateway. Several methods can be on at once."""
+
+    #: Off: every request is let through as an anonymous admin (unsafe; local use).
+    enabled: bool = True
+    token: TokenAuthSettings | None = None
+    basic: BasicAuthSettings | None = None
+    oidc: OIDCSettings | None = None
+
+
+class TLSSettings(Section):
+    """HTTPS on the gateway port. Certificate files are re-read when they change."""
+
+    enabled: bool = False
+    #: PEM certificate chain and private key (e.g. a mounted ``kubernetes.io/tls`` Secret).
+    cert_file: Path = Path("/etc/chromactl/tls/tls.crt")
+    key_file: Path = Path("/etc/chromactl/tls/tls.key")
+    #: Lowest protocol version accepted.
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    #: Client certificates: ``none``, ``optional`` or ``required``; verified against
+    #: ``client_ca_file``.
+    client_auth: Literal["none", "optional", "required"] = "none"
+    client_ca_file: Path | None = None
+    #: How often the certificate files are checked for a change.
+    reload_interval_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _client_ca(self) -> TLSSettings:
+        if self.client_auth != "none" and self.client_ca_file is None:
+            raise ValueError("client_auth needs client_ca_file")
+        return self
+
+
+class GatewaySettings(Section):
+    """``chromactl gateway``: auth, TLS, metrics and write-hold in front of Chroma."""
+
+    #: Address and port clients connect to (the chart's ``chromadb.serverHttpPort``).
+    listen_address: str = "0.0.0.0"
+    port: Port = 8000
+    #: Serve under this path prefix too (``/chroma`` when an ingress does not strip it).
+    path_prefix: str = Field("", pattern=r"^(/[A-Za-z0-9._~-]+)*$")
+    #: Prometheus metrics on their own port (not on the client Service); ``null``: off.
+    metrics_port: Port | None = 9464
+    metrics_address: str = "0.0.0.0"
+    #: Request bodies over this many bytes are refused with 413.
+    max_body_bytes: int = Field(41943040, ge=1024)
+    #: Let an admin call ``POST /api/v2/reset`` (Chroma must allow it too).
+    allow_reset: bool = False
+    #: Idle keep-alive connections kept open to Chroma.
+    upstream_keepalive: int = Field(64, ge=1)
+    #: Time limit for Chroma to answer one request.
+    upstream_timeout_s: float = Field(300.0, gt=0)
+    #: Seconds a new write waits while writes are held before it gets 503.
+    write_wait_s: float = Field(30.0, gt=0)
+    #: Longest hold the agent API grants (holds end by themselves after their timeout).
+    max_hold_s: float = Field(300.0, gt=0)
+    #: Collection id -> tenant/database cache size and lifetime.
+    collection_cache_size: int = Field(10000, ge=1)
+    collection_cache_ttl_s: float = Field(300.0, gt=0)
+    auth: AuthSettings = AuthSettings()
+    tls: TLSSettings = TLSSettings()
+
+
 class Settings(Section):
     """The whole chromactl configuration file."""
 
     chroma: ChromaSettings = ChromaSettings()
     log: LogSettings = LogSettings()
+    gateway: GatewaySettings = GatewaySettings()
     backup: BackupSettings = BackupSettings()
 
 
