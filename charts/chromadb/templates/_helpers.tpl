@@ -1,0 +1,205 @@
+{{/* ---------------------------------------------------------------- names */}}
+
+{{- define "chromadb.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* <release>-chromadb, or the release name when it already contains the chart name. */}}
+{{- define "chromadb.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "chromadb.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "chromadb.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "chromadb.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* --------------------------------------------------------------- labels */}}
+
+{{- define "chromadb.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "chromadb.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "chromadb.labels" -}}
+helm.sh/chart: {{ include "chromadb.chart" . }}
+{{ include "chromadb.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "chromadb.version" . | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: chromadb
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Object metadata every resource shares: name-independent labels and annotations.
+     Call with (dict "ctx" $ "component" "server" "annotations" (dict ...)). */}}
+{{- define "chromadb.metadata" -}}
+namespace: {{ .ctx.Release.Namespace }}
+labels:
+  {{- include "chromadb.labels" .ctx | nindent 2 }}
+  {{- with .component }}
+  app.kubernetes.io/component: {{ . }}
+  {{- end }}
+{{- $annotations := merge (deepCopy (.annotations | default dict)) .ctx.Values.commonAnnotations }}
+{{- with $annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* --------------------------------------------------------------- images */}}
+
+{{/* repository[:tag|@digest] with the global registry. (dict "image" .Values.image "tag" default "global" .Values.global) */}}
+{{- define "chromadb.imageRef" -}}
+{{- $registry := (.global).imageRegistry | default .image.registry -}}
+{{- $ref := .image.repository -}}
+{{- if $registry }}{{ $ref = printf "%s/%s" $registry $ref }}{{ end -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $ref .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $ref (toString (.image.tag | default .tag)) -}}
+{{- end -}}
+{{- end }}
+
+{{- define "chromadb.image" -}}
+{{- include "chromadb.imageRef" (dict "image" .Values.image "tag" (include "chromadb.version" .) "global" .Values.global) -}}
+{{- end }}
+
+{{- define "chromadb.chromactlImage" -}}
+{{- include "chromadb.imageRef" (dict "image" .Values.chromactl.image "tag" .Chart.Version "global" .Values.global) -}}
+{{- end }}
+
+{{- define "chromadb.imagePullSecrets" -}}
+{{- $secrets := list -}}
+{{- range (concat ((.Values.global).imagePullSecrets | default list) (.Values.image.pullSecrets | default list)) -}}
+{{- $name := ternary . (get (kindIs "map" . | ternary . dict) "name") (kindIs "string" .) -}}
+{{- if not (has $name $secrets) }}{{ $secrets = append $secrets $name }}{{ end -}}
+{{- end -}}
+{{- with $secrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* ------------------------------------------------------------- versions */}}
+
+{{/* The Chroma version being configured: chromadb.apiVersion or the appVersion. */}}
+{{- define "chromadb.version" -}}
+{{- $v := .Values.chromadb.apiVersion | default .Chart.AppVersion | toString -}}
+{{- if not (regexMatch "^[0-9]+\\.[0-9]+\\.[0-9]+" $v) -}}
+{{- fail (printf "chromadb.apiVersion must be a Chroma version like 1.5.9 or 0.6.3, got %q" $v) -}}
+{{- end -}}
+{{- if semverCompare "< 0.4.0-0" $v -}}
+{{- fail (printf "chromadb.apiVersion %s is older than this chart supports (0.4.0 and newer); upgrade Chroma or use an older chart" $v) -}}
+{{- end -}}
+{{- $v -}}
+{{- end }}
+
+{{/* "true" when the configured Chroma is the legacy Python server (< 1.0). */}}
+{{- define "chromadb.isLegacy" -}}
+{{- semverCompare "< 1.0.0-0" (include "chromadb.version" .) -}}
+{{- end }}
+
+{{/* ----------------------------------------------------------- validation */}}
+
+{{/* true/false given as a boolean or as "true"/"false". (dict "name" "key" "value" value) */}}
+{{- define "chromadb.bool" -}}
+{{- $v := .value -}}
+{{- if kindIs "bool" $v -}}
+{{- ternary "true" "false" $v -}}
+{{- else if and (kindIs "string" $v) (has (lower $v) (list "true" "false")) -}}
+{{- lower $v -}}
+{{- else -}}
+{{- fail (printf "%s must be true or false, got %v" .name $v) -}}
+{{- end -}}
+{{- end }}
+
+{{- define "chromadb.allowReset" -}}
+{{- include "chromadb.bool" (dict "name" "chromadb.allowReset" "value" .Values.chromadb.allowReset) -}}
+{{- end }}
+
+{{- define "chromadb.isPersistent" -}}
+{{- include "chromadb.bool" (dict "name" "chromadb.isPersistent" "value" .Values.chromadb.isPersistent) -}}
+{{- end }}
+
+{{/* Checks across values that a schema cannot express; rendered once, by the StatefulSet. */}}
+{{- define "chromadb.validate" -}}
+{{- if gt (int .Values.replicaCount) 1 -}}
+{{- fail (printf "replicaCount is %v, but single-node Chroma cannot run more than one replica on the same data: each replica would need its own volume and they would drift apart. Set replicaCount to 1 (or 0 to stop Chroma); for availability use backups and fast restarts, for more read throughput scale the pod's resources." .Values.replicaCount) -}}
+{{- end -}}
+{{- $path := .Values.chromadb.persistDirectory -}}
+{{- if or (not (hasPrefix "/" $path)) (eq $path "/") -}}
+{{- fail (printf "chromadb.persistDirectory must be an absolute directory other than /, got %q" $path) -}}
+{{- end -}}
+{{- if and (ne (include "chromadb.isLegacy" .) "true") .Values.chromadb.extraConfig -}}
+{{- $known := list "port" "listen_address" "max_payload_size_bytes" "cors_allow_origins" "persist_path" "sqlite_filename" "allow_reset" "open_telemetry" "stdout_tracing" "circuit_breaker" "sqlitedb" "segment_manager" "sysdb" "mcmr_sysdb" "collections_with_segments_provider" "log" "executor" "cache" "default_knn_index" "enable_schema" "enable_span_indexing" "scorecard_enabled" "scorecard" "region" "tenants_to_migrate_immediately" "tenants_to_migrate_immediately_threshold" "min_records_for_invocation" "tenants_with_quantization_enabled" "tenants_with_maxscore_enabled" "enable_log_scouting" -}}
+{{- range $key, $_ := .Values.chromadb.extraConfig -}}
+{{- if not (has $key $known) -}}
+{{- fail (printf "chromadb.extraConfig.%s is not a key of Chroma's server config, which would ignore it silently. Known keys: %s" $key (join ", " $known)) -}}
+{{- end -}}
+{{- end -}}
+{{- range $key, $value := (dict "port" "chromadb.serverHttpPort" "persist_path" "chromadb.persistDirectory" "allow_reset" "chromadb.allowReset" "listen_address" "chromadb.serverHost") -}}
+{{- if hasKey $.Values.chromadb.extraConfig $key -}}
+{{- fail (printf "chromadb.extraConfig.%s is set by the chart: use %s instead" $key $value) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/* --------------------------------------------------------- server config */}}
+
+{{/* Chroma 1.x server config (YAML), extraConfig merged in deeply. */}}
+{{- define "chromadb.serverConfig" -}}
+{{- $c := .Values.chromadb -}}
+{{- $config := dict
+  "port" (int $c.serverHttpPort)
+  "listen_address" $c.serverHost
+  "persist_path" $c.persistDirectory
+  "allow_reset" (eq (include "chromadb.allowReset" .) "true")
+  "max_payload_size_bytes" (int64 $c.maxPayloadSizeBytes)
+-}}
+{{- with $c.corsAllowOrigins }}{{ $_ := set $config "cors_allow_origins" . }}{{ end -}}
+{{- $config = mustMergeOverwrite $config (deepCopy $c.extraConfig) -}}
+{{- toYaml $config -}}
+{{- end }}
+
+{{/* Path of the legacy log config inside the container (relative paths are under /chroma). */}}
+{{- define "chromadb.legacyLogConfigPath" -}}
+{{- $p := .Values.chromadb.logConfigFileLocation -}}
+{{- ternary $p (printf "/chroma/%s" $p) (hasPrefix "/" $p) -}}
+{{- end }}
+
+{{/* HTTP path the probes use: /api/v2 from 0.6 on, /api/v1 before. (dict "ctx" $ "ready" bool) */}}
+{{- define "chromadb.probePath" -}}
+{{- $v := include "chromadb.version" .ctx -}}
+{{- if semverCompare ">= 1.0.0-0" $v -}}
+{{- ternary "/api/v2/healthcheck" "/api/v2/heartbeat" .ready -}}
+{{- else if semverCompare ">= 0.6.0-0" $v -}}
+/api/v2/heartbeat
+{{- else -}}
+/api/v1/heartbeat
+{{- end -}}
+{{- end }}
+
+{{- define "chromadb.servicePort" -}}
+{{- .Values.service.port | default .Values.chromadb.serverHttpPort | int -}}
+{{- end }}
