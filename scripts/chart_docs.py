@@ -175,7 +175,7 @@ def _cell(text: str) -> str:
 def render_table(rows: list[Row]) -> str:
     lines = ["| Key | Type | Default | Description |", "|---|---|---|---|"]
     for row in rows:
-        default = json.dumps(row.default) if row.default not in ("", None) else ('""' if row.default == "" else "null")
+        default = json.dumps(row.default)
         extra = "".join(f"<br>Example: `{_cell(e)}`" for e in row.doc.examples)
         extra += "".join(f"<br>[More]({link})" for link in row.doc.links)
         lines.append(

@@ -55,6 +55,36 @@ def version(
         print(f"chromadb {info['chromadb']}")
 
 
+@app.command()
+def smoke(
+    url: Annotated[str, typer.Option(envvar="CHROMA_URL", help="Chroma (or gateway) base URL.")],
+    check: Annotated[
+        list[str] | None,
+        typer.Option("--check", help="heartbeat and/or collection (default: both)."),
+    ] = None,
+    token: Annotated[str | None, typer.Option(envvar="CHROMA_TOKEN", help="Token to send.")] = None,
+    token_header: Annotated[
+        str,
+        typer.Option(envvar="CHROMA_AUTH_TOKEN_TRANSPORT_HEADER", help="AUTHORIZATION or X-CHROMA-TOKEN."),
+    ] = "AUTHORIZATION",
+    username: Annotated[str | None, typer.Option(envvar="CHROMA_USERNAME")] = None,
+    password: Annotated[str | None, typer.Option(envvar="CHROMA_PASSWORD")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA bundle for an https URL.")] = None,
+) -> None:
+    """Check a running Chroma: heartbeat, then a collection round trip."""
+    from chromactl import smoke as checks
+
+    client = checks.SmokeClient(
+        url,
+        checks.Credentials(token, token_header, username, password),
+        str(ca_file) if ca_file else None,
+    )
+    for name in check or list(checks.CHECKS):
+        if name not in checks.CHECKS:
+            raise typer.BadParameter(f"unknown check {name!r}; use one of {', '.join(checks.CHECKS)}")
+        print(json.dumps(checks.CHECKS[name](client)))
+
+
 @config_app.command("check")
 def config_check(config: ConfigOption = None) -> None:
     """Validate a config file and print it with every default filled in."""

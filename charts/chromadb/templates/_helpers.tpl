@@ -203,3 +203,42 @@ imagePullSecrets:
 {{- define "chromadb.servicePort" -}}
 {{- .Values.service.port | default .Values.chromadb.serverHttpPort | int -}}
 {{- end }}
+
+{{/* URL of Chroma through the Service, as other pods in the namespace reach it. */}}
+{{- define "chromadb.serviceURL" -}}
+{{- printf "http://%s:%d" (include "chromadb.fullname" .) (include "chromadb.servicePort" . | int) -}}
+{{- end }}
+
+{{/* A helm test pod running one `chromactl smoke` check. (dict "ctx" $ "check" "heartbeat") */}}
+{{- define "chromadb.testPod" -}}
+{{- $ := .ctx -}}
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ include "chromadb.fullname" $ }}-test-{{ .check }}
+  {{- include "chromadb.metadata" (dict "ctx" $ "component" "test" "annotations" (dict "helm.sh/hook" "test" "helm.sh/hook-weight" (toString .weight) "helm.sh/hook-delete-policy" "before-hook-creation,hook-succeeded")) | nindent 2 }}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  securityContext:
+    {{- toYaml $.Values.podSecurityContext | nindent 4 }}
+  {{- with (include "chromadb.imagePullSecrets" $) }}{{ . | nindent 2 }}{{ end }}
+  containers:
+    - name: smoke
+      image: {{ include "chromadb.chromactlImage" $ }}
+      imagePullPolicy: {{ $.Values.chromactl.image.pullPolicy }}
+      command: [chromactl, smoke, --check, {{ .check }}]
+      env:
+        - name: CHROMA_URL
+          value: {{ include "chromadb.serviceURL" $ | quote }}
+      resources:
+        requests:
+          cpu: 10m
+          memory: 32Mi
+        limits:
+          cpu: 200m
+          memory: 128Mi
+      securityContext:
+        {{- toYaml $.Values.securityContext | nindent 8 }}
+{{- end }}
