@@ -1,0 +1,82 @@
+"""Entry points for the long-running agent (the gateway process) and the CLI."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from chromactl.config import BackupSettings, Settings
+from chromactl.errors import ChromactlError
+
+from .hold import GatewayHold, NoHold, WriteHold
+from .progress import Progress
+from .snapshot import BackupResult, create_snapshot
+from .store import Repository, redact_url
+
+log = logging.getLogger("chromactl.backup")
+
+
+def admin_token(settings: BackupSettings) -> str | None:
+    """The gateway admin token from its Secret file or environment variable."""
+    if settings.token_file is not None:
+        try:
+            return settings.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ChromactlError(
+                f"cannot read the admin token file {settings.token_file}: {exc.strerror}"
+            ) from None
+    return os.environ.get(settings.token_env) or None
+
+
+def hold_from_settings(settings: Settings, *, offline: bool = False) -> WriteHold:
+    """``NoHold`` for a stopped data directory, otherwise the gateway's hold."""
+    if offline:
+        return NoHold()
+    backup = settings.backup
+    if not backup.gateway_url:
+        raise ChromactlError(
+            "an online snapshot needs the gateway to hold writes: set backup.gateway_url "
+            "(or --gateway), or use --offline for a stopped data directory",
+            exit_code=2,
+        )
+    return GatewayHold(backup.gateway_url, admin_token(backup), timeout_s=backup.hold_timeout_s)
+
+
+def run_backup(
+    settings: Settings,
+    hold: WriteHold,
+    *,
+    target: str | None = None,
+    data_dir: Path | None = None,
+    progress: Progress | None = None,
+    consistency: str = "online",
+) -> BackupResult:
+    """Take one snapshot as configured; never raises for a failed backup.
+
+    The result carries ``outcome`` (``success``/``failure``), ``duration_s``,
+    ``bytes``, ``stored_bytes``, ``hold_s`` and ``error`` for metrics.
+    """
+    start = time.perf_counter()
+    url = target or settings.backup.target
+    try:
+        repo = Repository.from_settings(settings.backup, url)
+        return create_snapshot(
+            data_dir or settings.chroma.persist_path,
+            repo,
+            hold,
+            chroma_version=settings.chroma.version,
+            level=settings.backup.compression_level,
+            staging_dir=settings.backup.staging_dir,
+            progress=progress,
+            consistency=consistency,
+        )
+    except Exception as exc:
+        log.error("backup failed: %s", exc)
+        return BackupResult(
+            outcome="failure",
+            target=redact_url(url),
+            duration_s=time.perf_counter() - start,
+            error=str(exc),
+        )

@@ -1,0 +1,89 @@
+"""What is in a Chroma data directory, and what its SQLite file says."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .manifest import CollectionCount
+
+SQLITE_NAME = "chroma.sqlite3"
+#: The restore marker, kept in the data directory and never part of a snapshot.
+MARKER_NAME = ".chromactl-restore.json"
+_SKIP_SUFFIXES = ("-journal", "-wal", "-shm")
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What tells a changed file apart: size, mtime, inode and ctime."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileState:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def segment_files(data_dir: Path) -> Iterator[tuple[str, Path]]:
+    """Every file except the SQLite database (copied by its backup API),
+    its journals, the restore marker and chromactl's own temporary files."""
+    for dirpath, dirnames, filenames in os.walk(data_dir):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".chromactl"))
+        base = Path(dirpath)
+        for name in sorted(filenames):
+            rel = (base / name).relative_to(data_dir).as_posix()
+            if rel in (SQLITE_NAME, MARKER_NAME):
+                continue
+            if rel.startswith(SQLITE_NAME) and rel.endswith(_SKIP_SUFFIXES):
+                continue
+            yield rel, base / name
+
+
+def backup_sqlite(source: Path, dest: Path) -> None:
+    """A consistent copy of ``source`` with SQLite's online backup API."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30.0)
+    try:
+        dst = sqlite3.connect(dest)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+def collection_counts(db: Path) -> list[CollectionCount]:
+    """Records per collection, read from a (copied) ``chroma.sqlite3``."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)
+    try:
+        rows = conn.execute(
+            """
+            SELECT c.id, c.name, d.tenant_id, d.name,
+                   (SELECT count(*) FROM embeddings e JOIN segments s ON e.segment_id = s.id
+                     WHERE s.collection = c.id AND s.scope = 'METADATA')
+              FROM collections c JOIN databases d ON c.database_id = d.id
+             ORDER BY d.tenant_id, d.name, c.name
+            """
+        ).fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        conn.close()
+    return [CollectionCount(str(i), str(n), str(t), str(d), int(k)) for i, n, t, d, k in rows]
+
+
+def check_sqlite(db: Path) -> str:
+    """``PRAGMA quick_check`` of a copy: ``"ok"`` or SQLite's complaint."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)
+    try:
+        return str(conn.execute("PRAGMA quick_check").fetchone()[0])
+    except sqlite3.Error as exc:
+        return str(exc)
+    finally:
+        conn.close()

@@ -1,0 +1,113 @@
+"""The snapshot manifest: written last, it is what makes a snapshot complete."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from chromactl.errors import ChromactlError
+
+#: Bumped when a reader of the previous format could misread a snapshot.
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+#: Where a file's object lives inside a snapshot: ``files/<path>.zst``.
+OBJECT_PREFIX = "files/"
+OBJECT_SUFFIX = ".zst"
+
+
+class ManifestError(ChromactlError):
+    """A manifest is missing, unreadable, or from an unknown format."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of the data directory, as stored in the snapshot."""
+
+    path: str
+    size: int
+    sha256: str
+    stored_size: int
+    stored_sha256: str
+    mode: int = 0o644
+
+    @property
+    def object_name(self) -> str:
+        return object_name(self.path)
+
+
+@dataclass(frozen=True)
+class CollectionCount:
+    id: str
+    name: str
+    tenant: str
+    database: str
+    count: int
+
+
+@dataclass
+class Manifest:
+    snapshot_id: str
+    created_at: str
+    chroma_version: str
+    chromactl_version: str
+    consistency: str
+    files: list[FileEntry] = field(default_factory=list)
+    collections: list[CollectionCount] = field(default_factory=list)
+    hold_s: float = 0.0
+    format_version: int = FORMAT_VERSION
+    compression: str = "zstd"
+    hash: str = "sha256"
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def stored_size(self) -> int:
+        return sum(f.stored_size for f in self.files)
+
+    @property
+    def record_count(self) -> int:
+        return sum(c.count for c in self.collections)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        try:
+            data: dict[str, Any] = json.loads(text)
+        except ValueError as exc:
+            raise ManifestError(f"manifest is not valid JSON: {exc}") from None
+        version = data.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ManifestError(
+                f"snapshot format {version!r} is newer than this chromactl reads "
+                f"({FORMAT_VERSION}); upgrade chromactl"
+            )
+        try:
+            files = [FileEntry(**f) for f in data.pop("files")]
+            collections = [CollectionCount(**c) for c in data.pop("collections")]
+            return cls(files=files, collections=collections, **data)
+        except (KeyError, TypeError) as exc:
+            raise ManifestError(f"manifest is missing or has unknown fields: {exc}") from None
+
+
+def object_name(path: str) -> str:
+    return f"{OBJECT_PREFIX}{path}{OBJECT_SUFFIX}"
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"1.5.9"`` → ``(1, 5, 9)``; trailing non-numeric parts are ignored."""
+    parts: list[int] = []
+    for piece in text.strip().lstrip("v").split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)

@@ -1,0 +1,68 @@
+"""Retention: keep the last N plus daily/weekly/monthly windows; drop incomplete leftovers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from chromactl.config import RetentionSettings
+
+from .store import Repository, SnapshotInfo
+
+
+@dataclass
+class PruneResult:
+    kept: dict[str, list[str]] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    removed_incomplete: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _windows(policy: RetentionSettings) -> list[tuple[str, int, Callable[[datetime], object]]]:
+    return [
+        ("daily", policy.keep_daily, lambda t: t.date()),
+        ("weekly", policy.keep_weekly, lambda t: t.isocalendar()[:2]),
+        ("monthly", policy.keep_monthly, lambda t: (t.year, t.month)),
+    ]
+
+
+def select_kept(complete: list[SnapshotInfo], policy: RetentionSettings) -> dict[str, list[str]]:
+    """Snapshot id → reasons to keep it. The newest complete snapshot is always kept."""
+    newest_first = sorted(complete, key=lambda s: s.snapshot_id, reverse=True)
+    kept: dict[str, list[str]] = {}
+    if newest_first:
+        kept.setdefault(newest_first[0].snapshot_id, []).append("newest")
+    for snap in newest_first[: policy.keep_last]:
+        kept.setdefault(snap.snapshot_id, []).append("last")
+    for name, count, bucket in _windows(policy):
+        seen: set[object] = set()
+        for snap in newest_first:
+            if len(seen) >= count:
+                break
+            key = bucket(snap.created)
+            if key not in seen:
+                seen.add(key)
+                kept.setdefault(snap.snapshot_id, []).append(name)
+    return kept
+
+
+def prune(repo: Repository, policy: RetentionSettings, *, dry_run: bool = False) -> PruneResult:
+    snaps = repo.snapshots()
+    complete = [s for s in snaps if s.complete]
+    kept = select_kept(complete, policy)
+    result = PruneResult(kept=kept, dry_run=dry_run)
+    for snap in complete:
+        if snap.snapshot_id not in kept:
+            result.removed.append(snap.snapshot_id)
+    for snap in snaps:
+        if not snap.complete and repo.age_s(snap.snapshot_id) >= policy.incomplete_grace_s:
+            result.removed_incomplete.append(snap.snapshot_id)
+    if not dry_run:
+        for sid in result.removed + result.removed_incomplete:
+            repo.delete(sid)
+    return result

@@ -1,0 +1,222 @@
+"""The snapshot repository: one fsspec code path for local paths, S3, GCS and Azure.
+
+Layout under the target URL::
+
+    <snapshot-id>/files/<relative path>.zst   every file, zstd-compressed
+    <snapshot-id>/manifest.json              written last; no manifest = incomplete
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from chromactl.config import BackupSettings
+from chromactl.errors import ChromactlError
+
+from .manifest import MANIFEST_NAME, Manifest, ManifestError
+
+SNAPSHOT_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+
+
+class RepositoryError(ChromactlError):
+    """The target cannot be reached or holds no such snapshot."""
+
+
+def new_snapshot_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def snapshot_time(snapshot_id: str) -> datetime:
+    return datetime.strptime(snapshot_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def load_credentials_dir(directory: Path | None) -> None:
+    """Export each file of a mounted Secret as an environment variable.
+
+    File names are variable names (``AWS_ACCESS_KEY_ID``...); values are never logged.
+    Variables already set in the environment win.
+    """
+    if directory is None:
+        return
+    if not directory.is_dir():
+        raise RepositoryError(f"credentials directory {directory} does not exist")
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith(".") or not entry.is_file():
+            continue
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", entry.name):
+            continue
+        os.environ.setdefault(entry.name, entry.read_text(encoding="utf-8").strip())
+
+
+def storage_options(url: str, settings: BackupSettings) -> dict[str, Any]:
+    """fsspec options for ``url`` from the (non-secret) settings."""
+    options: dict[str, Any] = dict(settings.storage_options)
+    scheme = url.split("://", 1)[0] if "://" in url else "file"
+    if scheme in ("s3", "s3a"):
+        client_kwargs: dict[str, Any] = {}
+        if settings.endpoint_url:
+            options.setdefault("endpoint_url", settings.endpoint_url)
+        if settings.region:
+            client_kwargs["region_name"] = settings.region
+        if client_kwargs:
+            options.setdefault("client_kwargs", client_kwargs)
+    return options
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for logs: any ``user:password@`` part removed."""
+    return re.sub(r"://[^/@]*@", "://", url)
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    snapshot_id: str
+    complete: bool
+    manifest: Manifest | None
+
+    @property
+    def created(self) -> datetime:
+        return snapshot_time(self.snapshot_id)
+
+
+class Repository:
+    """Snapshots stored under one fsspec URL."""
+
+    def __init__(self, url: str, options: dict[str, Any] | None = None) -> None:
+        if not url:
+            raise RepositoryError("no backup target: pass --to/--from or set backup.target")
+        self.url = url
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url, **(options or {}))
+        except (ImportError, ValueError) as exc:
+            raise RepositoryError(f"cannot open target {redact_url(url)}: {exc}") from None
+        self.root = root.rstrip("/")
+
+    @classmethod
+    def from_settings(cls, settings: BackupSettings, url: str | None = None) -> Repository:
+        load_credentials_dir(settings.credentials_dir)
+        target = url or settings.target
+        return cls(target, storage_options(target, settings))
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    # -- listing -----------------------------------------------------------------
+    def snapshot_ids(self) -> list[str]:
+        try:
+            entries = self.fs.ls(self.root, detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        except TypeError:
+            entries = self.fs.ls(self.root, detail=False)
+        names = (str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
+        return sorted(n for n in names if SNAPSHOT_ID_RE.match(n))
+
+    def read_manifest(self, snapshot_id: str) -> Manifest:
+        try:
+            data = self.fs.cat_file(self.path(snapshot_id, MANIFEST_NAME))
+        except FileNotFoundError:
+            raise ManifestError(
+                f"snapshot {snapshot_id} has no manifest: it is incomplete "
+                "(interrupted backup) and cannot be restored"
+            ) from None
+        return Manifest.from_json(data)
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """Every snapshot, oldest first; incomplete ones have ``complete=False``."""
+        out: list[SnapshotInfo] = []
+        for sid in self.snapshot_ids():
+            try:
+                out.append(SnapshotInfo(sid, True, self.read_manifest(sid)))
+            except ManifestError:
+                out.append(SnapshotInfo(sid, False, None))
+        return out
+
+    def complete(self) -> list[SnapshotInfo]:
+        return [s for s in self.snapshots() if s.complete]
+
+    def resolve(self, ref: str = "latest") -> Manifest:
+        """A complete snapshot by id or ``latest``."""
+        if ref == "latest":
+            done = self.complete()
+            if not done:
+                raise RepositoryError(
+                    f"no complete snapshot in {redact_url(self.url)}"
+                )
+            manifest = done[-1].manifest
+            assert manifest is not None
+            return manifest
+        if not SNAPSHOT_ID_RE.match(ref):
+            raise RepositoryError(f"{ref!r} is not a snapshot id (like 20250101T120000Z-0a1b2c)")
+        if not self.fs.exists(self.path(ref)):
+            raise RepositoryError(f"no snapshot {ref} in {redact_url(self.url)}")
+        return self.read_manifest(ref)
+
+    # -- objects -----------------------------------------------------------------
+    def open_write(self, snapshot_id: str, name: str) -> IO[bytes]:
+        path = self.path(snapshot_id, name)
+        if self.is_local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return self.fs.open(path, "wb")  # type: ignore[no-any-return]
+
+    def open_read(self, snapshot_id: str, name: str) -> IO[bytes]:
+        try:
+            return self.fs.open(self.path(snapshot_id, name), "rb")  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            raise RepositoryError(
+                f"snapshot {snapshot_id} is missing {name}: it is partial or damaged"
+            ) from None
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Written last, atomically where the backend allows it."""
+        data = manifest.to_json().encode()
+        final = self.path(manifest.snapshot_id, MANIFEST_NAME)
+        if self.is_local:
+            tmp = Path(final + ".tmp")
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        else:
+            self.fs.pipe_file(final, data)
+
+    def delete(self, snapshot_id: str) -> None:
+        """Remove a snapshot: the manifest first, so it is never half-listed."""
+        if not SNAPSHOT_ID_RE.match(snapshot_id):
+            raise RepositoryError(f"{snapshot_id!r} is not a snapshot id")
+        base = self.path(snapshot_id)
+        manifest = self.path(snapshot_id, MANIFEST_NAME)
+        if self.fs.exists(manifest):
+            self.fs.rm(manifest)
+        if self.fs.exists(base):
+            self.fs.rm(base, recursive=True)
+        self.fs.invalidate_cache()
+
+    def age_s(self, snapshot_id: str) -> float:
+        return time.time() - snapshot_time(snapshot_id).timestamp()
+
+
+def iter_chunks(fh: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    while True:
+        chunk = fh.read(size)
+        if not chunk:
+            return
+        yield chunk
