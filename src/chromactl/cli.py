@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from chromactl import __version__
+from chromactl.backup.cli import register as register_backup
 from chromactl.config import load_config
 from chromactl.errors import ChromactlError
 from chromactl.logging import configure_logging
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect and check the chromactl config file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+register_backup(app)
 
 console = Console(stderr=True)
 

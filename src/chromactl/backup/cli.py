@@ -1,0 +1,344 @@
+"""``chromactl backup ...``, ``chromactl restore``, ``export`` and ``import``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chromactl.config import Settings, load_config
+from chromactl.errors import ChromactlError
+from chromactl.logging import configure_logging
+
+from .agent import hold_from_settings, run_backup
+from .logical import ChromaApi, export, import_export
+from .progress import NullProgress, Progress, RichBars
+from .prune import prune
+from .restore import restore
+from .store import Repository
+from .verify import verify
+
+backup_app = typer.Typer(
+    help="Consistent snapshots of Chroma's data directory: create, list, verify, prune.",
+    no_args_is_help=True,
+)
+console = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Config file (default: $CHROMACTL_CONFIG).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object, no progress bars.")]
+RepoOpt = Annotated[
+    str | None, typer.Option("--repo", "--to", "--from", help="Snapshot repository URL "
+                             "(default: backup.target).", show_default=False)
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _settings(config: Path | None) -> Settings:
+    settings = load_config(config)
+    configure_logging(settings.log)
+    return settings
+
+
+def _progress(as_json: bool, quiet: bool) -> Progress:
+    return NullProgress() if as_json or quiet else RichBars(console)
+
+
+def _emit(data: dict[str, Any]) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _repo(settings: Settings, url: str | None) -> Repository:
+    return Repository.from_settings(settings.backup, url)
+
+
+def _headers(header: list[str] | None, token_env: str | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for h in header or []:
+        if ":" not in h:
+            raise ChromactlError(f"--header wants 'Name: value', got {h!r}", exit_code=2)
+        name, value = h.split(":", 1)
+        out[name.strip()] = value.strip()
+    if token_env:
+        token = os.environ.get(token_env)
+        if not token:
+            raise ChromactlError(f"environment variable {token_env} is empty", exit_code=2)
+        out["Authorization"] = f"Bearer {token}"
+    return out
+
+
+@backup_app.command("create")
+def create_cmd(
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Chroma data directory "
+                                                  "(default: chroma.persist_path).")] = None,
+    offline: Annotated[bool, typer.Option(help="The data directory is stopped: no write hold.")]
+    = False,
+    gateway: Annotated[str | None, typer.Option(help="Gateway URL for the write hold.")] = None,
+    chroma_version: Annotated[str | None, typer.Option(help="Chroma version of the data.")]
+    = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Take a consistent snapshot (online through the gateway's write hold, or --offline)."""
+    settings = _settings(config)
+    updates: dict[str, Any] = {}
+    if gateway:
+        updates["backup"] = settings.backup.model_copy(update={"gateway_url": gateway})
+    if chroma_version:
+        updates["chroma"] = settings.chroma.model_copy(update={"version": chroma_version})
+    settings = settings.model_copy(update=updates)
+    hold = hold_from_settings(settings, offline=offline)
+    result = run_backup(
+        settings, hold, target=repo, data_dir=data_dir, progress=_progress(as_json, quiet),
+        consistency="offline" if offline else "online",
+    )
+    if as_json:
+        _emit(result.to_dict())
+    elif result.outcome == "success":
+        console.print(
+            f"snapshot [bold]{result.snapshot_id}[/]: {result.files} files, "
+            f"{result.bytes:,} bytes ({result.stored_bytes:,} stored), {result.records:,} records,"
+            f" writes held {result.hold_s * 1000:.1f} ms, {result.duration_s:.1f} s"
+        )
+    if result.outcome != "success":
+        raise ChromactlError(result.error or "backup failed")
+
+
+@backup_app.command("list")
+def list_cmd(
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Also list incomplete snapshots.")]
+    = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List complete (restorable) snapshots, oldest first."""
+    snaps = _repo(_settings(config), repo).snapshots()
+    if not show_all:
+        snaps = [s for s in snaps if s.complete]
+    rows = [
+        {
+            "snapshot_id": s.snapshot_id,
+            "complete": s.complete,
+            "created_at": s.manifest.created_at if s.manifest else None,
+            "chroma_version": s.manifest.chroma_version if s.manifest else None,
+            "bytes": s.manifest.total_size if s.manifest else None,
+            "stored_bytes": s.manifest.stored_size if s.manifest else None,
+            "records": s.manifest.record_count if s.manifest else None,
+            "collections": len(s.manifest.collections) if s.manifest else None,
+        }
+        for s in snaps
+    ]
+    if as_json:
+        _emit({"snapshots": rows})
+        return
+    table = Table("snapshot", "created", "chroma", "size", "stored", "records", "complete")
+    for r in rows:
+        table.add_row(
+            r["snapshot_id"], r["created_at"] or "-", r["chroma_version"] or "-",
+            f"{r['bytes']:,}" if r["bytes"] is not None else "-",
+            f"{r['stored_bytes']:,}" if r["stored_bytes"] is not None else "-",
+            f"{r['records']:,}" if r["records"] is not None else "-",
+            "yes" if r["complete"] else "no",
+        )
+    Console().print(table)
+
+
+@backup_app.command("verify")
+def verify_cmd(
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+    snapshot: Annotated[str, typer.Option(help="Snapshot id or 'latest'.")] = "latest",
+    start_chroma: Annotated[bool, typer.Option("--start-chroma", help="Also restore to scratch "
+                                               "space, start Chroma and compare counts.")] = False,
+    chroma_bin: Annotated[str | None, typer.Option(help="The chroma executable.")] = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Re-hash every file of a snapshot; optionally boot Chroma on a copy and check counts."""
+    report = verify(
+        _repo(_settings(config), repo), snapshot, start_chroma=start_chroma,
+        chroma_bin=chroma_bin, progress=_progress(as_json, quiet),
+    )
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        for path, problem in report.bad_files.items():
+            console.print(f"[red]bad[/] {path}: {problem}")
+        for name, counts in report.count_mismatches.items():
+            console.print(f"[red]count[/] {name}: manifest {counts['manifest']}, "
+                          f"chroma {counts['chroma']}")
+        for problem in report.problems:
+            console.print(f"[red]problem[/] {problem}")
+        state = "[green]ok[/]" if report.ok else "[red]FAILED[/]"
+        console.print(f"snapshot {report.snapshot_id}: {report.files_checked} files {state}"
+                      + (" (checked in a running Chroma)" if report.chroma_checked else ""))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@backup_app.command("delete")
+def delete_cmd(
+    snapshot_ids: Annotated[list[str], typer.Argument(help="Snapshot ids.")],
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete snapshots (the manifest goes first, so none is ever half-listed)."""
+    r = _repo(_settings(config), repo)
+    known = set(r.snapshot_ids())
+    missing = [s for s in snapshot_ids if s not in known]
+    if missing:
+        raise ChromactlError(f"no such snapshot(s): {', '.join(missing)}", exit_code=2)
+    for sid in snapshot_ids:
+        r.delete(sid)
+    if as_json:
+        _emit({"deleted": snapshot_ids})
+    else:
+        console.print(f"deleted {len(snapshot_ids)} snapshot(s)")
+
+
+@backup_app.command("prune")
+def prune_cmd(
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+    keep_last: Annotated[int | None, typer.Option(help="Keep the newest N.")] = None,
+    keep_daily: Annotated[int | None, typer.Option(help="Keep one a day for N days.")] = None,
+    keep_weekly: Annotated[int | None, typer.Option(help="Keep one a week for N weeks.")] = None,
+    keep_monthly: Annotated[int | None, typer.Option(help="Keep one a month for N months.")]
+    = None,
+    incomplete_grace: Annotated[float | None, typer.Option(
+        help="Remove incomplete snapshots older than this many seconds.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only say what would be removed.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply retention; never removes the newest complete snapshot."""
+    settings = _settings(config)
+    overrides = {
+        k: v for k, v in {
+            "keep_last": keep_last, "keep_daily": keep_daily, "keep_weekly": keep_weekly,
+            "keep_monthly": keep_monthly, "incomplete_grace_s": incomplete_grace,
+        }.items() if v is not None
+    }
+    policy = settings.backup.retention.model_copy(update=overrides)
+    result = prune(_repo(settings, repo), policy, dry_run=dry_run)
+    if as_json:
+        _emit(result.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"kept {len(result.kept)}, {verb} {len(result.removed)} snapshot(s) and "
+                  f"{len(result.removed_incomplete)} incomplete one(s)")
+
+
+def restore_cmd(
+    to: Annotated[Path, typer.Option("--to", help="Data directory to restore into.")],
+    source: Annotated[str | None, typer.Option("--from", help="Snapshot repository URL "
+                                               "(default: backup.target).")] = None,
+    snapshot: Annotated[str, typer.Option(help="Snapshot id or 'latest'.")] = "latest",
+    force: Annotated[bool, typer.Option(help="Replace a non-empty target.")] = False,
+    if_not_restored: Annotated[bool, typer.Option(
+        "--if-not-restored", help="Do nothing if the target holds a restore marker.")] = False,
+    chroma_version: Annotated[str | None, typer.Option(
+        help="Chroma version that will serve the target (default: chroma.version).")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Restore a snapshot: verify every hash, then swap it in atomically."""
+    settings = _settings(config)
+    result = restore(
+        _repo(settings, source), to, snapshot=snapshot, force=force,
+        if_not_restored=if_not_restored,
+        target_chroma_version=chroma_version or settings.chroma.version,
+        progress=_progress(as_json, quiet),
+    )
+    if as_json:
+        _emit(result.to_dict())
+    elif result.outcome == "skipped":
+        console.print(result.message)
+    else:
+        console.print(f"restored snapshot [bold]{result.snapshot_id}[/] into {result.target} "
+                      f"({result.files} files, {result.bytes:,} bytes)")
+
+
+ApiUrl = Annotated[str, typer.Option("--url", help="Chroma (or gateway) URL.")]
+HeaderOpt = Annotated[list[str] | None, typer.Option(
+    "--header", "-H", help="Extra request header 'Name: value' (repeatable).")]
+TokenEnvOpt = Annotated[str | None, typer.Option(
+    help="Environment variable with a bearer token.")]
+TenantOpt = Annotated[str, typer.Option(help="Tenant.")]
+DatabaseOpt = Annotated[str, typer.Option(help="Database.")]
+CollectionOpt = Annotated[list[str] | None, typer.Option(
+    "--collection", help="Only this collection (repeatable).")]
+
+
+def export_cmd(
+    url: ApiUrl,
+    out: Annotated[str, typer.Option("--to", help="Export URL (path, s3://, ...).")],
+    header: HeaderOpt = None,
+    token_env: TokenEnvOpt = None,
+    tenant: TenantOpt = "default_tenant",
+    database: DatabaseOpt = "default_database",
+    collection: CollectionOpt = None,
+    page_size: Annotated[int, typer.Option(min=1, help="Records per page and file.")] = 1000,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Export collections through the HTTP API to Parquet (resumable: re-run to continue)."""
+    settings = _settings(config)
+    api = ChromaApi(url, headers=_headers(header, token_env), tenant=tenant, database=database)
+    try:
+        result = export(api, _repo(settings, out), collections=collection, page_size=page_size,
+                        progress=_progress(as_json, quiet))
+    finally:
+        api.close()
+    if as_json:
+        _emit(result.to_dict())
+    else:
+        console.print(f"exported {result.records:,} records from {len(result.collections)} "
+                      f"collection(s) in {result.duration_s:.1f} s")
+
+
+def import_cmd(
+    url: ApiUrl,
+    source: Annotated[str, typer.Option("--from", help="Export URL.")],
+    header: HeaderOpt = None,
+    token_env: TokenEnvOpt = None,
+    tenant: TenantOpt = "default_tenant",
+    database: DatabaseOpt = "default_database",
+    collection: CollectionOpt = None,
+    batch_size: Annotated[int | None, typer.Option(help="Records per upsert.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Import an export into any Chroma (upserts: safe to re-run)."""
+    settings = _settings(config)
+    api = ChromaApi(url, headers=_headers(header, token_env), tenant=tenant, database=database)
+    try:
+        result = import_export(_repo(settings, source), api, collections=collection,
+                               batch_size=batch_size, progress=_progress(as_json, quiet))
+    finally:
+        api.close()
+    if as_json:
+        _emit(result.to_dict())
+    else:
+        console.print(f"imported {result.records:,} records into {len(result.collections)} "
+                      f"collection(s) in {result.duration_s:.1f} s")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``backup``, ``restore``, ``export`` and ``import`` to the main CLI."""
+    app.add_typer(backup_app, name="backup")
+    app.command("restore")(restore_cmd)
+    app.command("export")(export_cmd)
+    app.command("import")(import_cmd)
