@@ -8,6 +8,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CHECKOV_VENV := .venvs/checkov
+LEGACY_CHROMA_VENV := .venvs/chroma-0.6.3
 CHART  := charts/chromadb
 PYTEST_ARGS ?=
 
@@ -27,8 +28,16 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install -q -r requirements/checkov.txt
 	touch $@
 
+$(LEGACY_CHROMA_VENV)/.installed: requirements/chroma-0.6.3.txt
+	test -x $(LEGACY_CHROMA_VENV)/bin/python || $(PYTHON) -m venv $(LEGACY_CHROMA_VENV)
+	$(LEGACY_CHROMA_VENV)/bin/pip install -q -r requirements/chroma-0.6.3.txt
+	touch $@
+
+.PHONY: legacy-chroma
+legacy-chroma: $(LEGACY_CHROMA_VENV)/.installed ## a venv with the legacy Chroma 0.6.3 server (migration tests)
+
 .PHONY: deps
-deps: $(BIN)/.installed $(CHECKOV_VENV)/.installed ## install everything the tests need
+deps: $(BIN)/.installed $(CHECKOV_VENV)/.installed $(LEGACY_CHROMA_VENV)/.installed ## install everything the tests need
 	@scripts/install-system-deps.sh
 
 .PHONY: test
@@ -50,3 +59,7 @@ run: $(BIN)/.installed ## start the local stack and print how to connect
 .PHONY: lock
 lock: $(BIN)/.installed ## re-pin every transitive dependency into constraints.txt
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+.PHONY: bench
+bench: $(BIN)/.installed $(LEGACY_CHROMA_VENV)/.installed ## run the benchmarks and write their results under bench/
+	$(BIN)/python bench/backup/run.py
