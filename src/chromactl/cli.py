@@ -106,3 +106,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+from chromactl.gateway.cli import register as register_gateway
+register_gateway(app)

@@ -1,0 +1,9 @@
+"""The chromactl gateway: auth, authorization, write-hold, metrics and TLS in front of Chroma.
+
+Each concern is one ASGI middleware in its own module; :func:`chromactl.gateway.app.build_app`
+composes them. :class:`chromactl.gateway.writegate.WriteGate` is usable in-process (backups).
+"""
+
+from chromactl.gateway.writegate import Hold, WriteGate, WritesHeld
+
+__all__ = ["Hold", "WriteGate", "WritesHeld"]

@@ -1,0 +1,70 @@
+"""The agent API under ``/chromactl/v1/`` (admin only): write holds, and routes others add.
+
+``POST /chromactl/v1/hold`` ``{"timeout_s": N}`` -> ``{"hold_id", "waited_s"}``
+``DELETE /chromactl/v1/hold/{hold_id}`` -> ``{"released": true}``
+``GET /chromactl/v1/hold`` -> ``{"holds": [...], "writes_in_flight": n}``
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route, Router
+
+from chromactl.gateway.routes import AGENT_PREFIX
+from chromactl.gateway.writegate import DrainTimeout, WriteGate
+
+
+def _error(status: int, error: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message}, status_code=status)
+
+
+def agent_app(gate: WriteGate, max_hold_s: float, extra: Sequence[BaseRoute] = ()) -> Router:
+    """The agent API as an ASGI app; ``extra`` routes (e.g. backups) are served beside it."""
+
+    async def create_hold(request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+            timeout_s = float(body["timeout_s"])
+            drain = body.get("drain_timeout_s")
+            drain_s = float(drain) if drain is not None else None
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "InvalidArgumentError", 'expected {"timeout_s": <seconds>}')
+        if not 0 < timeout_s <= max_hold_s:
+            return _error(
+                400, "InvalidArgumentError", f"timeout_s must be in (0, {max_hold_s:g}]"
+            )
+        try:
+            hold = await gate.hold(timeout_s, drain_s)
+        except DrainTimeout as exc:
+            return _error(503, "ServiceUnavailable", str(exc))
+        return JSONResponse({"hold_id": hold.hold_id, "waited_s": round(hold.waited_s, 6)})
+
+    async def release_hold(request: Request) -> JSONResponse:
+        hold_id = request.path_params["hold_id"]
+        if not gate.release(hold_id):
+            return _error(404, "NotFoundError", f"hold {hold_id} does not exist or has ended")
+        return JSONResponse({"released": True})
+
+    async def list_holds(request: Request) -> JSONResponse:
+        now = asyncio.get_running_loop().time()
+        return JSONResponse(
+            {
+                "holds": [
+                    {"hold_id": h.hold_id, "expires_in_s": round(h.expires_at - now, 3)}
+                    for h in gate.holds()
+                ],
+                "writes_in_flight": gate.in_flight,
+            }
+        )
+
+    routes: list[BaseRoute] = [
+        Route(f"{AGENT_PREFIX}/hold", create_hold, methods=["POST"]),
+        Route(f"{AGENT_PREFIX}/hold", list_holds, methods=["GET"]),
+        Route(f"{AGENT_PREFIX}/hold/{{hold_id}}", release_hold, methods=["DELETE"]),
+        *extra,
+    ]
+    return Router(routes=routes)

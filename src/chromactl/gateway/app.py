@@ -1,0 +1,154 @@
+"""Compose the gateway from its steps.
+
+Request path, outermost first::
+
+    metrics -> classify (prefix) -> body limit -> authentication -> identity
+      -> authorization -> agent API | write-hold -> reverse proxy
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from starlette.routing import BaseRoute
+
+from chromactl.config import GatewaySettings, Settings
+from chromactl.gateway.agent import agent_app
+from chromactl.gateway.auth.base import Authenticator
+from chromactl.gateway.auth.basic import BasicAuthenticator
+from chromactl.gateway.auth.middleware import AuthenticationMiddleware
+from chromactl.gateway.auth.oidc import OIDCAuthenticator
+from chromactl.gateway.auth.token import TokenAuthenticator
+from chromactl.gateway.authz import AuthorizationMiddleware
+from chromactl.gateway.bodylimit import BodyLimitMiddleware
+from chromactl.gateway.classify import ClassifyMiddleware
+from chromactl.gateway.collections import CollectionResolver
+from chromactl.gateway.identity import IdentityMiddleware
+from chromactl.gateway.metrics import GatewayMetrics, MetricsMiddleware
+from chromactl.gateway.proxy import ReverseProxy
+from chromactl.gateway.routes import Access, Route
+from chromactl.gateway.types import ASGIApp, Receive, Scope, Send, state
+from chromactl.gateway.upstream import Upstream, make_upstream
+from chromactl.gateway.writegate import WriteGate
+from chromactl.gateway.writehold import WriteHoldMiddleware
+
+
+def build_authenticators(gw: GatewaySettings) -> list[Authenticator]:
+    """The configured authenticators, in the order they are tried."""
+    auth = gw.auth
+    found: list[Authenticator] = []
+    if auth.token is not None:
+        found.append(TokenAuthenticator.from_settings(auth.token, defer_jwt=auth.oidc is not None))
+    if auth.basic is not None:
+        found.append(BasicAuthenticator.from_settings(auth.basic))
+    if auth.oidc is not None:
+        found.append(OIDCAuthenticator(auth.oidc))
+    return found
+
+
+def challenges(gw: GatewaySettings) -> list[str]:
+    out = []
+    if gw.auth.token is not None or gw.auth.oidc is not None:
+        out.append('Bearer realm="chroma"')
+    if gw.auth.basic is not None:
+        out.append('Basic realm="chroma", charset="UTF-8"')
+    return out or ['Bearer realm="chroma"']
+
+
+class _AgentSwitch:
+    """Sends agent routes to the agent app, everything else on."""
+
+    def __init__(self, app: ASGIApp, agent: ASGIApp) -> None:
+        self.app = app
+        self.agent = agent
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route: Route | None = state(scope).get("route") if scope["type"] == "http" else None
+        if route is not None and route.access is Access.AGENT:
+            await self.agent(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+@dataclass
+class Gateway:
+    """The composed ASGI app and the parts callers may need in-process."""
+
+    app: ASGIApp
+    gate: WriteGate
+    metrics: GatewayMetrics
+    upstream: Upstream
+    resolver: CollectionResolver
+    authenticators: list[Authenticator]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(self, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+
+
+async def _lifespan(gw: Gateway, receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            with contextlib.suppress(Exception):
+                await gw.aclose()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def build_gateway(
+    settings: Settings,
+    *,
+    gate: WriteGate | None = None,
+    metrics: GatewayMetrics | None = None,
+    upstream: Upstream | None = None,
+    agent_routes: Sequence[BaseRoute] = (),
+) -> Gateway:
+    """The gateway for ``settings``; pass ``gate`` to share it with in-process users."""
+    gw = settings.gateway
+    gate = gate or WriteGate()
+    metrics = metrics or GatewayMetrics()
+    upstream = upstream or make_upstream(
+        settings.chroma.url, keepalive=gw.upstream_keepalive, timeout_s=gw.upstream_timeout_s
+    )
+    resolver = CollectionResolver(
+        upstream, size=gw.collection_cache_size, ttl_s=gw.collection_cache_ttl_s
+    )
+    authenticators = build_authenticators(gw)
+
+    app: ASGIApp = ReverseProxy(upstream, scheme="https" if gw.tls.enabled else "http")
+    app = WriteHoldMiddleware(app, gate, gw.write_wait_s)
+    app = _AgentSwitch(app, agent_app(gate, gw.max_hold_s, agent_routes))
+    app = AuthorizationMiddleware(
+        app, resolver, allow_reset=gw.allow_reset, on_denied=metrics.denial
+    )
+    app = IdentityMiddleware(app)
+    app = AuthenticationMiddleware(
+        app,
+        authenticators,
+        enabled=gw.auth.enabled,
+        challenges=challenges(gw),
+        on_failure=metrics.auth_failure,
+    )
+    app = BodyLimitMiddleware(app, gw.max_body_bytes)
+    app = ClassifyMiddleware(app, gw.path_prefix)
+    app = MetricsMiddleware(app, metrics)
+    return Gateway(app, gate, metrics, upstream, resolver, authenticators)
+
+
+@contextlib.asynccontextmanager
+async def running(gateway: Gateway) -> AsyncIterator[Gateway]:
+    """Close the gateway's upstream pool when done."""
+    try:
+        yield gateway
+    finally:
+        await gateway.aclose()

@@ -1,0 +1,87 @@
+"""The authentication step: credentials in, a principal on the request, or 401."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from chromactl.gateway.auth.base import Authenticator, AuthFailure, presented_credentials
+from chromactl.gateway.principal import ANONYMOUS_ADMIN, Principal
+from chromactl.gateway.responses import send_error
+from chromactl.gateway.routes import Access, Route
+from chromactl.gateway.types import ASGIApp, Receive, Scope, Send, state
+
+log = logging.getLogger("chromactl.gateway.auth")
+
+
+class AuthenticationMiddleware:
+    """Sets ``state["principal"]`` or answers 401 ``AuthError``; probes pass untouched."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        authenticators: Sequence[Authenticator],
+        *,
+        enabled: bool = True,
+        challenges: Sequence[str] = ('Bearer realm="chroma"',),
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.authenticators = list(authenticators)
+        self.enabled = enabled
+        self.challenge = ", ".join(challenges)
+        self.on_failure = on_failure
+
+    async def authenticate(self, scope: Scope) -> Principal:
+        presented = presented_credentials(scope["headers"])
+        if not presented:
+            raise AuthFailure("missing", "no credentials")
+        first_failure: AuthFailure | None = None
+        for cred in presented:
+            for authenticator in self.authenticators:
+                try:
+                    principal = await authenticator.authenticate(cred)
+                except AuthFailure as failure:
+                    first_failure = first_failure or failure
+                    break
+                if principal is not None:
+                    return principal
+        raise first_failure or AuthFailure("unsupported", "no accepted credentials")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        st = state(scope)
+        route: Route = st["route"]
+        if route.access is Access.PUBLIC:
+            await self.app(scope, receive, send)
+            return
+        if not self.enabled:
+            st["principal"] = ANONYMOUS_ADMIN
+            await self.app(scope, receive, send)
+            return
+        try:
+            st["principal"] = await self.authenticate(scope)
+        except AuthFailure as failure:
+            if self.on_failure is not None:
+                self.on_failure(failure.reason)
+            log.info(
+                "authentication failed",
+                extra={"reason": failure.reason, "path": scope.get("path"), "client": _client(scope)},
+            )
+            challenge = self.challenge
+            if failure.reason.startswith("jwt_") or failure.reason == "invalid_token":
+                challenge = challenge.replace(
+                    'Bearer realm="chroma"', 'Bearer realm="chroma", error="invalid_token"'
+                )
+            await send_error(
+                send, 401, "AuthError", f"Unauthorized: {failure}", [("www-authenticate", challenge)]
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else ""

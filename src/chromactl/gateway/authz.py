@@ -1,0 +1,97 @@
+"""Authorization: role and scope per request, and collection ids checked against the path."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from chromactl.gateway.collections import CollectionResolver
+from chromactl.gateway.principal import Principal
+from chromactl.gateway.responses import send_error
+from chromactl.gateway.routes import Access, Route
+from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send, state
+from chromactl.gateway.upstream import UpstreamTimeout, UpstreamUnavailable
+
+log = logging.getLogger("chromactl.gateway.authz")
+
+
+class AuthorizationMiddleware:
+    """Answers 403 ``AuthorizationError`` unless the principal may do what the route does."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        resolver: CollectionResolver,
+        *,
+        allow_reset: bool = False,
+        on_denied: Callable[[str], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.resolver = resolver
+        self.allow_reset = allow_reset
+        self.on_denied = on_denied
+
+    async def _deny(self, send: Send, reason: str, message: str) -> None:
+        if self.on_denied is not None:
+            self.on_denied(reason)
+        await send_error(send, 403, "AuthorizationError", message)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        st = state(scope)
+        route: Route = st["route"]
+        if route.access is Access.PUBLIC:
+            await self.app(scope, receive, send)
+            return
+        principal: Principal = st["principal"]
+        if route.access is Access.BLOCKED:
+            await self._deny(send, "blocked", f"{scope['path']} is not served by the gateway")
+            return
+        if route.operation == "reset" and not self.allow_reset:
+            await self._deny(send, "reset_disabled", "reset is disabled")
+            return
+        if not principal.may(route.needed_role, route.reach, route.tenant, route.database):
+            log.info(
+                "denied",
+                extra={"user": principal.user_id, "operation": route.operation},
+            )
+            await self._deny(
+                send,
+                "forbidden",
+                f"{principal.user_id or 'caller'} may not {route.operation}"
+                + (f" in {route.tenant}/{route.database}" if route.database else ""),
+            )
+            return
+        if route.resolve_collection:
+            try:
+                ok = await self.resolver.belongs(route.tenant, route.database, route.collection)
+            except (UpstreamUnavailable, UpstreamTimeout):
+                await send_error(
+                    send, 503, "ServiceUnavailable", "Chroma is not reachable", [("retry-after", "2")]
+                )
+                return
+            if not ok:
+                await send_error(
+                    send, 404, "NotFoundError", f"Collection [{route.collection}] does not exist"
+                )
+                return
+        if route.operation in ("delete_collection", "update_collection", "delete_database", "reset"):
+            send = self._forget_on_success(route, send)
+        await self.app(scope, receive, send)
+
+    def _forget_on_success(self, route: Route, send: Send) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                if route.operation == "reset":
+                    self.resolver.forget()
+                elif route.operation == "delete_database":
+                    self.resolver.forget(tenant=route.tenant, database=route.database)
+                else:
+                    self.resolver.forget(
+                        tenant=route.tenant, database=route.database, name_or_id=route.collection
+                    )
+            await send(message)
+
+        return wrapped

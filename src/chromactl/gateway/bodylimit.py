@@ -1,0 +1,69 @@
+"""Refuse request bodies over the limit with 413, before reading them whole."""
+
+from __future__ import annotations
+
+from chromactl.gateway.responses import send_error
+from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send, state
+
+
+class BodyLimitMiddleware:
+    """A declared ``Content-Length`` over the limit is refused at once.
+
+    A body without a length (chunked) is read only up to the limit: over it, 413; under
+    it, the body is kept in ``state["body"]`` for the next steps.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _too_large(self, send: Send) -> None:
+        await send_error(
+            send,
+            413,
+            "PayloadTooLargeError",
+            f"request body is larger than {self.max_bytes} bytes",
+            [("connection", "close")],
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length: int | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    await send_error(send, 400, "InvalidArgumentError", "bad Content-Length")
+                    return
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        if length is not None and length > self.max_bytes:
+            await self._too_large(send)
+            return
+        if length is None and chunked:
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # client went away
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_bytes:
+                    await self._too_large(send)
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            state(scope)["body"] = b"".join(chunks)
+
+            async def replay() -> Message:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,113 @@
+"""The streaming reverse proxy to Chroma (the innermost app)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from chromactl.gateway.responses import send_error
+from chromactl.gateway.types import Receive, Scope, Send, state
+from chromactl.gateway.upstream import Body, Headers, Upstream, UpstreamTimeout, UpstreamUnavailable
+
+log = logging.getLogger("chromactl.gateway.proxy")
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+#: Request headers not forwarded: hop-by-hop, the host, and the caller's credentials.
+_DROP_REQUEST = HOP_BY_HOP | {b"host", b"authorization", b"x-chroma-token", b"content-length"}
+#: Bodies up to this size are read before forwarding (faster); larger ones stream.
+BUFFER_BELOW = 256 * 1024
+
+
+class ReverseProxy:
+    """Forwards a request to Chroma and streams the answer back."""
+
+    def __init__(self, upstream: Upstream, *, scheme: str = "http") -> None:
+        self.upstream = upstream
+        self.scheme = scheme
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers: Headers = []
+        length: int | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = int(value)
+            if name not in _DROP_REQUEST:
+                headers.append((name, value))
+        client = scope.get("client")
+        if client:
+            headers.append((b"x-forwarded-for", client[0].encode()))
+        headers.append((b"x-forwarded-proto", scope.get("scheme", self.scheme).encode()))
+        body: Body
+        buffered = state(scope).get("body")
+        if buffered is not None:
+            body = buffered
+        elif length is None or length == 0:
+            body = b""
+        elif length <= BUFFER_BELOW:
+            body = await _read(receive)
+        else:
+            headers.append((b"content-length", str(length).encode()))
+            body = _stream(receive)
+        path = scope.get("raw_path") or scope["path"].encode()
+        qs = scope.get("query_string", b"")
+        target = path.decode("latin-1") + ("?" + qs.decode("latin-1") if qs else "")
+        try:
+            resp = await self.upstream.request(scope["method"], target, headers, body)
+        except UpstreamTimeout:
+            await send_error(send, 504, "GatewayTimeout", "Chroma did not answer in time")
+            return
+        except UpstreamUnavailable as exc:
+            log.warning("Chroma is not reachable: %s", exc)
+            await send_error(
+                send, 503, "ServiceUnavailable", "Chroma is not reachable", [("retry-after", "2")]
+            )
+            return
+        try:
+            out = [(k.lower(), v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP]
+            await send({"type": "http.response.start", "status": resp.status, "headers": out})
+            async for chunk in resp.body():
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except (UpstreamTimeout, UpstreamUnavailable) as exc:
+            log.warning("Chroma's answer broke off: %s", exc)
+            raise
+        finally:
+            await resp.aclose()
+
+
+async def _read(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ConnectionError("client disconnected")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _stream(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ConnectionError("client disconnected")
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return

@@ -1,0 +1,87 @@
+"""Run the gateway: uvicorn on the client port (TLS optional) and metrics on their own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import uvicorn
+from prometheus_client import start_http_server
+
+from chromactl.config import Settings
+from chromactl.gateway.app import Gateway, build_gateway
+from chromactl.gateway.tls import ReloadingTLS
+
+log = logging.getLogger("chromactl.gateway")
+
+
+def uvicorn_config(settings: Settings, gateway: Gateway, tls: ReloadingTLS | None) -> uvicorn.Config:
+    gw = settings.gateway
+    config = uvicorn.Config(
+        gateway,
+        host=gw.listen_address,
+        port=gw.port,
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        timeout_keep_alive=75,
+        backlog=2048,
+    )
+    config.load()
+    if tls is not None:
+        # Our context, so that certificate reloads reach new handshakes.
+        config.ssl = tls.context
+    return config
+
+
+async def serve(
+    settings: Settings,
+    gateway: Gateway | None = None,
+    *,
+    on_started: Callable[[uvicorn.Server], None] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM (or until the returned server's ``should_exit``)."""
+    gw = settings.gateway
+    gateway = gateway or build_gateway(settings)
+    tls = ReloadingTLS(gw.tls) if gw.tls.enabled else None
+    server = uvicorn.Server(uvicorn_config(settings, gateway, tls))
+    metrics_server = None
+    if gw.metrics_port is not None:
+        metrics_server, _ = start_http_server(
+            gw.metrics_port, gw.metrics_address, registry=gateway.metrics.registry
+        )
+    watcher = asyncio.create_task(tls.watch()) if tls is not None else None
+    log.info(
+        "gateway on %s://%s:%d -> %s",
+        "https" if tls else "http",
+        gw.listen_address,
+        gw.port,
+        settings.chroma.url,
+    )
+    if on_started is not None:
+        on_started(server)
+    try:
+        await server.serve()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        await gateway.aclose()
+
+
+def run(settings: Settings) -> None:
+    """Blocking entry point for ``chromactl gateway`` (uvloop when available)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))

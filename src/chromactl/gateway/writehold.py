@@ -1,0 +1,33 @@
+"""The write-hold step: writes pass through the :class:`WriteGate`."""
+
+from __future__ import annotations
+
+from chromactl.gateway.responses import send_error
+from chromactl.gateway.routes import Route
+from chromactl.gateway.types import ASGIApp, Receive, Scope, Send, state
+from chromactl.gateway.writegate import WriteGate, WritesHeld
+
+
+class WriteHoldMiddleware:
+    """Writes wait while a hold is on (503 with ``Retry-After`` after ``wait_s``)."""
+
+    def __init__(self, app: ASGIApp, gate: WriteGate, wait_s: float) -> None:
+        self.app = app
+        self.gate = gate
+        self.wait_s = wait_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route: Route | None = state(scope).get("route") if scope["type"] == "http" else None
+        if route is None or not route.is_write:
+            await self.app(scope, receive, send)
+            return
+        write = self.gate.write(self.wait_s)
+        try:
+            await write.__aenter__()
+        except WritesHeld as exc:
+            await send_error(send, 503, "ServiceUnavailable", str(exc), [("retry-after", "1")])
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            await write.__aexit__(None, None, None)
