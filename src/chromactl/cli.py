@@ -15,6 +15,7 @@ from chromactl import __version__
 from chromactl.backup.cli import register as register_backup
 from chromactl.config import load_config
 from chromactl.errors import ChromactlError
+from chromactl.gateway.cli import register as register_gateway
 from chromactl.logging import configure_logging
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect and check the chromactl config file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 register_backup(app)
+register_gateway(app)
 
 console = Console(stderr=True)
 
@@ -106,5 +108,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-from chromactl.gateway.cli import register as register_gateway
-register_gateway(app)
