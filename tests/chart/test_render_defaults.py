@@ -10,6 +10,7 @@ from tests.chart.helm import render
 def test_default_objects_and_names() -> None:
     assert render().kinds() == [
         ("ConfigMap", "chroma-chromadb-config"),
+        ("NetworkPolicy", "chroma-chromadb"),
         ("Pod", "chroma-chromadb-test-collection"),
         ("Pod", "chroma-chromadb-test-heartbeat"),
         ("Service", "chroma-chromadb"),

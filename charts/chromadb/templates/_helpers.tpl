@@ -37,6 +37,12 @@ app.kubernetes.io/name: {{ include "chromadb.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* Selects the Chroma server pod only (not helm test or job pods of the release). */}}
+{{- define "chromadb.serverSelectorLabels" -}}
+{{ include "chromadb.selectorLabels" . }}
+app.kubernetes.io/component: server
+{{- end }}
+
 {{- define "chromadb.labels" -}}
 helm.sh/chart: {{ include "chromadb.chart" . }}
 {{ include "chromadb.selectorLabels" . }}

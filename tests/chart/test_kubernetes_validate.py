@@ -1,0 +1,34 @@
+"""Every rendered object is valid for Kubernetes 1.29 through 1.34 (strict: no unknown fields)."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+
+from tests.chart.helm import Render, everything_values, render
+
+VERSIONS = ["1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0"]
+RENDERS = {
+    "default": lambda: render(),
+    "everything": lambda: render(everything_values()),
+    "legacy": lambda: render({"chromadb": {"apiVersion": "0.6.3", "isPersistent": False}}),
+}
+
+
+def validate(r: Render, version: str) -> None:
+    for obj in r.objects:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("name", RENDERS)
+def test_render_is_valid(name: str, version: str) -> None:
+    validate(RENDERS[name](), version)
+
+
+def test_validator_catches_a_broken_object() -> None:
+    broken = render()
+    sts = broken.statefulset
+    sts["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "http"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(sts, VERSIONS[0], strict=True)
