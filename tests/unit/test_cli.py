@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import chromactl
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "chromactl", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_version_json() -> None:
+    proc = run("version", "--json")
+    assert proc.returncode == 0
+    info = json.loads(proc.stdout)
+    assert info["chromactl"] == chromactl.__version__
+    assert info["chromadb"] == "1.5.9"
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "chromactl"
+    proc = subprocess.run([str(script), "version"], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.startswith(f"chromactl {chromactl.__version__}")
+
+
+def test_bad_config_is_a_clear_error_and_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("log:\n  formatt: json\n")
+    proc = run("config", "check", "--config", str(cfg))
+    assert proc.returncode == 2
+    assert "log.formatt" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_config_check_prints_defaults(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("{}\n")
+    proc = run("config", "check", "--config", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["chroma"]["persist_path"] == "/data"
