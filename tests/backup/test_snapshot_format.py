@@ -1,0 +1,116 @@
+"""The snapshot format: zstd objects, hashes of the content, manifest written last."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from chromactl import __version__
+from chromactl.backup import FORMAT_VERSION, NoHold, Repository, create_snapshot
+from chromactl.backup.chromadb_files import MARKER_NAME
+from chromactl.backup.manifest import Manifest, ManifestError
+from chromactl.backup.store import RepositoryError
+
+
+def test_manifest_describes_every_file(seeded_dir: Path, tmp_path: Path) -> None:
+    repo = Repository(str(tmp_path / "repo"))
+    result = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    assert result.outcome == "success"
+    root = tmp_path / "repo" / str(result.snapshot_id)
+    data = json.loads((root / "manifest.json").read_text())
+    assert data["format_version"] == FORMAT_VERSION
+    assert data["chroma_version"] == "1.5.9"
+    assert data["chromactl_version"] == __version__
+    assert data["created_at"].endswith("Z")
+    assert data["compression"] == "zstd" and data["hash"] == "sha256"
+
+    on_disk = sorted(
+        p.relative_to(seeded_dir).as_posix() for p in seeded_dir.rglob("*") if p.is_file()
+    )
+    assert sorted(f["path"] for f in data["files"]) == on_disk
+    for entry in data["files"]:
+        stored = (root / "files" / f"{entry['path']}.zst").read_bytes()
+        assert len(stored) == entry["stored_size"]
+        assert hashlib.sha256(stored).hexdigest() == entry["stored_sha256"]
+        content = zstandard.ZstdDecompressor().decompressobj().decompress(stored)
+        assert len(content) == entry["size"]
+        assert hashlib.sha256(content).hexdigest() == entry["sha256"]
+        if entry["path"] != "chroma.sqlite3":  # the database is a backup-API copy
+            assert content == (seeded_dir / entry["path"]).read_bytes()
+
+    counts = {c["name"]: c["count"] for c in data["collections"]}
+    assert counts == {"alpha": 2500, "beta": 300}
+    assert {c["tenant"] for c in data["collections"]} == {"default_tenant"}
+    assert result.records == 2800
+
+
+def test_manifest_is_written_last(
+    seeded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = Repository(str(tmp_path / "repo"))
+    order: list[str] = []
+    real_open, real_manifest = repo.open_write, repo.write_manifest
+
+    def open_write(sid: str, name: str):  # type: ignore[no-untyped-def]
+        order.append(name)
+        return real_open(sid, name)
+
+    def write_manifest(manifest: Manifest) -> None:
+        order.append("manifest.json")
+        real_manifest(manifest)
+
+    monkeypatch.setattr(repo, "open_write", open_write)
+    monkeypatch.setattr(repo, "write_manifest", write_manifest)
+    create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    assert order[-1] == "manifest.json"
+    assert order.count("manifest.json") == 1
+    assert "files/chroma.sqlite3.zst" in order
+
+
+def test_restore_marker_is_not_part_of_a_snapshot(seeded_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(seeded_dir, data)
+    (data / MARKER_NAME).write_text('{"snapshot_id": "x"}')
+    repo = Repository(str(tmp_path / "repo"))
+    create_snapshot(data, repo, NoHold(), chroma_version="1.5.9")
+    manifest = repo.resolve("latest")
+    assert MARKER_NAME not in {f.path for f in manifest.files}
+
+
+def test_snapshot_without_manifest_is_not_listed(seeded_dir: Path, tmp_path: Path) -> None:
+    repo = Repository(str(tmp_path / "repo"))
+    first = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    second = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    (tmp_path / "repo" / str(second.snapshot_id) / "manifest.json").unlink()
+    assert [s.snapshot_id for s in repo.complete()] == [first.snapshot_id]
+    assert repo.resolve("latest").snapshot_id == first.snapshot_id
+    with pytest.raises(ManifestError, match="incomplete"):
+        repo.resolve(str(second.snapshot_id))
+
+
+def test_newer_format_is_refused(seeded_dir: Path, tmp_path: Path) -> None:
+    repo = Repository(str(tmp_path / "repo"))
+    result = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    path = tmp_path / "repo" / str(result.snapshot_id) / "manifest.json"
+    data = json.loads(path.read_text())
+    data["format_version"] = FORMAT_VERSION + 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="newer"):
+        repo.resolve(str(result.snapshot_id))
+
+
+def test_not_a_chroma_dir_is_refused(tmp_path: Path) -> None:
+    from chromactl.backup.snapshot import SnapshotError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SnapshotError, match="not a Chroma data directory"):
+        create_snapshot(tmp_path / "empty", Repository(str(tmp_path / "r")), NoHold(),
+                        chroma_version="1.5.9")
+    with pytest.raises(RepositoryError):
+        Repository("")
