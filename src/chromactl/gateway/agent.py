@@ -34,9 +34,7 @@ def agent_app(gate: WriteGate, max_hold_s: float, extra: Sequence[BaseRoute] = (
         except (ValueError, KeyError, TypeError):
             return _error(400, "InvalidArgumentError", 'expected {"timeout_s": <seconds>}')
         if not 0 < timeout_s <= max_hold_s:
-            return _error(
-                400, "InvalidArgumentError", f"timeout_s must be in (0, {max_hold_s:g}]"
-            )
+            return _error(400, "InvalidArgumentError", f"timeout_s must be in (0, {max_hold_s:g}]")
         try:
             hold = await gate.hold(timeout_s, drain_s)
         except DrainTimeout as exc:
@@ -54,8 +52,7 @@ def agent_app(gate: WriteGate, max_hold_s: float, extra: Sequence[BaseRoute] = (
         return JSONResponse(
             {
                 "holds": [
-                    {"hold_id": h.hold_id, "expires_in_s": round(h.expires_at - now, 3)}
-                    for h in gate.holds()
+                    {"hold_id": h.hold_id, "expires_in_s": round(h.expires_at - now, 3)} for h in gate.holds()
                 ],
                 "writes_in_flight": gate.in_flight,
             }

@@ -120,17 +120,13 @@ def build_gateway(
     upstream = upstream or make_upstream(
         settings.chroma.url, keepalive=gw.upstream_keepalive, timeout_s=gw.upstream_timeout_s
     )
-    resolver = CollectionResolver(
-        upstream, size=gw.collection_cache_size, ttl_s=gw.collection_cache_ttl_s
-    )
+    resolver = CollectionResolver(upstream, size=gw.collection_cache_size, ttl_s=gw.collection_cache_ttl_s)
     authenticators = build_authenticators(gw)
 
     app: ASGIApp = ReverseProxy(upstream, scheme="https" if gw.tls.enabled else "http")
     app = WriteHoldMiddleware(app, gate, gw.write_wait_s)
     app = _AgentSwitch(app, agent_app(gate, gw.max_hold_s, agent_routes))
-    app = AuthorizationMiddleware(
-        app, resolver, allow_reset=gw.allow_reset, on_denied=metrics.denial
-    )
+    app = AuthorizationMiddleware(app, resolver, allow_reset=gw.allow_reset, on_denied=metrics.denial)
     app = IdentityMiddleware(app)
     app = AuthenticationMiddleware(
         app,

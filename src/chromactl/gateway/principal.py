@@ -64,8 +64,7 @@ class Grant:
             return False
         qualified = f"{tenant}/{database}"
         return any(
-            fnmatchcase(qualified, p) if "/" in p else fnmatchcase(database, p)
-            for p in self.databases
+            fnmatchcase(qualified, p) if "/" in p else fnmatchcase(database, p) for p in self.databases
         )
 
     def covers_whole_tenant(self, tenant: str) -> bool:

@@ -45,9 +45,7 @@ class ReloadingTLS:
         ctx.set_alpn_protocols(["http/1.1"])
         if settings.client_auth != "none":
             ctx.load_verify_locations(cafile=str(settings.client_ca_file))
-            ctx.verify_mode = (
-                ssl.CERT_REQUIRED if settings.client_auth == "required" else ssl.CERT_OPTIONAL
-            )
+            ctx.verify_mode = ssl.CERT_REQUIRED if settings.client_auth == "required" else ssl.CERT_OPTIONAL
         self.context = ctx
         self._stamps = self._current_stamps()
         ctx.load_cert_chain(str(settings.cert_file), str(settings.key_file))

@@ -38,9 +38,7 @@ class UpstreamResponse(Protocol):
 class Upstream(Protocol):
     """Sends requests to Chroma; ``path`` includes the query string."""
 
-    async def request(
-        self, method: str, path: str, headers: Headers, body: Body
-    ) -> UpstreamResponse: ...
+    async def request(self, method: str, path: str, headers: Headers, body: Body) -> UpstreamResponse: ...
 
     async def aclose(self) -> None: ...
 
@@ -80,12 +78,8 @@ class HttpxUpstream:
             follow_redirects=False,
         )
 
-    async def request(
-        self, method: str, path: str, headers: Headers, body: Body
-    ) -> UpstreamResponse:
-        req = self._client.build_request(
-            method, self._prefix + path, headers=headers, content=body
-        )
+    async def request(self, method: str, path: str, headers: Headers, body: Body) -> UpstreamResponse:
+        req = self._client.build_request(method, self._prefix + path, headers=headers, content=body)
         try:
             resp = await self._client.send(req, stream=True)
         except httpx.TimeoutException as exc:
@@ -127,9 +121,7 @@ class AiohttpUpstream:
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily: a ClientSession belongs to the running event loop.
         if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=0, keepalive_timeout=30.0, enable_cleanup_closed=False
-            )
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0, enable_cleanup_closed=False)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
@@ -138,9 +130,7 @@ class AiohttpUpstream:
             )
         return self._session
 
-    async def request(
-        self, method: str, path: str, headers: Headers, body: Body
-    ) -> UpstreamResponse:
+    async def request(self, method: str, path: str, headers: Headers, body: Body) -> UpstreamResponse:
         session = self._get_session()
         hdrs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
         try:

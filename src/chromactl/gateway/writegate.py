@@ -121,14 +121,10 @@ class WriteGate:
         return True
 
     @asynccontextmanager
-    async def held(
-        self, timeout_s: float, drain_timeout_s: float | None = None
-    ) -> AsyncIterator[Hold]:
+    async def held(self, timeout_s: float, drain_timeout_s: float | None = None) -> AsyncIterator[Hold]:
         """Hold writes for the ``async with`` block (and at most ``timeout_s``)."""
         hold = await self.hold(timeout_s, drain_timeout_s)
         try:
             yield hold
         finally:
             self.release(hold.hold_id)
-
-

@@ -28,9 +28,7 @@ class BasicAuthenticator:
 
     name = "basic"
 
-    def __init__(
-        self, users: dict[str, tuple[bytes, Principal]], verified_cache_s: float = 300.0
-    ) -> None:
+    def __init__(self, users: dict[str, tuple[bytes, Principal]], verified_cache_s: float = 300.0) -> None:
         self._users = users
         self._cache_s = verified_cache_s
         self._cache_key = secrets.token_bytes(32)

@@ -39,9 +39,7 @@ class JWKSCache:
         timeout_s: float = 10.0,
     ) -> None:
         self.issuer = issuer
-        self._discovery_url = discovery_url or (
-            issuer.rstrip("/") + "/.well-known/openid-configuration"
-        )
+        self._discovery_url = discovery_url or (issuer.rstrip("/") + "/.well-known/openid-configuration")
         self._jwks_url = jwks_url
         self._cache_s = cache_s
         self._min_refresh_s = min_refresh_s
@@ -61,8 +59,7 @@ class JWKSCache:
                 doc = resp.json()
                 if doc.get("issuer") != self.issuer:
                     raise ValueError(
-                        f"discovery document names issuer {doc.get('issuer')!r}, "
-                        f"not {self.issuer!r}"
+                        f"discovery document names issuer {doc.get('issuer')!r}, not {self.issuer!r}"
                     )
                 self._jwks_url = str(doc["jwks_uri"])
             resp = await client.get(self._jwks_url)
@@ -154,9 +151,7 @@ class OIDCAuthenticator:
         self._rules = [(r.claim, r.value, Grant.from_config(r)) for r in settings.rules]
 
     async def authenticate(self, presented: Presented) -> Principal | None:
-        if presented.kind not in (Kind.BEARER, Kind.CHROMA_TOKEN) or not looks_like_jwt(
-            presented.value
-        ):
+        if presented.kind not in (Kind.BEARER, Kind.CHROMA_TOKEN) or not looks_like_jwt(presented.value):
             return None
         claims = await self.verify(presented.value)
         grants = [self._default] if self._default else []

@@ -41,9 +41,7 @@ class TokenAuthenticator:
         self.defer_jwt = defer_jwt
 
     @classmethod
-    def from_settings(
-        cls, settings: TokenAuthSettings, *, defer_jwt: bool = False
-    ) -> TokenAuthenticator:
+    def from_settings(cls, settings: TokenAuthSettings, *, defer_jwt: bool = False) -> TokenAuthenticator:
         entries = []
         for cred in settings.credentials:
             token = read_secret(cred.token_file, cred.token_env, f"token {cred.name!r}")
