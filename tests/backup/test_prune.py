@@ -1,0 +1,108 @@
+"""Retention: last N plus daily/weekly/monthly windows; incomplete leftovers cleaned up."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from chromactl.backup import Manifest, Repository
+from chromactl.backup.prune import prune
+from chromactl.cli import app
+from chromactl.config import RetentionSettings
+
+NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
+
+
+def sid(t: datetime, n: int = 0) -> str:
+    return f"{t.strftime('%Y%m%dT%H%M%SZ')}-{n:06x}"
+
+
+def fake(repo: Repository, snapshot_id: str, *, complete: bool = True) -> None:
+    root = Path(repo.root) / snapshot_id
+    (root / "files").mkdir(parents=True)
+    (root / "files" / "chroma.sqlite3.zst").write_bytes(b"x")
+    if complete:
+        repo.write_manifest(Manifest(snapshot_id, "t", "1.5.9", "0.1.0", "offline"))
+
+
+def policy(**kw: float) -> RetentionSettings:
+    base = {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0,
+            "incomplete_grace_s": 3600}
+    return RetentionSettings(**{**base, **kw})
+
+
+def test_windows(tmp_path: Path) -> None:
+    repo = Repository(str(tmp_path))
+    # two snapshots a day for 70 days, newest first in time = NOW
+    ids = [sid(NOW - timedelta(hours=12 * k), k) for k in range(140)]
+    for s in ids:
+        fake(repo, s)
+    result = prune(repo, policy(keep_last=3, keep_daily=5, keep_weekly=3, keep_monthly=3))
+    kept = set(result.kept)
+    newest_first = sorted(ids, reverse=True)
+    assert set(newest_first[:3]) <= kept
+    # daily: newest of each of the 5 newest days
+    days: dict[str, str] = {}
+    for s in newest_first:
+        days.setdefault(s[:8], s)
+    assert set(list(days.values())[:5]) <= kept
+    months: dict[str, str] = {}
+    for s in newest_first:
+        months.setdefault(s[:6], s)
+    assert set(list(months.values())[:3]) <= kept
+    assert len(kept) < 3 + 5 + 3 + 3 + 1
+    remaining = {s.snapshot_id for s in repo.snapshots()}
+    assert remaining == kept
+    assert set(result.removed) == set(ids) - kept
+
+
+def test_newest_complete_is_never_removed(tmp_path: Path) -> None:
+    repo = Repository(str(tmp_path))
+    old = sid(NOW - timedelta(days=400))
+    newest = sid(NOW - timedelta(days=3))
+    fake(repo, old)
+    fake(repo, newest)
+    fake(repo, sid(NOW - timedelta(days=1)), complete=False)  # newer but incomplete
+    result = prune(repo, policy(incomplete_grace_s=0))
+    assert list(result.kept) == [newest]
+    assert [s.snapshot_id for s in repo.snapshots()] == [newest]
+
+
+def test_incomplete_removed_only_after_grace(tmp_path: Path) -> None:
+    repo = Repository(str(tmp_path))
+    now = datetime.now(UTC)
+    fake(repo, sid(now - timedelta(hours=5)))
+    stale = sid(now - timedelta(hours=3), 1)
+    fresh = sid(now - timedelta(minutes=1), 2)  # maybe still uploading
+    fake(repo, stale, complete=False)
+    fake(repo, fresh, complete=False)
+    result = prune(repo, policy(keep_last=5, incomplete_grace_s=3600))
+    assert result.removed_incomplete == [stale]
+    assert fresh in repo.snapshot_ids()
+    assert stale not in repo.snapshot_ids()
+
+
+def test_dry_run_and_cli(tmp_path: Path) -> None:
+    repo = Repository(str(tmp_path))
+    ids = [sid(NOW - timedelta(days=k), k) for k in range(6)]
+    for s in ids:
+        fake(repo, s)
+    out = CliRunner().invoke(
+        app, ["backup", "prune", "--repo", str(tmp_path), "--keep-last", "2", "--keep-daily",
+              "0", "--keep-weekly", "0", "--keep-monthly", "0", "--dry-run", "--json"],
+    )
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert sorted(data["removed"]) == sorted(ids)[:4]
+    assert len(repo.snapshot_ids()) == 6  # dry run
+    out = CliRunner().invoke(
+        app, ["backup", "prune", "--repo", str(tmp_path), "--keep-last", "2", "--keep-daily",
+              "0", "--keep-weekly", "0", "--keep-monthly", "0", "--json"],
+    )
+    assert out.exit_code == 0
+    assert repo.snapshot_ids() == sorted(ids)[4:]
+    listed = CliRunner().invoke(app, ["backup", "list", "--repo", str(tmp_path), "--json"])
+    assert [s["snapshot_id"] for s in json.loads(listed.stdout)["snapshots"]] == sorted(ids)[4:]
