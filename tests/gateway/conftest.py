@@ -50,3 +50,11 @@ def token_gateway(chroma: Chroma, secrets_dir: Path) -> Iterator[RunningGateway]
     """The shared token-auth gateway (most end-to-end tests use it)."""
     with run_gateway(token_config(chroma, secrets_dir)) as gw:
         yield gw
+
+
+@pytest.fixture(scope="session")
+def js_dir() -> Path:
+    """tests/gateway/js with its npm packages installed (``npm ci``)."""
+    from tests.gateway.node import ensure_node_modules
+
+    return ensure_node_modules()
