@@ -72,7 +72,7 @@ def test_non_empty_target_refused_without_force(repo: Repository, occupied: Path
 
 
 def test_newer_chroma_refused(repo: Repository, tmp_path: Path) -> None:
-    with pytest.raises(RestoreError, match="newer than the target's 1.0.0"):
+    with pytest.raises(RestoreError, match=r"newer than the target's 1\.0\.0"):
         restore(repo, tmp_path / "t", target_chroma_version="1.0.0")
     assert not (tmp_path / "t").exists()
     assert restore(repo, tmp_path / "t2", target_chroma_version="1.5.10").outcome == "restored"

@@ -185,8 +185,15 @@ def _page_table(page: dict[str, Any]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
+def _put(repo: Repository, path: str, data: bytes) -> None:
+    full = repo.path(path)
+    if repo.is_local:
+        repo.fs.makedirs(full.rsplit("/", 1)[0], exist_ok=True)
+    repo.fs.pipe_file(full, data)
+
+
 def _write_json(repo: Repository, path: str, data: Any) -> None:
-    repo.fs.pipe_file(repo.path(path), (json.dumps(data, indent=2) + "\n").encode())
+    _put(repo, path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def _read_json(repo: Repository, path: str) -> Any:
@@ -261,9 +268,7 @@ def export(
             if n:
                 buf = io.BytesIO()
                 pq.write_table(_page_table(page), buf, compression="zstd")
-                out.fs.pipe_file(
-                    out.path(f"{base}/part-{int(state['parts']):05d}.parquet"), buf.getvalue()
-                )
+                _put(out, f"{base}/part-{int(state['parts']):05d}.parquet", buf.getvalue())
                 state["parts"] += 1
                 state["next_offset"] += n
                 result.records += n
