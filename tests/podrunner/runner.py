@@ -710,8 +710,10 @@ class Pod:
     def _probe(self, c: Container, state: ProbeState) -> bool:
         try:
             ok, detail = self._probe_once(c, state.spec)
+        except PodError:
+            raise
         except Exception as exc:
-            ok, detail = False, f"{type(exc).__name__}: {exc}"
+            ok, detail = False, f"{self._probe_target(c, state.spec)}: {type(exc).__name__}: {exc}"
         if ok:
             state.successes += 1
             state.failures = 0
@@ -728,6 +730,16 @@ class Pod:
             if p.get("name") == port:
                 return int(p["containerPort"])
         raise PodError(f"{c.where()}: probe names port {port!r}, which the container lacks")
+
+    def _probe_target(self, c: Container, spec: Obj) -> str:
+        if "httpGet" in spec:
+            get = spec["httpGet"]
+            scheme = get.get("scheme", "HTTP").lower()
+            host = get.get("host") or self.ip
+            return f"GET {scheme}://{host}:{self._port(c, get['port'])}{get.get('path', '/')}"
+        if "tcpSocket" in spec:
+            return f"tcp {self.ip}:{self._port(c, spec['tcpSocket']['port'])}"
+        return f"exec {spec.get('exec', {}).get('command')}"
 
     def _probe_once(self, c: Container, spec: Obj) -> tuple[bool, str]:
         timeout = float(spec.get("timeoutSeconds", 1))
@@ -795,8 +807,11 @@ class PodRunner:
 
     def __init__(self, workdir: Path, *, namespace: str = "default",
                  backoff_base_s: float = 1.0, backoff_cap_s: float = 10.0,
-                 grace_cap_s: float = 10.0) -> None:
+                 grace_cap_s: float = 10.0, mirrors: dict[str, str] | None = None) -> None:
         self.workdir = workdir
+        #: Registry mirrors, as a container runtime has them: ``{"registry.example.com":
+        #: "ghcr.io"}`` pulls ``registry.example.com/x`` as ``ghcr.io/x``.
+        self.mirrors = mirrors or {}
         self.namespace = namespace
         self.backoff_base_s, self.backoff_cap_s = backoff_base_s, backoff_cap_s
         self.grace_cap_s = grace_cap_s
@@ -989,15 +1004,13 @@ class PodRunner:
         return self.run_job(name, timeout, kind="CronJob")
 
     def run_tests(self, timeout: float = 120) -> dict[str, JobResult]:
-        """``helm test``: every test hook (Pods and Jobs), in order of name."""
-        results = {}
-        for kind in ("Pod", "Job"):
-            for obj in self.store.of_kind(kind):
-                hooks = hook_kinds(obj)
-                if "test" in hooks or "test-success" in hooks:
-                    name = obj["metadata"]["name"]
-                    results[name] = self.run_job(name, timeout, kind=kind)
-        return results
+        """``helm test``: every test hook (Pods and Jobs), by hook weight, then name."""
+        hooks = [o for kind in ("Pod", "Job") for o in self.store.of_kind(kind)
+                 if {"test", "test-success"} & hook_kinds(o)]
+        hooks.sort(key=lambda o: (int((o["metadata"].get("annotations") or {})
+                                      .get("helm.sh/hook-weight", 0)), o["metadata"]["name"]))
+        return {o["metadata"]["name"]: self.run_job(o["metadata"]["name"], timeout, kind=o["kind"])
+                for o in hooks}
 
     def run_pod(self, manifest: Obj, timeout: float = 120) -> JobResult:
         """Run an ad-hoc pod (``restartPolicy: Never`` by default) to completion."""
@@ -1342,7 +1355,11 @@ class PodRunner:
     def container_command(self, pod: Pod, c: Container) -> tuple[list[str], dict[str, str],
                                                                  list[str]]:
         """The argv, the environment and the bubblewrap arguments of a container."""
-        image = image_table.resolve(str(c.spec.get("image", "")))
+        ref = str(c.spec.get("image", ""))
+        for registry, mirror in self.mirrors.items():
+            if ref.startswith(registry + "/"):
+                ref = mirror + ref[len(registry):]
+        image = image_table.resolve(ref)
         env = {"PATH": image_table.SYSTEM_PATH} | image.env
         env |= {"HOSTNAME": pod.name, "HOME": "/root"}
         env |= self.service_env(pod)
@@ -1396,6 +1413,14 @@ class PodRunner:
         for t in tmpfs:
             if not any(m == t for _, m, _ in mounts):
                 args += ["--perms", "1777", "--tmpfs", t]
+        # Mount points the host lacks: made 0755 as a container runtime would
+        # (bubblewrap's implicit parents would be 0700, unreadable to non-root users).
+        missing = sorted({str(parent) for _, target, _ in mounts
+                          for parent in Path(target).parents
+                          if str(parent) != "/" and not os.path.lexists(parent)},
+                         key=lambda d: d.count("/"))
+        for directory in missing:
+            args += ["--perms", "0755", "--dir", directory]
         for kind, target, source in sorted(mounts, key=lambda m: m[1].count("/")):
             args += [kind, str(source), target]
         if read_only:

@@ -1,0 +1,80 @@
+"""End-to-end tests: the chart rendered by Helm, its pods started by the pod runner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import pytest
+
+from tests.podrunner.runner import JobResult, Pod, PodRunner
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = ROOT / "charts" / "chromadb"
+RELEASE = "chroma"
+NAMESPACE = "default"
+SERVER_POD = "chroma-chromadb-0"
+SERVICE = "chroma-chromadb"
+READY_TIMEOUT_S = 90
+
+#: A client that writes and reads through a Chroma HTTP endpoint. Run in a pod
+#: (python image, or a Chroma image for the legacy client) with argv
+#: HOST PORT add|read; prints one JSON line.
+CLIENT = """
+import json, sys
+import chromadb
+host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+client = chromadb.HttpClient(host=host, port=port)
+col = client.get_or_create_collection("e2e", embedding_function=None)
+if mode == "add":
+    col.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [0.0, 1.0]], documents=["apple", "banana"])
+nearest = []
+if col.count():
+    nearest = col.query(query_embeddings=[[0.9, 0.1]], n_results=1)["ids"][0]
+print(json.dumps({"count": col.count(), "nearest": nearest}))
+"""
+
+
+def render(values: dict[str, Any] | None = None) -> dict[str, str]:
+    chart = helm_python.Chart.load(CHART_DIR)
+    return chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[PodRunner]:
+    with PodRunner(tmp_path / "cluster", namespace=NAMESPACE) as runner:
+        yield runner
+
+
+def install(cluster: PodRunner, values: dict[str, Any] | None = None) -> Pod:
+    """Apply the render, start the workloads, wait for the Chroma pod to be ready."""
+    cluster.apply(render(values))
+    cluster.start_workloads()
+    return cluster.wait_ready(SERVER_POD, READY_TIMEOUT_S)
+
+
+def run_client(cluster: PodRunner, mode: str, *, host: str = SERVICE, port: int = 8000,
+               image: str = "python:3.11", name: str = "client") -> dict[str, Any]:
+    """Run :data:`CLIENT` in a pod of its own; the parsed JSON line it printed."""
+    result: JobResult = cluster.run_pod({
+        "metadata": {"name": f"{name}-{mode}", "labels": {"app": "e2e-client"}},
+        "spec": {"containers": [{
+            "name": "client", "image": image,
+            "command": ["python3", "-c", CLIENT, host, str(port), mode],
+            "env": [{"name": "ANONYMIZED_TELEMETRY", "value": "False"},
+                    {"name": "HOME", "value": "/tmp"}],
+        }]},
+    }, timeout=90)
+    logs = result.logs()
+    assert result.succeeded, f"client pod failed ({result.error}):\n{logs}"
+    return json.loads(logs.strip().splitlines()[-1])
+
+
+def assert_helm_tests_pass(cluster: PodRunner) -> None:
+    results = cluster.run_tests(timeout=90)
+    assert set(results) == {"chroma-chromadb-test-heartbeat", "chroma-chromadb-test-collection"}
+    for name, result in results.items():
+        assert result.succeeded, f"helm test {name} failed ({result.error}):\n{result.logs()}"

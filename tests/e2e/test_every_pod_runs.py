@@ -1,0 +1,51 @@
+"""Every pod the chart renders is started by the runner, for every value set in ci/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import CHART_DIR, NAMESPACE, READY_TIMEOUT_S, render
+from tests.podrunner.runner import PodRunner, hook_kinds, parse_manifests
+
+VALUE_SETS: dict[str, dict[str, Any]] = {"default": {}} | {
+    path.stem: yaml.safe_load(path.read_text()) for path in sorted(CHART_DIR.glob("ci/*.yaml"))
+}
+
+#: What a user creates beside the release when a value set refers to it.
+PREREQUISITES: list[dict[str, Any]] = [
+    {"kind": "ConfigMap", "metadata": {"name": "chroma-extra-env"},
+     "data": {"CHROMA_E2E_EXTRA": "1"}},
+]
+
+#: ``global.imageRegistry`` in ci values: a private mirror that keeps the upstream registry
+#: as the first path segment (the chart renders ``registry.example.com/ghcr.io/...``).
+MIRRORS = {"registry.example.com/ghcr.io": "ghcr.io"}
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_every_rendered_pod_runs(value_set: str, tmp_path: Any) -> None:
+    rendered = render(VALUE_SETS[value_set])
+    with PodRunner(tmp_path / "cluster", namespace=NAMESPACE, mirrors=MIRRORS) as cluster:
+        cluster.apply(PREREQUISITES)
+        cluster.apply(rendered)
+        sources = cluster.pod_sources()
+        assert "StatefulSet/chroma-chromadb" in sources
+
+        for pod in cluster.start_workloads():
+            cluster.wait_ready(pod.name, READY_TIMEOUT_S)
+        for name, result in cluster.run_tests(timeout=90).items():
+            assert result.succeeded, f"helm test {name}: {result.error}\n{result.logs()}"
+        store = parse_manifests(rendered, NAMESPACE)
+        for kind in ("Job", "CronJob"):
+            for obj in store.of_kind(kind):
+                if hook_kinds(obj):
+                    continue
+                name = obj["metadata"]["name"]
+                result = cluster.run_job(name, 90, kind=kind)
+                assert result.succeeded, f"{kind} {name}: {result.error}\n{result.logs()}"
+
+        never_run = sorted(set(sources) - cluster.ran)
+        assert not never_run, f"{value_set}: rendered but never started: {never_run}"
