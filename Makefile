@@ -63,3 +63,4 @@ lock: $(BIN)/.installed ## re-pin every transitive dependency into constraints.t
 .PHONY: bench
 bench: $(BIN)/.installed $(LEGACY_CHROMA_VENV)/.installed ## run the benchmarks and write their results under bench/
 	$(BIN)/python bench/backup/run.py
+	$(BIN)/python bench/gateway/run.py
