@@ -67,17 +67,27 @@ def smoke(
         typer.Option("--check", help="heartbeat and/or collection (default: both)."),
     ] = None,
     token: Annotated[str | None, typer.Option(envvar="CHROMA_TOKEN", help="Token to send.")] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(envvar="CHROMA_TOKEN_FILE", help="File holding the token (a Secret).")
+    ] = None,
     token_header: Annotated[
         str,
         typer.Option(envvar="CHROMA_AUTH_TOKEN_TRANSPORT_HEADER", help="AUTHORIZATION or X-CHROMA-TOKEN."),
     ] = "AUTHORIZATION",
     username: Annotated[str | None, typer.Option(envvar="CHROMA_USERNAME")] = None,
     password: Annotated[str | None, typer.Option(envvar="CHROMA_PASSWORD")] = None,
+    username_file: Annotated[Path | None, typer.Option(envvar="CHROMA_USERNAME_FILE")] = None,
+    password_file: Annotated[Path | None, typer.Option(envvar="CHROMA_PASSWORD_FILE")] = None,
     ca_file: Annotated[Path | None, typer.Option(help="CA bundle for an https URL.")] = None,
 ) -> None:
     """Check a running Chroma: heartbeat, then a collection round trip."""
     from chromactl import smoke as checks
 
+    def read(file: Path | None, value: str | None) -> str | None:
+        return file.read_text(encoding="utf-8").strip() if file else value
+
+    token = read(token_file, token)
+    username, password = read(username_file, username), read(password_file, password)
     client = checks.SmokeClient(
         url,
         checks.Credentials(token, token_header, username, password),
@@ -95,6 +105,22 @@ def config_check(config: ConfigOption = None) -> None:
     settings = load_config(config)
     configure_logging(settings.log)
     print(json.dumps(settings.model_dump(mode="json"), indent=2))
+
+
+@app.command()
+def up(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where Chroma keeps its data.")
+    ] = Path(".chroma-data"),
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 8000,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print one JSON line {"url", "token", "ca"} when ready.')
+    ] = False,
+) -> None:
+    """Run Chroma locally until Ctrl-C; print how to connect once it is ready."""
+    from chromactl.up import up as run_up
+
+    run_up(data_dir, port, as_json=as_json)
 
 
 def main() -> None:

@@ -29,6 +29,6 @@ def test_render_is_valid(name: str, version: str) -> None:
 def test_validator_catches_a_broken_object() -> None:
     broken = render()
     sts = broken.statefulset
-    sts["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "http"
+    sts["spec"]["template"]["spec"]["containers"][-1]["ports"][0]["containerPort"] = "http"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(sts, VERSIONS[0], strict=True)

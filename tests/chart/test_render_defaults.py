@@ -9,10 +9,13 @@ from tests.chart.helm import render
 
 def test_default_objects_and_names() -> None:
     assert render().kinds() == [
+        ("ConfigMap", "chroma-chromadb-chromactl"),
         ("ConfigMap", "chroma-chromadb-config"),
+        ("ConfigMap", "chroma-chromadb-token-auth-config"),
         ("NetworkPolicy", "chroma-chromadb"),
         ("Pod", "chroma-chromadb-test-collection"),
         ("Pod", "chroma-chromadb-test-heartbeat"),
+        ("Secret", "chromadb-auth"),
         ("Service", "chroma-chromadb"),
         ("Service", "chroma-chromadb-headless"),
         ("ServiceAccount", "chroma-chromadb"),
@@ -36,16 +39,26 @@ def test_default_runs_chroma_1x_from_its_config_file() -> None:
     volumes = {v["name"]: v for v in r.pod_spec["volumes"]}
     assert volumes["config"]["configMap"]["name"] == "chroma-chromadb-config"
     assert r.server_config() == {
-        "port": 8000,
-        "listen_address": "0.0.0.0",
+        "port": 8001,
+        "listen_address": "127.0.0.1",
         "persist_path": "/data",
         "allow_reset": False,
         "max_payload_size_bytes": 41943040,
     }
 
 
-def test_probes_use_chroma_health_endpoints() -> None:
+def test_probes_use_chroma_health_endpoints_from_inside_the_pod() -> None:
+    """Behind the gateway Chroma listens on 127.0.0.1: the kubelet cannot reach it, bash can."""
     chroma = render().container()
+    assert "ports" not in chroma
+    for probe, path in (("livenessProbe", "heartbeat"), ("readinessProbe", "healthcheck"), ("startupProbe", "healthcheck")):
+        command = chroma[probe]["exec"]["command"]
+        assert command[:2] == ["bash", "-c"]
+        assert "/dev/tcp/127.0.0.1/8001" in command[2] and f"GET /api/v2/{path} " in command[2]
+
+
+def test_probes_use_chroma_health_endpoints_without_gateway() -> None:
+    chroma = render({"gateway": {"enabled": False}}).container()
     assert chroma["livenessProbe"]["httpGet"] == {"path": "/api/v2/heartbeat", "port": "http"}
     assert chroma["readinessProbe"]["httpGet"] == {"path": "/api/v2/healthcheck", "port": "http"}
     assert chroma["startupProbe"]["httpGet"] == {"path": "/api/v2/healthcheck", "port": "http"}

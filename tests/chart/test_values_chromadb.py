@@ -46,15 +46,20 @@ def test_persist_directory_must_be_absolute_dir(bad: str) -> None:
 
 
 def test_server_port_is_container_service_and_config() -> None:
+    direct = render({"chromadb": {"serverHttpPort": 8080}, "gateway": {"enabled": False}})
+    assert direct.server_config()["port"] == 8080
+    assert direct.container()["ports"][0]["containerPort"] == 8080
     r = render({"chromadb": {"serverHttpPort": 8080}})
-    assert r.server_config()["port"] == 8080
-    assert r.container()["ports"][0]["containerPort"] == 8080
+    assert r.server_config()["port"] == 8001
+    assert r.container("gateway")["ports"][0]["containerPort"] == 8080
     assert r.get("Service", "chroma-chromadb")["spec"]["ports"][0]["port"] == 8080
     assert "http://chroma-chromadb:8080" in r.notes
 
 
 def test_server_host() -> None:
-    assert render({"chromadb": {"serverHost": "::"}}).server_config()["listen_address"] == "::"
+    direct = render({"chromadb": {"serverHost": "::"}, "gateway": {"enabled": False}})
+    assert direct.server_config()["listen_address"] == "::"
+    assert render({"chromadb": {"serverHost": "::"}}).server_config()["listen_address"] == "127.0.0.1"
 
 
 def test_cors_origins() -> None:
@@ -94,7 +99,7 @@ def test_extra_config_is_deep_merged() -> None:
     ).server_config()
     assert cfg["sqlitedb"] == {"hash_type": "sha256"}
     assert cfg["circuit_breaker"] == {"requests": 10}
-    assert cfg["port"] == 8000
+    assert cfg["port"] == 8001
 
 
 def test_extra_config_unknown_key_fails_naming_it() -> None:

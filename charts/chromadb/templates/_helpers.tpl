@@ -177,8 +177,8 @@ imagePullSecrets:
 {{- define "chromadb.serverConfig" -}}
 {{- $c := .Values.chromadb -}}
 {{- $config := dict
-  "port" (int $c.serverHttpPort)
-  "listen_address" $c.serverHost
+  "port" (include "chromadb.chromaPort" . | int)
+  "listen_address" (include "chromadb.chromaHost" .)
   "persist_path" $c.persistDirectory
   "allow_reset" (eq (include "chromadb.allowReset" .) "true")
   "max_payload_size_bytes" (int64 $c.maxPayloadSizeBytes)
@@ -238,6 +238,26 @@ spec:
       env:
         - name: CHROMA_URL
           value: {{ include "chromadb.serviceURL" $ | quote }}
+        {{- $auth := $.Values.chromadb.auth }}
+        {{- if and (eq (include "chromadb.gatewayOn" $) "true") $auth.enabled }}
+        {{- if eq $auth.type "token" }}
+        - name: CHROMA_TOKEN_FILE
+          value: /etc/chromactl/auth/token
+        - name: CHROMA_AUTH_TOKEN_TRANSPORT_HEADER
+          value: {{ include "chromadb.tokenHeader" $ | quote }}
+        {{- else }}
+        - name: CHROMA_USERNAME_FILE
+          value: /etc/chromactl/auth/username
+        - name: CHROMA_PASSWORD_FILE
+          value: /etc/chromactl/auth/password
+        {{- end }}
+        {{- end }}
+      {{- if and (eq (include "chromadb.gatewayOn" $) "true") $.Values.chromadb.auth.enabled }}
+      volumeMounts:
+        - name: auth
+          mountPath: /etc/chromactl/auth
+          readOnly: true
+      {{- end }}
       resources:
         requests:
           cpu: 10m
@@ -247,4 +267,74 @@ spec:
           memory: 128Mi
       securityContext:
         {{- toYaml $.Values.securityContext | nindent 8 }}
+  {{- if and (eq (include "chromadb.gatewayOn" $) "true") $.Values.chromadb.auth.enabled }}
+  volumes:
+    - name: auth
+      secret:
+        secretName: {{ include "chromadb.authSecretName" $ }}
+        defaultMode: 0440
+  {{- end }}
+{{- end }}
+
+{{/* -------------------------------------------------------------- gateway */}}
+
+{{/* "true" when the chromactl gateway runs in front of Chroma (1.x). */}}
+{{- define "chromadb.gatewayOn" -}}
+{{- and .Values.gateway.enabled (ne (include "chromadb.isLegacy" .) "true") -}}
+{{- end }}
+
+{{/* Port Chroma itself listens on: behind the gateway on 127.0.0.1, else the client port. */}}
+{{- define "chromadb.chromaPort" -}}
+{{- ternary .Values.gateway.chromaPort .Values.chromadb.serverHttpPort (eq (include "chromadb.gatewayOn" .) "true") | int -}}
+{{- end }}
+
+{{- define "chromadb.chromaHost" -}}
+{{- ternary "127.0.0.1" .Values.chromadb.serverHost (eq (include "chromadb.gatewayOn" .) "true") -}}
+{{- end }}
+
+{{/* Name of the Secret with the credentials: the user's, or the generated chromadb-auth. */}}
+{{- define "chromadb.authSecretName" -}}
+{{- .Values.chromadb.auth.existingSecret | default "chromadb-auth" -}}
+{{- end }}
+
+{{/* The header clients put the token in, as Chroma's clients name it. */}}
+{{- define "chromadb.tokenHeader" -}}
+{{- $h := upper (replace "_" "-" .Values.chromadb.auth.token.tokenHeader) -}}
+{{- ternary "X-Chroma-Token" "Authorization" (eq $h "X-CHROMA-TOKEN") -}}
+{{- end }}
+
+{{/* The chromactl config file (chromactl.config.Settings) the gateway reads. */}}
+{{- define "chromadb.chromactlConfig" -}}
+{{- $c := .Values.chromadb -}}
+{{- $auth := dict "enabled" (and $c.auth.enabled true) -}}
+{{- if $c.auth.enabled -}}
+{{- $tokens := list -}}
+{{- if eq $c.auth.type "token" -}}
+{{- $tokens = append $tokens (dict "name" "admin" "role" "admin" "token_file" "/etc/chromactl/auth/token") -}}
+{{- end -}}
+{{- range $c.auth.credentials -}}
+{{- $tokens = append $tokens (dict "name" .name "role" (.role | default "reader") "tenants" (.tenants | default (list "*")) "databases" (.databases | default (list "*")) "token_file" (printf "/etc/chromactl/credentials/%s/%s" .name (.key | default "token"))) -}}
+{{- end -}}
+{{- with $tokens -}}
+{{- $_ := set $auth "token" (dict "credentials" .) -}}
+{{- end -}}
+{{- if eq $c.auth.type "basic" -}}
+{{- $_ := set $auth "basic" (dict "users" (list (dict "role" "admin" "username_file" "/etc/chromactl/auth/username" "password_file" "/etc/chromactl/auth/password"))) -}}
+{{- end -}}
+{{- end -}}
+{{- $gateway := dict
+  "listen_address" $c.serverHost
+  "port" (int $c.serverHttpPort)
+  "metrics_port" (int .Values.gateway.metricsPort)
+  "max_body_bytes" (int64 $c.maxPayloadSizeBytes)
+  "allow_reset" (eq (include "chromadb.allowReset" .) "true")
+  "write_wait_s" .Values.gateway.writeWaitSeconds
+  "auth" $auth
+-}}
+{{- $config := dict
+  "chroma" (dict "url" (printf "http://127.0.0.1:%d" (int .Values.gateway.chromaPort)) "persist_path" $c.persistDirectory "version" (include "chromadb.version" .))
+  "log" (dict "format" .Values.gateway.logFormat "level" "INFO")
+  "gateway" $gateway
+-}}
+{{- toYaml $config -}}
 {{- end }}

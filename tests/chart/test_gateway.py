@@ -1,0 +1,120 @@
+"""The gateway in front of Chroma: topology, auth Secret, token header and the config it reads."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import yaml
+
+from chromactl.config import parse_config
+from tests.chart.helm import Render, everything_values, render
+
+
+def chromactl_config(r: Render) -> dict:
+    return yaml.safe_load(r.get("ConfigMap", "chroma-chromadb-chromactl")["data"]["chromactl.yaml"])
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"chromadb": {"auth": {"type": "basic"}}},
+        {"chromadb": {"auth": {"enabled": False}}},
+        {"chromadb": {"auth": {"credentials": [{"name": "dash", "role": "reader", "secretName": "dash-token"}]}}},
+        "everything",
+    ],
+)
+def test_rendered_config_is_what_chromactl_reads(values) -> None:
+    r = render(everything_values() if values == "everything" else values)
+    settings = parse_config(chromactl_config(r), source="rendered chromactl.yaml")
+    assert settings.gateway.port == r.container("gateway")["ports"][0]["containerPort"]
+    assert settings.chroma.url == f"http://127.0.0.1:{r.server_config()['port']}"
+    assert r.server_config()["listen_address"] == "127.0.0.1"
+
+
+def test_gateway_takes_the_client_port_and_chroma_hides_behind_it() -> None:
+    r = render()
+    gateway = r.container("gateway")
+    assert gateway["command"] == ["chromactl", "gateway", "--config", "/etc/chromactl/config/chromactl.yaml"]
+    assert [p["name"] for p in gateway["ports"]] == ["http", "metrics"]
+    assert gateway["readinessProbe"]["httpGet"] == {"path": "/api/v2/healthcheck", "port": "http"}
+    assert gateway["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    assert r.get("Service", "chroma-chromadb")["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_gateway_off_serves_chroma_directly() -> None:
+    r = render({"gateway": {"enabled": False}})
+    assert [c["name"] for c in r.pod_spec["containers"]] == ["chroma"]
+    assert r.server_config()["listen_address"] == "0.0.0.0"
+    assert not r.has("Secret") and not r.has("ConfigMap", "chroma-chromadb-chromactl")
+
+
+def test_generated_token_secret_is_kept_and_mounted() -> None:
+    r = render()
+    secret = r.get("Secret", "chromadb-auth")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert len(base64.b64decode(secret["data"]["token"])) == 40
+    volumes = {v["name"]: v for v in r.pod_spec["volumes"]}
+    assert volumes["auth"]["secret"]["secretName"] == "chromadb-auth"
+    (admin,) = chromactl_config(r)["gateway"]["auth"]["token"]["credentials"]
+    assert admin == {"name": "admin", "role": "admin", "token_file": "/etc/chromactl/auth/token"}
+
+
+def test_existing_secret_is_mounted_directly_without_a_copy() -> None:
+    r = render({"chromadb": {"auth": {"existingSecret": "mine"}}})
+    assert not r.has("Secret")
+    volumes = {v["name"]: v for v in r.pod_spec["volumes"]}
+    assert volumes["auth"]["secret"]["secretName"] == "mine"
+    test_pod = r.get("Pod", "chroma-chromadb-test-collection")
+    assert test_pod["spec"]["volumes"][0]["secret"]["secretName"] == "mine"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("AUTHORIZATION", "Authorization"), ("X-CHROMA-TOKEN", "X-Chroma-Token"), ("X_CHROMA_TOKEN", "X-Chroma-Token")],
+)
+def test_token_header_config_map(header: str, expected: str) -> None:
+    r = render({"chromadb": {"auth": {"token": {"tokenHeader": header}}}})
+    cm = r.get("ConfigMap", "chroma-chromadb-token-auth-config")
+    assert cm["data"] == {"CHROMA_AUTH_TOKEN_TRANSPORT_HEADER": expected}
+    env = {e["name"]: e.get("value") for e in r.get("Pod", "chroma-chromadb-test-heartbeat")["spec"]["containers"][0]["env"]}
+    assert env["CHROMA_AUTH_TOKEN_TRANSPORT_HEADER"] == expected
+    assert env["CHROMA_TOKEN_FILE"] == "/etc/chromactl/auth/token"
+
+
+def test_basic_auth_secret_and_config() -> None:
+    r = render({"chromadb": {"auth": {"type": "basic", "basic": {"username": "admin"}}}})
+    secret = r.get("Secret", "chromadb-auth")
+    assert base64.b64decode(secret["data"]["username"]) == b"admin"
+    assert len(base64.b64decode(secret["data"]["password"])) == 24
+    assert not r.has("ConfigMap", "chroma-chromadb-token-auth-config")
+    (user,) = chromactl_config(r)["gateway"]["auth"]["basic"]["users"]
+    assert user["password_file"] == "/etc/chromactl/auth/password"
+
+
+def test_extra_credentials_with_roles_and_scope() -> None:
+    cred = {"name": "dash", "role": "reader", "secretName": "dash-token", "tenants": ["acme"], "databases": ["prod*"]}
+    r = render({"chromadb": {"auth": {"credentials": [cred]}}})
+    _, reader = chromactl_config(r)["gateway"]["auth"]["token"]["credentials"]
+    assert reader == {
+        "name": "dash",
+        "role": "reader",
+        "tenants": ["acme"],
+        "databases": ["prod*"],
+        "token_file": "/etc/chromactl/credentials/dash/token",
+    }
+    mounts = {m["name"]: m["mountPath"] for m in r.container("gateway")["volumeMounts"]}
+    assert mounts["credential-dash"] == "/etc/chromactl/credentials/dash"
+
+
+def test_auth_off_still_runs_the_gateway() -> None:
+    r = render({"chromadb": {"auth": {"enabled": False}}})
+    assert chromactl_config(r)["gateway"]["auth"] == {"enabled": False}
+    assert "gateway" in [c["name"] for c in r.pod_spec["containers"]]
+    assert not r.has("Secret")
+
+
+def test_legacy_versions_run_without_the_gateway() -> None:
+    r = render({"chromadb": {"apiVersion": "0.6.3"}})
+    assert [c["name"] for c in r.pod_spec["containers"]] == ["chroma"]
