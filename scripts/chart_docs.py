@@ -178,9 +178,7 @@ def render_table(rows: list[Row]) -> str:
         default = json.dumps(row.default)
         extra = "".join(f"<br>Example: `{_cell(e)}`" for e in row.doc.examples)
         extra += "".join(f"<br>[More]({link})" for link in row.doc.links)
-        lines.append(
-            f"| `{row.key}` | {row.type} | `{_cell(default)}` | {_cell(row.doc.text)}{extra} |"
-        )
+        lines.append(f"| `{row.key}` | {row.type} | `{_cell(default)}` | {_cell(row.doc.text)}{extra} |")
     return "\n".join(lines)
 
 

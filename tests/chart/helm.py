@@ -67,12 +67,18 @@ class Render:
         return sorted((o["kind"], o["metadata"]["name"]) for o in self.objects)
 
     def get(self, kind: str, name: str | None = None) -> dict[str, Any]:
-        matches = [o for o in self.objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
-        assert len(matches) == 1, f"expected one {kind} {name or ''}, found {[m['metadata']['name'] for m in matches]}"
+        matches = [
+            o for o in self.objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+        ]
+        assert len(matches) == 1, (
+            f"expected one {kind} {name or ''}, found {[m['metadata']['name'] for m in matches]}"
+        )
         return matches[0]
 
     def has(self, kind: str, name: str | None = None) -> bool:
-        return any(o["kind"] == kind and (name is None or o["metadata"]["name"] == name) for o in self.objects)
+        return any(
+            o["kind"] == kind and (name is None or o["metadata"]["name"] == name) for o in self.objects
+        )
 
     @property
     def statefulset(self) -> dict[str, Any]:
@@ -86,7 +92,9 @@ class Render:
         return next(c for c in self.pod_spec["containers"] if c["name"] == name)
 
     def env(self, container: str = "chroma") -> dict[str, Any]:
-        return {e["name"]: e.get("value", e.get("valueFrom")) for e in self.container(container).get("env", [])}
+        return {
+            e["name"]: e.get("value", e.get("valueFrom")) for e in self.container(container).get("env", [])
+        }
 
     def server_config(self) -> dict[str, Any]:
         return yaml.safe_load(self.get("ConfigMap", f"{RELEASE}-chromadb-config")["data"]["config.yaml"])
@@ -103,7 +111,9 @@ class Render:
                 yield obj["metadata"]["name"], obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
-def render(values: dict[str, Any] | None = None, *, release: str = RELEASE, namespace: str = NAMESPACE) -> Render:
+def render(
+    values: dict[str, Any] | None = None, *, release: str = RELEASE, namespace: str = NAMESPACE
+) -> Render:
     return Render(chart().render(values or {}, name=release, namespace=namespace))
 
 

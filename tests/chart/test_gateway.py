@@ -21,7 +21,11 @@ def chromactl_config(r: Render) -> dict:
         {},
         {"chromadb": {"auth": {"type": "basic"}}},
         {"chromadb": {"auth": {"enabled": False}}},
-        {"chromadb": {"auth": {"credentials": [{"name": "dash", "role": "reader", "secretName": "dash-token"}]}}},
+        {
+            "chromadb": {
+                "auth": {"credentials": [{"name": "dash", "role": "reader", "secretName": "dash-token"}]}
+            }
+        },
         "everything",
     ],
 )
@@ -72,13 +76,20 @@ def test_existing_secret_is_mounted_directly_without_a_copy() -> None:
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [("AUTHORIZATION", "Authorization"), ("X-CHROMA-TOKEN", "X-Chroma-Token"), ("X_CHROMA_TOKEN", "X-Chroma-Token")],
+    [
+        ("AUTHORIZATION", "Authorization"),
+        ("X-CHROMA-TOKEN", "X-Chroma-Token"),
+        ("X_CHROMA_TOKEN", "X-Chroma-Token"),
+    ],
 )
 def test_token_header_config_map(header: str, expected: str) -> None:
     r = render({"chromadb": {"auth": {"token": {"tokenHeader": header}}}})
     cm = r.get("ConfigMap", "chroma-chromadb-token-auth-config")
     assert cm["data"] == {"CHROMA_AUTH_TOKEN_TRANSPORT_HEADER": expected}
-    env = {e["name"]: e.get("value") for e in r.get("Pod", "chroma-chromadb-test-heartbeat")["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value")
+        for e in r.get("Pod", "chroma-chromadb-test-heartbeat")["spec"]["containers"][0]["env"]
+    }
     assert env["CHROMA_AUTH_TOKEN_TRANSPORT_HEADER"] == expected
     assert env["CHROMA_TOKEN_FILE"] == "/etc/chromactl/auth/token"
 
@@ -94,7 +105,13 @@ def test_basic_auth_secret_and_config() -> None:
 
 
 def test_extra_credentials_with_roles_and_scope() -> None:
-    cred = {"name": "dash", "role": "reader", "secretName": "dash-token", "tenants": ["acme"], "databases": ["prod*"]}
+    cred = {
+        "name": "dash",
+        "role": "reader",
+        "secretName": "dash-token",
+        "tenants": ["acme"],
+        "databases": ["prod*"],
+    }
     r = render({"chromadb": {"auth": {"credentials": [cred]}}})
     _, reader = chromactl_config(r)["gateway"]["auth"]["token"]["credentials"]
     assert reader == {

@@ -1,4 +1,4 @@
-"""Legacy Chroma 0.4–0.6: the Python server configured by environment variables."""
+"""Legacy Chroma 0.4 to 0.6: the Python server configured by environment variables."""
 
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ def test_legacy_values_reach_the_env() -> None:
     assert "--port=9000" in r.container()["args"]
 
 
-@pytest.mark.parametrize(("version", "path"), [("0.5.5", "/api/v1/heartbeat"), ("0.6.3", "/api/v2/heartbeat")])
+@pytest.mark.parametrize(
+    ("version", "path"), [("0.5.5", "/api/v1/heartbeat"), ("0.6.3", "/api/v2/heartbeat")]
+)
 def test_legacy_probes_use_the_api_the_version_has(version: str, path: str) -> None:
     chroma = render({"chromadb": {"apiVersion": version}}).container()
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):

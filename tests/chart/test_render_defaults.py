@@ -51,7 +51,11 @@ def test_probes_use_chroma_health_endpoints_from_inside_the_pod() -> None:
     """Behind the gateway Chroma listens on 127.0.0.1: the kubelet cannot reach it, bash can."""
     chroma = render().container()
     assert "ports" not in chroma
-    for probe, path in (("livenessProbe", "heartbeat"), ("readinessProbe", "healthcheck"), ("startupProbe", "healthcheck")):
+    for probe, path in (
+        ("livenessProbe", "heartbeat"),
+        ("readinessProbe", "healthcheck"),
+        ("startupProbe", "healthcheck"),
+    ):
         command = chroma[probe]["exec"]["command"]
         assert command[:2] == ["bash", "-c"]
         assert "/dev/tcp/127.0.0.1/8001" in command[2] and f"GET /api/v2/{path} " in command[2]
@@ -66,14 +70,19 @@ def test_probes_use_chroma_health_endpoints_without_gateway() -> None:
 
 
 def test_probe_can_be_disabled_and_tuned() -> None:
-    chroma = render({"livenessProbe": {"enabled": False}, "readinessProbe": {"failureThreshold": 9}}).container()
+    chroma = render(
+        {"livenessProbe": {"enabled": False}, "readinessProbe": {"failureThreshold": 9}}
+    ).container()
     assert "livenessProbe" not in chroma
     assert chroma["readinessProbe"]["failureThreshold"] == 9
 
 
 def test_data_is_kept_on_uninstall_by_default() -> None:
     sts = render().statefulset
-    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
+    }
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     assert claim["metadata"]["name"] == "data"
     assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"

@@ -49,12 +49,18 @@ def test_defaults_pass_the_schema() -> None:
         ({"chromadb": {"apiVersion": "latest"}}, "chromadb.apiVersion"),
         ({"chromadb": {"auth": {"type": "kerberos"}}}, "chromadb.auth.type"),
         ({"chromadb": {"auth": {"token": {"tokenHeader": "X-Api-Key"}}}}, "chromadb.auth.token.tokenHeader"),
-        ({"chromadb": {"dataVolumeRetention": {"whenDeleted": "Keep"}}}, "chromadb.dataVolumeRetention.whenDeleted"),
+        (
+            {"chromadb": {"dataVolumeRetention": {"whenDeleted": "Keep"}}},
+            "chromadb.dataVolumeRetention.whenDeleted",
+        ),
         ({"chromadb": {"corsAllowOrigins": "*"}}, "chromadb.corsAllowOrigins"),
         ({"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy"),
         ({"image": {"digest": "abc"}}, "image.digest"),
         ({"service": {"type": "ExternalName"}}, "service.type"),
-        ({"ingress": {"hosts": [{"host": "a", "paths": [{"path": "/", "pathType": "Regex"}]}]}}, "ingress.hosts"),
+        (
+            {"ingress": {"hosts": [{"host": "a", "paths": [{"path": "/", "pathType": "Regex"}]}]}},
+            "ingress.hosts",
+        ),
         ({"resources": "lots"}, "resources"),
         ({"startupProbe": {"failureThreshold": 0}}, "startupProbe.failureThreshold"),
     ],
@@ -64,12 +70,14 @@ def test_bad_value_fails_naming_the_key(values: dict[str, Any], key: str) -> Non
     assert names_key(message, key), message
 
 
-@pytest.mark.parametrize("typo", [{"replicaCont": 1}, {"chromadb": {"allowRest": True}}, {"image": {"tags": "1"}}])
+@pytest.mark.parametrize(
+    "typo", [{"replicaCont": 1}, {"chromadb": {"allowRest": True}}, {"image": {"tags": "1"}}]
+)
 def test_unknown_keys_are_rejected(typo: dict[str, Any]) -> None:
     message = render_error(typo)
     leaf = typo
     while isinstance(leaf, dict):
-        (name, leaf), = leaf.items()
+        ((name, leaf),) = leaf.items()
         if not isinstance(leaf, dict):
             break
     assert f"additional properties '{name}' not allowed" in message, message

@@ -48,8 +48,10 @@ def test_writable_paths_are_empty_dirs_or_data() -> None:
 
 def test_pod_and_container_contexts_are_separate_values() -> None:
     r = render({"podSecurityContext": {"fsGroup": 2000}, "securityContext": {"runAsUser": 12345}})
-    assert r.pod_spec["securityContext"] == {"fsGroup": 2000, **{
-        k: v for k, v in render().pod_spec["securityContext"].items() if k != "fsGroup"}}
+    assert r.pod_spec["securityContext"] == {
+        "fsGroup": 2000,
+        **{k: v for k, v in render().pod_spec["securityContext"].items() if k != "fsGroup"},
+    }
     assert r.container()["securityContext"]["runAsUser"] == 12345
     assert r.pod_spec["securityContext"]["runAsUser"] == 10001
 

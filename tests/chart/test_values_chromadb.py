@@ -70,7 +70,9 @@ def test_cors_origins() -> None:
 
 
 def test_max_payload() -> None:
-    assert render({"chromadb": {"maxPayloadSizeBytes": 1000}}).server_config()["max_payload_size_bytes"] == 1000
+    assert (
+        render({"chromadb": {"maxPayloadSizeBytes": 1000}}).server_config()["max_payload_size_bytes"] == 1000
+    )
 
 
 def test_data_volume_size_class_modes_and_retention() -> None:
@@ -95,7 +97,11 @@ def test_data_volume_size_class_modes_and_retention() -> None:
 
 def test_extra_config_is_deep_merged() -> None:
     cfg = render(
-        {"chromadb": {"extraConfig": {"sqlitedb": {"hash_type": "sha256"}, "circuit_breaker": {"requests": 10}}}}
+        {
+            "chromadb": {
+                "extraConfig": {"sqlitedb": {"hash_type": "sha256"}, "circuit_breaker": {"requests": 10}}
+            }
+        }
     ).server_config()
     assert cfg["sqlitedb"] == {"hash_type": "sha256"}
     assert cfg["circuit_breaker"] == {"requests": 10}
@@ -118,7 +124,10 @@ def test_extra_config_cannot_override_chart_keys() -> None:
 
 
 def test_api_version_selects_image_tag() -> None:
-    assert render({"chromadb": {"apiVersion": "1.0.20"}}).container()["image"] == "ghcr.io/chroma-core/chroma:1.0.20"
+    assert (
+        render({"chromadb": {"apiVersion": "1.0.20"}}).container()["image"]
+        == "ghcr.io/chroma-core/chroma:1.0.20"
+    )
     explicit = render({"chromadb": {"apiVersion": "1.0.20"}, "image": {"tag": "1.0.21"}})
     assert explicit.container()["image"] == "ghcr.io/chroma-core/chroma:1.0.21"
 

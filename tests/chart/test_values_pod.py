@@ -54,13 +54,19 @@ def test_extra_env_volumes_and_mounts(everything) -> None:
 def test_image_registry_digest_and_pull_secrets() -> None:
     r = render({"image": {"registry": "mirror.example", "digest": "sha256:" + "a" * 64}})
     assert r.container()["image"] == "mirror.example/ghcr.io/chroma-core/chroma@sha256:" + "a" * 64
-    g = render({"global": {"imageRegistry": "global.example", "imagePullSecrets": ["a", {"name": "b"}]},
-                "image": {"pullSecrets": ["a", "c"]}})
+    g = render(
+        {
+            "global": {"imageRegistry": "global.example", "imagePullSecrets": ["a", {"name": "b"}]},
+            "image": {"pullSecrets": ["a", "c"]},
+        }
+    )
     assert g.container()["image"].startswith("global.example/")
     for _, spec in g.pod_specs():
         assert spec["imagePullSecrets"] == [{"name": "a"}, {"name": "b"}, {"name": "c"}]
     test_pod = g.get("Pod", "chroma-chromadb-test-heartbeat")
-    assert test_pod["spec"]["containers"][0]["image"].startswith("global.example/ghcr.io/chromadb-chart/chromactl:")
+    assert test_pod["spec"]["containers"][0]["image"].startswith(
+        "global.example/ghcr.io/chromadb-chart/chromactl:"
+    )
 
 
 def test_pod_disruption_budget() -> None:

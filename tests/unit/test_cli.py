@@ -9,7 +9,9 @@ import chromactl
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "chromactl", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "chromactl", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_version_json() -> None:

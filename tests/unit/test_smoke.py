@@ -97,7 +97,10 @@ def test_error_answer_is_reported(chroma_url: str) -> None:
         (Credentials(token="t0k"), {"Authorization": "Bearer t0k"}),
         (Credentials(token="t0k", token_header="X-CHROMA-TOKEN"), {"X-Chroma-Token": "t0k"}),
         (Credentials(token="t0k", token_header="X_CHROMA_TOKEN"), {"X-Chroma-Token": "t0k"}),
-        (Credentials(username="u", password="p"), {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}),
+        (
+            Credentials(username="u", password="p"),
+            {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()},
+        ),
         (Credentials(), {}),
     ],
 )
