@@ -128,6 +128,7 @@ http {{
   client_body_temp_path {prefix}/body; proxy_temp_path {prefix}/proxy;
   fastcgi_temp_path {prefix}/fcgi; uwsgi_temp_path {prefix}/uwsgi; scgi_temp_path {prefix}/scgi;
   client_max_body_size 40m;
+  client_body_buffer_size 4m;  # bodies stay in memory (the workers cannot write here)
   upstream chroma {{ server {upstream}; keepalive 64; }}
   server {{
     listen 127.0.0.1:{port};
