@@ -135,3 +135,16 @@ def test_auth_off_still_runs_the_gateway() -> None:
 def test_legacy_versions_run_without_the_gateway() -> None:
     r = render({"chromadb": {"apiVersion": "0.6.3"}})
     assert [c["name"] for c in r.pod_spec["containers"]] == ["chroma"]
+
+
+def test_notes_print_how_to_read_the_credentials() -> None:
+    token = render().notes
+    assert "get secret chromadb-auth -o jsonpath='{.data.token}'" in token
+    assert "chroma-chromadb-token-auth-config" in token
+    assert '-H "${CHROMA_HEADER_NAME}: Bearer ${CHROMA_TOKEN}"' in token
+    x_header = render({"chromadb": {"auth": {"token": {"tokenHeader": "X-CHROMA-TOKEN"}}}}).notes
+    assert '-H "${CHROMA_HEADER_NAME}: ${CHROMA_TOKEN}"' in x_header
+    assert '"X-Chroma-Token": os.environ["CHROMA_TOKEN"]' in x_header
+    basic = render({"chromadb": {"auth": {"type": "basic"}}}).notes
+    assert 'curl -u "${CHROMA_USER}:${CHROMA_PASSWORD}"' in basic
+    assert "served without authentication" in render({"gateway": {"enabled": False}}).notes
