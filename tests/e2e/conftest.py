@@ -39,8 +39,10 @@ print(json.dumps({"count": col.count(), "nearest": nearest}))
 
 
 def render(values: dict[str, Any] | None = None) -> dict[str, str]:
+    """Render with Chroma served directly (gateway off): these suites prove Chroma's own pod."""
     chart = helm_python.Chart.load(CHART_DIR)
-    return chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
+    merged = {**(values or {}), "gateway": {"enabled": False, **(values or {}).get("gateway", {})}}
+    return chart.render(merged, name=RELEASE, namespace=NAMESPACE)
 
 
 @pytest.fixture

@@ -1222,6 +1222,11 @@ class PodRunner:
                     os.chown(p, -1, int(fs_group))
                     os.chmod(p, os.stat(p).st_mode | 0o2070 if p.is_dir() else
                              os.stat(p).st_mode | 0o060)
+            elif fs_group is not None and path.is_relative_to(pod.dir):
+                # Secret and configMap volumes: the kubelet gives them the fsGroup as owning
+                # group, keeping the projected modes (so 0440 is readable by the pod's user).
+                for p in [path, *path.rglob("*")]:
+                    os.chown(p, -1, int(fs_group))
         return out
 
     def _project(self, pod: Pod, vol: Obj, path: Path) -> None:
