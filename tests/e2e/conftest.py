@@ -24,10 +24,12 @@ READY_TIMEOUT_S = 90
 #: (python image, or a Chroma image for the legacy client) with argv
 #: HOST PORT add|read; prints one JSON line.
 CLIENT = """
-import json, sys
+import json, os, sys
 import chromadb
 host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-client = chromadb.HttpClient(host=host, port=port)
+token = os.environ.get("CHROMA_TOKEN")
+headers = {"Authorization": f"Bearer {token}"} if token else None
+client = chromadb.HttpClient(host=host, port=port, headers=headers)
 col = client.get_or_create_collection("e2e", embedding_function=None)
 if mode == "add":
     col.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [0.0, 1.0]], documents=["apple", "banana"])
@@ -38,10 +40,13 @@ print(json.dumps({"count": col.count(), "nearest": nearest}))
 """
 
 
-def render(values: dict[str, Any] | None = None) -> dict[str, str]:
-    """Render with Chroma served directly (gateway off): these suites prove Chroma's own pod."""
+def render(values: dict[str, Any] | None = None, *, gateway: bool = False) -> dict[str, str]:
+    """Render the chart; by default with Chroma served directly (gateway off), as the
+    suites about Chroma's own pod want. ``gateway=True`` keeps the chart's own default."""
     chart = helm_python.Chart.load(CHART_DIR)
-    merged = {**(values or {}), "gateway": {"enabled": False, **(values or {}).get("gateway", {})}}
+    merged = dict(values or {})
+    if not gateway:
+        merged["gateway"] = {"enabled": False, **merged.get("gateway", {})}
     return chart.render(merged, name=RELEASE, namespace=NAMESPACE)
 
 
@@ -51,23 +56,32 @@ def cluster(tmp_path: Path) -> Iterator[PodRunner]:
         yield runner
 
 
-def install(cluster: PodRunner, values: dict[str, Any] | None = None) -> Pod:
+def install(cluster: PodRunner, values: dict[str, Any] | None = None, *,
+            gateway: bool = False) -> Pod:
     """Apply the render, start the workloads, wait for the Chroma pod to be ready."""
-    cluster.apply(render(values))
+    cluster.apply(render(values, gateway=gateway))
     cluster.start_workloads()
     return cluster.wait_ready(SERVER_POD, READY_TIMEOUT_S)
 
 
 def run_client(cluster: PodRunner, mode: str, *, host: str = SERVICE, port: int = 8000,
-               image: str = "python:3.11", name: str = "client") -> dict[str, Any]:
-    """Run :data:`CLIENT` in a pod of its own; the parsed JSON line it printed."""
+               image: str = "python:3.11", name: str = "client",
+               token_secret: str | None = None) -> dict[str, Any]:
+    """Run :data:`CLIENT` in a pod of its own; the parsed JSON line it printed.
+
+    ``token_secret``: a Secret whose ``token`` key the client sends as a bearer token.
+    """
+    env: list[dict[str, Any]] = [{"name": "ANONYMIZED_TELEMETRY", "value": "False"},
+                                 {"name": "HOME", "value": "/tmp"}]
+    if token_secret:
+        env.append({"name": "CHROMA_TOKEN", "valueFrom": {
+            "secretKeyRef": {"name": token_secret, "key": "token"}}})
     result: JobResult = cluster.run_pod({
         "metadata": {"name": f"{name}-{mode}", "labels": {"app": "e2e-client"}},
         "spec": {"containers": [{
             "name": "client", "image": image,
             "command": ["python3", "-c", CLIENT, host, str(port), mode],
-            "env": [{"name": "ANONYMIZED_TELEMETRY", "value": "False"},
-                    {"name": "HOME", "value": "/tmp"}],
+            "env": env,
         }]},
     }, timeout=90)
     logs = result.logs()

@@ -27,7 +27,7 @@ MIRRORS = {"registry.example.com/ghcr.io": "ghcr.io"}
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_every_rendered_pod_runs(value_set: str, tmp_path: Any) -> None:
-    rendered = render(VALUE_SETS[value_set])
+    rendered = render(VALUE_SETS[value_set], gateway=True)  # the chart's own defaults
     with PodRunner(tmp_path / "cluster", namespace=NAMESPACE, mirrors=MIRRORS) as cluster:
         cluster.apply(PREREQUISITES)
         cluster.apply(rendered)

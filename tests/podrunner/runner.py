@@ -690,7 +690,12 @@ class Pod:
              ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` inside a running container (its mounts, network, env)."""
         c = self.container(container)
-        main = _main_process(c.proc.pid) if c.proc else None
+        main = None
+        deadline = time.monotonic() + 2  # bubblewrap forks the container's process
+        while c.proc is not None and main is None and time.monotonic() < deadline:
+            main = _main_process(c.proc.pid)
+            if main is None:
+                time.sleep(0.02)
         if main is None:
             raise PodError(f"{c.where()}: not running, cannot exec {argv}")
         user = self.runner.user_prefix(self, c)
@@ -764,7 +769,10 @@ class Pod:
             with socket.create_connection((self.ip, port), timeout=timeout):
                 return True, ""
         if "exec" in spec:
-            done = self.exec(c.name, list(spec["exec"]["command"]), timeout=timeout)
+            try:
+                done = self.exec(c.name, list(spec["exec"]["command"]), timeout=timeout)
+            except PodError as exc:
+                return False, str(exc)
             return done.returncode == 0, f"exec exited {done.returncode}: {done.stderr[-300:]}"
         raise PodError(f"{c.where()}: unsupported probe {sorted(spec)}")
 
