@@ -97,8 +97,11 @@ def _major(version: str) -> int:
     return int(head)
 
 
-#: The official 1.x image's /config.yaml (its CMD is ``run /config.yaml``).
-_CHROMA_IMAGE_CONFIG = 'persist_path: "/data"\nallow_reset: false\n'
+#: The official 1.x image's /config.yaml (its CMD is ``run /config.yaml``; its entrypoint
+#: is ``dumb-init -- chroma``, here the sandbox's reaper stands in for dumb-init).
+_CHROMA_IMAGE_CONFIG = (
+    'port: 8000\nlisten_address: "0.0.0.0"\npersist_path: "/data"\nallow_reset: false\n'
+)
 
 
 def chroma_image(tag: str) -> Image:

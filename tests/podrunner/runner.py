@@ -1142,13 +1142,17 @@ class PodRunner:
         with self._lock:
             pods = [p for p in self.pods.values() if p.holder and not p.finished]
             lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+            # A pod is known by name to others only through its headless Service.
+            headless = {s["metadata"]["name"] for s in self.store.of_kind("Service")
+                        if s.get("spec", {}).get("clusterIP") == "None"}
             for pod in pods:
-                names = [pod.name]
                 sub = pod.spec.get("subdomain")
-                if sub:
-                    names += [f"{pod.name}.{sub}", f"{pod.name}.{sub}.{self.namespace}.svc",
-                              f"{pod.name}.{sub}.{self.namespace}.svc.cluster.local"]
-                lines.append(f"{pod.ip}\t{' '.join(names)}")
+                if sub in headless:
+                    host = pod.spec.get("hostname", pod.name)
+                    names = [f"{host}.{sub}", f"{host}.{sub}.{self.namespace}",
+                             f"{host}.{sub}.{self.namespace}.svc",
+                             f"{host}.{sub}.{self.namespace}.svc.cluster.local"]
+                    lines.append(f"{pod.ip}\t{' '.join(names)}")
             for svc in self.store.of_kind("Service"):
                 target = self._service_pod(svc)
                 if target is None:
@@ -1156,11 +1160,11 @@ class PodRunner:
                 n, ns = svc["metadata"]["name"], self.namespace
                 lines.append(f"{target.ip}\t{n} {n}.{ns} {n}.{ns}.svc {n}.{ns}.svc.cluster.local")
                 self._forward_ports(svc, target)
-            text = "\n".join(lines) + "\n"
             for pod in pods:
+                own = f"{pod.ip}\t{pod.spec.get('hostname', pod.name)}"
                 if pod.hosts.parent.exists():
                     with pod.hosts.open("w") as f:
-                        f.write(text)
+                        f.write("\n".join([*lines, own]) + "\n")
 
     def _forward_ports(self, svc: Obj, pod: Pod) -> None:
         for port in svc["spec"].get("ports") or []:

@@ -343,3 +343,39 @@ def test_close_kills_every_process(tmp_path: Path) -> None:
     assert not any(Path(f"/proc/{pid}").exists() for pid in (proc.pid, holder.pid)
                    if os.path.exists(f"/proc/{pid}/stat") and
                    Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z")
+
+
+def test_install_runs_hooks_around_a_deployment(runner: PodRunner) -> None:
+    """pre-install hook, then the Deployment until ready, then post-install; downward API."""
+    mount = [{"name": "info", "mountPath": "/info"}]
+    runner.apply([
+        {"kind": "Job", "metadata": {"name": "pre", "annotations": {
+            "helm.sh/hook": "pre-install"}}, "spec": {"template": {"spec": {
+                "restartPolicy": "Never", "containers": [sh("pre", "echo pre-ran")]}}}},
+        {"kind": "Deployment", "metadata": {"name": "app"}, "spec": {"replicas": 1, "template": {
+            "metadata": {"labels": {"app": "app", "tier": "web"}}, "spec": {
+                "containers": [web(directory="/info", volumeMounts=mount, env=[
+                    {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {
+                        "resource": "limits.memory", "divisor": "1Mi"}}}],
+                    resources={"limits": {"memory": "64Mi"}})],
+                "volumes": [{"name": "info", "downwardAPI": {"items": [
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                    {"path": "tier", "fieldRef": {
+                        "fieldPath": "metadata.labels['tier']"}}]}}]}}}},
+        {"kind": "Job", "metadata": {"name": "post", "annotations": {
+            "helm.sh/hook": "post-install"}}, "spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [sh("post", "curl -sf http://app:8080/tier; echo; "
+                                  "curl -s --max-time 2 http://app-0:8080/ || echo no-name",
+                                  image="curlimages/curl:8")]}}}},
+        {"kind": "Service", "metadata": {"name": "app"}, "spec": {
+            "selector": {"app": "app"}, "ports": [{"port": 8080}]}},
+    ])
+    pods = runner.install(timeout=60)
+    assert [p.name for p in pods] == ["app-0"]
+    assert runner.ran == {"Job/pre", "Deployment/app", "Job/post"}
+    post = next(p for p in runner.pods.values() if p.origin == "Job/post")
+    # The Service name resolves; a Deployment pod's bare name does not (as in a cluster).
+    assert runner.logs(post.name, "post").splitlines()[-2:] == ["web", "no-name"]
+    assert get(pods[0].ip, 8080, "/labels")[1] == b'app="app"\ntier="web"'
+    assert runner.exec("app-0", "web", ["sh", "-c", "echo $MEM_MI"]).stdout.strip() == "64"
