@@ -459,6 +459,8 @@ class Pod:
                                 for c in self.spec.get("initContainers") or []]
         self.containers = [Container(self, c) for c in self.spec.get("containers") or []]
         self.forwards: list[PortForward] = []
+        #: A Job's backoffLimit: restarts (OnFailure) after which the pod fails.
+        self.max_restarts: int | None = None
         self._stop = threading.Event()
         self._live = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"pod-{self.name}", daemon=True)
@@ -534,7 +536,8 @@ class Pod:
                     c.done = True
                     break
                 c.crashes += 1
-                if self.restart_policy == "Never":
+                if self.restart_policy == "Never" or (
+                        self.max_restarts is not None and c.crashes > self.max_restarts):
                     self.phase = "Failed"
                     self.error = c.describe_failure(f"exited with code {code}")
                     return False
@@ -583,10 +586,10 @@ class Pod:
             c.ready = c.started = False
             restart = self.restart_policy == "Always" or (
                 self.restart_policy == "OnFailure" and code != 0)
-            if not restart:
+            c.crashes += 1 if restart else 0
+            if not restart or (self.max_restarts is not None and c.crashes > self.max_restarts):
                 c.done = True
                 return
-            c.crashes += 1
             c.next_start = now + self.runner.backoff(c.crashes)
             return
         self._probe_all(c, now)
@@ -878,7 +881,7 @@ class PodRunner:
 
     # -- starting pods -------------------------------------------------------------
 
-    def start_pod(self, manifest: Obj, origin: str) -> Pod:
+    def start_pod(self, manifest: Obj, origin: str, *, max_restarts: int | None = None) -> Pod:
         name = manifest["metadata"]["name"]
         with self._lock:
             old = self.pods.get(name)
@@ -887,6 +890,7 @@ class PodRunner:
             if old is not None:
                 old.stop()
             pod = Pod(self, json.loads(json.dumps(manifest)), origin)
+            pod.max_restarts = max_restarts
             self.pods[name] = pod
             self.ran.add(origin)
         pod.start()
@@ -999,13 +1003,15 @@ class PodRunner:
                 pod_name = f"{name}-{self._job_counter:05d}"
             manifest = self._pod_from_template(job_spec["template"], pod_name, obj)
             manifest["metadata"].setdefault("labels", {})["job-name"] = name
-            pod = self.start_pod(manifest, f"{kind}/{name}")
+            on_failure = job_spec["template"]["spec"].get("restartPolicy") == "OnFailure"
+            pod = self.start_pod(manifest, f"{kind}/{name}",
+                                 max_restarts=backoff_limit if on_failure else None)
             pods.append(pod)
             self._wait_finished(pod, deadline - time.monotonic())
             if pod.phase == "Succeeded":
                 return JobResult(name, True, pods)
-            if pod.error and "exited with code" not in pod.error:
-                break
+            if on_failure or (pod.error and "exited with code" not in pod.error):
+                break  # OnFailure retried inside the pod; other errors will not go away
         return JobResult(name, False, pods)
 
     def run_cronjob(self, name: str, timeout: float = 120) -> JobResult:

@@ -379,3 +379,19 @@ def test_install_runs_hooks_around_a_deployment(runner: PodRunner) -> None:
     assert runner.logs(post.name, "post").splitlines()[-2:] == ["web", "no-name"]
     assert get(pods[0].ip, 8080, "/labels")[1] == b'app="app"\ntier="web"'
     assert runner.exec("app-0", "web", ["sh", "-c", "echo $MEM_MI"]).stdout.strip() == "64"
+
+
+def test_job_backoff_limit(runner: PodRunner) -> None:
+    """Never: one new pod per retry; OnFailure: restarts inside one pod; both bounded."""
+    def job(name: str, policy: str) -> dict[str, Any]:
+        return {"kind": "Job", "metadata": {"name": name}, "spec": {
+            "backoffLimit": 1, "template": {"spec": {"restartPolicy": policy, "containers": [
+                sh("fail", "echo attempt; exit 1")]}}}}
+
+    runner.apply([job("never", "Never"), job("onfailure", "OnFailure")])
+    never = runner.run_job("never", 30)
+    assert not never.succeeded and len(never.pods) == 2
+    on_failure = runner.run_job("onfailure", 30)
+    assert not on_failure.succeeded and len(on_failure.pods) == 1
+    assert on_failure.logs().splitlines().count("attempt") == 2
+    assert on_failure.error is not None and "exited with code 1" in on_failure.error
