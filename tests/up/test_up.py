@@ -243,3 +243,14 @@ def test_generated_config_is_the_chart_format(tmp_path: Path) -> None:
     assert server["persist_path"] == str((tmp_path / "d").absolute())
     assert server["port"] == 8123
     assert [proc.name for proc in p.processes] == ["chroma"]
+
+
+def test_chroma_failing_to_start_is_reported_with_its_log(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "chroma.sqlite3").mkdir(parents=True)  # passes the checks, Chroma cannot open it
+    port = free_port()
+    done = run_fail("--port", str(port), "--data-dir", str(data))
+    assert done.returncode == 1
+    assert "chroma exited with code" in done.stderr
+    assert "unable to open database file" in done.stderr  # from Chroma's own log
+    assert nobody_listens(port)
