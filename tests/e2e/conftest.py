@@ -60,6 +60,7 @@ def install(cluster: PodRunner, values: dict[str, Any] | None = None, *,
             gateway: bool = False) -> Pod:
     """Apply the render, start the workloads, wait for the Chroma pod to be ready."""
     cluster.apply(render(values, gateway=gateway))
+    cluster.prepare_images()
     cluster.start_workloads()
     return cluster.wait_ready(SERVER_POD, READY_TIMEOUT_S)
 

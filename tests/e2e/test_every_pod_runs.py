@@ -10,7 +10,10 @@ import yaml
 from tests.e2e.conftest import CHART_DIR, NAMESPACE, READY_TIMEOUT_S, render
 from tests.podrunner.runner import PodRunner, hook_kinds, parse_manifests
 
-VALUE_SETS: dict[str, dict[str, Any]] = {"default": {}} | {
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "legacy-0.6.3": {"chromadb": {"apiVersion": "0.6.3"}},
+} | {
     path.stem: yaml.safe_load(path.read_text()) for path in sorted(CHART_DIR.glob("ci/*.yaml"))
 }
 
@@ -31,6 +34,7 @@ def test_every_rendered_pod_runs(value_set: str, tmp_path: Any) -> None:
     with PodRunner(tmp_path / "cluster", namespace=NAMESPACE, mirrors=MIRRORS) as cluster:
         cluster.apply(PREREQUISITES)
         cluster.apply(rendered)
+        cluster.prepare_images()
         sources = cluster.pod_sources()
         assert "StatefulSet/chroma-chromadb" in sources
 

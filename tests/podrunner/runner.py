@@ -864,6 +864,35 @@ class PodRunner:
         self.store.objects.update(store.objects)
         self.store.notes = store.notes or self.store.notes
 
+    def mirror(self, ref: str) -> str:
+        for registry, mirror in self.mirrors.items():
+            if ref.startswith(registry + "/"):
+                return mirror + ref[len(registry):]
+        return ref
+
+    def prepare_images(self) -> list[str]:
+        """Resolve every image the manifests name, now, in this thread.
+
+        Creates any Chroma venv that is missing (pip can take a minute) before a pod
+        waits for it, and fails early on an image without a stand-in.
+        """
+        refs: set[str] = set()
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                for key in ("containers", "initContainers"):
+                    refs.update(str(c.get("image", "")) for c in node.get(key) or [])
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(list(self.store.objects.values()))
+        for ref in sorted(refs):
+            image_table.resolve(self.mirror(ref))
+        return sorted(refs)
+
     @property
     def notes(self) -> str:
         return self.store.notes
@@ -1378,11 +1407,7 @@ class PodRunner:
     def container_command(self, pod: Pod, c: Container) -> tuple[list[str], dict[str, str],
                                                                  list[str]]:
         """The argv, the environment and the bubblewrap arguments of a container."""
-        ref = str(c.spec.get("image", ""))
-        for registry, mirror in self.mirrors.items():
-            if ref.startswith(registry + "/"):
-                ref = mirror + ref[len(registry):]
-        image = image_table.resolve(ref)
+        image = image_table.resolve(self.mirror(str(c.spec.get("image", ""))))
         env = {"PATH": image_table.SYSTEM_PATH} | image.env
         env |= {"HOSTNAME": pod.name, "HOME": "/root"}
         env |= self.service_env(pod)

@@ -195,6 +195,14 @@ def test_missing_secret_names_pod_and_container(runner: PodRunner) -> None:
     assert "'nope' not found" in result.error
 
 
+def test_prepare_images_fails_early_on_unknown_image(runner: PodRunner) -> None:
+    runner.apply([{"kind": "Deployment", "metadata": {"name": "x"}, "spec": {"template": {
+        "spec": {"initContainers": [{"name": "i", "image": "busybox:1"}],
+                 "containers": [{"name": "c", "image": "nginx:1.27"}]}}}}])
+    with pytest.raises(images.UnknownImageError, match=r"nginx:1\.27"):
+        runner.prepare_images()
+
+
 def test_unknown_image_is_an_error(runner: PodRunner) -> None:
     runner.start_pod(pod("odd", {"name": "c", "image": "nginx:1.27"}), "Pod/odd")
     with pytest.raises(PodError, match=r"pod odd, container c .*nginx:1.27.*no local stand-in"):
