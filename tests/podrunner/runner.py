@@ -1471,6 +1471,12 @@ class PodRunner:
             args += ["--perms", "0755", "--dir", directory]
         for kind, target, source in sorted(mounts, key=lambda m: m[1].count("/")):
             args += [kind, str(source), target]
+        # The image table runs executables from the checkout (its virtualenvs). A checkout
+        # under a path the pod mounts over (a clone in /tmp, and an emptyDir on /tmp) would
+        # vanish from the container: put it back, read-only, on top.
+        repo = image_table.REPO
+        if any(repo.is_relative_to(t) for t in targets if t != "/"):
+            args += ["--ro-bind", str(repo), str(repo)]
         if read_only:
             args += ["--remount-ro", "/"]
         args += ["--chdir", workdir, "--", *self.user_prefix(pod, c), *argv]
