@@ -7,13 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import helm_python
 import pytest
 
+from tests.chart.helm import chart
 from tests.podrunner.runner import JobResult, Pod, PodRunner
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART_DIR = ROOT / "charts" / "chromadb"
 RELEASE = "chroma"
 NAMESPACE = "default"
 SERVER_POD = "chroma-chromadb-0"
@@ -43,11 +41,10 @@ print(json.dumps({"count": col.count(), "nearest": nearest}))
 def render(values: dict[str, Any] | None = None, *, gateway: bool = False) -> dict[str, str]:
     """Render the chart; by default with Chroma served directly (gateway off), as the
     suites about Chroma's own pod want. ``gateway=True`` keeps the chart's own default."""
-    chart = helm_python.Chart.load(CHART_DIR)
     merged = dict(values or {})
     if not gateway:
         merged["gateway"] = {"enabled": False, **merged.get("gateway", {})}
-    return chart.render(merged, name=RELEASE, namespace=NAMESPACE)
+    return chart().render(merged, name=RELEASE, namespace=NAMESPACE)
 
 
 @pytest.fixture

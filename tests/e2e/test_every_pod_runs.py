@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import CHART_DIR, NAMESPACE, READY_TIMEOUT_S, render
+from tests.chart.helm import CHART_DIR
+from tests.e2e.conftest import NAMESPACE, READY_TIMEOUT_S, render
 from tests.podrunner.runner import PodRunner, hook_kinds, parse_manifests
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
