@@ -2,7 +2,7 @@
 
 Request path, outermost first::
 
-    metrics -> classify (prefix) -> body limit -> authentication -> identity
+    metrics -> classify (prefix) -> body timeout -> body limit -> authentication -> identity
       -> authorization -> agent API | write-hold -> reverse proxy
 """
 
@@ -24,6 +24,7 @@ from chromactl.gateway.auth.token import TokenAuthenticator
 from chromactl.gateway.authz import AuthorizationMiddleware
 from chromactl.gateway.bodylimit import BodyLimitMiddleware
 from chromactl.gateway.classify import ClassifyMiddleware
+from chromactl.gateway.clientlimits import BodyTimeoutMiddleware
 from chromactl.gateway.collections import CollectionResolver
 from chromactl.gateway.identity import IdentityMiddleware
 from chromactl.gateway.metrics import GatewayMetrics, MetricsMiddleware
@@ -136,6 +137,7 @@ def build_gateway(
         on_failure=metrics.auth_failure,
     )
     app = BodyLimitMiddleware(app, gw.max_body_bytes)
+    app = BodyTimeoutMiddleware(app, gw.client_limits.body_timeout_s, gw.client_limits.body_deadline_s)
     app = ClassifyMiddleware(app, gw.path_prefix)
     app = MetricsMiddleware(app, metrics)
     return Gateway(app, gate, metrics, upstream, resolver, authenticators)
