@@ -175,7 +175,8 @@ def write(results: dict[str, Any]) -> None:
         f"{', '.join(f'{x:.2f}' for x in results['load_after'])} (the machine is shared: absolute "
         "latencies vary with it, the ratios against the direct baseline of the same run less so).",
         "",
-        f"## Soak: {results['duration_s']:.0f} s, concurrency {results['concurrency']}, 30% add / 70% query+get",
+        f"## Soak: {results['duration_s']:.0f} s, concurrency {results['concurrency']}, "
+        "30% add / 70% query+get",
         "",
         f"- requests: {s['requests']} ({s['throughput_rps']} /s); statuses: {s['statuses']}; "
         f"unexpected answers: {s['problems']}",
