@@ -27,7 +27,7 @@ import threading
 def _get(args: list[str]) -> int:
     kind, name = args[0].lower(), args[1]
     out = args[args.index("-o") + 1] if "-o" in args else ""
-    match = re.fullmatch(r"jsonpath=\{\.data\.([A-Za-z0-9_.-]+)\}", out)
+    match = re.fullmatch(r"jsonpath=\{\.data\.((?:[A-Za-z0-9_-]|\\\.)+)\}", out)
     if kind not in ("secret", "configmap") or not match:
         print(f"kubectl stand-in: unsupported get {args}", file=sys.stderr)
         return 2
@@ -37,7 +37,7 @@ def _get(args: list[str]) -> int:
     if data is None:
         print(f'Error from server (NotFound): {kind}s "{name}" not found', file=sys.stderr)
         return 1
-    sys.stdout.write(data.get(match.group(1), ""))
+    sys.stdout.write(data.get(match.group(1).replace("\\.", "."), ""))
     return 0
 
 

@@ -212,7 +212,7 @@ imagePullSecrets:
 
 {{/* URL of Chroma through the Service, as other pods in the namespace reach it. */}}
 {{- define "chromadb.serviceURL" -}}
-{{- printf "http://%s:%d" (include "chromadb.fullname" .) (include "chromadb.servicePort" . | int) -}}
+{{- printf "%s://%s:%d" (include "chromadb.scheme" .) (include "chromadb.fullname" .) (include "chromadb.servicePort" . | int) -}}
 {{- end }}
 
 {{/* A helm test pod running one `chromactl smoke` check. (dict "ctx" $ "check" "heartbeat") */}}
@@ -252,11 +252,16 @@ spec:
           value: /etc/chromactl/auth/password
         {{- end }}
         {{- end }}
-      {{- if and (eq (include "chromadb.gatewayOn" $) "true") $.Values.chromadb.auth.enabled }}
+        {{- with (include "chromadb.tls.testEnv" $ | trim) }}{{ . | nindent 8 }}{{ end }}
+      {{- $authOn := and (eq (include "chromadb.gatewayOn" $) "true") $.Values.chromadb.auth.enabled }}
+      {{- if or $authOn (eq (include "chromadb.tls.on" $) "true") }}
       volumeMounts:
+        {{- if $authOn }}
         - name: auth
           mountPath: /etc/chromactl/auth
           readOnly: true
+        {{- end }}
+        {{- with (include "chromadb.tls.testVolumeMounts" $ | trim) }}{{ . | nindent 8 }}{{ end }}
       {{- end }}
       resources:
         requests:
@@ -267,12 +272,15 @@ spec:
           memory: 128Mi
       securityContext:
         {{- toYaml $.Values.securityContext | nindent 8 }}
-  {{- if and (eq (include "chromadb.gatewayOn" $) "true") $.Values.chromadb.auth.enabled }}
+  {{- if or $authOn (eq (include "chromadb.tls.on" $) "true") }}
   volumes:
+    {{- if $authOn }}
     - name: auth
       secret:
         secretName: {{ include "chromadb.authSecretName" $ }}
         defaultMode: 0440
+    {{- end }}
+    {{- with (include "chromadb.tls.testVolumes" $ | trim) }}{{ . | nindent 4 }}{{ end }}
   {{- end }}
 {{- end }}
 
@@ -330,6 +338,7 @@ spec:
   "allow_reset" (eq (include "chromadb.allowReset" .) "true")
   "write_wait_s" .Values.gateway.writeWaitSeconds
   "auth" $auth
+  "tls" (include "chromadb.tls.gatewayConfig" . | fromYaml)
 -}}
 {{- $config := dict
   "chroma" (dict "url" (printf "http://127.0.0.1:%d" (int .Values.gateway.chromaPort)) "persist_path" $c.persistDirectory "version" (include "chromadb.version" .))
