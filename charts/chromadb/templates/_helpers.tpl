@@ -240,7 +240,7 @@ spec:
           value: {{ include "chromadb.serviceURL" $ | quote }}
         {{- $auth := $.Values.chromadb.auth }}
         {{- if and (eq (include "chromadb.gatewayOn" $) "true") $auth.enabled }}
-        {{- if eq $auth.type "token" }}
+        {{- if eq (include "chromadb.auth.hasToken" $) "true" }}
         - name: CHROMA_TOKEN_FILE
           value: /etc/chromactl/auth/token
         - name: CHROMA_AUTH_TOKEN_TRANSPORT_HEADER
@@ -317,7 +317,7 @@ spec:
 {{- $auth := dict "enabled" (and $c.auth.enabled true) -}}
 {{- if $c.auth.enabled -}}
 {{- $tokens := list -}}
-{{- if eq $c.auth.type "token" -}}
+{{- if eq (include "chromadb.auth.hasToken" .) "true" -}}
 {{- $tokens = append $tokens (dict "name" "admin" "role" "admin" "token_file" "/etc/chromactl/auth/token") -}}
 {{- end -}}
 {{- range $c.auth.credentials -}}
@@ -325,6 +325,9 @@ spec:
 {{- end -}}
 {{- with $tokens -}}
 {{- $_ := set $auth "token" (dict "credentials" .) -}}
+{{- end -}}
+{{- with (include "chromadb.auth.oidcConfig" . | fromYaml) -}}
+{{- $_ := set $auth "oidc" . -}}
 {{- end -}}
 {{- if eq $c.auth.type "basic" -}}
 {{- $_ := set $auth "basic" (dict "users" (list (dict "role" "admin" "username_file" "/etc/chromactl/auth/username" "password_file" "/etc/chromactl/auth/password"))) -}}
