@@ -349,6 +349,7 @@ spec:
 {{- range $c.auth.credentials -}}
 {{- $tokens = append $tokens (dict "name" .name "role" (.role | default "reader") "tenants" (.tenants | default (list "*")) "databases" (.databases | default (list "*")) "token_file" (printf "/etc/chromactl/credentials/%s/%s" .name (.key | default "token"))) -}}
 {{- end -}}
+{{- $tokens = concat $tokens (include "chromadb.backupAgentCredentials" . | fromYamlArray) -}}
 {{- with $tokens -}}
 {{- $_ := set $auth "token" (dict "credentials" .) -}}
 {{- end -}}
