@@ -85,6 +85,13 @@ class BackupSettings(Section):
     #: Local scratch space for files copied during the hold.
     staging_dir: Path | None = None
     compression_level: int = Field(3, ge=1, le=22)
+    #: Object storage: tries per operation (upload, download, listing), the first
+    #: backoff (doubling), the time limit of one operation with its retries, and
+    #: the connect/read timeout of one request.
+    retry_attempts: int = Field(5, ge=1)
+    retry_backoff_s: float = Field(0.5, gt=0)
+    op_timeout_s: float = Field(600.0, gt=0)
+    io_timeout_s: float = Field(30.0, gt=0)
     retention: RetentionSettings = RetentionSettings()
 
 
