@@ -370,6 +370,7 @@ spec:
   "auth" $auth
   "tls" (include "chromadb.tls.gatewayConfig" . | fromYaml)
 -}}
+{{- include "chromadb.gatewayClientLimits" (dict "ctx" . "gateway" $gateway) -}}
 {{- $config := dict
   "chroma" (dict "url" (printf "http://127.0.0.1:%d" (int .Values.gateway.chromaPort)) "persist_path" $c.persistDirectory "version" (include "chromadb.version" .))
   "log" (dict "format" .Values.gateway.logFormat "level" "INFO")

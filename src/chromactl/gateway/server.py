@@ -12,6 +12,7 @@ from prometheus_client import start_http_server
 
 from chromactl.config import Settings
 from chromactl.gateway.app import Gateway, build_gateway
+from chromactl.gateway.clientlimits import protocol_class
 from chromactl.gateway.internals import InternalsCollector
 from chromactl.gateway.metrics import GatewayMetrics
 from chromactl.gateway.tls import ReloadingTLS
@@ -32,17 +33,19 @@ def build_served_gateway(settings: Settings) -> Gateway:
 
 def uvicorn_config(settings: Settings, gateway: Gateway, tls: ReloadingTLS | None) -> uvicorn.Config:
     gw = settings.gateway
+    limits = gw.client_limits
     config = uvicorn.Config(
         gateway,
         host=gw.listen_address,
         port=gw.port,
-        http="httptools",
+        http=protocol_class(limits),
         lifespan="on",
         log_config=None,
         access_log=False,
         server_header=False,
         date_header=False,
-        timeout_keep_alive=75,
+        timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
+        limit_concurrency=limits.max_connections,
         backlog=2048,
     )
     config.load()
