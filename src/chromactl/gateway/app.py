@@ -2,7 +2,7 @@
 
 Request path, outermost first::
 
-    metrics -> classify (prefix) -> body timeout -> body limit -> authentication -> identity
+    classify (prefix) -> metrics -> body timeout -> body limit -> authentication -> identity
       -> authorization -> agent API | write-hold -> reverse proxy
 """
 
@@ -117,11 +117,12 @@ def build_gateway(
     """The gateway for ``settings``; pass ``gate`` to share it with in-process users."""
     gw = settings.gateway
     gate = gate or WriteGate()
-    metrics = metrics or GatewayMetrics()
+    metrics = metrics or GatewayMetrics(database_series=gw.metrics.database_series)
     upstream = upstream or make_upstream(
         settings.chroma.url, keepalive=gw.upstream_keepalive, timeout_s=gw.upstream_timeout_s
     )
     resolver = CollectionResolver(upstream, size=gw.collection_cache_size, ttl_s=gw.collection_cache_ttl_s)
+    resolver.belongs = metrics.watch_resolver(resolver.belongs)  # type: ignore[method-assign]
     authenticators = build_authenticators(gw)
 
     app: ASGIApp = ReverseProxy(upstream, scheme="https" if gw.tls.enabled else "http")
@@ -138,8 +139,8 @@ def build_gateway(
     )
     app = BodyLimitMiddleware(app, gw.max_body_bytes)
     app = BodyTimeoutMiddleware(app, gw.client_limits.body_timeout_s, gw.client_limits.body_deadline_s)
-    app = ClassifyMiddleware(app, gw.path_prefix)
     app = MetricsMiddleware(app, metrics)
+    app = ClassifyMiddleware(app, gw.path_prefix)
     return Gateway(app, gate, metrics, upstream, resolver, authenticators)
 
 
