@@ -226,6 +226,15 @@ CASES: list[Case] = [
         V1_GONE,
     ),
     case("v1-no-auth", "GET", "/api/v1/collections", "none", AUTHN),
+    # Dot segments after a known route: the upstream client (yarl) normalises them away,
+    # so the gateway would authorize one route and Chroma would run another.
+    case("dot-dot-collection-delete-is-database-delete", "DELETE", f"{A}/collections/..", "writer", {400}),
+    case("encoded-dot-dot-collection-delete", "DELETE", f"{A}/collections/%2e%2e", "writer", {400}),
+    case("dot-dot-as-collection-id", "POST", f"{A}/collections/../get", "reader", {400}, body={}),
+    case("dot-dot-database-list", "GET", f"{T}/tenant-a/databases/../collections", "reader", {400}),
+    case("dot-as-collection", "GET", f"{A}/collections/.", "reader", {400}),
+    case("dot-dot-to-reset-admin", "POST", "/api/v2/x/../reset", "admin", {400}),
+    case("encoded-dot-dot-to-crn-admin", "GET", "/api/v2/x/%2E%2E/collections/{b}", "admin", {400}),
     # --- method games -------------------------------------------------------------------------
     case("head-other-tenant", "HEAD", f"{B}/collections", "reader", DENY),
     case("options-other-tenant", "OPTIONS", f"{B}/collections", "reader", DENY),
