@@ -4,6 +4,8 @@ Paths with ``.`` or ``..`` segments (also percent-encoded) are refused with 400:
 upstream client normalises them away, so the route the gateway authorized would not be
 the route Chroma runs (``DELETE .../collections/..`` would delete the database).
 Chroma's names are at least three characters, so no real request has such a segment.
+Encoded slashes (``%2F``) are refused too: the gateway classifies the decoded path, Chroma
+splits the raw one, so they would see different segments. Chroma's names have no slash.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class ClassifyMiddleware:
         path: str = scope["path"]
         if _has_dot_segment(path):
             await send_error(send, 400, "InvalidArgumentError", "path segments '.' and '..' are not accepted")
+            return
+        if b"%2f" in (scope.get("raw_path") or b"").lower():
+            await send_error(send, 400, "InvalidArgumentError", "encoded slashes (%2F) are not accepted")
             return
         if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
             path = path[len(self.prefix) :] or "/"
