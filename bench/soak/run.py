@@ -237,7 +237,7 @@ def write(results: dict[str, Any]) -> None:
     rss = results["soak_series"]["rss"]
     ax1.plot([t for t, _ in rss], [k / 1024 for _, k in rss])
     ax1.set_ylabel("gateway RSS (MiB)")
-    ax1.set_ylim(bottom=0)
+    ax1.set_ylim(0, max(k for _, k in rss) / 1024 * 1.3)
     lat = results["soak_series"]["latency"]
     ax2.plot([t for t, _ in lat], [v for _, v in lat])
     ax2.set_ylabel("p99 latency per 5 s (ms)")
@@ -251,7 +251,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=300.0)
     parser.add_argument("--fault-duration", type=float, default=60.0)
+    parser.add_argument(
+        "--rewrite", action="store_true", help="only rewrite results.md/png from results.json"
+    )
     args = parser.parse_args()
+    if args.rewrite:
+        write(json.loads((HERE / "results.json").read_text()))
+        return
     results = run(args.duration, args.fault_duration)
     write(results)
     print((HERE / "results.md").read_text())
