@@ -235,7 +235,9 @@ def test_none_and_hmac_tokens_are_refused(
     claims = {"iss": issuer, "aud": AUDIENCE, "sub": "x", "exp": now + 300, "groups": ["chroma-admins"]}
     unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": "k1"})
     # HS256 keyed with the public key's modulus bytes: the classic key-confusion attack.
-    hs = jwt.encode(claims, base64.b64decode(keys[1]["n"] + "=="), algorithm="HS256", headers={"kid": "k1"})
+    n = keys[1]["n"]  # base64url without padding
+    modulus = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))
+    hs = jwt.encode(claims, modulus, algorithm="HS256", headers={"kid": "k1"})
     before = reason_count(oidc_gateway, "jwt_algorithm")
     for token in (unsigned, hs):
         assert call(oidc_gateway, token).status_code == 401
