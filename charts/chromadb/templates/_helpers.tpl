@@ -239,7 +239,7 @@ imagePullSecrets:
 
 {{/* URL of Chroma through the Service, as other pods in the namespace reach it. */}}
 {{- define "chromadb.serviceURL" -}}
-{{- printf "http://%s:%d" (include "chromadb.fullname" .) (include "chromadb.servicePort" . | int) -}}
+{{- printf "%s://%s:%d" (include "chromadb.scheme" .) (include "chromadb.fullname" .) (include "chromadb.servicePort" . | int) -}}
 {{- end }}
 
 {{/* A helm test pod running one `chromactl smoke` check. (dict "ctx" $ "check" "heartbeat") */}}
@@ -266,7 +266,7 @@ spec:
           value: {{ include "chromadb.serviceURL" $ | quote }}
         {{- $auth := $.Values.chromadb.auth }}
         {{- if and (eq (include "chromadb.gatewayOn" $) "true") $auth.enabled }}
-        {{- if eq $auth.type "token" }}
+        {{- if eq (include "chromadb.auth.hasToken" $) "true" }}
         - name: CHROMA_TOKEN_FILE
           value: /etc/chromactl/auth/token
         - name: CHROMA_AUTH_TOKEN_TRANSPORT_HEADER
@@ -278,11 +278,16 @@ spec:
           value: /etc/chromactl/auth/password
         {{- end }}
         {{- end }}
-      {{- if and (eq (include "chromadb.gatewayOn" $) "true") $.Values.chromadb.auth.enabled }}
+        {{- with (include "chromadb.tls.testEnv" $ | trim) }}{{ . | nindent 8 }}{{ end }}
+      {{- $authOn := and (eq (include "chromadb.gatewayOn" $) "true") $.Values.chromadb.auth.enabled }}
+      {{- if or $authOn (eq (include "chromadb.tls.on" $) "true") }}
       volumeMounts:
+        {{- if $authOn }}
         - name: auth
           mountPath: /etc/chromactl/auth
           readOnly: true
+        {{- end }}
+        {{- with (include "chromadb.tls.testVolumeMounts" $ | trim) }}{{ . | nindent 8 }}{{ end }}
       {{- end }}
       resources:
         requests:
@@ -293,12 +298,15 @@ spec:
           memory: 128Mi
       securityContext:
         {{- toYaml $.Values.securityContext | nindent 8 }}
-  {{- if and (eq (include "chromadb.gatewayOn" $) "true") $.Values.chromadb.auth.enabled }}
+  {{- if or $authOn (eq (include "chromadb.tls.on" $) "true") }}
   volumes:
+    {{- if $authOn }}
     - name: auth
       secret:
         secretName: {{ include "chromadb.authSecretName" $ }}
         defaultMode: 0440
+    {{- end }}
+    {{- with (include "chromadb.tls.testVolumes" $ | trim) }}{{ . | nindent 4 }}{{ end }}
   {{- end }}
 {{- end }}
 
@@ -335,14 +343,18 @@ spec:
 {{- $auth := dict "enabled" (and $c.auth.enabled true) -}}
 {{- if $c.auth.enabled -}}
 {{- $tokens := list -}}
-{{- if eq $c.auth.type "token" -}}
+{{- if eq (include "chromadb.auth.hasToken" .) "true" -}}
 {{- $tokens = append $tokens (dict "name" "admin" "role" "admin" "token_file" "/etc/chromactl/auth/token") -}}
 {{- end -}}
 {{- range $c.auth.credentials -}}
 {{- $tokens = append $tokens (dict "name" .name "role" (.role | default "reader") "tenants" (.tenants | default (list "*")) "databases" (.databases | default (list "*")) "token_file" (printf "/etc/chromactl/credentials/%s/%s" .name (.key | default "token"))) -}}
 {{- end -}}
+{{- $tokens = concat $tokens (include "chromadb.backupAgentCredentials" . | fromYamlArray) -}}
 {{- with $tokens -}}
 {{- $_ := set $auth "token" (dict "credentials" .) -}}
+{{- end -}}
+{{- with (include "chromadb.auth.oidcConfig" . | fromYaml) -}}
+{{- $_ := set $auth "oidc" . -}}
 {{- end -}}
 {{- if eq $c.auth.type "basic" -}}
 {{- $_ := set $auth "basic" (dict "users" (list (dict "role" "admin" "username_file" "/etc/chromactl/auth/username" "password_file" "/etc/chromactl/auth/password"))) -}}
@@ -356,7 +368,9 @@ spec:
   "allow_reset" (eq (include "chromadb.allowReset" .) "true")
   "write_wait_s" .Values.gateway.writeWaitSeconds
   "auth" $auth
+  "tls" (include "chromadb.tls.gatewayConfig" . | fromYaml)
 -}}
+{{- include "chromadb.gatewayClientLimits" (dict "ctx" . "gateway" $gateway) -}}
 {{- $config := dict
   "chroma" (dict "url" (printf "http://127.0.0.1:%d" (int .Values.gateway.chromaPort)) "persist_path" $c.persistDirectory "version" (include "chromadb.version" .))
   "log" (dict "format" .Values.gateway.logFormat "level" "INFO")
