@@ -16,9 +16,11 @@ from typing import Any
 import helm_python
 import pytest
 import yaml
+from scripts.package_chart import DEFAULT_URL
 
 from tests.chart.fake_kube import FakeCluster, helm_config
 from tests.chart.helm import CHART_DIR, NAMESPACE, everything_values, render
+from tests.chart.readme import yaml_blocks
 
 VERSION = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["version"]
 REGISTRY = "mirror.corp.example:5000"
@@ -193,13 +195,42 @@ def pod_labels(obj: dict[str, Any]) -> dict[str, str] | None:
 
 @pytest.fixture(scope="module")
 def twice(tmp_path_factory) -> dict[str, str]:
-    """Two instances of the chart in one parent: the second brings its own credentials Secret."""
-    values = {
-        "chromadb": {},
-        "archive": {"chromadb": {"auth": {"existingSecret": "archive-credentials"}}},
-    }
-    parent = parent_chart(tmp_path_factory.mktemp("twice"), [dependency(), dependency("archive")], values)
-    return render_parent(parent)
+    """Two instances of the chart in one parent, as the README shows: the second (alias `archive`)
+    brings its own credentials Secret."""
+    _, _, dependencies, values = readme_dependencies()
+    assert [d.get("alias") for d in dependencies] == [None, "archive"]
+    return render_parent(parent_chart(tmp_path_factory.mktemp("twice"), local(dependencies), values))
+
+
+Dependencies = list[dict[str, Any]]
+
+
+def readme_dependencies() -> tuple[Dependencies, dict[str, Any], Dependencies, dict[str, Any]]:
+    """The README's examples: one dependency and its values, then two instances and theirs."""
+    single_chart, single_values, twice_chart, twice_values = yaml_blocks("Use as a dependency")
+    return single_chart["dependencies"], single_values, twice_chart["dependencies"], twice_values
+
+
+def local(dependencies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The README's dependencies, resolved from this checkout instead of the published repository."""
+    for dep in dependencies:
+        assert dep["name"] == "chromadb" and dep["version"] == VERSION, dep
+        assert dep["repository"] in (DEFAULT_URL, "oci://ghcr.io/chromadb-chart/charts"), dep
+    return [{**dep, "repository": f"file://{CHART_DIR}"} for dep in dependencies]
+
+
+def test_the_readme_example_installs_with_its_values(tmp_path: Path) -> None:
+    dependencies, values, _, _ = readme_dependencies()
+    parent = parent_chart(tmp_path, local(dependencies), values)
+    sub = objects(render_parent(parent), "shop/charts/chromadb/")
+    sts = next(o for o in sub if o["kind"] == "StatefulSet")
+    claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    assert claim == values["chromadb"]["chromadb"]["dataVolumeSize"]
+    for obj in sub:
+        for spec in pod_specs(obj):
+            assert spec["imagePullSecrets"] == [{"name": s} for s in values["global"]["imagePullSecrets"]]
+            registry = values["global"]["imageRegistry"]
+            assert all(c["image"].startswith(registry + "/") for c in spec["containers"])
 
 
 def test_two_instances_in_one_parent_do_not_collide(twice) -> None:
