@@ -24,7 +24,7 @@ from chromactl.errors import ChromactlError
 
 from .service import BACKUPS_PATH
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True, highlight=False)
 
 #: Consecutive seconds of an unreachable gateway tolerated while following a run.
 UNREACHABLE_GRACE_S = 60.0
@@ -194,7 +194,7 @@ def trigger_cmd(
         run, started = client.start(prune=prune)
         verb = "started" if started else "already running, following"
         if not as_json:
-            console.print(f"backup {run['backup_id']} {verb} on {client.url}", highlight=False)
+            console.print(f"backup {run['backup_id']} {verb} on {client.url}")
         if wait:
             last_note = time.monotonic()
 
@@ -202,7 +202,7 @@ def trigger_cmd(
                 nonlocal last_note
                 if not as_json and time.monotonic() - last_note >= 30:
                     last_note = time.monotonic()
-                    console.print(f"backup {current['backup_id']} still running", highlight=False)
+                    console.print(f"backup {current['backup_id']} still running")
 
             run = follow(client, run, poll_s=poll_interval, on_poll=note)
     finally:
@@ -210,6 +210,6 @@ def trigger_cmd(
     if as_json:
         print(json.dumps(run, indent=2))
     elif run["state"] == "succeeded":
-        console.print(_summary(run), highlight=False)
+        console.print(_summary(run))
     if run["state"] == "failed":
         raise TriggerError(f"backup {run['backup_id']} failed: {run.get('error') or 'unknown error'}")
