@@ -272,4 +272,4 @@ def test_everything_values_turn_backups_on() -> None:
     assert r.has("CronJob", "chroma-chromadb-backup") and r.has("PersistentVolumeClaim")
     assert [c["name"] for c in r.pod_spec["initContainers"]] == ["restore"]
     assert cron_pod(r)["spec"]["imagePullSecrets"] == r.pod_spec["imagePullSecrets"]
-    assert "--gateway=http://chroma-chromadb:80" in cron_pod(r)["spec"]["containers"][0]["command"]
+    assert "--gateway=https://chroma-chromadb:80" in cron_pod(r)["spec"]["containers"][0]["command"]
