@@ -210,6 +210,8 @@ def create_snapshot(
 
         cut = take_cut(data_dir, staging, baselines, hold, staged_sqlite=staged_sqlite)
         phases["hold_s"] = cut.hold_s
+        phases["hold_checked_bytes"] = float(cut.checked_bytes)
+        phases.update({f"hold_{k}": v for k, v in cut.steps_s.items()})
         t_after = time.perf_counter()
 
         mode = sqlite_path.stat().st_mode & 0o777
