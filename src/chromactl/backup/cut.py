@@ -123,23 +123,55 @@ class _Source:
 
 
 def diff_file(
-    source: _Source, size: int, base: Baseline | None, delta_fd: int, patch: Patch
+    source: _Source,
+    size: int,
+    base: Baseline | None,
+    delta_fd: int,
+    patch: Patch,
+    digests_out: list[bytes] | None = None,
 ) -> None:
     """Compare the live chunks with the baseline; write those that differ into ``delta_fd``
-    at their own offsets."""
+    at their own offsets. ``digests_out`` receives the digest of every chunk now."""
     base_size = base.size if base is not None else 0
     digests = base.digests if base is not None else []
     for i, offset in enumerate(range(0, size, CHUNK)):
         n = min(CHUNK, size - offset)
         data = source.read(offset, n)
         if len(data) != n:
-            raise OSError(f"file shrank while writes were held ({len(data)} of {n} bytes)")
+            raise OSError(f"file shrank while it was compared ({len(data)} of {n} bytes)")
         old_len = min(CHUNK, base_size - offset) if offset < base_size else 0
-        if old_len == n and i < len(digests) and digest(data) == digests[i]:
+        now = digest(data)
+        if digests_out is not None:
+            digests_out.append(now)
+        if old_len == n and i < len(digests) and now == digests[i]:
             continue
         os.pwrite(delta_fd, data, offset)
         patch.changed.add(i)
         patch.written += n
+
+
+def catch_up(path: Path, staged: Path, base: Baseline) -> Baseline:
+    """Before the hold: bring the staged copy of a busy file (``chroma.sqlite3``) up to
+    date without any lock, so the hold finds only the chunks written since. What this
+    reads may be torn; the hold compares again under the lock."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        stat_at = time.time_ns()
+        out = os.open(staged, os.O_WRONLY)
+        try:
+            digests: list[bytes] = []
+            size = st.st_size
+            try:
+                diff_file(_Source(fd, None), size, base, out, Patch(size), digests)
+            except OSError:  # shrank while read: the hold settles it
+                return base
+            os.ftruncate(out, size)
+        finally:
+            os.close(out)
+    finally:
+        os.close(fd)
+    return Baseline(FileState.of(st), stat_at, size, digests)
 
 
 def take_cut(
