@@ -52,6 +52,10 @@ lint: $(BIN)/.installed ## ruff on the Python code
 docs: $(BIN)/.installed ## regenerate the chart README table and values.schema.json from values.yaml
 	$(BIN)/python scripts/chart_docs.py $(CHART)
 
+.PHONY: package
+package: $(BIN)/.installed ## the chart archive and repository index.yaml under dist/ (MERGE=old index.yaml, URL=repo URL)
+	$(BIN)/python scripts/package_chart.py $(CHART) --destination dist $(if $(URL),--url $(URL)) $(if $(MERGE),--merge $(MERGE))
+
 .PHONY: run
 run: $(BIN)/.installed ## start the local stack and print how to connect
 	$(BIN)/chromactl up

@@ -256,6 +256,36 @@ class TLSSettings(Section):
         return self
 
 
+class MetricsSettings(Section):
+    """What the gateway's metrics read and how many series they may make."""
+
+    #: Tenant/database pairs that get their own label values; later ones count as ``__other__``.
+    database_series: int = Field(20, ge=0)
+    #: Collections with their own series (the largest by records); the rest are summed.
+    collection_series: int = Field(50, ge=0)
+    #: Read Chroma's data directory (SQLite read-only, sizes), probe Chroma and the certificate.
+    internals: bool = True
+    #: Seconds between reads of the data directory (scrapes read the cached result).
+    internals_interval_s: float = Field(30.0, ge=1)
+
+
+class ClientLimitsSettings(Section):
+    """Limits on client connections, so that slow or many clients cannot exhaust the gateway."""
+
+    #: A request's headers must arrive within this time (from the connection or the first byte).
+    header_timeout_s: float = Field(10.0, gt=0)
+    #: Longest wait for the next piece of a request body before the request gets 408.
+    body_timeout_s: float = Field(30.0, gt=0)
+    #: A whole request body must arrive within this time.
+    body_deadline_s: float = Field(300.0, gt=0)
+    #: Idle keep-alive connections from clients are closed after this time.
+    keep_alive_s: float = Field(75.0, gt=0)
+    #: Open connections (and requests) beyond this get 503 until some close.
+    max_connections: int = Field(1024, ge=1)
+    #: Request line and headers together larger than this get 431.
+    max_header_bytes: int = Field(65536, ge=4096)
+
+
 class GatewaySettings(Section):
     """``chromactl gateway``: auth, TLS, metrics and write-hold in front of Chroma."""
 
@@ -267,6 +297,7 @@ class GatewaySettings(Section):
     #: Prometheus metrics on their own port (not on the client Service); ``null``: off.
     metrics_port: Port | None = 9464
     metrics_address: str = "0.0.0.0"
+    metrics: MetricsSettings = MetricsSettings()
     #: Request bodies over this many bytes are refused with 413.
     max_body_bytes: int = Field(41943040, ge=1024)
     #: Let an admin call ``POST /api/v2/reset`` (Chroma must allow it too).
@@ -284,6 +315,7 @@ class GatewaySettings(Section):
     collection_cache_ttl_s: float = Field(300.0, gt=0)
     auth: AuthSettings = AuthSettings()
     tls: TLSSettings = TLSSettings()
+    client_limits: ClientLimitsSettings = ClientLimitsSettings()
 
 
 class Settings(Section):

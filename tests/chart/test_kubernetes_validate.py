@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import jsonschema
 import kubernetes_validate
 import pytest
 
+from tests.chart.crd_schemas import SCHEMAS
 from tests.chart.helm import Render, everything_values, render
 
 VERSIONS = ["1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0"]
@@ -17,7 +19,11 @@ RENDERS = {
 
 def validate(r: Render, version: str) -> None:
     for obj in r.objects:
-        kubernetes_validate.validate(obj, version, strict=True)
+        custom = SCHEMAS.get((obj["apiVersion"], obj["kind"]))
+        if custom is not None:  # a custom resource: the CRD's schema
+            jsonschema.validate(obj, custom)
+        else:
+            kubernetes_validate.validate(obj, version, strict=True)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -32,3 +38,10 @@ def test_validator_catches_a_broken_object() -> None:
     sts["spec"]["template"]["spec"]["containers"][-1]["ports"][0]["containerPort"] = "http"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(sts, VERSIONS[0], strict=True)
+
+
+def test_custom_resources_are_checked_too() -> None:
+    certificate = render(everything_values()).get("Certificate")
+    certificate["spec"]["privateKey"]["algorithm"] = "DSA"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(certificate, SCHEMAS[("cert-manager.io/v1", "Certificate")])

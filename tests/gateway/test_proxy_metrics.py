@@ -35,9 +35,17 @@ def test_metrics_count_operations_and_auth_failures(token_gateway: RunningGatewa
     assert token_gateway.metrics_url is not None
     text = httpx.get(token_gateway.metrics_url).text
     assert 'chromactl_gateway_auth_failures_total{reason="invalid_token"}' in text
-    assert 'chromactl_gateway_requests_total{operation="list_collections",status_class="2xx"}' in text
-    assert 'chromactl_gateway_requests_total{operation="create_collection",status_class="4xx"}' in text
-    assert 'chromactl_gateway_authorization_denied_total{reason="forbidden"}' in text
+    assert (
+        'chromactl_gateway_requests_total{database="default_database",operation="list_collections",'
+        'status_class="2xx",tenant="default_tenant"}'
+    ) in text
+    # Refused requests do not name the tenant/database they asked for.
+    assert (
+        'chromactl_gateway_requests_total{database="",operation="create_collection",'
+        'status_class="4xx",tenant=""}'
+    ) in text
+    denied = 'chromactl_gateway_authorization_denied_total{operation="create_collection",reason="forbidden"}'
+    assert denied in text
     assert "chromactl_gateway_request_duration_seconds_bucket" in text
     # The metrics are not served on the client port.
     on_client_port = httpx.get(f"{token_gateway.url}/metrics", headers=ADMIN)

@@ -2,7 +2,7 @@
 
 Request path, outermost first::
 
-    metrics -> classify (prefix) -> body limit -> authentication -> identity
+    classify (prefix) -> metrics -> body timeout -> body limit -> authentication -> identity
       -> authorization -> agent API | write-hold -> reverse proxy
 """
 
@@ -24,6 +24,7 @@ from chromactl.gateway.auth.token import TokenAuthenticator
 from chromactl.gateway.authz import AuthorizationMiddleware
 from chromactl.gateway.bodylimit import BodyLimitMiddleware
 from chromactl.gateway.classify import ClassifyMiddleware
+from chromactl.gateway.clientlimits import BodyTimeoutMiddleware
 from chromactl.gateway.collections import CollectionResolver
 from chromactl.gateway.identity import IdentityMiddleware
 from chromactl.gateway.metrics import GatewayMetrics, MetricsMiddleware
@@ -116,11 +117,12 @@ def build_gateway(
     """The gateway for ``settings``; pass ``gate`` to share it with in-process users."""
     gw = settings.gateway
     gate = gate or WriteGate()
-    metrics = metrics or GatewayMetrics()
+    metrics = metrics or GatewayMetrics(database_series=gw.metrics.database_series)
     upstream = upstream or make_upstream(
         settings.chroma.url, keepalive=gw.upstream_keepalive, timeout_s=gw.upstream_timeout_s
     )
     resolver = CollectionResolver(upstream, size=gw.collection_cache_size, ttl_s=gw.collection_cache_ttl_s)
+    resolver.belongs = metrics.watch_resolver(resolver.belongs)  # type: ignore[method-assign]
     authenticators = build_authenticators(gw)
 
     app: ASGIApp = ReverseProxy(upstream, scheme="https" if gw.tls.enabled else "http")
@@ -136,8 +138,9 @@ def build_gateway(
         on_failure=metrics.auth_failure,
     )
     app = BodyLimitMiddleware(app, gw.max_body_bytes)
-    app = ClassifyMiddleware(app, gw.path_prefix)
+    app = BodyTimeoutMiddleware(app, gw.client_limits.body_timeout_s, gw.client_limits.body_deadline_s)
     app = MetricsMiddleware(app, metrics)
+    app = ClassifyMiddleware(app, gw.path_prefix)
     return Gateway(app, gate, metrics, upstream, resolver, authenticators)
 
 

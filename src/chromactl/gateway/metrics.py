@@ -1,62 +1,219 @@
-"""Prometheus metrics of the gateway, served on their own port."""
+"""Prometheus metrics of the gateway, served on their own port.
+
+Per request: counts by operation, tenant, database and status class; latency, request
+and response sizes by operation; records per write; requests in flight. Security:
+authentication failures by reason, authorization denials by reason and operation,
+collection ids refused for another tenant/database, 413 and 429 rejections. Chroma's
+internals (read from its data directory) live in :mod:`chromactl.gateway.internals`.
+
+Every label that carries a client-chosen name is bounded (:mod:`chromactl.gateway.labels`).
+"""
 
 from __future__ import annotations
 
+import contextvars
+import json
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from chromactl.gateway.labels import LabelCap
 from chromactl.gateway.routes import Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send, state
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+#: Coarser latency buckets for the per-database histogram (fewer series per database).
+DATABASE_BUCKETS = (0.005, 0.025, 0.1, 0.5, 2.5, 10)
+SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+RECORD_BUCKETS = (1, 10, 100, 500, 1000, 5000, 10000, 50000)
+#: Operations whose body carries records (``ids``).
+WRITE_OPERATIONS = frozenset(
+    {"collection_add", "collection_upsert", "collection_update", "collection_delete_records"}
+)
+#: Records are counted from the ``ids`` array within this many leading bytes of the body.
+IDS_PREFIX_BYTES = 4 * 1024 * 1024
+#: Default caps (``gateway.metrics`` in the config).
+DEFAULT_DATABASE_SERIES = 20
+
+_operation: contextvars.ContextVar[str] = contextvars.ContextVar("chromactl_operation", default="unknown")
 
 
 class GatewayMetrics:
     """The gateway's metrics in one registry (one per gateway, so tests stay apart)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        database_series: int = DEFAULT_DATABASE_SERIES,
+    ) -> None:
         self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.databases = LabelCap(database_series, ("__other__", "__other__"))
         self.requests = Counter(
             "chromactl_gateway_requests",
-            "Requests answered, by Chroma operation and status class.",
-            ["operation", "status_class"],
-            registry=self.registry,
+            "Requests answered, by Chroma operation, tenant, database and status class.",
+            ["operation", "tenant", "database", "status_class"],
+            registry=r,
         )
         self.latency = Histogram(
             "chromactl_gateway_request_duration_seconds",
             "Time from request to the end of the answer, by operation.",
             ["operation"],
             buckets=BUCKETS,
-            registry=self.registry,
+            registry=r,
+        )
+        self.database_latency = Histogram(
+            "chromactl_gateway_database_request_duration_seconds",
+            "Time from request to the end of the answer, by tenant and database (coarse buckets).",
+            ["tenant", "database"],
+            buckets=DATABASE_BUCKETS,
+            registry=r,
+        )
+        self.request_size = Histogram(
+            "chromactl_gateway_request_size_bytes",
+            "Request body size, by operation.",
+            ["operation"],
+            buckets=SIZE_BUCKETS,
+            registry=r,
+        )
+        self.response_size = Histogram(
+            "chromactl_gateway_response_size_bytes",
+            "Response body size, by operation.",
+            ["operation"],
+            buckets=SIZE_BUCKETS,
+            registry=r,
+        )
+        self.write_records = Histogram(
+            "chromactl_gateway_write_records",
+            "Records per write request (ids in add, upsert, update and delete bodies).",
+            ["operation"],
+            buckets=RECORD_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "chromactl_gateway_requests_in_flight",
+            "Requests being answered.",
+            registry=r,
         )
         self.auth_failures = Counter(
             "chromactl_gateway_auth_failures",
             "Requests refused with 401, by reason.",
             ["reason"],
-            registry=self.registry,
+            registry=r,
         )
         self.denied = Counter(
             "chromactl_gateway_authorization_denied",
-            "Requests refused with 403, by reason.",
-            ["reason"],
-            registry=self.registry,
+            "Requests refused with 403, by reason and operation.",
+            ["reason", "operation"],
+            registry=r,
         )
-        self.in_flight = Gauge(
-            "chromactl_gateway_requests_in_flight",
-            "Requests being answered.",
-            registry=self.registry,
+        self.cross_tenant = Counter(
+            "chromactl_gateway_cross_tenant_refusals",
+            "Requests refused because the collection id is not in the tenant/database of the path.",
+            ["operation"],
+            registry=r,
         )
+        self.rejected = Counter(
+            "chromactl_gateway_rejected_requests",
+            "Requests refused before Chroma: payload_too_large (413) and rate_limited (429).",
+            ["reason", "operation"],
+            registry=r,
+        )
+        self.database_series = Gauge(
+            "chromactl_gateway_database_label_series",
+            "Tenant/database pairs with their own label values (the rest count as __other__).",
+            registry=r,
+        )
+        self.database_series.set_function(lambda: len(self.databases))
+        self._children: dict[tuple[Any, ...], Any] = {}
 
+    # -- hooks called by the other steps -------------------------------------------------
     def auth_failure(self, reason: str) -> None:
         self.auth_failures.labels(reason).inc()
 
     def denial(self, reason: str) -> None:
-        self.denied.labels(reason).inc()
+        self.denied.labels(reason, _operation.get()).inc()
+
+    def watch_resolver(
+        self, belongs: Callable[[str, str, str], Awaitable[bool]]
+    ) -> Callable[[str, str, str], Awaitable[bool]]:
+        """Wrap ``CollectionResolver.belongs`` so that each refusal is counted."""
+
+        async def counted(tenant: str, database: str, collection_id: str) -> bool:
+            ok = await belongs(tenant, database, collection_id)
+            if not ok:
+                self.cross_tenant.labels(_operation.get()).inc()
+            return ok
+
+        return counted
+
+    # -- per request ---------------------------------------------------------------------
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe(
+        self,
+        route: Route | None,
+        status: int,
+        *,
+        seconds: float,
+        request_bytes: int,
+        response_bytes: int,
+        authorized: bool,
+        records: int | None,
+    ) -> None:
+        op = route.operation if route is not None else "unknown"
+        tenant = database = ""
+        if authorized and route is not None and route.tenant:
+            tenant, database = self.databases((route.tenant, route.database))
+        status_class = _STATUS_CLASS.get(status // 100, "other")
+        self._child(self.requests, op, tenant, database, status_class).inc()
+        self._child(self.latency, op).observe(seconds)
+        if tenant:
+            self._child(self.database_latency, tenant, database).observe(seconds)
+        if request_bytes:
+            self._child(self.request_size, op).observe(request_bytes)
+        self._child(self.response_size, op).observe(response_bytes)
+        if records is not None and status < 300:
+            self._child(self.write_records, op).observe(records)
+        if status == 413:
+            self._child(self.rejected, "payload_too_large", op).inc()
+        elif status == 429:
+            self._child(self.rejected, "rate_limited", op).inc()
+
+
+_STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+def count_ids(body: bytes) -> int | None:
+    """Records in a write body: the length of its top-level ``ids`` array, if found.
+
+    Only the ``ids`` array is decoded (Chroma's clients send it first), never the
+    embeddings, so the cost does not grow with the vectors' size.
+    """
+    at = body.find(b'"ids"')
+    if at < 0:
+        return None
+    colon = body.find(b":", at + 5)
+    if colon < 0 or body[at + 5 : colon].strip():
+        return None
+    text = body[colon + 1 :].decode("utf-8", "replace")
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text.lstrip())
+    except ValueError:
+        return None
+    return len(value) if isinstance(value, list) else None
 
 
 class MetricsMiddleware:
-    """Counts and times every request by ``state["route"].operation``."""
+    """Counts, sizes and times every request by ``state["route"]`` (set by the classify step)."""
 
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
         self.app = app
@@ -67,20 +224,48 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        st = state(scope)
+        route: Route | None = st.get("route")
+        op = route.operation if route is not None else "unknown"
         status = 500
+        sent = 0
+        received = 0
+        head: list[bytes] | None = [] if op in WRITE_OPERATIONS else None
+        head_size = 0
 
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
+        async def counting_receive() -> Message:
+            nonlocal received, head_size
+            message = await receive()
+            body = message.get("body")
+            if body:
+                received += len(body)
+                if head is not None and head_size < IDS_PREFIX_BYTES:
+                    head.append(body)
+                    head_size += len(body)
+            return message
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
                 status = message["status"]
             await send(message)
 
-        self.metrics.in_flight.inc()
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        token = _operation.set(op)
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, counting_receive, counting_send)
         finally:
-            self.metrics.in_flight.dec()
-            route: Route | None = state(scope).get("route")
-            op = route.operation if route is not None else "unknown"
-            self.metrics.requests.labels(op, f"{status // 100}xx").inc()
-            self.metrics.latency.labels(op).observe(time.perf_counter() - start)
+            _operation.reset(token)
+            metrics.in_flight.dec()
+            metrics.observe(
+                route,
+                status,
+                seconds=time.perf_counter() - start,
+                request_bytes=received,
+                response_bytes=sent,
+                authorized="principal" in st and status != 401 and status != 403,
+                records=count_ids(b"".join(head)) if head else None,
+            )

@@ -1,0 +1,316 @@
+"""Chroma's internals as metrics, read from its data directory without blocking it.
+
+A background thread wakes every ``interval_s`` and reads, read-only:
+
+- ``chroma.sqlite3`` opened with ``mode=ro`` and no busy wait (a locked database skips
+  the round and keeps the last values): collections, records per collection, the write
+  log (``embeddings_queue``) depth and the records not yet persisted in the vector segment;
+- file sizes (SQLite, every segment directory) and the volume's free space;
+- Chroma's liveness (``/api/v2/heartbeat``) and readiness (``/api/v2/healthcheck``);
+- the expiry of the gateway's TLS certificate.
+
+Scrapes only read the cached result: a scrape never touches SQLite or Chroma.
+Per-collection series are bounded: the ``collection_series`` largest collections keep
+their own labels, every other one is summed into ``collection="__other__"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from chromactl.gateway.labels import OTHER, clip, top_n
+
+log = logging.getLogger("chromactl.gateway.internals")
+
+DEFAULT_COLLECTION_SERIES = 50
+
+#: One row per collection: tenant, database, name, id, records, log depth, unpersisted.
+COLLECTIONS_SQL = """
+SELECT c.id, c.name, d.name, d.tenant_id FROM collections c JOIN databases d ON d.id = c.database_id
+"""
+SEGMENTS_SQL = "SELECT id, scope, collection FROM segments"
+RECORDS_SQL = "SELECT segment_id, count(*) FROM embeddings GROUP BY segment_id"
+#: Per collection (the topic ends with its id): write-log rows, and those past the vector
+#: segment's persisted ``max_seq_id`` (records not yet in the HNSW files). One scan of the log.
+LOG_SQL = """
+SELECT substr(q.topic, -36), count(*), sum(q.seq_id > coalesce(m.seq_id, 0))
+FROM embeddings_queue q
+LEFT JOIN segments s ON s.collection = substr(q.topic, -36) AND s.scope = 'VECTOR'
+LEFT JOIN max_seq_id m ON m.segment_id = s.id
+GROUP BY q.topic
+"""
+
+
+@dataclass(frozen=True)
+class CollectionStats:
+    tenant: str
+    database: str
+    name: str
+    records: int = 0
+    log_depth: int = 0
+    unpersisted: int = 0
+
+
+@dataclass
+class Snapshot:
+    """The last values read; ``None`` where a value could not be read."""
+
+    collections: list[CollectionStats] = field(default_factory=list)
+    sqlite_ok: bool = False
+    sqlite_bytes: float | None = None
+    segment_bytes: float | None = None
+    volume_free_bytes: float | None = None
+    volume_size_bytes: float | None = None
+    chroma_up: float = 0.0
+    chroma_ready: float = 0.0
+    cert_expiry: float | None = None
+    last_success: float | None = None
+    duration_s: float = 0.0
+
+
+def read_sqlite(db_file: Path) -> list[CollectionStats]:
+    """Per-collection counts, read-only, failing at once if Chroma holds a write lock."""
+    uri = f"file:{db_file}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA query_only = 1")
+        # One read transaction: every query sees the same state.
+        db.execute("BEGIN")
+        cols = db.execute(COLLECTIONS_SQL).fetchall()
+        segments = db.execute(SEGMENTS_SQL).fetchall()
+        records_by_segment = dict(db.execute(RECORDS_SQL).fetchall())
+        log_of = {cid: (int(depth), int(tail or 0)) for cid, depth, tail in db.execute(LOG_SQL)}
+        metadata_of = {coll: sid for sid, scope, coll in segments if scope == "METADATA"}
+        out = []
+        for cid, name, dbname, tenant in cols:
+            depth, tail = log_of.get(cid, (0, 0))
+            records = int(records_by_segment.get(metadata_of.get(cid, ""), 0))
+            out.append(CollectionStats(tenant, dbname, name, records, depth, tail))
+        db.execute("COMMIT")
+        return out
+    finally:
+        db.close()
+
+
+def dir_bytes(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, f)).st_size
+    return total
+
+
+def cert_not_after(cert_file: Path) -> float:
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    return cert.not_valid_after_utc.timestamp()
+
+
+class InternalsCollector(Collector):
+    """Reads Chroma's data directory in a background thread; scrapes read the cache."""
+
+    def __init__(
+        self,
+        persist_path: Path,
+        *,
+        chroma_url: str | None = None,
+        cert_file: Path | None = None,
+        interval_s: float = 30.0,
+        collection_series: int = DEFAULT_COLLECTION_SERIES,
+        sqlite_filename: str = "chroma.sqlite3",
+    ) -> None:
+        self.persist_path = Path(persist_path)
+        self.db_file = self.persist_path / sqlite_filename
+        self.chroma_url = chroma_url.rstrip("/") if chroma_url else None
+        self.cert_file = cert_file
+        self.interval_s = interval_s
+        self.collection_series = collection_series
+        self.snapshot = Snapshot()
+        self.errors: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- the background loop -----------------------------------------------------------------
+    def start(self) -> InternalsCollector:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="chromactl-internals", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.refresh()
+            self._stop.wait(self.interval_s)
+
+    def _error(self, reason: str) -> None:
+        with self._lock:
+            self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    def refresh(self) -> Snapshot:
+        """Read everything once; what cannot be read keeps its previous value."""
+        start = time.perf_counter()
+        old = self.snapshot
+        new = Snapshot(
+            collections=old.collections,
+            sqlite_bytes=old.sqlite_bytes,
+            segment_bytes=old.segment_bytes,
+            cert_expiry=old.cert_expiry,
+            last_success=old.last_success,
+        )
+        if self.db_file.exists():
+            try:
+                new.collections = read_sqlite(self.db_file)
+                new.sqlite_ok = True
+                new.last_success = time.time()
+            except sqlite3.OperationalError as exc:
+                self._error("busy" if "locked" in str(exc) or "busy" in str(exc) else "sqlite")
+                log.debug("skipping SQLite this round: %s", exc)
+            except sqlite3.DatabaseError as exc:
+                self._error("sqlite")
+                log.warning("cannot read %s: %s", self.db_file, exc)
+        try:
+            new.sqlite_bytes = float(self.db_file.stat().st_size) if self.db_file.exists() else 0.0
+            new.segment_bytes = float(sum(dir_bytes(p) for p in self.persist_path.iterdir() if p.is_dir()))
+            st = os.statvfs(self.persist_path)
+            new.volume_free_bytes = float(st.f_bavail * st.f_frsize)
+            new.volume_size_bytes = float(st.f_blocks * st.f_frsize)
+        except OSError as exc:
+            self._error("filesystem")
+            log.warning("cannot read %s: %s", self.persist_path, exc)
+        if self.chroma_url is not None:
+            new.chroma_up, new.chroma_ready = self._probe()
+        if self.cert_file is not None:
+            try:
+                new.cert_expiry = cert_not_after(self.cert_file)
+            except (OSError, ValueError) as exc:
+                self._error("certificate")
+                log.warning("cannot read certificate %s: %s", self.cert_file, exc)
+        new.duration_s = time.perf_counter() - start
+        self.snapshot = new
+        return new
+
+    def _probe(self) -> tuple[float, float]:
+        up = ready = 0.0
+        try:
+            with httpx.Client(timeout=2.0) as client:
+                up = float(client.get(self.chroma_url + "/api/v2/heartbeat").status_code == 200)
+                ready = float(client.get(self.chroma_url + "/api/v2/healthcheck").status_code == 200)
+        except httpx.HTTPError:
+            self._error("chroma_unreachable")
+        return up, ready
+
+    # -- the scrape -----------------------------------------------------------------------
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot
+        yield from self._collection_metrics(snap)
+        for name, doc, value in [
+            ("chromactl_chroma_sqlite_bytes", "Size of chroma.sqlite3.", snap.sqlite_bytes),
+            ("chromactl_chroma_segment_bytes", "Size of every vector segment directory.", snap.segment_bytes),
+            ("chromactl_chroma_volume_free_bytes", "Free bytes on the data volume.", snap.volume_free_bytes),
+            ("chromactl_chroma_volume_size_bytes", "Size of the data volume.", snap.volume_size_bytes),
+            (
+                "chromactl_gateway_tls_certificate_expiry_timestamp_seconds",
+                "When the gateway's TLS certificate expires (Unix time).",
+                snap.cert_expiry,
+            ),
+            (
+                "chromactl_chroma_internals_last_success_timestamp_seconds",
+                "When SQLite was last read successfully (Unix time).",
+                snap.last_success,
+            ),
+        ]:
+            if value is not None:
+                yield GaugeMetricFamily(name, doc, value=value)
+        if self.chroma_url is not None:
+            yield GaugeMetricFamily(
+                "chromactl_chroma_up", "Chroma answers its heartbeat.", value=snap.chroma_up
+            )
+            yield GaugeMetricFamily(
+                "chromactl_chroma_ready", "Chroma's healthcheck answers 200 (ready).", value=snap.chroma_ready
+            )
+        yield GaugeMetricFamily(
+            "chromactl_chroma_internals_duration_seconds",
+            "Time the last read of the data directory took.",
+            value=snap.duration_s,
+        )
+        errors = CounterMetricFamily(
+            "chromactl_chroma_internals_errors",
+            "Reads of Chroma's internals that failed, by reason (busy: SQLite was locked, skipped).",
+            labels=["reason"],
+        )
+        with self._lock:
+            for reason, count in sorted(self.errors.items()):
+                errors.add_metric([reason], count)
+        yield errors
+
+    def _collection_metrics(self, snap: Snapshot) -> Iterator[Metric]:
+        if not snap.last_success:
+            return
+        labels = ["tenant", "database", "collection"]
+        records = GaugeMetricFamily(
+            "chromactl_chroma_records",
+            "Records per collection (the largest; the rest as __other__).",
+            labels=labels,
+        )
+        depth = GaugeMetricFamily(
+            "chromactl_chroma_write_log_records", "Rows in Chroma's write log, per collection.", labels=labels
+        )
+        tail = GaugeMetricFamily(
+            "chromactl_chroma_unpersisted_records",
+            "Records in the write log not yet in the vector segment's files, per collection.",
+            labels=labels,
+        )
+        by_key = {(c.tenant, c.database, c.name): c for c in snap.collections}
+        keep, rest = top_n({k: c.records for k, c in by_key.items()}, self.collection_series)
+        for key in keep:
+            c = by_key[key]
+            lv = [clip(v) for v in key]
+            records.add_metric(lv, c.records)
+            depth.add_metric(lv, c.log_depth)
+            tail.add_metric(lv, c.unpersisted)
+        if rest:
+            other = [OTHER, OTHER, OTHER]
+            records.add_metric(other, sum(by_key[k].records for k in rest))
+            depth.add_metric(other, sum(by_key[k].log_depth for k in rest))
+            tail.add_metric(other, sum(by_key[k].unpersisted for k in rest))
+        yield records
+        yield depth
+        yield tail
+        per_db: dict[tuple[str, str], int] = {}
+        for c in snap.collections:
+            per_db[(c.tenant, c.database)] = per_db.get((c.tenant, c.database), 0) + 1
+        collections = GaugeMetricFamily(
+            "chromactl_chroma_collections",
+            "Collections per tenant and database (the largest; the rest as __other__).",
+            labels=["tenant", "database"],
+        )
+        keep_db, rest_db = top_n({k: float(v) for k, v in per_db.items()}, self.collection_series)
+        for key in keep_db:
+            collections.add_metric([clip(key[0]), clip(key[1])], per_db[key])
+        if rest_db:
+            collections.add_metric([OTHER, OTHER], sum(per_db[k] for k in rest_db))
+        yield collections
