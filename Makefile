@@ -52,6 +52,10 @@ lint: $(BIN)/.installed ## ruff on the Python code
 docs: $(BIN)/.installed ## regenerate the chart README table and values.schema.json from values.yaml
 	$(BIN)/python scripts/chart_docs.py $(CHART)
 
+.PHONY: dashboard
+dashboard: $(BIN)/.installed ## regenerate the chart's Grafana dashboard (charts/chromadb/files/dashboard.json)
+	$(BIN)/python scripts/dashboard.py
+
 .PHONY: run
 run: $(BIN)/.installed ## start the local stack and print how to connect
 	$(BIN)/chromactl up

@@ -56,7 +56,11 @@ def test_network_policy_opens_only_the_chroma_port() -> None:
         "app.kubernetes.io/name": "chromadb",
         "app.kubernetes.io/instance": "chroma",
     }
-    assert policy["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    # The Chroma port, and the metrics port for Prometheus (metrics.networkPolicyFrom).
+    assert policy["spec"]["ingress"] == [
+        {"ports": [{"port": "http", "protocol": "TCP"}]},
+        {"ports": [{"port": "metrics", "protocol": "TCP"}]},
+    ]
     peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}}]
     limited = render({"networkPolicy": {"ingressFrom": peers}}).get("NetworkPolicy")
     assert limited["spec"]["ingress"][0]["from"] == peers
