@@ -56,6 +56,10 @@ docs: $(BIN)/.installed ## regenerate the chart README table and values.schema.j
 dashboard: $(BIN)/.installed ## regenerate the chart's Grafana dashboard (charts/chromadb/files/dashboard.json)
 	$(BIN)/python scripts/dashboard.py
 
+.PHONY: package
+package: $(BIN)/.installed ## the chart archive and repository index.yaml under dist/ (MERGE=old index.yaml, URL=repo URL)
+	$(BIN)/python scripts/package_chart.py $(CHART) --destination dist $(if $(URL),--url $(URL)) $(if $(MERGE),--merge $(MERGE))
+
 .PHONY: run
 run: $(BIN)/.installed ## start the local stack and print how to connect
 	$(BIN)/chromactl up

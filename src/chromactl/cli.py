@@ -78,7 +78,10 @@ def smoke(
     password: Annotated[str | None, typer.Option(envvar="CHROMA_PASSWORD")] = None,
     username_file: Annotated[Path | None, typer.Option(envvar="CHROMA_USERNAME_FILE")] = None,
     password_file: Annotated[Path | None, typer.Option(envvar="CHROMA_PASSWORD_FILE")] = None,
-    ca_file: Annotated[Path | None, typer.Option(help="CA bundle for an https URL.")] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(envvar="CHROMA_CA_FILE", help="CA bundle for an https URL (absent file: system CAs)."),
+    ] = None,
 ) -> None:
     """Check a running Chroma: heartbeat, then a collection round trip."""
     from chromactl import smoke as checks
@@ -91,7 +94,7 @@ def smoke(
     client = checks.SmokeClient(
         url,
         checks.Credentials(token, token_header, username, password),
-        str(ca_file) if ca_file else None,
+        checks.ca_bundle(ca_file),
     )
     for name in check or list(checks.CHECKS):
         if name not in checks.CHECKS:

@@ -85,6 +85,13 @@ class BackupSettings(Section):
     #: Local scratch space for files copied during the hold.
     staging_dir: Path | None = None
     compression_level: int = Field(3, ge=1, le=22)
+    #: Object storage: tries per operation (upload, download, listing), the first
+    #: backoff (doubling), the time limit of one operation with its retries, and
+    #: the connect/read timeout of one request.
+    retry_attempts: int = Field(5, ge=1)
+    retry_backoff_s: float = Field(0.5, gt=0)
+    op_timeout_s: float = Field(600.0, gt=0)
+    io_timeout_s: float = Field(30.0, gt=0)
     retention: RetentionSettings = RetentionSettings()
 
 
@@ -262,6 +269,23 @@ class MetricsSettings(Section):
     internals_interval_s: float = Field(30.0, ge=1)
 
 
+class ClientLimitsSettings(Section):
+    """Limits on client connections, so that slow or many clients cannot exhaust the gateway."""
+
+    #: A request's headers must arrive within this time (from the connection or the first byte).
+    header_timeout_s: float = Field(10.0, gt=0)
+    #: Longest wait for the next piece of a request body before the request gets 408.
+    body_timeout_s: float = Field(30.0, gt=0)
+    #: A whole request body must arrive within this time.
+    body_deadline_s: float = Field(300.0, gt=0)
+    #: Idle keep-alive connections from clients are closed after this time.
+    keep_alive_s: float = Field(75.0, gt=0)
+    #: Open connections (and requests) beyond this get 503 until some close.
+    max_connections: int = Field(1024, ge=1)
+    #: Request line and headers together larger than this get 431.
+    max_header_bytes: int = Field(65536, ge=4096)
+
+
 class GatewaySettings(Section):
     """``chromactl gateway``: auth, TLS, metrics and write-hold in front of Chroma."""
 
@@ -291,6 +315,7 @@ class GatewaySettings(Section):
     collection_cache_ttl_s: float = Field(300.0, gt=0)
     auth: AuthSettings = AuthSettings()
     tls: TLSSettings = TLSSettings()
+    client_limits: ClientLimitsSettings = ClientLimitsSettings()
 
 
 class Settings(Section):

@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import sys
 import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from chromactl.errors import ChromactlError
@@ -44,6 +46,20 @@ class Credentials:
             pair = f"{self.username}:{self.password or ''}".encode()
             return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
         return {}
+
+
+def ca_bundle(path: Path | None) -> str | None:
+    """The CA file to verify an https server with, or None for the system's CAs.
+
+    The chart points helm tests at the ``ca.crt`` of the TLS Secret, mounted as optional:
+    a certificate from a public CA comes without one, and the file is then absent.
+    """
+    if path is None:
+        return None
+    if not path.exists():
+        print(f"{path} does not exist: verifying the server with the system's CAs", file=sys.stderr)
+        return None
+    return str(path)
 
 
 @dataclass

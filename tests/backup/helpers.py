@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -323,3 +323,70 @@ def make_bucket(endpoint: str, name: str) -> None:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+class TcpProxy:
+    """A TCP forwarder to ``127.0.0.1:upstream_port`` for storage faults: it can wait
+    ``delay_s`` before passing on each piece of an answer (a slow server) and reset
+    the first ``drop_first`` connections (a flaky network)."""
+
+    def __init__(self, upstream_port: int, *, delay_s: float = 0.0, drop_first: int = 0) -> None:
+        self.upstream_port = upstream_port
+        self.delay_s = delay_s
+        self.drop_first = drop_first
+        self.dropped = 0
+        self.connections = 0
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port = int(self._sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._open: list[socket.socket] = []
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            if self.dropped < self.drop_first:
+                self.dropped += 1
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()  # a reset
+                continue
+            try:
+                up = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+            except OSError:
+                conn.close()
+                continue
+            up.settimeout(None)
+            self._open += [conn, up]
+            threading.Thread(target=self._pump, args=(conn, up, 0.0), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, conn, self.delay_s), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, delay_s: float) -> None:
+        try:
+            while data := src.recv(65536):
+                if delay_s:
+                    time.sleep(delay_s)
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._closed.set()
+        self._sock.close()
+        for s in self._open:
+            with suppress(OSError):
+                s.close()
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -6,6 +6,9 @@ import errno
 import importlib
 import json
 import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,8 +118,6 @@ def test_truncated_object_refused(repo: Repository, tmp_path: Path) -> None:
 def test_not_enough_space_refused_before_writing(
     repo: Repository, occupied: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shutil
-
     real = shutil.disk_usage
     monkeypatch.setattr(
         RESTORE_MOD.shutil, "disk_usage", lambda p: real(p)._replace(free=1024)
@@ -197,3 +198,70 @@ def test_restore_cli(repo: Repository, tmp_path: Path) -> None:
     refused = runner.invoke(app, args)
     assert refused.exit_code != 0
     assert isinstance(refused.exception, RestoreError)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 MiB tmpfs mounted for the test (we run as root), unmounted after."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(mnt)],
+                   check=True, capture_output=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True)
+
+
+def _fill(path: Path, leave: int) -> None:
+    """Use up the free space of ``path``'s filesystem but ``leave`` bytes."""
+    free = shutil.disk_usage(path).free
+    with open(path / "filler.bin", "wb") as fh:
+        fh.write(b"\0" * max(0, free - leave))
+
+
+@pytest.mark.parametrize("layout", ["mount-point", "subdirectory"])
+def test_disk_full_on_a_real_filesystem(
+    repo: Repository, small_disk: Path, layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restore runs out of space part-way (another writer filled the disk after the
+    space check): a clear error, the old data untouched, no temporary directory left."""
+    target = small_disk if layout == "mount-point" else small_disk / "data"
+    target.mkdir(exist_ok=True)
+    (target / "chroma.sqlite3").write_bytes(b"the data written since" * 1000)
+    (target / "seg").mkdir()
+    (target / "seg" / "data_level0.bin").write_bytes(os.urandom(1 << 20))
+    before = tree(target)
+    manifest = repo.resolve()
+    assert manifest.total_size > 2 << 20  # more than the space the filler leaves
+
+    real_check = RESTORE_MOD.check_space
+    filler_dir = small_disk if layout == "subdirectory" else small_disk / "seg"
+
+    def check_then_fill(where: Path, needed: int) -> None:
+        real_check(where, needed)
+        _fill(filler_dir, leave=1 << 20)
+
+    monkeypatch.setattr(RESTORE_MOD, "check_space", check_then_fill)
+    with pytest.raises(RestoreError, match="disk full") as err:
+        restore(repo, target, force=True)
+    assert "the target was not touched" in str(err.value)
+    (filler_dir / "filler.bin").unlink()
+    assert tree(target) == before
+    assert leftovers(small_disk) == [] and leftovers(target) == []
+    # with the space back, the same restore goes through
+    monkeypatch.setattr(RESTORE_MOD, "check_space", real_check)
+    assert restore(repo, target, force=True).outcome == "restored"
+    assert leftovers(small_disk) == [] and leftovers(target) == []
+
+
+def test_not_enough_space_on_a_real_filesystem(repo: Repository, small_disk: Path) -> None:
+    target = small_disk / "data"
+    target.mkdir()
+    (target / "chroma.sqlite3").write_bytes(b"kept")
+    _fill(small_disk, leave=repo.resolve().total_size // 2)
+    result = CliRunner().invoke(app, ["restore", "--from", repo.url, "--to", str(target), "--force"])
+    assert result.exit_code != 0
+    assert "not enough space" in str(result.exception) or "not enough space" in result.output
+    assert (target / "chroma.sqlite3").read_bytes() == b"kept"
+    assert leftovers(small_disk) == []

@@ -5,9 +5,11 @@ Prometheus Operator kinds are validated against their vendored CRD schemas (``cr
 
 from __future__ import annotations
 
+import jsonschema
 import kubernetes_validate
 import pytest
 
+from tests.chart.crd_schemas import SCHEMAS
 from tests.chart.crds import is_custom, validate_custom
 from tests.chart.helm import Render, everything_values, render
 
@@ -25,8 +27,12 @@ RENDERS = {
 
 def validate(r: Render, version: str) -> None:
     for obj in r.objects:
-        if is_custom(obj):
+        if is_custom(obj):  # Prometheus Operator kinds: the vendored CRD schemas
             validate_custom(obj)
+            continue
+        custom = SCHEMAS.get((obj["apiVersion"], obj["kind"]))
+        if custom is not None:  # a custom resource: the CRD's schema
+            jsonschema.validate(obj, custom)
         else:
             kubernetes_validate.validate(obj, version, strict=True)
 
@@ -46,8 +52,6 @@ def test_validator_catches_a_broken_object() -> None:
 
 
 def test_custom_resources_are_checked_against_their_crds() -> None:
-    import jsonschema
-
     monitors = [o for o in everything_values_render().objects if is_custom(o)]
     assert {o["kind"] for o in monitors} == {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
     sm = next(o for o in monitors if o["kind"] == "ServiceMonitor")
@@ -62,3 +66,10 @@ def test_custom_resources_are_checked_against_their_crds() -> None:
 
 def everything_values_render() -> Render:
     return render(everything_values())
+
+
+def test_custom_resources_are_checked_too() -> None:
+    certificate = render(everything_values()).get("Certificate")
+    certificate["spec"]["privateKey"]["algorithm"] = "DSA"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(certificate, SCHEMAS[("cert-manager.io/v1", "Certificate")])

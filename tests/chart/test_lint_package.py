@@ -27,7 +27,7 @@ def test_lint_reports_a_bad_value() -> None:
 def test_package_round_trips(tmp_path: Path) -> None:
     with helm_python.Chart.load(CHART_DIR) as chart:
         archive = Path(chart.save(tmp_path))
-    assert archive.name == "chromadb-0.1.0.tgz"
+    assert archive.name == "chromadb-0.2.0.tgz"
     with helm_python.Chart.load(archive) as packaged:
         assert packaged.metadata["appVersion"] == "1.5.9"
         assert packaged.schema is not None

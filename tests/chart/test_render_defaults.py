@@ -111,7 +111,7 @@ def test_helm_tests_run_smoke_checks_against_the_service() -> None:
         (container,) = pod["spec"]["containers"]
         assert container["command"] == ["chromactl", "smoke", "--check", check]
         assert {"name": "CHROMA_URL", "value": "http://chroma-chromadb:8000"} in container["env"]
-        assert container["image"] == "ghcr.io/chromadb-chart/chromactl:0.1.0"
+        assert container["image"] == "ghcr.io/chromadb-chart/chromactl:0.2.0"
     assert not render({"tests": {"enabled": False}}).has("Pod")
 
 

@@ -28,7 +28,7 @@ def test_service_type_port_node_port_annotations(everything) -> None:
     assert svc["spec"]["loadBalancerSourceRanges"] == ["10.0.0.0/8"]
     assert svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
     test_pod = everything.get("Pod", "chroma-chromadb-test-heartbeat")
-    assert {"name": "CHROMA_URL", "value": "http://chroma-chromadb:80"} in test_pod["spec"]["containers"][0][
+    assert {"name": "CHROMA_URL", "value": "https://chroma-chromadb:80"} in test_pod["spec"]["containers"][0][
         "env"
     ]
 

@@ -53,7 +53,7 @@ def test_extra_env_volumes_and_mounts(everything) -> None:
 
 def test_image_registry_digest_and_pull_secrets() -> None:
     r = render({"image": {"registry": "mirror.example", "digest": "sha256:" + "a" * 64}})
-    assert r.container()["image"] == "mirror.example/ghcr.io/chroma-core/chroma@sha256:" + "a" * 64
+    assert r.container()["image"] == "mirror.example/chroma-core/chroma@sha256:" + "a" * 64
     g = render(
         {
             "global": {"imageRegistry": "global.example", "imagePullSecrets": ["a", {"name": "b"}]},
@@ -65,7 +65,7 @@ def test_image_registry_digest_and_pull_secrets() -> None:
         assert spec["imagePullSecrets"] == [{"name": "a"}, {"name": "b"}, {"name": "c"}]
     test_pod = g.get("Pod", "chroma-chromadb-test-heartbeat")
     assert test_pod["spec"]["containers"][0]["image"].startswith(
-        "global.example/ghcr.io/chromadb-chart/chromactl:"
+        "global.example/chromadb-chart/chromactl:"
     )
 
 

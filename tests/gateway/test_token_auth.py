@@ -33,6 +33,20 @@ def test_headers_are_read_case_insensitively() -> None:
     ]
 
 
+def test_x_chroma_token_may_carry_a_bearer_word() -> None:
+    # `curl -H "${CHROMA_HEADER_NAME}: Bearer ${CHROMA_TOKEN}"` with X-Chroma-Token (the seed's command).
+    assert presented_credentials([(b"x-chroma-token", b"Bearer abc")]) == [
+        Presented(Kind.CHROMA_TOKEN, "abc")
+    ]
+    assert presented_credentials([(b"x-chroma-token", b"bearer  abc ")]) == [
+        Presented(Kind.CHROMA_TOKEN, "abc")
+    ]
+    # A token that merely starts with the letters is left whole.
+    assert presented_credentials([(b"x-chroma-token", b"Bearerabc")]) == [
+        Presented(Kind.CHROMA_TOKEN, "Bearerabc")
+    ]
+
+
 def test_right_token_gives_its_principal() -> None:
     auth = authenticator()
     assert asyncio.run(auth.authenticate(Presented(Kind.BEARER, "s3cret"))) is ADMIN

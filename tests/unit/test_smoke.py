@@ -106,3 +106,13 @@ def test_error_answer_is_reported(chroma_url: str) -> None:
 )
 def test_credential_headers(credentials: Credentials, expected: dict[str, str]) -> None:
     assert credentials.headers() == expected
+
+
+def test_ca_bundle_is_used_when_present_and_system_cas_otherwise(tmp_path: Path) -> None:
+    from chromactl.smoke import ca_bundle
+
+    ca = tmp_path / "ca.crt"
+    assert ca_bundle(None) is None
+    assert ca_bundle(ca) is None  # the optional ca.crt of a public CA's Secret: absent
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert ca_bundle(ca) == str(ca)

@@ -72,11 +72,21 @@ annotations:
 
 {{/* --------------------------------------------------------------- images */}}
 
-{{/* repository[:tag|@digest] with the global registry. (dict "image" .Values.image "tag" default "global" .Values.global) */}}
+{{/* An image reference, registry/repository:tag or registry/repository@digest.
+     global.imageRegistry replaces the image's own registry (a mirror keeps the repository path);
+     an empty registry leaves the bare repository (Docker Hub).
+     (dict "image" .Values.image "tag" <default tag> "global" .Values.global "key" "image") */}}
 {{- define "chromadb.imageRef" -}}
-{{- $registry := (.global).imageRegistry | default .image.registry -}}
-{{- $ref := .image.repository -}}
-{{- if $registry }}{{ $ref = printf "%s/%s" $registry $ref }}{{ end -}}
+{{- $registry := (.global).imageRegistry | default .image.registry | default "" | trimSuffix "/" -}}
+{{- $repository := .image.repository | default "" -}}
+{{- if not $repository -}}
+{{- fail (printf "%s.repository is empty: set it to the image's repository, e.g. chroma-core/chroma" .key) -}}
+{{- end -}}
+{{- $first := regexFind "^[^/]+" $repository -}}
+{{- if and $registry (contains "/" $repository) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{- fail (printf "%s.repository %q starts with a registry host (%s) while the registry is %q: put the host in %s.registry (or global.imageRegistry) and leave only the path in %s.repository" .key $repository $first $registry .key .key) -}}
+{{- end -}}
+{{- $ref := ternary (printf "%s/%s" $registry $repository) $repository (ne $registry "") -}}
 {{- if .image.digest -}}
 {{- printf "%s@%s" $ref .image.digest -}}
 {{- else -}}
@@ -84,18 +94,35 @@ annotations:
 {{- end -}}
 {{- end }}
 
+{{/* The Chroma server image. */}}
 {{- define "chromadb.image" -}}
-{{- include "chromadb.imageRef" (dict "image" .Values.image "tag" (include "chromadb.version" .) "global" .Values.global) -}}
+{{- include "chromadb.imageRef" (dict "image" .Values.image "tag" (include "chromadb.version" .) "global" .Values.global "key" "image") -}}
 {{- end }}
 
+{{/* The chromactl image (gateway, backup, restore, helm tests); its tag defaults to the chart version. */}}
 {{- define "chromadb.chromactlImage" -}}
-{{- include "chromadb.imageRef" (dict "image" .Values.chromactl.image "tag" .Chart.Version "global" .Values.global) -}}
+{{- include "chromadb.imageRef" (dict "image" .Values.chromactl.image "tag" .Chart.Version "global" .Values.global "key" "chromactl.image") -}}
 {{- end }}
 
+{{/* The `image:` and `imagePullPolicy:` lines of a chromactl container:
+       - name: backup
+         {{- include "chromadb.chromactlContainerImage" $ | nindent 10 }} */}}
+{{- define "chromadb.chromactlContainerImage" -}}
+image: {{ include "chromadb.chromactlImage" . }}
+imagePullPolicy: {{ .Values.chromactl.image.pullPolicy }}
+{{- end }}
+
+{{/* The `imagePullSecrets:` block every pod spec of the chart includes (StatefulSet, hooks, Jobs,
+     CronJobs, helm test pods): global.imagePullSecrets then image.pullSecrets, names deduplicated.
+       spec:
+         {{- include "chromadb.imagePullSecrets" $ | nindent 6 }}   (renders nothing when none) */}}
 {{- define "chromadb.imagePullSecrets" -}}
 {{- $secrets := list -}}
 {{- range (concat ((.Values.global).imagePullSecrets | default list) (.Values.image.pullSecrets | default list)) -}}
 {{- $name := ternary . (get (kindIs "map" . | ternary . dict) "name") (kindIs "string" .) -}}
+{{- if not $name -}}
+{{- fail (printf "global.imagePullSecrets / image.pullSecrets entries must be a Secret name or {name: ...}, got %v" .) -}}
+{{- end -}}
 {{- if not (has $name $secrets) }}{{ $secrets = append $secrets $name }}{{ end -}}
 {{- end -}}
 {{- with $secrets }}
@@ -213,7 +240,7 @@ imagePullSecrets:
 
 {{/* URL of Chroma through the Service, as other pods in the namespace reach it. */}}
 {{- define "chromadb.serviceURL" -}}
-{{- printf "http://%s:%d" (include "chromadb.fullname" .) (include "chromadb.servicePort" . | int) -}}
+{{- printf "%s://%s:%d" (include "chromadb.scheme" .) (include "chromadb.fullname" .) (include "chromadb.servicePort" . | int) -}}
 {{- end }}
 
 {{/* A helm test pod running one `chromactl smoke` check. (dict "ctx" $ "check" "heartbeat") */}}
@@ -233,15 +260,14 @@ spec:
   {{- with (include "chromadb.imagePullSecrets" $) }}{{ . | nindent 2 }}{{ end }}
   containers:
     - name: smoke
-      image: {{ include "chromadb.chromactlImage" $ }}
-      imagePullPolicy: {{ $.Values.chromactl.image.pullPolicy }}
+      {{- include "chromadb.chromactlContainerImage" $ | nindent 6 }}
       command: [chromactl, smoke, --check, {{ .check }}]
       env:
         - name: CHROMA_URL
           value: {{ include "chromadb.serviceURL" $ | quote }}
         {{- $auth := $.Values.chromadb.auth }}
         {{- if and (eq (include "chromadb.gatewayOn" $) "true") $auth.enabled }}
-        {{- if eq $auth.type "token" }}
+        {{- if eq (include "chromadb.auth.hasToken" $) "true" }}
         - name: CHROMA_TOKEN_FILE
           value: /etc/chromactl/auth/token
         - name: CHROMA_AUTH_TOKEN_TRANSPORT_HEADER
@@ -253,11 +279,16 @@ spec:
           value: /etc/chromactl/auth/password
         {{- end }}
         {{- end }}
-      {{- if and (eq (include "chromadb.gatewayOn" $) "true") $.Values.chromadb.auth.enabled }}
+        {{- with (include "chromadb.tls.testEnv" $ | trim) }}{{ . | nindent 8 }}{{ end }}
+      {{- $authOn := and (eq (include "chromadb.gatewayOn" $) "true") $.Values.chromadb.auth.enabled }}
+      {{- if or $authOn (eq (include "chromadb.tls.on" $) "true") }}
       volumeMounts:
+        {{- if $authOn }}
         - name: auth
           mountPath: /etc/chromactl/auth
           readOnly: true
+        {{- end }}
+        {{- with (include "chromadb.tls.testVolumeMounts" $ | trim) }}{{ . | nindent 8 }}{{ end }}
       {{- end }}
       resources:
         requests:
@@ -268,12 +299,15 @@ spec:
           memory: 128Mi
       securityContext:
         {{- toYaml $.Values.securityContext | nindent 8 }}
-  {{- if and (eq (include "chromadb.gatewayOn" $) "true") $.Values.chromadb.auth.enabled }}
+  {{- if or $authOn (eq (include "chromadb.tls.on" $) "true") }}
   volumes:
+    {{- if $authOn }}
     - name: auth
       secret:
         secretName: {{ include "chromadb.authSecretName" $ }}
         defaultMode: 0440
+    {{- end }}
+    {{- with (include "chromadb.tls.testVolumes" $ | trim) }}{{ . | nindent 4 }}{{ end }}
   {{- end }}
 {{- end }}
 
@@ -310,14 +344,18 @@ spec:
 {{- $auth := dict "enabled" (and $c.auth.enabled true) -}}
 {{- if $c.auth.enabled -}}
 {{- $tokens := list -}}
-{{- if eq $c.auth.type "token" -}}
+{{- if eq (include "chromadb.auth.hasToken" .) "true" -}}
 {{- $tokens = append $tokens (dict "name" "admin" "role" "admin" "token_file" "/etc/chromactl/auth/token") -}}
 {{- end -}}
 {{- range $c.auth.credentials -}}
 {{- $tokens = append $tokens (dict "name" .name "role" (.role | default "reader") "tenants" (.tenants | default (list "*")) "databases" (.databases | default (list "*")) "token_file" (printf "/etc/chromactl/credentials/%s/%s" .name (.key | default "token"))) -}}
 {{- end -}}
+{{- $tokens = concat $tokens (include "chromadb.backupAgentCredentials" . | fromYamlArray) -}}
 {{- with $tokens -}}
 {{- $_ := set $auth "token" (dict "credentials" .) -}}
+{{- end -}}
+{{- with (include "chromadb.auth.oidcConfig" . | fromYaml) -}}
+{{- $_ := set $auth "oidc" . -}}
 {{- end -}}
 {{- if eq $c.auth.type "basic" -}}
 {{- $_ := set $auth "basic" (dict "users" (list (dict "role" "admin" "username_file" "/etc/chromactl/auth/username" "password_file" "/etc/chromactl/auth/password"))) -}}
@@ -332,7 +370,9 @@ spec:
   "write_wait_s" .Values.gateway.writeWaitSeconds
   "metrics" (include "chromadb.gatewayMetricsConfig" . | fromYaml)
   "auth" $auth
+  "tls" (include "chromadb.tls.gatewayConfig" . | fromYaml)
 -}}
+{{- include "chromadb.gatewayClientLimits" (dict "ctx" . "gateway" $gateway) -}}
 {{- $config := dict
   "chroma" (dict "url" (printf "http://127.0.0.1:%d" (int .Values.gateway.chromaPort)) "persist_path" $c.persistDirectory "version" (include "chromadb.version" .))
   "log" (dict "format" .Values.gateway.logFormat "level" "INFO")

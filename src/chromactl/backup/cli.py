@@ -21,6 +21,7 @@ from .progress import NullProgress, Progress, RichBars
 from .prune import prune
 from .restore import restore
 from .store import Repository
+from .trigger import trigger_cmd
 from .verify import verify
 
 backup_app = typer.Typer(
@@ -338,6 +339,7 @@ def import_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add ``backup``, ``restore``, ``export`` and ``import`` to the main CLI."""
+    backup_app.command("trigger")(trigger_cmd)
     app.add_typer(backup_app, name="backup")
     app.command("restore")(restore_cmd)
     app.command("export")(export_cmd)

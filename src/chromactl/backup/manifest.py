@@ -9,7 +9,9 @@ from typing import Any
 from chromactl.errors import ChromactlError
 
 #: Bumped when a reader of the previous format could misread a snapshot.
-FORMAT_VERSION = 1
+#: 1: one zstd frame per file. 2: one zstd frame per ``chunk_size`` bytes of a file
+#: (a reader of format 1 would stop after the first frame).
+FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 #: Where a file's object lives inside a snapshot: ``files/<path>.zst``.
 OBJECT_PREFIX = "files/"
@@ -55,6 +57,8 @@ class Manifest:
     files: list[FileEntry] = field(default_factory=list)
     collections: list[CollectionCount] = field(default_factory=list)
     hold_s: float = 0.0
+    #: Bytes of content per zstd frame (0: the whole file is one frame, format 1).
+    chunk_size: int = 0
     format_version: int = FORMAT_VERSION
     compression: str = "zstd"
     hash: str = "sha256"

@@ -1,33 +1,31 @@
 """Taking a snapshot: copy, hold writes for a short consistent cut, upload, manifest last.
 
-1. First pass, no hold: every segment file is compressed and uploaded straight
-   from the data directory while Chroma keeps serving; its state (size, mtime,
-   inode, ctime) is recorded before it is read.
-2. Hold writes (the gateway drains in-flight writes; new ones wait).
-3. Inside the hold: SQLite's online backup API copies ``chroma.sqlite3`` to a
-   local staging directory, and only the segment files whose state changed
-   since the first pass (or that were modified too close to it to trust the
-   timestamp) are copied there too.
-4. Release writes; upload the staged files over their first-pass objects, then
-   write ``manifest.json``. Until the manifest exists the snapshot is incomplete.
+1. First pass, no hold: every segment file is cut into 1 MiB chunks, each chunk
+   hashed (xxh3) and compressed into its own zstd frame, streamed straight to the
+   repository. ``chroma.sqlite3`` is copied raw to a local staging file (chunk
+   digests recorded) because it changes under every write and is checked after.
+2. The consistent cut (:mod:`.cut`): hold writes, take SQLite's SHARED lock, and
+   for each file whose ``stat`` changed, rewrite only the chunks whose digest
+   differs. The hold costs a hash of the changed files, not a copy of the data.
+3. Release. ``PRAGMA quick_check`` on the staged SQLite copy (a failed check
+   fails the snapshot); compress it to the repository; rebuild the few segment
+   objects that changed from their first-pass object and their delta chunks.
+4. ``manifest.json`` last. Until it exists the snapshot is incomplete.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import zstandard
 
 from chromactl import __version__
 from chromactl.errors import ChromactlError
@@ -35,23 +33,18 @@ from chromactl.errors import ChromactlError
 from .chromadb_files import (
     SQLITE_NAME,
     FileState,
-    backup_sqlite,
+    check_sqlite,
     collection_counts,
     segment_files,
 )
-from .hold import WriteHold
+from .chunks import CHUNK, Copied, FrameCompressor, copy_raw, decompressed_chunks, read_chunks
+from .cut import Baseline, Patch, take_cut
+from .hold import NoHold, WriteHold
 from .manifest import FileEntry, Manifest, object_name
 from .progress import NullProgress, Progress
 from .store import Repository, new_snapshot_id, redact_url
 
 log = logging.getLogger("chromactl.backup")
-
-CHUNK = 4 << 20
-#: A file modified this close to its first-pass stat may change again within
-#: the same timestamp tick; it is always re-copied inside the hold.
-RACY_WINDOW_NS = 1_000_000_000
-#: Files larger than this are compressed with zstd's own worker threads.
-BIG_FILE = 32 << 20
 
 
 class SnapshotError(ChromactlError):
@@ -81,134 +74,81 @@ class BackupResult:
         return asdict(self)
 
 
-def compress_upload(
-    source: Path,
-    repo: Repository,
-    snapshot_id: str,
-    rel: str,
-    *,
-    level: int,
-    progress: Progress,
-) -> FileEntry:
-    """Stream one file through zstd to the repository, hashing both sides."""
-    raw_hash = hashlib.sha256()
-    stored_hash = hashlib.sha256()
-    size = stored = 0
-    threads = (os.cpu_count() or 1) if source.stat().st_size > BIG_FILE else 0
-    cobj = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True).compressobj(
-        size=-1
-    )
-    with open(source, "rb") as src, repo.open_write(snapshot_id, object_name(rel)) as dst:
-        mode = os.fstat(src.fileno()).st_mode & 0o777
-        while chunk := src.read(CHUNK):
-            size += len(chunk)
-            raw_hash.update(chunk)
-            out = cobj.compress(chunk)
-            if out:
-                stored_hash.update(out)
-                stored += len(out)
-                dst.write(out)
-            progress.advance(len(chunk))
-        out = cobj.flush()
-        stored_hash.update(out)
-        stored += len(out)
-        dst.write(out)
-    return FileEntry(rel, size, raw_hash.hexdigest(), stored, stored_hash.hexdigest(), mode)
+def _entry(rel: str, copied: Copied, mode: int) -> FileEntry:
+    return FileEntry(rel, copied.size, copied.sha256, copied.stored_size, copied.stored_sha256, mode)
 
 
 @dataclass
-class _Pass1:
-    entries: dict[str, FileEntry] = field(default_factory=dict)
-    states: dict[str, FileState] = field(default_factory=dict)
-    stat_at_ns: dict[str, int] = field(default_factory=dict)
+class _Engine:
+    """One snapshot's shared machinery: repository, staging, compressor, progress."""
 
+    repo: Repository
+    snapshot_id: str
+    staging: Path
+    frames: FrameCompressor
+    progress: Progress
 
-def _upload_many(
-    jobs: Iterable[tuple[str, Path]],
-    repo: Repository,
-    snapshot_id: str,
-    *,
-    level: int,
-    progress: Progress,
-    workers: int,
-) -> dict[str, FileEntry]:
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {
-            rel: pool.submit(
-                compress_upload, path, repo, snapshot_id, rel, level=level, progress=progress
-            )
-            for rel, path in jobs
-        }
-        return {rel: fut.result() for rel, fut in futures.items()}
+    def compress_to_repo(self, rel: str, chunks: Callable[[], Iterator[bytes]]) -> Copied:
+        """Stream ``chunks()`` (re-startable: retried from the start) to the file's object."""
 
+        def upload() -> Copied:
+            with self.repo.open_write(self.snapshot_id, object_name(rel)) as dst:
+                return self.frames.write(chunks(), dst, self.progress.advance)
 
-def _first_pass(
-    data_dir: Path, repo: Repository, snapshot_id: str, *, level: int, progress: Progress,
-    workers: int,
-) -> _Pass1:
-    result = _Pass1()
-    files = list(segment_files(data_dir))
-    jobs: list[tuple[str, Path]] = []
-    total = 0
-    for rel, path in files:
+        return self.repo.retry(f"upload {object_name(rel)}", upload)
+
+    def first_pass_file(self, rel: str, path: Path) -> tuple[Baseline, FileEntry] | None:
         try:
             st = path.stat()
-        except FileNotFoundError:
-            continue
-        result.stat_at_ns[rel] = time.time_ns()
-        result.states[rel] = FileState.of(st)
-        total += st.st_size
-        jobs.append((rel, path))
-    progress.phase("copy (first pass)", total)
+            stat_at = time.time_ns()
 
-    def upload(rel: str, path: Path) -> FileEntry | None:
-        try:
-            return compress_upload(path, repo, snapshot_id, rel, level=level, progress=progress)
+            def chunks() -> Iterator[bytes]:
+                with open(path, "rb", buffering=0) as src:
+                    yield from read_chunks(src)
+
+            copied = self.compress_to_repo(rel, chunks)
         except FileNotFoundError:
             return None  # deleted meanwhile: settled inside the hold
+        base = Baseline(FileState.of(st), stat_at, copied.size, copied.digests)
+        return base, _entry(rel, copied, st.st_mode & 0o777)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {rel: pool.submit(upload, rel, path) for rel, path in jobs}
-        for rel, fut in futures.items():
-            entry = fut.result()
-            if entry is not None:
-                result.entries[rel] = entry
-    return result
+    def stage_sqlite(self, path: Path, dest: Path) -> Baseline:
+        st = path.stat()
+        stat_at = time.time_ns()
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with open(path, "rb", buffering=0) as src:
+                copied = copy_raw(src, fd, self.progress.advance)
+        finally:
+            os.close(fd)
+        return Baseline(FileState.of(st), stat_at, copied.size, copied.digests)
+
+    def rebuild(self, rel: str, patch: Patch, has_base: bool) -> Copied:
+        """A changed segment file: first-pass content with the delta chunks laid over it."""
+        assert patch.delta is not None
+        staged = self.staging / "rebuilt" / object_name(rel)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        with open(staged, "wb") as dst:
+            if has_base:
+                with self.repo.open_read(self.snapshot_id, object_name(rel)) as src:
+                    copied = self.frames.write(_merge(decompressed_chunks(src), patch), dst)
+            else:
+                copied = self.frames.write(_merge(iter(()), patch), dst)
+        self.repo.upload(staged, self.snapshot_id, object_name(rel))
+        staged.unlink()
+        return copied
 
 
-@dataclass
-class _Cut:
-    recopy: dict[str, Path]
-    present: set[str]
-    hold_s: float
-    hold_wait_s: float
-
-
-def _consistent_cut(
-    data_dir: Path, staging: Path, first: _Pass1, hold: WriteHold
-) -> _Cut:
-    recopy: dict[str, Path] = {}
-    present: set[str] = set()
-    start = time.perf_counter()
-    with hold:
-        backup_sqlite(data_dir / SQLITE_NAME, staging / SQLITE_NAME)
-        for rel, path in segment_files(data_dir):
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                continue
-            present.add(rel)
-            state = FileState.of(st)
-            before = first.states.get(rel)
-            racy = before is not None and first.stat_at_ns[rel] - before.mtime_ns < RACY_WINDOW_NS
-            if before is None or before != state or racy or rel not in first.entries:
-                dest = staging / "files" / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, dest)
-                os.chmod(dest, st.st_mode & 0o777)
-                recopy[rel] = dest
-    hold_s = time.perf_counter() - start
-    return _Cut(recopy, present, hold_s, getattr(hold, "waited_s", 0.0))
+def _merge(base: Iterator[bytes], patch: Patch) -> Iterator[bytes]:
+    assert patch.delta is not None
+    with open(patch.delta, "rb", buffering=0) as delta:
+        for i, offset in enumerate(range(0, patch.size, CHUNK)):
+            n = min(CHUNK, patch.size - offset)
+            old = next(base, b"")
+            chunk = os.pread(delta.fileno(), n, offset) if i in patch.changed else old[:n]
+            if len(chunk) != n:
+                raise SnapshotError(f"cannot rebuild chunk {i}: the first-pass copy is short")
+            yield chunk
 
 
 def create_snapshot(
@@ -226,11 +166,13 @@ def create_snapshot(
     """Take a snapshot of ``data_dir`` into ``repo``; the manifest is written last.
 
     Raises:
-        SnapshotError: the data directory is not Chroma's, the hold failed, or
-            an upload failed. The partial snapshot is removed when possible.
+        SnapshotError: the data directory is not Chroma's, the hold failed, the
+            copy of the database is not sound, or an upload failed. The partial
+            snapshot is removed when possible.
     """
     progress = progress or NullProgress()
-    workers = workers or min(4, (os.cpu_count() or 1) + 1)
+    cpus = os.cpu_count() or 1
+    workers = workers or 4
     data_dir = Path(data_dir)
     if not (data_dir / SQLITE_NAME).is_file():
         raise SnapshotError(f"{data_dir} is not a Chroma data directory (no {SQLITE_NAME})")
@@ -239,23 +181,69 @@ def create_snapshot(
     created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     phases: dict[str, float] = {}
     staging = Path(tempfile.mkdtemp(prefix="chromactl-snapshot-", dir=staging_dir))
+    online = not isinstance(hold, NoHold)
+    compress_pool = ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="zstd")
+    engine = _Engine(repo, snapshot_id, staging, FrameCompressor(level, compress_pool, 2 * cpus),
+                     progress)
     try:
-        first = _first_pass(
-            data_dir, repo, snapshot_id, level=level, progress=progress, workers=workers
-        )
+        sqlite_path = data_dir / SQLITE_NAME
+        files = list(segment_files(data_dir))
+        total = sum(_size(p) for _, p in files) + _size(sqlite_path)
+        progress.phase("copy (first pass)", total)
+        baselines: dict[str, Baseline] = {}
+        entries: dict[str, FileEntry] = {}
+        staged_sqlite = staging / SQLITE_NAME if online else None
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
+            futures = {rel: pool.submit(engine.first_pass_file, rel, path) for rel, path in files}
+            if staged_sqlite is not None:
+                baselines[SQLITE_NAME] = engine.stage_sqlite(sqlite_path, staged_sqlite)
+            else:
+                done = engine.first_pass_file(SQLITE_NAME, sqlite_path)
+                if done is None:
+                    raise SnapshotError(f"{sqlite_path} disappeared during the snapshot")
+                baselines[SQLITE_NAME], entries[SQLITE_NAME] = done
+            for rel, fut in futures.items():
+                got = fut.result()
+                if got is not None:
+                    baselines[rel], entries[rel] = got
         phases["first_pass_s"] = time.perf_counter() - t0
-        cut = _consistent_cut(data_dir, staging, first, hold)
+
+        cut = take_cut(data_dir, staging, baselines, hold, staged_sqlite=staged_sqlite)
         phases["hold_s"] = cut.hold_s
-        t_up = time.perf_counter()
-        staged = {SQLITE_NAME: staging / SQLITE_NAME, **cut.recopy}
-        progress.phase("upload (consistent cut)", sum(p.stat().st_size for p in staged.values()))
-        uploaded = _upload_many(
-            staged.items(), repo, snapshot_id, level=level, progress=progress, workers=workers
-        )
-        phases["second_upload_s"] = time.perf_counter() - t_up
-        entries = {rel: e for rel, e in first.entries.items() if rel in cut.present}
-        entries.update(uploaded)
-        counts = collection_counts(staging / SQLITE_NAME)
+        t_after = time.perf_counter()
+
+        mode = sqlite_path.stat().st_mode & 0o777
+        if staged_sqlite is not None:
+            verdict = check_sqlite(staged_sqlite)
+            phases["quick_check_s"] = time.perf_counter() - t_after
+            if verdict != "ok":
+                raise SnapshotError(
+                    f"the copy of {SQLITE_NAME} failed PRAGMA quick_check ({verdict}); "
+                    "no snapshot was written"
+                )
+            counts = collection_counts(staged_sqlite)
+            progress.phase("upload (database)", staged_sqlite.stat().st_size)
+
+            def sqlite_chunks() -> Iterator[bytes]:
+                with open(staged_sqlite, "rb", buffering=0) as src:
+                    yield from read_chunks(src)
+
+            entries[SQLITE_NAME] = _entry(
+                SQLITE_NAME, engine.compress_to_repo(SQLITE_NAME, sqlite_chunks), mode
+            )
+        else:
+            counts = collection_counts(sqlite_path)
+        rebuilt = {rel: p for rel, p in cut.patches.items() if rel != SQLITE_NAME or not online}
+        for rel, patch in rebuilt.items():
+            copied = engine.rebuild(rel, patch, has_base=rel in entries)
+            old_mode = entries[rel].mode if rel in entries else _mode(data_dir / rel)
+            entries[rel] = _entry(rel, copied, old_mode)
+        phases["after_hold_s"] = time.perf_counter() - t_after
+
+        for rel in set(entries) - cut.present:  # deleted before the cut: drop their objects
+            repo.retry(f"remove {object_name(rel)}",
+                       lambda rel=rel: repo.fs.rm(repo.path(snapshot_id, object_name(rel))))
+            del entries[rel]
         manifest = Manifest(
             snapshot_id=snapshot_id,
             created_at=created_at,
@@ -265,10 +253,8 @@ def create_snapshot(
             files=[entries[k] for k in sorted(entries)],
             collections=counts,
             hold_s=round(cut.hold_s, 6),
+            chunk_size=CHUNK,
         )
-        stale = set(first.entries) - set(entries)
-        for rel in stale:  # files deleted before the cut: drop their objects
-            repo.fs.rm(repo.path(snapshot_id, object_name(rel)))
         repo.write_manifest(manifest)
     except BaseException as exc:
         _discard(repo, snapshot_id)
@@ -276,6 +262,7 @@ def create_snapshot(
             raise
         raise SnapshotError(f"snapshot failed: {type(exc).__name__}: {exc}") from exc
     finally:
+        compress_pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(staging, ignore_errors=True)
         progress.close()
     duration = time.perf_counter() - t0
@@ -290,20 +277,34 @@ def create_snapshot(
         records=manifest.record_count,
         hold_s=cut.hold_s,
         hold_wait_s=cut.hold_wait_s,
-        recopied_files=len(cut.recopy),
-        recopied_bytes=sum(uploaded[r].size for r in cut.recopy),
+        recopied_files=len(cut.patches),
+        recopied_bytes=sum(p.written for p in cut.patches.values()),
         phases=phases,
     )
     log.info(
-        "snapshot %s: %d files, %d bytes, hold %.1f ms",
-        snapshot_id, result.files, result.bytes, cut.hold_s * 1000,
-        extra={"snapshot_id": snapshot_id, "hold_s": cut.hold_s},
+        "snapshot %s: %d files, %d bytes, hold %.1f ms (%d bytes compared, %d rewritten)",
+        snapshot_id, result.files, result.bytes, cut.hold_s * 1000, cut.checked_bytes,
+        result.recopied_bytes, extra={"snapshot_id": snapshot_id, "hold_s": cut.hold_s},
     )
     return result
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o644
+
+
 def _discard(repo: Repository, snapshot_id: str) -> None:
     try:
-        repo.delete(snapshot_id)
+        repo.delete(snapshot_id, retry=False)
     except Exception:  # best effort; prune removes what is left
         log.warning("could not remove the partial snapshot %s", snapshot_id)

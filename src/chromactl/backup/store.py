@@ -8,15 +8,17 @@ Layout under the target URL::
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -27,6 +29,12 @@ from chromactl.errors import ChromactlError
 from .manifest import MANIFEST_NAME, Manifest, ManifestError
 
 SNAPSHOT_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+log = logging.getLogger("chromactl.backup")
+T = TypeVar("T")
+#: Errors from object storage client libraries that are worth another attempt.
+_TRANSIENT_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests", "azure.core",
+                      "google.api_core", "google.auth.exceptions", "gcsfs", "fsspec")
+_PERMANENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 class RepositoryError(ChromactlError):
@@ -72,7 +80,39 @@ def storage_options(url: str, settings: BackupSettings) -> dict[str, Any]:
             client_kwargs["region_name"] = settings.region
         if client_kwargs:
             options.setdefault("client_kwargs", client_kwargs)
+        # One request may take io_timeout_s; chromactl itself retries (RetryPolicy).
+        options.setdefault("config_kwargs", {
+            "connect_timeout": settings.io_timeout_s,
+            "read_timeout": settings.io_timeout_s,
+            "retries": {"max_attempts": 1, "mode": "standard"},
+        })
     return options
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of one object storage operation: exponential backoff from ``backoff_s``
+    (doubling, at most 30 s), at most ``attempts`` tries and ``time_limit_s`` in all."""
+
+    attempts: int = 5
+    backoff_s: float = 0.5
+    time_limit_s: float = 600.0
+
+    @classmethod
+    def from_settings(cls, settings: BackupSettings) -> RetryPolicy:
+        return cls(settings.retry_attempts, settings.retry_backoff_s, settings.op_timeout_s)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an object storage error may go away on its own (network, timeouts, 5xx)."""
+    if isinstance(exc, ChromactlError | FileNotFoundError | PermissionError | IsADirectoryError
+                  | NotADirectoryError | FileExistsError | ValueError | TypeError):
+        return False
+    if isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS:
+        return False
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    return type(exc).__module__.startswith(_TRANSIENT_MODULES)
 
 
 def redact_url(url: str) -> str:
@@ -94,21 +134,57 @@ class SnapshotInfo:
 class Repository:
     """Snapshots stored under one fsspec URL."""
 
-    def __init__(self, url: str, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str, options: dict[str, Any] | None = None, *, retry: RetryPolicy | None = None
+    ) -> None:
         if not url:
             raise RepositoryError("no backup target: pass --to/--from or set backup.target")
         self.url = url
+        self.retry_policy = retry or RetryPolicy()
         try:
             self.fs, root = fsspec.core.url_to_fs(url, **(options or {}))
         except (ImportError, ValueError) as exc:
             raise RepositoryError(f"cannot open target {redact_url(url)}: {exc}") from None
         self.root = root.rstrip("/")
+        if hasattr(self.fs, "retries") and not self.is_local:
+            self.fs.retries = 1  # s3fs's own retry loop; RetryPolicy decides
 
     @classmethod
     def from_settings(cls, settings: BackupSettings, url: str | None = None) -> Repository:
         load_credentials_dir(settings.credentials_dir)
         target = url or settings.target
-        return cls(target, storage_options(target, settings))
+        return cls(target, storage_options(target, settings),
+                   retry=RetryPolicy.from_settings(settings))
+
+    def retry(self, what: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (one whole operation, safe to repeat) with the retry policy.
+
+        Local targets are not retried: their errors (a full disk) do not pass by themselves.
+        """
+        if self.is_local:
+            return fn()
+        policy = self.retry_policy
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return fn()
+            except Exception as exc:
+                elapsed = time.monotonic() - start
+                delay = min(30.0, policy.backoff_s * 2 ** (attempt - 1))
+                if not is_transient(exc):
+                    raise
+                if attempt >= policy.attempts or elapsed + delay >= policy.time_limit_s:
+                    raise RepositoryError(
+                        f"object storage at {redact_url(self.url)} failed to {what}: "
+                        f"{type(exc).__name__}: {exc} (gave up after {attempt} attempts in "
+                        f"{elapsed:.1f}s; limits: backup.retry_attempts={policy.attempts}, "
+                        f"backup.op_timeout_s={policy.time_limit_s:g})"
+                    ) from None
+                log.warning("%s failed (%s: %s); retry %d in %.1fs", what,
+                            type(exc).__name__, exc, attempt, delay)
+                time.sleep(delay)
 
     @property
     def is_local(self) -> bool:
@@ -119,18 +195,22 @@ class Repository:
 
     # -- listing -----------------------------------------------------------------
     def snapshot_ids(self) -> list[str]:
-        try:
-            entries = self.fs.ls(self.root, detail=False, refresh=True)
-        except FileNotFoundError:
-            return []
-        except TypeError:
-            entries = self.fs.ls(self.root, detail=False)
+        def listing() -> list[str]:
+            try:
+                return list(self.fs.ls(self.root, detail=False, refresh=True))
+            except FileNotFoundError:
+                return []
+            except TypeError:
+                return list(self.fs.ls(self.root, detail=False))
+
+        entries = self.retry("list snapshots", listing)
         names = (str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
         return sorted(n for n in names if SNAPSHOT_ID_RE.match(n))
 
     def read_manifest(self, snapshot_id: str) -> Manifest:
         try:
-            data = self.fs.cat_file(self.path(snapshot_id, MANIFEST_NAME))
+            data = self.retry(f"read the manifest of {snapshot_id}",
+                              lambda: self.fs.cat_file(self.path(snapshot_id, MANIFEST_NAME)))
         except FileNotFoundError:
             raise ManifestError(
                 f"snapshot {snapshot_id} has no manifest: it is incomplete "
@@ -164,7 +244,7 @@ class Repository:
             return manifest
         if not SNAPSHOT_ID_RE.match(ref):
             raise RepositoryError(f"{ref!r} is not a snapshot id (like 20250101T120000Z-0a1b2c)")
-        if not self.fs.exists(self.path(ref)):
+        if not self.retry(f"look up {ref}", lambda: self.fs.exists(self.path(ref))):
             raise RepositoryError(f"no snapshot {ref} in {redact_url(self.url)}")
         return self.read_manifest(ref)
 
@@ -196,19 +276,36 @@ class Repository:
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
         else:
-            self.fs.pipe_file(final, data)
+            self.retry("write the manifest", lambda: self.fs.pipe_file(final, data))
 
-    def delete(self, snapshot_id: str) -> None:
+    def upload(self, local: Path, snapshot_id: str, name: str) -> None:
+        """Copy a local file to an object of the snapshot, with retries."""
+
+        def put() -> None:
+            with open(local, "rb") as src, self.open_write(snapshot_id, name) as dst:
+                while chunk := src.read(8 << 20):
+                    dst.write(chunk)
+
+        self.retry(f"upload {name}", put)
+
+    def delete(self, snapshot_id: str, *, retry: bool = True) -> None:
         """Remove a snapshot: the manifest first, so it is never half-listed."""
         if not SNAPSHOT_ID_RE.match(snapshot_id):
             raise RepositoryError(f"{snapshot_id!r} is not a snapshot id")
         base = self.path(snapshot_id)
         manifest = self.path(snapshot_id, MANIFEST_NAME)
-        if self.fs.exists(manifest):
-            self.fs.rm(manifest)
-        if self.fs.exists(base):
-            self.fs.rm(base, recursive=True)
-        self.fs.invalidate_cache()
+
+        def remove() -> None:
+            if self.fs.exists(manifest):
+                self.fs.rm(manifest)
+            if self.fs.exists(base):
+                self.fs.rm(base, recursive=True)
+            self.fs.invalidate_cache()
+
+        if retry:
+            self.retry(f"delete {snapshot_id}", remove)
+        else:
+            remove()
 
     def age_s(self, snapshot_id: str) -> float:
         return time.time() - snapshot_time(snapshot_id).timestamp()

@@ -2,7 +2,7 @@
 
 Request path, outermost first::
 
-    classify (prefix) -> metrics -> body limit -> authentication -> identity
+    classify (prefix) -> metrics -> body timeout -> body limit -> authentication -> identity
       -> authorization -> agent API | write-hold -> reverse proxy
 """
 
@@ -24,6 +24,7 @@ from chromactl.gateway.auth.token import TokenAuthenticator
 from chromactl.gateway.authz import AuthorizationMiddleware
 from chromactl.gateway.bodylimit import BodyLimitMiddleware
 from chromactl.gateway.classify import ClassifyMiddleware
+from chromactl.gateway.clientlimits import BodyTimeoutMiddleware
 from chromactl.gateway.collections import CollectionResolver
 from chromactl.gateway.identity import IdentityMiddleware
 from chromactl.gateway.metrics import GatewayMetrics, MetricsMiddleware
@@ -137,6 +138,7 @@ def build_gateway(
         on_failure=metrics.auth_failure,
     )
     app = BodyLimitMiddleware(app, gw.max_body_bytes)
+    app = BodyTimeoutMiddleware(app, gw.client_limits.body_timeout_s, gw.client_limits.body_deadline_s)
     app = MetricsMiddleware(app, metrics)
     app = ClassifyMiddleware(app, gw.path_prefix)
     return Gateway(app, gate, metrics, upstream, resolver, authenticators)

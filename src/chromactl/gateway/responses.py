@@ -1,4 +1,8 @@
-"""Chroma-shaped error answers: ``{"error": "<Name>", "message": "..."}``."""
+"""Chroma-shaped error answers: ``{"error": "<Name>", "message": "..."}``.
+
+The gateway's own errors carry ``X-Chromactl-Origin: gateway`` so that an operator (and the
+fuzz tests) can tell them from Chroma's errors, which the gateway passes on untouched.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ import json
 from collections.abc import Iterable
 
 from chromactl.gateway.types import Send
+
+#: Set on every error answer the gateway makes itself.
+ORIGIN_HEADER = "x-chromactl-origin"
 
 
 async def send_json(
@@ -33,4 +40,5 @@ async def send_error(
     headers: Iterable[tuple[str, str]] = (),
 ) -> None:
     """Send an error the Chroma clients map by its ``error`` name."""
-    await send_json(send, status, {"error": error, "message": message}, headers)
+    marked = [*headers, (ORIGIN_HEADER, "gateway")]
+    await send_json(send, status, {"error": error, "message": message}, marked)

@@ -12,25 +12,40 @@ from prometheus_client import start_http_server
 
 from chromactl.config import Settings
 from chromactl.gateway.app import Gateway, build_gateway
+from chromactl.gateway.clientlimits import protocol_class
 from chromactl.gateway.internals import InternalsCollector
+from chromactl.gateway.metrics import GatewayMetrics
 from chromactl.gateway.tls import ReloadingTLS
+from chromactl.gateway.writegate import WriteGate
 
 log = logging.getLogger("chromactl.gateway")
 
 
+def build_served_gateway(settings: Settings) -> Gateway:
+    """The gateway with its in-pod agents: backups run here, holding this gateway's writes."""
+    from chromactl.backup.service import BackupAgent
+
+    gate, metrics = WriteGate(), GatewayMetrics()
+    backups = BackupAgent(settings, gate, metrics.registry)
+    backups.seed_metrics()
+    return build_gateway(settings, gate=gate, metrics=metrics, agent_routes=backups.routes())
+
+
 def uvicorn_config(settings: Settings, gateway: Gateway, tls: ReloadingTLS | None) -> uvicorn.Config:
     gw = settings.gateway
+    limits = gw.client_limits
     config = uvicorn.Config(
         gateway,
         host=gw.listen_address,
         port=gw.port,
-        http="httptools",
+        http=protocol_class(limits),
         lifespan="on",
         log_config=None,
         access_log=False,
         server_header=False,
         date_header=False,
-        timeout_keep_alive=75,
+        timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
+        limit_concurrency=limits.max_connections,
         backlog=2048,
     )
     config.load()
@@ -64,7 +79,7 @@ async def serve(
 ) -> None:
     """Serve until SIGINT/SIGTERM (or until the returned server's ``should_exit``)."""
     gw = settings.gateway
-    gateway = gateway or build_gateway(settings)
+    gateway = gateway or build_served_gateway(settings)
     tls = ReloadingTLS(gw.tls) if gw.tls.enabled else None
     server = uvicorn.Server(uvicorn_config(settings, gateway, tls))
     metrics_server = None

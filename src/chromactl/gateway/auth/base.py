@@ -60,5 +60,11 @@ def presented_credentials(headers: list[tuple[bytes, bytes]]) -> list[Presented]
             elif scheme == "basic":
                 found.append(Presented(Kind.BASIC, rest.strip()))
         elif name == b"x-chroma-token":
-            found.append(Presented(Kind.CHROMA_TOKEN, raw.decode("latin-1").strip()))
+            value = raw.decode("latin-1").strip()
+            # The seed chart's documented command sends `${CHROMA_HEADER_NAME}: Bearer <token>`
+            # whatever the header: a `Bearer ` word before the token is accepted here too.
+            scheme, _, rest = value.partition(" ")
+            if scheme.lower() == "bearer" and rest.strip():
+                value = rest.strip()
+            found.append(Presented(Kind.CHROMA_TOKEN, value))
     return found

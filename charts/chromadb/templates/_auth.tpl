@@ -1,0 +1,82 @@
+{{/* ----------------------------------------------------------------- auth
+     chromadb.auth.*: what the gateway accepts. token and oidc both use the generated (or
+     existing) admin token; oidc adds access tokens from an OpenID provider. */}}
+
+{{/* "true" when the release's Secret holds a `token` (types token and oidc). */}}
+{{- define "chromadb.auth.hasToken" -}}
+{{- ne .Values.chromadb.auth.type "basic" -}}
+{{- end }}
+
+{{/* Checks a schema cannot express; rendered once, by secret-auth.yaml. */}}
+{{- define "chromadb.auth.validate" -}}
+{{- $a := .Values.chromadb.auth -}}
+{{- if and $a.enabled (eq $a.type "oidc") (eq (include "chromadb.gatewayOn" .) "true") -}}
+{{- if not $a.oidc.issuer -}}
+{{- fail "chromadb.auth.type=oidc needs chromadb.auth.oidc.issuer (the identity provider's issuer URL, as in the tokens' iss claim)" -}}
+{{- end -}}
+{{- if not $a.oidc.audience -}}
+{{- fail "chromadb.auth.type=oidc needs chromadb.auth.oidc.audience (the aud values Chroma's tokens carry, e.g. [chroma])" -}}
+{{- end -}}
+{{- if and $a.oidc.issuerCA.secretName $a.oidc.issuerCA.configMapName -}}
+{{- fail "chromadb.auth.oidc.issuerCA: set secretName or configMapName, not both" -}}
+{{- end -}}
+{{- if and (not $a.oidc.defaultGrant) (not $a.oidc.rules) -}}
+{{- fail "chromadb.auth.type=oidc grants nothing: set chromadb.auth.oidc.rules (claim -> role) or chromadb.auth.oidc.defaultGrant" -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{- define "chromadb.auth.oidcCAOn" -}}
+{{- $ca := .Values.chromadb.auth.oidc.issuerCA -}}
+{{- ternary "true" "false" (and .Values.chromadb.auth.enabled (eq .Values.chromadb.auth.type "oidc") (or (not (empty $ca.secretName)) (not (empty $ca.configMapName)))) -}}
+{{- end }}
+
+{{/* The gateway's `auth.oidc` section (chromactl.config.OIDCSettings) as YAML; empty unless oidc. */}}
+{{- define "chromadb.auth.oidcConfig" -}}
+{{- $a := .Values.chromadb.auth -}}
+{{- if and $a.enabled (eq $a.type "oidc") -}}
+{{- $o := $a.oidc -}}
+{{- $cfg := dict "issuer" $o.issuer "audience" $o.audience "algorithms" $o.algorithms "clock_skew_s" $o.clockSkewSeconds "user_claim" $o.userClaim -}}
+{{- with $o.discoveryUrl }}{{ $_ := set $cfg "discovery_url" . }}{{ end -}}
+{{- with $o.jwksUrl }}{{ $_ := set $cfg "jwks_url" . }}{{ end -}}
+{{- if eq (include "chromadb.auth.oidcCAOn" .) "true" -}}
+{{- $_ := set $cfg "ca_file" (printf "/etc/chromactl/oidc-ca/%s" $o.issuerCA.key) -}}
+{{- end -}}
+{{- with $o.defaultGrant -}}
+{{- $_ := set $cfg "default_grant" (dict "role" (.role | default "reader") "tenants" (.tenants | default (list "*")) "databases" (.databases | default (list "*"))) -}}
+{{- end -}}
+{{- $rules := list -}}
+{{- range $o.rules -}}
+{{- $rules = append $rules (dict "claim" (.claim | default "groups") "value" .value "role" .role "tenants" (.tenants | default (list "*")) "databases" (.databases | default (list "*"))) -}}
+{{- end -}}
+{{- $_ := set $cfg "rules" $rules -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+{{- end }}
+
+{{/* Gateway volume mounts and pod volumes for the issuer's CA (indent with nindent). */}}
+{{- define "chromadb.auth.volumeMounts" -}}
+{{- if eq (include "chromadb.auth.oidcCAOn" .) "true" }}
+- name: oidc-ca
+  mountPath: /etc/chromactl/oidc-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "chromadb.auth.volumes" -}}
+{{- $ca := .Values.chromadb.auth.oidc.issuerCA -}}
+{{- if eq (include "chromadb.auth.oidcCAOn" .) "true" }}
+- name: oidc-ca
+  {{- if $ca.secretName }}
+  secret:
+    secretName: {{ $ca.secretName }}
+  {{- else }}
+  configMap:
+    name: {{ $ca.configMapName }}
+  {{- end }}
+    items:
+      - key: {{ $ca.key }}
+        path: {{ $ca.key }}
+    defaultMode: 0444
+{{- end }}
+{{- end }}

@@ -1,0 +1,211 @@
+{{/* ---------------------------------------------------------------- backup
+Scheduled snapshots (the CronJob asks the gateway's in-pod agent) and restore on start-up
+(an init container). The shared templates include these with one line each. */}}
+
+{{- define "chromadb.backupOn" -}}
+{{- and .Values.backup.enabled true -}}
+{{- end }}
+
+{{- define "chromadb.backupRestoreOn" -}}
+{{- and .Values.backup.restore.enabled true -}}
+{{- end }}
+
+{{/* "true" when backups or the restore need the backup settings, volume and credentials. */}}
+{{- define "chromadb.backupUsed" -}}
+{{- or .Values.backup.enabled .Values.backup.restore.enabled -}}
+{{- end }}
+
+{{/* The snapshot repository: backup.target, or the backup volume's mount path. */}}
+{{- define "chromadb.backupTarget" -}}
+{{- $b := .Values.backup -}}
+{{- $b.target | default (ternary $b.volume.mountPath "" $b.volume.enabled) -}}
+{{- end }}
+
+{{/* Where the restore reads from: backup.restore.from, else the backup target. */}}
+{{- define "chromadb.backupRestoreFrom" -}}
+{{- .Values.backup.restore.from | default (include "chromadb.backupTarget" .) -}}
+{{- end }}
+
+{{/* "true" when the CronJob must authenticate to the agent (gateway auth on). */}}
+{{- define "chromadb.backupAgentAuth" -}}
+{{- and .Values.backup.enabled (eq (include "chromadb.gatewayOn" .) "true") .Values.chromadb.auth.enabled -}}
+{{- end }}
+
+{{- define "chromadb.backupAgentSecretName" -}}
+{{- .Values.backup.agent.existingSecret | default (printf "%s-backup-agent" (include "chromadb.fullname" .)) -}}
+{{- end }}
+
+{{- define "chromadb.backupClaimName" -}}
+{{- .Values.backup.volume.existingClaim | default (printf "%s-backup" (include "chromadb.fullname" .)) -}}
+{{- end }}
+
+{{/* Labels of the backup job's pods (the NetworkPolicy lets them reach the agent). */}}
+{{- define "chromadb.backupSelectorLabels" -}}
+{{ include "chromadb.selectorLabels" . }}
+app.kubernetes.io/component: backup
+{{- end }}
+
+{{/* A local (volume) URL must lie on the backup volume. (dict "ctx" $ "key" "backup.target" "url" url) */}}
+{{- define "chromadb.backupCheckLocal" -}}
+{{- $v := .ctx.Values.backup.volume -}}
+{{- $path := trimPrefix "file://" .url -}}
+{{- if not (contains "://" $path) -}}
+{{- if not $v.enabled -}}
+{{- fail (printf "%s %q is a local path, but no backup volume is mounted: set backup.volume.enabled=true (and a path under backup.volume.mountPath %s), or use an object store URL (s3://, gs://, az://)" .key .url $v.mountPath) -}}
+{{- end -}}
+{{- $root := trimSuffix "/" $v.mountPath -}}
+{{- if not (or (eq (trimSuffix "/" $path) $root) (hasPrefix (printf "%s/" $root) $path)) -}}
+{{- fail (printf "%s %q is not on the backup volume: use a path under backup.volume.mountPath %s" .key .url $v.mountPath) -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/* Checks a schema cannot express; rendered by the StatefulSet and the CronJob. */}}
+{{- define "chromadb.backupValidate" -}}
+{{- if eq (include "chromadb.backupUsed" .) "true" -}}
+{{- if ne (include "chromadb.gatewayOn" .) "true" -}}
+{{- fail "backup.enabled and backup.restore.enabled need the chromactl gateway in Chroma's pod (gateway.enabled=true, Chroma 1.x): it takes the snapshots and runs the restore" -}}
+{{- end -}}
+{{- if .Values.backup.enabled -}}
+{{- $target := include "chromadb.backupTarget" . -}}
+{{- if not $target -}}
+{{- fail "backup.enabled needs somewhere to store snapshots: set backup.target to s3://bucket/prefix (or gs://, az://), or set backup.volume.enabled=true for a volume" -}}
+{{- end -}}
+{{- include "chromadb.backupCheckLocal" (dict "ctx" . "key" "backup.target" "url" $target) -}}
+{{- end -}}
+{{- if .Values.backup.restore.enabled -}}
+{{- $from := include "chromadb.backupRestoreFrom" . -}}
+{{- if not $from -}}
+{{- fail "backup.restore.enabled needs a snapshot repository: set backup.restore.from (or backup.target)" -}}
+{{- end -}}
+{{- include "chromadb.backupCheckLocal" (dict "ctx" . "key" "backup.restore.from" "url" $from) -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/* The agent's token credential for the gateway config, as a YAML list (empty without backups). */}}
+{{- define "chromadb.backupAgentCredentials" -}}
+{{- if eq (include "chromadb.backupAgentAuth" .) "true" -}}
+- name: backup-agent
+  role: admin
+  token_file: /etc/chromactl/backup-agent/token
+{{- end -}}
+{{- end }}
+
+{{/* The `backup:` section of the chromactl config (chromactl.config.BackupSettings). */}}
+{{- define "chromadb.backupChromactlConfig" -}}
+{{- if eq (include "chromadb.backupUsed" .) "true" -}}
+{{- $b := .Values.backup -}}
+{{- $config := dict
+  "hold_timeout_s" $b.holdTimeoutSeconds
+  "compression_level" (int $b.compressionLevel)
+  "staging_dir" "/tmp"
+  "retention" (dict "keep_last" (int $b.retention.keepLast) "keep_daily" (int $b.retention.keepDaily) "keep_weekly" (int $b.retention.keepWeekly) "keep_monthly" (int $b.retention.keepMonthly))
+-}}
+{{- /* The target only when backups are on: a restore source never receives snapshots. */ -}}
+{{- if $b.enabled }}{{ $_ := set $config "target" (include "chromadb.backupTarget" .) }}{{ end -}}
+{{- with $b.endpointUrl }}{{ $_ := set $config "endpoint_url" . }}{{ end -}}
+{{- with $b.region }}{{ $_ := set $config "region" . }}{{ end -}}
+{{- with $b.storageOptions }}{{ $_ := set $config "storage_options" . }}{{ end -}}
+{{- if $b.existingSecret }}{{ $_ := set $config "credentials_dir" "/etc/chromactl/backup-credentials" }}{{ end -}}
+{{- toYaml (dict "backup" $config) -}}
+{{- end -}}
+{{- end }}
+
+{{/* Volume mounts of the backup credentials and volume. (dict "ctx" $ "agent" bool) */}}
+{{- define "chromadb.backupVolumeMounts" -}}
+{{- $b := .ctx.Values.backup -}}
+{{- if eq (include "chromadb.backupUsed" .ctx) "true" -}}
+{{- if $b.existingSecret }}
+- name: backup-credentials
+  mountPath: /etc/chromactl/backup-credentials
+  readOnly: true
+{{- end }}
+{{- if $b.volume.enabled }}
+- name: backup
+  mountPath: {{ $b.volume.mountPath }}
+{{- end }}
+{{- if and .agent (eq (include "chromadb.backupAgentAuth" .ctx) "true") }}
+- name: backup-agent
+  mountPath: /etc/chromactl/backup-agent
+  readOnly: true
+{{- end }}
+{{- end -}}
+{{- end }}
+
+{{/* The gateway container's backup mounts (list items for its volumeMounts). */}}
+{{- define "chromadb.backupGatewayVolumeMounts" -}}
+{{- include "chromadb.backupVolumeMounts" (dict "ctx" . "agent" true) -}}
+{{- end }}
+
+{{/* Volumes of Chroma's pod for backups (list items for its volumes). */}}
+{{- define "chromadb.backupVolumes" -}}
+{{- $b := .Values.backup -}}
+{{- if eq (include "chromadb.backupUsed" .) "true" -}}
+{{- if $b.existingSecret }}
+- name: backup-credentials
+  secret:
+    secretName: {{ $b.existingSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- if $b.volume.enabled }}
+- name: backup
+  persistentVolumeClaim:
+    claimName: {{ include "chromadb.backupClaimName" . }}
+{{- end }}
+{{- if eq (include "chromadb.backupAgentAuth" .) "true" }}
+- name: backup-agent
+  secret:
+    secretName: {{ include "chromadb.backupAgentSecretName" . }}
+    defaultMode: 0440
+{{- end }}
+{{- end -}}
+{{- end }}
+
+{{/* `initContainers:` with the idempotent restore, when backup.restore.enabled. Also runs the
+     backup checks, since the StatefulSet renders whatever the values. */}}
+{{- define "chromadb.backupInitContainers" -}}
+{{- include "chromadb.backupValidate" . -}}
+{{- if eq (include "chromadb.backupRestoreOn" .) "true" -}}
+{{- $r := .Values.backup.restore }}
+initContainers:
+  - name: restore
+    image: {{ include "chromadb.chromactlImage" . }}
+    imagePullPolicy: {{ .Values.chromactl.image.pullPolicy }}
+    command:
+      - chromactl
+      - restore
+      - --config=/etc/chromactl/config/chromactl.yaml
+      - {{ printf "--from=%s" (include "chromadb.backupRestoreFrom" .) | quote }}
+      - {{ printf "--snapshot=%s" $r.snapshot | quote }}
+      - {{ printf "--to=%s" .Values.chromadb.persistDirectory | quote }}
+      - --if-not-restored
+      - --quiet
+    resources:
+      {{- toYaml $r.resources | nindent 6 }}
+    securityContext:
+      {{- toYaml .Values.securityContext | nindent 6 }}
+    volumeMounts:
+      - name: chromactl-config
+        mountPath: /etc/chromactl/config
+        readOnly: true
+      - name: data
+        mountPath: {{ .Values.chromadb.persistDirectory }}
+      - name: tmp
+        mountPath: /tmp
+      {{- with include "chromadb.backupVolumeMounts" (dict "ctx" . "agent" false) | trim }}{{ . | nindent 6 }}{{ end }}
+{{- end -}}
+{{- end }}
+
+{{/* NetworkPolicy ingress rules (list items): the backup job's pods reach the agent. */}}
+{{- define "chromadb.backupNetworkPolicyIngress" -}}
+{{- if and .Values.backup.enabled (eq (include "chromadb.gatewayOn" .) "true") }}
+- from:
+    - podSelector:
+        matchLabels:
+          {{- include "chromadb.backupSelectorLabels" . | nindent 10 }}
+  ports:
+    - port: http
+      protocol: TCP
+{{- end -}}
+{{- end }}

@@ -1,0 +1,118 @@
+"""Prometheus metrics of the backups the in-pod agent runs, on the gateway's registry.
+
+Names (alerts and dashboards are built on them; keep them stable):
+
+- ``chromactl_backup_last_success_timestamp_seconds`` (gauge): end of the newest
+  successful snapshot, Unix time.
+- ``chromactl_backup_last_outcome`` (gauge): 1 when the last backup succeeded, 0 when
+  it failed.
+- ``chromactl_backup_runs_total{outcome}`` (counter): backups run, ``success`` or
+  ``failure``.
+- ``chromactl_backup_duration_seconds`` (histogram): how long each backup took.
+- ``chromactl_backup_size_bytes`` (gauge): bytes stored by the last successful snapshot.
+- ``chromactl_backup_hold_seconds`` (histogram): how long each backup held writes.
+
+The three gauges are absent until they are known: after the first backup this process
+ran, or once the agent has found the newest complete snapshot in the target at start-up
+(so a restarted gateway does not look like a missed backup).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .snapshot import BackupResult
+
+#: Whole backups: seconds to hours.
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800)
+#: Write holds: the goal is at most 100 ms.
+HOLD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+OUTCOMES = ("success", "failure")
+
+
+class _LastBackup(Collector):
+    """The gauges, exported only once their value is known."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.success_ts: float | None = None
+        self.outcome: int | None = None
+        self.size: int | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            values = (self.success_ts, self.outcome, self.size)
+        for (name, doc), value in zip(
+            [
+                ("chromactl_backup_last_success_timestamp_seconds",
+                 "Unix time at which the newest successful backup finished."),
+                ("chromactl_backup_last_outcome", "1 if the last backup succeeded, 0 if it failed."),
+                ("chromactl_backup_size_bytes", "Bytes stored by the last successful snapshot."),
+            ],
+            values,
+            strict=True,
+        ):
+            if value is not None:
+                yield GaugeMetricFamily(name, doc, value=value)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+class BackupMetrics:
+    """The backup metrics, registered on ``registry`` (the gateway's)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._last = _LastBackup()
+        registry.register(self._last)
+        self.runs = Counter(
+            "chromactl_backup_runs",
+            "Backups run by the agent, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in OUTCOMES:
+            self.runs.labels(outcome)
+        self.duration = Histogram(
+            "chromactl_backup_duration_seconds",
+            "Time each backup took, from start to manifest written (or failure).",
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.hold = Histogram(
+            "chromactl_backup_hold_seconds",
+            "Time each backup held Chroma's writes (its consistent cut).",
+            buckets=HOLD_BUCKETS,
+            registry=registry,
+        )
+
+    def observe(self, result: BackupResult, *, finished_at: float | None = None) -> None:
+        """Record one backup run."""
+        success = result.outcome == "success"
+        self.runs.labels("success" if success else "failure").inc()
+        self.duration.observe(result.duration_s)
+        if result.hold_s > 0:
+            self.hold.observe(result.hold_s)
+        with self._last._lock:
+            self._last.outcome = 1 if success else 0
+            if success:
+                self._last.success_ts = finished_at if finished_at is not None else time.time()
+                self._last.size = result.stored_bytes
+
+    def seed(self, *, finished_at: float, stored_bytes: int) -> None:
+        """Known from the target at start-up: the newest complete snapshot.
+
+        Never overwrites what a backup run of this process already recorded.
+        """
+        with self._last._lock:
+            if self._last.outcome is not None:
+                return
+            self._last.success_ts = finished_at
+            self._last.size = stored_bytes
+            self._last.outcome = 1

@@ -1,0 +1,172 @@
+"""Slow and greedy clients: header and body timeouts, header size, connection limits.
+
+uvicorn closes idle keep-alive connections (``timeout_keep_alive``) and answers 503 over
+``limit_concurrency``, but it waits for a request's headers forever and its httptools
+parser takes headers of any size. Two pieces close that:
+
+- :func:`protocol_class`: the httptools protocol with a header deadline (from the
+  connection, or from a request's first byte, to the end of its headers: 408 and close)
+  and a header size limit (431 and close);
+- :class:`BodyTimeoutMiddleware`: every wait for a piece of the body is bounded, and so
+  is the whole body (408 ``RequestTimeoutError`` and close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from chromactl.config import ClientLimitsSettings
+from chromactl.gateway.responses import ORIGIN_HEADER, send_error
+from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("chromactl.gateway.clients")
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header deadline and a header size limit."""
+
+    limits: ClientLimitsSettings = ClientLimitsSettings()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._awaiting_headers = True
+        self._header_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # A connection that never sends a request is closed too.
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_headers:
+            if self._header_timer is None:
+                self._arm_header_timer()
+            self._header_bytes += len(data)
+            if self._header_bytes > self.limits.max_header_bytes:
+                self._refuse(431, "request headers are larger than the gateway accepts")
+                return
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        self._awaiting_headers = False
+        self._header_bytes = 0
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        # The next request's header deadline starts with its first byte (data_received);
+        # until then the keep-alive timeout applies.
+        self._awaiting_headers = True
+        self._header_bytes = 0
+        super().on_response_complete()
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._header_timeout)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if self._awaiting_headers and not self.transport.is_closing():
+            if self._header_bytes:
+                self._refuse(408, "request headers did not arrive in time")
+            else:
+                self.transport.close()
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer with a Chroma-shaped error and close (the parser state is not reusable)."""
+        self._cancel_header_timer()
+        self._awaiting_headers = False
+        log.info(
+            "closing a slow or oversized request", extra={"status": status, "client": _peer(self.client)}
+        )
+        error = "RequestTimeoutError" if status == 408 else "RequestHeaderFieldsTooLargeError"
+        body = (f'{{"error":"{error}","message":"{message}"}}').encode()
+        head = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])
+        head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+        head += ORIGIN_HEADER.encode() + b": gateway\r\nconnection: close\r\n\r\n"
+        if not self.transport.is_closing():
+            self.transport.write(head + body)
+            self.transport.close()
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else ""
+
+
+def protocol_class(limits: ClientLimitsSettings) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class for uvicorn's ``http=`` with these limits."""
+    return type("GatewayHttpProtocol", (LimitedHttpToolsProtocol,), {"limits": limits})
+
+
+class RequestBodyTimeout(Exception):
+    """The client did not send its body in time."""
+
+
+class BodyTimeoutMiddleware:
+    """Bounds each wait for body data and the whole body; too slow: 408 and close."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float, deadline_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+        timed_out = False
+        body_done = False
+        deadline = time.monotonic() + self.deadline_s
+
+        async def guarded_receive() -> Message:
+            nonlocal timed_out, body_done
+            if body_done:
+                return await receive()  # waits for the disconnect: not the client's body
+            wait = min(self.timeout_s, deadline - time.monotonic())
+            try:
+                message = await asyncio.wait_for(receive(), max(wait, 0.0))
+            except TimeoutError:
+                timed_out = True
+                raise RequestBodyTimeout("the request body did not arrive in time") from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, tracking_send)
+        except Exception:
+            if not timed_out:
+                raise
+            if not started:
+                log.info("request body too slow", extra={"client": _peer(scope.get("client"))})
+                await send_error(
+                    send,
+                    408,
+                    "RequestTimeoutError",
+                    "the request body did not arrive in time",
+                    [("connection", "close")],
+                )

@@ -1,0 +1,277 @@
+"""The backup block: the CronJob asking the gateway's agent, the config it reads, restore on start-up."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+import yaml
+
+from chromactl.config import parse_config
+from tests.chart.helm import Render, everything_values, names_key, render, render_error
+
+S3 = {"enabled": True, "target": "s3://backups/chroma", "existingSecret": "s3-creds"}
+
+
+def backup(**values: Any) -> dict[str, Any]:
+    return {"backup": {**S3, **values}}
+
+
+def config(r: Render) -> dict[str, Any]:
+    return yaml.safe_load(r.get("ConfigMap", "chroma-chromadb-chromactl")["data"]["chromactl.yaml"])
+
+
+def cron_pod(r: Render) -> dict[str, Any]:
+    return r.get("CronJob", "chroma-chromadb-backup")["spec"]["jobTemplate"]["spec"]["template"]
+
+
+def mounts(container: dict[str, Any]) -> dict[str, str]:
+    return {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+
+
+def test_off_by_default_renders_nothing_of_it() -> None:
+    r = render()
+    assert not r.has("CronJob") and not r.has("PersistentVolumeClaim")
+    assert not r.has("Secret", "chroma-chromadb-backup-agent")
+    assert "initContainers" not in r.pod_spec
+    assert "backup" not in config(r)
+    assert [c["name"] for c in config(r)["gateway"]["auth"]["token"]["credentials"]] == ["admin"]
+    ingress = r.get("NetworkPolicy")["spec"]["ingress"]
+    # No backup agent rule: the client port, and the metrics port (metrics.networkPolicyFrom).
+    assert [p["port"] for rule in ingress for p in rule["ports"]] == ["http", "metrics"]
+
+
+def test_cronjob_asks_the_agent_through_the_service_and_waits() -> None:
+    r = render(backup(schedule="15 1 * * *", timeZone="Europe/Berlin"))
+    cron = r.get("CronJob", "chroma-chromadb-backup")["spec"]
+    assert cron["schedule"] == "15 1 * * *" and cron["timeZone"] == "Europe/Berlin"
+    assert cron["concurrencyPolicy"] == "Forbid"
+    assert (cron["successfulJobsHistoryLimit"], cron["failedJobsHistoryLimit"]) == (3, 3)
+    assert cron["startingDeadlineSeconds"] == 600 and cron["suspend"] is False
+    job = cron["jobTemplate"]["spec"]
+    assert (job["backoffLimit"], job["activeDeadlineSeconds"]) == (1, 21600)
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["command"] == [
+        "chromactl", "backup", "trigger", "--gateway=http://chroma-chromadb:8000",
+        "--token-file=/etc/chromactl/backup-agent/token", "--wait", "--prune",
+    ]
+    assert mounts(container) == {"backup-agent": "/etc/chromactl/backup-agent"}
+    assert pod["volumes"] == [{"name": "backup-agent", "secret": {
+        "secretName": "chroma-chromadb-backup-agent", "defaultMode": 0o440}}]
+
+
+def test_cronjob_follows_service_port_and_values() -> None:
+    r = render({**backup(retention={"enabled": False}, timeZone="",
+                         cronJob={"concurrencyPolicy": "Replace", "backoffLimit": 0, "suspend": True,
+                                  "startingDeadlineSeconds": None}),
+                "service": {"port": 80}})
+    cron = r.get("CronJob", "chroma-chromadb-backup")["spec"]
+    assert "timeZone" not in cron and "startingDeadlineSeconds" not in cron
+    assert cron["concurrencyPolicy"] == "Replace" and cron["suspend"] is True
+    assert cron["jobTemplate"]["spec"]["backoffLimit"] == 0
+    command = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--gateway=http://chroma-chromadb:80" in command and command[-1] == "--no-prune"
+
+
+def test_job_pod_is_restricted_and_holds_no_storage_credentials() -> None:
+    r = render(backup())
+    template = cron_pod(r)
+    spec = template["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = spec["containers"][0]["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert "serviceAccountName" not in spec  # the IRSA role stays with Chroma's pod
+    assert "env" not in spec["containers"][0] and "envFrom" not in spec["containers"][0]
+    assert all(v["name"] != "backup-credentials" for v in spec["volumes"])
+    assert template["metadata"]["labels"]["app.kubernetes.io/component"] == "backup"
+
+
+def test_rendered_config_is_what_the_agent_and_the_restore_read() -> None:
+    r = render(backup(endpointUrl="http://minio:9000", region="eu-west-1", storageOptions={"use_ssl": False},
+                      holdTimeoutSeconds=25, compressionLevel=7,
+                      retention={"keepLast": 3, "keepDaily": 2, "keepWeekly": 1, "keepMonthly": 0}))
+    settings = parse_config(config(r), source="rendered chromactl.yaml")
+    b = settings.backup
+    assert b.target == "s3://backups/chroma"
+    assert (b.endpoint_url, b.region) == ("http://minio:9000", "eu-west-1")
+    assert b.storage_options == {"use_ssl": False}
+    assert (b.hold_timeout_s, b.compression_level) == (25, 7)
+    assert (b.retention.keep_last, b.retention.keep_daily, b.retention.keep_weekly,
+            b.retention.keep_monthly) == (3, 2, 1, 0)
+    assert str(b.staging_dir) == "/tmp" and "tmp" in mounts(r.container("gateway"))
+    assert str(b.credentials_dir) == mounts(r.container("gateway"))["backup-credentials"]
+    # the agent's token is an admin credential the gateway reads from the mounted Secret
+    agent = next(c for c in settings.gateway.auth.token.credentials if c.name == "backup-agent")
+    assert agent.role == "admin"
+    assert str(agent.token_file).startswith(mounts(r.container("gateway"))["backup-agent"])
+    assert str(settings.chroma.persist_path) == "/data" and settings.chroma.version == "1.5.9"
+
+
+def test_credentials_come_from_the_secret_never_the_configmap() -> None:
+    r = render(backup())
+    volumes = {v["name"]: v for v in r.pod_spec["volumes"]}
+    assert volumes["backup-credentials"]["secret"]["secretName"] == "s3-creds"
+    text = r.get("ConfigMap", "chroma-chromadb-chromactl")["data"]["chromactl.yaml"]
+    assert "s3-creds" not in text and "AWS_" not in text
+    assert "env" not in r.container("gateway")
+    # workload identity: no Secret, the ServiceAccount carries the role
+    r = render({"backup": {"enabled": True, "target": "s3://b/p"},
+                "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}}})
+    assert "credentials_dir" not in config(r)["backup"]
+    assert r.pod_spec["serviceAccountName"] == "chroma-chromadb"
+    assert all(v["name"] != "backup-credentials" for v in r.pod_spec["volumes"])
+
+
+def test_agent_token_is_generated_mounted_and_shared() -> None:
+    r = render(backup())
+    secret = r.get("Secret", "chroma-chromadb-backup-agent")
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert token.startswith("ck_") and len(token) == 46
+    assert token != base64.b64decode(render(backup()).get(
+        "Secret", "chroma-chromadb-backup-agent")["data"]["token"]).decode()
+    volumes = {v["name"]: v for v in r.pod_spec["volumes"]}
+    assert volumes["backup-agent"]["secret"]["secretName"] == "chroma-chromadb-backup-agent"
+
+
+@pytest.mark.parametrize("auth", [{"type": "basic"}, {"credentials": [
+    {"name": "dash", "role": "reader", "secretName": "dash"}]}])
+def test_agent_token_works_beside_basic_auth_and_other_credentials(auth: dict[str, Any]) -> None:
+    r = render({**backup(), "chromadb": {"auth": auth}})
+    settings = parse_config(config(r))
+    names = [c.name for c in settings.gateway.auth.token.credentials]
+    assert "backup-agent" in names
+    if auth.get("type") == "basic":
+        assert settings.gateway.auth.basic is not None and names == ["backup-agent"]
+
+
+def test_existing_agent_secret_is_used_as_is() -> None:
+    r = render(backup(agent={"existingSecret": "my-agent"}))
+    assert not r.has("Secret", "chroma-chromadb-backup-agent")
+    assert {v["name"]: v for v in r.pod_spec["volumes"]}["backup-agent"]["secret"]["secretName"] == "my-agent"
+    assert cron_pod(r)["spec"]["volumes"][0]["secret"]["secretName"] == "my-agent"
+
+
+def test_without_gateway_auth_no_token_is_made_or_sent() -> None:
+    r = render({**backup(), "chromadb": {"auth": {"enabled": False}}})
+    assert not r.has("Secret")
+    command = cron_pod(r)["spec"]["containers"][0]["command"]
+    assert not any(a.startswith("--token-file") for a in command)
+    assert "volumes" not in cron_pod(r)["spec"]
+
+
+def test_local_target_on_a_backup_volume_the_chart_creates_and_keeps() -> None:
+    r = render({"backup": {"enabled": True, "volume": {"enabled": True, "size": "50Gi",
+                                                       "storageClass": "slow"}}})
+    assert parse_config(config(r)).backup.target == "/backups"
+    pvc = r.get("PersistentVolumeClaim", "chroma-chromadb-backup")
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert pvc["spec"]["storageClassName"] == "slow"
+    assert mounts(r.container("gateway"))["backup"] == "/backups"
+    volumes = {v["name"]: v for v in r.pod_spec["volumes"]}
+    assert volumes["backup"]["persistentVolumeClaim"]["claimName"] == "chroma-chromadb-backup"
+    assert "backup" not in mounts(cron_pod(r)["spec"]["containers"][0])  # RWO: only Chroma's pod
+
+    r = render({"backup": {"enabled": True, "target": "/mnt/b/chroma",
+                           "volume": {"enabled": True, "existingClaim": "nfs", "mountPath": "/mnt/b"}}})
+    assert not r.has("PersistentVolumeClaim")
+    volumes = {v["name"]: v for v in r.pod_spec["volumes"]}
+    assert volumes["backup"]["persistentVolumeClaim"]["claimName"] == "nfs"
+    assert parse_config(config(r)).backup.target == "/mnt/b/chroma"
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"backup": {"enabled": True}}, "set backup.target"),
+        ({"backup": {"enabled": True, "target": "/backups"}}, "backup.volume.enabled=true"),
+        ({"backup": {"enabled": True, "target": "/elsewhere", "volume": {"enabled": True}}},
+         "not on the backup volume"),
+        ({"backup": {"enabled": True, "target": "/backupsX", "volume": {"enabled": True}}},
+         "not on the backup volume"),
+        ({**backup(), "gateway": {"enabled": False}}, "gateway.enabled=true"),
+        ({**backup(), "chromadb": {"apiVersion": "0.6.3"}}, "gateway.enabled=true"),
+        ({"backup": {"restore": {"enabled": True}}}, "set backup.restore.from"),
+        ({"backup": {"restore": {"enabled": True, "from": "file:///restore"}}}, "backup.volume.enabled=true"),
+    ],
+)
+def test_wrong_combinations_say_which_value_to_change(values: dict[str, Any], expected: str) -> None:
+    assert expected in render_error(values)
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"backup": {"schedule": "daily"}}, "backup.schedule"),
+        ({"backup": {"cronJob": {"concurrencyPolicy": "Allow"}}}, "backup.cronJob.concurrencyPolicy"),
+        ({"backup": {"restore": {"snapshot": "yesterday"}}}, "backup.restore.snapshot"),
+        ({"backup": {"compressionLevel": 30}}, "backup.compressionLevel"),
+        ({"backup": {"retention": {"keepLast": -1}}}, "backup.retention.keepLast"),
+        ({"backup": {"targets": "s3://typo"}}, "backup"),
+    ],
+)
+def test_schema_rejects_bad_values(values: dict[str, Any], key: str) -> None:
+    assert names_key(render_error(values), key)
+
+
+def test_restore_runs_first_idempotently_from_the_target() -> None:
+    r = render(backup(restore={"enabled": True}))
+    (init,) = r.pod_spec["initContainers"]
+    assert init["name"] == "restore" and init["image"] == r.container("gateway")["image"]
+    assert init["command"] == [
+        "chromactl", "restore", "--config=/etc/chromactl/config/chromactl.yaml",
+        "--from=s3://backups/chroma", "--snapshot=latest", "--to=/data", "--if-not-restored", "--quiet",
+    ]
+    assert mounts(init) == {"chromactl-config": "/etc/chromactl/config", "data": "/data", "tmp": "/tmp",
+                            "backup-credentials": "/etc/chromactl/backup-credentials"}
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    assert init["resources"]["limits"]["memory"] == "1Gi"
+
+
+def test_restore_alone_reads_its_source_and_never_backs_up_into_it() -> None:
+    r = render({"backup": {"existingSecret": "old-creds", "endpointUrl": "http://minio:9000",
+                           "restore": {"enabled": True, "from": "s3://old/chroma",
+                                       "snapshot": "20260315T120000Z-3fa9c1"}},
+                "chromadb": {"persistDirectory": "/var/lib/chroma"}})
+    (init,) = r.pod_spec["initContainers"]
+    assert "--from=s3://old/chroma" in init["command"]
+    assert "--snapshot=20260315T120000Z-3fa9c1" in init["command"]
+    assert "--to=/var/lib/chroma" in init["command"]
+    settings = parse_config(config(r))
+    assert settings.backup.target == ""  # the agent takes no backups into the restore source
+    assert settings.backup.endpoint_url == "http://minio:9000"
+    assert not r.has("CronJob") and not r.has("Secret", "chroma-chromadb-backup-agent")
+
+
+def test_restore_from_the_backup_volume() -> None:
+    r = render({"backup": {"volume": {"enabled": True}, "restore": {"enabled": True}}})
+    (init,) = r.pod_spec["initContainers"]
+    assert "--from=/backups" in init["command"] and mounts(init)["backup"] == "/backups"
+
+
+def test_networkpolicy_lets_the_backup_job_reach_the_gateway() -> None:
+    r = render({**backup(), "networkPolicy": {"ingressFrom": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}}]}})
+    rules = r.get("NetworkPolicy")["spec"]["ingress"]
+    job_labels = cron_pod(r)["metadata"]["labels"]
+    allowed = [rule for rule in rules if any(
+        "podSelector" in peer and set(peer["podSelector"]["matchLabels"].items()) <= set(job_labels.items())
+        for peer in rule.get("from", []))]
+    assert len(allowed) == 1 and allowed[0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    server_port = {p["name"]: p for p in r.container("gateway")["ports"]}
+    assert "http" in server_port
+    # the rule selects backup pods only, not every pod of the release
+    assert allowed[0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "backup"
+
+
+def test_everything_values_turn_backups_on() -> None:
+    r = render(everything_values())
+    assert r.has("CronJob", "chroma-chromadb-backup") and r.has("PersistentVolumeClaim")
+    assert [c["name"] for c in r.pod_spec["initContainers"]] == ["restore"]
+    assert cron_pod(r)["spec"]["imagePullSecrets"] == r.pod_spec["imagePullSecrets"]
+    assert "--gateway=https://chroma-chromadb:80" in cron_pod(r)["spec"]["containers"][0]["command"]
