@@ -80,3 +80,7 @@ lock: $(BIN)/.installed ## re-pin every transitive dependency into constraints.t
 bench: $(BIN)/.installed $(LEGACY_CHROMA_VENV)/.installed ## run the benchmarks and write their results under bench/
 	$(BIN)/python bench/backup/run.py
 	$(BIN)/python bench/gateway/run.py
+
+.PHONY: soak
+soak: $(BIN)/.installed ## long load (5 min, concurrency 64) and Chroma-fault runs through the gateway; writes bench/soak/
+	$(BIN)/python bench/soak/run.py
