@@ -60,7 +60,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._awaiting_headers:
             if self._header_timer is None:
                 self._arm_header_timer()
-            self._header_bytes += len(data)
+            # Only the bytes up to the end of the headers count: a body often arrives in the
+            # same read as the headers it follows.
+            end = data.find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else end + 4
             if self._header_bytes > self.limits.max_header_bytes:
                 self._refuse(431, "request headers are larger than the gateway accepts")
                 return
