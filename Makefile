@@ -56,6 +56,14 @@ docs: $(BIN)/.installed ## regenerate the chart README table and values.schema.j
 package: $(BIN)/.installed ## the chart archive and repository index.yaml under dist/ (MERGE=old index.yaml, URL=repo URL)
 	$(BIN)/python scripts/package_chart.py $(CHART) --destination dist $(if $(URL),--url $(URL)) $(if $(MERGE),--merge $(MERGE))
 
+# Real-cluster steps (Docker, kind or minikube, kubectl, helm): docs/development.md.
+KIND_STEPS := images namespace stage install backup-restore
+.PHONY: kind $(addprefix kind-,$(KIND_STEPS))
+kind: ## on a kind cluster: build and load images, restricted namespace, install + helm test, backup -> restore
+	scripts/kind.sh all
+$(addprefix kind-,$(KIND_STEPS)):
+	scripts/kind.sh $(patsubst kind-%,%,$@)
+
 .PHONY: run
 run: $(BIN)/.installed ## start the local stack and print how to connect
 	$(BIN)/chromactl up
