@@ -52,6 +52,10 @@ lint: $(BIN)/.installed ## ruff on the Python code
 docs: $(BIN)/.installed ## regenerate the chart README table and values.schema.json from values.yaml
 	$(BIN)/python scripts/chart_docs.py $(CHART)
 
+.PHONY: dashboard
+dashboard: $(BIN)/.installed ## regenerate the chart's Grafana dashboard (charts/chromadb/files/dashboard.json)
+	$(BIN)/python scripts/dashboard.py
+
 .PHONY: package
 package: $(BIN)/.installed ## the chart archive and repository index.yaml under dist/ (MERGE=old index.yaml, URL=repo URL)
 	$(BIN)/python scripts/package_chart.py $(CHART) --destination dist $(if $(URL),--url $(URL)) $(if $(MERGE),--merge $(MERGE))
@@ -76,3 +80,7 @@ lock: $(BIN)/.installed ## re-pin every transitive dependency into constraints.t
 bench: $(BIN)/.installed $(LEGACY_CHROMA_VENV)/.installed ## run the benchmarks and write their results under bench/
 	$(BIN)/python bench/backup/run.py
 	$(BIN)/python bench/gateway/run.py
+
+.PHONY: soak
+soak: $(BIN)/.installed ## long load (5 min, concurrency 64) and Chroma-fault runs through the gateway; writes bench/soak/
+	$(BIN)/python bench/soak/run.py

@@ -211,6 +211,7 @@ imagePullSecrets:
   "max_payload_size_bytes" (int64 $c.maxPayloadSizeBytes)
 -}}
 {{- with $c.corsAllowOrigins }}{{ $_ := set $config "cors_allow_origins" . }}{{ end -}}
+{{- $config = mustMergeOverwrite $config (include "chromadb.openTelemetryConfig" . | fromYaml) -}}
 {{- $config = mustMergeOverwrite $config (deepCopy $c.extraConfig) -}}
 {{- toYaml $config -}}
 {{- end }}
@@ -367,6 +368,7 @@ spec:
   "max_body_bytes" (int64 $c.maxPayloadSizeBytes)
   "allow_reset" (eq (include "chromadb.allowReset" .) "true")
   "write_wait_s" .Values.gateway.writeWaitSeconds
+  "metrics" (include "chromadb.gatewayMetricsConfig" . | fromYaml)
   "auth" $auth
   "tls" (include "chromadb.tls.gatewayConfig" . | fromYaml)
 -}}

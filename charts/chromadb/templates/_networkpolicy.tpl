@@ -40,10 +40,12 @@
 {{- toYaml (list $rule) -}}
 {{- end }}
 
-{{/* Prometheus: the gateway's metrics port, from networkPolicy.metricsFrom (closed when empty). */}}
+{{/* Prometheus: the metrics ports (gateway, OpenTelemetry collector), from networkPolicy.metricsFrom (closed when empty). */}}
 {{- define "chromadb.networkPolicy.metricsIngress" -}}
 {{- if and (eq (include "chromadb.gatewayOn" .) "true") .Values.networkPolicy.metricsFrom -}}
-{{- toYaml (list (dict "from" .Values.networkPolicy.metricsFrom "ports" (list (dict "port" "metrics" "protocol" "TCP")))) -}}
+{{- $ports := list -}}
+{{- range (include "chromadb.metricsPorts" . | fromYamlArray) }}{{ $ports = append $ports (dict "port" . "protocol" "TCP") }}{{ end -}}
+{{- toYaml (list (dict "from" .Values.networkPolicy.metricsFrom "ports" $ports)) -}}
 {{- end -}}
 {{- end }}
 
