@@ -37,7 +37,9 @@ def test_off_by_default_renders_nothing_of_it() -> None:
     assert "initContainers" not in r.pod_spec
     assert "backup" not in config(r)
     assert [c["name"] for c in config(r)["gateway"]["auth"]["token"]["credentials"]] == ["admin"]
-    assert len(r.get("NetworkPolicy")["spec"]["ingress"]) == 1
+    ingress = r.get("NetworkPolicy")["spec"]["ingress"]
+    # No backup agent rule: the client port only (the metrics port opens with networkPolicy.metricsFrom).
+    assert [p["port"] for rule in ingress for p in rule["ports"]] == ["http"]
 
 
 def test_cronjob_asks_the_agent_through_the_service_and_waits() -> None:
