@@ -248,6 +248,12 @@ def test_restore_alone_reads_its_source_and_never_backs_up_into_it() -> None:
     assert not r.has("CronJob") and not r.has("Secret", "chroma-chromadb-backup-agent")
 
 
+def test_restore_can_start_empty_when_the_source_has_no_snapshot_yet() -> None:
+    r = render(backup(restore={"enabled": True, "requireSnapshot": False}))
+    (init,) = r.pod_spec["initContainers"]
+    assert "--skip-if-no-snapshot" in init["command"]
+
+
 def test_restore_from_the_backup_volume() -> None:
     r = render({"backup": {"volume": {"enabled": True}, "restore": {"enabled": True}}})
     (init,) = r.pod_spec["initContainers"]

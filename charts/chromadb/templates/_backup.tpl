@@ -183,6 +183,9 @@ initContainers:
       - {{ printf "--snapshot=%s" $r.snapshot | quote }}
       - {{ printf "--to=%s" .Values.chromadb.persistDirectory | quote }}
       - --if-not-restored
+      {{- if not $r.requireSnapshot }}
+      - --skip-if-no-snapshot
+      {{- end }}
       - --quiet
     resources:
       {{- toYaml $r.resources | nindent 6 }}
