@@ -35,6 +35,7 @@ def legacy_chroma_bin() -> Path:
 
     return chroma_venv(LEGACY_VERSION) / "bin" / "chroma"
 DB = "/api/v2/tenants/default_tenant/databases/default_database"
+ADMIN = "ck_admin-token-for-backup-tests"
 DIM = 16
 
 
@@ -173,6 +174,7 @@ class Writer:
     acked: list[list[str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     prefix: str = "live"
+    headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -184,7 +186,7 @@ class Writer:
 
     def _run(self) -> None:
         n = 0
-        with httpx.Client(timeout=60) as client:
+        with httpx.Client(timeout=60, headers=self.headers) as client:
             while not self._stop.is_set():
                 ids = [f"{self.prefix}-{i}" for i in range(n, n + self.batch)]
                 try:
@@ -397,3 +399,29 @@ class TcpProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def gateway_process(tmp_path: Path, chroma_url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``chromactl gateway`` as its own process (so it can be killed)."""
+    token = tmp_path / "admin.token"
+    token.write_text(ADMIN + "\n")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        f"chroma:\n  url: {chroma_url}\n"
+        f"gateway:\n  listen_address: 127.0.0.1\n  port: {port}\n  metrics_port: null\n"
+        "  write_wait_s: 30\n  max_hold_s: 60\n"
+        "  auth:\n    token:\n      credentials:\n"
+        f"        - {{name: admin, token_file: {token}, role: admin, tenants: ['*']}}\n"
+    )
+    log = open(tmp_path / f"gateway-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "chromactl", "gateway", "--config", str(config)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, timeout_s=60)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+        log.close()
