@@ -337,9 +337,13 @@ def copy_tree(src: Path, dst: Path) -> Path:
 class TcpProxy:
     """A TCP forwarder to ``127.0.0.1:upstream_port`` for storage faults: it can wait
     ``delay_s`` before passing on each piece of an answer (a slow server) and reset
-    the first ``drop_first`` connections (a flaky network)."""
+    the first ``drop_first`` connections (a flaky network), or all of them once
+    ``dead_after_bytes`` were sent to it (storage that goes away mid-backup)."""
 
-    def __init__(self, upstream_port: int, *, delay_s: float = 0.0, drop_first: int = 0) -> None:
+    def __init__(self, upstream_port: int, *, delay_s: float = 0.0, drop_first: int = 0,
+                 dead_after_bytes: int | None = None) -> None:
+        self.dead_after_bytes = dead_after_bytes
+        self.sent = 0
         self.upstream_port = upstream_port
         self.delay_s = delay_s
         self.drop_first = drop_first
@@ -362,7 +366,7 @@ class TcpProxy:
             except OSError:
                 return
             self.connections += 1
-            if self.dropped < self.drop_first:
+            if self.dropped < self.drop_first or self.dead:
                 self.dropped += 1
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 conn.close()  # a reset
@@ -374,12 +378,24 @@ class TcpProxy:
                 continue
             up.settimeout(None)
             self._open += [conn, up]
-            threading.Thread(target=self._pump, args=(conn, up, 0.0), daemon=True).start()
+            threading.Thread(target=self._pump, args=(conn, up, 0.0, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(up, conn, self.delay_s), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, delay_s: float) -> None:
+    @property
+    def dead(self) -> bool:
+        return self.dead_after_bytes is not None and self.sent > self.dead_after_bytes
+
+    def _pump(self, src: socket.socket, dst: socket.socket, delay_s: float,
+              upstream: bool = False) -> None:
         try:
             while data := src.recv(65536):
+                if upstream:
+                    self.sent += len(data)
+                if self.dead:  # the storage is gone: reset both sides
+                    for s in (src, dst):
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        s.close()
+                    return
                 if delay_s:
                     time.sleep(delay_s)
                 dst.sendall(data)

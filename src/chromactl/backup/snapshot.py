@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -87,15 +88,31 @@ class _Engine:
     staging: Path
     frames: FrameCompressor
     progress: Progress
+    #: Set when one file failed for good: the others stop at their next chunk.
+    aborted: threading.Event = field(default_factory=threading.Event)
 
     def compress_to_repo(self, rel: str, chunks: Callable[[], Iterator[bytes]]) -> Copied:
         """Stream ``chunks()`` (re-startable: retried from the start) to the file's object."""
 
-        def upload() -> Copied:
-            with self.repo.open_write(self.snapshot_id, object_name(rel)) as dst:
-                return self.frames.write(chunks(), dst, self.progress.advance)
+        def checked() -> Iterator[bytes]:
+            for chunk in chunks():
+                if self.aborted.is_set():
+                    raise _Aborted
+                yield chunk
 
-        return self.repo.retry(f"upload {object_name(rel)}", upload)
+        def upload() -> Copied:
+            if self.aborted.is_set():
+                raise _Aborted
+            with self.repo.open_write(self.snapshot_id, object_name(rel)) as dst:
+                return self.frames.write(checked(), dst, self.progress.advance)
+
+        try:
+            return self.repo.retry(f"upload {object_name(rel)}", upload)
+        except _Aborted:
+            raise
+        except BaseException:
+            self.aborted.set()
+            raise
 
     def first_pass_file(self, rel: str, path: Path) -> tuple[Baseline, FileEntry] | None:
         try:
@@ -137,6 +154,10 @@ class _Engine:
         self.repo.upload(staged, self.snapshot_id, object_name(rel))
         staged.unlink()
         return copied
+
+
+class _Aborted(ChromactlError):
+    """Another file of the snapshot failed; this one stopped."""
 
 
 def _merge(base: Iterator[bytes], patch: Patch) -> Iterator[bytes]:
@@ -186,6 +207,7 @@ def create_snapshot(
     engine = _Engine(repo, snapshot_id, staging, FrameCompressor(level, compress_pool, 2 * cpus),
                      progress)
     try:
+        repo.snapshot_ids()  # the target answers (with retries) before any data is read
         sqlite_path = data_dir / SQLITE_NAME
         files = list(segment_files(data_dir))
         total = sum(_size(p) for _, p in files) + _size(sqlite_path)
@@ -202,10 +224,20 @@ def create_snapshot(
                 if done is None:
                     raise SnapshotError(f"{sqlite_path} disappeared during the snapshot")
                 baselines[SQLITE_NAME], entries[SQLITE_NAME] = done
+            failures: list[BaseException] = []
             for rel, fut in futures.items():
-                got = fut.result()
+                try:
+                    got = fut.result()
+                except _Aborted:
+                    continue
+                except BaseException as exc:
+                    engine.aborted.set()
+                    failures.append(exc)
+                    continue
                 if got is not None:
                     baselines[rel], entries[rel] = got
+            if failures:
+                raise failures[0]
         phases["first_pass_s"] = time.perf_counter() - t0
         if staged_sqlite is not None:
             baselines[SQLITE_NAME] = catch_up(sqlite_path, staged_sqlite, baselines[SQLITE_NAME])
@@ -312,4 +344,5 @@ def _discard(repo: Repository, snapshot_id: str) -> None:
     try:
         repo.delete(snapshot_id, retry=False)
     except Exception:  # best effort; prune removes what is left
-        log.warning("could not remove the partial snapshot %s", snapshot_id)
+        log.warning("could not remove what was uploaded of snapshot %s (it has no manifest: "
+                    "never restorable; backup prune removes it later)", snapshot_id)
