@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -217,13 +218,17 @@ def create_snapshot(
         staged_sqlite = staging / SQLITE_NAME if online else None
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
             futures = {rel: pool.submit(engine.first_pass_file, rel, path) for rel, path in files}
-            if staged_sqlite is not None:
-                baselines[SQLITE_NAME] = engine.stage_sqlite(sqlite_path, staged_sqlite)
-            else:
-                done = engine.first_pass_file(SQLITE_NAME, sqlite_path)
-                if done is None:
-                    raise SnapshotError(f"{sqlite_path} disappeared during the snapshot")
-                baselines[SQLITE_NAME], entries[SQLITE_NAME] = done
+            try:
+                if staged_sqlite is not None:
+                    baselines[SQLITE_NAME] = engine.stage_sqlite(sqlite_path, staged_sqlite)
+                else:
+                    done = engine.first_pass_file(SQLITE_NAME, sqlite_path)
+                    if done is None:
+                        raise SnapshotError(f"{sqlite_path} disappeared during the snapshot")
+                    baselines[SQLITE_NAME], entries[SQLITE_NAME] = done
+            except BaseException:
+                engine.aborted.set()
+                raise
             failures: list[BaseException] = []
             for rel, fut in futures.items():
                 try:
@@ -297,6 +302,13 @@ def create_snapshot(
         _discard(repo, snapshot_id)
         if isinstance(exc, ChromactlError | KeyboardInterrupt | SystemExit):
             raise
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise SnapshotError(
+                f"no space left on device ({exc.filename or 'the staging directory or target'}): "
+                f"staging in {staging.parent} (backup.staging_dir) needs room for a copy of "
+                f"{SQLITE_NAME} ({_size(data_dir / SQLITE_NAME):,} bytes); a local target for "
+                "the compressed snapshot"
+            ) from exc
         raise SnapshotError(f"snapshot failed: {type(exc).__name__}: {exc}") from exc
     finally:
         compress_pool.shutdown(wait=True, cancel_futures=True)
