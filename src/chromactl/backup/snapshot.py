@@ -256,7 +256,18 @@ def create_snapshot(
 
         mode = sqlite_path.stat().st_mode & 0o777
         if staged_sqlite is not None:
-            verdict = check_sqlite(staged_sqlite)
+            progress.phase("upload (database)", staged_sqlite.stat().st_size)
+
+            def sqlite_chunks() -> Iterator[bytes]:
+                with open(staged_sqlite, "rb", buffering=0) as src:
+                    yield from read_chunks(src)
+
+            # PRAGMA quick_check runs in SQLite's C code beside the compression; a copy
+            # that fails it fails the snapshot before its manifest exists
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quick_check") as checker:
+                verdict_f = checker.submit(check_sqlite, staged_sqlite)
+                sqlite_copy = engine.compress_to_repo(SQLITE_NAME, sqlite_chunks)
+                verdict = verdict_f.result()
             phases["quick_check_s"] = time.perf_counter() - t_after
             if verdict != "ok":
                 raise SnapshotError(
@@ -264,15 +275,7 @@ def create_snapshot(
                     "no snapshot was written"
                 )
             counts = collection_counts(staged_sqlite)
-            progress.phase("upload (database)", staged_sqlite.stat().st_size)
-
-            def sqlite_chunks() -> Iterator[bytes]:
-                with open(staged_sqlite, "rb", buffering=0) as src:
-                    yield from read_chunks(src)
-
-            entries[SQLITE_NAME] = _entry(
-                SQLITE_NAME, engine.compress_to_repo(SQLITE_NAME, sqlite_chunks), mode
-            )
+            entries[SQLITE_NAME] = _entry(SQLITE_NAME, sqlite_copy, mode)
         else:
             counts = collection_counts(sqlite_path)
         rebuilt = {rel: p for rel, p in cut.patches.items() if rel != SQLITE_NAME or not online}
