@@ -213,3 +213,13 @@ def test_certificate_expiry_is_read(tmp_path: Path) -> None:
     c = InternalsCollector(tmp_path, cert_file=cert_path)
     c.refresh()
     assert c.snapshot.cert_expiry == cert.not_valid_after_utc.timestamp()
+
+
+def test_served_gateway_takes_the_bound_from_the_config(tmp_path: Path) -> None:
+    from chromactl.config import parse_config
+    from chromactl.gateway.server import build_served_gateway
+
+    settings = parse_config(
+        {"chroma": {"persist_path": str(tmp_path)}, "gateway": {"metrics": {"database_series": 3}}}
+    )
+    assert build_served_gateway(settings).metrics.databases.limit == 3

@@ -25,7 +25,8 @@ def build_served_gateway(settings: Settings) -> Gateway:
     """The gateway with its in-pod agents: backups run here, holding this gateway's writes."""
     from chromactl.backup.service import BackupAgent
 
-    gate, metrics = WriteGate(), GatewayMetrics()
+    gate = WriteGate()
+    metrics = GatewayMetrics(database_series=settings.gateway.metrics.database_series)
     backups = BackupAgent(settings, gate, metrics.registry)
     backups.seed_metrics()
     return build_gateway(settings, gate=gate, metrics=metrics, agent_routes=backups.routes())
