@@ -30,7 +30,7 @@ app.add_typer(config_app, name="config")
 register_backup(app)
 register_gateway(app)
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # log lines are not cut at 80 columns
 
 ConfigOption = Annotated[
     Path | None,

@@ -26,7 +26,14 @@ import httpx
 VENV_BIN = Path(sys.executable).parent
 CHROMA_BIN = VENV_BIN / "chroma"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LEGACY_CHROMA_BIN = REPO_ROOT / ".venvs" / "chroma-0.6.3" / "bin" / "chroma"
+LEGACY_VERSION = "0.6.3"
+
+
+def legacy_chroma_bin() -> Path:
+    """``chroma`` of the legacy 0.6.3 venv, made on demand (as the e2e tests do)."""
+    from tests.podrunner.images import chroma_venv
+
+    return chroma_venv(LEGACY_VERSION) / "bin" / "chroma"
 DB = "/api/v2/tenants/default_tenant/databases/default_database"
 DIM = 16
 
@@ -78,7 +85,7 @@ def run_chroma(data_dir: Path, *, legacy: bool = False) -> Iterator[Chroma]:
     log = open(data_dir.parent / f"chroma-{port}.log", "wb")  # noqa: SIM115
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_")}
     if legacy:
-        cmd = [str(LEGACY_CHROMA_BIN), "run", "--path", str(data_dir), "--port", str(port)]
+        cmd = [str(legacy_chroma_bin()), "run", "--path", str(data_dir), "--port", str(port)]
         env["ANONYMIZED_TELEMETRY"] = "False"
     else:
         config = data_dir.parent / f"chroma-{port}.yaml"

@@ -16,7 +16,7 @@ from chromactl.backup.logical import ChromaApi, ExportError, export
 from chromactl.backup.store import Repository
 from chromactl.cli import app
 
-from .helpers import DB, LEGACY_CHROMA_BIN, get_all, run_chroma, seed
+from .helpers import DB, get_all, run_chroma, seed
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,6 @@ def test_export_resume_and_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert cols["alpha"]["configuration_json"]["hnsw"]["ef_search"] == 400
 
 
-@pytest.mark.skipif(not LEGACY_CHROMA_BIN.exists(), reason="run `make legacy-chroma` first")
 def test_legacy_06_to_1x(tmp_path: Path) -> None:
     out = tmp_path / "export"
     with run_chroma(tmp_path / "legacy", legacy=True) as legacy:

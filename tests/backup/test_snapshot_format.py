@@ -114,3 +114,55 @@ def test_not_a_chroma_dir_is_refused(tmp_path: Path) -> None:
                         chroma_version="1.5.9")
     with pytest.raises(RepositoryError):
         Repository("")
+
+
+def test_objects_are_one_frame_per_chunk_and_read_by_zstd(seeded_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    repo = Repository(str(tmp_path / "repo"))
+    result = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    manifest = repo.resolve(str(result.snapshot_id))
+    assert manifest.chunk_size == 1 << 20
+    big = max(manifest.files, key=lambda f: f.size)
+    assert big.size > manifest.chunk_size  # at least two frames
+    obj = tmp_path / "repo" / str(result.snapshot_id) / "files" / f"{big.path}.zst"
+    frames = 0
+    reader = zstandard.ZstdDecompressor()
+    data = obj.read_bytes()
+    while data:  # walk the frames: each one holds one chunk
+        params = zstandard.get_frame_parameters(data)
+        assert params.content_size in (manifest.chunk_size, big.size % manifest.chunk_size)
+        one = reader.decompressobj()
+        one.decompress(data)
+        data = one.unused_data
+        frames += 1
+    assert frames == -(-big.size // manifest.chunk_size)
+    out = subprocess.run(["zstd", "-d", "-c", str(obj)], capture_output=True, check=True).stdout
+    assert hashlib.sha256(out).hexdigest() == big.sha256
+
+
+def test_format_1_snapshots_still_restore(seeded_dir: Path, tmp_path: Path) -> None:
+    """A snapshot written by chromactl before format 2: one zstd frame per file,
+    ``format_version: 1`` and no ``chunk_size``."""
+    from chromactl.backup import restore
+
+    repo = Repository(str(tmp_path / "repo"))
+    result = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    root = tmp_path / "repo" / str(result.snapshot_id)
+    data = json.loads((root / "manifest.json").read_text())
+    for entry in data["files"]:
+        obj = root / "files" / f"{entry['path']}.zst"
+        content = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(
+            obj.read_bytes())
+        single = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(content)
+        obj.write_bytes(single)
+        entry["stored_size"] = len(single)
+        entry["stored_sha256"] = hashlib.sha256(single).hexdigest()
+    data["format_version"] = 1
+    del data["chunk_size"]
+    (root / "manifest.json").write_text(json.dumps(data))
+    assert repo.resolve(str(result.snapshot_id)).chunk_size == 0
+    restore(repo, tmp_path / "restored")
+    for entry in data["files"]:
+        got = (tmp_path / "restored" / entry["path"]).read_bytes()
+        assert hashlib.sha256(got).hexdigest() == entry["sha256"]

@@ -38,8 +38,8 @@ def test_off_by_default_renders_nothing_of_it() -> None:
     assert "backup" not in config(r)
     assert [c["name"] for c in config(r)["gateway"]["auth"]["token"]["credentials"]] == ["admin"]
     ingress = r.get("NetworkPolicy")["spec"]["ingress"]
-    # No backup agent rule: the client port, and the metrics port (metrics.networkPolicyFrom).
-    assert [p["port"] for rule in ingress for p in rule["ports"]] == ["http", "metrics"]
+    # No backup agent rule: the client port only (the metrics port opens with networkPolicy.metricsFrom).
+    assert [p["port"] for rule in ingress for p in rule["ports"]] == ["http"]
 
 
 def test_cronjob_asks_the_agent_through_the_service_and_waits() -> None:
@@ -275,3 +275,24 @@ def test_everything_values_turn_backups_on() -> None:
     assert [c["name"] for c in r.pod_spec["initContainers"]] == ["restore"]
     assert cron_pod(r)["spec"]["imagePullSecrets"] == r.pod_spec["imagePullSecrets"]
     assert "--gateway=https://chroma-chromadb:80" in cron_pod(r)["spec"]["containers"][0]["command"]
+
+
+def test_over_tls_the_job_verifies_the_gateway_and_can_present_a_client_certificate() -> None:
+    tls = {"enabled": True, "clientAuth": "required", "clientCA": {"secretName": "client-ca"}}
+    assert "backup.agent.clientCertSecret" in render_error({**backup(), "chromadb": {"tls": tls}})
+    r = render({**backup(agent={"clientCertSecret": "backup-client"}), "chromadb": {"tls": tls}})
+    spec = cron_pod(r)["spec"]
+    (container,) = spec["containers"]
+    assert "--gateway=https://chroma-chromadb:8000" in container["command"]
+    assert "--client-cert=/etc/chromactl/backup-client/tls.crt" in container["command"]
+    assert "--client-key=/etc/chromactl/backup-client/tls.key" in container["command"]
+    assert {e["name"]: e["value"] for e in container["env"]}["CHROMA_CA_FILE"].startswith(
+        mounts(container)["tls-ca"])
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["backup-client-cert"]["secret"]["secretName"] == "backup-client"
+    assert volumes["tls-ca"]["secret"]["secretName"] == "chroma-chromadb-tls"
+    # without client certificates the job only needs the CA
+    r = render({**backup(agent={"clientCertSecret": "backup-client"}),
+                "chromadb": {"tls": {"enabled": True}}})
+    (container,) = cron_pod(r)["spec"]["containers"]
+    assert "--client-cert=/etc/chromactl/backup-client/tls.crt" not in container["command"]

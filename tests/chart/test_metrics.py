@@ -200,8 +200,12 @@ def test_collector_sidecar_receives_chromas_otlp_and_is_scraped() -> None:
     assert {"name": "otel-metrics", "port": 9999, "targetPort": "otel-metrics", "protocol": "TCP"} in svc[
         "spec"
     ]["ports"]
-    policy_ports = [p["port"] for rule in r.get("NetworkPolicy")["spec"]["ingress"] for p in rule["ports"]]
-    assert "otel-metrics" in policy_ports and "metrics" in policy_ports
+    monitoring = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    scraped = render({"openTelemetry": {"enabled": True, "collector": {"enabled": True}},
+                      "networkPolicy": {"metricsFrom": monitoring}})
+    rules = scraped.get("NetworkPolicy")["spec"]["ingress"]
+    assert {"from": monitoring, "ports": [{"port": "metrics", "protocol": "TCP"},
+                                          {"port": "otel-metrics", "protocol": "TCP"}]} in rules
     annotations = r.statefulset["spec"]["template"]["metadata"]["annotations"]
     assert "checksum/otel-collector" in annotations
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
@@ -262,7 +266,7 @@ def test_gateway_reads_the_metrics_settings(everything: Render) -> None:
 def test_network_policy_lets_only_the_listed_sources_scrape(everything: Render) -> None:
     ingress = everything.get("NetworkPolicy")["spec"]["ingress"]
     metrics_rule = next(rule for rule in ingress if {"port": "metrics", "protocol": "TCP"} in rule["ports"])
-    assert metrics_rule["from"] == everything_values()["metrics"]["networkPolicyFrom"]
+    assert metrics_rule["from"] == everything_values()["networkPolicy"]["metricsFrom"]
     assert all(p["port"] != "metrics" for p in ingress[0]["ports"])
 
 

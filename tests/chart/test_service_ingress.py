@@ -56,11 +56,8 @@ def test_network_policy_opens_only_the_chroma_port() -> None:
         "app.kubernetes.io/name": "chromadb",
         "app.kubernetes.io/instance": "chroma",
     }
-    # The Chroma port, and the metrics port for Prometheus (metrics.networkPolicyFrom).
-    assert policy["spec"]["ingress"] == [
-        {"ports": [{"port": "http", "protocol": "TCP"}]},
-        {"ports": [{"port": "metrics", "protocol": "TCP"}]},
-    ]
+    # The Chroma port only: the metrics port opens to the peers in networkPolicy.metricsFrom.
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
     peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}}]
     limited = render({"networkPolicy": {"ingressFrom": peers}}).get("NetworkPolicy")
     assert limited["spec"]["ingress"][0]["from"] == peers

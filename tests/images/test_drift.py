@@ -273,3 +273,19 @@ def default_images() -> set[str]:
 def test_chart_yaml_images_are_what_the_chart_renders_by_default() -> None:
     annotated = yaml.safe_load(chart().metadata["annotations"]["artifacthub.io/images"])
     assert {i["image"] for i in annotated} == default_images()
+
+
+def test_every_stage_of_both_images_uses_one_base(
+    chromactl_dockerfile: Dockerfile, chroma_dockerfile: Dockerfile
+) -> None:
+    """One digest to bump: the chromactl build and runtime stages and the legacy image agree, and the
+    Python they run is the one the package supports."""
+    bases = {stage.base for d in (chromactl_dockerfile, chroma_dockerfile) for stage in d.stages}
+    assert len(bases) == 1, bases
+    (base,) = bases
+    major_minor = re.match(r"python:(\d+\.\d+)", base)
+    assert major_minor, base
+    requires = PYPROJECT["project"]["requires-python"]
+    assert requires.startswith(">=") and tuple(map(int, major_minor[1].split("."))) >= tuple(
+        map(int, requires[2:].split("."))
+    )

@@ -193,7 +193,11 @@ def test_over_the_connection_limit_new_requests_get_503_then_recover(slow_gatewa
     try:
         time.sleep(0.2)
         with httpx.Client(base_url=slow_gateway.url, timeout=5) as c:
-            assert c.get("/api/v2/heartbeat").status_code == 503
+            resp = c.get("/api/v2/heartbeat")
+        assert resp.status_code == 503
+        assert resp.json()["error"] == "ServiceUnavailable"
+        assert resp.headers["retry-after"] == "1"
+        assert resp.headers["x-chromactl-origin"] == "gateway"
     finally:
         for s in socks:
             s.close()

@@ -72,6 +72,9 @@ app.kubernetes.io/component: backup
 {{- fail "backup.enabled needs somewhere to store snapshots: set backup.target to s3://bucket/prefix (or gs://, az://), or set backup.volume.enabled=true for a volume" -}}
 {{- end -}}
 {{- include "chromadb.backupCheckLocal" (dict "ctx" . "key" "backup.target" "url" $target) -}}
+{{- if and (eq (include "chromadb.tls.on" .) "true") (eq .Values.chromadb.tls.clientAuth "required") (not .Values.backup.agent.clientCertSecret) -}}
+{{- fail "chromadb.tls.clientAuth=required: the backup job must present a client certificate to the gateway: set backup.agent.clientCertSecret to a kubernetes.io/tls Secret signed by chromadb.tls.clientCA" -}}
+{{- end -}}
 {{- end -}}
 {{- if .Values.backup.restore.enabled -}}
 {{- $from := include "chromadb.backupRestoreFrom" . -}}

@@ -279,7 +279,7 @@ spec:
           value: /etc/chromactl/auth/password
         {{- end }}
         {{- end }}
-        {{- with (include "chromadb.tls.testEnv" $ | trim) }}{{ . | nindent 8 }}{{ end }}
+        {{- with (include "chromadb.tls.trustEnv" $ | trim) }}{{ . | nindent 8 }}{{ end }}
       {{- $authOn := and (eq (include "chromadb.gatewayOn" $) "true") $.Values.chromadb.auth.enabled }}
       {{- if or $authOn (eq (include "chromadb.tls.on" $) "true") }}
       volumeMounts:
@@ -288,7 +288,7 @@ spec:
           mountPath: /etc/chromactl/auth
           readOnly: true
         {{- end }}
-        {{- with (include "chromadb.tls.testVolumeMounts" $ | trim) }}{{ . | nindent 8 }}{{ end }}
+        {{- with (include "chromadb.tls.trustVolumeMounts" $ | trim) }}{{ . | nindent 8 }}{{ end }}
       {{- end }}
       resources:
         requests:
@@ -307,7 +307,7 @@ spec:
         secretName: {{ include "chromadb.authSecretName" $ }}
         defaultMode: 0440
     {{- end }}
-    {{- with (include "chromadb.tls.testVolumes" $ | trim) }}{{ . | nindent 4 }}{{ end }}
+    {{- with (include "chromadb.tls.trustVolumes" $ | trim) }}{{ . | nindent 4 }}{{ end }}
   {{- end }}
 {{- end }}
 

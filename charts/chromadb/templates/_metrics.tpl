@@ -83,21 +83,6 @@
   {{- end }}
 {{- end }}
 
-{{/* NetworkPolicy ingress rule for the metrics ports (included by networkpolicy.yaml). */}}
-{{- define "chromadb.metricsNetworkPolicyIngress" -}}
-{{- if eq (include "chromadb.metricsOn" .) "true" }}
-- ports:
-    {{- range (include "chromadb.metricsPorts" . | fromYamlArray) }}
-    - port: {{ . }}
-      protocol: TCP
-    {{- end }}
-  {{- with .Values.metrics.networkPolicyFrom }}
-  from:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-{{- end }}
-{{- end }}
-
 {{/* Pod template annotation: restart the pod when the collector config changes. */}}
 {{- define "chromadb.otelCollectorChecksum" -}}
 {{- if eq (include "chromadb.otelCollectorOn" .) "true" }}

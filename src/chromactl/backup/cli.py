@@ -28,7 +28,7 @@ backup_app = typer.Typer(
     help="Consistent snapshots of Chroma's data directory: create, list, verify, prune.",
     no_args_is_help=True,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # log lines are not cut at 80 columns
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="Config file (default: $CHROMACTL_CONFIG).")

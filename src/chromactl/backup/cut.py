@@ -65,6 +65,8 @@ class Cut:
     hold_s: float
     hold_wait_s: float
     checked_bytes: int
+    #: Inside the hold: granted -> SQLite locked -> files compared -> released.
+    steps_s: dict[str, float] = field(default_factory=dict)
 
 
 class SqliteReadLock:
@@ -121,23 +123,55 @@ class _Source:
 
 
 def diff_file(
-    source: _Source, size: int, base: Baseline | None, delta_fd: int, patch: Patch
+    source: _Source,
+    size: int,
+    base: Baseline | None,
+    delta_fd: int,
+    patch: Patch,
+    digests_out: list[bytes] | None = None,
 ) -> None:
     """Compare the live chunks with the baseline; write those that differ into ``delta_fd``
-    at their own offsets."""
+    at their own offsets. ``digests_out`` receives the digest of every chunk now."""
     base_size = base.size if base is not None else 0
     digests = base.digests if base is not None else []
     for i, offset in enumerate(range(0, size, CHUNK)):
         n = min(CHUNK, size - offset)
         data = source.read(offset, n)
         if len(data) != n:
-            raise OSError(f"file shrank while writes were held ({len(data)} of {n} bytes)")
+            raise OSError(f"file shrank while it was compared ({len(data)} of {n} bytes)")
         old_len = min(CHUNK, base_size - offset) if offset < base_size else 0
-        if old_len == n and i < len(digests) and digest(data) == digests[i]:
+        now = digest(data)
+        if digests_out is not None:
+            digests_out.append(now)
+        if old_len == n and i < len(digests) and now == digests[i]:
             continue
         os.pwrite(delta_fd, data, offset)
         patch.changed.add(i)
         patch.written += n
+
+
+def catch_up(path: Path, staged: Path, base: Baseline) -> Baseline:
+    """Before the hold: bring the staged copy of a busy file (``chroma.sqlite3``) up to
+    date without any lock, so the hold finds only the chunks written since. What this
+    reads may be torn; the hold compares again under the lock."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        stat_at = time.time_ns()
+        out = os.open(staged, os.O_WRONLY)
+        try:
+            digests: list[bytes] = []
+            size = st.st_size
+            try:
+                diff_file(_Source(fd, None), size, base, out, Patch(size), digests)
+            except OSError:  # shrank while read: the hold settles it
+                return base
+            os.ftruncate(out, size)
+        finally:
+            os.close(out)
+    finally:
+        os.close(fd)
+    return Baseline(FileState.of(st), stat_at, size, digests)
 
 
 def take_cut(
@@ -185,46 +219,70 @@ def _cut(
 ) -> Cut:
     patches: dict[str, Patch] = {}
     present: set[str] = set()
-    checked = 0
+    checked = [0]
     staged_fd = os.open(staged_sqlite, os.O_WRONLY) if staged_sqlite is not None else None
     delta_dir = staging / "delta"
     start = time.perf_counter()
+    marks: dict[str, float] = {}
     try:
-        with hold, SqliteReadLock(data_dir / SQLITE_NAME, lock_timeout_s):
-            files = [(SQLITE_NAME, data_dir / SQLITE_NAME), *segment_files(data_dir)]
-            for rel, path in files:
-                try:
-                    st = os.stat(path)
-                except FileNotFoundError:
-                    continue
-                present.add(rel)
-                base = baselines.get(rel)
-                if base is not None and not base.maybe_changed(st):
-                    continue
-                checked += st.st_size
-                patch = Patch(st.st_size)
-                if rel == SQLITE_NAME:
-                    if st.st_ino != sql_ino:
-                        raise OSError(f"{path} was replaced during the snapshot")
-                    if staged_fd is not None:
-                        diff_file(sql_source, st.st_size, base, staged_fd, patch)
-                        os.ftruncate(staged_fd, st.st_size)
-                        patch.delta = staged_sqlite
-                    else:
-                        _diff_to_delta(sql_source, st.st_size, base, delta_dir, rel, patch)
-                else:
-                    fd = os.open(path, os.O_RDONLY)
-                    try:
-                        _diff_to_delta(_Source(fd, None), st.st_size, base, delta_dir, rel, patch)
-                    finally:
-                        os.close(fd)
-                if patch.changed or base is None or patch.size != base.size:
-                    patches[rel] = patch
+        with hold:
+            marks["granted"] = time.perf_counter()
+            with SqliteReadLock(data_dir / SQLITE_NAME, lock_timeout_s):
+                marks["locked"] = time.perf_counter()
+                _compare(data_dir, baselines, sql_source, sql_ino, staged_sqlite, staged_fd,
+                         delta_dir, patches, present, checked)
+                marks["compared"] = time.perf_counter()
         hold_s = time.perf_counter() - start
     finally:
         if staged_fd is not None:
             os.close(staged_fd)
-    return Cut(patches, present, hold_s, getattr(hold, "waited_s", 0.0), checked)
+    end = start + hold_s
+    steps = {"grant_s": marks["granted"] - start, "lock_s": marks["locked"] - marks["granted"],
+             "compare_s": marks["compared"] - marks["locked"], "release_s": end - marks["compared"]}
+    return Cut(patches, present, hold_s, getattr(hold, "waited_s", 0.0), checked[0], steps)
+
+
+def _compare(
+    data_dir: Path,
+    baselines: dict[str, Baseline],
+    sql_source: _Source,
+    sql_ino: int,
+    staged_sqlite: Path | None,
+    staged_fd: int | None,
+    delta_dir: Path,
+    patches: dict[str, Patch],
+    present: set[str],
+    checked: list[int],
+) -> None:
+    files = [(SQLITE_NAME, data_dir / SQLITE_NAME), *segment_files(data_dir)]
+    for rel, path in files:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        present.add(rel)
+        base = baselines.get(rel)
+        if base is not None and not base.maybe_changed(st):
+            continue
+        checked[0] += st.st_size
+        patch = Patch(st.st_size)
+        if rel == SQLITE_NAME:
+            if st.st_ino != sql_ino:
+                raise OSError(f"{path} was replaced during the snapshot")
+            if staged_fd is not None:
+                diff_file(sql_source, st.st_size, base, staged_fd, patch)
+                os.ftruncate(staged_fd, st.st_size)
+                patch.delta = staged_sqlite
+            else:
+                _diff_to_delta(sql_source, st.st_size, base, delta_dir, rel, patch)
+        else:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                _diff_to_delta(_Source(fd, None), st.st_size, base, delta_dir, rel, patch)
+            finally:
+                os.close(fd)
+        if patch.changed or base is None or patch.size != base.size:
+            patches[rel] = patch
 
 
 def _diff_to_delta(

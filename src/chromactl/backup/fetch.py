@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import zstandard
 
@@ -16,7 +19,9 @@ from .manifest import FileEntry, Manifest
 from .progress import NullProgress, Progress
 from .store import Repository, RepositoryError
 
-CHUNK = 4 << 20
+READ_SIZE = 4 << 20
+#: Restored bytes after which their write-back to disk is started.
+WRITEBACK_EVERY = 32 << 20
 
 
 class CorruptSnapshotError(ChromactlError):
@@ -30,46 +35,170 @@ class FileCheck:
     problem: str | None = None
 
 
+class _Unframed(Exception):
+    """An object whose frames do not state their content size (format 1)."""
+
+
+_MAGIC = 0xFD2FB528
+_FCS_BYTES = (0, 2, 4, 8)
+_DICT_BYTES = (0, 1, 2, 4)
+
+
+def frame_length(buf: bytes | bytearray, pos: int) -> int | None:
+    """Length of the zstd frame starting at ``pos``, or None if ``buf`` ends inside it."""
+    if len(buf) - pos < 5:
+        return None
+    magic = int.from_bytes(buf[pos:pos + 4], "little")
+    if magic != _MAGIC:
+        raise zstandard.ZstdError(f"not a zstd frame at offset {pos}")
+    fhd = buf[pos + 4]
+    single = (fhd >> 5) & 1
+    fcs = _FCS_BYTES[fhd >> 6] or (1 if single else 0)
+    p = pos + 5 + (0 if single else 1) + _DICT_BYTES[fhd & 3] + fcs
+    while True:
+        if len(buf) - p < 3:
+            return None
+        header = int.from_bytes(buf[p:p + 3], "little")
+        kind, size = (header >> 1) & 3, header >> 3
+        if kind == 3:
+            raise zstandard.ZstdError("corrupt zstd block header")
+        p += 3 + (1 if kind == 1 else size)
+        if header & 1:
+            break
+    p += 4 if (fhd >> 2) & 1 else 0
+    return p - pos if p <= len(buf) else None
+
+
+class _Decoder:
+    """Decompresses frames on a thread pool and writes each at its offset."""
+
+    def __init__(self, pool: ThreadPoolExecutor, window: int) -> None:
+        self._pool = pool
+        self._window = window
+        self._local = threading.local()
+
+    def _decode(self, frame: bytes, fd: int | None, offset: int) -> bytes:
+        dctx = getattr(self._local, "dctx", None)
+        if dctx is None:
+            dctx = self._local.dctx = zstandard.ZstdDecompressor()
+        raw = dctx.decompress(frame)
+        if fd is not None:
+            view, at = memoryview(raw), offset
+            while view:
+                n = os.pwrite(fd, view, at)
+                view, at = view[n:], at + n
+        return raw
+
+    def run(self, src: IO[bytes], fd: int | None, progress: Progress) -> tuple[int, str, int, str]:
+        """(stored size, stored sha256, content size, content sha256) of one object."""
+        raw_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
+        stored = size = offset = 0
+        buf = bytearray()
+        pending: deque[Future[bytes]] = deque()
+
+        flushed = 0
+
+        def collect() -> None:
+            nonlocal size, flushed
+            raw = pending.popleft().result()
+            raw_hash.update(raw)
+            size += len(raw)
+            progress.advance(len(raw))
+            if fd is not None and size - flushed >= WRITEBACK_EVERY:
+                # start writing back what is done (the final fsync then waits for less)
+                os.posix_fadvise(fd, flushed, size - flushed, os.POSIX_FADV_DONTNEED)
+                flushed = size
+
+        try:
+            eof = False
+            while not eof:
+                data = src.read(READ_SIZE)
+                eof = not data
+                stored += len(data)
+                stored_hash.update(data)
+                buf += data
+                pos = 0
+                while (n := frame_length(buf, pos)) is not None:
+                    frame = bytes(buf[pos:pos + n])
+                    content = zstandard.get_frame_parameters(frame).content_size
+                    if content == zstandard.CONTENTSIZE_UNKNOWN:
+                        raise _Unframed
+                    pending.append(self._pool.submit(self._decode, frame, fd, offset))
+                    offset += content
+                    pos += n
+                    while len(pending) >= self._window:
+                        collect()
+                del buf[:pos]
+            while pending:
+                collect()
+            if buf:
+                raise zstandard.ZstdError("compressed object is truncated")
+        finally:  # on an error, no decode may still write after the caller moves on
+            for fut in pending:
+                fut.cancel()
+            wait(pending)
+        return stored, stored_hash.hexdigest(), size, raw_hash.hexdigest()
+
+
+def _stream(src: IO[bytes], fd: int | None, progress: Progress) -> tuple[int, str, int, str]:
+    """One thread, any zstd stream (format 1 objects without content sizes)."""
+    raw_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
+    stored = size = 0
+    dobj = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
+    while chunk := src.read(READ_SIZE):
+        stored += len(chunk)
+        stored_hash.update(chunk)
+        data = dobj.decompress(chunk)
+        size += len(data)
+        raw_hash.update(data)
+        if fd is not None:
+            os.write(fd, data)
+        progress.advance(len(data))
+    return stored, stored_hash.hexdigest(), size, raw_hash.hexdigest()
+
+
 def _check_file(
     repo: Repository,
     snapshot_id: str,
     entry: FileEntry,
     dest: Path | None,
     progress: Progress,
+    decoder: _Decoder,
 ) -> FileCheck:
-    raw_hash = hashlib.sha256()
-    stored_hash = hashlib.sha256()
-    size = stored = 0
-    out = None
+    fd = None
     if dest is not None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        out = open(dest, "wb")  # noqa: SIM115 - closed in finally
-    try:
-        # Format 2 objects are one frame per chunk; format 1, one frame per file.
-        dobj = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+    def fetch() -> tuple[int, str, int, str]:
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
         with repo.open_read(snapshot_id, entry.object_name) as src:
-            while chunk := src.read(CHUNK):
-                stored += len(chunk)
-                stored_hash.update(chunk)
-                data = dobj.decompress(chunk)
-                size += len(data)
-                raw_hash.update(data)
-                if out is not None:
-                    out.write(data)
-                progress.advance(len(data))
-        if out is not None:
-            out.flush()
-            os.fsync(out.fileno())
+            try:
+                return decoder.run(src, fd, progress)
+            except _Unframed:
+                pass
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+        with repo.open_read(snapshot_id, entry.object_name) as src:
+            return _stream(src, fd, progress)
+
+    try:
+        stored, stored_sha, size, sha = repo.retry(f"download {entry.object_name}", fetch)
+        if fd is not None:
+            os.fsync(fd)
     except zstandard.ZstdError as exc:
         return FileCheck(entry.path, False, f"cannot decompress: {exc}")
     except RepositoryError as exc:
         return FileCheck(entry.path, False, str(exc))
     finally:
-        if out is not None:
-            out.close()
-    if stored != entry.stored_size or stored_hash.hexdigest() != entry.stored_sha256:
+        if fd is not None:
+            os.close(fd)
+    if stored != entry.stored_size or stored_sha != entry.stored_sha256:
         return FileCheck(entry.path, False, "stored object hash or size differs from the manifest")
-    if size != entry.size or raw_hash.hexdigest() != entry.sha256:
+    if size != entry.size or sha != entry.sha256:
         return FileCheck(entry.path, False, "content hash or size differs from the manifest")
     if dest is not None:
         os.chmod(dest, entry.mode & 0o777 or 0o644)
@@ -87,19 +216,25 @@ def check_files(
     """Re-hash every object; with ``dest_dir``, also write the decompressed files there."""
     progress = progress or NullProgress()
     progress.phase(f"verify {manifest.snapshot_id}", manifest.total_size)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [
-            pool.submit(
+    cpus = os.cpu_count() or 1
+    # biggest first, so the long file starts at once and small ones fill in around it
+    ordered = sorted(manifest.files, key=lambda e: -e.stored_size)
+    with ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="unzstd") as inner, \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+        decoder = _Decoder(inner, 2 * cpus)
+        futures = {
+            entry.path: pool.submit(
                 _check_file,
                 repo,
                 manifest.snapshot_id,
                 entry,
                 None if dest_dir is None else dest_dir / entry.path,
                 progress,
+                decoder,
             )
-            for entry in manifest.files
-        ]
-        return [f.result() for f in futures]
+            for entry in ordered
+        }
+        return [futures[e.path].result() for e in manifest.files]
 
 
 def fetch_verified(

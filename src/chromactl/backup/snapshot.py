@@ -38,7 +38,7 @@ from .chromadb_files import (
     segment_files,
 )
 from .chunks import CHUNK, Copied, FrameCompressor, copy_raw, decompressed_chunks, read_chunks
-from .cut import Baseline, Patch, take_cut
+from .cut import Baseline, Patch, catch_up, take_cut
 from .hold import NoHold, WriteHold
 from .manifest import FileEntry, Manifest, object_name
 from .progress import NullProgress, Progress
@@ -207,9 +207,14 @@ def create_snapshot(
                 if got is not None:
                     baselines[rel], entries[rel] = got
         phases["first_pass_s"] = time.perf_counter() - t0
+        if staged_sqlite is not None:
+            baselines[SQLITE_NAME] = catch_up(sqlite_path, staged_sqlite, baselines[SQLITE_NAME])
+            phases["catch_up_s"] = time.perf_counter() - t0 - phases["first_pass_s"]
 
         cut = take_cut(data_dir, staging, baselines, hold, staged_sqlite=staged_sqlite)
         phases["hold_s"] = cut.hold_s
+        phases["hold_checked_bytes"] = float(cut.checked_bytes)
+        phases.update({f"hold_{k}": v for k, v in cut.steps_s.items()})
         t_after = time.perf_counter()
 
         mode = sqlite_path.stat().st_mode & 0o777

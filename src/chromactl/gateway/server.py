@@ -46,7 +46,7 @@ def uvicorn_config(settings: Settings, gateway: Gateway, tls: ReloadingTLS | Non
         server_header=False,
         date_header=False,
         timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
-        limit_concurrency=limits.max_connections,
+        limit_concurrency=limits.max_connections + 1,  # ours answers first (clientlimits)
         backlog=2048,
     )
     config.load()
