@@ -248,6 +248,12 @@ def test_restore_alone_reads_its_source_and_never_backs_up_into_it() -> None:
     assert not r.has("CronJob") and not r.has("Secret", "chroma-chromadb-backup-agent")
 
 
+def test_restore_can_start_empty_when_the_source_has_no_snapshot_yet() -> None:
+    r = render(backup(restore={"enabled": True, "requireSnapshot": False}))
+    (init,) = r.pod_spec["initContainers"]
+    assert "--skip-if-no-snapshot" in init["command"]
+
+
 def test_restore_from_the_backup_volume() -> None:
     r = render({"backup": {"volume": {"enabled": True}, "restore": {"enabled": True}}})
     (init,) = r.pod_spec["initContainers"]
@@ -296,3 +302,29 @@ def test_over_tls_the_job_verifies_the_gateway_and_can_present_a_client_certific
                 "chromadb": {"tls": {"enabled": True}}})
     (container,) = cron_pod(r)["spec"]["containers"]
     assert "--client-cert=/etc/chromactl/backup-client/tls.crt" not in container["command"]
+
+
+def test_agent_token_is_kept_on_upgrade() -> None:
+    from tests.chart.fake_kube import FakeCluster, helm_config
+    from tests.chart.helm import NAMESPACE, RELEASE, chart
+
+    before = render(backup())
+    cluster = FakeCluster()
+    for obj in before.objects:
+        obj["metadata"].setdefault("annotations", {})["meta.helm.sh/release-name"] = RELEASE
+        cluster.add(obj, NAMESPACE)
+    with helm_config(cluster, NAMESPACE) as helm:
+        after = Render(helm.render(chart(), backup(), name=RELEASE, namespace=NAMESPACE, is_upgrade=True,
+                                   revision=2))
+    assert f"/api/v1/namespaces/{NAMESPACE}/secrets/chroma-chromadb-backup-agent" in [
+        r.split("?")[0] for r in cluster.requests]
+    name = "chroma-chromadb-backup-agent"
+    assert after.get("Secret", name)["data"] == before.get("Secret", name)["data"]
+
+
+def test_notes_say_where_backups_go_and_how_to_take_one_now() -> None:
+    assert "Backups:" not in render().notes and "Restore:" not in render().notes
+    notes = render(backup(restore={"enabled": True})).notes
+    assert "s3://backups/chroma" in notes
+    assert "kubectl -n vectors create job --from=cronjob/chroma-chromadb-backup" in notes
+    assert "kubectl -n vectors logs chroma-chromadb-0 -c restore" in notes

@@ -11,8 +11,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +31,23 @@ DB = "/api/v2/tenants/default_tenant/databases/default_database"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret"}
 
 
-@contextmanager
-def moto_on(address: str) -> Iterator[str]:
+class MotoServer:
     """A real S3 API server (moto) on ``address``, where pods reach the host."""
-    port = free_port()
-    moto = Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen([str(moto), "-H", address, "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://{address}:{port}", proc, timeout_s=30)
-        yield f"http://{address}:{port}"
-    finally:
-        stop(proc)
+
+    def __init__(self, address: str) -> None:
+        port = free_port()
+        moto = Path(sys.executable).parent / "moto_server"
+        self.proc = subprocess.Popen([str(moto), "-H", address, "-p", str(port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.endpoint = f"http://{address}:{port}"
+        try:
+            wait_http(self.endpoint, self.proc, timeout_s=30)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        stop(self.proc)
 
 
 def values(endpoint: str, bucket: str, **backup: Any) -> dict[str, Any]:
@@ -108,10 +111,15 @@ def make_bucket(endpoint: str) -> str:
 
 
 def test_cronjob_backs_up_to_s3_and_a_lost_volume_is_restored_once(cluster: PodRunner) -> None:
-    with moto_on(cluster.network.gateway) as endpoint:
+    s3 = MotoServer(cluster.network.gateway)
+    endpoint = s3.endpoint
+    try:
         bucket = make_bucket(endpoint)
         cluster.apply([credentials_secret()])
-        install(cluster, values(endpoint, bucket), gateway=True)
+        # Restore on from the first install: the bucket is empty, Chroma starts empty.
+        install(cluster, values(endpoint, bucket, restore={"enabled": True, "requireSnapshot": False}),
+                gateway=True)
+        assert "nothing to restore" in cluster.logs(SERVER_POD, "restore")
         api = Api(cluster)
         cid = api.collection()
         before = [f"r-{n}" for n in range(300)]
@@ -175,16 +183,21 @@ def test_cronjob_backs_up_to_s3_and_a_lost_volume_is_restored_once(cluster: PodR
         assert set(restored) - set(before) <= set(written)
 
         # New writes, then a restart: the marker stops a second restore; the new records stay.
+        # The restart does not even need the target: S3 is gone.
         api.add(cid, ["after-1", "after-2"])
+        s3.stop()
         cluster.restart_pod(SERVER_POD)
-        first_start, second_start = cluster.logs(SERVER_POD, "restore").split("[podrunner] start restore")[1:]
-        assert f"restored snapshot {snap.snapshot_id} into /data" in first_start
-        assert "not restoring again" in second_start and "into /data" not in second_start, second_start
+        first_install, reinstall_start, restart = cluster.logs(SERVER_POD, "restore").split(
+            "[podrunner] start restore")[1:]
+        assert "nothing to restore" in first_install and "into /data" not in first_install
+        assert f"restored snapshot {snap.snapshot_id} into /data" in reinstall_start
+        assert "not restoring again" in restart and "into /data" not in restart, restart
         api = Api(cluster)
         after = api.records(api.collection())
         assert len(after) == snapshot_count + 2
         assert after["after-1"] == expected(["after-1"])["after-1"]
-
+    finally:
+        s3.stop()
 
 def test_backup_job_fails_with_a_clear_log_when_the_target_is_unreachable(cluster: PodRunner) -> None:
     dead = f"http://{cluster.network.gateway}:{free_port()}"  # nothing listens there

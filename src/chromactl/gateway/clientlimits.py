@@ -46,6 +46,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
         self._header_bytes = 0
+        self._header_tail = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -60,7 +61,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._awaiting_headers:
             if self._header_timer is None:
                 self._arm_header_timer()
-            self._header_bytes += len(data)
+            # Only the bytes up to the blank line that ends the headers count: a body often
+            # arrives in the same read, and its size is the body limit's business.
+            seen = self._header_tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else max(end + 4 - len(self._header_tail), 0)
+            self._header_tail = seen[-3:]
             if self._header_bytes > self.limits.max_header_bytes:
                 self._refuse(431, "request headers are larger than the gateway accepts")
                 return
@@ -70,6 +76,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_header_timer()
         self._awaiting_headers = False
         self._header_bytes = 0
+        self._header_tail = b""
         limit = self.limits.max_connections
         if len(self.connections) > limit or len(self.tasks) >= limit:
             # uvicorn's own answer here is a plain-text 503 without Retry-After.
@@ -82,6 +89,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # until then the keep-alive timeout applies.
         self._awaiting_headers = True
         self._header_bytes = 0
+        self._header_tail = b""
         super().on_response_complete()
 
     def _arm_header_timer(self) -> None:
