@@ -27,10 +27,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from tests.backup.helpers import (  # noqa: E402
+    ADMIN,
     DB,
-    HoldingProxy,
     Writer,
     create_collection,
+    free_port,
+    gateway_process,
     run_chroma,
 )
 
@@ -126,12 +128,14 @@ def bench_size(size_mb: int, rounds: int, hold_rounds: int, work: Path) -> dict[
         recopied: list[int] = []
         checked: list[float] = []
         steps: list[dict[str, float]] = []
-        with HoldingProxy(chroma.url) as proxy:
-            writer = Writer(proxy.url, busy).start()
+        port = free_port()
+        with gateway_process(work, chroma.url, port):
+            gw = f"http://127.0.0.1:{port}"
+            writer = Writer(gw, busy, headers={"Authorization": f"Bearer {ADMIN}"}).start()
             try:
                 for r in range(hold_rounds):
                     repo = Repository(str(work / f"hold-repo-{r}"))
-                    res = create_snapshot(data, repo, GatewayHold(proxy.url, None),
+                    res = create_snapshot(data, repo, GatewayHold(gw, ADMIN),
                                           chroma_version="1.5.9")
                     holds.append(res.hold_s)
                     recopied.append(res.recopied_bytes)
@@ -213,9 +217,10 @@ def render(results: dict[str, Any]) -> str:
         "",
         "## Write hold under a steady writer",
         "",
-        "One client adds batches of 50 records (dim 16) in a loop through a write-holding "
-        "proxy while snapshots are taken back to back; `hold` is from the hold request to "
-        "the end of its release.",
+        "One client adds batches of 50 records (dim 16) in a loop through the gateway "
+        "(`chromactl gateway`, its own process) while snapshots are taken back to back "
+        "through its hold API; `hold` is from the hold request to the end of its release "
+        "(new writes wait for all of it).",
         "",
         "| data on disk | sqlite | real records | snapshots | hold p50 | hold p99 | hold max | "
         "compared in hold (p50) | rewritten in hold (p50) |",

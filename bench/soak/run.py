@@ -3,8 +3,9 @@
   baseline   the same load against Chroma directly (latency ratios are against it)
   soak       ``--duration`` seconds (default 300) at concurrency 64, 30% ``add``, 70%
              ``query``/``get`` through the gateway process; RSS sampled every 2 s
-  faults     60 s of the same load; Chroma SIGKILLed at 15 s and 40 s, started again
-             (same port and data) 5 s later each time
+  faults     ``--fault-duration`` (60) s of the same load; Chroma SIGKILLed at 15 s and
+             40 s, started again (same port and data) 5 s later each time; the load goes on
+             at least 10 s after Chroma is back the second time
 
 Writes results.json, results.md and results.png (RSS and latency over time) here.
 Run with ``make soak`` or ``.venv/bin/python bench/soak/run.py [--duration 300]``.
@@ -129,19 +130,33 @@ def _faults(chroma: ChromaProcess, gw: GatewayProcess, cid: str, fault_s: float)
     events: list[tuple[str, float]] = []
     t0 = time.monotonic()
 
+    stop = threading.Event()
+
     def fault() -> None:
-        for at in (15.0, 40.0):
-            time.sleep(max(0.0, at - (time.monotonic() - t0)))
-            events.append(("killed", round(time.monotonic() - t0, 2)))
-            chroma.kill()
-            time.sleep(5)
-            chroma.start()
-            events.append(("back", round(time.monotonic() - t0, 2)))
+        try:
+            for at in (15.0, 40.0):
+                time.sleep(max(0.0, at - (time.monotonic() - t0)))
+                events.append(("killed", round(time.monotonic() - t0, 2)))
+                chroma.kill()
+                time.sleep(5)
+                chroma.start()
+                events.append(("back", round(time.monotonic() - t0, 2)))
+            time.sleep(max(10.0, fault_s - (time.monotonic() - t0)))
+        finally:
+            stop.set()
 
     thread = threading.Thread(target=fault)
     thread.start()
     result, problems = asyncio.run(
-        run_load(gw.url, cid, duration_s=fault_s, request_timeout_s=10, judge=_chroma_shaped_503, seed=12)
+        run_load(
+            gw.url,
+            cid,
+            duration_s=fault_s + 180,
+            request_timeout_s=10,
+            judge=_chroma_shaped_503,
+            seed=12,
+            stop=stop,
+        )
     )
     thread.join()
     recoveries = []
@@ -158,6 +173,7 @@ def _faults(chroma: ChromaProcess, gw: GatewayProcess, cid: str, fault_s: float)
             "acked_writes": len(result.acked),
             "lost_acked_writes": len(missing_acked(chroma.url, cid, result.acked)),
             "slowest_answer_s": round(max(s.latency_s for s in result.samples), 2),
+            "elapsed_s": round(max(s.at + s.latency_s for s in result.samples), 1),
         }
     )
     return summary
@@ -199,7 +215,7 @@ def write(results: dict[str, Any]) -> None:
         f"Baseline, Chroma directly for 30 s: {b['requests']} requests ({b['throughput_rps']} /s), "
         + ", ".join(f"{op} p50 {b['latency'][op]['p50_ms']} ms" for op in ("query", "get", "add")),
         "",
-        f"## Faults: {f['requests']} requests in {results['fault_duration_s']:.0f} s, Chroma SIGKILLed twice",
+        f"## Faults: {f['requests']} requests in {f['elapsed_s']:.0f} s, Chroma SIGKILLed twice",
         "",
         f"- events (s): {f['events']}",
         f"- statuses: {f['statuses']}; answers that were neither 2xx nor the gateway's Chroma-shaped "
@@ -221,7 +237,7 @@ def write(results: dict[str, Any]) -> None:
     rss = results["soak_series"]["rss"]
     ax1.plot([t for t, _ in rss], [k / 1024 for _, k in rss])
     ax1.set_ylabel("gateway RSS (MiB)")
-    ax1.set_ylim(bottom=0)
+    ax1.set_ylim(0, max(k for _, k in rss) / 1024 * 1.3)
     lat = results["soak_series"]["latency"]
     ax2.plot([t for t, _ in lat], [v for _, v in lat])
     ax2.set_ylabel("p99 latency per 5 s (ms)")
@@ -235,7 +251,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=300.0)
     parser.add_argument("--fault-duration", type=float, default=60.0)
+    parser.add_argument(
+        "--rewrite", action="store_true", help="only rewrite results.md/png from results.json"
+    )
     args = parser.parse_args()
+    if args.rewrite:
+        write(json.loads((HERE / "results.json").read_text()))
+        return
     results = run(args.duration, args.fault_duration)
     write(results)
     print((HERE / "results.md").read_text())

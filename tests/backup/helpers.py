@@ -35,6 +35,7 @@ def legacy_chroma_bin() -> Path:
 
     return chroma_venv(LEGACY_VERSION) / "bin" / "chroma"
 DB = "/api/v2/tenants/default_tenant/databases/default_database"
+ADMIN = "ck_admin-token-for-backup-tests"
 DIM = 16
 
 
@@ -173,6 +174,7 @@ class Writer:
     acked: list[list[str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     prefix: str = "live"
+    headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -184,7 +186,7 @@ class Writer:
 
     def _run(self) -> None:
         n = 0
-        with httpx.Client(timeout=60) as client:
+        with httpx.Client(timeout=60, headers=self.headers) as client:
             while not self._stop.is_set():
                 ids = [f"{self.prefix}-{i}" for i in range(n, n + self.batch)]
                 try:
@@ -335,9 +337,13 @@ def copy_tree(src: Path, dst: Path) -> Path:
 class TcpProxy:
     """A TCP forwarder to ``127.0.0.1:upstream_port`` for storage faults: it can wait
     ``delay_s`` before passing on each piece of an answer (a slow server) and reset
-    the first ``drop_first`` connections (a flaky network)."""
+    the first ``drop_first`` connections (a flaky network), or all of them once
+    ``dead_after_bytes`` were sent to it (storage that goes away mid-backup)."""
 
-    def __init__(self, upstream_port: int, *, delay_s: float = 0.0, drop_first: int = 0) -> None:
+    def __init__(self, upstream_port: int, *, delay_s: float = 0.0, drop_first: int = 0,
+                 dead_after_bytes: int | None = None) -> None:
+        self.dead_after_bytes = dead_after_bytes
+        self.sent = 0
         self.upstream_port = upstream_port
         self.delay_s = delay_s
         self.drop_first = drop_first
@@ -360,7 +366,7 @@ class TcpProxy:
             except OSError:
                 return
             self.connections += 1
-            if self.dropped < self.drop_first:
+            if self.dropped < self.drop_first or self.dead:
                 self.dropped += 1
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 conn.close()  # a reset
@@ -372,12 +378,24 @@ class TcpProxy:
                 continue
             up.settimeout(None)
             self._open += [conn, up]
-            threading.Thread(target=self._pump, args=(conn, up, 0.0), daemon=True).start()
+            threading.Thread(target=self._pump, args=(conn, up, 0.0, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(up, conn, self.delay_s), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, delay_s: float) -> None:
+    @property
+    def dead(self) -> bool:
+        return self.dead_after_bytes is not None and self.sent > self.dead_after_bytes
+
+    def _pump(self, src: socket.socket, dst: socket.socket, delay_s: float,
+              upstream: bool = False) -> None:
         try:
             while data := src.recv(65536):
+                if upstream:
+                    self.sent += len(data)
+                if self.dead:  # the storage is gone: reset both sides
+                    for s in (src, dst):
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        s.close()
+                    return
                 if delay_s:
                     time.sleep(delay_s)
                 dst.sendall(data)
@@ -397,3 +415,29 @@ class TcpProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def gateway_process(tmp_path: Path, chroma_url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``chromactl gateway`` as its own process (so it can be killed)."""
+    token = tmp_path / "admin.token"
+    token.write_text(ADMIN + "\n")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        f"chroma:\n  url: {chroma_url}\n"
+        f"gateway:\n  listen_address: 127.0.0.1\n  port: {port}\n  metrics_port: null\n"
+        "  write_wait_s: 30\n  max_hold_s: 60\n"
+        "  auth:\n    token:\n      credentials:\n"
+        f"        - {{name: admin, token_file: {token}, role: admin, tenants: ['*']}}\n"
+    )
+    log = open(tmp_path / f"gateway-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "chromactl", "gateway", "--config", str(config)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, timeout_s=60)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+        log.close()

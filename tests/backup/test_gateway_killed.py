@@ -7,10 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,36 +16,9 @@ import pytest
 from chromactl.backup import GatewayHold, HoldError, Repository, create_snapshot, restore
 from chromactl.backup.snapshot import SnapshotError
 
-from .helpers import DB, add, free_port, run_chroma, seed, wait_http
+from .helpers import ADMIN, DB, add, free_port, gateway_process, run_chroma, seed
 
 pytestmark = pytest.mark.slow
-ADMIN = "ck_admin-token-for-backup-tests"
-
-
-@contextmanager
-def gateway_process(tmp_path: Path, chroma_url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """``chromactl gateway`` as its own process (so it can be killed)."""
-    token = tmp_path / "admin.token"
-    token.write_text(ADMIN + "\n")
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
-        f"chroma:\n  url: {chroma_url}\n"
-        f"gateway:\n  listen_address: 127.0.0.1\n  port: {port}\n  metrics_port: null\n"
-        "  write_wait_s: 30\n  max_hold_s: 60\n"
-        "  auth:\n    token:\n      credentials:\n"
-        f"        - {{name: admin, token_file: {token}, role: admin, tenants: ['*']}}\n"
-    )
-    log = open(tmp_path / f"gateway-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "chromactl", "gateway", "--config", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, timeout_s=60)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=20)
-        log.close()
 
 
 class KillGatewayInsideHold:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,7 +36,28 @@ def l2(a: list[float], b: list[float]) -> float:
     return sum((x - y) ** 2 for x, y in zip(a, b, strict=True))
 
 
-def round_trip(tmp_path: Path, repo: Repository) -> None:
+class LateHold:
+    """The gateway's hold, requested only after ``wait()`` returns: writes that land
+    between the first pass and the hold (here: enough for Chroma to rewrite the
+    collection's HNSW files) must all be in the snapshot."""
+
+    def __init__(self, inner: GatewayHold, wait: Callable[[], None]) -> None:
+        self.inner = inner
+        self.wait = wait
+        self.waited_s = 0.0
+
+    def __enter__(self) -> LateHold:
+        self.wait()
+        self.inner.__enter__()
+        self.waited_s = self.inner.waited_s
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.__exit__(*exc)
+
+
+def round_trip(tmp_path: Path, repo: Repository, *, hnsw_rewritten_before_hold: bool = False,
+               ) -> None:
     data = tmp_path / "data"
     with run_chroma(data) as chroma:
         ids = seed(chroma.url, {"static": 1200, "busy": 2100})
@@ -44,9 +66,15 @@ def round_trip(tmp_path: Path, repo: Repository) -> None:
             try:
                 while len(writer.acked) < 10 and not writer.errors:
                     writer._stop.wait(0.05)
-                result = create_snapshot(
-                    data, repo, GatewayHold(proxy.url, "admin-token"), chroma_version="1.5.9"
-                )
+                hold: GatewayHold | LateHold = GatewayHold(proxy.url, "admin-token")
+                if hnsw_rewritten_before_hold:
+                    def more_than_a_sync_threshold() -> None:
+                        start = len(writer.acked)  # 21 batches of 50 > sync_threshold (1000)
+                        while len(writer.acked) < start + 21 and not writer.errors:
+                            writer._stop.wait(0.05)
+
+                    hold = LateHold(hold, more_than_a_sync_threshold)
+                result = create_snapshot(data, repo, hold, chroma_version="1.5.9")
                 # keep writing after the cut: none of this may appear in the restore
                 after = len(writer.acked)
                 while len(writer.acked) < after + 10 and not writer.errors:
@@ -68,6 +96,9 @@ def round_trip(tmp_path: Path, repo: Repository) -> None:
     assert live_in_snapshot % 50 == 0, "a batch was split by the cut"
     batches_in = live_in_snapshot // 50
     assert 10 <= batches_in <= after, "the cut is not between the acknowledged batches"
+    if hnsw_rewritten_before_hold:  # the collection's HNSW files were rebuilt from deltas
+        busy_segment_files = [f.path for f in manifest.files if f.path.endswith("data_level0.bin")]
+        assert busy_segment_files and result.recopied_files > 1
 
     shutil.rmtree(data)  # wipe
     outcome = restore(repo, data, snapshot=str(result.snapshot_id))
@@ -108,6 +139,10 @@ def round_trip(tmp_path: Path, repo: Repository) -> None:
 
 def test_round_trip_local(tmp_path: Path) -> None:
     round_trip(tmp_path, Repository(str(tmp_path / "repo")))
+
+
+def test_round_trip_hnsw_rewritten_between_first_pass_and_hold(tmp_path: Path) -> None:
+    round_trip(tmp_path, Repository(str(tmp_path / "repo")), hnsw_rewritten_before_hold=True)
 
 
 def test_round_trip_s3(tmp_path: Path, s3_repo_url: str, s3_endpoint: str) -> None:

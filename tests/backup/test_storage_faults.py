@@ -71,6 +71,24 @@ def test_stopped_storage_fails_clearly(
     assert "object storage at s3://stopped/snaps failed to" in message
 
 
+def test_storage_lost_mid_backup_fails_clearly(
+    seeded_dir: Path, tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3_env(monkeypatch, s3_endpoint)
+    bucket = f"lost-{uuid.uuid4().hex[:8]}"
+    make_bucket(s3_endpoint, bucket)
+    port = int(s3_endpoint.rsplit(":", 1)[1])
+    with TcpProxy(port, dead_after_bytes=100_000) as proxy:  # gone after 100 kB uploaded
+        config = write_config(tmp_path / "c.yaml", f"s3://{bucket}/s", proxy.url,
+                              retry_attempts=2)
+        code, message, took = backup_cli(config, seeded_dir)
+    assert code != 0
+    assert f"object storage at s3://{bucket}/s failed to upload files/" in message
+    assert "gave up after 2 attempts" in message
+    assert took < 60
+    assert s3_repo(f"s3://{bucket}/s", s3_endpoint).complete() == []
+
+
 def test_slow_storage_times_out(
     seeded_dir: Path, tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -267,3 +268,12 @@ def test_network_policy_lets_only_the_listed_sources_scrape(everything: Render) 
     metrics_rule = next(rule for rule in ingress if {"port": "metrics", "protocol": "TCP"} in rule["ports"])
     assert metrics_rule["from"] == everything_values()["networkPolicy"]["metricsFrom"]
     assert all(p["port"] != "metrics" for p in ingress[0]["ports"])
+
+
+def test_collector_sidecar_passes_checkov(tmp_path: Path) -> None:
+    """The collector stays out of ci/ (the pod runner cannot run it), so it is scanned here."""
+    from tests.chart.test_checkov import failures, scan
+
+    report = scan(collector_render(tracesEndpoint="tempo:4317"), tmp_path / "otel")
+    assert report["summary"]["passed"] > 100
+    assert failures(report) == []

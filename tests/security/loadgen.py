@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -217,8 +218,13 @@ async def run_load(
     rss_every_s: float = 1.0,
     judge: Judge = only_2xx,
     seed: int = 0,
+    stop: threading.Event | None = None,
 ) -> tuple[LoadResult, list[str]]:
-    """Mixed ``query``/``get``/``add`` from ``concurrency`` workers; (result, problems)."""
+    """Mixed ``query``/``get``/``add`` from ``concurrency`` workers; (result, problems).
+
+    Runs ``duration_s``, or until ``stop`` is set when one is given (``duration_s`` is
+    then the longest it runs).
+    """
     result = LoadResult()
     problems: list[str] = []
     base = f"{gateway_url}{D}/collections/{collection_id}"
@@ -231,7 +237,7 @@ async def run_load(
         rng = random.Random(seed * 1000 + n)
         i = 0
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
-            while time.monotonic() < end:
+            while time.monotonic() < end and not (stop is not None and stop.is_set()):
                 i += 1
                 roll = rng.random()
                 ids: list[str] = []
@@ -268,7 +274,7 @@ async def run_load(
                     problems.append(f"{op} at {sample.at:.1f}s: {verdict}")
 
     async def sample_rss() -> None:
-        while rss_of is not None and time.monotonic() < end:
+        while rss_of is not None and time.monotonic() < end and not (stop is not None and stop.is_set()):
             result.rss.append((round(time.monotonic() - start, 2), rss_of()))
             await asyncio.sleep(rss_every_s)
 

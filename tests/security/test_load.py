@@ -78,13 +78,19 @@ def test_chroma_killed_under_load(tmp_path: Path) -> None:
         pid = gw.proc.pid if gw.proc else 0
         t0 = time.monotonic()
 
+        stop = threading.Event()
+
         def fault() -> None:
-            time.sleep(3)
-            times["killed"] = time.monotonic() - t0
-            chroma.kill()
-            time.sleep(3)
-            chroma.start()  # same port, same data
-            times["back"] = time.monotonic() - t0
+            try:
+                time.sleep(3)
+                times["killed"] = time.monotonic() - t0
+                chroma.kill()
+                time.sleep(3)
+                chroma.start()  # same port, same data
+                times["back"] = time.monotonic() - t0
+                time.sleep(6)  # traffic after Chroma is back, however long its start took
+            finally:
+                stop.set()
 
         killer = threading.Thread(target=fault)
         killer.start()
@@ -92,11 +98,12 @@ def test_chroma_killed_under_load(tmp_path: Path) -> None:
             run_load(
                 gw.url,
                 cid,
-                duration_s=16,
+                duration_s=120,
                 concurrency=CONCURRENCY,
                 request_timeout_s=10,
                 judge=_chroma_shaped_503,
                 seed=3,
+                stop=stop,
             )
         )
         killer.join()

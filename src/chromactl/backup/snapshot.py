@@ -15,10 +15,12 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -87,15 +89,31 @@ class _Engine:
     staging: Path
     frames: FrameCompressor
     progress: Progress
+    #: Set when one file failed for good: the others stop at their next chunk.
+    aborted: threading.Event = field(default_factory=threading.Event)
 
     def compress_to_repo(self, rel: str, chunks: Callable[[], Iterator[bytes]]) -> Copied:
         """Stream ``chunks()`` (re-startable: retried from the start) to the file's object."""
 
-        def upload() -> Copied:
-            with self.repo.open_write(self.snapshot_id, object_name(rel)) as dst:
-                return self.frames.write(chunks(), dst, self.progress.advance)
+        def checked() -> Iterator[bytes]:
+            for chunk in chunks():
+                if self.aborted.is_set():
+                    raise _Aborted
+                yield chunk
 
-        return self.repo.retry(f"upload {object_name(rel)}", upload)
+        def upload() -> Copied:
+            if self.aborted.is_set():
+                raise _Aborted
+            with self.repo.open_write(self.snapshot_id, object_name(rel)) as dst:
+                return self.frames.write(checked(), dst, self.progress.advance)
+
+        try:
+            return self.repo.retry(f"upload {object_name(rel)}", upload)
+        except _Aborted:
+            raise
+        except BaseException:
+            self.aborted.set()
+            raise
 
     def first_pass_file(self, rel: str, path: Path) -> tuple[Baseline, FileEntry] | None:
         try:
@@ -137,6 +155,10 @@ class _Engine:
         self.repo.upload(staged, self.snapshot_id, object_name(rel))
         staged.unlink()
         return copied
+
+
+class _Aborted(ChromactlError):
+    """Another file of the snapshot failed; this one stopped."""
 
 
 def _merge(base: Iterator[bytes], patch: Patch) -> Iterator[bytes]:
@@ -186,6 +208,7 @@ def create_snapshot(
     engine = _Engine(repo, snapshot_id, staging, FrameCompressor(level, compress_pool, 2 * cpus),
                      progress)
     try:
+        repo.snapshot_ids()  # the target answers (with retries) before any data is read
         sqlite_path = data_dir / SQLITE_NAME
         files = list(segment_files(data_dir))
         total = sum(_size(p) for _, p in files) + _size(sqlite_path)
@@ -195,17 +218,31 @@ def create_snapshot(
         staged_sqlite = staging / SQLITE_NAME if online else None
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
             futures = {rel: pool.submit(engine.first_pass_file, rel, path) for rel, path in files}
-            if staged_sqlite is not None:
-                baselines[SQLITE_NAME] = engine.stage_sqlite(sqlite_path, staged_sqlite)
-            else:
-                done = engine.first_pass_file(SQLITE_NAME, sqlite_path)
-                if done is None:
-                    raise SnapshotError(f"{sqlite_path} disappeared during the snapshot")
-                baselines[SQLITE_NAME], entries[SQLITE_NAME] = done
+            try:
+                if staged_sqlite is not None:
+                    baselines[SQLITE_NAME] = engine.stage_sqlite(sqlite_path, staged_sqlite)
+                else:
+                    done = engine.first_pass_file(SQLITE_NAME, sqlite_path)
+                    if done is None:
+                        raise SnapshotError(f"{sqlite_path} disappeared during the snapshot")
+                    baselines[SQLITE_NAME], entries[SQLITE_NAME] = done
+            except BaseException:
+                engine.aborted.set()
+                raise
+            failures: list[BaseException] = []
             for rel, fut in futures.items():
-                got = fut.result()
+                try:
+                    got = fut.result()
+                except _Aborted:
+                    continue
+                except BaseException as exc:
+                    engine.aborted.set()
+                    failures.append(exc)
+                    continue
                 if got is not None:
                     baselines[rel], entries[rel] = got
+            if failures:
+                raise failures[0]
         phases["first_pass_s"] = time.perf_counter() - t0
         if staged_sqlite is not None:
             baselines[SQLITE_NAME] = catch_up(sqlite_path, staged_sqlite, baselines[SQLITE_NAME])
@@ -219,7 +256,18 @@ def create_snapshot(
 
         mode = sqlite_path.stat().st_mode & 0o777
         if staged_sqlite is not None:
-            verdict = check_sqlite(staged_sqlite)
+            progress.phase("upload (database)", staged_sqlite.stat().st_size)
+
+            def sqlite_chunks() -> Iterator[bytes]:
+                with open(staged_sqlite, "rb", buffering=0) as src:
+                    yield from read_chunks(src)
+
+            # PRAGMA quick_check runs in SQLite's C code beside the compression; a copy
+            # that fails it fails the snapshot before its manifest exists
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quick_check") as checker:
+                verdict_f = checker.submit(check_sqlite, staged_sqlite)
+                sqlite_copy = engine.compress_to_repo(SQLITE_NAME, sqlite_chunks)
+                verdict = verdict_f.result()
             phases["quick_check_s"] = time.perf_counter() - t_after
             if verdict != "ok":
                 raise SnapshotError(
@@ -227,15 +275,7 @@ def create_snapshot(
                     "no snapshot was written"
                 )
             counts = collection_counts(staged_sqlite)
-            progress.phase("upload (database)", staged_sqlite.stat().st_size)
-
-            def sqlite_chunks() -> Iterator[bytes]:
-                with open(staged_sqlite, "rb", buffering=0) as src:
-                    yield from read_chunks(src)
-
-            entries[SQLITE_NAME] = _entry(
-                SQLITE_NAME, engine.compress_to_repo(SQLITE_NAME, sqlite_chunks), mode
-            )
+            entries[SQLITE_NAME] = _entry(SQLITE_NAME, sqlite_copy, mode)
         else:
             counts = collection_counts(sqlite_path)
         rebuilt = {rel: p for rel, p in cut.patches.items() if rel != SQLITE_NAME or not online}
@@ -265,6 +305,13 @@ def create_snapshot(
         _discard(repo, snapshot_id)
         if isinstance(exc, ChromactlError | KeyboardInterrupt | SystemExit):
             raise
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise SnapshotError(
+                f"no space left on device ({exc.filename or 'the staging directory or target'}): "
+                f"staging in {staging.parent} (backup.staging_dir) needs room for a copy of "
+                f"{SQLITE_NAME} ({_size(data_dir / SQLITE_NAME):,} bytes); a local target for "
+                "the compressed snapshot"
+            ) from exc
         raise SnapshotError(f"snapshot failed: {type(exc).__name__}: {exc}") from exc
     finally:
         compress_pool.shutdown(wait=True, cancel_futures=True)
@@ -312,4 +359,5 @@ def _discard(repo: Repository, snapshot_id: str) -> None:
     try:
         repo.delete(snapshot_id, retry=False)
     except Exception:  # best effort; prune removes what is left
-        log.warning("could not remove the partial snapshot %s", snapshot_id)
+        log.warning("could not remove what was uploaded of snapshot %s (it has no manifest: "
+                    "never restorable; backup prune removes it later)", snapshot_id)

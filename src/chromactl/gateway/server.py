@@ -67,6 +67,7 @@ def start_internals(settings: Settings, gateway: Gateway) -> InternalsCollector 
         cert_file=gw.tls.cert_file if gw.tls.enabled else None,
         interval_s=gw.metrics.internals_interval_s,
         collection_series=gw.metrics.collection_series,
+        read_budget_s=gw.metrics.internals_read_budget_s,
     )
     gateway.metrics.registry.register(collector)
     return collector.start()
