@@ -52,9 +52,21 @@ lint: $(BIN)/.installed ## ruff on the Python code
 docs: $(BIN)/.installed ## regenerate the chart README table and values.schema.json from values.yaml
 	$(BIN)/python scripts/chart_docs.py $(CHART)
 
+.PHONY: dashboard
+dashboard: $(BIN)/.installed ## regenerate the chart's Grafana dashboard (charts/chromadb/files/dashboard.json)
+	$(BIN)/python scripts/dashboard.py
+
 .PHONY: package
 package: $(BIN)/.installed ## the chart archive and repository index.yaml under dist/ (MERGE=old index.yaml, URL=repo URL)
 	$(BIN)/python scripts/package_chart.py $(CHART) --destination dist $(if $(URL),--url $(URL)) $(if $(MERGE),--merge $(MERGE))
+
+# Real-cluster steps (Docker, kind or minikube, kubectl, helm): docs/development.md.
+KIND_STEPS := images namespace stage install backup-restore
+.PHONY: kind $(addprefix kind-,$(KIND_STEPS))
+kind: ## on a kind cluster: build and load images, restricted namespace, install + helm test, backup -> restore
+	scripts/kind.sh all
+$(addprefix kind-,$(KIND_STEPS)):
+	scripts/kind.sh $(patsubst kind-%,%,$@)
 
 .PHONY: run
 run: $(BIN)/.installed ## start the local stack and print how to connect
@@ -68,3 +80,7 @@ lock: $(BIN)/.installed ## re-pin every transitive dependency into constraints.t
 bench: $(BIN)/.installed $(LEGACY_CHROMA_VENV)/.installed ## run the benchmarks and write their results under bench/
 	$(BIN)/python bench/backup/run.py
 	$(BIN)/python bench/gateway/run.py
+
+.PHONY: soak
+soak: $(BIN)/.installed ## long load (5 min, concurrency 64) and Chroma-fault runs through the gateway; writes bench/soak/
+	$(BIN)/python bench/soak/run.py

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests use. Installs only what is missing; needs root or sudo.
 set -euo pipefail
-packages=(bubblewrap iproute2 util-linux curl nodejs nginx-light testssl.sh wrk)
+packages=(bubblewrap iproute2 util-linux curl nodejs nginx-light testssl.sh prometheus)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

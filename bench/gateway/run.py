@@ -219,6 +219,8 @@ def main() -> None:
         for _ in range(64)
     ]
     results: dict[str, dict[str, dict[str, float]]] = {}
+    args.load_before = os.getloadavg()[0]  # other work on the machine skews every number
+    print(f"1-minute load average: {args.load_before:.2f}")
     with tempfile.TemporaryDirectory() as tmp, run_chroma(Path(tmp) / "chroma") as chroma:
         work = Path(tmp)
         print(f"loading {args.n} x {DIM} vectors")
@@ -251,6 +253,7 @@ def main() -> None:
                 add_path = f"{D}/collections/{add_cols[name]}/add"
                 results[name]["add"] = asyncio.run(drive(url, add_path, add_body, args.seconds / 2))
                 print(name, json.dumps(results[name]))
+    args.load_after = os.getloadavg()[0]
     write(results, args)
 
 
@@ -263,6 +266,8 @@ def write(results: dict[str, dict[str, dict[str, float]]], args: argparse.Namesp
         "dim": DIM,
         "concurrency": CONCURRENCY,
         "seconds_per_case": args.seconds,
+        "load_average_1m_before": round(args.load_before, 2),
+        "load_average_1m_after": round(args.load_after, 2),
     }
     (HERE / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     direct = results["direct"]
@@ -270,7 +275,8 @@ def write(results: dict[str, dict[str, dict[str, float]]], args: argparse.Namesp
         "# Gateway benchmark results",
         "",
         f"{args.n} x {DIM}-dim vectors, concurrency {CONCURRENCY}, {args.seconds:g} s per query case "
-        f"({args.seconds / 2:g} s per add case), {meta['cpus']} CPUs, load generator on the same machine.",
+        f"({args.seconds / 2:g} s per add case), {meta['cpus']} CPUs, load generator on the same machine; "
+        f"1-minute load average {args.load_before:.2f} before the run (the run itself adds to it).",
         "",
         "| target | query req/s | x direct | query p50 ms | added p50 ms | query p99 ms "
         "| 1 client: p50 ms | 1 client: added p50 ms | add (100) req/s | add p50 ms | errors |",

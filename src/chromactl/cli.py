@@ -30,7 +30,7 @@ app.add_typer(config_app, name="config")
 register_backup(app)
 register_gateway(app)
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # log lines are not cut at 80 columns
 
 ConfigOption = Annotated[
     Path | None,
@@ -117,13 +117,21 @@ def up(
     ] = Path(".chroma-data"),
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 8000,
     as_json: Annotated[
-        bool, typer.Option("--json", help='Print one JSON line {"url", "token", "ca"} when ready.')
+        bool, typer.Option("--json", help="Print what the banner says as one JSON line when ready.")
     ] = False,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="No token: anyone who reaches the port is admin.")
+    ] = False,
+    tls: Annotated[bool, typer.Option("--tls", help="HTTPS with a local CA (its path is printed).")] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", min=1, max=65535, help="Metrics port (default: a free one)."),
+    ] = None,
 ) -> None:
-    """Run Chroma locally until Ctrl-C; print how to connect once it is ready."""
+    """Run Chroma behind the gateway until Ctrl-C; print the URL, token and how to connect."""
     from chromactl.up import up as run_up
 
-    run_up(data_dir, port, as_json=as_json)
+    run_up(data_dir, port, as_json=as_json, auth=not no_auth, tls=tls, metrics_port=metrics_port)
 
 
 def main() -> None:

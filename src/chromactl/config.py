@@ -267,6 +267,9 @@ class MetricsSettings(Section):
     internals: bool = True
     #: Seconds between reads of the data directory (scrapes read the cached result).
     internals_interval_s: float = Field(30.0, ge=1)
+    #: Longest one SQLite read may hold the shared lock (a Chroma commit waits for it);
+    #: a longer read is interrupted and the last value kept.
+    internals_read_budget_s: float = Field(0.1, gt=0, le=10)
 
 
 class ClientLimitsSettings(Section):

@@ -1,11 +1,12 @@
 """``chromactl up``: the local stack.
 
-Starts the pip-installed Chroma on this machine, with its data in a directory
-the user chooses, configured by files generated in a run directory beside the
-data: ``chroma.yaml`` (the server's config) and ``chromactl.yaml`` (the same
-chromactl config format the Helm chart renders). The stack is a list of
-:class:`Process` started in order and stopped in reverse, so another component
-(the gateway) is one more entry in :func:`plan`.
+Starts the pip-installed Chroma on this machine on a loopback port, and the chromactl
+gateway in front of it on ``--port`` (token auth, metrics, optional TLS), as the chart runs
+them in a pod. The data lives in a directory the user chooses; the generated files live in a
+run directory beside it: ``chroma.yaml`` (the server's config), ``chromactl.yaml`` (the same
+chromactl config format the Helm chart renders), ``token`` (mode 0600, made at the first start
+and reused) and with ``--tls`` ``tls/`` (a local CA and a server certificate, reused). The
+stack is a list of :class:`Process` started in order and stopped in reverse.
 
 Nothing is created or changed before every check has passed: the port is free,
 the data directory is writable, and its data is not from a newer Chroma.
@@ -25,6 +26,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -38,8 +40,10 @@ from typing import IO
 import httpx
 import yaml
 
+from chromactl import selfsigned
 from chromactl.config import ChromaSettings, Settings
 from chromactl.errors import ChromactlError
+from chromactl.gateway.tokens import generate_token
 
 DEFAULT_DATA_DIR = Path(".chroma-data")
 DEFAULT_PORT = 8000
@@ -71,6 +75,10 @@ class Process:
     #: Polled until it answers 200: the process is ready.
     health_url: str
     env: dict[str, str] = field(default_factory=dict)
+    #: How the health check verifies HTTPS: a CA file, or True for the system's CAs.
+    verify: str | bool = True
+    #: Ports it listens on (checked free before anything starts).
+    ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,9 +90,22 @@ class Plan:
     url: str
     port: int
     processes: list[Process]
-    files: dict[str, str]
+    #: Generated files, relative to the run directory: path -> (text, mode).
+    files: dict[str, tuple[str, int]]
     token: str | None = None
     ca: str | None = None
+    metrics_url: str | None = None
+
+    @property
+    def header(self) -> str | None:
+        """The header clients send, with the token."""
+        return f"Authorization: Bearer {self.token}" if self.token else None
+
+    def report(self) -> dict[str, str | None]:
+        """What ``--json`` prints and the banner shows."""
+        return {"url": self.url, "token": self.token, "header": self.header, "ca": self.ca,
+                "metrics_url": self.metrics_url, "data_dir": str(self.data_dir),
+                "logs": str(self.run_dir)}
 
 
 # --------------------------------------------------------------------------- checks
@@ -201,33 +222,94 @@ def chroma_executable() -> str:
     return found
 
 
-def plan(data_dir: Path, port: int) -> Plan:
-    """The processes, generated files and URL of the stack (nothing is started)."""
+def free_loopback_port() -> int:
+    """A port nothing listens on now (Chroma's, behind the gateway)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):  # not there (yet): check() says why if it matters
+        return None
+    except OSError as exc:
+        raise UpError(f"cannot read {path}: {exc.strerror}; fix it or remove the file") from None
+
+
+def load_or_make_token(run_dir: Path) -> str:
+    """The token of an earlier run (``<run dir>/token``), else a new one (written by :func:`up`)."""
+    old = _read(run_dir / "token")
+    if old is not None and old.strip():
+        return old.strip()
+    return generate_token()
+
+
+def load_or_make_tls(run_dir: Path) -> selfsigned.Pem:
+    """The local CA and certificate of an earlier run, else new ones (still valid for 30 days)."""
+    tls = run_dir / "tls"
+    texts = [_read(tls / name) for name in ("ca.crt", "tls.crt", "tls.key")]
+    if all(texts) and selfsigned.still_valid(str(texts[1])):
+        return selfsigned.Pem(*(str(t) for t in texts))
+    return selfsigned.generate(["localhost"], [HOST])
+
+
+def plan(data_dir: Path, port: int, *, auth: bool = True, tls: bool = False,
+         metrics_port: int | None = None, chroma_port: int | None = None) -> Plan:
+    """The processes, generated files and URLs of the stack (nothing is started or written)."""
     data_dir = data_dir.expanduser().absolute()
     run_dir = run_dir_for(data_dir)
     version = chroma_version()
-    chroma_config = run_dir / "chroma.yaml"
-    chroma_url = f"http://{HOST}:{port}"
-    server = {"port": port, "listen_address": HOST, "persist_path": str(data_dir),
+    chroma_port = chroma_port or free_loopback_port()
+    metrics_port = metrics_port or free_loopback_port()
+    chroma_url = f"http://{HOST}:{chroma_port}"
+    scheme = "https" if tls else "http"
+    # With TLS, the certificate names localhost (and 127.0.0.1).
+    url = f"{scheme}://{'localhost' if tls else HOST}:{port}"
+    server = {"port": chroma_port, "listen_address": HOST, "persist_path": str(data_dir),
               "allow_reset": False}
-    settings = Settings(chroma=ChromaSettings(url=chroma_url, persist_path=data_dir,
-                                              version=version))
-    files = {
-        "chroma.yaml": yaml.safe_dump(server, sort_keys=False),
-        # The chromactl config format the chart renders; sections left out take their defaults.
-        "chromactl.yaml": yaml.safe_dump({"chroma": settings.chroma.model_dump(mode="json")},
-                                         sort_keys=False),
+    files: dict[str, tuple[str, int]] = {"chroma.yaml": (yaml.safe_dump(server, sort_keys=False), 0o644)}
+    token = load_or_make_token(run_dir) if auth else None
+    gateway: dict[str, object] = {
+        "listen_address": HOST, "port": port,
+        "metrics_port": metrics_port, "metrics_address": HOST,
+        "auth": {"enabled": auth},
     }
-    chroma = Process("chroma", [chroma_executable(), "run", str(chroma_config)],
-                     f"{chroma_url}/api/v2/healthcheck")
-    return Plan(data_dir, run_dir, chroma_url, port, [chroma], files)
+    if token is not None:
+        files["token"] = (token + "\n", 0o600)
+        gateway["auth"] = {"enabled": True, "token": {"credentials": [
+            {"name": "admin", "role": "admin", "token_file": str(run_dir / "token")}]}}
+    ca: str | None = None
+    if tls:
+        pem = load_or_make_tls(run_dir)
+        files |= {"tls/ca.crt": (pem.ca_crt, 0o644), "tls/tls.crt": (pem.tls_crt, 0o644),
+                  "tls/tls.key": (pem.tls_key, 0o600)}
+        ca = str(run_dir / "tls" / "ca.crt")
+        gateway["tls"] = {"enabled": True, "cert_file": str(run_dir / "tls" / "tls.crt"),
+                          "key_file": str(run_dir / "tls" / "tls.key")}
+    config = {
+        "chroma": ChromaSettings(url=chroma_url, persist_path=data_dir,
+                                 version=version).model_dump(mode="json"),
+        "log": {"format": "console", "level": "INFO"},
+        "gateway": gateway,
+    }
+    Settings.model_validate(config)  # the gateway reads the same file: fail here, not there
+    files["chromactl.yaml"] = (yaml.safe_dump(config, sort_keys=False), 0o644)
+    chroma = Process("chroma", [chroma_executable(), "run", str(run_dir / "chroma.yaml")],
+                     f"{chroma_url}/api/v2/healthcheck", ports=(chroma_port,))
+    gw = Process("gateway", [sys.executable, "-m", "chromactl", "gateway", "--config",
+                             str(run_dir / "chromactl.yaml")],
+                 f"{url}/api/v2/healthcheck", verify=ca or True, ports=(port, metrics_port))
+    return Plan(data_dir, run_dir, url, port, [chroma, gw], files, token, ca,
+                f"http://{HOST}:{metrics_port}/metrics")
 
 
 def check(p: Plan) -> None:
     """Every check, before anything is created."""
     for process in p.processes:
-        port = int(process.health_url.split(":")[2].split("/")[0])
-        check_port_free(port)
+        for port in process.ports:
+            check_port_free(port)
     check_writable(p.data_dir)
     check_data_version(p.data_dir, chroma_version())
 
@@ -308,7 +390,9 @@ class Stack:
 
     def _wait_ready(self, process: Process, proc: subprocess.Popen[bytes], log: Path) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        with httpx.Client(timeout=2.0, trust_env=False) as client:
+        verify = (ssl.create_default_context(cafile=process.verify)
+                  if isinstance(process.verify, str) else process.verify)
+        with httpx.Client(timeout=2.0, trust_env=False, verify=verify) as client:
             while True:
                 code = proc.poll()
                 if code is not None:
@@ -345,41 +429,66 @@ class Stack:
                 proc.wait(STOP_TIMEOUT_S)
 
 
+def python_example(p: Plan) -> list[str]:
+    """Lines of Python that connect to the stack (the banner's example)."""
+    host = "localhost" if p.ca else HOST
+    args = [f'host="{host}"', f"port={p.port}"]
+    if p.ca:
+        args.append("ssl=True")
+    if p.token:
+        args.append(f'headers={{"Authorization": "Bearer {p.token}"}}')
+    if p.ca:
+        args.append(f'settings=Settings(chroma_server_ssl_verify="{p.ca}")')
+    lines = ["import chromadb"]
+    if p.ca:
+        lines.append("from chromadb.config import Settings")
+    lines += [f"client = chromadb.HttpClient({', '.join(args)})", "print(client.heartbeat())"]
+    return lines
+
+
 def banner(p: Plan, version: str) -> str:
-    host, port = HOST, p.port
-    return "\n".join([
-        f"Chroma {version} is running at {p.url}",
-        f"  data: {p.data_dir}",
-        f"  logs: {p.run_dir}",
-        "",
-        "Connect from Python:",
-        "",
-        "  import chromadb",
-        f'  client = chromadb.HttpClient(host="{host}", port={port})',
-        "  print(client.heartbeat())",
-        "",
-        "Press Ctrl-C to stop.",
-    ])
+    info = [("token", p.token), ("header", p.header), ("ca", p.ca), ("metrics", p.metrics_url),
+            ("data", str(p.data_dir)), ("logs", str(p.run_dir))]
+    width = max(len(k) for k, v in info if v)
+    lines = [f"Chroma {version} is running at {p.url} (through the chromactl gateway)"]
+    lines += [f"  {k + ':':<{width + 1}} {v}" for k, v in info if v]
+    if p.token is None:
+        lines.append("  WARNING: --no-auth: anyone who can reach the port can change the data")
+    lines += ["", "Connect from Python:", ""]
+    lines += [f"  {line}" for line in python_example(p)]
+    lines += ["", "Press Ctrl-C to stop."]
+    return "\n".join(lines)
 
 
-def up(data_dir: Path, port: int, *, as_json: bool, out: IO[str] = sys.stdout,
-       err: IO[str] = sys.stderr) -> None:
+def write_files(p: Plan) -> None:
+    """The generated files, each written whole (then renamed) with its mode."""
+    for name, (text, mode) in p.files.items():
+        path = p.run_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+
+
+def up(data_dir: Path, port: int, *, as_json: bool, auth: bool = True, tls: bool = False,
+       metrics_port: int | None = None, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> None:
     """Check, start, report, and run until a signal; stop everything on the way out."""
-    p = plan(data_dir, port)
+    p = plan(data_dir, port, auth=auth, tls=tls, metrics_port=metrics_port)
     check(p)
     with _stop_on_signals():
         stack = Stack(p)
         try:
             with _lock(p.run_dir, p.data_dir):
                 p.data_dir.mkdir(parents=True, exist_ok=True)
-                for name, text in p.files.items():
-                    (p.run_dir / name).write_text(text)
-                print(f"starting Chroma on {p.url} (data in {p.data_dir}) ...", file=err,
-                      flush=True)
+                write_files(p)
+                print(f"starting Chroma and the gateway on {p.url} (data in {p.data_dir}) ...",
+                      file=err, flush=True)
                 stack.start()
                 if as_json:
-                    print(json.dumps({"url": p.url, "token": p.token, "ca": p.ca}), file=out,
-                          flush=True)
+                    print(json.dumps(p.report()), file=out, flush=True)
                 else:
                     print(banner(p, chroma_version()), file=out, flush=True)
                 stack.watch()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import threading
@@ -196,8 +197,10 @@ class SlowRunner:
 
 @contextlib.contextmanager
 def agent_gateway(tmp_path: Path, runner: SlowRunner, *, target: str = "snapshots",
-                  **backup: Any) -> Iterator[tuple[str, BackupAgent]]:
+                  tls: dict[str, Any] | None = None, **backup: Any) -> Iterator[tuple[str, BackupAgent]]:
     config = gateway_config(tmp_path, "http://127.0.0.1:9", tmp_path / "data", target, **backup)
+    if tls:
+        config["gateway"]["tls"] = {"enabled": True, **tls}
     settings = parse_config(config)
     gate, gm = WriteGate(), GatewayMetrics()
     agent = BackupAgent(settings, gate, gm.registry, runner=runner)
@@ -207,8 +210,11 @@ def agent_gateway(tmp_path: Path, runner: SlowRunner, *, target: str = "snapshot
         target=lambda: asyncio.run(serve(settings, gateway, on_started=servers.append)), daemon=True
     )
     thread.start()
-    url = f"http://127.0.0.1:{settings.gateway.port}"
-    wait_http(f"{url}/chromactl/v1/hold")
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{settings.gateway.port}"
+    deadline = time.monotonic() + 30
+    while not (servers and servers[0].started):
+        assert time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.05)
     try:
         yield url, agent
     finally:
@@ -237,12 +243,15 @@ def test_one_backup_at_a_time_and_a_second_trigger_follows_it(tmp_path: Path) ->
              str(tmp_path / "secrets" / "admin"), "--poll-interval", "0.1"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        time.sleep(1.5)
+        assert follower.stderr is not None
+        first_line = follower.stderr.readline()  # printed once it has asked the agent
+        assert f"backup {backup_id} already running, following" in first_line
+        time.sleep(0.5)
         assert follower.poll() is None  # still following the running backup
         runner.go.set()
         _, err = follower.communicate(timeout=60)
         assert follower.returncode == 0, err
-        assert f"backup {backup_id} already running, following" in err
+        assert f"backup {backup_id}: snapshot 20260101T000000Z-abcdef" in err
         status = httpx.get(f"{url}/chromactl/v1/backups/{backup_id}", headers=admin, timeout=10).json()
         assert status["state"] == "succeeded" and status["result"]["stored_bytes"] == 123
         assert httpx.get(f"{url}/chromactl/v1/hold", headers=admin, timeout=10).json()["holds"] == []
@@ -290,3 +299,30 @@ def test_trigger_reports_an_unreachable_gateway() -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 1 and "cannot reach the gateway" in done.stderr
+
+
+def test_trigger_presents_the_client_certificate_a_gateway_requires(tmp_path: Path) -> None:
+    from tests.gateway.helpers import make_cert
+
+    ca_file, _, ca, ca_key = make_cert(tmp_path / "pki", "ca", common_name="test-ca", ca=True)
+    cert, key, _, _ = make_cert(tmp_path / "pki", "server", issuer=(ca, ca_key))
+    client_cert, client_key, _, _ = make_cert(tmp_path / "pki", "client", common_name="backup",
+                                              issuer=(ca, ca_key))
+    runner = SlowRunner()
+    runner.go.set()
+    tls = {"cert_file": str(cert), "key_file": str(key), "client_auth": "required",
+           "client_ca_file": str(ca_file)}
+    with agent_gateway(tmp_path, runner, tls=tls) as (url, _agent):
+        token = tmp_path / "secrets" / "admin"
+        refused = subprocess.run(
+            [CHROMACTL, "backup", "trigger", "--gateway", url, "--token-file", str(token)],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "CHROMA_CA_FILE": str(ca_file)},
+        )
+        assert refused.returncode == 1 and "cannot reach the gateway" in refused.stderr
+        done = subprocess.run(
+            [CHROMACTL, "backup", "trigger", "--gateway", url, "--token-file", str(token),
+             "--client-cert", str(client_cert), "--client-key", str(client_key), "--poll-interval", "0.1"],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "CHROMA_CA_FILE": str(ca_file)},
+        )
+        assert done.returncode == 0, done.stderr
+        assert "snapshot 20260101T000000Z-abcdef" in done.stderr

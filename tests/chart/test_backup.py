@@ -37,7 +37,9 @@ def test_off_by_default_renders_nothing_of_it() -> None:
     assert "initContainers" not in r.pod_spec
     assert "backup" not in config(r)
     assert [c["name"] for c in config(r)["gateway"]["auth"]["token"]["credentials"]] == ["admin"]
-    assert len(r.get("NetworkPolicy")["spec"]["ingress"]) == 1
+    ingress = r.get("NetworkPolicy")["spec"]["ingress"]
+    # No backup agent rule: the client port only (the metrics port opens with networkPolicy.metricsFrom).
+    assert [p["port"] for rule in ingress for p in rule["ports"]] == ["http"]
 
 
 def test_cronjob_asks_the_agent_through_the_service_and_waits() -> None:
@@ -246,6 +248,12 @@ def test_restore_alone_reads_its_source_and_never_backs_up_into_it() -> None:
     assert not r.has("CronJob") and not r.has("Secret", "chroma-chromadb-backup-agent")
 
 
+def test_restore_can_start_empty_when_the_source_has_no_snapshot_yet() -> None:
+    r = render(backup(restore={"enabled": True, "requireSnapshot": False}))
+    (init,) = r.pod_spec["initContainers"]
+    assert "--skip-if-no-snapshot" in init["command"]
+
+
 def test_restore_from_the_backup_volume() -> None:
     r = render({"backup": {"volume": {"enabled": True}, "restore": {"enabled": True}}})
     (init,) = r.pod_spec["initContainers"]
@@ -273,3 +281,50 @@ def test_everything_values_turn_backups_on() -> None:
     assert [c["name"] for c in r.pod_spec["initContainers"]] == ["restore"]
     assert cron_pod(r)["spec"]["imagePullSecrets"] == r.pod_spec["imagePullSecrets"]
     assert "--gateway=https://chroma-chromadb:80" in cron_pod(r)["spec"]["containers"][0]["command"]
+
+
+def test_over_tls_the_job_verifies_the_gateway_and_can_present_a_client_certificate() -> None:
+    tls = {"enabled": True, "clientAuth": "required", "clientCA": {"secretName": "client-ca"}}
+    assert "backup.agent.clientCertSecret" in render_error({**backup(), "chromadb": {"tls": tls}})
+    r = render({**backup(agent={"clientCertSecret": "backup-client"}), "chromadb": {"tls": tls}})
+    spec = cron_pod(r)["spec"]
+    (container,) = spec["containers"]
+    assert "--gateway=https://chroma-chromadb:8000" in container["command"]
+    assert "--client-cert=/etc/chromactl/backup-client/tls.crt" in container["command"]
+    assert "--client-key=/etc/chromactl/backup-client/tls.key" in container["command"]
+    assert {e["name"]: e["value"] for e in container["env"]}["CHROMA_CA_FILE"].startswith(
+        mounts(container)["tls-ca"])
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["backup-client-cert"]["secret"]["secretName"] == "backup-client"
+    assert volumes["tls-ca"]["secret"]["secretName"] == "chroma-chromadb-tls"
+    # without client certificates the job only needs the CA
+    r = render({**backup(agent={"clientCertSecret": "backup-client"}),
+                "chromadb": {"tls": {"enabled": True}}})
+    (container,) = cron_pod(r)["spec"]["containers"]
+    assert "--client-cert=/etc/chromactl/backup-client/tls.crt" not in container["command"]
+
+
+def test_agent_token_is_kept_on_upgrade() -> None:
+    from tests.chart.fake_kube import FakeCluster, helm_config
+    from tests.chart.helm import NAMESPACE, RELEASE, chart
+
+    before = render(backup())
+    cluster = FakeCluster()
+    for obj in before.objects:
+        obj["metadata"].setdefault("annotations", {})["meta.helm.sh/release-name"] = RELEASE
+        cluster.add(obj, NAMESPACE)
+    with helm_config(cluster, NAMESPACE) as helm:
+        after = Render(helm.render(chart(), backup(), name=RELEASE, namespace=NAMESPACE, is_upgrade=True,
+                                   revision=2))
+    assert f"/api/v1/namespaces/{NAMESPACE}/secrets/chroma-chromadb-backup-agent" in [
+        r.split("?")[0] for r in cluster.requests]
+    name = "chroma-chromadb-backup-agent"
+    assert after.get("Secret", name)["data"] == before.get("Secret", name)["data"]
+
+
+def test_notes_say_where_backups_go_and_how_to_take_one_now() -> None:
+    assert "Backups:" not in render().notes and "Restore:" not in render().notes
+    notes = render(backup(restore={"enabled": True})).notes
+    assert "s3://backups/chroma" in notes
+    assert "kubectl -n vectors create job --from=cronjob/chroma-chromadb-backup" in notes
+    assert "kubectl -n vectors logs chroma-chromadb-0 -c restore" in notes

@@ -12,6 +12,7 @@ import yaml
 from scripts import package_chart
 
 from tests.chart.helm import CHART_DIR, ROOT
+from tests.chart.readme import section
 from tests.chart.servers import chart_repository, oci_registry
 
 FIXTURE_ARCHIVE = ROOT / "tests" / "fixtures" / "charts" / "chromadb-0.1.0.tgz"
@@ -145,3 +146,43 @@ def test_the_chart_version_is_newer_than_the_last_release() -> None:
     with helm_python.Chart.load(FIXTURE_ARCHIVE) as previous:
         old = tuple(int(p) for p in previous.version.split("."))
     assert tuple(int(p) for p in VERSION.split(".")) > old
+
+
+# ------------------------------------------------------------------- what the README tells users
+
+
+def test_readme_install_commands_match_what_is_published() -> None:
+    install = section("Install")
+    assert f"helm repo add chromadb {package_chart.DEFAULT_URL}" in install
+    assert f"oci://ghcr.io/chromadb-chart/charts/chromadb --version {VERSION}" in install
+    publish = section("Publish (maintainers)")
+    assert f"helm push dist/chromadb-{VERSION}.tgz oci://ghcr.io/chromadb-chart/charts" in publish
+    assert "make package" in publish and "MERGE=" in publish
+
+
+def test_readme_image_example_is_what_renders() -> None:
+    from tests.chart.helm import render, set_values
+
+    text = section("Install")
+    r = render(
+        set_values("global.imageRegistry=registry.corp.example", "global.imagePullSecrets[0]=corp-pull")
+    )
+    for _, spec in r.pod_specs():
+        assert spec["imagePullSecrets"] == [{"name": "corp-pull"}]
+        for container in spec["containers"]:
+            assert container["image"] in text, container["image"]
+
+
+def test_readme_uninstall_table_names_what_is_kept() -> None:
+    from tests.chart.helm import render
+
+    text = section("Uninstall, and what happens to the data")
+    r = render({"backup": {"enabled": True, "volume": {"enabled": True}}})
+    claim = r.statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    data_pvc = f"{claim}-{r.statefulset['metadata']['name']}-0"
+    assert f"`{data_pvc}`" in text
+    assert r.statefulset["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
+    for kind in ("Secret", "PersistentVolumeClaim"):
+        for obj in (o for o in r.objects if o["kind"] == kind):
+            if obj["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep":
+                assert f"`{obj['metadata']['name']}`" in text, obj["metadata"]["name"]

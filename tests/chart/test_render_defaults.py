@@ -18,6 +18,7 @@ def test_default_objects_and_names() -> None:
         ("Secret", "chromadb-auth"),
         ("Service", "chroma-chromadb"),
         ("Service", "chroma-chromadb-headless"),
+        ("Service", "chroma-chromadb-metrics"),
         ("ServiceAccount", "chroma-chromadb"),
         ("StatefulSet", "chroma-chromadb"),
     ]

@@ -56,6 +56,7 @@ def test_network_policy_opens_only_the_chroma_port() -> None:
         "app.kubernetes.io/name": "chromadb",
         "app.kubernetes.io/instance": "chroma",
     }
+    # The Chroma port only: the metrics port opens to the peers in networkPolicy.metricsFrom.
     assert policy["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
     peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}}]
     limited = render({"networkPolicy": {"ingressFrom": peers}}).get("NetworkPolicy")

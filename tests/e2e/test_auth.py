@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import SERVER_POD, SERVICE, install, render
+from tests.e2e.conftest import SERVER_POD, SERVICE, assert_helm_tests_pass, install, render
 from tests.podrunner.runner import PodRunner
 
 STANDIN = Path(__file__).with_name("kubectl_standin.py")
@@ -129,7 +129,7 @@ def assert_notes_work(logs: str) -> None:
         head, _, body = part.partition("\n")
         if head == "curl":
             answer = body.strip().splitlines()[-1]  # after curl's progress meter
-            assert answer.startswith("[") or answer.startswith('{"nanosecond heartbeat"'), (
+            assert answer.startswith(("[", '{"nanosecond heartbeat"', '{"user_id"')), (
                 f"NOTES curl did not get an answer:\n{part}")
         if head == "python":
             # client.heartbeat(): Chroma's clock in nanoseconds.
@@ -235,3 +235,48 @@ def _objects(rendered: dict[str, str]) -> list[tuple[str, str]]:
             continue
         found += [(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(text) if d]
     return found
+
+
+def test_oidc_against_a_real_provider(cluster: PodRunner, tmp_path: Path) -> None:
+    """npm oidc-provider on the host (reached from pods at the bridge's address), client
+    credentials grant; the chart's OIDC values as a user writes them."""
+    from tests.gateway.node import ensure_node_modules
+    from tests.gateway.test_oidc import AUDIENCE, _rsa_jwk, get_token, provider
+
+    _, jwk = _rsa_jwk("e2e")
+    with provider(ensure_node_modules(), tmp_path, {"keys": [jwk]}, host=cluster.network.gateway) as issuer:
+        install(cluster, {"chromadb": {"auth": {"type": "oidc", "oidc": {
+            "issuer": issuer, "audience": [AUDIENCE], "clockSkewSeconds": 0,
+            "rules": [{"claim": "groups", "value": "chroma-admins", "role": "admin"},
+                      {"claim": "groups", "value": "chroma-readers", "role": "reader"}]}}}}, gateway=True)
+        admin, reader = get_token(issuer, "admin-client"), get_token(issuer, "reader-client")
+        other_audience = get_token(issuer, "admin-client", resource="https://other.test")
+        short = get_token(issuer, "short-client")
+        url = f"http://{SERVICE}:8000{COLLECTIONS}"
+        write = "-X POST -H 'Content-Type: application/json' -d '{\"name\": \"oidc\"}'"
+        script = "\n".join([
+            CODE, "sleep 2",  # the short-lived token (1 s) has expired by now
+            f'echo "code admin-write $(code {url} {write} -H "Authorization: Bearer $ADMIN")"',
+            f'echo "code reader-read $(code {url} -H "Authorization: Bearer $READER")"',
+            f'echo "code reader-write $(code {url} {write} -H "Authorization: Bearer $READER")"',
+            f'echo "code other-audience $(code {url} -H "Authorization: Bearer $OTHER")"',
+            f'echo "code expired $(code {url} -H "Authorization: Bearer $SHORT")"',
+            f'echo "code none $(code {url})"',
+            f"curl -s http://{SERVICE}:8000/api/v2/auth/identity -H \"Authorization: Bearer $READER\"",
+            "echo",
+        ])
+        env = [{"name": k, "value": v} for k, v in
+               {"ADMIN": admin, "READER": reader, "OTHER": other_audience, "SHORT": short}.items()]
+        logs = run_sh(cluster, "oidc", script, env)
+        assert codes(logs) == {"admin-write": "200", "reader-read": "200", "reader-write": "403",
+                               "other-audience": "401", "expired": "401", "none": "401"}, logs
+        identity = json.loads(next(line for line in logs.splitlines() if line.startswith('{"user_id"')))
+        assert identity == {"user_id": "reader-client", "tenant": "*", "databases": ["*"]}
+
+        notes = cluster.notes
+        assert f"access token from {issuer}" in notes
+        logs = run_sh(cluster, "notes-oidc", shell_script(notes),
+                      [{"name": "ACCESS_TOKEN", "value": get_token(issuer, "reader-client")}])
+        assert_notes_work(logs)
+        assert '{"user_id":"reader-client"' in logs.replace(" ", "")
+        assert_helm_tests_pass(cluster)  # with the release's admin token

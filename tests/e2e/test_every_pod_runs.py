@@ -24,9 +24,9 @@ PREREQUISITES: list[dict[str, Any]] = [
      "data": {"CHROMA_E2E_EXTRA": "1"}},
 ]
 
-#: ``global.imageRegistry`` in ci values: a private mirror that keeps the upstream registry
-#: as the first path segment (the chart renders ``registry.example.com/ghcr.io/...``).
-MIRRORS = {"registry.example.com/ghcr.io": "ghcr.io"}
+#: ``global.imageRegistry`` in ci values: a private mirror of ghcr.io that keeps its paths
+#: (the chart renders ``registry.example.com/chroma-core/chroma:...``).
+MIRRORS = {"registry.example.com": "ghcr.io"}
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))

@@ -34,15 +34,15 @@ def _rsa_jwk(kid: str) -> tuple[rsa.RSAPrivateKey, dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def provider(js_dir: Path, workdir: Path, jwks: dict[str, Any]) -> Iterator[str]:
-    """An oidc-provider on a free port; yields its issuer URL."""
+def provider(js_dir: Path, workdir: Path, jwks: dict[str, Any], host: str = "127.0.0.1") -> Iterator[str]:
+    """An oidc-provider on a free port of ``host``; yields its issuer URL."""
     port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
+    issuer = f"http://{host}:{port}"
     jwks_file = workdir / f"jwks-{port}.json"
     jwks_file.write_text(json.dumps(jwks))
     log = (workdir / f"oidc-{port}.log").open("wb")
     proc = subprocess.Popen(
-        ["node", "oidc_server.mjs", str(port), issuer, str(jwks_file)],
+        ["node", "oidc_server.mjs", str(port), issuer, str(jwks_file), host],
         cwd=js_dir,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -235,7 +235,9 @@ def test_none_and_hmac_tokens_are_refused(
     claims = {"iss": issuer, "aud": AUDIENCE, "sub": "x", "exp": now + 300, "groups": ["chroma-admins"]}
     unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": "k1"})
     # HS256 keyed with the public key's modulus bytes: the classic key-confusion attack.
-    hs = jwt.encode(claims, base64.b64decode(keys[1]["n"] + "=="), algorithm="HS256", headers={"kid": "k1"})
+    n = keys[1]["n"]  # base64url without padding
+    modulus = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))
+    hs = jwt.encode(claims, modulus, algorithm="HS256", headers={"kid": "k1"})
     before = reason_count(oidc_gateway, "jwt_algorithm")
     for token in (unsigned, hs):
         assert call(oidc_gateway, token).status_code == 401

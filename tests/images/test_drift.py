@@ -87,7 +87,11 @@ def run_help(argv: list[str]) -> str:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
     result = subprocess.run(
         [sys.executable, "-c", code, *words, "--help"],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
     )
     command = " ".join([argv[0], *words, "--help"])
     assert result.returncode == 0, f"{command} failed:\n{result.stdout}{result.stderr}"
@@ -131,6 +135,25 @@ def test_entrypoint_is_what_the_chart_and_the_pod_runner_run(chromactl_dockerfil
     # the entry point is found on PATH, where the build installs the package's scripts
     env = " ".join(i.value for i in chromactl_dockerfile.final.all("ENV"))
     assert re.search(r"PATH=/opt/chromactl/bin:", env), env
+
+
+def test_chromactl_image_has_no_shell_and_needs_none(chromactl_dockerfile: Dockerfile) -> None:
+    runs = chromactl_dockerfile.final.runs()
+    last = runs.split("&&")[-1]
+    for shell in ("/bin/sh", "/usr/bin/sh", "/bin/bash", "/usr/bin/bash", "/usr/bin/dash"):
+        assert shell in last, f"{shell} is not removed (last, after every other RUN step)"
+    assert chromactl_dockerfile.final.instructions[-1].keyword != "RUN"
+    after = chromactl_dockerfile.final.instructions[
+        max(i for i, ins in enumerate(chromactl_dockerfile.final.instructions) if ins.keyword == "RUN") + 1 :
+    ]
+    assert not [
+        i
+        for i in after
+        if i.keyword == "RUN" or (i.keyword in ("ENTRYPOINT", "CMD") and not i.value.startswith("["))
+    ]
+    for name, argv in COMMANDS:
+        assert argv[0] == "chromactl" and "sh" not in argv[:1], name
+        assert not any(a in ("-c",) for a in argv[:2]), name
 
 
 def user(dockerfile: Dockerfile) -> tuple[int, int]:
@@ -193,9 +216,7 @@ def closure(dist: str, extras: set[str]) -> set[str]:
         name, wanted = todo.pop()
         for raw in metadata.requires(name) or []:
             req = Requirement(raw)
-            env_ok = req.marker is None or any(
-                req.marker.evaluate({"extra": e}) for e in (wanted or {""})
-            )
+            env_ok = req.marker is None or any(req.marker.evaluate({"extra": e}) for e in (wanted or {""}))
             if not env_ok:
                 continue
             key = re.sub(r"[-_.]+", "-", req.name).lower()
@@ -273,3 +294,19 @@ def default_images() -> set[str]:
 def test_chart_yaml_images_are_what_the_chart_renders_by_default() -> None:
     annotated = yaml.safe_load(chart().metadata["annotations"]["artifacthub.io/images"])
     assert {i["image"] for i in annotated} == default_images()
+
+
+def test_every_stage_of_both_images_uses_one_base(
+    chromactl_dockerfile: Dockerfile, chroma_dockerfile: Dockerfile
+) -> None:
+    """One digest to bump: the chromactl build and runtime stages and the legacy image agree, and the
+    Python they run is the one the package supports."""
+    bases = {stage.base for d in (chromactl_dockerfile, chroma_dockerfile) for stage in d.stages}
+    assert len(bases) == 1, bases
+    (base,) = bases
+    major_minor = re.match(r"python:(\d+\.\d+)", base)
+    assert major_minor, base
+    requires = PYPROJECT["project"]["requires-python"]
+    assert requires.startswith(">=") and tuple(map(int, major_minor[1].split("."))) >= tuple(
+        map(int, requires[2:].split("."))
+    )

@@ -213,3 +213,77 @@ def test_certificate_expiry_is_read(tmp_path: Path) -> None:
     c = InternalsCollector(tmp_path, cert_file=cert_path)
     c.refresh()
     assert c.snapshot.cert_expiry == cert.not_valid_after_utc.timestamp()
+
+
+def test_served_gateway_takes_the_bound_from_the_config(tmp_path: Path) -> None:
+    from chromactl.config import parse_config
+    from chromactl.gateway.server import build_served_gateway
+
+    settings = parse_config(
+        {"chroma": {"persist_path": str(tmp_path)}, "gateway": {"metrics": {"database_series": 3}}}
+    )
+    assert build_served_gateway(settings).metrics.databases.limit == 3
+
+
+def test_internals_recount_only_collections_that_changed(tmp_path: Path) -> None:
+    data = make_db(tmp_path / "data", collections=3)
+    c = InternalsCollector(data)
+    c.refresh()
+    assert [s.records for s in c.snapshot.collections] == [1, 2, 3]
+    db = sqlite3.connect(data / "chroma.sqlite3")
+    db.execute("INSERT INTO embeddings VALUES (NULL, 'm0', 'extra', 99)")  # no max_seq_id move yet
+    db.commit()
+    c.refresh()
+    assert [s.records for s in c.snapshot.collections] == [1, 2, 3]  # not recounted
+    db.execute("INSERT INTO max_seq_id VALUES ('m0', 99)")  # Chroma moves it with every write
+    db.commit()
+    db.close()
+    c.refresh()
+    assert [s.records for s in c.snapshot.collections] == [2, 2, 3]
+
+
+def test_a_read_over_its_budget_is_interrupted_and_keeps_the_last_count(tmp_path: Path) -> None:
+    data = make_db(tmp_path / "data", collections=2)
+    db = sqlite3.connect(data / "chroma.sqlite3")
+    db.executemany(
+        "INSERT INTO embeddings VALUES (NULL, 'm1', ?, 1)", ((f"bulk{i}",) for i in range(200_000))
+    )
+    db.execute("INSERT INTO max_seq_id VALUES ('m1', 7)")
+    db.commit()
+    c = InternalsCollector(data, read_budget_s=5)
+    c.refresh()
+    assert [s.records for s in c.snapshot.collections] == [1, 200_002]
+    db.execute("INSERT INTO embeddings VALUES (NULL, 'm1', 'one-more', 1)")
+    db.execute("UPDATE max_seq_id SET seq_id = 8 WHERE segment_id = 'm1'")
+    db.commit()
+    db.close()
+    c.read_budget_s = 0.000001
+    start = time.monotonic()
+    c.refresh()
+    assert time.monotonic() - start < 1.0
+    assert c.errors.get("over_budget") == 1
+    assert [s.records for s in c.snapshot.collections] == [1, 200_002]  # the last good count
+    c.read_budget_s = 5
+    c.refresh()
+    assert [s.records for s in c.snapshot.collections] == [1, 200_003]
+
+
+def test_a_long_log_scan_is_interrupted_and_the_round_skipped(tmp_path: Path) -> None:
+    data = make_db(tmp_path / "data", collections=2)
+    c = InternalsCollector(data)
+    c.refresh()
+    before = c.snapshot.collections
+    db = sqlite3.connect(data / "chroma.sqlite3")
+    topic = "persistent://default/default/00000001-0000-0000-0000-000000000000"
+    db.executemany(
+        "INSERT INTO embeddings_queue VALUES (?, 0, ?, 'x')", ((1000 + i, topic) for i in range(100_000))
+    )
+    db.commit()
+    db.close()
+    c.read_budget_s = 0.000001
+    c.refresh()
+    assert c.errors.get("over_budget") == 1
+    assert c.snapshot.collections == before
+    c.read_budget_s = 5
+    c.refresh()
+    assert sum(s.log_depth for s in c.snapshot.collections) == sum(s.log_depth for s in before) + 100_000

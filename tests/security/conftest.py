@@ -1,6 +1,7 @@
 """The security suite: one real Chroma, one gateway with every auth method, and a watch
 that collects every log line, metrics page and answer the suite produced, so that the
-last test (``test_secrets.py``) can look for credentials in all of it."""
+last test (``test_secrets.py``) can look for credentials in all of it. Fixtures are
+package-scoped: the log capture ends with the security tests."""
 
 from __future__ import annotations
 
@@ -32,10 +33,16 @@ BASIC_PASSWORD = "pw-sec-alice-5e1d9b7c3a"
 WRONG = ["ck_sec-reader-a-7d2c1b9e4f6a3e06", "ck_guessed-token-1234567890", "pw-sec-alice-wrong"]
 
 
+HERE = Path(__file__).resolve().parent
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The secrets check runs after every other security test (it greps what they left)."""
-    last = [i for i in items if i.path.name == "test_secrets.py"]
-    items[:] = [i for i in items if i.path.name != "test_secrets.py"] + last
+    secrets = [i for i in items if i.path.parent == HERE and i.path.name == "test_secrets.py"]
+    rest = [i for i in items if i not in secrets]
+    ours = [n for n, i in enumerate(rest) if i.path.parent == HERE]
+    at = ours[-1] + 1 if ours else len(rest)
+    items[:] = rest[:at] + secrets + rest[at:]
 
 
 @dataclass
@@ -76,7 +83,7 @@ class _ListHandler(logging.Handler):
         self.sink.append(self.format(record))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def watch() -> Iterator[Watch]:
     """Captures every log record of the process (gateway, uvicorn, aiohttp) as a JSON line."""
     w = Watch()
@@ -96,7 +103,7 @@ def watch() -> Iterator[Watch]:
             logging.getLogger(name).setLevel(level)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sec_chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chroma]:
     with run_chroma(tmp_path_factory.mktemp("sec-chroma")) as server:
         yield server
@@ -157,7 +164,7 @@ def _collection(c: httpx.Client, tenant: str, name: str, docs: list[str], meta: 
     return cid
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def world(sec_chroma: Chroma) -> World:
     tag = uuid.uuid4().hex[:8]
     b_docs = [f"SECRET-B-{tag}-{i}" for i in range(3)]
@@ -192,7 +199,7 @@ class OIDC:
         return jwt.encode(body, self.key, algorithm="RS256", headers=headers)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def oidc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OIDC]:
     """The npm oidc-provider, serving a JWKS whose private key the tests hold."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -240,7 +247,7 @@ def gateway_config(chroma_url: str, secrets: Path, issuer: str | None, **gateway
     return {"chroma": {"url": chroma_url}, "gateway": {"auth": auth, **gateway}}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sec_gateway(
     watch: Watch,
     sec_chroma: Chroma,

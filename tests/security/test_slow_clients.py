@@ -177,6 +177,22 @@ def test_oversized_headers_get_431(slow_gateway: RunningGateway) -> None:
     assert answer is not None and answer.startswith(b"HTTP/1.1 431 "), answer
 
 
+def test_a_body_sent_with_its_headers_does_not_count_as_headers(slow_gateway: RunningGateway) -> None:
+    # One write: small headers, then a body far larger than max_header_bytes, so that both
+    # arrive in the same read, as a client's large `add` does.
+    body = b'{"name": "' + b"n" * 30000 + b'"}'
+    sock = _connect(slow_gateway)
+    try:
+        sock.sendall(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITER_A}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        sock.settimeout(10)
+        answer = sock.recv(65536)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 "), answer
+    assert not answer.startswith(b"HTTP/1.1 431 "), answer  # Chroma judged it, not the header limit
+
+
 def test_idle_keep_alive_connection_is_closed(slow_gateway: RunningGateway) -> None:
     sock = _connect(slow_gateway)
     try:
@@ -193,7 +209,11 @@ def test_over_the_connection_limit_new_requests_get_503_then_recover(slow_gatewa
     try:
         time.sleep(0.2)
         with httpx.Client(base_url=slow_gateway.url, timeout=5) as c:
-            assert c.get("/api/v2/heartbeat").status_code == 503
+            resp = c.get("/api/v2/heartbeat")
+        assert resp.status_code == 503
+        assert resp.json()["error"] == "ServiceUnavailable"
+        assert resp.headers["retry-after"] == "1"
+        assert resp.headers["x-chromactl-origin"] == "gateway"
     finally:
         for s in socks:
             s.close()

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -98,11 +99,12 @@ def heartbeat(port: int) -> int:
     return httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=5).status_code
 
 
-def add_and_count(url: str, add: bool) -> int:
+def add_and_count(url: str, add: bool, token: str | None = None) -> int:
     import chromadb
 
     host, port = url.removeprefix("http://").split(":")
-    client = chromadb.HttpClient(host=host, port=int(port))
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    client = chromadb.HttpClient(host=host, port=int(port), headers=headers)
     col = client.get_or_create_collection("up-test", embedding_function=None)
     if add:
         col.add(ids=["a", "b", "c"], embeddings=[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
@@ -120,22 +122,35 @@ def nobody_listens(port: int) -> bool:
 # --------------------------------------------------------------------------- tests
 
 
-def test_json_line_data_kept_across_runs_and_clean_stop(tmp_path: Path, running: list[Up]
-                                                       ) -> None:
+def test_json_line_token_and_data_kept_across_runs_and_clean_stop(tmp_path: Path, running: list[Up]
+                                                                 ) -> None:
     data, port = tmp_path / "data", free_port()
     up = start_up(data, port, "--json")
     running.append(up)
-    assert json.loads(up.output[-1]) == {"url": f"http://127.0.0.1:{port}", "token": None,
-                                         "ca": None}
-    assert add_and_count(f"http://127.0.0.1:{port}", add=True) == 3
+    report = json.loads(up.output[-1])
+    token = report["token"]
+    run_dir = run_dir_for(data.absolute())
+    assert token.startswith("ck_") and report == {
+        "url": f"http://127.0.0.1:{port}", "token": token, "header": f"Authorization: Bearer {token}",
+        "ca": None, "metrics_url": report["metrics_url"], "data_dir": str(data.absolute()),
+        "logs": str(run_dir)}
+    # The token file: owner-only, the gateway's credential.
+    assert (run_dir / "token").read_text().strip() == token
+    assert (run_dir / "token").stat().st_mode & 0o777 == 0o600
+    url = f"http://127.0.0.1:{port}"
+    assert httpx.get(f"{url}/api/v2/tenants/default_tenant", timeout=5).status_code == 401
+    assert add_and_count(url, add=True, token=token) == 3
+    metrics = httpx.get(report["metrics_url"], timeout=5).text
+    assert "chromactl_gateway" in metrics
     code, stderr = up.stop(signal.SIGINT)
     assert code == 0, stderr
     assert "stopped" in stderr
-    assert nobody_listens(port)  # Chroma went away with it
+    assert nobody_listens(port)  # the gateway (and Chroma) went away with it
 
     again = start_up(data, port, "--json")
     running.append(again)
-    assert add_and_count(f"http://127.0.0.1:{port}", add=False) == 3
+    assert json.loads(again.output[-1])["token"] == token  # reused, not regenerated
+    assert add_and_count(url, add=False, token=token) == 3
     code, _ = again.stop(signal.SIGTERM)
     assert code == 0
     assert nobody_listens(port)
@@ -146,16 +161,56 @@ def test_banner_example_works_and_default_data_dir(tmp_path: Path, running: list
     up = start_up(None, port, cwd=tmp_path)  # type: ignore[arg-type]
     running.append(up)
     text = "".join(up.output)
-    assert f"http://127.0.0.1:{port}" in text
+    assert f"is running at http://127.0.0.1:{port}" in text
     assert (tmp_path / ".chroma-data" / "chroma.sqlite3").exists()
-    example = [line.strip() for line in text.splitlines() if line.startswith("  ")
-               and not line.strip().startswith(("data:", "logs:"))]
-    assert len(example) == 3 and example[0] == "import chromadb"
+    token = (tmp_path / ".chroma-data.run" / "token").read_text().strip()
+    assert f"  token:   {token}" in text and f"Authorization: Bearer {token}" in text
+    assert "  metrics: http://127.0.0.1:" in text
+    assert run_example(text).isdigit()  # the heartbeat, through the gateway with the token
+    assert up.stop()[0] == 0
+
+
+def run_example(banner: str) -> str:
+    """Run the banner's Python example as printed; its output."""
+    lines = banner.split("Connect from Python:")[1].split("Press Ctrl-C")[0].strip().splitlines()
+    example = [line.strip() for line in lines]
+    assert example[0] == "import chromadb" and example[-1] == "print(client.heartbeat())"
     done = subprocess.run([sys.executable, "-c", "\n".join(example)], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().isdigit()  # the heartbeat
+    return done.stdout.strip()
+
+
+def test_no_auth(tmp_path: Path, running: list[Up]) -> None:
+    port = free_port()
+    up = start_up(tmp_path / "data", port, "--no-auth")
+    running.append(up)
+    text = "".join(up.output)
+    assert "token:" not in text and "WARNING: --no-auth" in text
+    assert httpx.get(f"http://127.0.0.1:{port}/api/v2/tenants/default_tenant", timeout=5).status_code == 200
+    assert run_example(text).isdigit()
+    assert not (tmp_path / "data.run" / "token").exists()
+
+
+def test_tls_local_ca_reused(tmp_path: Path, running: list[Up]) -> None:
+    data, port = tmp_path / "data", free_port()
+    up = start_up(data, port, "--tls")
+    running.append(up)
+    text = "".join(up.output)
+    ca = run_dir_for(data.absolute()) / "tls" / "ca.crt"
+    assert f"is running at https://localhost:{port}" in text and f"  ca:      {ca}" in text
+    assert (ca.parent / "tls.key").stat().st_mode & 0o777 == 0o600
+    assert run_example(text).isdigit()  # ssl=True, verified with the printed CA
+    with pytest.raises(httpx.ConnectError):  # not trusted without the CA
+        httpx.get(f"https://localhost:{port}/api/v2/heartbeat", timeout=5)
+    first = ca.read_bytes()
     assert up.stop()[0] == 0
+    again = start_up(data, port, "--tls", "--json")
+    running.append(again)
+    report = json.loads(again.output[-1])
+    assert report["ca"] == str(ca) and ca.read_bytes() == first  # clients keep trusting it
+    trusted = ssl.create_default_context(cafile=str(ca))
+    assert httpx.get(f"https://localhost:{port}/api/v2/heartbeat", verify=trusted, timeout=5).is_success
 
 
 def test_port_in_use(tmp_path: Path) -> None:
@@ -235,14 +290,20 @@ def test_second_up_on_the_same_data_is_refused(tmp_path: Path, running: list[Up]
 
 
 def test_generated_config_is_the_chart_format(tmp_path: Path) -> None:
-    p = plan(tmp_path / "d", 8123)
-    settings = parse_config(yaml.safe_load(p.files["chromactl.yaml"]))
-    assert settings.chroma.url == "http://127.0.0.1:8123"
+    p = plan(tmp_path / "d", 8123, chroma_port=8124, metrics_port=8125)
+    settings = parse_config(yaml.safe_load(p.files["chromactl.yaml"][0]))
+    assert settings.chroma.url == "http://127.0.0.1:8124"  # behind the gateway
     assert settings.chroma.persist_path == (tmp_path / "d").absolute()
-    server = yaml.safe_load(p.files["chroma.yaml"])
+    gw = settings.gateway
+    assert (gw.listen_address, gw.port, gw.metrics_port) == ("127.0.0.1", 8123, 8125)
+    assert gw.auth.token is not None
+    assert gw.auth.token.credentials[0].token_file == run_dir_for((tmp_path / "d").absolute()) / "token"
+    assert p.files["token"] == (p.token + "\n", 0o600)
+    server = yaml.safe_load(p.files["chroma.yaml"][0])
     assert server["persist_path"] == str((tmp_path / "d").absolute())
-    assert server["port"] == 8123
-    assert [proc.name for proc in p.processes] == ["chroma"]
+    assert (server["port"], server["listen_address"]) == (8124, "127.0.0.1")
+    assert [proc.name for proc in p.processes] == ["chroma", "gateway"]
+    assert not (tmp_path / "d").exists() and not run_dir_for(tmp_path / "d").exists()
 
 
 def test_chroma_failing_to_start_is_reported_with_its_log(tmp_path: Path) -> None:

@@ -72,6 +72,9 @@ app.kubernetes.io/component: backup
 {{- fail "backup.enabled needs somewhere to store snapshots: set backup.target to s3://bucket/prefix (or gs://, az://), or set backup.volume.enabled=true for a volume" -}}
 {{- end -}}
 {{- include "chromadb.backupCheckLocal" (dict "ctx" . "key" "backup.target" "url" $target) -}}
+{{- if and (eq (include "chromadb.tls.on" .) "true") (eq .Values.chromadb.tls.clientAuth "required") (not .Values.backup.agent.clientCertSecret) -}}
+{{- fail "chromadb.tls.clientAuth=required: the backup job must present a client certificate to the gateway: set backup.agent.clientCertSecret to a kubernetes.io/tls Secret signed by chromadb.tls.clientCA" -}}
+{{- end -}}
 {{- end -}}
 {{- if .Values.backup.restore.enabled -}}
 {{- $from := include "chromadb.backupRestoreFrom" . -}}
@@ -180,6 +183,9 @@ initContainers:
       - {{ printf "--snapshot=%s" $r.snapshot | quote }}
       - {{ printf "--to=%s" .Values.chromadb.persistDirectory | quote }}
       - --if-not-restored
+      {{- if not $r.requireSnapshot }}
+      - --skip-if-no-snapshot
+      {{- end }}
       - --quiet
     resources:
       {{- toYaml $r.resources | nindent 6 }}
@@ -208,4 +214,25 @@ initContainers:
     - port: http
       protocol: TCP
 {{- end -}}
+{{- end }}
+
+{{/* NOTES.txt lines about backups and the restore (empty when both are off). */}}
+{{- define "chromadb.backupNotes" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $full := include "chromadb.fullname" . -}}
+{{- if .Values.backup.enabled }}
+
+Backups: CronJob {{ $full }}-backup ({{ .Values.backup.schedule }}{{ with .Values.backup.timeZone }} {{ . }}{{ end }}) has the gateway snapshot to
+  {{ include "chromadb.backupTarget" . }}
+Take one now and follow it:
+  kubectl -n {{ $ns }} create job --from=cronjob/{{ $full }}-backup {{ $full }}-backup-now
+  kubectl -n {{ $ns }} logs -f job/{{ $full }}-backup-now
+{{- end }}
+{{- if .Values.backup.restore.enabled }}
+
+Restore: an empty data volume gets snapshot {{ .Values.backup.restore.snapshot }} of
+  {{ include "chromadb.backupRestoreFrom" . }}
+once (init container "restore"); a volume restored before is never restored again:
+  kubectl -n {{ $ns }} logs {{ $full }}-0 -c restore
+{{- end }}
 {{- end }}

@@ -211,6 +211,7 @@ imagePullSecrets:
   "max_payload_size_bytes" (int64 $c.maxPayloadSizeBytes)
 -}}
 {{- with $c.corsAllowOrigins }}{{ $_ := set $config "cors_allow_origins" . }}{{ end -}}
+{{- $config = mustMergeOverwrite $config (include "chromadb.openTelemetryConfig" . | fromYaml) -}}
 {{- $config = mustMergeOverwrite $config (deepCopy $c.extraConfig) -}}
 {{- toYaml $config -}}
 {{- end }}
@@ -278,7 +279,7 @@ spec:
           value: /etc/chromactl/auth/password
         {{- end }}
         {{- end }}
-        {{- with (include "chromadb.tls.testEnv" $ | trim) }}{{ . | nindent 8 }}{{ end }}
+        {{- with (include "chromadb.tls.trustEnv" $ | trim) }}{{ . | nindent 8 }}{{ end }}
       {{- $authOn := and (eq (include "chromadb.gatewayOn" $) "true") $.Values.chromadb.auth.enabled }}
       {{- if or $authOn (eq (include "chromadb.tls.on" $) "true") }}
       volumeMounts:
@@ -287,7 +288,7 @@ spec:
           mountPath: /etc/chromactl/auth
           readOnly: true
         {{- end }}
-        {{- with (include "chromadb.tls.testVolumeMounts" $ | trim) }}{{ . | nindent 8 }}{{ end }}
+        {{- with (include "chromadb.tls.trustVolumeMounts" $ | trim) }}{{ . | nindent 8 }}{{ end }}
       {{- end }}
       resources:
         requests:
@@ -306,7 +307,7 @@ spec:
         secretName: {{ include "chromadb.authSecretName" $ }}
         defaultMode: 0440
     {{- end }}
-    {{- with (include "chromadb.tls.testVolumes" $ | trim) }}{{ . | nindent 4 }}{{ end }}
+    {{- with (include "chromadb.tls.trustVolumes" $ | trim) }}{{ . | nindent 4 }}{{ end }}
   {{- end }}
 {{- end }}
 
@@ -367,6 +368,7 @@ spec:
   "max_body_bytes" (int64 $c.maxPayloadSizeBytes)
   "allow_reset" (eq (include "chromadb.allowReset" .) "true")
   "write_wait_s" .Values.gateway.writeWaitSeconds
+  "metrics" (include "chromadb.gatewayMetricsConfig" . | fromYaml)
   "auth" $auth
   "tls" (include "chromadb.tls.gatewayConfig" . | fromYaml)
 -}}

@@ -129,16 +129,17 @@ httpGet:
 {{- end }}
 {{- end }}
 
-{{/* Helm test pods: the CA to verify the server with (ca.crt of the TLS Secret; a certificate
-     from a public CA has none, and the system's CAs are used). */}}
-{{- define "chromadb.tls.testEnv" -}}
+{{/* In-cluster client pods of the release (helm tests; any job that calls the gateway): the CA
+     to verify the server with, as CHROMA_CA_FILE (ca.crt of the TLS Secret; a certificate from a
+     public CA has none, and the system's CAs are used). Env, volume mount and volume. */}}
+{{- define "chromadb.tls.trustEnv" -}}
 {{- if eq (include "chromadb.tls.on" .) "true" }}
 - name: CHROMA_CA_FILE
   value: /etc/chromactl/tls-ca/ca.crt
 {{- end }}
 {{- end }}
 
-{{- define "chromadb.tls.testVolumeMounts" -}}
+{{- define "chromadb.tls.trustVolumeMounts" -}}
 {{- if eq (include "chromadb.tls.on" .) "true" }}
 - name: tls-ca
   mountPath: /etc/chromactl/tls-ca
@@ -146,7 +147,7 @@ httpGet:
 {{- end }}
 {{- end }}
 
-{{- define "chromadb.tls.testVolumes" -}}
+{{- define "chromadb.tls.trustVolumes" -}}
 {{- if eq (include "chromadb.tls.on" .) "true" }}
 - name: tls-ca
   secret:
@@ -168,3 +169,8 @@ httpGet:
 {{- end -}}
 {{- toYaml $a -}}
 {{- end }}
+
+{{/* Earlier names of the three helpers above (used by the backup CronJob). */}}
+{{- define "chromadb.tls.testEnv" -}}{{ include "chromadb.tls.trustEnv" . }}{{- end }}
+{{- define "chromadb.tls.testVolumeMounts" -}}{{ include "chromadb.tls.trustVolumeMounts" . }}{{- end }}
+{{- define "chromadb.tls.testVolumes" -}}{{ include "chromadb.tls.trustVolumes" . }}{{- end }}

@@ -19,8 +19,8 @@ from .agent import hold_from_settings, run_backup
 from .logical import ChromaApi, export, import_export
 from .progress import NullProgress, Progress, RichBars
 from .prune import prune
-from .restore import restore
-from .store import Repository
+from .restore import RestoreResult, read_marker, restore
+from .store import Repository, redact_url
 from .trigger import trigger_cmd
 from .verify import verify
 
@@ -28,7 +28,7 @@ backup_app = typer.Typer(
     help="Consistent snapshots of Chroma's data directory: create, list, verify, prune.",
     no_args_is_help=True,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # log lines are not cut at 80 columns
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="Config file (default: $CHROMACTL_CONFIG).")
@@ -249,18 +249,27 @@ def restore_cmd(
         "--if-not-restored", help="Do nothing if the target holds a restore marker.")] = False,
     chroma_version: Annotated[str | None, typer.Option(
         help="Chroma version that will serve the target (default: chroma.version).")] = None,
+    skip_if_no_snapshot: Annotated[bool, typer.Option(
+        "--skip-if-no-snapshot", help="With --snapshot latest: exit 0 without restoring when the "
+        "source holds no complete snapshot (a first install that restores itself later).")] = False,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Restore a snapshot: verify every hash, then swap it in atomically."""
     settings = _settings(config)
-    result = restore(
-        _repo(settings, source), to, snapshot=snapshot, force=force,
-        if_not_restored=if_not_restored,
-        target_chroma_version=chroma_version or settings.chroma.version,
-        progress=_progress(as_json, quiet),
-    )
+    repo = _repo(settings, source)
+    restored_before = if_not_restored and to.is_dir() and read_marker(to) is not None
+    if skip_if_no_snapshot and snapshot == "latest" and not restored_before and not repo.complete():
+        result = RestoreResult("skipped", "", str(to.absolute()), message=(
+            f"no complete snapshot in {redact_url(repo.url)}: nothing to restore, {to} left as it is"))
+    else:
+        result = restore(
+            repo, to, snapshot=snapshot, force=force,
+            if_not_restored=if_not_restored,
+            target_chroma_version=chroma_version or settings.chroma.version,
+            progress=_progress(as_json, quiet),
+        )
     if as_json:
         _emit(result.to_dict())
     elif result.outcome == "skipped":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from chromactl.errors import ChromactlError
 
 from .service import BACKUPS_PATH
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True, highlight=False)
 
 #: Consecutive seconds of an unreachable gateway tolerated while following a run.
 UNREACHABLE_GRACE_S = 60.0
@@ -53,15 +54,23 @@ class AgentClient:
         token: str | None,
         *,
         ca_file: Path | None = None,
+        client_cert: tuple[Path, Path] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
+        tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        if client_cert is not None:
+            try:
+                tls.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+            except (OSError, ssl.SSLError) as exc:
+                raise TriggerError(f"cannot load the client certificate {client_cert[0]}: {exc}",
+                                   exit_code=2) from None
         self._client = httpx.Client(
             base_url=self.url,
             headers=headers,
             timeout=httpx.Timeout(30.0, connect=5.0),
-            verify=str(ca_file) if ca_file else True,
+            verify=tls,
             transport=transport,
         )
 
@@ -185,16 +194,30 @@ def trigger_cmd(
         typer.Option("--prune/--no-prune", help="After a successful snapshot, apply the agent's retention."),
     ] = False,
     poll_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between status polls.")] = 2.0,
-    ca_file: Annotated[Path | None, typer.Option(help="CA bundle for an https gateway.")] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(envvar="CHROMA_CA_FILE", help="CA bundle for https (absent file: system CAs)."),
+    ] = None,
+    client_cert: Annotated[
+        Path | None, typer.Option(help="Client certificate (PEM) when the gateway asks for one.")
+    ] = None,
+    client_key: Annotated[Path | None, typer.Option(help="Key of --client-cert (PEM).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as one JSON object.")] = False,
 ) -> None:
     """Ask the gateway's backup agent for a snapshot; exit 1 with its error when it fails."""
-    client = AgentClient(gateway, _token(token_file, token_env), ca_file=ca_file)
+    from chromactl.smoke import ca_bundle
+
+    ca = ca_bundle(ca_file)
+    if (client_cert is None) != (client_key is None):
+        raise TriggerError("--client-cert and --client-key go together", exit_code=2)
+    pair = (client_cert, client_key) if client_cert and client_key else None
+    client = AgentClient(gateway, _token(token_file, token_env), ca_file=Path(ca) if ca else None,
+                         client_cert=pair)
     try:
         run, started = client.start(prune=prune)
         verb = "started" if started else "already running, following"
         if not as_json:
-            console.print(f"backup {run['backup_id']} {verb} on {client.url}", highlight=False)
+            console.print(f"backup {run['backup_id']} {verb} on {client.url}")
         if wait:
             last_note = time.monotonic()
 
@@ -202,7 +225,7 @@ def trigger_cmd(
                 nonlocal last_note
                 if not as_json and time.monotonic() - last_note >= 30:
                     last_note = time.monotonic()
-                    console.print(f"backup {current['backup_id']} still running", highlight=False)
+                    console.print(f"backup {current['backup_id']} still running")
 
             run = follow(client, run, poll_s=poll_interval, on_poll=note)
     finally:
@@ -210,6 +233,6 @@ def trigger_cmd(
     if as_json:
         print(json.dumps(run, indent=2))
     elif run["state"] == "succeeded":
-        console.print(_summary(run), highlight=False)
+        console.print(_summary(run))
     if run["state"] == "failed":
         raise TriggerError(f"backup {run['backup_id']} failed: {run.get('error') or 'unknown error'}")

@@ -1,7 +1,16 @@
-"""First step of every request: strip the path prefix and classify the route."""
+"""First step of every request: strip the path prefix and classify the route.
+
+Paths with ``.`` or ``..`` segments (also percent-encoded) are refused with 400: the
+upstream client normalises them away, so the route the gateway authorized would not be
+the route Chroma runs (``DELETE .../collections/..`` would delete the database).
+Chroma's names are at least three characters, so no real request has such a segment.
+Encoded slashes (``%2F``) are refused too: the gateway classifies the decoded path, Chroma
+splits the raw one, so they would see different segments. Chroma's names have no slash.
+"""
 
 from __future__ import annotations
 
+from chromactl.gateway.responses import send_error
 from chromactl.gateway.routes import classify
 from chromactl.gateway.types import ASGIApp, Receive, Scope, Send, state
 
@@ -18,6 +27,12 @@ class ClassifyMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if _has_dot_segment(path):
+            await send_error(send, 400, "InvalidArgumentError", "path segments '.' and '..' are not accepted")
+            return
+        if b"%2f" in (scope.get("raw_path") or b"").lower():
+            await send_error(send, 400, "InvalidArgumentError", "encoded slashes (%2F) are not accepted")
+            return
         if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
             path = path[len(self.prefix) :] or "/"
             scope["path"] = path
@@ -27,3 +42,8 @@ class ClassifyMiddleware:
                 scope["raw_path"] = raw[len(self.prefix) :] or b"/"
         state(scope)["route"] = classify(scope["method"], path)
         await self.app(scope, receive, send)
+
+
+def _has_dot_segment(path: str) -> bool:
+    """``path`` is decoded (``%2e%2e`` is ``..`` here)."""
+    return any(seg in (".", "..") for seg in path.split("/"))

@@ -5,8 +5,9 @@ uvicorn closes idle keep-alive connections (``timeout_keep_alive``) and answers 
 parser takes headers of any size. Two pieces close that:
 
 - :func:`protocol_class`: the httptools protocol with a header deadline (from the
-  connection, or from a request's first byte, to the end of its headers: 408 and close)
-  and a header size limit (431 and close);
+  connection, or from a request's first byte, to the end of its headers: 408 and close),
+  a header size limit (431 and close) and a connection limit (a Chroma-shaped 503 with
+  ``Retry-After``, where uvicorn's ``limit_concurrency`` answers in plain text);
 - :class:`BodyTimeoutMiddleware`: every wait for a piece of the body is bounded, and so
   is the whole body (408 ``RequestTimeoutError`` and close).
 """
@@ -14,6 +15,7 @@ parser takes headers of any size. Two pieces close that:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -26,7 +28,12 @@ from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("chromactl.gateway.clients")
 
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_REASONS = {
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+_ERRORS = {408: "RequestTimeoutError", 431: "RequestHeaderFieldsTooLargeError", 503: "ServiceUnavailable"}
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -39,6 +46,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
         self._header_bytes = 0
+        self._header_tail = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -53,7 +61,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._awaiting_headers:
             if self._header_timer is None:
                 self._arm_header_timer()
-            self._header_bytes += len(data)
+            # Only the bytes up to the blank line that ends the headers count: a body often
+            # arrives in the same read, and its size is the body limit's business.
+            seen = self._header_tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else max(end + 4 - len(self._header_tail), 0)
+            self._header_tail = seen[-3:]
             if self._header_bytes > self.limits.max_header_bytes:
                 self._refuse(431, "request headers are larger than the gateway accepts")
                 return
@@ -63,6 +76,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_header_timer()
         self._awaiting_headers = False
         self._header_bytes = 0
+        self._header_tail = b""
+        limit = self.limits.max_connections
+        if len(self.connections) > limit or len(self.tasks) >= limit:
+            # uvicorn's own answer here is a plain-text 503 without Retry-After.
+            self._refuse(503, "the gateway has too many open connections; retry shortly")
+            return
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
@@ -70,6 +89,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # until then the keep-alive timeout applies.
         self._awaiting_headers = True
         self._header_bytes = 0
+        self._header_tail = b""
         super().on_response_complete()
 
     def _arm_header_timer(self) -> None:
@@ -94,12 +114,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_header_timer()
         self._awaiting_headers = False
         log.info(
-            "closing a slow or oversized request", extra={"status": status, "client": _peer(self.client)}
+            "refusing a request", extra={"status": status, "reason": message, "client": _peer(self.client)}
         )
-        error = "RequestTimeoutError" if status == 408 else "RequestHeaderFieldsTooLargeError"
-        body = (f'{{"error":"{error}","message":"{message}"}}').encode()
+        body = json.dumps({"error": _ERRORS[status], "message": message}, separators=(",", ":")).encode()
         head = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])
         head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+        if status == 503:
+            head += b"retry-after: 1\r\n"
         head += ORIGIN_HEADER.encode() + b": gateway\r\nconnection: close\r\n\r\n"
         if not self.transport.is_closing():
             self.transport.write(head + body)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -41,7 +42,11 @@ COLLECTIONS_SQL = """
 SELECT c.id, c.name, d.name, d.tenant_id FROM collections c JOIN databases d ON d.id = c.database_id
 """
 SEGMENTS_SQL = "SELECT id, scope, collection FROM segments"
-RECORDS_SQL = "SELECT segment_id, count(*) FROM embeddings GROUP BY segment_id"
+MAX_SEQ_SQL = "SELECT segment_id, seq_id FROM max_seq_id"
+#: Records of one collection: a range of the (segment_id, embedding_id) index.
+RECORDS_SQL = "SELECT count(*) FROM embeddings WHERE segment_id = ?"
+#: Longest a single read may hold SQLite's shared lock (a Chroma commit waits for it).
+DEFAULT_READ_BUDGET_S = 0.1
 #: Per collection (the topic ends with its id): write-log rows, and those past the vector
 #: segment's persisted ``max_seq_id`` (records not yet in the HNSW files). One scan of the log.
 LOG_SQL = """
@@ -80,26 +85,83 @@ class Snapshot:
     duration_s: float = 0.0
 
 
-def read_sqlite(db_file: Path) -> list[CollectionStats]:
-    """Per-collection counts, read-only, failing at once if Chroma holds a write lock."""
-    uri = f"file:{db_file}?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None, check_same_thread=False)
+class ReadBudgetExceeded(Exception):
+    """A read took longer than its budget and was interrupted."""
+
+
+#: collection id -> (the metadata segment's max_seq_id when counted, records)
+RecordCache = dict[str, tuple[int, int]]
+
+
+class _Reader:
+    """A read-only connection whose statements each get ``budget_s`` at most."""
+
+    def __init__(self, db_file: Path, budget_s: float) -> None:
+        self.db = sqlite3.connect(
+            f"file:{db_file}?mode=ro", uri=True, timeout=0, isolation_level=None, check_same_thread=False
+        )
+        self.db.execute("PRAGMA query_only = 1")
+        self.budget_s = budget_s
+        self.deadline = 0.0
+        self.db.set_progress_handler(self._over_budget, 1000)
+
+    def _over_budget(self) -> int:
+        return int(time.perf_counter() > self.deadline)
+
+    def read(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
+        """One statement in its own read transaction (autocommit), interrupted past the budget."""
+        self.deadline = time.perf_counter() + self.budget_s
+        try:
+            return self.db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc):
+                raise ReadBudgetExceeded(sql) from None
+            raise
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def read_sqlite(
+    db_file: Path, cache: RecordCache | None = None, *, budget_s: float = DEFAULT_READ_BUDGET_S
+) -> tuple[list[CollectionStats], RecordCache, int]:
+    """Per-collection counts, read-only, never waiting for Chroma's locks.
+
+    Each statement runs alone (autocommit), so SQLite's shared lock is held for one short
+    statement at a time, and at most ``budget_s``: a longer one is interrupted. Records are
+    recounted only for collections whose metadata segment moved since ``cache``; a count
+    over the budget keeps the cached value. Returns the stats, the new cache and how many
+    counts went over the budget.
+    """
+    cache = cache or {}
+    db = _Reader(db_file, budget_s)
     try:
-        db.execute("PRAGMA query_only = 1")
-        # One read transaction: every query sees the same state.
-        db.execute("BEGIN")
-        cols = db.execute(COLLECTIONS_SQL).fetchall()
-        segments = db.execute(SEGMENTS_SQL).fetchall()
-        records_by_segment = dict(db.execute(RECORDS_SQL).fetchall())
-        log_of = {cid: (int(depth), int(tail or 0)) for cid, depth, tail in db.execute(LOG_SQL)}
-        metadata_of = {coll: sid for sid, scope, coll in segments if scope == "METADATA"}
+        cols = db.read(COLLECTIONS_SQL)
+        segments = db.read(SEGMENTS_SQL)
+        max_seq = {str(sid): int(seq or 0) for sid, seq in db.read(MAX_SEQ_SQL)}
+        log_of = {str(cid): (int(depth), int(tail or 0)) for cid, depth, tail in db.read(LOG_SQL)}
+        metadata_of = {str(coll): str(sid) for sid, scope, coll in segments if scope == "METADATA"}
         out = []
+        new_cache: RecordCache = {}
+        slow = 0
         for cid, name, dbname, tenant in cols:
+            cid = str(cid)
+            segment = metadata_of.get(cid, "")
+            seq = max_seq.get(segment, 0)
+            known = cache.get(cid)
+            if known is not None and known[0] == seq:
+                records = known[1]
+            else:
+                try:
+                    records = int(db.read(RECORDS_SQL, (segment,))[0][0])
+                except ReadBudgetExceeded:
+                    slow += 1
+                    records = known[1] if known is not None else 0
+                    seq = known[0] if known is not None else -1
+            new_cache[cid] = (seq, records)
             depth, tail = log_of.get(cid, (0, 0))
-            records = int(records_by_segment.get(metadata_of.get(cid, ""), 0))
-            out.append(CollectionStats(tenant, dbname, name, records, depth, tail))
-        db.execute("COMMIT")
-        return out
+            out.append(CollectionStats(str(tenant), str(dbname), str(name), records, depth, tail))
+        return out, new_cache, slow
     finally:
         db.close()
 
@@ -132,6 +194,7 @@ class InternalsCollector(Collector):
         interval_s: float = 30.0,
         collection_series: int = DEFAULT_COLLECTION_SERIES,
         sqlite_filename: str = "chroma.sqlite3",
+        read_budget_s: float = DEFAULT_READ_BUDGET_S,
     ) -> None:
         self.persist_path = Path(persist_path)
         self.db_file = self.persist_path / sqlite_filename
@@ -141,6 +204,8 @@ class InternalsCollector(Collector):
         self.collection_series = collection_series
         self.snapshot = Snapshot()
         self.errors: dict[str, int] = {}
+        self.read_budget_s = read_budget_s
+        self._records: RecordCache = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -160,7 +225,11 @@ class InternalsCollector(Collector):
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception:  # keep serving the last values; never let the thread die
+                self._error("internal")
+                log.exception("reading Chroma's internals failed")
             self._stop.wait(self.interval_s)
 
     def _error(self, reason: str) -> None:
@@ -180,9 +249,16 @@ class InternalsCollector(Collector):
         )
         if self.db_file.exists():
             try:
-                new.collections = read_sqlite(self.db_file)
+                new.collections, self._records, slow = read_sqlite(
+                    self.db_file, self._records, budget_s=self.read_budget_s
+                )
                 new.sqlite_ok = True
                 new.last_success = time.time()
+                if slow:
+                    self._error("over_budget")
+            except ReadBudgetExceeded:
+                self._error("over_budget")
+                log.debug("skipping SQLite this round: a read went over its budget")
             except sqlite3.OperationalError as exc:
                 self._error("busy" if "locked" in str(exc) or "busy" in str(exc) else "sqlite")
                 log.debug("skipping SQLite this round: %s", exc)

@@ -192,11 +192,15 @@ class GatewayMetrics:
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
+_DECODER = json.JSONDecoder()
+
+
 def count_ids(body: bytes) -> int | None:
     """Records in a write body: the length of its top-level ``ids`` array, if found.
 
     Only the ``ids`` array is decoded (Chroma's clients send it first), never the
-    embeddings, so the cost does not grow with the vectors' size.
+    embeddings: the slice decoded grows until the array is complete, so the cost follows
+    the size of the ids, not of the vectors.
     """
     at = body.find(b'"ids"')
     if at < 0:
@@ -204,12 +208,18 @@ def count_ids(body: bytes) -> int | None:
     colon = body.find(b":", at + 5)
     if colon < 0 or body[at + 5 : colon].strip():
         return None
-    text = body[colon + 1 :].decode("utf-8", "replace")
-    try:
-        value, _ = json.JSONDecoder().raw_decode(text.lstrip())
-    except ValueError:
-        return None
-    return len(value) if isinstance(value, list) else None
+    start = colon + 1
+    size = 4096
+    while True:
+        chunk = body[start : start + size]
+        try:
+            value, _ = _DECODER.raw_decode(chunk.decode("utf-8", "replace").lstrip())
+        except ValueError:
+            if start + size >= len(body):
+                return None
+            size *= 4
+            continue
+        return len(value) if isinstance(value, list) else None
 
 
 class MetricsMiddleware:

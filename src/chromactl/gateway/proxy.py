@@ -77,7 +77,20 @@ class ReverseProxy:
             )
             return
         try:
-            out = [(k.lower(), v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP]
+            out: Headers = []
+            size: int | None = None
+            for raw_name, value in resp.headers:
+                name = raw_name.lower()
+                if name == b"content-length":
+                    size = int(value)
+                if name not in HOP_BY_HOP:
+                    out.append((name, value))
+            if size is not None and size <= BUFFER_BELOW:
+                # Most answers: read whole, sent as one body message (no streaming loop).
+                content = await resp.read()
+                await send({"type": "http.response.start", "status": resp.status, "headers": out})
+                await send({"type": "http.response.body", "body": content})
+                return
             await send({"type": "http.response.start", "status": resp.status, "headers": out})
             async for chunk in resp.body():
                 if chunk:

@@ -25,7 +25,8 @@ def build_served_gateway(settings: Settings) -> Gateway:
     """The gateway with its in-pod agents: backups run here, holding this gateway's writes."""
     from chromactl.backup.service import BackupAgent
 
-    gate, metrics = WriteGate(), GatewayMetrics()
+    gate = WriteGate()
+    metrics = GatewayMetrics(database_series=settings.gateway.metrics.database_series)
     backups = BackupAgent(settings, gate, metrics.registry)
     backups.seed_metrics()
     return build_gateway(settings, gate=gate, metrics=metrics, agent_routes=backups.routes())
@@ -45,7 +46,7 @@ def uvicorn_config(settings: Settings, gateway: Gateway, tls: ReloadingTLS | Non
         server_header=False,
         date_header=False,
         timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
-        limit_concurrency=limits.max_connections,
+        limit_concurrency=limits.max_connections + 1,  # ours answers first (clientlimits)
         backlog=2048,
     )
     config.load()
@@ -66,6 +67,7 @@ def start_internals(settings: Settings, gateway: Gateway) -> InternalsCollector 
         cert_file=gw.tls.cert_file if gw.tls.enabled else None,
         interval_s=gw.metrics.internals_interval_s,
         collection_series=gw.metrics.collection_series,
+        read_budget_s=gw.metrics.internals_read_budget_s,
     )
     gateway.metrics.registry.register(collector)
     return collector.start()

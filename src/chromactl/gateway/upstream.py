@@ -32,6 +32,10 @@ class UpstreamResponse(Protocol):
 
     def body(self) -> AsyncIterator[bytes]: ...
 
+    async def read(self) -> bytes:
+        """The whole body at once (for answers known to be small)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -63,6 +67,9 @@ class _HttpxResponse:
             raise UpstreamTimeout(str(exc)) from exc
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(str(exc)) from exc
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.body()])
 
     async def aclose(self) -> None:
         await self._resp.aclose()
@@ -102,6 +109,14 @@ class _AiohttpResponse:
         try:
             async for chunk in self._resp.content.iter_any():
                 yield chunk
+        except TimeoutError as exc:
+            raise UpstreamTimeout(str(exc)) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(str(exc)) from exc
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.read()
         except TimeoutError as exc:
             raise UpstreamTimeout(str(exc)) from exc
         except aiohttp.ClientError as exc:

@@ -1,11 +1,11 @@
 // An OpenID provider for the gateway tests: client-credentials grant, JWT access tokens.
-// usage: node oidc_server.mjs PORT ISSUER JWKS_FILE
+// usage: node oidc_server.mjs PORT ISSUER JWKS_FILE [LISTEN_ADDRESS (default 127.0.0.1)]
 // Clients: admin-client (groups chroma-admins), reader-client (groups chroma-readers),
 // short-client (tokens live 1 s). Secret of each: "<client_id>-secret".
 import fs from 'node:fs';
 import Provider from 'oidc-provider';
 
-const [port, issuer, jwksFile] = process.argv.slice(2);
+const [port, issuer, jwksFile, host = '127.0.0.1'] = process.argv.slice(2);
 const jwks = JSON.parse(fs.readFileSync(jwksFile, 'utf8'));
 const groups = {
   'admin-client': ['chroma-admins'],
@@ -43,4 +43,4 @@ const provider = new Provider(issuer, {
   extraTokenClaims: (ctx, token) => ({ groups: groups[token.clientId] ?? [] }),
 });
 provider.proxy = false;
-provider.listen(Number(port), '127.0.0.1', () => console.log(`listening ${issuer}`));
+provider.listen(Number(port), host, () => console.log(`listening ${issuer}`));
