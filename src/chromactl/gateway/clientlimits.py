@@ -23,6 +23,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chromactl.config import ClientLimitsSettings
+from chromactl.gateway.coalesce import CoalescingTransport
 from chromactl.gateway.responses import ORIGIN_HEADER, send_error
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +34,8 @@ _REASONS = {
     431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
 }
+#: A timer may fire this early (the loop's clock resolution) and still count as on time.
+_TIMER_SLACK_S = 0.01
 _ERRORS = {408: "RequestTimeoutError", 431: "RequestHeaderFieldsTooLargeError", 503: "ServiceUnavailable"}
 
 
@@ -44,26 +47,38 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        #: Loop time by which the headers must be complete; None while no deadline runs.
+        self._header_deadline: float | None = None
         self._awaiting_headers = True
         self._header_bytes = 0
         self._header_tail = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Answers go out through this: head and body in one write.
+        self._coalescing = CoalescingTransport(transport, self.loop)
         # A connection that never sends a request is closed too.
-        self._arm_header_timer()
+        self._start_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        self._coalescing.flush()
+        super().shutdown()
+
+    def timeout_keep_alive_handler(self) -> None:
+        self._coalescing.flush()
+        super().timeout_keep_alive_handler()
+
     def data_received(self, data: bytes) -> None:
         if self._awaiting_headers:
-            if self._header_timer is None:
-                self._arm_header_timer()
+            if self._header_deadline is None:
+                self._start_header_deadline()
             # Only the bytes up to the blank line that ends the headers count: a body often
             # arrives in the same read, and its size is the body limit's business.
-            seen = self._header_tail + data
+            seen = self._header_tail + data if self._header_tail else data
             end = seen.find(b"\r\n\r\n")
             self._header_bytes += len(data) if end < 0 else max(end + 4 - len(self._header_tail), 0)
             self._header_tail = seen[-3:]
@@ -73,7 +88,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
 
     def on_headers_complete(self) -> None:
-        self._cancel_header_timer()
+        # The timer stays armed; when it fires without a deadline it just ends (one timer
+        # per header_timeout_s per connection, not an arm and a cancel per request).
+        self._header_deadline = None
         self._awaiting_headers = False
         self._header_bytes = 0
         self._header_tail = b""
@@ -83,6 +100,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(503, "the gateway has too many open connections; retry shortly")
             return
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = self._coalescing  # type: ignore[assignment]
 
     def on_response_complete(self) -> None:
         # The next request's header deadline starts with its first byte (data_received);
@@ -92,18 +111,28 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_tail = b""
         super().on_response_complete()
 
-    def _arm_header_timer(self) -> None:
-        self._cancel_header_timer()
-        self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._header_timeout)
+    def _start_header_deadline(self) -> None:
+        self._header_deadline = self.loop.time() + self.limits.header_timeout_s
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_at(self._header_deadline, self._header_timeout)
 
     def _cancel_header_timer(self) -> None:
+        self._header_deadline = None
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
 
     def _header_timeout(self) -> None:
         self._header_timer = None
-        if self._awaiting_headers and not self.transport.is_closing():
+        deadline = self._header_deadline
+        if deadline is None or not self._awaiting_headers:
+            return
+        if deadline - self.loop.time() > _TIMER_SLACK_S:
+            # A later request's deadline: wait for that one.
+            self._header_timer = self.loop.call_at(deadline, self._header_timeout)
+            return
+        self._header_deadline = None
+        if not self.transport.is_closing():
             if self._header_bytes:
                 self._refuse(408, "request headers did not arrive in time")
             else:
@@ -113,6 +142,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         """Answer with a Chroma-shaped error and close (the parser state is not reusable)."""
         self._cancel_header_timer()
         self._awaiting_headers = False
+        self._coalescing.flush()
         log.info(
             "refusing a request", extra={"status": status, "reason": message, "client": _peer(self.client)}
         )
@@ -163,7 +193,9 @@ class BodyTimeoutMiddleware:
                 return await receive()  # waits for the disconnect: not the client's body
             wait = min(self.timeout_s, deadline - time.monotonic())
             try:
-                message = await asyncio.wait_for(receive(), max(wait, 0.0))
+                # A timer on this task, not wait_for's extra task and loop turns per receive.
+                async with asyncio.timeout(max(wait, 0.0)):
+                    message = await receive()
             except TimeoutError:
                 timed_out = True
                 raise RequestBodyTimeout("the request body did not arrive in time") from None
