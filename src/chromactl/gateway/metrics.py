@@ -129,6 +129,9 @@ class GatewayMetrics:
         )
         self.database_series.set_function(lambda: len(self.databases))
         self._children: dict[tuple[Any, ...], Any] = {}
+        #: (operation, tenant, database, status class) -> the children one request updates;
+        #: bounded like the labels (operations x capped databases x status classes).
+        self._request_children: dict[tuple[str, str, str, str], tuple[Any, Any, Any, Any, Any]] = {}
 
     # -- hooks called by the other steps -------------------------------------------------
     def auth_failure(self, reason: str) -> None:
@@ -174,19 +177,35 @@ class GatewayMetrics:
         if authorized and route is not None and route.tenant:
             tenant, database = self.databases((route.tenant, route.database))
         status_class = _STATUS_CLASS.get(status // 100, "other")
-        self._child(self.requests, op, tenant, database, status_class).inc()
-        self._child(self.latency, op).observe(seconds)
-        if tenant:
-            self._child(self.database_latency, tenant, database).observe(seconds)
+        key = (op, tenant, database, status_class)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = self._labelled(key)
+        count, latency, database_latency, request_size, response_size = children
+        count.inc()
+        latency.observe(seconds)
+        if database_latency is not None:
+            database_latency.observe(seconds)
         if request_bytes:
-            self._child(self.request_size, op).observe(request_bytes)
-        self._child(self.response_size, op).observe(response_bytes)
+            request_size.observe(request_bytes)
+        response_size.observe(response_bytes)
         if records is not None and status < 300:
             self._child(self.write_records, op).observe(records)
         if status == 413:
             self._child(self.rejected, "payload_too_large", op).inc()
         elif status == 429:
             self._child(self.rejected, "rate_limited", op).inc()
+
+    def _labelled(self, key: tuple[str, str, str, str]) -> tuple[Any, Any, Any, Any, Any]:
+        """The labelled children one request updates (looked up once per label set)."""
+        op, tenant, database, status_class = key
+        return (
+            self._child(self.requests, op, tenant, database, status_class),
+            self._child(self.latency, op),
+            self._child(self.database_latency, tenant, database) if tenant else None,
+            self._child(self.request_size, op),
+            self._child(self.response_size, op),
+        )
 
 
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
