@@ -1,7 +1,9 @@
 """Gateway overhead benchmark: Chroma direct vs the chromactl gateway vs nginx, in one run.
 
 One collection of 10k x 384-dim vectors; ``query`` (n_results=10) and ``add`` (batches of
-100) at concurrency 16 against each target in turn:
+100) at concurrency 16 against each target. The query cases run in rounds (``--rounds``,
+default 4) that visit every target in turn, so that other work on the machine falls on
+all targets alike instead of on whichever ran when it started:
 
   direct            Chroma itself
   gateway           chromactl gateway, token auth, aiohttp upstream client (the default)
@@ -167,6 +169,30 @@ async def drive(
     concurrency: int = CONCURRENCY,
 ) -> dict[str, float]:
     """``concurrency`` workers POSTing bodies for ``seconds``; latency percentiles and rate."""
+    return summarize([await measure(url, path, bodies, seconds, concurrency)])
+
+
+def summarize(parts: list[tuple[list[float], int, float]]) -> dict[str, float]:
+    """Percentiles and rate over several measured parts (latencies, errors, elapsed seconds)."""
+    latencies = sorted(x for lat, _, _ in parts for x in lat)
+    elapsed = sum(e for _, _, e in parts)
+    return {
+        "requests": len(latencies),
+        "errors": sum(err for _, err, _ in parts),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+    }
+
+
+async def measure(
+    url: str,
+    path: str,
+    bodies: list[bytes] | Callable[[], bytes],
+    seconds: float,
+    concurrency: int = CONCURRENCY,
+) -> tuple[list[float], int, float]:
+    """One measured part: the latencies, the error count and the elapsed seconds."""
     latencies: list[float] = []
     errors = 0
     # Self-signed certificate in the TLS case: no verification (not what is measured).
@@ -198,20 +224,14 @@ async def drive(
         deadline = start + seconds
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - start
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "rps": len(latencies) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-    }
+    return latencies, errors, elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per case")
     parser.add_argument("--n", type=int, default=N)
+    parser.add_argument("--rounds", type=int, default=4, help="query rounds over all targets")
     args = parser.parse_args()
     rng = random.Random(7)
     queries = [
@@ -244,12 +264,21 @@ def main() -> None:
                 ids = json.dumps([f"a{n}-{i}" for i in range(100)])
                 return f'{{"ids": {ids}, "embeddings": {blobs[n % 16]}}}'.encode()
 
-            for name, url in targets.items():
-                if url is None:
-                    continue
+            live = {name: url for name, url in targets.items() if url is not None}
+            parts: dict[tuple[str, str], list[tuple[list[float], int, float]]] = {}
+            for _ in range(args.rounds):
+                for name, url in live.items():
+                    for case, seconds, conc in (
+                        ("query", args.seconds, CONCURRENCY),
+                        ("query_c1", args.seconds / 2, 1),
+                    ):
+                        part = asyncio.run(measure(url, query_path, queries, seconds / args.rounds, conc))
+                        parts.setdefault((name, case), []).append(part)
+            for name, url in live.items():
                 results[name] = {}
-                results[name]["query"] = asyncio.run(drive(url, query_path, queries, args.seconds))
-                results[name]["query_c1"] = asyncio.run(drive(url, query_path, queries, args.seconds / 2, 1))
+                for case in ("query", "query_c1"):
+                    results[name][case] = summarize(parts[(name, case)])
+                    results[name][case]["round_rps"] = [len(p[0]) / p[2] for p in parts[(name, case)]]
                 add_path = f"{D}/collections/{add_cols[name]}/add"
                 results[name]["add"] = asyncio.run(drive(url, add_path, add_body, args.seconds / 2))
                 print(name, json.dumps(results[name]))
@@ -266,6 +295,7 @@ def write(results: dict[str, dict[str, dict[str, float]]], args: argparse.Namesp
         "dim": DIM,
         "concurrency": CONCURRENCY,
         "seconds_per_case": args.seconds,
+        "query_rounds": args.rounds,
         "load_average_1m_before": round(args.load_before, 2),
         "load_average_1m_after": round(args.load_after, 2),
     }
@@ -275,6 +305,7 @@ def write(results: dict[str, dict[str, dict[str, float]]], args: argparse.Namesp
         "# Gateway benchmark results",
         "",
         f"{args.n} x {DIM}-dim vectors, concurrency {CONCURRENCY}, {args.seconds:g} s per query case "
+        f"(in {args.rounds} rounds that visit every target in turn) "
         f"({args.seconds / 2:g} s per add case), {meta['cpus']} CPUs, load generator on the same machine; "
         f"1-minute load average {args.load_before:.2f} before the run (the run itself adds to it).",
         "",
