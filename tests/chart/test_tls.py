@@ -155,3 +155,23 @@ def test_ingress_talks_https_to_the_gateway() -> None:
 )
 def test_bad_values_name_the_key(values: dict[str, Any], message: str) -> None:
     assert message in render_error(values)
+
+
+def test_generated_certificate_is_kept_on_upgrade() -> None:
+    """With the Secret in the cluster (a fake API server answers `lookup`), an upgrade renders
+    the same CA and certificate; with nothing to look up it would make new ones."""
+    from tests.chart.fake_kube import FakeCluster, helm_config
+    from tests.chart.helm import NAMESPACE, RELEASE, chart
+
+    before = render(tls())
+    cluster = FakeCluster()
+    secret = before.get("Secret", TLS_SECRET)
+    secret["metadata"]["annotations"]["meta.helm.sh/release-name"] = RELEASE
+    cluster.add(secret, NAMESPACE)
+    with helm_config(cluster, NAMESPACE) as config:
+        after = config.render(chart(), tls(), name=RELEASE, namespace=NAMESPACE, is_upgrade=True, revision=2)
+    kept = next(d for d in yaml.safe_load_all(after["chromadb/templates/secret-tls.yaml"]) if d)
+    asked = [r.split("?")[0] for r in cluster.requests]
+    assert f"/api/v1/namespaces/{NAMESPACE}/secrets/{TLS_SECRET}" in asked
+    assert kept["data"] == secret["data"]
+    assert render(tls()).get("Secret", TLS_SECRET)["data"]["tls.crt"] != secret["data"]["tls.crt"]

@@ -22,6 +22,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 PREREQUISITES: list[dict[str, Any]] = [
     {"kind": "ConfigMap", "metadata": {"name": "chroma-extra-env"},
      "data": {"CHROMA_E2E_EXTRA": "1"}},
+    {"kind": "Secret", "metadata": {"name": "chroma-backup-credentials"}, "data": {}},
 ]
 
 #: ``global.imageRegistry`` in ci values: a private mirror of ghcr.io that keeps its paths

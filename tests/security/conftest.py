@@ -85,20 +85,29 @@ class _ListHandler(logging.Handler):
 
 @pytest.fixture(scope="package")
 def watch() -> Iterator[Watch]:
-    """Captures every log record of the process (gateway, uvicorn, aiohttp) as a JSON line."""
+    """Captures every log record of the process (gateway, uvicorn, aiohttp) as a JSON line.
+
+    ``chromactl``'s own logger gets the capture directly (``configure_logging``, run by
+    CLI tests earlier in the session, stops it from propagating); the rest through the root.
+    """
     w = Watch()
     for s in [ADMIN, READER_A, WRITER_A, BASIC_PASSWORD, *WRONG]:
         w.secret(s)
     handler = _ListHandler(w.log_lines)
     root = logging.getLogger()
+    ours = logging.getLogger("chromactl")
+    saved = (list(ours.handlers), ours.propagate)
     levels = {name: logging.getLogger(name).level for name in ("chromactl", "uvicorn", "aiohttp")}
     root.addHandler(handler)
+    ours.handlers[:] = [handler]
+    ours.propagate = False
     for name in levels:
         logging.getLogger(name).setLevel(logging.DEBUG)
     try:
         yield w
     finally:
         root.removeHandler(handler)
+        ours.handlers[:], ours.propagate = saved
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
 
