@@ -136,13 +136,13 @@ def test_trigger_takes_a_consistent_snapshot_inside_the_gateway_under_a_writer(t
             assert m["chromactl_backup_size_bytes"] == snaps[0].manifest.stored_size
             assert abs(m["chromactl_backup_last_success_timestamp_seconds"] - time.time()) < 60
             assert m["chromactl_backup_hold_seconds_count"] == 2
-            assert 0 < m["chromactl_backup_hold_seconds_sum"] < 5
+            assert 0 < m["chromactl_backup_hold_seconds_sum"] < 20  # seconds, each under hold_timeout_s
             assert m["chromactl_backup_duration_seconds_count"] == 2
 
         # A restarted gateway reports the newest snapshot of its target before any run.
         config["gateway"]["port"], config["gateway"]["metrics_port"] = free_port(), free_port()
         with chromactl_gateway(tmp_path, config) as (url, settings):
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60
             while "chromactl_backup_last_success_timestamp_seconds" not in metrics(settings):
                 assert time.monotonic() < deadline, "the agent did not read the last backup from the target"
                 time.sleep(0.1)

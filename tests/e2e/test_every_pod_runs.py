@@ -9,6 +9,7 @@ import yaml
 
 from tests.chart.helm import CHART_DIR
 from tests.e2e.conftest import NAMESPACE, READY_TIMEOUT_S, render
+from tests.e2e.test_tls import CA, tls_secret
 from tests.podrunner.runner import PodRunner, hook_kinds, parse_manifests
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -25,6 +26,22 @@ PREREQUISITES: list[dict[str, Any]] = [
     {"kind": "Secret", "metadata": {"name": "chroma-backup-credentials"}, "data": {}},
 ]
 
+
+def cert_manager(rendered: dict[str, str], ca: CA) -> list[dict[str, Any]]:
+    """What cert-manager writes for each rendered ``Certificate`` (its Secret, signed by
+    ``ca``), and the client CA ConfigMap a ``chromadb.tls.clientCA`` value refers to."""
+    objects: list[dict[str, Any]] = []
+    for doc in parse_manifests(rendered, NAMESPACE).of_kind("Certificate"):
+        crt, key, _ = ca.issue(doc["spec"]["dnsNames"])
+        objects.append(tls_secret(doc["spec"]["secretName"], crt, key, ca.pem))
+    for doc in parse_manifests(rendered, NAMESPACE).of_kind("StatefulSet"):
+        for volume in doc["spec"]["template"]["spec"].get("volumes", []):
+            if volume["name"] == "tls-client-ca" and "configMap" in volume:
+                key = volume["configMap"]["items"][0]["key"]
+                objects.append({"kind": "ConfigMap", "metadata": {"name": volume["configMap"]["name"]},
+                                "data": {key: ca.pem}})
+    return objects
+
 #: ``global.imageRegistry`` in ci values: a private mirror of ghcr.io that keeps its paths
 #: (the chart renders ``registry.example.com/chroma-core/chroma:...``).
 MIRRORS = {"registry.example.com": "ghcr.io"}
@@ -34,7 +51,7 @@ MIRRORS = {"registry.example.com": "ghcr.io"}
 def test_every_rendered_pod_runs(value_set: str, tmp_path: Any) -> None:
     rendered = render(VALUE_SETS[value_set], gateway=True)  # the chart's own defaults
     with PodRunner(tmp_path / "cluster", namespace=NAMESPACE, mirrors=MIRRORS) as cluster:
-        cluster.apply(PREREQUISITES)
+        cluster.apply(PREREQUISITES + cert_manager(rendered, CA("internal-ca")))
         cluster.apply(rendered)
         cluster.prepare_images()
         sources = cluster.pod_sources()

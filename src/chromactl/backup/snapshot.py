@@ -98,12 +98,12 @@ class _Engine:
         def checked() -> Iterator[bytes]:
             for chunk in chunks():
                 if self.aborted.is_set():
-                    raise _Aborted
+                    raise _Aborted(ABORTED)
                 yield chunk
 
         def upload() -> Copied:
             if self.aborted.is_set():
-                raise _Aborted
+                raise _Aborted(ABORTED)
             with self.repo.open_write(self.snapshot_id, object_name(rel)) as dst:
                 return self.frames.write(checked(), dst, self.progress.advance)
 
@@ -155,6 +155,9 @@ class _Engine:
         self.repo.upload(staged, self.snapshot_id, object_name(rel))
         staged.unlink()
         return copied
+
+
+ABORTED = "stopped: another file of the snapshot failed"
 
 
 class _Aborted(ChromactlError):
@@ -218,6 +221,7 @@ def create_snapshot(
         staged_sqlite = staging / SQLITE_NAME if online else None
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
             futures = {rel: pool.submit(engine.first_pass_file, rel, path) for rel, path in files}
+            failures: list[BaseException] = []
             try:
                 if staged_sqlite is not None:
                     baselines[SQLITE_NAME] = engine.stage_sqlite(sqlite_path, staged_sqlite)
@@ -226,10 +230,11 @@ def create_snapshot(
                     if done is None:
                         raise SnapshotError(f"{sqlite_path} disappeared during the snapshot")
                     baselines[SQLITE_NAME], entries[SQLITE_NAME] = done
+            except _Aborted as exc:  # another file failed first: report that one
+                failures.append(exc)
             except BaseException:
                 engine.aborted.set()
                 raise
-            failures: list[BaseException] = []
             for rel, fut in futures.items():
                 try:
                     got = fut.result()
@@ -237,7 +242,7 @@ def create_snapshot(
                     continue
                 except BaseException as exc:
                     engine.aborted.set()
-                    failures.append(exc)
+                    failures.insert(0, exc)
                     continue
                 if got is not None:
                     baselines[rel], entries[rel] = got
