@@ -83,8 +83,12 @@ def test_storage_lost_mid_backup_fails_clearly(
                               retry_attempts=2)
         code, message, took = backup_cli(config, seeded_dir)
     assert code != 0
-    assert f"object storage at s3://{bucket}/s failed to upload files/" in message
-    assert "gave up after 2 attempts" in message
+    # The reset connection fails the upload; a connection left stalled by the dying proxy
+    # (seen on a CPU-starved machine) ends at the time limit instead.
+    failed = f"object storage at s3://{bucket}/s failed to upload files/" in message
+    stalled = f"object storage at s3://{bucket}/s did not finish to upload files/" in message
+    assert failed or stalled, message
+    assert "gave up after 2 attempts" in message or "backup.op_timeout_s=20s" in message
     assert took < 60
     assert s3_repo(f"s3://{bucket}/s", s3_endpoint).complete() == []
 

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -87,6 +88,33 @@ def storage_options(url: str, settings: BackupSettings) -> dict[str, Any]:
             "retries": {"max_attempts": 1, "mode": "standard"},
         })
     return options
+
+
+class _Overdue(Exception):
+    """An object storage call outlived the operation's time limit."""
+
+
+def _within(fn: Callable[[], T], seconds: float) -> T:
+    """``fn()``, or :class:`_Overdue` once ``seconds`` pass. A connection the store black-holes
+    can outlast the client's socket timeouts; the call is left behind on a daemon thread."""
+    done = threading.Event()
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as exc:  # handed to the caller
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="object-storage-call", daemon=True).start()
+    if not done.wait(max(seconds, 0.0)):
+        raise _Overdue()
+    ok, value = outcome[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
 
 
 @dataclass(frozen=True)
@@ -169,7 +197,13 @@ class Repository:
         while True:
             attempt += 1
             try:
-                return fn()
+                return _within(fn, policy.time_limit_s - (time.monotonic() - start))
+            except _Overdue:
+                raise RepositoryError(
+                    f"object storage at {redact_url(self.url)} did not finish to {what} within "
+                    f"backup.op_timeout_s={policy.time_limit_s:g}s (attempt {attempt}); the "
+                    "connection stalled"
+                ) from None
             except Exception as exc:
                 elapsed = time.monotonic() - start
                 delay = min(30.0, policy.backoff_s * 2 ** (attempt - 1))
