@@ -166,3 +166,15 @@ def test_format_1_snapshots_still_restore(seeded_dir: Path, tmp_path: Path) -> N
     for entry in data["files"]:
         got = (tmp_path / "restored" / entry["path"]).read_bytes()
         assert hashlib.sha256(got).hexdigest() == entry["sha256"]
+
+
+def test_ids_of_snapshots_taken_within_one_second_sort_in_creation_order() -> None:
+    # prune keeps the newest by id: two snapshots in the same second must not swap places
+    from datetime import UTC, datetime
+
+    from chromactl.backup.store import SNAPSHOT_ID_RE, new_snapshot_id
+
+    times = [datetime(2026, 3, 15, 12, 0, 0, ms * 1000, tzinfo=UTC) for ms in range(0, 1000, 7)]
+    ids = [new_snapshot_id(t) for t in times]
+    assert all(SNAPSHOT_ID_RE.match(i) for i in ids)
+    assert sorted(ids) == ids

@@ -43,8 +43,10 @@ class RepositoryError(ChromactlError):
 
 
 def new_snapshot_id(now: datetime | None = None) -> str:
+    """UTC time to the second, then the millisecond as 3 hex digits and 3 random ones, so that
+    ids sort in creation order even for snapshots taken within the same second."""
     now = now or datetime.now(UTC)
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{now.microsecond // 1000:03x}{secrets.token_hex(2)[:3]}"
 
 
 def snapshot_time(snapshot_id: str) -> datetime:
