@@ -76,13 +76,18 @@ def run_chroma(workdir: Path) -> Iterator[Chroma]:
         wait_until(lambda: _answers(url + "/api/v2/heartbeat"), 60, "Chroma to start")
         yield Chroma(url, proc, workdir)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         log.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it is still running after 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 @dataclass

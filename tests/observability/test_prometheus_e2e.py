@@ -33,6 +33,7 @@ from tests.gateway.helpers import (
     free_port,
     make_cert,
     run_chroma,
+    stop_process,
     wait_until,
     write_secret,
 )
@@ -90,12 +91,7 @@ def run_prometheus(workdir: Path, target: str, rules: Path) -> Iterator[str]:
         wait_until(lambda: _ok(url + "/-/ready"), 60, "Prometheus to start")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         log.close()
 
 
@@ -243,12 +239,7 @@ def chromactl_gateway(tmp_path: Path, config: dict[str, Any], ca: Path) -> Itera
         wait_until(up, 30, "the gateway to listen")
         yield url, f"http://127.0.0.1:{gw['metrics_port']}/metrics"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         log.close()
 
 
