@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -26,6 +27,7 @@ import aiohttp
 import httpx
 import yaml
 
+from chromactl.gateway.responses import ORIGIN_HEADER
 from tests.gateway.helpers import VENV_BIN, free_port, wait_until, write_secret
 
 TOKEN = "ck_load-writer-token-5c2e8a1f"
@@ -169,6 +171,8 @@ class Sample:
     latency_s: float
     at: float
     detail: str = ""
+    #: ``gateway`` for an answer the gateway made itself, ``chroma`` for one it passed on.
+    origin: str = ""
 
 
 @dataclass
@@ -204,6 +208,54 @@ Judge = Callable[[Sample, dict[str, str], bytes], str | None]
 def only_2xx(sample: Sample, headers: dict[str, str], body: bytes) -> str | None:
     """The steady-state rule: every answer is a 2xx."""
     return None if sample.status // 100 == 2 else f"unexpected {sample.status}: {body[:300]!r}"
+
+
+def _chroma_shaped(body: bytes) -> str | None:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return f"body is not JSON: {body[:300]!r}"
+    if not isinstance(doc, dict) or set(doc) != {"error", "message"}:
+        return f"body is not Chroma-shaped: {body[:300]!r}"
+    return None
+
+
+@dataclass
+class OutageJudge:
+    """The rule while Chroma is killed and started again behind the gateway.
+
+    Allowed: a 2xx; the gateway's own refusal (503, ``X-Chromactl-Origin: gateway``,
+    ``Retry-After``, Chroma-shaped body); and, once Chroma has been killed, Chroma's own
+    5xx error answers, which the gateway passes on untouched. A Chroma 1.x server restarted
+    after SIGKILL under writes may answer some requests with ``Error in compaction: Failed
+    to apply logs to the hnsw segment writer`` while it replays its log (chroma-core/chroma
+    #7678); those are kept in ``chroma_errors`` so that callers can report and bound them.
+    Anything else (another status, a 5xx made up by the gateway, a transport error) is a
+    problem.
+    """
+
+    killed: threading.Event = field(default_factory=threading.Event)
+    chroma_errors: list[tuple[float, str, int, str]] = field(default_factory=list)
+
+    def __call__(self, sample: Sample, headers: dict[str, str], body: bytes) -> str | None:
+        if sample.status // 100 == 2:
+            return None
+        made_by_gateway = sample.origin == "gateway"
+        if sample.status // 100 == 5 and not made_by_gateway and self.killed.is_set():
+            shape = _chroma_shaped(body)
+            if shape is not None:
+                return f"Chroma {sample.status}: {shape}"
+            message = body[:200].decode(errors="replace")
+            self.chroma_errors.append((sample.at, sample.op, sample.status, message))
+            return None
+        if sample.status != 503:
+            return f"unexpected {sample.status}: {body[:300]!r}"
+        if not made_by_gateway:
+            return f"a 503 not made by the gateway: {body[:300]!r}"
+        if not headers.get("retry-after", "").isdigit():
+            return "503 without Retry-After"
+        shape = _chroma_shaped(body)
+        return None if shape is None else f"503 {shape}"
 
 
 async def run_load(
@@ -265,7 +317,8 @@ async def run_load(
                     detail = f"no answer within {request_timeout_s}s"
                 except aiohttp.ClientError as exc:
                     detail = f"{type(exc).__name__}: {exc}"
-                sample = Sample(op, status, time.monotonic() - t0, t0 - start, detail)
+                origin = ("gateway" if rh.get(ORIGIN_HEADER) == "gateway" else "chroma") if status else ""
+                sample = Sample(op, status, time.monotonic() - t0, t0 - start, detail, origin)
                 result.samples.append(sample)
                 if op == "add" and status // 100 == 2:
                     result.acked.update(ids)

@@ -183,8 +183,11 @@ def test_a_body_sent_with_its_headers_does_not_count_as_headers(slow_gateway: Ru
     body = b'{"name": "' + b"n" * 30000 + b'"}'
     sock = _connect(slow_gateway)
     try:
-        sock.sendall(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITER_A}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        sock.sendall(
+            f"POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITER_A}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         sock.settimeout(10)
         answer = sock.recv(65536)
     finally:
