@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from chromactl.backup import Repository, create_snapshot, restore
-from chromactl.backup.chunks import CHUNK
+from chromactl.backup.chunks import CHUNK, FrameCompressor
 from chromactl.backup.snapshot import SnapshotError
 
 MiB = CHUNK
@@ -145,3 +146,44 @@ def test_a_stray_writer_mid_transaction_is_not_torn(tmp_path: Path) -> None:
     restored = sqlite3.connect(tmp_path / "restored" / "chroma.sqlite3")
     assert restored.execute("SELECT count(*) FROM t").fetchone()[0] in (2000, 2050)
     assert restored.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_unchanged_chunks_keep_their_first_pass_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_dir(tmp_path)
+    seg = data / "seg-a"
+    compressed: list[int] = []
+    real = FrameCompressor._compress
+
+    def counting(self: FrameCompressor, chunk: bytes) -> bytes:
+        compressed.append(len(chunk))
+        return real(self, chunk)
+
+    monkeypatch.setattr(FrameCompressor, "_compress", counting)
+
+    def writes() -> None:
+        with open(seg / "data_level0.bin", "r+b") as fh:
+            fh.seek(2 * MiB + 10)
+            fh.write(b"Y" * 100)
+        db = sqlite3.connect(data / "chroma.sqlite3")
+        db.execute("UPDATE t SET v = ? WHERE id = 1500", (b"changed" * 100,))
+        db.commit()
+        db.close()
+
+    repo = Repository(str(tmp_path / "repo"))
+    first_pass = sum(-(-p.stat().st_size // CHUNK) for p in data.rglob("*") if p.is_file())
+    result = create_snapshot(data, repo, MutatingHold(writes), chroma_version="1.5.9")
+    # the first pass compresses every chunk once; after the cut only the chunks that
+    # changed (one of data_level0.bin; the header and the updated page of SQLite) are
+    # compressed again
+    assert first_pass <= len(compressed) <= first_pass + 3, (first_pass, len(compressed))
+    # and every object is exactly what compressing the final content afresh gives
+    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
+    root = tmp_path / "repo" / str(result.snapshot_id) / "files"
+    live = {"chroma.sqlite3": None, "seg-a/data_level0.bin": seg / "data_level0.bin"}
+    restore(repo, tmp_path / "restored")
+    for rel, path in live.items():
+        content = (path or tmp_path / "restored" / rel).read_bytes()
+        fresh = b"".join(cctx.compress(content[i : i + CHUNK]) for i in range(0, len(content), CHUNK))
+        assert (root / f"{rel}.zst").read_bytes() == fresh, rel

@@ -3,7 +3,8 @@
 Every file is cut into ``CHUNK`` (1 MiB) pieces. A piece's xxh3-128 digest tells
 whether it changed since it was copied; a piece is compressed into its own zstd
 frame, so the frames of one file compress in parallel and their concatenation is
-an ordinary zstd stream (``zstd -d`` reads it).
+an ordinary zstd stream (``zstd -d`` reads it). A piece that did not change since an
+earlier copy keeps that copy's frame: the same bytes, without compressing again.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO
@@ -36,6 +37,78 @@ class Copied:
     stored_size: int = 0
     stored_sha256: str = ""
     digests: list[bytes] = field(default_factory=list)
+    #: Stored size of each chunk's frame (empty for a raw copy).
+    frames: list[int] = field(default_factory=list)
+
+
+#: Given a chunk's index and content, an earlier frame of exactly that content, or None.
+Reuse = Callable[[int, bytes], bytes | None]
+
+
+class StagedFrames:
+    """The frames of an earlier compressed copy of a file in a local file, read by offset:
+    a chunk whose digest matches the earlier one gets that chunk's frame back."""
+
+    def __init__(self, fd: int, earlier: Copied) -> None:
+        self._fd = fd
+        self._digests = earlier.digests
+        self._sizes = earlier.frames
+        self._offsets = [0]
+        for n in earlier.frames:
+            self._offsets.append(self._offsets[-1] + n)
+
+    def __call__(self, index: int, chunk: bytes) -> bytes | None:
+        if index >= len(self._sizes) or digest(chunk) != self._digests[index]:
+            return None
+        frame = os.pread(self._fd, self._sizes[index], self._offsets[index])
+        return frame if len(frame) == self._sizes[index] else None
+
+
+_MAGIC = 0xFD2FB528
+_FCS_BYTES = (0, 2, 4, 8)
+_DICT_BYTES = (0, 1, 2, 4)
+
+
+def frame_length(buf: bytes | bytearray, pos: int) -> int | None:
+    """Length of the zstd frame starting at ``pos``, or None if ``buf`` ends inside it."""
+    if len(buf) - pos < 5:
+        return None
+    magic = int.from_bytes(buf[pos:pos + 4], "little")
+    if magic != _MAGIC:
+        raise zstandard.ZstdError(f"not a zstd frame at offset {pos}")
+    fhd = buf[pos + 4]
+    single = (fhd >> 5) & 1
+    fcs = _FCS_BYTES[fhd >> 6] or (1 if single else 0)
+    p = pos + 5 + (0 if single else 1) + _DICT_BYTES[fhd & 3] + fcs
+    while True:
+        if len(buf) - p < 3:
+            return None
+        header = int.from_bytes(buf[p:p + 3], "little")
+        kind, size = (header >> 1) & 3, header >> 3
+        if kind == 3:
+            raise zstandard.ZstdError("corrupt zstd block header")
+        p += 3 + (1 if kind == 1 else size)
+        if header & 1:
+            break
+    p += 4 if (fhd >> 2) & 1 else 0
+    return p - pos if p <= len(buf) else None
+
+
+def frames_of(fh: IO[bytes], read_size: int = 4 * CHUNK) -> Iterator[bytes]:
+    """The zstd frames of an object, one at a time."""
+    buf = bytearray()
+    while True:
+        data = fh.read(read_size)
+        buf += data
+        pos = 0
+        while (n := frame_length(buf, pos)) is not None:
+            yield bytes(buf[pos:pos + n])
+            pos += n
+        del buf[:pos]
+        if not data:
+            break
+    if buf:
+        raise zstandard.ZstdError("compressed object is truncated")
 
 
 def read_chunks(fh: IO[bytes]) -> Iterator[bytes]:
@@ -60,8 +133,15 @@ class FrameCompressor:
             )
         return bytes(cctx.compress(chunk))
 
-    def write(self, chunks: Iterator[bytes], dst: IO[bytes], on_chunk=None) -> Copied:  # type: ignore[no-untyped-def]
-        """Hash and compress ``chunks`` in order into ``dst``."""
+    def write(
+        self,
+        chunks: Iterator[bytes],
+        dst: IO[bytes],
+        on_chunk: Callable[[int], None] | None = None,
+        reuse: Reuse | None = None,
+    ) -> Copied:
+        """Hash and compress ``chunks`` in order into ``dst``; a chunk for which ``reuse``
+        returns a frame is written as that frame instead of being compressed again."""
         out = Copied()
         raw, stored = hashlib.sha256(), hashlib.sha256()
         pending: deque[Future[bytes]] = deque()
@@ -70,13 +150,20 @@ class FrameCompressor:
             frame = pending.popleft().result()
             stored.update(frame)
             out.stored_size += len(frame)
+            out.frames.append(len(frame))
             dst.write(frame)
 
-        for chunk in chunks:
+        for i, chunk in enumerate(chunks):
             out.digests.append(digest(chunk))
             raw.update(chunk)
             out.size += len(chunk)
-            pending.append(self._pool.submit(self._compress, chunk))
+            earlier = reuse(i, chunk) if reuse is not None else None
+            if earlier is None:
+                pending.append(self._pool.submit(self._compress, chunk))
+            else:
+                done: Future[bytes] = Future()
+                done.set_result(earlier)
+                pending.append(done)
             if on_chunk is not None:
                 on_chunk(len(chunk))
             while len(pending) >= self._window:
@@ -87,6 +174,7 @@ class FrameCompressor:
             frame = self._compress(b"")
             stored.update(frame)
             out.stored_size += len(frame)
+            out.frames.append(len(frame))
             dst.write(frame)
         out.sha256 = raw.hexdigest()
         out.stored_sha256 = stored.hexdigest()

@@ -15,6 +15,7 @@ import zstandard
 
 from chromactl.errors import ChromactlError
 
+from .chunks import frame_length
 from .manifest import FileEntry, Manifest
 from .progress import NullProgress, Progress
 from .store import Repository, RepositoryError
@@ -37,36 +38,6 @@ class FileCheck:
 
 class _Unframed(Exception):
     """An object whose frames do not state their content size (format 1)."""
-
-
-_MAGIC = 0xFD2FB528
-_FCS_BYTES = (0, 2, 4, 8)
-_DICT_BYTES = (0, 1, 2, 4)
-
-
-def frame_length(buf: bytes | bytearray, pos: int) -> int | None:
-    """Length of the zstd frame starting at ``pos``, or None if ``buf`` ends inside it."""
-    if len(buf) - pos < 5:
-        return None
-    magic = int.from_bytes(buf[pos:pos + 4], "little")
-    if magic != _MAGIC:
-        raise zstandard.ZstdError(f"not a zstd frame at offset {pos}")
-    fhd = buf[pos + 4]
-    single = (fhd >> 5) & 1
-    fcs = _FCS_BYTES[fhd >> 6] or (1 if single else 0)
-    p = pos + 5 + (0 if single else 1) + _DICT_BYTES[fhd & 3] + fcs
-    while True:
-        if len(buf) - p < 3:
-            return None
-        header = int.from_bytes(buf[p:p + 3], "little")
-        kind, size = (header >> 1) & 3, header >> 3
-        if kind == 3:
-            raise zstandard.ZstdError("corrupt zstd block header")
-        p += 3 + (1 if kind == 1 else size)
-        if header & 1:
-            break
-    p += 4 if (fhd >> 2) & 1 else 0
-    return p - pos if p <= len(buf) else None
 
 
 class _Decoder:
