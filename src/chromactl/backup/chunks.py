@@ -4,7 +4,7 @@ Every file is cut into ``CHUNK`` (1 MiB) pieces. A piece's xxh3-128 digest tells
 whether it changed since it was copied; a piece is compressed into its own zstd
 frame, so the frames of one file compress in parallel and their concatenation is
 an ordinary zstd stream (``zstd -d`` reads it). A piece that did not change since an
-earlier copy keeps that copy's frame: the same bytes, without compressing again.
+earlier copy can keep that copy's frame: the same bytes, without compressing again.
 """
 
 from __future__ import annotations
@@ -43,25 +43,6 @@ class Copied:
 
 #: Given a chunk's index and content, an earlier frame of exactly that content, or None.
 Reuse = Callable[[int, bytes], bytes | None]
-
-
-class StagedFrames:
-    """The frames of an earlier compressed copy of a file in a local file, read by offset:
-    a chunk whose digest matches the earlier one gets that chunk's frame back."""
-
-    def __init__(self, fd: int, earlier: Copied) -> None:
-        self._fd = fd
-        self._digests = earlier.digests
-        self._sizes = earlier.frames
-        self._offsets = [0]
-        for n in earlier.frames:
-            self._offsets.append(self._offsets[-1] + n)
-
-    def __call__(self, index: int, chunk: bytes) -> bytes | None:
-        if index >= len(self._sizes) or digest(chunk) != self._digests[index]:
-            return None
-        frame = os.pread(self._fd, self._sizes[index], self._offsets[index])
-        return frame if len(frame) == self._sizes[index] else None
 
 
 _MAGIC = 0xFD2FB528
@@ -191,16 +172,3 @@ def copy_raw(src: IO[bytes], dest_fd: int, on_chunk=None) -> Copied:  # type: ig
         if on_chunk is not None:
             on_chunk(len(chunk))
     return out
-
-
-def decompressed_chunks(fh: IO[bytes]) -> Iterator[bytes]:
-    """The content of a (multi-frame) zstd object, re-cut into ``CHUNK`` pieces."""
-    dobj = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
-    buf = bytearray()
-    while data := fh.read(4 * CHUNK):
-        buf += dobj.decompress(data)
-        while len(buf) >= CHUNK:
-            yield bytes(buf[:CHUNK])
-            del buf[:CHUNK]
-    if buf:
-        yield bytes(buf)

@@ -2,16 +2,15 @@
 
 1. First pass, no hold: every segment file is cut into 1 MiB chunks, each chunk
    hashed (xxh3) and compressed into its own zstd frame, streamed straight to the
-   repository. ``chroma.sqlite3`` changes under every write and is checked after,
-   so it is staged locally instead: a raw copy (patched by the cut, checked after)
-   and its frames, kept for the chunks the cut does not change.
+   repository. ``chroma.sqlite3`` is copied raw to a local staging file (chunk
+   digests recorded) because it changes under every write and is checked after.
 2. The consistent cut (:mod:`.cut`): hold writes, take SQLite's SHARED lock, and
    for each file whose ``stat`` changed, rewrite only the chunks whose digest
    differs. The hold costs a hash of the changed files, not a copy of the data.
 3. Release. ``PRAGMA quick_check`` on the staged SQLite copy (a failed check
-   fails the snapshot) while it goes to the repository, compressing only the chunks
-   that changed since the first pass; rebuild the few segment objects that changed
-   from their first-pass frames and their delta chunks.
+   fails the snapshot) while it is compressed to the repository; rebuild the few
+   segment objects that changed from their first-pass frames (kept where the chunk
+   did not change) and their delta chunks.
 4. ``manifest.json`` last. Until it exists the snapshot is incomplete.
 """
 
@@ -43,7 +42,7 @@ from .chromadb_files import (
     collection_counts,
     segment_files,
 )
-from .chunks import CHUNK, Copied, FrameCompressor, Reuse, StagedFrames, frames_of, read_chunks
+from .chunks import CHUNK, Copied, FrameCompressor, copy_raw, frames_of, read_chunks
 from .cut import Baseline, Patch, catch_up, take_cut
 from .hold import NoHold, WriteHold
 from .manifest import FileEntry, Manifest, object_name
@@ -96,9 +95,7 @@ class _Engine:
     #: Set when one file failed for good: the others stop at their next chunk.
     aborted: threading.Event = field(default_factory=threading.Event)
 
-    def compress_to_repo(
-        self, rel: str, chunks: Callable[[], Iterator[bytes]], reuse: Reuse | None = None
-    ) -> Copied:
+    def compress_to_repo(self, rel: str, chunks: Callable[[], Iterator[bytes]]) -> Copied:
         """Stream ``chunks()`` (re-startable: retried from the start) to the file's object."""
 
         def checked() -> Iterator[bytes]:
@@ -111,7 +108,7 @@ class _Engine:
             if self.aborted.is_set():
                 raise _Aborted(ABORTED)
             with self.repo.open_write(self.snapshot_id, object_name(rel)) as dst:
-                return self.frames.write(checked(), dst, self.progress.advance, reuse)
+                return self.frames.write(checked(), dst, self.progress.advance)
 
         try:
             return self.repo.retry(f"upload {object_name(rel)}", upload)
@@ -136,25 +133,16 @@ class _Engine:
         base = Baseline(FileState.of(st), stat_at, copied.size, copied.digests)
         return base, _entry(rel, copied, st.st_mode & 0o777)
 
-    def stage_sqlite(self, path: Path, raw: Path, frames: Path) -> tuple[Baseline, Copied]:
-        """Copy the live database raw to ``raw`` and compressed to ``frames`` in one read."""
+    def stage_sqlite(self, path: Path, dest: Path) -> Baseline:
         st = path.stat()
         stat_at = time.time_ns()
-        fd = os.open(raw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            with open(path, "rb", buffering=0) as src, open(frames, "wb") as dst:
-
-                def chunks() -> Iterator[bytes]:
-                    for chunk in read_chunks(src):
-                        if self.aborted.is_set():
-                            raise _Aborted(ABORTED)
-                        _write_all(fd, chunk)
-                        yield chunk
-
-                copied = self.frames.write(chunks(), dst, self.progress.advance)
+            with open(path, "rb", buffering=0) as src:
+                copied = copy_raw(src, fd, self.progress.advance)
         finally:
             os.close(fd)
-        return Baseline(FileState.of(st), stat_at, copied.size, copied.digests), copied
+        return Baseline(FileState.of(st), stat_at, copied.size, copied.digests)
 
     def rebuild(self, rel: str, patch: Patch, has_base: bool) -> Copied:
         """A changed segment file: first-pass content with the delta chunks laid over it.
@@ -194,12 +182,6 @@ class _Engine:
                     yield chunk
 
         return self.frames.write(chunks(), dst, reuse=lambda i, _chunk: kept.pop(i, None))
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 ABORTED = "stopped: another file of the snapshot failed"
@@ -252,16 +234,12 @@ def create_snapshot(
         baselines: dict[str, Baseline] = {}
         entries: dict[str, FileEntry] = {}
         staged_sqlite = staging / SQLITE_NAME if online else None
-        staged_frames = staging / f"{SQLITE_NAME}.zst"
-        sqlite_first = Copied()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
             futures = {rel: pool.submit(engine.first_pass_file, rel, path) for rel, path in files}
             failures: list[BaseException] = []
             try:
                 if staged_sqlite is not None:
-                    baselines[SQLITE_NAME], sqlite_first = engine.stage_sqlite(
-                        sqlite_path, staged_sqlite, staged_frames
-                    )
+                    baselines[SQLITE_NAME] = engine.stage_sqlite(sqlite_path, staged_sqlite)
                 else:
                     done = engine.first_pass_file(SQLITE_NAME, sqlite_path)
                     if done is None:
@@ -306,17 +284,10 @@ def create_snapshot(
 
             # PRAGMA quick_check runs in SQLite's C code beside the compression; a copy
             # that fails it fails the snapshot before its manifest exists
-            # (chunks unchanged since the first pass keep their staged frames)
-            frames_fd = os.open(staged_frames, os.O_RDONLY)
-            try:
-                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quick_check") as checker:
-                    verdict_f = checker.submit(check_sqlite, staged_sqlite)
-                    sqlite_copy = engine.compress_to_repo(
-                        SQLITE_NAME, sqlite_chunks, StagedFrames(frames_fd, sqlite_first)
-                    )
-                    verdict = verdict_f.result()
-            finally:
-                os.close(frames_fd)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quick_check") as checker:
+                verdict_f = checker.submit(check_sqlite, staged_sqlite)
+                sqlite_copy = engine.compress_to_repo(SQLITE_NAME, sqlite_chunks)
+                verdict = verdict_f.result()
             phases["quick_check_s"] = time.perf_counter() - t_after
             if verdict != "ok":
                 raise SnapshotError(
@@ -358,8 +329,7 @@ def create_snapshot(
             raise SnapshotError(
                 f"no space left on device ({exc.filename or 'the staging directory or target'}): "
                 f"staging in {staging.parent} (backup.staging_dir) needs room for a copy of "
-                f"{SQLITE_NAME} ({_size(data_dir / SQLITE_NAME):,} bytes) and its compressed "
-                "copy; a local target for "
+                f"{SQLITE_NAME} ({_size(data_dir / SQLITE_NAME):,} bytes); a local target for "
                 "the compressed snapshot"
             ) from exc
         raise SnapshotError(f"snapshot failed: {type(exc).__name__}: {exc}") from exc
