@@ -14,6 +14,7 @@ import pytest
 import zstandard
 
 from chromactl.backup import Repository, create_snapshot, restore
+from chromactl.backup.chromadb_files import check_sqlite
 from chromactl.backup.chunks import CHUNK, FrameCompressor
 from chromactl.backup.snapshot import SnapshotError
 
@@ -186,3 +187,16 @@ def test_unchanged_chunks_keep_their_first_pass_frames(
         content = (path or tmp_path / "restored" / rel).read_bytes()
         fresh = b"".join(cctx.compress(content[i : i + CHUNK]) for i in range(0, len(content), CHUNK))
         assert (root / f"{rel}.zst").read_bytes() == fresh, rel
+
+
+def test_quick_check_finds_a_torn_copy(tmp_path: Path) -> None:
+    data = make_dir(tmp_path)
+    copy = tmp_path / "copy.sqlite3"
+    copy.write_bytes((data / "chroma.sqlite3").read_bytes())
+    assert check_sqlite(copy) == "ok"
+    page = sqlite3.connect(copy).execute("PRAGMA page_size").fetchone()[0]
+    with open(copy, "r+b") as fh:  # b-tree page headers overwritten, as a torn copy would
+        for n in (2, 5, 9):
+            fh.seek(page * n)
+            fh.write(b"\x0d\x00\x00\xff\xff\x00\x00\x00")
+    assert check_sqlite(copy) != "ok"
