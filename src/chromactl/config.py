@@ -223,6 +223,24 @@ class OIDCSettings(Section):
     rules: list[ClaimRule] = []
 
 
+class CertificateIdentity(Grant):
+    """A client certificate name with the role and scope it gets."""
+
+    #: The certificate's subject common name, or one of its DNS, URI or e-mail subject
+    #: alternative names (exact match); reported as ``user_id``.
+    name: str = Field(min_length=1)
+
+
+class ClientCertAuthSettings(Section):
+    """Client certificates, verified by TLS against ``tls.client_ca_file``, as an identity.
+
+    A request with a token, basic or OIDC credential is judged by that credential; one
+    without is judged by its connection's certificate.
+    """
+
+    identities: list[CertificateIdentity] = Field(min_length=1)
+
+
 class AuthSettings(Section):
     """Who may call the gateway. Several methods can be on at once."""
 
@@ -231,6 +249,7 @@ class AuthSettings(Section):
     token: TokenAuthSettings | None = None
     basic: BasicAuthSettings | None = None
     oidc: OIDCSettings | None = None
+    client_cert: ClientCertAuthSettings | None = None
 
 
 class TLSSettings(Section):
@@ -319,6 +338,15 @@ class GatewaySettings(Section):
     auth: AuthSettings = AuthSettings()
     tls: TLSSettings = TLSSettings()
     client_limits: ClientLimitsSettings = ClientLimitsSettings()
+
+    @model_validator(mode="after")
+    def _client_cert_needs_tls(self) -> GatewaySettings:
+        if self.auth.client_cert is not None and (not self.tls.enabled or self.tls.client_auth == "none"):
+            raise ValueError(
+                "auth.client_cert needs tls.enabled: true and tls.client_auth optional or required "
+                "(with tls.client_ca_file): without them no client certificate is verified"
+            )
+        return self
 
 
 class Settings(Section):

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from tests.gateway.helpers import stop_process as stop
+
 VENV_BIN = Path(sys.executable).parent
 CHROMA_BIN = VENV_BIN / "chroma"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -57,16 +59,6 @@ def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout_s: 
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout_s}s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
 
 
 @dataclass

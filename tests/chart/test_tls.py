@@ -125,6 +125,26 @@ def test_client_certificates(source: dict[str, str]) -> None:
     assert optional.container("gateway")["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
 
 
+def test_client_certificates_as_credentials() -> None:
+    values = tls(clientAuth="optional", clientCA={"secretName": "client-ca"})
+    values["chromadb"]["auth"] = {"clientCertificates": [
+        {"name": "indexer", "role": "writer", "tenants": ["team-a"]},
+        {"name": "spiffe://cluster.local/ns/apps/sa/search"},
+    ]}
+    cfg = gateway_config(values)
+    assert cfg["gateway"]["auth"]["client_cert"] == {"identities": [
+        {"name": "indexer", "role": "writer", "tenants": ["team-a"], "databases": ["*"]},
+        {"name": "spiffe://cluster.local/ns/apps/sa/search", "role": "reader", "tenants": ["*"],
+         "databases": ["*"]},
+    ]}
+    # the admin token stays beside them
+    assert cfg["gateway"]["auth"]["token"]["credentials"][0]["name"] == "admin"
+    from chromactl.config import parse_config
+
+    parse_config(cfg)
+    assert "client_cert" not in gateway_config(tls())["gateway"]["auth"]
+
+
 def test_ingress_talks_https_to_the_gateway() -> None:
     on = render({**tls(), "ingress": {"enabled": True}})
     annotations = on.get("Ingress")["metadata"]["annotations"]
@@ -149,6 +169,11 @@ def test_ingress_talks_https_to_the_gateway() -> None:
         (tls(clientAuth="optional", clientCA={"secretName": "a", "configMapName": "b"}), "exactly one"),
         (tls(minVersion="1.1"), "minVersion"),
         (tls(clientAuth="yes"), "clientAuth"),
+        ({"chromadb": {"auth": {"clientCertificates": [{"name": "a"}]}}},
+         "chromadb.auth.clientCertificates needs chromadb.tls.enabled=true"),
+        ({**tls(), "chromadb": {**tls()["chromadb"], "auth": {"clientCertificates": [{"name": "a"}]}}},
+         "chromadb.tls.clientAuth optional or required"),
+        ({"chromadb": {"auth": {"clientCertificates": [{"role": "admin"}]}}}, "name"),
         (tls(certManager={"issuerRef": {"kind": "Cluster"}}), "kind"),
         (tls(certManager={"duration": "90 days"}), "duration"),
     ],

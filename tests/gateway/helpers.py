@@ -165,8 +165,10 @@ def make_cert(
     common_name: str = "127.0.0.1",
     issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
     ca: bool = False,
+    extra_names: list[x509.GeneralName] | None = None,
 ) -> tuple[Path, Path, x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """An EC certificate for 127.0.0.1/localhost, self-signed or signed by ``issuer``."""
+    """An EC certificate for 127.0.0.1/localhost (and ``extra_names``), self-signed or
+    signed by ``issuer``."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
@@ -183,7 +185,11 @@ def make_cert(
     if not ca:
         builder = builder.add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
+                    *(extra_names or []),
+                ]
             ),
             critical=False,
         )

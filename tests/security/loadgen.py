@@ -28,7 +28,7 @@ import httpx
 import yaml
 
 from chromactl.gateway.responses import ORIGIN_HEADER
-from tests.gateway.helpers import VENV_BIN, free_port, wait_until, write_secret
+from tests.gateway.helpers import VENV_BIN, free_port, stop_process, wait_until, write_secret
 
 TOKEN = "ck_load-writer-token-5c2e8a1f"
 TENANT = "default_tenant"
@@ -72,12 +72,8 @@ class ChromaProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 class GatewayProcess:
@@ -127,12 +123,8 @@ class GatewayProcess:
         raise RuntimeError("no VmRSS")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 @contextlib.contextmanager

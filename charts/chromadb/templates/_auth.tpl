@@ -24,6 +24,21 @@
 {{- fail "chromadb.auth.type=oidc grants nothing: set chromadb.auth.oidc.rules (claim -> role) or chromadb.auth.oidc.defaultGrant" -}}
 {{- end -}}
 {{- end -}}
+{{- $t := .Values.chromadb.tls -}}
+{{- if and $a.enabled $a.clientCertificates (or (not $t.enabled) (eq $t.clientAuth "none")) -}}
+{{- fail "chromadb.auth.clientCertificates needs chromadb.tls.enabled=true and chromadb.tls.clientAuth optional or required (with chromadb.tls.clientCA): only certificates the gateway has verified can name a caller" -}}
+{{- end -}}
+{{- end }}
+
+{{/* auth.client_cert of the gateway config: certificate names with their role and scope. */}}
+{{- define "chromadb.auth.clientCertConfig" -}}
+{{- $ids := list -}}
+{{- range .Values.chromadb.auth.clientCertificates -}}
+{{- $ids = append $ids (dict "name" .name "role" (.role | default "reader") "tenants" (.tenants | default (list "*")) "databases" (.databases | default (list "*"))) -}}
+{{- end -}}
+{{- with $ids -}}
+{{- dict "identities" . | toYaml -}}
+{{- end -}}
 {{- end }}
 
 {{- define "chromadb.auth.oidcCAOn" -}}

@@ -357,6 +357,9 @@ spec:
 {{- with (include "chromadb.auth.oidcConfig" . | fromYaml) -}}
 {{- $_ := set $auth "oidc" . -}}
 {{- end -}}
+{{- with (include "chromadb.auth.clientCertConfig" . | fromYaml) -}}
+{{- $_ := set $auth "client_cert" . -}}
+{{- end -}}
 {{- if eq $c.auth.type "basic" -}}
 {{- $_ := set $auth "basic" (dict "users" (list (dict "role" "admin" "username_file" "/etc/chromactl/auth/username" "password_file" "/etc/chromactl/auth/password"))) -}}
 {{- end -}}

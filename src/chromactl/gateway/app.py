@@ -18,6 +18,7 @@ from chromactl.config import GatewaySettings, Settings
 from chromactl.gateway.agent import agent_app
 from chromactl.gateway.auth.base import Authenticator
 from chromactl.gateway.auth.basic import BasicAuthenticator
+from chromactl.gateway.auth.client_cert import ClientCertAuthenticator
 from chromactl.gateway.auth.middleware import AuthenticationMiddleware
 from chromactl.gateway.auth.oidc import OIDCAuthenticator
 from chromactl.gateway.auth.token import TokenAuthenticator
@@ -46,6 +47,8 @@ def build_authenticators(gw: GatewaySettings) -> list[Authenticator]:
         found.append(BasicAuthenticator.from_settings(auth.basic))
     if auth.oidc is not None:
         found.append(OIDCAuthenticator(auth.oidc))
+    if auth.client_cert is not None:
+        found.append(ClientCertAuthenticator(auth.client_cert))
     return found
 
 

@@ -20,9 +20,8 @@ import logging
 import time
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 from chromactl.config import ClientLimitsSettings
+from chromactl.gateway.auth.client_cert import PeerCertificateProtocol
 from chromactl.gateway.coalesce import CoalescingTransport
 from chromactl.gateway.responses import ORIGIN_HEADER, send_error
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,8 +38,9 @@ _TIMER_SLACK_S = 0.01
 _ERRORS = {408: "RequestTimeoutError", 431: "RequestHeaderFieldsTooLargeError", 503: "ServiceUnavailable"}
 
 
-class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header deadline and a header size limit."""
+class LimitedHttpToolsProtocol(PeerCertificateProtocol):
+    """uvicorn's httptools protocol (client certificate in the scope) with a header
+    deadline and a header size limit."""
 
     limits: ClientLimitsSettings = ClientLimitsSettings()
 

@@ -1,4 +1,4 @@
-"""Authentication: one pipeline over small authenticators (token, basic, OIDC)."""
+"""Authentication: one pipeline over small authenticators (token, basic, OIDC, client certificates)."""
 
 from chromactl.gateway.auth.base import Authenticator, AuthFailure, Presented
 

@@ -13,6 +13,7 @@ class Kind(enum.Enum):
     BEARER = "bearer"  #: ``Authorization: Bearer <value>``
     CHROMA_TOKEN = "x-chroma-token"  #: ``X-Chroma-Token: <value>``
     BASIC = "basic"  #: ``Authorization: Basic <base64(user:password)>``
+    CLIENT_CERT = "client-certificate"  #: a name of the connection's verified certificate
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from chromactl.gateway.auth.base import Authenticator, AuthFailure, presented_credentials
+from chromactl.gateway.auth.client_cert import certificate_credentials
 from chromactl.gateway.principal import ANONYMOUS_ADMIN, Principal
 from chromactl.gateway.responses import send_error
 from chromactl.gateway.routes import Access, Route
@@ -31,9 +32,13 @@ class AuthenticationMiddleware:
         self.enabled = enabled
         self.challenge = ", ".join(challenges)
         self.on_failure = on_failure
+        #: Offer the connection's certificate names after the header credentials.
+        self.certificates = any(a.name == "client_cert" for a in self.authenticators)
 
     async def authenticate(self, scope: Scope) -> Principal:
         presented = presented_credentials(scope["headers"])
+        if self.certificates:
+            presented += certificate_credentials(scope)
         if not presented:
             raise AuthFailure("missing", "no credentials")
         first_failure: AuthFailure | None = None
