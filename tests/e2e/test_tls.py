@@ -8,6 +8,9 @@
 - Rotation: the Secret's files swapped as the kubelet does (a new timestamped directory and an
   atomic ``..data`` symlink swap) are served to new connections without a restart, while an
   open keep-alive connection keeps working.
+- Client certificates as credentials: with ``clientAuth: optional``, a client certificate from
+  the client CA ConfigMap named in ``chromadb.auth.clientCertificates`` reads and is refused
+  writes; one with an unknown name, or none, gets 401.
 """
 
 from __future__ import annotations
@@ -75,6 +78,24 @@ class CA:
         key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()).decode()
         return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem, cert
+
+
+    def issue_client(self, common_name: str) -> tuple[str, str]:
+        """A client certificate (extended key usage clientAuth) as PEM (cert, key)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self.cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+        return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
 
 def tls_secret(name: str, crt: str, key: str, ca: str, **annotations: str) -> dict[str, Any]:
@@ -228,3 +249,41 @@ def test_cert_manager_shaped_secret(cluster: PodRunner) -> None:
     cluster.wait_ready(SERVER_POD, 90)
     assert served_cert(cluster, ca.pem).public_bytes(serialization.Encoding.PEM).decode() == crt
     assert_helm_tests_pass(cluster)
+
+
+def test_client_certificates_as_credentials(cluster: PodRunner, tmp_path: Path) -> None:
+    server_ca, client_ca = CA("e2e server CA"), CA("e2e client CA")
+    crt, key, _ = server_ca.issue(service_names())
+    cluster.apply([
+        tls_secret("my-tls", crt, key, server_ca.pem),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "client-ca", "namespace": "default"},
+         "data": {"ca.crt": client_ca.pem}},
+    ])
+    install(cluster, {"chromadb": {
+        "tls": {"enabled": True, "existingSecret": "my-tls", "clientAuth": "optional",
+                "clientCA": {"configMapName": "client-ca"}},
+        "auth": {"clientCertificates": [{"name": "reader-app", "role": "reader"}]},
+    }}, gateway=True)
+    assert_helm_tests_pass(cluster)  # the admin token still works beside certificates
+
+    def call(method: str, path: str, cert: tuple[str, str] | None) -> int:
+        ctx = context(server_ca.pem)
+        if cert is not None:
+            (tmp_path / "c.crt").write_text(cert[0])
+            (tmp_path / "c.key").write_text(cert[1])
+            ctx.load_cert_chain(tmp_path / "c.crt", tmp_path / "c.key")
+        raw = socket.create_connection(cluster.service_address(SERVICE, 8000), timeout=10)
+        conn = http.client.HTTPConnection(SERVICE, 8000, timeout=10)
+        conn.sock = ctx.wrap_socket(raw, server_hostname=SERVICE)  # verified as the Service
+        body = '{"name": "from-a-certificate"}' if method == "POST" else None
+        conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    collections = "/api/v2/tenants/default_tenant/databases/default_database/collections"
+    reader = client_ca.issue_client("reader-app")
+    assert call("GET", collections, reader) == 200
+    assert call("POST", collections, reader) == 403
+    assert call("GET", collections, client_ca.issue_client("someone-else")) == 401
+    assert call("GET", collections, None) == 401
