@@ -111,17 +111,14 @@ def test_a_header_credential_is_tried_first(gateway: RunningGateway, certs: Cert
         assert made.status_code == 200
 
 
-def test_certificate_names_in_order() -> None:
-    peercert = {
-        "subject": ((("organizationName", "acme"),), (("commonName", "app"),)),
-        "subjectAltName": (
-            ("DNS", "app.svc"),
-            ("IP Address", "10.0.0.1"),
-            ("URI", WRITER_URI),
-            ("DNS", "app"),
-        ),
-    }
-    assert certificate_names(peercert) == ["app", "app.svc", WRITER_URI]
+def test_certificate_names_in_order(tmp_path: Path) -> None:
+    _, _, cert, _ = make_cert(
+        tmp_path, "named", common_name="app",
+        extra_names=[x509.UniformResourceIdentifier(WRITER_URI), x509.RFC822Name("app@example.com"),
+                     x509.DNSName("app.svc")],
+    )
+    # CN, then DNS, URI and e-mail names; IP addresses are not names
+    assert certificate_names(cert) == ["app", "localhost", "app.svc", WRITER_URI, "app@example.com"]
 
 
 def test_client_cert_without_verified_tls_is_refused() -> None:

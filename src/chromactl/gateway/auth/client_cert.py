@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chromactl.config import ClientCertAuthSettings
@@ -21,38 +23,43 @@ from chromactl.gateway.auth.base import AuthFailure, Kind, Presented
 from chromactl.gateway.principal import Grant, Principal
 from chromactl.gateway.types import Scope
 
-#: Subject alternative name types that name a client (not IP addresses).
-_SAN_TYPES = ("DNS", "URI", "email")
 
-
-def certificate_names(peercert: dict[str, Any]) -> list[str]:
+def certificate_names(cert: x509.Certificate) -> list[str]:
     """Subject common names, then DNS, URI and e-mail alternative names, in order."""
-    names = [value for rdn in peercert.get("subject", ()) for key, value in rdn if key == "commonName"]
-    names += [value for kind, value in peercert.get("subjectAltName", ()) if kind in _SAN_TYPES]
+    names = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    if san is not None:
+        for kind in (x509.DNSName, x509.UniformResourceIdentifier, x509.RFC822Name):
+            names += [str(v) for v in san.get_values_for_type(kind)]
     return list(dict.fromkeys(names))
 
 
-def _subject(peercert: dict[str, Any]) -> str:
-    return ",".join(f"{key}={value}" for rdn in reversed(peercert.get("subject", ())) for key, value in rdn)
+def peer_tls(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
+    """The ASGI ``tls`` extension for a connection whose client certificate was verified."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    # ssl only keeps a peer certificate that was verified against the client CA.
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return None
+    cert = x509.load_der_x509_certificate(der)
+    return {"client_cert_name": cert.subject.rfc4514_string(), "client_cert_names": certificate_names(cert)}
 
 
 class PeerCertificateProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol that hands the verified client certificate to the app."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        # Filled in by ssl only when the certificate was verified against the client CA.
-        peercert = transport.get_extra_info("peercert")
-        self._peer_tls: dict[str, Any] | None = (
-            {"client_cert_name": _subject(peercert), "client_cert_names": certificate_names(peercert)}
-            if peercert
-            else None
-        )
+        self._peer_tls = peer_tls(transport)
         super().connection_made(transport)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._peer_tls is not None:
-            self.scope["extensions"] = {"tls": self._peer_tls}  # type: ignore[typeddict-unknown-key]
+            extensions = self.scope.setdefault("extensions", {})  # type: ignore[typeddict-item]
+            extensions["tls"] = self._peer_tls
 
 
 def certificate_credentials(scope: Scope) -> list[Presented]:
