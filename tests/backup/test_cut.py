@@ -7,15 +7,17 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from chromactl.backup import Repository, create_snapshot, restore
-from chromactl.backup.chromadb_files import check_sqlite
+from chromactl.backup import Repository, create_snapshot, cut, restore
+from chromactl.backup.chromadb_files import FileState, check_sqlite
 from chromactl.backup.chunks import CHUNK, FrameCompressor
+from chromactl.backup.cut import Baseline
 from chromactl.backup.snapshot import SnapshotError
 
 MiB = CHUNK
@@ -200,3 +202,26 @@ def test_quick_check_finds_a_torn_copy(tmp_path: Path) -> None:
             fh.seek(page * n)
             fh.write(b"\x0d\x00\x00\xff\xff\x00\x00\x00")
     assert check_sqlite(copy) != "ok"
+
+
+def test_catch_up_reads_only_a_database_written_since_it_was_staged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_dir(tmp_path)
+    db = data / "chroma.sqlite3"
+    old = 1_000_000_000
+    os.utime(db, (old, old))
+    staged = tmp_path / "staged.sqlite3"
+    staged.write_bytes(db.read_bytes())
+    st = db.stat()
+    base = Baseline(FileState.of(st), time.time_ns(), st.st_size, [])
+    reads: list[int] = []
+    real = cut.diff_file
+    monkeypatch.setattr(cut, "diff_file", lambda *a, **k: reads.append(1) or real(*a, **k))
+    assert cut.catch_up(db, staged, base) is base and reads == []
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO t (v) VALUES (x'00')")
+    conn.commit()
+    conn.close()
+    after = cut.catch_up(db, staged, base)
+    assert reads == [1] and after is not base and staged.read_bytes() == db.read_bytes()

@@ -157,6 +157,8 @@ def catch_up(path: Path, staged: Path, base: Baseline) -> Baseline:
     fd = os.open(path, os.O_RDONLY)
     try:
         st = os.fstat(fd)
+        if not base.maybe_changed(st):  # not written since it was staged
+            return base
         stat_at = time.time_ns()
         out = os.open(staged, os.O_WRONLY)
         try:
