@@ -37,8 +37,6 @@ class Copied:
     stored_size: int = 0
     stored_sha256: str = ""
     digests: list[bytes] = field(default_factory=list)
-    #: Stored size of each chunk's frame (empty for a raw copy).
-    frames: list[int] = field(default_factory=list)
 
 
 #: Given a chunk's index and content, an earlier frame of exactly that content, or None.
@@ -131,7 +129,6 @@ class FrameCompressor:
             frame = pending.popleft().result()
             stored.update(frame)
             out.stored_size += len(frame)
-            out.frames.append(len(frame))
             dst.write(frame)
 
         for i, chunk in enumerate(chunks):
@@ -155,7 +152,6 @@ class FrameCompressor:
             frame = self._compress(b"")
             stored.update(frame)
             out.stored_size += len(frame)
-            out.frames.append(len(frame))
             dst.write(frame)
         out.sha256 = raw.hexdigest()
         out.stored_sha256 = stored.hexdigest()

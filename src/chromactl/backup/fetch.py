@@ -15,7 +15,7 @@ import zstandard
 
 from chromactl.errors import ChromactlError
 
-from .chunks import frame_length
+from .chunks import frames_of
 from .manifest import FileEntry, Manifest
 from .progress import NullProgress, Progress
 from .store import Repository, RepositoryError
@@ -64,7 +64,6 @@ class _Decoder:
         """(stored size, stored sha256, content size, content sha256) of one object."""
         raw_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
         stored = size = offset = 0
-        buf = bytearray()
         pending: deque[Future[bytes]] = deque()
 
         flushed = 0
@@ -81,29 +80,18 @@ class _Decoder:
                 flushed = size
 
         try:
-            eof = False
-            while not eof:
-                data = src.read(READ_SIZE)
-                eof = not data
-                stored += len(data)
-                stored_hash.update(data)
-                buf += data
-                pos = 0
-                while (n := frame_length(buf, pos)) is not None:
-                    frame = bytes(buf[pos:pos + n])
-                    content = zstandard.get_frame_parameters(frame).content_size
-                    if content == zstandard.CONTENTSIZE_UNKNOWN:
-                        raise _Unframed
-                    pending.append(self._pool.submit(self._decode, frame, fd, offset))
-                    offset += content
-                    pos += n
-                    while len(pending) >= self._window:
-                        collect()
-                del buf[:pos]
+            for frame in frames_of(src, READ_SIZE):
+                stored += len(frame)
+                stored_hash.update(frame)
+                content = zstandard.get_frame_parameters(frame).content_size
+                if content == zstandard.CONTENTSIZE_UNKNOWN:
+                    raise _Unframed
+                pending.append(self._pool.submit(self._decode, frame, fd, offset))
+                offset += content
+                while len(pending) >= self._window:
+                    collect()
             while pending:
                 collect()
-            if buf:
-                raise zstandard.ZstdError("compressed object is truncated")
         finally:  # on an error, no decode may still write after the caller moves on
             for fut in pending:
                 fut.cancel()
