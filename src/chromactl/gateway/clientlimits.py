@@ -20,6 +20,8 @@ import logging
 import time
 from typing import Any
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
 from chromactl.config import ClientLimitsSettings
 from chromactl.gateway.auth.client_cert import PeerCertificateProtocol
 from chromactl.gateway.coalesce import CoalescingTransport
@@ -38,9 +40,8 @@ _TIMER_SLACK_S = 0.01
 _ERRORS = {408: "RequestTimeoutError", 431: "RequestHeaderFieldsTooLargeError", 503: "ServiceUnavailable"}
 
 
-class LimitedHttpToolsProtocol(PeerCertificateProtocol):
-    """uvicorn's httptools protocol (client certificate in the scope) with a header
-    deadline and a header size limit."""
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header deadline and a header size limit."""
 
     limits: ClientLimitsSettings = ClientLimitsSettings()
 
@@ -161,9 +162,15 @@ def _peer(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else ""
 
 
-def protocol_class(limits: ClientLimitsSettings) -> type[LimitedHttpToolsProtocol]:
-    """The protocol class for uvicorn's ``http=`` with these limits."""
-    return type("GatewayHttpProtocol", (LimitedHttpToolsProtocol,), {"limits": limits})
+def protocol_class(
+    limits: ClientLimitsSettings, *, peer_certificates: bool = False
+) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class for uvicorn's ``http=`` with these limits; with
+    ``peer_certificates``, it also puts the verified client certificate in each scope."""
+    bases: tuple[type, ...] = (LimitedHttpToolsProtocol,)
+    if peer_certificates:
+        bases = (PeerCertificateProtocol, *bases)
+    return type("GatewayHttpProtocol", bases, {"limits": limits})
 
 
 class RequestBodyTimeout(Exception):

@@ -39,7 +39,7 @@ def uvicorn_config(settings: Settings, gateway: Gateway, tls: ReloadingTLS | Non
         gateway,
         host=gw.listen_address,
         port=gw.port,
-        http=protocol_class(limits),
+        http=protocol_class(limits, peer_certificates=gw.auth.client_cert is not None),
         lifespan="on",
         log_config=None,
         access_log=False,
