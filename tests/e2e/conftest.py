@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.chart.helm import chart
+from tests.podrunner.images import CLIENT_IMAGE
 from tests.podrunner.runner import JobResult, Pod, PodRunner
 
 RELEASE = "chroma"
@@ -19,7 +20,7 @@ SERVICE = "chroma-chromadb"
 READY_TIMEOUT_S = 90
 
 #: A client that writes and reads through a Chroma HTTP endpoint. Run in a pod
-#: (python image, or a Chroma image for the legacy client) with argv
+#: (the e2e client image, or a legacy Chroma image for the legacy client) with argv
 #: HOST PORT add|read; prints one JSON line.
 CLIENT = """
 import json, os, sys
@@ -63,7 +64,7 @@ def install(cluster: PodRunner, values: dict[str, Any] | None = None, *,
 
 
 def run_client(cluster: PodRunner, mode: str, *, host: str = SERVICE, port: int = 8000,
-               image: str = "python:3.11", name: str = "client",
+               image: str = CLIENT_IMAGE, name: str = "client",
                token_secret: str | None = None) -> dict[str, Any]:
     """Run :data:`CLIENT` in a pod of its own; the parsed JSON line it printed.
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import SERVER_POD, SERVICE, assert_helm_tests_pass, install, render
+from tests.podrunner.images import CLIENT_IMAGE
 from tests.podrunner.runner import PodRunner
 
 STANDIN = Path(__file__).with_name("kubectl_standin.py")
@@ -90,13 +91,13 @@ def standin_configmap(cluster: PodRunner) -> None:
 
 def run_sh(cluster: PodRunner, name: str, script: str,
            env: list[dict[str, Any]] | None = None) -> str:
-    """Run ``sh -c script`` in a client pod (python image: curl, python3 and chromadb);
+    """Run ``sh -c script`` in a client pod (the e2e client image: curl, python3 and chromadb);
     its log, after asserting it succeeded."""
     standin_configmap(cluster)
     result = cluster.run_pod({
         "metadata": {"name": name, "labels": {"app": "e2e-client"}},
         "spec": {"containers": [{
-            "name": "client", "image": "python:3.11",
+            "name": "client", "image": CLIENT_IMAGE,
             "command": ["sh", "-c", script],
             "env": [{"name": "ANONYMIZED_TELEMETRY", "value": "False"},
                     {"name": "HOME", "value": "/tmp"},

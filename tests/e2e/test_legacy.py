@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from tests.e2e.conftest import SERVER_POD, assert_helm_tests_pass, install, run_client
-from tests.podrunner import images
 from tests.podrunner.runner import PodRunner
 
 VERSION = "0.6.3"
 VALUES = {"chromadb": {"apiVersion": VERSION}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def legacy_venv() -> None:
-    """Install chromadb 0.6.3 in its own venv before any pod needs it (once)."""
-    images.chroma_venv(VERSION)
-
-
 def test_legacy_server_runs_from_rendered_env(cluster: PodRunner) -> None:
     pod = install(cluster, VALUES)
     chroma = pod.container("chroma")
     assert chroma.argv[:2] == ["uvicorn", "chromadb.app:app"]
-    assert str(images.VENVS / f"chroma-{VERSION}") in chroma.env["PATH"]
+    assert chroma.spec["image"] == f"ghcr.io/chroma-core/chroma:{VERSION}"
     # The rendered log config is the one uvicorn loaded: its format
     # ("<time> INFO uvicorn.error: ...") is in the log, not uvicorn's default "INFO:  ...".
     assert re.search(r"INFO uvicorn\.error: ", cluster.logs(SERVER_POD, "chroma"))

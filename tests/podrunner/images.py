@@ -1,185 +1,154 @@
-"""Which local executables stand in for a container image.
+"""Container images for the pod runner: found in local image storage, run from their root.
 
-There is no container engine here, so each image the chart (or a test) names
-maps to programs on this machine: a Chroma image runs the ``chroma`` of the
-matching chromadb release from PyPI in its own virtual environment, the
-chromactl image runs this repository's package, and a few small test images run
-the local tools. An image that is not in the table is an error.
+``scripts/images.py build --standins`` (``make images``) builds every image the chart and the
+tests name, with buildah, and tags them with the names the chart renders (the official Chroma
+image's name for the Chroma stand-in). The runner looks an image up by that exact reference,
+the way a kubelet with ``imagePullPolicy: Never`` would: a reference that is not in local
+storage is an error naming it. An image's root filesystem is exposed with ``buildah mount`` of
+one working container per image (read only as far as the runner is concerned: every container
+gets its own overlay on top), and its config (Entrypoint, Cmd, Env, User, WorkingDir) is applied
+under the pod spec as the kubelet applies it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
-import os
+import json
+import shutil
 import subprocess
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-#: The project's own environment (chromactl, and the default chromadb).
-MAIN_VENV = REPO / ".venv"
-#: Extra environments, one per Chroma release: ``.venvs/chroma-<version>``.
-VENVS = REPO / ".venvs"
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PIP_TIMEOUT_S = 900
+BUILDAH = shutil.which("buildah") or "/usr/bin/buildah"
+LOCK = Path("/run/lock/chromadb-chart-images.lock")
+#: What builds the images the runner looks for.
+BUILD_HINT = "make images (scripts/images.py build --standins)"
+#: The test client: Python with the chromadb client, curl and a shell.
+CLIENT_IMAGE = "localhost/chromadb-chart/e2e-client:1.5.9"
 
 
-class UnknownImageError(LookupError):
-    """The image has no local stand-in."""
+class ImageNotFoundError(LookupError):
+    """The reference is not in local image storage."""
 
 
 @dataclass(frozen=True)
 class Image:
-    """What a container of this image runs when its spec does not say."""
+    """An image in local storage: its root filesystem and what a container of it runs."""
 
+    ref: str
+    id: str
+    root: Path
     entrypoint: list[str]
-    cmd: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    workdir: str = "/"
-    #: Files the image ships, path -> content (mounted read-only).
-    files: dict[str, str] = field(default_factory=dict)
+    cmd: list[str]
+    env: dict[str, str]
+    workdir: str
+    user: str
+
+    def passwd(self, uid: int) -> tuple[str, int, str] | None:
+        """(name, gid, home) of ``uid`` in the image's /etc/passwd, if it has one."""
+        with contextlib.suppress(OSError):
+            for line in (self.root / "etc" / "passwd").read_text().splitlines():
+                parts = line.split(":")
+                if len(parts) >= 7 and parts[2] == str(uid):
+                    return parts[0], int(parts[3]), parts[5]
+        return None
+
+    def user_by_name(self, name: str) -> tuple[int, int] | None:
+        with contextlib.suppress(OSError):
+            for line in (self.root / "etc" / "passwd").read_text().splitlines():
+                parts = line.split(":")
+                if len(parts) >= 7 and parts[0] == name:
+                    return int(parts[2]), int(parts[3])
+        return None
+
+    def group_by_name(self, name: str) -> int | None:
+        with contextlib.suppress(OSError):
+            for line in (self.root / "etc" / "group").read_text().splitlines():
+                parts = line.split(":")
+                if len(parts) >= 3 and parts[0] == name:
+                    return int(parts[2])
+        return None
 
 
-def _path(*bins: Path) -> str:
-    return ":".join([*(str(b) for b in bins), SYSTEM_PATH])
-
-
-def _installed_version(venv: Path, dist: str) -> str | None:
-    for site in venv.glob("lib/python*/site-packages"):
-        for info in site.glob("*.dist-info"):
-            name, _, version = info.name[: -len(".dist-info")].rpartition("-")
-            if name.lower().replace("_", "-") == dist:
-                return version
-    return None
-
-
-def chroma_venv(version: str) -> Path:
-    """The virtual environment holding chromadb==``version``, created on demand.
-
-    The project's ``.venv`` serves when it has that version; otherwise
-    ``.venvs/chroma-<version>`` is created with pip from PyPI, pinned by
-    ``requirements/chroma-<version>.txt`` when the repository has one (the
-    Makefile's ``legacy-chroma`` target makes the same venv). A lock file keeps
-    concurrent test runs from installing twice.
-    """
-    if _installed_version(MAIN_VENV, "chromadb") == version:
-        return MAIN_VENV
-    venv = VENVS / f"chroma-{version}"
-    marker = venv / ".installed"
-    if marker.exists():
-        return venv
-    VENVS.mkdir(parents=True, exist_ok=True)
-    with open(VENVS / f".chroma-{version}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():
-            return venv
-        python = Path(getattr(sys, "_base_executable", sys.executable))
-        if not (venv / "bin" / "python").exists():
-            subprocess.run([str(python), "-m", "venv", str(venv)], check=True)
-        pins = REPO / "requirements" / f"chroma-{version}.txt"
-        what = ["-r", str(pins)] if pins.exists() else [f"chromadb=={version}"]
-        subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *what],
-            check=True, timeout=PIP_TIMEOUT_S,
-        )
-        if _installed_version(venv, "chromadb") != version:
-            raise RuntimeError(f"{venv} does not hold chromadb {version} after pip install")
-        marker.touch()
-    return venv
-
-
-def _major(version: str) -> int:
-    head = version.lstrip("v").split(".", 1)[0]
-    if not head.isdigit():
-        raise UnknownImageError(f"Chroma image tag {version!r} is not a release version")
-    return int(head)
-
-
-#: The official 1.x image's /config.yaml (its CMD is ``run /config.yaml``; its entrypoint
-#: is ``dumb-init -- chroma``, here the sandbox's reaper stands in for dumb-init).
-_CHROMA_IMAGE_CONFIG = (
-    'port: 8000\nlisten_address: "0.0.0.0"\npersist_path: "/data"\nallow_reset: false\n'
-)
-
-
-def chroma_image(tag: str) -> Image:
-    venv = chroma_venv(tag.lstrip("v"))
-    env = {"PATH": _path(venv / "bin")}
-    if _major(tag) >= 1:
-        return Image(["chroma"], ["run", "/config.yaml"], env,
-                     files={"/config.yaml": _CHROMA_IMAGE_CONFIG})
-    # The 0.x image: uvicorn serving the Python server, settings from env.
-    env |= {"CHROMA_HOST_ADDR": "0.0.0.0", "CHROMA_HOST_PORT": "8000", "CHROMA_WORKERS": "1"}
-    return Image(["uvicorn", "chromadb.app:app"],
-                 ["--workers", "1", "--host", "0.0.0.0", "--port", "8000"], env, workdir="/")
-
-
-def chromactl_image(_tag: str) -> Image:
-    return Image(["chromactl"], [], {"PATH": _path(MAIN_VENV / "bin")})
-
-
-def python_image(_tag: str) -> Image:
-    return Image([], ["python3"], {"PATH": _path(MAIN_VENV / "bin")})
-
-
-def curl_image(_tag: str) -> Image:
-    return Image(["curl"], [], {"PATH": SYSTEM_PATH})
-
-
-def busybox_image(_tag: str) -> Image:
-    return Image([], ["sh"], {"PATH": SYSTEM_PATH})
-
-
-#: repository -> stand-in (called with the tag).
-TABLE: dict[str, Callable[[str], Image]] = {
-    "ghcr.io/chroma-core/chroma": chroma_image,
-    "chromadb/chroma": chroma_image,
-    "ghcr.io/chromadb-chart/chromactl": chromactl_image,
-    "python": python_image,
-    "curlimages/curl": curl_image,
-    "busybox": busybox_image,
-}
-
-
-def split_image(ref: str) -> tuple[str, str]:
-    """``registry/repo:tag@digest`` -> (normalised repository, tag)."""
-    name = ref.split("@", 1)[0]
-    tag = "latest"
+def normalize(ref: str) -> str:
+    """A reference as the container runtime names it: ``python:3.11`` is
+    ``docker.io/library/python:3.11``, a reference without a tag is ``:latest``."""
+    name, at, digest = ref.partition("@")
     head, _, last = name.rpartition("/")
-    if ":" in last:
-        last, tag = last.split(":", 1)
-    repo = f"{head}/{last}" if head else last
-    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/"):
-        if repo.startswith(prefix):
-            repo = repo[len(prefix):]
-            break
-    return repo, tag
+    if not at and ":" not in last:
+        last += ":latest"
+    name = f"{head}/{last}" if head else last
+    first = name.split("/", 1)[0]
+    if "/" not in name:
+        name = f"docker.io/library/{name}"
+    elif not ("." in first or ":" in first or first == "localhost"):
+        name = f"docker.io/{name}"
+    return name + (f"@{digest}" if at else "")
 
 
-def resolve(ref: str) -> Image:
-    """The local stand-in for image ``ref``; :class:`UnknownImageError` if none."""
-    repo, tag = split_image(ref)
-    try:
-        factory = TABLE[repo]
-    except KeyError:
-        known = ", ".join(sorted(TABLE))
-        raise UnknownImageError(
-            f"image {ref!r} has no local stand-in (known repositories: {known})"
-        ) from None
-    return factory(tag)
+@contextlib.contextmanager
+def _storage_lock() -> Iterator[None]:
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
-def main(argv: list[str]) -> int:
-    """``python tests/podrunner/images.py chroma 0.6.3``: prepare a Chroma venv."""
-    if len(argv) != 2 or argv[0] != "chroma":
-        print("usage: python tests/podrunner/images.py chroma VERSION", file=sys.stderr)
-        return 2
-    print(chroma_venv(argv[1]))
-    return 0
+def _buildah(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BUILDAH, *argv], capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
-if __name__ == "__main__":
-    os.chdir(REPO)
-    raise SystemExit(main(sys.argv[1:]))
+def _env(items: list[str] | None) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in items or [] if "=" in item)
+
+
+class ImageStore:
+    """Images of local storage by reference; each mounted once per process, on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[str, Image] = {}
+
+    def resolve(self, ref: str) -> Image:
+        full = normalize(ref)
+        with self._lock:
+            if full not in self._cache:
+                self._cache[full] = self._load(ref, full)
+            return self._cache[full]
+
+    def _load(self, ref: str, full: str) -> Image:
+        found = _buildah("inspect", "--type", "image", full)
+        if found.returncode != 0:
+            raise ImageNotFoundError(
+                f"image {ref!r} ({full}) is not in local image storage; the tests build every "
+                f"image the chart names with {BUILD_HINT}")
+        info = json.loads(found.stdout)
+        image_id = str(info["FromImageID"])
+        config = (info.get("OCIv1") or {}).get("config") or {}
+        root = self._mount(image_id)
+        return Image(ref=full, id=image_id, root=root,
+                     entrypoint=list(config.get("Entrypoint") or []),
+                     cmd=list(config.get("Cmd") or []), env=_env(config.get("Env")),
+                     workdir=config.get("WorkingDir") or "/", user=config.get("User") or "")
+
+    @staticmethod
+    def _mount(image_id: str) -> Path:
+        name = f"podrunner-{image_id[:12]}"
+        with _storage_lock():
+            if _buildah("inspect", "--type", "container", name).returncode != 0:
+                made = _buildah("from", "--pull-never", "--name", name, image_id)
+                if made.returncode != 0:
+                    raise RuntimeError(f"buildah from {image_id}: {made.stderr.strip()}")
+            mounted = _buildah("mount", name)
+            if mounted.returncode != 0:
+                raise RuntimeError(f"buildah mount {name}: {mounted.stderr.strip()}")
+        return Path(mounted.stdout.strip())
+
+
+#: One store for the test process: mounts are shared by every runner.
+STORE = ImageStore()

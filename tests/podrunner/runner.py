@@ -3,6 +3,12 @@
 The runner takes manifests rendered by the real Helm engine and starts their
 pods the way a kubelet would, close enough that a chart mistake fails a test:
 
+* each container runs from its image (found in local image storage by the
+  reference the manifest names; ``tests/podrunner/images.py``): the image's root
+  filesystem under an overlay of the container's own, the image's Entrypoint,
+  Cmd, Env, User and WorkingDir under the spec's command, args, env and
+  securityContext (user, groups, fsGroup, read-only root, no privilege
+  escalation), volumes on top; nothing of the host is visible;
 * each pod gets its own network namespace (an address on a private bridge that
   only this host reaches) and each container its own mount and PID namespace
   (bubblewrap), so ``127.0.0.1`` is the pod's alone and containers of a pod
@@ -54,11 +60,12 @@ Obj = dict[str, Any]
 BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
+BASH = shutil.which("bash") or "/bin/bash"
+CC = shutil.which("cc") or "/usr/bin/cc"
 UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 IP = shutil.which("ip") or "/usr/sbin/ip"
-#: Host directories visible (read-only) inside every container.
-HOST_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/opt", "/var", "/root",
-             str(image_table.REPO))
+#: PATH for a container whose image sets none (the runtime's default).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RUN_DIR = Path("/run/podrunner")
 SUBNET_BASE = ipaddress.ip_network("10.213.0.0/16")
 CLONE_NEWNET = 0x40000000
@@ -642,7 +649,7 @@ class Pod:
     def _start(self, c: Container) -> None:
         try:
             argv, env, bwrap = self.runner.container_command(self, c)
-        except image_table.UnknownImageError as exc:
+        except image_table.ImageNotFoundError as exc:
             raise PodError(f"{c.where()}: {exc}") from None
         except PodError as exc:
             raise PodError(f"{c.where()}: {exc}") from None
@@ -655,7 +662,7 @@ class Pod:
             c.proc = subprocess.Popen(
                 [NSENTER, f"--net=/proc/{self.holder.pid}/ns/net", *bwrap],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True,
+                env=env, start_new_session=True, pass_fds=(self.runner.shim.fd,),
             )
         c.started_at = time.monotonic()
         c.started = c.ready = False
@@ -701,10 +708,13 @@ class Pod:
                 time.sleep(0.02)
         if main is None:
             raise PodError(f"{c.where()}: not running, cannot exec {argv}")
-        user = self.runner.user_prefix(self, c)
+        image = self.runner.images.resolve(self.runner.mirror(str(c.spec.get("image", ""))))
+        who = self.runner.identity(self, c, image)
         return subprocess.run(
-            [NSENTER, "-t", str(main), "-m", "-n", "-u", "-i", "-w", *user, *argv],
+            [NSENTER, "-t", str(main), "-m", "-n", "-u", "-i", "-p", "-r", "-w",
+             *self.runner.exec_argv(who, argv)],
             capture_output=True, text=True, env=c.env, timeout=timeout, check=False,
+            pass_fds=(self.runner.shim.fd,),
         )
 
     def container(self, name: str) -> Container:
@@ -833,6 +843,8 @@ class PodRunner:
         self._lock = threading.RLock()
         self._job_counter = 0
         workdir.mkdir(parents=True, exist_ok=True)
+        self.images = image_table.STORE
+        self.shim = ExecShim()
         self.network = Network()
 
     def __enter__(self) -> PodRunner:
@@ -850,6 +862,7 @@ class PodRunner:
                 errors.append(str(exc))
         self.pods.clear()
         self.network.close()
+        self.shim.close()
         if errors:
             raise PodError("; ".join(errors))
 
@@ -873,8 +886,8 @@ class PodRunner:
     def prepare_images(self) -> list[str]:
         """Resolve every image the manifests name, now, in this thread.
 
-        Creates any Chroma venv that is missing (pip can take a minute) before a pod
-        waits for it, and fails early on an image without a stand-in.
+        Mounts each image's root filesystem before a pod waits for it, and fails early,
+        naming it, on an image that is not in local storage.
         """
         refs: set[str] = set()
 
@@ -890,7 +903,7 @@ class PodRunner:
 
         walk(list(self.store.objects.values()))
         for ref in sorted(refs):
-            image_table.resolve(self.mirror(ref))
+            self.images.resolve(self.mirror(ref))
         return sorted(refs)
 
     @property
@@ -1391,27 +1404,73 @@ class PodRunner:
 
     # -- the sandbox -------------------------------------------------------------
 
-    def user_prefix(self, pod: Pod, c: Container) -> list[str]:
-        ctx = (pod.spec.get("securityContext") or {}) | (c.spec.get("securityContext") or {})
-        uid, gid = ctx.get("runAsUser"), ctx.get("runAsGroup")
-        if ctx.get("runAsNonRoot") and not uid:
-            raise PodError("runAsNonRoot is set but runAsUser is not (the image runs as root)")
-        if uid is None and gid is None:
-            return []
-        groups = [str(g) for g in [pod.spec.get("securityContext", {}).get("fsGroup"),
-                                   *(pod.spec.get("securityContext", {})
-                                     .get("supplementalGroups") or [])] if g is not None]
-        return [SETPRIV, f"--reuid={uid or 0}", f"--regid={gid if gid is not None else 0}",
-                f"--groups={','.join(groups)}" if groups else "--clear-groups", "--"]
+    def identity(self, pod: Pod, c: Container, image: image_table.Image) -> Identity:
+        """Who the container's process is: the securityContext over the image's USER.
+
+        As the kubelet: ``runAsUser``/``runAsGroup`` win over the image's ``USER``; the group
+        of a user without one is the user's group in the image's /etc/passwd, else 0;
+        ``runAsNonRoot`` refuses uid 0 and a non-numeric image user it cannot verify.
+        """
+        pod_ctx = pod.spec.get("securityContext") or {}
+        ctx = pod_ctx | (c.spec.get("securityContext") or {})
+        image_user, _, image_group = image.user.partition(":")
+        image_uid: int | None = None
+        image_gid: int | None = None
+        if image_user.isdigit():
+            image_uid = int(image_user)
+        elif image_user:
+            named = image.user_by_name(image_user)
+            if named is None:
+                raise PodError(f"image {image.ref} runs as user {image_user!r}, "
+                               "which its /etc/passwd does not have")
+            image_uid, image_gid = named
+        if image_group:
+            image_gid = int(image_group) if image_group.isdigit() \
+                else image.group_by_name(image_group)
+        uid = ctx.get("runAsUser")
+        if uid is None:
+            if ctx.get("runAsNonRoot") and image_user and not image_user.isdigit():
+                raise PodError(f"container has runAsNonRoot and image has non-numeric user "
+                               f"({image_user}), cannot verify user is non-root")
+            uid = image_uid or 0
+        if ctx.get("runAsNonRoot") and int(uid) == 0:
+            raise PodError("container has runAsNonRoot and image will run as root")
+        gid = ctx.get("runAsGroup")
+        if gid is None:
+            if ctx.get("runAsUser") is None and image_gid is not None:
+                gid = image_gid
+            else:
+                entry = image.passwd(int(uid))
+                gid = entry[1] if entry else 0
+        groups = [int(g) for g in [pod_ctx.get("fsGroup"), *(pod_ctx.get("supplementalGroups")
+                                                            or [])] if g is not None]
+        no_new_privs = ctx.get("allowPrivilegeEscalation") is False
+        return Identity(int(uid), int(gid), groups, no_new_privs)
+
+    def exec_argv(self, who: Identity, argv: list[str]) -> list[str]:
+        """The container-side command: the exec helper, by its descriptor, then ``argv``."""
+        return [f"/proc/self/fd/{self.shim.fd}", str(who.uid), str(who.gid),
+                ",".join(map(str, who.groups)) or "-", "1" if who.no_new_privs else "0", "--",
+                *argv]
 
     def container_command(self, pod: Pod, c: Container) -> tuple[list[str], dict[str, str],
                                                                  list[str]]:
-        """The argv, the environment and the bubblewrap arguments of a container."""
-        image = image_table.resolve(self.mirror(str(c.spec.get("image", ""))))
-        env = {"PATH": image_table.SYSTEM_PATH} | image.env
-        env |= {"HOSTNAME": pod.name, "HOME": "/root"}
+        """The argv, the environment and the host command line of a container.
+
+        The container's root is its image's root filesystem under an overlay of its own
+        (``readOnlyRootFilesystem`` remounts it read-only), volumes are mounted on top, and
+        nothing of the host is visible but /proc, /dev and /sys.
+        """
+        image = self.images.resolve(self.mirror(str(c.spec.get("image", ""))))
+        env = dict(image.env)
+        env |= {"HOSTNAME": pod.spec.get("hostname", pod.name)}
         env |= self.service_env(pod)
         env |= self.container_env(pod, c)
+        who = self.identity(pod, c, image)
+        if "HOME" not in env:
+            entry = image.passwd(who.uid)
+            env["HOME"] = entry[2] if entry else "/"
+        env.setdefault("PATH", DEFAULT_PATH)
         if "command" in c.spec:
             argv = [*c.spec["command"], *c.spec.get("args", [])]
         else:
@@ -1437,12 +1496,6 @@ class PodRunner:
                     source.mkdir(parents=True)
             kind = "--ro-bind" if vol_ro or m.get("readOnly") else "--bind"
             mounts.append((kind, m["mountPath"], source))
-        for path, content in image.files.items():
-            if not any(t == path for _, t, _ in mounts):
-                host = pod.dir / "image-files" / c.name / path.lstrip("/")
-                host.parent.mkdir(parents=True, exist_ok=True)
-                host.write_text(content)
-                mounts.append(("--ro-bind", path, host))
         hostname = pod.dir / "hostname"
         hostname.write_text(pod.spec.get("hostname", pod.name) + "\n")
         mounts += [("--ro-bind", "/etc/hosts", pod.hosts), ("--ro-bind", "/etc/hostname", hostname)]
@@ -1450,74 +1503,69 @@ class PodRunner:
             pod.hosts.write_text("127.0.0.1\tlocalhost\n")
             self.pod_network_changed()
 
-        tmpfs = [] if read_only else ["/tmp", "/var/tmp", "/run"]
-        targets = {t for _, t, _ in mounts} | set(tmpfs) | {workdir}
-        args = [BWRAP, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                "--hostname", pod.spec.get("hostname", pod.name)]
-        args += _root_layout(targets)
-        args += ["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys"]
-        if read_only and not any(t == "/tmp" for t in targets):
-            args += ["--dir", "/tmp"]
-        for t in tmpfs:
-            if not any(m == t for _, m, _ in mounts):
-                args += ["--perms", "1777", "--tmpfs", t]
-        # Mount points the host lacks: made 0755 as a container runtime would
-        # (bubblewrap's implicit parents would be 0700, unreadable to non-root users).
-        missing = sorted({str(parent) for _, target, _ in mounts
-                          for parent in Path(target).parents
-                          if str(parent) != "/" and not os.path.lexists(parent)},
+        layer = pod.dir / "rootfs" / f"{c.name}-{len(c.exit_codes)}"
+        for part in ("upper", "work", "merged"):
+            (layer / part).mkdir(parents=True, exist_ok=True)
+        overlay = (f"lowerdir={image.root},upperdir={layer / 'upper'},"
+                   f"workdir={layer / 'work'}")
+        args = [UNSHARE, "--mount", "--propagation", "private", "--", BASH, "-c",
+                'mount -t overlay overlay -o "$1" "$2" && shift 2 && exec "$@"', "overlay",
+                overlay, str(layer / "merged"),
+                BWRAP, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                "--hostname", pod.spec.get("hostname", pod.name),
+                "--bind", str(layer / "merged"), "/",
+                "--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys"]
+        # Mount points the image lacks: made 0755, as a container runtime makes them.
+        missing = sorted({str(d) for _, target, _ in mounts
+                          for d in [*Path(target).parents, Path(target)]
+                          if str(d) != "/" and not os.path.lexists(image.root / str(d)[1:])},
                          key=lambda d: d.count("/"))
         for directory in missing:
+            if any(t == directory for _, t, s in mounts if s.is_file()):
+                continue
             args += ["--perms", "0755", "--dir", directory]
         for kind, target, source in sorted(mounts, key=lambda m: m[1].count("/")):
             args += [kind, str(source), target]
-        # The image table runs executables from the checkout (its virtualenvs). A checkout
-        # under a path the pod mounts over (a clone in /tmp, and an emptyDir on /tmp) would
-        # vanish from the container: put it back, read-only, on top.
-        repo = image_table.REPO
-        if any(repo.is_relative_to(t) for t in targets if t != "/"):
-            args += ["--ro-bind", str(repo), str(repo)]
         if read_only:
             args += ["--remount-ro", "/"]
-        args += ["--chdir", workdir, "--", *self.user_prefix(pod, c), *argv]
+        args += ["--chdir", workdir, "--", *self.exec_argv(who, argv)]
         return argv, env, args
 
 
-def _root_layout(targets: set[str]) -> list[str]:
-    """bwrap arguments exposing the host directories read-only.
+@dataclass(frozen=True)
+class Identity:
+    """The user a container's process runs as."""
 
-    A directory that must hold a mount point the host lacks (``/etc/chroma``)
-    is rebuilt as an empty directory with its entries bound one by one.
+    uid: int
+    gid: int
+    groups: list[int]
+    no_new_privs: bool
+
+
+class ExecShim:
+    """``exec.c`` beside this file, compiled once (statically) and held open.
+
+    Containers start it through ``/proc/self/fd/N``: it is never in an image's filesystem.
     """
-    args: list[str] = []
-    created: set[str] = set()
 
-    def needs_shadow(path: Path) -> bool:
-        return any(Path(t).is_relative_to(path) and Path(t) != path and not os.path.lexists(t)
-                   for t in targets)
+    SOURCE = Path(__file__).with_name("exec.c")
 
-    def parents(path: Path) -> Iterator[str]:
-        for parent in reversed(path.parents):
-            if str(parent) != "/" and str(parent) not in created:
-                created.add(str(parent))
-                yield str(parent)
+    def __init__(self) -> None:
+        import hashlib
 
-    def expose(path: Path) -> None:
-        if path.is_symlink():
-            args.extend(["--symlink", os.readlink(path), str(path)])
-        elif path.is_dir() and (needs_shadow(path) or path == Path("/root")):
-            args.extend(["--dir", str(path)])
-            created.add(str(path))
-            for child in sorted(path.iterdir()):
-                expose(child)
-        elif path.exists():
-            args.extend(["--ro-bind", str(path), str(path)])
+        source = self.SOURCE.read_bytes()
+        binary = RUN_DIR / f"exec-{hashlib.sha256(source).hexdigest()[:16]}"
+        if not binary.exists():
+            RUN_DIR.mkdir(parents=True, exist_ok=True)
+            tmp = binary.with_suffix(f".{os.getpid()}")
+            done = subprocess.run([CC, "-static", "-O2", "-o", str(tmp), str(self.SOURCE)],
+                                  capture_output=True, text=True, timeout=120, check=False)
+            if done.returncode != 0:
+                raise PodError(f"cannot compile {self.SOURCE} (gcc and libc6-dev, installed "
+                               f"by scripts/install-system-deps.sh): {done.stderr.strip()}")
+            tmp.replace(binary)
+        self.fd = os.open(binary, os.O_RDONLY)
 
-    for top in HOST_DIRS:
-        path = Path(top)
-        if not os.path.lexists(path):
-            continue
-        for parent in parents(path):
-            args.extend(["--dir", parent])
-        expose(path)
-    return args
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)

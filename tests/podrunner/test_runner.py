@@ -17,7 +17,10 @@ import pytest
 from tests.podrunner import images
 from tests.podrunner.runner import PodError, PodRunner, expand
 
-PY = "python:3.11"
+#: Python, a shell and curl (the e2e client image, built by ``make images``).
+PY = images.CLIENT_IMAGE
+CHROMACTL = "ghcr.io/chromadb-chart/chromactl:0.2.0"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -76,16 +79,78 @@ def test_expand_follows_kubernetes_rules() -> None:
     assert expand("$A $(A", env) == "$A $(A"
 
 
-def test_image_table() -> None:
-    assert images.split_image("docker.io/library/python:3.11@sha256:abc") == ("python", "3.11")
-    assert images.split_image("ghcr.io/chroma-core/chroma:1.5.9") == (
-        "ghcr.io/chroma-core/chroma", "1.5.9")
-    assert images.split_image("localhost:5000/x") == ("localhost:5000/x", "latest")
-    with pytest.raises(images.UnknownImageError, match="nginx"):
-        images.resolve("nginx:1.27")
-    chroma = images.resolve("ghcr.io/chroma-core/chroma:1.5.9")
-    assert chroma.entrypoint == ["chroma"]
-    assert str(images.MAIN_VENV / "bin") in chroma.env["PATH"]
+def test_image_references_are_normalised_and_found_by_exact_name() -> None:
+    assert images.normalize("python:3.11") == "docker.io/library/python:3.11"
+    assert images.normalize("curlimages/curl") == "docker.io/curlimages/curl:latest"
+    assert images.normalize("ghcr.io/chroma-core/chroma:1.5.9") == "ghcr.io/chroma-core/chroma:1.5.9"
+    assert images.normalize("localhost:5000/x@sha256:ab") == "localhost:5000/x@sha256:ab"
+    with pytest.raises(images.ImageNotFoundError, match=r"nginx:1\.27.*make images"):
+        images.STORE.resolve("nginx:1.27")
+    # A tag the tests did not build is not found either, even if the repository is.
+    with pytest.raises(images.ImageNotFoundError, match="chroma:0.0.1"):
+        images.STORE.resolve("ghcr.io/chroma-core/chroma:0.0.1")
+    chroma = images.STORE.resolve("ghcr.io/chroma-core/chroma:1.5.9")
+    assert chroma.entrypoint == ["dumb-init", "--", "chroma"]
+    assert chroma.cmd == ["run", "/config.yaml"]
+    assert (chroma.root / "config.yaml").is_file()
+    chromactl = images.STORE.resolve(CHROMACTL)
+    assert chromactl.user == "10001:10001" and chromactl.entrypoint == ["chromactl"]
+
+
+# --------------------------------------------------------------------------- images
+
+
+def test_containers_see_their_image_not_the_host(runner: PodRunner) -> None:
+    """The image's root filesystem is /: the checkout and the host's files are not there."""
+    marker = Path("/etc/podrunner-host-only")
+    marker.write_text("host\n")
+    try:
+        script = (f"test -e {REPO} && echo sees-checkout; test -e {marker} && echo sees-host; "
+                  "test -x /opt/chroma/bin/python3 && echo image-venv; echo uid=$(id -u) home=$HOME")
+        result = runner.run_pod(pod("iso", sh("main", script)), 30)
+    finally:
+        marker.unlink()
+    assert result.succeeded, result.logs()
+    output = result.logs().splitlines()[1:]  # after the runner's own start line
+    assert output == ["image-venv", "uid=0 home=/tmp"]  # no USER in the image: root
+
+
+def test_image_config_applies_under_the_spec(runner: PodRunner) -> None:
+    """Entrypoint + args, the image's USER and Env, WorkingDir, as the kubelet applies them."""
+    result = runner.run_pod(pod("ctl", {"name": "ctl", "image": CHROMACTL, "args": ["version"]}), 30)
+    assert result.succeeded, result.logs()
+    assert "chromactl 0.2.0" in result.logs()
+    probe = ("import os; print(os.getuid(), os.getgid(), os.getcwd(), os.environ['HOME'], "
+             "os.environ['ONE'])")
+    result = runner.run_pod(pod("who", {"name": "who", "image": CHROMACTL,
+                                        "command": ["python", "-c", probe],
+                                        "env": [{"name": "ONE", "value": "1"}]}), 30)
+    assert result.logs().splitlines()[-1] == "10001 10001 /tmp /tmp 1"
+    result = runner.run_pod(pod("as", {"name": "as", "image": CHROMACTL,
+                                       "command": ["python", "-c", "import os; print(os.getuid(),"
+                                                   " os.getgid(), sorted(os.getgroups()))"],
+                                       "securityContext": {"runAsUser": 2000, "runAsGroup": 3000}},
+                                securityContext={"fsGroup": 4000}), 30)
+    assert result.logs().splitlines()[-1] == "2000 3000 [4000]"
+
+
+def test_a_command_the_image_lacks_fails_the_container(runner: PodRunner) -> None:
+    """The chromactl image has no shell: ``sh -c`` fails to start, as on a cluster."""
+    result = runner.run_pod(pod("nosh", sh("main", "echo hi", image=CHROMACTL)), 30)
+    assert not result.succeeded
+    assert result.error is not None and "exited with code 128" in result.error
+    assert 'exec: "sh": executable file not found in $PATH' in result.logs()
+
+
+def test_run_as_non_root_is_enforced_against_the_image(runner: PodRunner) -> None:
+    spec = pod("root", sh("main", "true", securityContext={"runAsNonRoot": True}),
+               restartPolicy="Never")
+    result = runner.run_pod(spec, 30)
+    assert not result.succeeded
+    assert result.error is not None and "runAsNonRoot and image will run as root" in result.error
+    ok = runner.run_pod(pod("nonroot", {"name": "c", "image": CHROMACTL, "args": ["version"],
+                                        "securityContext": {"runAsNonRoot": True}}), 30)
+    assert ok.succeeded, ok.error
 
 
 # --------------------------------------------------------------------------- network
@@ -126,7 +191,7 @@ def test_job_reaches_service_by_name_through_port_mapping(runner: PodRunner) -> 
                   "containers": [sh("curl", "curl -sf http://backend/hostname && "
                                     "echo host=$BACKEND_SERVICE_HOST port=$BACKEND_SERVICE_PORT"
                                     " && curl -sf http://backend.default.svc.cluster.local/"
-                                    "hostname", image="curlimages/curl:8.10.1")]}}}},
+                                    "hostname", image=PY)]}}}},
     ])
     runner.start_workloads()
     backend = runner.wait_ready("backend-0", 30)
@@ -197,15 +262,15 @@ def test_missing_secret_names_pod_and_container(runner: PodRunner) -> None:
 
 def test_prepare_images_fails_early_on_unknown_image(runner: PodRunner) -> None:
     runner.apply([{"kind": "Deployment", "metadata": {"name": "x"}, "spec": {"template": {
-        "spec": {"initContainers": [{"name": "i", "image": "busybox:1"}],
+        "spec": {"initContainers": [{"name": "i", "image": PY}],
                  "containers": [{"name": "c", "image": "nginx:1.27"}]}}}}])
-    with pytest.raises(images.UnknownImageError, match=r"nginx:1\.27"):
+    with pytest.raises(images.ImageNotFoundError, match=r"nginx:1\.27"):
         runner.prepare_images()
 
 
 def test_unknown_image_is_an_error(runner: PodRunner) -> None:
     runner.start_pod(pod("odd", {"name": "c", "image": "nginx:1.27"}), "Pod/odd")
-    with pytest.raises(PodError, match=r"pod odd, container c .*nginx:1.27.*no local stand-in"):
+    with pytest.raises(PodError, match=r"pod odd, container c .*nginx:1.27.*not in local image storage"):
         runner.wait_ready("odd", 10)
 
 
@@ -375,7 +440,7 @@ def test_install_runs_hooks_around_a_deployment(runner: PodRunner) -> None:
                 "restartPolicy": "Never",
                 "containers": [sh("post", "curl -sf http://app:8080/tier; echo; "
                                   "curl -s --max-time 2 http://app-0:8080/ || echo no-name",
-                                  image="curlimages/curl:8")]}}}},
+                                  image=PY)]}}}},
         {"kind": "Service", "metadata": {"name": "app"}, "spec": {
             "selector": {"app": "app"}, "ports": [{"port": 8080}]}},
     ])

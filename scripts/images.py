@@ -1,0 +1,353 @@
+"""Build the project's container images (`make images`); one set of inputs for every builder.
+
+Each image is a Dockerfile, its build arguments, its tags and the files it is built from. The
+same table drives three builders:
+
+* ``buildah``: no daemon (``--isolation chroot``); what ``make images`` and ``make test`` use.
+  Images are cached by a hash of their inputs (the ``org.chromadb-chart.inputs`` label), so a
+  second run builds nothing that has not changed.
+* ``docker``: ``docker build``, what the kind workflow and a laptop with Docker use.
+* ``buildx``: ``docker buildx build`` for several platforms, pushed with SBOM and provenance
+  attestations, what the release workflow uses; the pushed digests are written for signing.
+
+``--local-bases`` (implied by ``--standins``) builds the base images from Debian packages with
+mmdebstrap instead of pulling them, for machines that reach no container registry, and
+``--standins`` adds the images the tests run that upstream publishes: a Chroma 1.x image with
+the official image's layout (from the chromadb wheel the tests pin), the legacy 0.x image under
+its upstream name, and the test client. Package downloads may go through a TLS-intercepting
+proxy: ``--ca-certs`` (default ``/etc/ssl/certs``) is mounted into the build steps, never copied
+into an image.
+
+    scripts/images.py build --standins            # everything the tests run, with buildah
+    scripts/images.py build --builder docker --only chromactl
+    scripts/images.py build --builder buildx --platform linux/amd64,linux/arm64 --push \\
+        --metadata dist/images.json               # the release
+    scripts/images.py list [--json]               # names, tags, Dockerfiles, build arguments
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "charts" / "chromadb" / "Chart.yaml"
+STANDINS = "tests/images/standins"
+INPUTS_LABEL = "org.chromadb-chart.inputs"
+LOCK = Path("/run/lock/chromadb-chart-images.lock")
+#: The packages of the python:3.11-slim-bookworm stand-in (mmdebstrap --variant=minbase).
+BASE_SUITE = "bookworm"
+BASE_PACKAGES = ("python3.11", "python3.11-venv", "python-is-python3", "ca-certificates")
+#: The pinned upstream base every Dockerfile of image/ names in ARG BASE_IMAGE.
+BASE_REF_PATTERN = re.compile(r"^ARG BASE_IMAGE=(\S+)$", re.M)
+
+
+def chart_version() -> str:
+    match = re.search(r"^version:\s*\"?([^\"\s]+)", CHART.read_text(), re.M)
+    if not match:
+        raise SystemExit(f"{CHART}: no version")
+    return match[1]
+
+
+def pinned(requirements: Path, dist: str) -> str:
+    match = re.search(rf"^{re.escape(dist)}==(\S+)$", requirements.read_text(), re.M | re.I)
+    if not match:
+        raise SystemExit(f"{requirements}: {dist} is not pinned")
+    return match[1]
+
+
+def legacy_versions() -> list[str]:
+    """Chroma 0.x versions with a lock under requirements/ (each gets a legacy image)."""
+    found = (p.stem.removeprefix("chroma-") for p in (ROOT / "requirements").glob("chroma-*.txt"))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image: how it is built and what it is called."""
+
+    name: str
+    dockerfile: str
+    tags: tuple[str, ...]
+    args: dict[str, str] = field(default_factory=dict)
+    #: Files and folders (relative to the repository) whose content the image is built from.
+    inputs: tuple[str, ...] = ()
+    #: With --local-bases: the image (by name) that is this one's BASE_IMAGE.
+    base: str | None = None
+    #: Published by the release workflow (the others exist only for the tests).
+    released: bool = True
+    #: Built only with --standins.
+    standin: bool = False
+    #: Further tags with --standins: upstream names this image stands in for.
+    standin_tags: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return self.tags[0]
+
+
+def images() -> list[Image]:
+    version, chroma = chart_version(), pinned(ROOT / "constraints.txt", "chromadb")
+    table = [
+        Image("base-python", f"{STANDINS}/base.Dockerfile",
+              ("localhost/chromadb-chart/python:3.11-slim-bookworm",),
+              inputs=(f"{STANDINS}/base.Dockerfile",), released=False, standin=True),
+        Image("chromactl", "image/chromactl/Dockerfile",
+              (f"ghcr.io/chromadb-chart/chromactl:{version}",), {"VERSION": version},
+              ("image/chromactl", "constraints.txt", "pyproject.toml", "README.md", "src"),
+              base="base-python"),
+    ]
+    for legacy in legacy_versions():
+        # The chart's default image for chromadb.apiVersion 0.x is upstream's: ours stands in.
+        table.append(Image(
+            f"chroma-{legacy}", "image/chroma/Dockerfile",
+            (f"ghcr.io/chromadb-chart/chroma:{legacy}",), {"CHROMA_VERSION": legacy},
+            ("image/chroma", f"requirements/chroma-{legacy}.txt"), base="base-python",
+            standin_tags=(f"ghcr.io/chroma-core/chroma:{legacy}",)))
+    table += [
+        Image("upstream-chroma", f"{STANDINS}/chroma.Dockerfile",
+              (f"ghcr.io/chroma-core/chroma:{chroma}",), {"CHROMA_VERSION": chroma},
+              (f"{STANDINS}/chroma.Dockerfile", "constraints.txt"), base="base-python",
+              released=False, standin=True),
+        Image("e2e-client", f"{STANDINS}/client.Dockerfile",
+              (f"localhost/chromadb-chart/e2e-client:{chroma}",), {},
+              (f"{STANDINS}/client.Dockerfile",), base="upstream-chroma",
+              released=False, standin=True),
+    ]
+    return table
+
+
+def files_of(inputs: tuple[str, ...]) -> Iterator[Path]:
+    for item in inputs:
+        path = ROOT / item
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file()
+                              and "__pycache__" not in p.parts and not p.name.endswith(".pyc"))
+        elif path.exists():
+            yield path
+        else:
+            raise SystemExit(f"input {item} of an image does not exist")
+
+
+def inputs_hash(image: Image, base_id: str, build_args: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([image.name, image.dockerfile, sorted(build_args.items()),
+                              base_id, BASE_PACKAGES, BASE_SUITE]).encode())
+    digest.update((ROOT / image.dockerfile).read_bytes())
+    for path in files_of(image.inputs):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def run(argv: list[str], *, quiet: bool = False) -> str:
+    print("+ " + " ".join(argv), file=sys.stderr, flush=True)
+    done = subprocess.run(argv, text=True, check=False,
+                          stdout=subprocess.PIPE if quiet else None,
+                          stderr=subprocess.STDOUT if quiet else None)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout or "").splitlines()[-40:])
+        raise SystemExit(f"{argv[0]} failed (exit {done.returncode}): {' '.join(argv)}\n{tail}")
+    return done.stdout or ""
+
+
+def buildah_inspect(ref: str) -> dict | None:
+    done = subprocess.run(["buildah", "inspect", "--type", "image", ref],
+                          capture_output=True, text=True, check=False)
+    return json.loads(done.stdout) if done.returncode == 0 else None
+
+
+def image_id(ref: str) -> str:
+    found = buildah_inspect(ref)
+    if found is None:
+        raise SystemExit(f"image {ref} is not in local storage")
+    return str(found["FromImageID"])
+
+
+def labels_of(info: dict) -> dict[str, str]:
+    return dict((info.get("OCIv1", {}).get("config") or {}).get("Labels") or {})
+
+
+@contextlib.contextmanager
+def build_lock() -> Iterator[None]:
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+class Builder:
+    def __init__(self, opts: argparse.Namespace) -> None:
+        self.opts = opts
+        self.table = {i.name: i for i in images()}
+        self.built: dict[str, str] = {}
+
+    def wanted(self) -> list[Image]:
+        chosen = [i for i in self.table.values()
+                  if (self.opts.standins or not i.standin)
+                  and (not self.opts.only or i.name in self.opts.only)]
+        if self.opts.only:
+            unknown = set(self.opts.only) - set(self.table)
+            if unknown:
+                raise SystemExit(f"no image named {', '.join(sorted(unknown))} "
+                                 f"(known: {', '.join(self.table)})")
+        if self.opts.released:
+            chosen = [i for i in chosen if i.released]
+        return chosen
+
+    def build_args(self, image: Image) -> dict[str, str]:
+        args = dict(image.args)
+        if self.opts.local_bases and image.base:
+            args["BASE_IMAGE"] = self.table[image.base].ref
+        for extra in self.opts.build_arg or []:
+            key, _, value = extra.partition("=")
+            args[key] = value
+        return args
+
+    def build(self, image: Image) -> None:
+        if image.name in self.built:
+            return
+        if self.opts.local_bases and image.base:
+            self.build(self.table[image.base])
+        if image.name == "base-python" and not self.opts.local_bases:
+            return
+        args = self.build_args(image)
+        if self.opts.builder == "buildah":
+            self.built[image.name] = self._buildah(image, args)
+        else:
+            self._docker(image, args)
+            self.built[image.name] = image.ref
+
+    def _buildah(self, image: Image, args: dict[str, str]) -> str:
+        base_id = image_id(args["BASE_IMAGE"]) if "BASE_IMAGE" in args else ""
+        digest = inputs_hash(image, base_id, args)
+        tags = image.tags + (image.standin_tags if self.opts.standins else ())
+        found = [buildah_inspect(tag) for tag in tags]
+        have = found[0]
+        if have is not None and not self.opts.rebuild and all(
+                f is not None and labels_of(f).get(INPUTS_LABEL) == digest for f in found):
+            print(f"{image.ref}: up to date (inputs {digest[:12]})", file=sys.stderr)
+            return str(have["FromImageID"])
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="images-") as tmp:
+            context = str(ROOT)
+            if image.name == "base-python":
+                context = tmp
+                run(["mmdebstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+                     BASE_SUITE, str(Path(tmp) / "rootfs.tar")], quiet=True)
+            argv = ["buildah", "build", "--isolation", "chroot", "--network", "host",
+                    "--layers=false", "--pull-never", "-f", str(ROOT / image.dockerfile),
+                    "--label", f"{INPUTS_LABEL}={digest}"]
+            if self.opts.ca_certs and Path(self.opts.ca_certs).is_dir():
+                argv += ["-v", f"{self.opts.ca_certs}:/etc/ssl/certs:ro"]
+            for key, value in sorted(args.items()):
+                argv += ["--build-arg", f"{key}={value}"]
+            for tag in image.tags + (image.standin_tags if self.opts.standins else ()):
+                argv += ["-t", tag]
+            run([*argv, context], quiet=not self.opts.verbose)
+        print(f"{image.ref}: built in {time.monotonic() - started:.0f}s", file=sys.stderr)
+        return image_id(image.ref)
+
+    def _docker(self, image: Image, args: dict[str, str]) -> None:
+        argv = ["docker", "buildx", "build"] if self.opts.builder == "buildx" \
+            else ["docker", "build"]
+        argv += ["-f", str(ROOT / image.dockerfile)]
+        for key, value in sorted(args.items()):
+            argv += ["--build-arg", f"{key}={value}"]
+        for tag in image.tags:
+            argv += ["-t", tag]
+        if self.opts.builder == "buildx":
+            if self.opts.platform:
+                argv += ["--platform", self.opts.platform]
+            argv += ["--provenance=mode=max", "--sbom=true"]
+            argv += ["--push"] if self.opts.push else ["--load"]
+            if self.opts.metadata:
+                meta = Path(self.opts.metadata).with_suffix(f".{image.name}.json")
+                argv += ["--metadata-file", str(meta)]
+        run([*argv, str(ROOT)])
+
+    def write_metadata(self) -> None:
+        """``--metadata``: {name: {"tags": [...], "digest": "sha256:..."}} for signing."""
+        if not self.opts.metadata:
+            return
+        out: dict[str, dict[str, object]] = {}
+        for name in self.built:
+            image = self.table[name]
+            meta = Path(self.opts.metadata).with_suffix(f".{name}.json")
+            digest = json.loads(meta.read_text()).get("containerimage.digest") \
+                if meta.exists() else None
+            out[name] = {"tags": list(image.tags), "digest": digest}
+        Path(self.opts.metadata).write_text(json.dumps(out, indent=2) + "\n")
+
+
+def check_tools(builder: str, local_bases: bool) -> None:
+    needed = {"buildah": ["buildah"], "docker": ["docker"], "buildx": ["docker"]}[builder]
+    needed += ["mmdebstrap"] if local_bases and builder == "buildah" else []
+    missing = [t for t in needed if shutil.which(t) is None]
+    if missing:
+        raise SystemExit(f"missing {', '.join(missing)}: scripts/install-system-deps.sh "
+                         "installs buildah and mmdebstrap")
+    if local_bases and builder != "buildah":
+        raise SystemExit("--local-bases needs --builder buildah")
+    if builder == "buildah" and os.geteuid() != 0:
+        raise SystemExit("buildah builds here run as root (sudo make images)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build images")
+    build.add_argument("--builder", choices=("buildah", "docker", "buildx"), default="buildah")
+    build.add_argument("--only", nargs="+", metavar="NAME", help="these images (and their bases)")
+    build.add_argument("--released", action="store_true", help="only the images a release publishes")
+    build.add_argument("--standins", action="store_true",
+                       help="also the upstream images the tests run (implies --local-bases)")
+    build.add_argument("--local-bases", action="store_true",
+                       help="bases from Debian packages (mmdebstrap) instead of a registry")
+    build.add_argument("--build-arg", action="append", metavar="KEY=VALUE")
+    build.add_argument("--ca-certs", default="/etc/ssl/certs",
+                       help="CA directory mounted into build steps, never into images")
+    build.add_argument("--rebuild", action="store_true", help="ignore the input-hash cache")
+    build.add_argument("--platform", help="buildx: e.g. linux/amd64,linux/arm64")
+    build.add_argument("--push", action="store_true", help="buildx: push instead of --load")
+    build.add_argument("--metadata", help="buildx: write tags and pushed digests to this JSON file")
+    build.add_argument("-v", "--verbose", action="store_true", help="show the builder's output")
+    listing = sub.add_parser("list", help="the images, their tags and build arguments")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--released", action="store_true")
+    opts = parser.parse_args(argv)
+
+    if opts.command == "list":
+        table = [i for i in images() if i.released or not opts.released]
+        if opts.json:
+            print(json.dumps([{"name": i.name, "dockerfile": i.dockerfile, "tags": list(i.tags),
+                               "args": i.args, "released": i.released} for i in table], indent=2))
+        else:
+            for i in table:
+                print(f"{i.name:24} {i.ref:56} {i.dockerfile}")
+        return 0
+
+    opts.local_bases = opts.local_bases or opts.standins
+    check_tools(opts.builder, opts.local_bases)
+    builder = Builder(opts)
+    with build_lock():
+        for image in builder.wanted():
+            builder.build(image)
+    builder.write_metadata()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
