@@ -40,8 +40,17 @@ legacy-chroma: $(LEGACY_CHROMA_VENV)/.installed ## a venv with the legacy Chroma
 deps: $(BIN)/.installed $(CHECKOV_VENV)/.installed $(LEGACY_CHROMA_VENV)/.installed ## install everything the tests need
 	@scripts/install-system-deps.sh
 
+.PHONY: images
+images: ## build every image the chart and the tests run (buildah, stand-in bases; cached by input hash)
+	@scripts/install-system-deps.sh
+	$(PYTHON) scripts/images.py build --standins
+
+.PHONY: audit
+audit: $(BIN)/.installed ## known vulnerabilities in the released images' Python packages (pip-audit; needs PyPI's JSON API)
+	$(BIN)/python scripts/images.py audit
+
 .PHONY: test
-test: deps ## run every test (the README's second command)
+test: deps images ## run every test (the README's second command)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: lint

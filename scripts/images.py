@@ -23,6 +23,8 @@ into an image.
     scripts/images.py build --builder buildx --platform linux/amd64,linux/arm64 --push \\
         --metadata dist/images.json               # the release
     scripts/images.py list [--json]               # names, tags, Dockerfiles, build arguments
+    scripts/images.py audit                       # pip-audit of the released images' packages
+    scripts/images.py figures                     # their size and layers (image/README.md)
 """
 
 from __future__ import annotations
@@ -292,6 +294,131 @@ class Builder:
         Path(self.opts.metadata).write_text(json.dumps(out, indent=2) + "\n")
 
 
+# ------------------------------------------------------------------------------- inspection
+
+#: Shells no image of ours may ship where a shell is removed (chromactl).
+SHELLS = frozenset({"sh", "bash", "rbash", "dash", "ash", "zsh", "ksh", "mksh", "csh", "tcsh",
+                    "fish", "busybox"})
+AUDIT_IGNORE = ROOT / "image" / "audit-ignore.txt"
+
+
+@contextlib.contextmanager
+def mounted(ref: str) -> Iterator[Path]:
+    """The root filesystem of a locally stored image (buildah), for the duration."""
+    made = subprocess.run(["buildah", "from", "--pull-never", ref], capture_output=True,
+                          text=True, check=False)
+    if made.returncode != 0:
+        raise SystemExit(f"image {ref} is not in local storage: make images\n{made.stderr}")
+    container = made.stdout.strip()
+    try:
+        root = subprocess.run(["buildah", "mount", container], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        yield Path(root)
+    finally:
+        subprocess.run(["buildah", "rm", container], capture_output=True, check=False)
+
+
+def shells_in(root: Path) -> list[str]:
+    """Shell executables (by name, links included) anywhere on the image's usual paths."""
+    found = []
+    for directory in ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin"):
+        base = root / directory
+        if base.is_dir() and not base.is_symlink():
+            found += [f"/{directory}/{p.name}" for p in base.iterdir() if p.name in SHELLS]
+    for venv_bin in root.glob("opt/*/bin"):
+        found += [f"/{p.relative_to(root)}" for p in venv_bin.iterdir() if p.name in SHELLS]
+    return sorted(found)
+
+
+def setid_files(root: Path) -> list[str]:
+    """Files with the setuid or setgid bit, anywhere in the image."""
+    found = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(dirpath) / name
+            with contextlib.suppress(OSError):
+                if not path.is_symlink() and path.lstat().st_mode & 0o6000:
+                    found.append(f"/{path.relative_to(root)}")
+    return sorted(found)
+
+
+def installed_dists(root: Path) -> dict[str, str]:
+    """name -> version of every Python distribution in the image's virtual environments."""
+    out: dict[str, str] = {}
+    for info in root.glob("opt/*/lib/python3*/site-packages/*.dist-info"):
+        meta = info / "METADATA"
+        if not meta.exists():
+            continue
+        headers = dict(line.split(": ", 1) for line in meta.read_text(errors="replace")
+                       .split("\n\n", 1)[0].splitlines() if ": " in line)
+        out[canonical(headers["Name"])] = headers["Version"]
+    return dict(sorted(out.items()))
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def audit_ignores() -> list[tuple[str, str, str]]:
+    """(vulnerability id, package, why) from image/audit-ignore.txt."""
+    entries = []
+    for number, line in enumerate(AUDIT_IGNORE.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.split(None, 2)
+        if len(parts) < 3:
+            raise SystemExit(f"{AUDIT_IGNORE}:{number}: want `ID PACKAGE WHY`, got {line!r}")
+        entries.append((parts[0], canonical(parts[1]), parts[2]))
+    return entries
+
+
+#: Run inside an image (its venv's python) to list its distributions, for --builder docker.
+_LIST_DISTS = ("import importlib.metadata as m; print('\\n'.join(sorted("
+               "f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions())))")
+
+
+def dists_of(ref: str, builder: str) -> dict[str, str]:
+    if builder == "buildah":
+        with mounted(ref) as root:
+            return installed_dists(root)
+    done = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", ref, "-c",
+                           _LIST_DISTS], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"cannot list the packages of {ref}: {done.stderr.strip()}")
+    pairs = (line.split("==", 1) for line in done.stdout.splitlines() if "==" in line)
+    return dict(sorted((canonical(n), v) for n, v in pairs))
+
+
+def audit(refs: list[str], builder: str = "buildah") -> int:
+    """pip-audit over the packages installed in each image (its venvs), PyPI's advisories."""
+    pip_audit = shutil.which("pip-audit", path=str(Path(sys.executable).parent)) \
+        or shutil.which("pip-audit")
+    if not pip_audit:
+        raise SystemExit("pip-audit is missing: make deps")
+    ignore = [arg for vuln, _pkg, _why in audit_ignores() for arg in ("--ignore-vuln", vuln)]
+    failed = 0
+    for ref in refs:
+        dists = dists_of(ref, builder)
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as req:
+            req.write("".join(f"{n}=={v}\n" for n, v in dists.items()))
+            req.flush()
+            print(f"== {ref}: {len(dists)} Python packages", flush=True)
+            done = subprocess.run([pip_audit, "--disable-pip", "--no-deps", "--strict",
+                                   "--progress-spinner", "off", "-s", "pypi", "-r", req.name,
+                                   *ignore], check=False)
+            failed |= done.returncode
+    return failed
+
+
+def figures(ref: str) -> tuple[int, int]:
+    """(size in bytes, number of layers) of a locally stored image."""
+    info = buildah_inspect(ref)
+    if info is None:
+        raise SystemExit(f"image {ref} is not in local storage: make images")
+    layers = json.loads(info["Manifest"])["layers"]  # uncompressed tar layers in local storage
+    return sum(int(layer["size"]) for layer in layers), len(layers)
+
+
 def check_tools(builder: str, local_bases: bool) -> None:
     needed = {"buildah": ["buildah"], "docker": ["docker"], "buildx": ["docker"]}[builder]
     needed += ["mmdebstrap"] if local_bases and builder == "buildah" else []
@@ -324,6 +451,10 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--push", action="store_true", help="buildx: push instead of --load")
     build.add_argument("--metadata", help="buildx: write tags and pushed digests to this JSON file")
     build.add_argument("-v", "--verbose", action="store_true", help="show the builder's output")
+    audit_cmd = sub.add_parser("audit", help="pip-audit the Python packages of the released images")
+    audit_cmd.add_argument("--builder", choices=("buildah", "docker"), default="buildah",
+                           help="where the built images are: buildah storage or docker")
+    sub.add_parser("figures", help="size and layers of the released images, as a Markdown table")
     listing = sub.add_parser("list", help="the images, their tags and build arguments")
     listing.add_argument("--json", action="store_true")
     listing.add_argument("--released", action="store_true")
@@ -337,6 +468,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for i in table:
                 print(f"{i.name:24} {i.ref:56} {i.dockerfile}")
+        return 0
+
+    if opts.command == "audit":
+        return audit([i.ref for i in images() if i.released], opts.builder)
+    if opts.command == "figures":
+        print("| image | size (uncompressed) | layers |\n|---|---|---|")
+        for image in (i for i in images() if i.released):
+            size, layers = figures(image.ref)
+            print(f"| `{image.ref}` | {size / 1e6:.0f} MB | {layers} |")
         return 0
 
     opts.local_bases = opts.local_bases or opts.standins

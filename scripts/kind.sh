@@ -52,15 +52,17 @@ load_image() {
 }
 
 images() {
-  log "building chromactl:$TAG (chart $CHART_VERSION)"
-  docker build -f "$ROOT/image/chromactl/Dockerfile" --build-arg "VERSION=$CHART_VERSION" \
-    --build-arg "REVISION=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" \
-    -t "chromactl:$TAG" "$ROOT"
+  # The same inputs as every other build (scripts/images.py), with Docker and the real bases;
+  # then the short tags the kind values use (set_args), loaded into the cluster.
+  local only=(chromactl)
+  legacy && only+=("chroma-$CHROMA_VERSION")
+  log "building ${only[*]} (chart $CHART_VERSION)"
+  python3 "$ROOT/scripts/images.py" build --builder docker --only "${only[@]}" \
+    --build-arg "REVISION=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+  docker tag "ghcr.io/chromadb-chart/chromactl:$CHART_VERSION" "chromactl:$TAG"
   load_image "chromactl:$TAG"
   if legacy; then
-    log "building chroma-legacy:$CHROMA_VERSION"
-    docker build -f "$ROOT/image/chroma/Dockerfile" --build-arg "CHROMA_VERSION=$CHROMA_VERSION" \
-      -t "chroma-legacy:$CHROMA_VERSION" "$ROOT"
+    docker tag "ghcr.io/chromadb-chart/chroma:$CHROMA_VERSION" "chroma-legacy:$CHROMA_VERSION"
     load_image "chroma-legacy:$CHROMA_VERSION"
   fi
 }

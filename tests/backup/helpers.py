@@ -32,10 +32,10 @@ LEGACY_VERSION = "0.6.3"
 
 
 def legacy_chroma_bin() -> Path:
-    """``chroma`` of the legacy 0.6.3 venv, made on demand (as the e2e tests do)."""
-    from tests.podrunner.images import chroma_venv
-
-    return chroma_venv(LEGACY_VERSION) / "bin" / "chroma"
+    """``chroma`` of the legacy 0.6.3 venv (``make legacy-chroma``, part of ``make deps``)."""
+    found = REPO_ROOT / ".venvs" / f"chroma-{LEGACY_VERSION}" / "bin" / "chroma"
+    assert found.exists(), f"{found} is missing: make legacy-chroma"
+    return found
 DB = "/api/v2/tenants/default_tenant/databases/default_database"
 ADMIN = "ck_admin-token-for-backup-tests"
 DIM = 16

@@ -26,7 +26,6 @@ import chromactl
 from tests.chart.helm import chart, everything_values, render
 from tests.images.conftest import ROOT
 from tests.images.dockerfile import Dockerfile, labels
-from tests.podrunner import images as podrunner_images
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 VALUES = yaml.safe_load((ROOT / "charts" / "chromadb" / "values.yaml").read_text())
@@ -131,7 +130,6 @@ def test_entrypoint_is_what_the_chart_and_the_pod_runner_run(chromactl_dockerfil
     assert entrypoint.exec_form() == ["chromactl"]
     for name, argv in COMMANDS:
         assert argv[0] == "chromactl", name
-    assert podrunner_images.chromactl_image("x").entrypoint == entrypoint.exec_form()
     # the entry point is found on PATH, where the build installs the package's scripts
     env = " ".join(i.value for i in chromactl_dockerfile.final.all("ENV"))
     assert re.search(r"PATH=/opt/chromactl/bin:", env), env
@@ -301,7 +299,7 @@ def test_every_stage_of_both_images_uses_one_base(
 ) -> None:
     """One digest to bump: the chromactl build and runtime stages and the legacy image agree, and the
     Python they run is the one the package supports."""
-    bases = {stage.base for d in (chromactl_dockerfile, chroma_dockerfile) for stage in d.stages}
+    bases = {d.expand(stage.base) for d in (chromactl_dockerfile, chroma_dockerfile) for stage in d.stages}
     assert len(bases) == 1, bases
     (base,) = bases
     major_minor = re.match(r"python:(\d+\.\d+)", base)
