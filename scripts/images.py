@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -233,6 +234,11 @@ class Builder:
             self.built[image.name] = image.ref
 
     def _buildah(self, image: Image, args: dict[str, str]) -> str:
+        if self.opts.dry_run:
+            print(shlex.join(["buildah", "build", "-f", image.dockerfile,
+                              *(f"--build-arg={k}={v}" for k, v in sorted(args.items())),
+                              *(f"--tag={tag}" for tag in image.tags), "."]))
+            return image.ref
         base_id = image_id(args["BASE_IMAGE"]) if "BASE_IMAGE" in args else ""
         digest = inputs_hash(image, base_id, args)
         tags = image.tags + (image.standin_tags if self.opts.standins else ())
@@ -278,6 +284,9 @@ class Builder:
             if self.opts.metadata:
                 meta = Path(self.opts.metadata).with_suffix(f".{image.name}.json")
                 argv += ["--metadata-file", str(meta)]
+        if self.opts.dry_run:
+            print(shlex.join([*argv, "."]).replace(str(ROOT) + "/", ""))
+            return
         run([*argv, str(ROOT)])
 
     def write_metadata(self) -> None:
@@ -451,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--push", action="store_true", help="buildx: push instead of --load")
     build.add_argument("--metadata", help="buildx: write tags and pushed digests to this JSON file")
     build.add_argument("-v", "--verbose", action="store_true", help="show the builder's output")
+    build.add_argument("--dry-run", action="store_true", help="print the build commands only")
     audit_cmd = sub.add_parser("audit", help="pip-audit the Python packages of the released images")
     audit_cmd.add_argument("--builder", choices=("buildah", "docker"), default="buildah",
                            help="where the built images are: buildah storage or docker")
@@ -480,8 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     opts.local_bases = opts.local_bases or opts.standins
-    check_tools(opts.builder, opts.local_bases)
     builder = Builder(opts)
+    if opts.dry_run:
+        for image in builder.wanted():
+            builder.build(image)
+        return 0
+    check_tools(opts.builder, opts.local_bases)
     with build_lock():
         for image in builder.wanted():
             builder.build(image)
