@@ -499,8 +499,27 @@ def main(argv: list[str] | None = None) -> int:
     with build_lock():
         for image in builder.wanted():
             builder.build(image)
+        if opts.builder == "buildah":
+            prune_replaced()
     builder.write_metadata()
     return 0
+
+
+def prune_replaced() -> None:
+    """Drop the pod runner's mounts of images a rebuild replaced, then those images."""
+    listed = subprocess.run(["buildah", "containers", "--json"], capture_output=True,
+                            text=True, check=False)
+    tagged = subprocess.run(["buildah", "images", "--json"], capture_output=True, text=True,
+                            check=False)
+    if listed.returncode != 0 or tagged.returncode != 0:
+        return
+    named = {i["id"] for i in json.loads(tagged.stdout or "[]") if i.get("names")}
+    for container in json.loads(listed.stdout or "[]"):
+        if container["containername"].startswith("podrunner-") \
+                and container["imageid"][:12] not in {n[:12] for n in named}:
+            subprocess.run(["buildah", "rm", container["id"]], capture_output=True,
+                           check=False)
+    subprocess.run(["buildah", "rmi", "--prune"], capture_output=True, check=False)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from scripts import images as build
+
 from tests.images.conftest import ROOT
 
 RELEASED = {i.name: i for i in build.images() if i.released}

@@ -87,7 +87,7 @@ def test_image_references_are_normalised_and_found_by_exact_name() -> None:
     with pytest.raises(images.ImageNotFoundError, match=r"nginx:1\.27.*make images"):
         images.STORE.resolve("nginx:1.27")
     # A tag the tests did not build is not found either, even if the repository is.
-    with pytest.raises(images.ImageNotFoundError, match="chroma:0.0.1"):
+    with pytest.raises(images.ImageNotFoundError, match=r"chroma:0\.0\.1"):
         images.STORE.resolve("ghcr.io/chroma-core/chroma:0.0.1")
     chroma = images.STORE.resolve("ghcr.io/chroma-core/chroma:1.5.9")
     assert chroma.entrypoint == ["dumb-init", "--", "chroma"]

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from scripts import images, release_notes
+
 from tests.gateway.node import ensure_node_modules
 from tests.kind.test_workflow import PATH_TOKEN, tool, without_expressions
 
