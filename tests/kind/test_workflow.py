@@ -34,16 +34,16 @@ def tool(name: str) -> str:
     return found
 
 
-def workflow() -> dict[Any, Any]:
-    return yaml.safe_load(WORKFLOW.read_text())
+def workflow(path: Path = WORKFLOW) -> dict[Any, Any]:
+    return yaml.safe_load(path.read_text())
 
 
-def steps() -> list[tuple[str, dict[str, Any]]]:
-    return [(job, step) for job, spec in workflow()["jobs"].items() for step in spec["steps"]]
+def steps(path: Path = WORKFLOW) -> list[tuple[str, dict[str, Any]]]:
+    return [(job, step) for job, spec in workflow(path)["jobs"].items() for step in spec["steps"]]
 
 
-def run_blocks() -> list[tuple[str, str]]:
-    return [(job, step["run"]) for job, step in steps() if "run" in step]
+def run_blocks(path: Path = WORKFLOW) -> list[tuple[str, str]]:
+    return [(job, step["run"]) for job, step in steps(path) if "run" in step]
 
 
 def without_expressions(script: str) -> str:

@@ -13,18 +13,17 @@ under the pod spec as the kubelet applies it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.images import build_lock
+
 REPO = Path(__file__).resolve().parents[2]
 BUILDAH = shutil.which("buildah") or "/usr/bin/buildah"
-LOCK = Path("/run/lock/chromadb-chart-images.lock")
 #: What builds the images the runner looks for.
 BUILD_HINT = "make images (scripts/images.py build --standins)"
 #: The test client: Python with the chromadb client, curl and a shell.
@@ -90,14 +89,6 @@ def normalize(ref: str) -> str:
     return name + (f"@{digest}" if at else "")
 
 
-@contextlib.contextmanager
-def _storage_lock() -> Iterator[None]:
-    LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def _buildah(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([BUILDAH, *argv], capture_output=True, text=True, timeout=120,
                           check=False)
@@ -139,7 +130,7 @@ class ImageStore:
     @staticmethod
     def _mount(image_id: str) -> Path:
         name = f"podrunner-{image_id[:12]}"
-        with _storage_lock():
+        with build_lock():  # not while scripts/images.py replaces images
             if _buildah("inspect", "--type", "container", name).returncode != 0:
                 made = _buildah("from", "--pull-never", "--name", name, image_id)
                 if made.returncode != 0:

@@ -20,6 +20,7 @@ import yaml
 from scripts import images, release_notes
 
 from tests.gateway.node import ensure_node_modules
+from tests.kind import test_workflow as kind
 from tests.kind.test_workflow import PATH_TOKEN, tool, without_expressions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,15 +32,15 @@ NEWER_RUNNER_LABELS = {"ubuntu-24.04"}
 
 
 def workflow() -> dict[Any, Any]:
-    return yaml.safe_load(RELEASE.read_text())
+    return kind.workflow(RELEASE)
 
 
 def steps() -> list[tuple[str, dict[str, Any]]]:
-    return [(job, step) for job, spec in workflow()["jobs"].items() for step in spec["steps"]]
+    return kind.steps(RELEASE)
 
 
 def run_blocks() -> list[tuple[str, str]]:
-    return [(job, step["run"]) for job, step in steps() if "run" in step]
+    return kind.run_blocks(RELEASE)
 
 
 def actionlint(*paths: Path) -> list[dict[str, Any]]:
