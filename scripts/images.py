@@ -96,6 +96,8 @@ class Image:
     standin: bool = False
     #: Further tags with --standins: upstream names this image stands in for.
     standin_tags: tuple[str, ...] = ()
+    #: Built from a root filesystem of Debian packages (mmdebstrap), its only context file.
+    rootfs_from_debian: bool = False
 
     @property
     def ref(self) -> str:
@@ -107,7 +109,8 @@ def images() -> list[Image]:
     table = [
         Image("base-python", f"{STANDINS}/base.Dockerfile",
               ("localhost/chromadb-chart/python:3.11-slim-bookworm",),
-              inputs=(f"{STANDINS}/base.Dockerfile",), released=False, standin=True),
+              inputs=(f"{STANDINS}/base.Dockerfile",), released=False, standin=True,
+              rootfs_from_debian=True),
         Image("chromactl", "image/chromactl/Dockerfile",
               (f"ghcr.io/chromadb-chart/chromactl:{version}",), {"VERSION": version},
               ("image/chromactl", "constraints.txt", "pyproject.toml", "README.md", "src"),
@@ -224,8 +227,6 @@ class Builder:
             return
         if self.opts.local_bases and image.base:
             self.build(self.table[image.base])
-        if image.name == "base-python" and not self.opts.local_bases:
-            return
         args = self.build_args(image)
         if self.opts.builder == "buildah":
             self.built[image.name] = self._buildah(image, args)
@@ -251,7 +252,7 @@ class Builder:
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="images-") as tmp:
             context = str(ROOT)
-            if image.name == "base-python":
+            if image.rootfs_from_debian:
                 context = tmp
                 run(["mmdebstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
                      BASE_SUITE, str(Path(tmp) / "rootfs.tar")], quiet=True)

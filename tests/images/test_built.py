@@ -18,15 +18,14 @@ CHROMACTL = RELEASED["chromactl"]
 
 
 @pytest.fixture(scope="module")
-def chromactl_root() -> Iterator[Path]:
-    with build.mounted(CHROMACTL.ref) as root:
-        yield root
-
-
-@pytest.fixture(scope="module")
 def roots() -> Iterator[dict[str, Path]]:
     with build.mounted(CHROMACTL.ref) as ctl, build.mounted(RELEASED["chroma-0.6.3"].ref) as legacy:
         yield {"chromactl": ctl, "chroma-0.6.3": legacy}
+
+
+@pytest.fixture(scope="module")
+def chromactl_root(roots: dict[str, Path]) -> Path:
+    return roots["chromactl"]
 
 
 def test_chromactl_image_has_no_shell(chromactl_root: Path) -> None:

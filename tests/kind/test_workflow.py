@@ -135,8 +135,9 @@ def test_every_script_and_file_it_names_exists() -> None:
     assert os.access(script, os.X_OK)
 
 
-def test_actions_are_pinned_to_a_release() -> None:
-    for job, step in steps():
+def assert_actions_pinned(path: Path) -> None:
+    """Every action of the workflow is pinned to a release tag or a commit."""
+    for job, step in steps(path):
         if "uses" in step:
             assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", step["uses"]), (
                 job,
@@ -144,12 +145,13 @@ def test_actions_are_pinned_to_a_release() -> None:
             )
 
 
-def test_shell_is_shellcheck_clean(tmp_path: Path) -> None:
-    files = [ROOT / "scripts" / "kind.sh"]
-    for i, (job, script) in enumerate(run_blocks()):
-        path = tmp_path / f"{job}-{i}.sh"
-        path.write_text("#!/usr/bin/env bash\nset -e\n" + without_expressions(script))
-        files.append(path)
+def assert_shellcheck_clean(path: Path, tmp_path: Path, *scripts: Path) -> None:
+    """The workflow's run blocks (expressions replaced) and ``scripts`` pass shellcheck."""
+    files = list(scripts)
+    for i, (job, script) in enumerate(run_blocks(path)):
+        block = tmp_path / f"{job}-{i}.sh"
+        block.write_text("#!/usr/bin/env bash\nset -e\n" + without_expressions(script))
+        files.append(block)
     result = subprocess.run(
         [tool("shellcheck"), "--shell=bash", *map(str, files)],
         capture_output=True,
@@ -158,6 +160,14 @@ def test_shell_is_shellcheck_clean(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actions_are_pinned_to_a_release() -> None:
+    assert_actions_pinned(WORKFLOW)
+
+
+def test_shell_is_shellcheck_clean(tmp_path: Path) -> None:
+    assert_shellcheck_clean(WORKFLOW, tmp_path, ROOT / "scripts" / "kind.sh")
 
 
 def minor(version: str) -> tuple[int, int]:

@@ -12,15 +12,14 @@ under the pod spec as the kubelet applies it.
 
 from __future__ import annotations
 
-import contextlib
-import json
+import functools
 import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.images import build_lock
+from scripts.images import build_lock, buildah_inspect
 
 REPO = Path(__file__).resolve().parents[2]
 BUILDAH = shutil.which("buildah") or "/usr/bin/buildah"
@@ -47,30 +46,36 @@ class Image:
     workdir: str
     user: str
 
-    def passwd(self, uid: int) -> tuple[str, int, str] | None:
-        """(name, gid, home) of ``uid`` in the image's /etc/passwd, if it has one."""
-        with contextlib.suppress(OSError):
-            for line in (self.root / "etc" / "passwd").read_text().splitlines():
-                parts = line.split(":")
-                if len(parts) >= 7 and parts[2] == str(uid):
-                    return parts[0], int(parts[3]), parts[5]
-        return None
+    @functools.cached_property
+    def accounts(self) -> list[Account]:
+        """The users of the image's /etc/passwd."""
+        return [Account(p[0], int(p[2]), int(p[3]), p[5])
+                for p in _table(self.root / "etc" / "passwd", 7)]
 
-    def user_by_name(self, name: str) -> tuple[int, int] | None:
-        with contextlib.suppress(OSError):
-            for line in (self.root / "etc" / "passwd").read_text().splitlines():
-                parts = line.split(":")
-                if len(parts) >= 7 and parts[0] == name:
-                    return int(parts[2]), int(parts[3])
-        return None
+    @functools.cached_property
+    def groups(self) -> dict[str, int]:
+        """Group name -> gid, from the image's /etc/group."""
+        return {p[0]: int(p[2]) for p in _table(self.root / "etc" / "group", 3)}
 
-    def group_by_name(self, name: str) -> int | None:
-        with contextlib.suppress(OSError):
-            for line in (self.root / "etc" / "group").read_text().splitlines():
-                parts = line.split(":")
-                if len(parts) >= 3 and parts[0] == name:
-                    return int(parts[2])
-        return None
+    def account(self, uid: int) -> Account | None:
+        return next((a for a in self.accounts if a.uid == uid), None)
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+def _table(path: Path, fields: int) -> list[list[str]]:
+    """The colon-separated rows of a passwd-style file (none if the image lacks it)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    return [row for row in (line.split(":") for line in lines) if len(row) >= fields]
 
 
 def normalize(ref: str) -> str:
@@ -113,12 +118,11 @@ class ImageStore:
             return self._cache[full]
 
     def _load(self, ref: str, full: str) -> Image:
-        found = _buildah("inspect", "--type", "image", full)
-        if found.returncode != 0:
+        info = buildah_inspect(full)
+        if info is None:
             raise ImageNotFoundError(
                 f"image {ref!r} ({full}) is not in local image storage; the tests build every "
                 f"image the chart names with {BUILD_HINT}")
-        info = json.loads(found.stdout)
         image_id = str(info["FromImageID"])
         config = (info.get("OCIv1") or {}).get("config") or {}
         root = self._mount(image_id)

@@ -33,6 +33,7 @@ import base64
 import contextlib
 import ctypes
 import fcntl
+import hashlib
 import http.client
 import ipaddress
 import json
@@ -418,6 +419,8 @@ class Container:
     readiness: ProbeState | None = None
     env: dict[str, str] = field(default_factory=dict)
     argv: list[str] = field(default_factory=list)
+    #: Who the running process is (set at each start; ``exec`` runs as the same).
+    who: Identity | None = None
 
     @property
     def name(self) -> str:
@@ -648,12 +651,12 @@ class Pod:
 
     def _start(self, c: Container) -> None:
         try:
-            argv, env, bwrap = self.runner.container_command(self, c)
+            argv, env, bwrap, who = self.runner.container_command(self, c)
         except image_table.ImageNotFoundError as exc:
             raise PodError(f"{c.where()}: {exc}") from None
         except PodError as exc:
             raise PodError(f"{c.where()}: {exc}") from None
-        c.argv, c.env = argv, env
+        c.argv, c.env, c.who = argv, env, who
         c.log.parent.mkdir(parents=True, exist_ok=True)
         with c.log.open("ab") as log:
             log.write(f"[podrunner] start {c.name}: {json.dumps(argv)}\n".encode())
@@ -706,13 +709,11 @@ class Pod:
             main = _main_process(c.proc.pid)
             if main is None:
                 time.sleep(0.02)
-        if main is None:
+        if main is None or c.who is None:
             raise PodError(f"{c.where()}: not running, cannot exec {argv}")
-        image = self.runner.images.resolve(self.runner.mirror(str(c.spec.get("image", ""))))
-        who = self.runner.identity(self, c, image)
         return subprocess.run(
             [NSENTER, "-t", str(main), "-m", "-n", "-u", "-i", "-p", "-r", "-w",
-             *self.runner.exec_argv(who, argv)],
+             *self.runner.exec_argv(c.who, argv)],
             capture_output=True, text=True, env=c.env, timeout=timeout, check=False,
             pass_fds=(self.runner.shim.fd,),
         )
@@ -1419,14 +1420,14 @@ class PodRunner:
         if image_user.isdigit():
             image_uid = int(image_user)
         elif image_user:
-            named = image.user_by_name(image_user)
+            named = next((a for a in image.accounts if a.name == image_user), None)
             if named is None:
                 raise PodError(f"image {image.ref} runs as user {image_user!r}, "
                                "which its /etc/passwd does not have")
-            image_uid, image_gid = named
+            image_uid, image_gid = named.uid, named.gid
         if image_group:
             image_gid = int(image_group) if image_group.isdigit() \
-                else image.group_by_name(image_group)
+                else image.groups.get(image_group)
         uid = ctx.get("runAsUser")
         if uid is None:
             if ctx.get("runAsNonRoot") and image_user and not image_user.isdigit():
@@ -1440,8 +1441,8 @@ class PodRunner:
             if ctx.get("runAsUser") is None and image_gid is not None:
                 gid = image_gid
             else:
-                entry = image.passwd(int(uid))
-                gid = entry[1] if entry else 0
+                entry = image.account(int(uid))
+                gid = entry.gid if entry else 0
         groups = [int(g) for g in [pod_ctx.get("fsGroup"), *(pod_ctx.get("supplementalGroups")
                                                             or [])] if g is not None]
         no_new_privs = ctx.get("allowPrivilegeEscalation") is False
@@ -1453,9 +1454,9 @@ class PodRunner:
                 ",".join(map(str, who.groups)) or "-", "1" if who.no_new_privs else "0", "--",
                 *argv]
 
-    def container_command(self, pod: Pod, c: Container) -> tuple[list[str], dict[str, str],
-                                                                 list[str]]:
-        """The argv, the environment and the host command line of a container.
+    def container_command(self, pod: Pod, c: Container
+                          ) -> tuple[list[str], dict[str, str], list[str], Identity]:
+        """The argv, the environment, the host command line and the user of a container.
 
         The container's root is its image's root filesystem under an overlay of its own
         (``readOnlyRootFilesystem`` remounts it read-only), volumes are mounted on top, and
@@ -1468,8 +1469,8 @@ class PodRunner:
         env |= self.container_env(pod, c)
         who = self.identity(pod, c, image)
         if "HOME" not in env:
-            entry = image.passwd(who.uid)
-            env["HOME"] = entry[2] if entry else "/"
+            entry = image.account(who.uid)
+            env["HOME"] = entry.home if entry else "/"
         env.setdefault("PATH", DEFAULT_PATH)
         if "command" in c.spec:
             argv = [*c.spec["command"], *c.spec.get("args", [])]
@@ -1529,7 +1530,7 @@ class PodRunner:
         if read_only:
             args += ["--remount-ro", "/"]
         args += ["--chdir", workdir, "--", *self.exec_argv(who, argv)]
-        return argv, env, args
+        return argv, env, args, who
 
 
 @dataclass(frozen=True)
@@ -1551,8 +1552,6 @@ class ExecShim:
     SOURCE = Path(__file__).with_name("exec.c")
 
     def __init__(self) -> None:
-        import hashlib
-
         source = self.SOURCE.read_bytes()
         binary = RUN_DIR / f"exec-{hashlib.sha256(source).hexdigest()[:16]}"
         if not binary.exists():

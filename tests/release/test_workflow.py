@@ -181,18 +181,8 @@ def test_the_chart_default_chromactl_image_is_released() -> None:
 
 
 def test_actions_are_pinned_and_shell_is_shellcheck_clean(tmp_path: Path) -> None:
-    for job, step in steps():
-        if "uses" in step:
-            assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", step["uses"]), (
-                job, step["uses"])
-    files = []
-    for i, (job, script) in enumerate(run_blocks()):
-        path = tmp_path / f"{job}-{i}.sh"
-        path.write_text("#!/usr/bin/env bash\nset -e\n" + without_expressions(script))
-        files.append(str(path))
-    result = subprocess.run([tool("shellcheck"), "--shell=bash", *files], capture_output=True,
-                            text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+    kind.assert_actions_pinned(RELEASE)
+    kind.assert_shellcheck_clean(RELEASE, tmp_path)
 
 
 def test_the_kind_workflow_builds_with_the_same_script() -> None:
