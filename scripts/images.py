@@ -198,7 +198,8 @@ class Builder:
     def __init__(self, opts: argparse.Namespace) -> None:
         self.opts = opts
         self.table = {i.name: i for i in images()}
-        self.built: dict[str, str] = {}
+        #: Names of the images built (or found up to date) in this run.
+        self.built: set[str] = set()
 
     def wanted(self) -> list[Image]:
         chosen = [i for i in self.table.values()
@@ -229,26 +230,25 @@ class Builder:
             self.build(self.table[image.base])
         args = self.build_args(image)
         if self.opts.builder == "buildah":
-            self.built[image.name] = self._buildah(image, args)
+            self._buildah(image, args)
         else:
             self._docker(image, args)
-            self.built[image.name] = image.ref
+        self.built.add(image.name)
 
-    def _buildah(self, image: Image, args: dict[str, str]) -> str:
+    def _buildah(self, image: Image, args: dict[str, str]) -> None:
         if self.opts.dry_run:
             print(shlex.join(["buildah", "build", "-f", image.dockerfile,
                               *(f"--build-arg={k}={v}" for k, v in sorted(args.items())),
                               *(f"--tag={tag}" for tag in image.tags), "."]))
-            return image.ref
+            return
         base_id = image_id(args["BASE_IMAGE"]) if "BASE_IMAGE" in args else ""
         digest = inputs_hash(image, base_id, args)
         tags = image.tags + (image.standin_tags if self.opts.standins else ())
         found = [buildah_inspect(tag) for tag in tags]
-        have = found[0]
-        if have is not None and not self.opts.rebuild and all(
+        if not self.opts.rebuild and all(
                 f is not None and labels_of(f).get(INPUTS_LABEL) == digest for f in found):
             print(f"{image.ref}: up to date (inputs {digest[:12]})", file=sys.stderr)
-            return str(have["FromImageID"])
+            return
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="images-") as tmp:
             context = str(ROOT)
@@ -263,11 +263,10 @@ class Builder:
                 argv += ["-v", f"{self.opts.ca_certs}:/etc/ssl/certs:ro"]
             for key, value in sorted(args.items()):
                 argv += ["--build-arg", f"{key}={value}"]
-            for tag in image.tags + (image.standin_tags if self.opts.standins else ()):
+            for tag in tags:
                 argv += ["-t", tag]
             run([*argv, context], quiet=not self.opts.verbose)
         print(f"{image.ref}: built in {time.monotonic() - started:.0f}s", file=sys.stderr)
-        return image_id(image.ref)
 
     def _docker(self, image: Image, args: dict[str, str]) -> None:
         argv = ["docker", "buildx", "build"] if self.opts.builder == "buildx" \
@@ -295,7 +294,7 @@ class Builder:
         if not self.opts.metadata:
             return
         out: dict[str, dict[str, object]] = {}
-        for name in self.built:
+        for name in sorted(self.built):
             image = self.table[name]
             meta = Path(self.opts.metadata).with_suffix(f".{name}.json")
             digest = json.loads(meta.read_text()).get("containerimage.digest") \
