@@ -36,13 +36,15 @@ $(LEGACY_CHROMA_VENV)/.installed: requirements/chroma-0.6.3.txt
 .PHONY: legacy-chroma
 legacy-chroma: $(LEGACY_CHROMA_VENV)/.installed ## a venv with the legacy Chroma 0.6.3 server (migration tests)
 
-.PHONY: deps
-deps: $(BIN)/.installed $(CHECKOV_VENV)/.installed $(LEGACY_CHROMA_VENV)/.installed ## install everything the tests need
+.PHONY: system-deps
+system-deps: ## the Debian packages the tests and image builds use (root or sudo)
 	@scripts/install-system-deps.sh
 
+.PHONY: deps
+deps: $(BIN)/.installed $(CHECKOV_VENV)/.installed $(LEGACY_CHROMA_VENV)/.installed system-deps ## install everything the tests need
+
 .PHONY: images
-images: ## build every image the chart and the tests run (buildah, stand-in bases; cached by input hash)
-	@scripts/install-system-deps.sh
+images: system-deps ## build every image the chart and the tests run (buildah, stand-in bases; cached by input hash)
 	$(PYTHON) scripts/images.py build --standins
 
 .PHONY: audit
