@@ -9,6 +9,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CHECKOV_VENV := .venvs/checkov
 LEGACY_CHROMA_VENV := .venvs/chroma-0.6.3
+#: Chroma 0.x servers whose data directories the migration tests write (0.6.3 is also the legacy server)
+CHROMA_0X_VENVS := $(foreach v,0.4.14 0.5.23 0.6.3,.venvs/chroma-$(v)/.installed)
 CHART  := charts/chromadb
 PYTEST_ARGS ?=
 
@@ -28,20 +30,20 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install -q -r requirements/checkov.txt
 	touch $@
 
-$(LEGACY_CHROMA_VENV)/.installed: requirements/chroma-0.6.3.txt
-	test -x $(LEGACY_CHROMA_VENV)/bin/python || $(PYTHON) -m venv $(LEGACY_CHROMA_VENV)
-	$(LEGACY_CHROMA_VENV)/bin/pip install -q -r requirements/chroma-0.6.3.txt
+.venvs/chroma-%/.installed: requirements/chroma-%.txt
+	test -x .venvs/chroma-$*/bin/python || $(PYTHON) -m venv .venvs/chroma-$*
+	.venvs/chroma-$*/bin/pip install -q -r requirements/chroma-$*.txt
 	touch $@
 
 .PHONY: legacy-chroma
-legacy-chroma: $(LEGACY_CHROMA_VENV)/.installed ## a venv with the legacy Chroma 0.6.3 server (migration tests)
+legacy-chroma: $(CHROMA_0X_VENVS) ## venvs with Chroma 0.4.14, 0.5.23 and 0.6.3 (the legacy server, migration tests)
 
 .PHONY: system-deps
 system-deps: ## the Debian packages the tests and image builds use (root or sudo)
 	@scripts/install-system-deps.sh
 
 .PHONY: deps
-deps: $(BIN)/.installed $(CHECKOV_VENV)/.installed $(LEGACY_CHROMA_VENV)/.installed system-deps ## install everything the tests need
+deps: $(BIN)/.installed $(CHECKOV_VENV)/.installed $(CHROMA_0X_VENVS) system-deps ## install everything the tests need
 
 .PHONY: images
 images: system-deps ## build every image the chart and the tests run (buildah, stand-in bases; cached by input hash)

@@ -10,7 +10,16 @@ import pytest
 import yaml
 
 from chromactl.config import parse_config
-from tests.chart.helm import CHART_DIR, ROOT, Render, everything_values, names_key, render, render_error
+from tests.chart.helm import (
+    CHART_DIR,
+    ROOT,
+    SERVER_SELECTOR,
+    Render,
+    everything_values,
+    names_key,
+    render,
+    render_error,
+)
 
 ALERTS = [
     "ChromaDown",
@@ -46,7 +55,7 @@ def test_metrics_port_only_on_the_metrics_service() -> None:
     assert metrics["spec"]["ports"] == [
         {"name": "metrics", "port": 9464, "targetPort": "metrics", "protocol": "TCP"}
     ]
-    assert metrics["spec"]["selector"] == r.statefulset["spec"]["selector"]["matchLabels"]
+    assert metrics["spec"]["selector"] == SERVER_SELECTOR
     assert metrics["spec"]["type"] == "ClusterIP"
     client = r.get("Service", "chroma-chromadb")
     assert [p["targetPort"] for p in client["spec"]["ports"]] == ["http"]
@@ -93,7 +102,7 @@ def test_service_monitor_settings(everything: Render) -> None:
 
 def test_pod_monitor_keeps_the_service_job_label(everything: Render) -> None:
     pm = everything.get("PodMonitor")
-    assert pm["spec"]["selector"]["matchLabels"] == everything.statefulset["spec"]["selector"]["matchLabels"]
+    assert pm["spec"]["selector"]["matchLabels"] == SERVER_SELECTOR
     (ep,) = pm["spec"]["podMetricsEndpoints"]
     assert ep["port"] == "metrics"
     assert ep["relabelings"][0] == {

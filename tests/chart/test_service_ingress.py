@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from tests.chart.helm import render
+from tests.chart.helm import RELEASE, SERVER_SELECTOR, render
 
 
 def test_service_selects_the_pod_on_the_http_port(default) -> None:
     svc = default.get("Service", "chroma-chromadb")
     assert svc["spec"]["type"] == "ClusterIP"
-    assert svc["spec"]["selector"] == default.statefulset["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["selector"] == SERVER_SELECTOR
     assert svc["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
     pod_labels = default.statefulset["spec"]["template"]["metadata"]["labels"]
     assert svc["spec"]["selector"].items() <= pod_labels.items()
@@ -18,6 +18,14 @@ def test_headless_service_governs_the_statefulset(default) -> None:
     headless = default.get("Service", "chroma-chromadb-headless")
     assert headless["spec"]["clusterIP"] == "None"
     assert default.statefulset["spec"]["serviceName"] == "chroma-chromadb-headless"
+
+
+def test_statefulset_selector_is_the_one_every_chromadb_chart_used(default) -> None:
+    """name and instance, as in the amikos chart: a StatefulSet replaced with
+    `--cascade=orphan` adopts the running pod (docs/migrate-from-amikos-chart.md)."""
+    selector = default.statefulset["spec"]["selector"]["matchLabels"]
+    assert selector == {"app.kubernetes.io/name": "chromadb", "app.kubernetes.io/instance": RELEASE}
+    assert selector.items() <= default.statefulset["spec"]["template"]["metadata"]["labels"].items()
 
 
 def test_service_type_port_node_port_annotations(everything) -> None:

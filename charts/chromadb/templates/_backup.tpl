@@ -167,39 +167,39 @@ app.kubernetes.io/component: backup
 
 {{/* `initContainers:` with the idempotent restore, when backup.restore.enabled. Also runs the
      backup checks, since the StatefulSet renders whatever the values. */}}
+{{/* The `restore` init container (a list item). */}}
 {{- define "chromadb.backupInitContainers" -}}
 {{- include "chromadb.backupValidate" . -}}
 {{- if eq (include "chromadb.backupRestoreOn" .) "true" -}}
 {{- $r := .Values.backup.restore }}
-initContainers:
-  - name: restore
-    image: {{ include "chromadb.chromactlImage" . }}
-    imagePullPolicy: {{ .Values.chromactl.image.pullPolicy }}
-    command:
-      - chromactl
-      - restore
-      - --config=/etc/chromactl/config/chromactl.yaml
-      - {{ printf "--from=%s" (include "chromadb.backupRestoreFrom" .) | quote }}
-      - {{ printf "--snapshot=%s" $r.snapshot | quote }}
-      - {{ printf "--to=%s" .Values.chromadb.persistDirectory | quote }}
-      - --if-not-restored
-      {{- if not $r.requireSnapshot }}
-      - --skip-if-no-snapshot
-      {{- end }}
-      - --quiet
-    resources:
-      {{- toYaml $r.resources | nindent 6 }}
-    securityContext:
-      {{- toYaml .Values.securityContext | nindent 6 }}
-    volumeMounts:
-      - name: chromactl-config
-        mountPath: /etc/chromactl/config
-        readOnly: true
-      - name: data
-        mountPath: {{ .Values.chromadb.persistDirectory }}
-      - name: tmp
-        mountPath: /tmp
-      {{- with include "chromadb.backupVolumeMounts" (dict "ctx" . "agent" false) | trim }}{{ . | nindent 6 }}{{ end }}
+- name: restore
+  image: {{ include "chromadb.chromactlImage" . }}
+  imagePullPolicy: {{ .Values.chromactl.image.pullPolicy }}
+  command:
+    - chromactl
+    - restore
+    - --config=/etc/chromactl/config/chromactl.yaml
+    - {{ printf "--from=%s" (include "chromadb.backupRestoreFrom" .) | quote }}
+    - {{ printf "--snapshot=%s" $r.snapshot | quote }}
+    - {{ printf "--to=%s" .Values.chromadb.persistDirectory | quote }}
+    - --if-not-restored
+    {{- if not $r.requireSnapshot }}
+    - --skip-if-no-snapshot
+    {{- end }}
+    - --quiet
+  resources:
+    {{- toYaml $r.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: chromactl-config
+      mountPath: /etc/chromactl/config
+      readOnly: true
+    - name: data
+      mountPath: {{ .Values.chromadb.persistDirectory }}
+    - name: tmp
+      mountPath: /tmp
+    {{- with include "chromadb.backupVolumeMounts" (dict "ctx" . "agent" false) | trim }}{{ . | nindent 4 }}{{ end }}
 {{- end -}}
 {{- end }}
 

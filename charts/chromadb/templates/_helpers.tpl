@@ -334,7 +334,8 @@ spec:
 
 {{/* The header clients put the token in, as Chroma's clients name it. */}}
 {{- define "chromadb.tokenHeader" -}}
-{{- $h := upper (replace "_" "-" .Values.chromadb.auth.token.tokenHeader) -}}
+{{- $t := .Values.chromadb.auth.token -}}
+{{- $h := upper (replace "_" "-" ($t.headerType | default $t.tokenHeader)) -}}
 {{- ternary "X-Chroma-Token" "Authorization" (eq $h "X-CHROMA-TOKEN") -}}
 {{- end }}
 

@@ -13,6 +13,9 @@ from .manifest import CollectionCount
 SQLITE_NAME = "chroma.sqlite3"
 #: The restore marker, kept in the data directory and never part of a snapshot.
 MARKER_NAME = ".chromactl-restore.json"
+#: The snapshot taken before Chroma 1.x first opened a 0.x directory (backup/migrate.py), when
+#: it is kept in the directory itself: never part of a snapshot, never replaced by a restore.
+PRE_1X_REPO = ".chromactl-pre-1.x"
 _SKIP_SUFFIXES = ("-journal", "-wal", "-shm")
 
 

@@ -17,6 +17,7 @@ from chromactl.logging import configure_logging
 
 from .agent import hold_from_settings, run_backup
 from .logical import ChromaApi, export, import_export
+from .migrate import snapshot_before_upgrade
 from .progress import NullProgress, Progress, RichBars
 from .prune import prune
 from .restore import RestoreResult, read_marker, restore
@@ -346,6 +347,41 @@ def import_cmd(
                       f"collection(s) in {result.duration_s:.1f} s")
 
 
+migrate_app = typer.Typer(
+    help="Moving a data directory from Chroma 0.x to 1.x: a snapshot before the first 1.x start.",
+    no_args_is_help=True,
+)
+
+
+@migrate_app.command("snapshot")
+def migrate_snapshot_cmd(
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Chroma data directory "
+                                                  "(default: chroma.persist_path).")] = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Snapshot a directory Chroma 0.x wrote, once, before Chroma 1.x opens (and converts) it.
+
+    Does nothing for an empty directory, one 1.x has opened, or one already snapshotted. The
+    snapshot goes to --repo, else backup.target, else .chromactl-pre-1.x/ in the directory.
+    """
+    settings = _settings(config)
+    result = snapshot_before_upgrade(settings, data_dir or settings.chroma.persist_path, repo=repo,
+                                     progress=_progress(as_json, quiet))
+    if as_json:
+        _emit(result.to_dict())
+    elif result.outcome == "taken":
+        console.print(f"Chroma 0.x data: snapshot [bold]{result.snapshot_id}[/] taken to {result.repository} "
+                      "before Chroma 1.x converts it")
+    elif result.outcome == "already-taken":
+        console.print(f"Chroma 0.x data: snapshot {result.snapshot_id} in {result.repository} was taken "
+                      f"at {result.taken_at}; not taken again")
+    else:
+        console.print(f"data directory: {result.generation}; no snapshot needed")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``backup``, ``restore``, ``export`` and ``import`` to the main CLI."""
     backup_app.command("trigger")(trigger_cmd)
@@ -353,3 +389,4 @@ def register(app: typer.Typer) -> None:
     app.command("restore")(restore_cmd)
     app.command("export")(export_cmd)
     app.command("import")(import_cmd)
+    app.add_typer(migrate_app, name="migrate")

@@ -23,7 +23,7 @@ from typing import Any
 
 from chromactl.errors import ChromactlError
 
-from .chromadb_files import MARKER_NAME
+from .chromadb_files import MARKER_NAME, PRE_1X_REPO
 from .fetch import fetch_verified
 from .manifest import Manifest, parse_version
 from .progress import Progress
@@ -32,7 +32,7 @@ from .store import Repository, redact_url
 log = logging.getLogger("chromactl.backup")
 
 #: Entries a fresh volume may hold that do not count as data.
-IGNORED_ENTRIES = frozenset({"lost+found"})
+IGNORED_ENTRIES = frozenset({"lost+found", PRE_1X_REPO})
 TMP_PREFIX = ".chromactl-restore-"
 OLD_PREFIX = ".chromactl-old-"
 #: Free space kept beyond the snapshot's size.
@@ -200,6 +200,9 @@ def restore(
 
 def _swap_dir(tmp: Path, target: Path) -> None:
     """Put ``tmp`` in ``target``'s place in one rename; old contents are removed after."""
+    kept = target / PRE_1X_REPO
+    if kept.is_dir():  # the pre-1.x snapshot stays with the directory
+        os.rename(kept, tmp / PRE_1X_REPO)
     _fsync_dir(tmp)
     if not target.exists():
         os.rename(tmp, target)
