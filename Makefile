@@ -30,9 +30,16 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install -q -r requirements/checkov.txt
 	touch $@
 
+# requirements/chroma-*.txt: Chroma 0.x servers this project builds images of (the legacy server);
+# requirements/migrate/: others whose data directories the migration tests write, never imaged.
 .venvs/chroma-%/.installed: requirements/chroma-%.txt
 	test -x .venvs/chroma-$*/bin/python || $(PYTHON) -m venv .venvs/chroma-$*
-	.venvs/chroma-$*/bin/pip install -q -r requirements/chroma-$*.txt
+	.venvs/chroma-$*/bin/pip install -q -r $<
+	touch $@
+
+.venvs/chroma-%/.installed: requirements/migrate/chroma-%.txt
+	test -x .venvs/chroma-$*/bin/python || $(PYTHON) -m venv .venvs/chroma-$*
+	.venvs/chroma-$*/bin/pip install -q -r $<
 	touch $@
 
 .PHONY: legacy-chroma

@@ -115,7 +115,11 @@ def test_0x_cannot_read_what_1x_converted_but_the_snapshot_brings_it_back(
         assert run(python_of(version), READ, str(data)).returncode != 0
     # going back: restore the snapshot, Chroma 0.x reads exactly what it wrote
     assert taken.repository is not None
-    restored = restore(Repository.from_settings(Settings().backup, taken.repository), data, force=True,
+    repo = Repository.from_settings(Settings().backup, taken.repository)
+    manifest = repo.resolve(taken.snapshot_id or "")
+    assert manifest.chroma_version == "0" and [(c.name, c.count) for c in manifest.collections] == [
+        ("docs", RECORDS)]
+    restored = restore(repo, data, force=True,
                        target_chroma_version=version)
     assert restored.snapshot_id == taken.snapshot_id
     assert read(python_of(version), data) == before

@@ -61,19 +61,23 @@ def backup_sqlite(source: Path, dest: Path) -> None:
         src.close()
 
 
+_COUNT = """(SELECT count(*) FROM embeddings e JOIN segments s ON e.segment_id = s.id
+              WHERE s.collection = c.id AND s.scope = 'METADATA')"""
+#: Chroma 0.4.15 and later: collections belong to a database of a tenant.
+_COUNTS = f"""SELECT c.id, c.name, d.tenant_id, d.name, {_COUNT}
+                FROM collections c JOIN databases d ON c.database_id = d.id
+               ORDER BY d.tenant_id, d.name, c.name"""
+#: Chroma 0.4.0 to 0.4.14: no tenants or databases yet (1.x puts the collections in the defaults).
+_COUNTS_0_4 = f"""SELECT c.id, c.name, 'default_tenant', 'default_database', {_COUNT}
+                    FROM collections c ORDER BY c.name"""
+
+
 def collection_counts(db: Path) -> list[CollectionCount]:
     """Records per collection, read from a (copied) ``chroma.sqlite3``."""
     conn = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)
     try:
-        rows = conn.execute(
-            """
-            SELECT c.id, c.name, d.tenant_id, d.name,
-                   (SELECT count(*) FROM embeddings e JOIN segments s ON e.segment_id = s.id
-                     WHERE s.collection = c.id AND s.scope = 'METADATA')
-              FROM collections c JOIN databases d ON c.database_id = d.id
-             ORDER BY d.tenant_id, d.name, c.name
-            """
-        ).fetchall()
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        rows = conn.execute(_COUNTS if "databases" in tables else _COUNTS_0_4).fetchall()
     except sqlite3.Error:
         return []
     finally:

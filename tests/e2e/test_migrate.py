@@ -1,0 +1,134 @@
+"""Switching a running amikos-chart release to this chart and Chroma 1.x, on the pod runner
+(docs/migrate-from-amikos-chart.md).
+
+The volume and credentials are laid out as the amikos chart leaves them: the PVC's files
+written by a real Chroma 0.x running as root (the amikos pods had no security context), the
+`chromadb-auth` Secret (a hook object, or a release object in 0.1.19) and the token header
+ConfigMap. `helm upgrade` of this chart runs against the fake API server holding that release
+(tests/chart/amikos.py); the objects it leaves there are what the pod runner starts. Then:
+every record is read through the gateway with the old credentials, a new write works, the
+pre-1.x snapshot was taken once, and a restart neither snapshots nor migrates again.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.backup.helpers import REPO_ROOT
+from tests.chart.amikos import STS, amikos_cluster
+from tests.chart.fake_kube import helm_config
+from tests.chart.helm import NAMESPACE, RELEASE, chart, set_values
+from tests.podrunner.images import CLIENT_IMAGE
+from tests.podrunner.runner import PodRunner
+
+POD = f"{STS}-0"
+RECORDS = 600
+#: (amikos release, the Chroma 0.x that wrote its volume): 0.1.19's default server was 0.4.14,
+#: 0.1.23's 0.6.3; 0.2.2 with basic auth ran a 0.x server set by chromadb.apiVersion.
+CASES = [("0.1.23-token", "0.6.3"), ("0.1.19-token", "0.4.14"), ("0.2.2-legacy-basic", "0.5.23")]
+#: What the runner starts of what the upgrade left in the API server (not the release records,
+#: nor the pod and claim the fake stands in for).
+KINDS = {"Secret", "ConfigMap", "Service", "ServiceAccount", "StatefulSet"}
+
+WRITE = """
+import sys, chromadb
+client = chromadb.PersistentClient(path=sys.argv[1])
+col = client.get_or_create_collection("docs")
+for start in range(0, RECORDS, 200):
+    ids = [f"id-{i}" for i in range(start, start + 200)]
+    col.add(ids=ids, embeddings=[[float(i % 7), 1.0, float(i % 3)] for i in range(start, start + 200)],
+            documents=[f"doc {i}" for i in ids], metadatas=[{"n": int(i[3:])} for i in ids])
+""".replace("RECORDS", str(RECORDS))
+
+CLIENT = """
+import base64, json, os, sys, chromadb
+mode = sys.argv[1]
+headers = {}
+if os.environ.get("CHROMA_TOKEN"):
+    headers["Authorization"] = "Bearer " + os.environ["CHROMA_TOKEN"]
+if os.environ.get("CHROMA_USER"):
+    pair = os.environ["CHROMA_USER"] + ":" + os.environ["CHROMA_PASSWORD"]
+    headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+client = chromadb.HttpClient(host="chroma-chromadb", port=8000, headers=headers)
+col = client.get_collection("docs")
+if mode == "add":
+    col.add(ids=["after-switch"], embeddings=[[0.5, 0.5, 0.5]], documents=["after the switch"])
+got = col.get(include=["documents", "metadatas"])
+rows = sorted(zip(got["ids"], got["documents"], [(m or {}).get("n") for m in got["metadatas"]]))
+nearest = col.query(query_embeddings=[[3.0, 1.0, 0.0]], n_results=1)["ids"][0]
+print(json.dumps({"count": col.count(), "rows": rows, "nearest": nearest}))
+"""
+
+
+def write_as_amikos_did(version: str, data: Path) -> None:
+    python = REPO_ROOT / ".venvs" / f"chroma-{version}" / "bin" / "python"
+    assert python.exists(), f"{python} is missing: make legacy-chroma"
+    env = {"ANONYMIZED_TELEMETRY": "False", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    done = subprocess.run([str(python), "-c", WRITE, str(data)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def client(runner: PodRunner, mode: str, secret: dict[str, Any], name: str) -> dict[str, Any]:
+    """Run :data:`CLIENT` with the credentials the amikos chart made (from its Secret)."""
+    env: list[dict[str, Any]] = [{"name": "ANONYMIZED_TELEMETRY", "value": "False"},
+                                 {"name": "HOME", "value": "/tmp"}]
+    refs = [("CHROMA_TOKEN", "token")] if "token" in secret["data"] else [
+        ("CHROMA_USER", "username"), ("CHROMA_PASSWORD", "password")]
+    env += [{"name": var, "valueFrom": {"secretKeyRef": {"name": "chromadb-auth", "key": key}}}
+            for var, key in refs]
+    result = runner.run_pod({
+        "metadata": {"name": f"client-{name}", "labels": {"app": "e2e-client"}},
+        "spec": {"containers": [{"name": "client", "image": CLIENT_IMAGE,
+                                 "command": ["python3", "-c", CLIENT, mode], "env": env}]},
+    }, timeout=90)
+    logs = result.logs()
+    assert result.succeeded, f"client failed ({result.error}):\n{logs}"
+    answer: dict[str, Any] = json.loads(logs.strip().splitlines()[-1])
+    return answer
+
+
+def pre_1x_snapshots(data: Path) -> list[str]:
+    repo = data / ".chromactl-pre-1.x"
+    return sorted(p.name for p in repo.iterdir() if p.is_dir()) if repo.is_dir() else []
+
+
+@pytest.mark.parametrize(("case", "version"), CASES, ids=[f"{c}-chroma-{v}" for c, v in CASES])
+def test_switch_keeps_records_and_credentials(tmp_path: Path, case: str, version: str) -> None:
+    api = amikos_cluster(case)
+    secret = copy.deepcopy(api.get("Secret", "chromadb-auth"))
+    values = set_values("chromadb.auth.type=basic") if case.endswith("basic") else {}
+    with PodRunner(tmp_path / "cluster", namespace=NAMESPACE) as runner:
+        data = runner.pvc_dir(f"data-{POD}")
+        write_as_amikos_did(version, data)
+        with helm_config(api, NAMESPACE, storage="secret") as config:
+            release = config.upgrade(chart(), RELEASE, values)
+        assert release["status"] == "deployed"
+        objects = [o for o in api.objects if o["kind"] in KINDS and o.get("type") != "helm.sh/release.v1"]
+        runner.apply(objects)
+        runner.prepare_images()
+        runner.start_workloads()
+        runner.wait_ready(POD, 120)
+
+        first = client(runner, "add", secret, "add")
+        assert first["count"] == RECORDS + 1
+        originals = [r for r in first["rows"] if r[0] != "after-switch"]
+        assert originals == sorted([f"id-{i}", f"doc id-{i}", i] for i in range(RECORDS))
+        assert first["nearest"][0].startswith("id-")
+        (snapshot,) = pre_1x_snapshots(data)
+        manifest = json.loads((data / ".chromactl-pre-1.x" / snapshot / "manifest.json").read_text())
+        assert manifest["chroma_version"] == "0" and sum(c["count"] for c in manifest["collections"]) == RECORDS
+        assert "snapshot" in runner.logs(POD, "migrate") and snapshot in runner.logs(POD, "migrate")
+
+        runner.restart_pod(POD)
+        again = client(runner, "read", secret, "read")
+        assert again["rows"] == first["rows"]
+        assert pre_1x_snapshots(data) == [snapshot]
+        assert "no snapshot needed" in runner.logs(POD, "migrate")
+        assert api.get("Secret", "chromadb-auth")["data"] == secret["data"]
