@@ -123,7 +123,8 @@ def test_switch_keeps_records_and_credentials(tmp_path: Path, case: str, version
         assert first["nearest"][0].startswith("id-")
         (snapshot,) = pre_1x_snapshots(data)
         manifest = json.loads((data / ".chromactl-pre-1.x" / snapshot / "manifest.json").read_text())
-        assert manifest["chroma_version"] == "0" and sum(c["count"] for c in manifest["collections"]) == RECORDS
+        assert manifest["chroma_version"] == "0"
+        assert sum(c["count"] for c in manifest["collections"]) == RECORDS
         assert "snapshot" in runner.logs(POD, "migrate") and snapshot in runner.logs(POD, "migrate")
 
         runner.restart_pod(POD)
@@ -132,3 +133,43 @@ def test_switch_keeps_records_and_credentials(tmp_path: Path, case: str, version
         assert pre_1x_snapshots(data) == [snapshot]
         assert "no snapshot needed" in runner.logs(POD, "migrate")
         assert api.get("Secret", "chromadb-auth")["data"] == secret["data"]
+
+        # going back (the doc's commands): Chroma stopped, the snapshot restored by the doc's pod
+        runner.delete_pod(POD)
+        restored = runner.run_pod(restore_pod_from_doc(version), timeout=90)
+        assert restored.succeeded, restored.logs()
+        assert read_with(version, data) == RECORDS  # as Chroma 0.x wrote it, without the later write
+
+
+DOC = REPO_ROOT / "docs" / "migrate-from-amikos-chart.md"
+
+READ = """
+import sys, chromadb
+print(chromadb.PersistentClient(path=sys.argv[1]).get_collection("docs").count())
+"""
+
+
+def restore_pod_from_doc(version: str) -> dict[str, Any]:
+    """The pod of the doc's `kubectl run chroma-restore ... --overrides='...'`, for ``version``."""
+    command_line = "kubectl -n vectors run chroma-restore"
+    line = next(ln for ln in DOC.read_text().splitlines() if ln.startswith(command_line))
+    overrides: dict[str, Any] = json.loads(line.split("--overrides='", 1)[1].rstrip("'"))
+    image = line.split("--image=", 1)[1].split()[0]
+    container = overrides["spec"]["containers"][0]
+    assert container["image"] == image == chart_chromactl_image()
+    command = container["command"]
+    command[command.index("--chroma-version") + 1] = version
+    return {"metadata": {"name": "chroma-restore"}, "spec": overrides["spec"]}
+
+
+def chart_chromactl_image() -> str:
+    return f"ghcr.io/chromadb-chart/chromactl:{chart().version}"
+
+
+def read_with(version: str, data: Path) -> int:
+    python = REPO_ROOT / ".venvs" / f"chroma-{version}" / "bin" / "python"
+    env = {"ANONYMIZED_TELEMETRY": "False", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    done = subprocess.run([str(python), "-c", READ, str(data)], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return int(done.stdout.strip().splitlines()[-1])
