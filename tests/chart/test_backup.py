@@ -34,7 +34,7 @@ def test_off_by_default_renders_nothing_of_it() -> None:
     r = render()
     assert not r.has("CronJob") and not r.has("PersistentVolumeClaim")
     assert not r.has("Secret", "chroma-chromadb-backup-agent")
-    assert "initContainers" not in r.pod_spec
+    assert "restore" not in [c["name"] for c in r.pod_spec.get("initContainers", [])]
     assert "backup" not in config(r)
     assert [c["name"] for c in config(r)["gateway"]["auth"]["token"]["credentials"]] == ["admin"]
     ingress = r.get("NetworkPolicy")["spec"]["ingress"]
@@ -221,7 +221,7 @@ def test_schema_rejects_bad_values(values: dict[str, Any], key: str) -> None:
 
 def test_restore_runs_first_idempotently_from_the_target() -> None:
     r = render(backup(restore={"enabled": True}))
-    (init,) = r.pod_spec["initContainers"]
+    init = next(c for c in r.pod_spec["initContainers"] if c["name"] == "restore")
     assert init["name"] == "restore" and init["image"] == r.container("gateway")["image"]
     assert init["command"] == [
         "chromactl", "restore", "--config=/etc/chromactl/config/chromactl.yaml",
@@ -238,7 +238,7 @@ def test_restore_alone_reads_its_source_and_never_backs_up_into_it() -> None:
                            "restore": {"enabled": True, "from": "s3://old/chroma",
                                        "snapshot": "20260315T120000Z-3fa9c1"}},
                 "chromadb": {"persistDirectory": "/var/lib/chroma"}})
-    (init,) = r.pod_spec["initContainers"]
+    init = next(c for c in r.pod_spec["initContainers"] if c["name"] == "restore")
     assert "--from=s3://old/chroma" in init["command"]
     assert "--snapshot=20260315T120000Z-3fa9c1" in init["command"]
     assert "--to=/var/lib/chroma" in init["command"]
@@ -250,13 +250,13 @@ def test_restore_alone_reads_its_source_and_never_backs_up_into_it() -> None:
 
 def test_restore_can_start_empty_when_the_source_has_no_snapshot_yet() -> None:
     r = render(backup(restore={"enabled": True, "requireSnapshot": False}))
-    (init,) = r.pod_spec["initContainers"]
+    init = next(c for c in r.pod_spec["initContainers"] if c["name"] == "restore")
     assert "--skip-if-no-snapshot" in init["command"]
 
 
 def test_restore_from_the_backup_volume() -> None:
     r = render({"backup": {"volume": {"enabled": True}, "restore": {"enabled": True}}})
-    (init,) = r.pod_spec["initContainers"]
+    init = next(c for c in r.pod_spec["initContainers"] if c["name"] == "restore")
     assert "--from=/backups" in init["command"] and mounts(init)["backup"] == "/backups"
 
 
@@ -278,7 +278,7 @@ def test_networkpolicy_lets_the_backup_job_reach_the_gateway() -> None:
 def test_everything_values_turn_backups_on() -> None:
     r = render(everything_values())
     assert r.has("CronJob", "chroma-chromadb-backup") and r.has("PersistentVolumeClaim")
-    assert [c["name"] for c in r.pod_spec["initContainers"]] == ["restore"]
+    assert [c["name"] for c in r.pod_spec["initContainers"]] == ["restore", "migrate"]
     assert cron_pod(r)["spec"]["imagePullSecrets"] == r.pod_spec["imagePullSecrets"]
     assert "--gateway=https://chroma-chromadb:80" in cron_pod(r)["spec"]["containers"][0]["command"]
 

@@ -20,7 +20,7 @@ import yaml
 
 from tests.chart.amikos import CASES, STS, amikos_cluster, amikos_objects
 from tests.chart.fake_kube import STATEFULSET_MUTABLE, FakeCluster, helm_config
-from tests.chart.helm import NAMESPACE, RELEASE, ROOT, chart, set_values
+from tests.chart.helm import NAMESPACE, RELEASE, ROOT, chart, render, set_values
 
 OUR_0_1_0 = ROOT / "tests" / "fixtures" / "charts" / "chromadb-0.1.0.tgz"
 
@@ -202,3 +202,39 @@ def test_the_fixtures_are_what_the_amikos_chart_renders() -> None:
         assert sts["spec"]["selector"]["matchLabels"] == {
             "app.kubernetes.io/name": "chromadb", "app.kubernetes.io/instance": RELEASE}
     assert {c.split("-")[0] for c in CASES} == {"0.1.19", "0.1.23", "0.2.0", "0.2.2"}
+
+
+# ------------------------------------------------------------ the migrate init container
+
+def init_names(values: dict[str, Any]) -> list[str]:
+    return [c["name"] for c in render(values).pod_spec.get("initContainers", [])]
+
+
+def test_the_migrate_init_container_runs_before_chroma_by_default() -> None:
+    r = render()
+    (migrate,) = r.pod_spec["initContainers"]
+    assert migrate["command"] == [
+        "chromactl", "migrate", "snapshot", "--config=/etc/chromactl/config/chromactl.yaml",
+        "--data-dir=/data", "--quiet"]
+    assert migrate["image"] == r.container("gateway")["image"]
+    mounts = {m["name"]: m["mountPath"] for m in migrate["volumeMounts"]}
+    assert mounts == {"chromactl-config": "/etc/chromactl/config", "data": "/data", "tmp": "/tmp"}
+    assert migrate["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize(("values", "why"), [
+    ({"migrate": {"snapshot": False}}, "turned off"),
+    ({"chromadb": {"apiVersion": "0.6.3"}}, "a 0.x server converts nothing"),
+    ({"chromadb": {"isPersistent": False}}, "an emptyDir holds no 0.x data"),
+    ({"gateway": {"enabled": False}}, "no chromactl config in the pod"),
+])
+def test_no_migrate_init_container_where_it_has_nothing_to_do(values: dict[str, Any], why: str) -> None:
+    assert "migrate" not in init_names(values), why
+
+
+def test_with_backups_the_snapshot_goes_to_the_backup_target() -> None:
+    r = render(set_values("backup.enabled=true", "backup.volume.enabled=true"))
+    migrate = next(c for c in r.pod_spec["initContainers"] if c["name"] == "migrate")
+    assert {"name": "backup", "mountPath": "/backups"} in migrate["volumeMounts"]
+    config = yaml.safe_load(r.get("ConfigMap", "chroma-chromadb-chromactl")["data"]["chromactl.yaml"])
+    assert config["backup"]["target"] == "/backups"  # what `migrate snapshot` uses without --repo

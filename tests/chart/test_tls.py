@@ -144,7 +144,8 @@ def test_client_certificates_as_credentials() -> None:
     parse_config(cfg)
     assert "client_cert" not in gateway_config(tls())["gateway"]["auth"]
     notes = render(values).notes
-    assert "names in chromadb.auth.clientCertificates (indexer, spiffe://cluster.local/ns/apps/sa/search)" in notes
+    names = "indexer, spiffe://cluster.local/ns/apps/sa/search"
+    assert f"names in chromadb.auth.clientCertificates ({names})" in notes
     assert "--cacert chroma-ca.crt --cert client.crt --key client.key https://" in notes
     assert "--cert client.crt" not in render(tls()).notes
 
