@@ -2,9 +2,9 @@
 # Debian packages the tests use. Installs only what is missing; needs root or sudo.
 set -euo pipefail
 # buildah and mmdebstrap build the images (scripts/images.py); gcc and libc6-dev compile the pod
-# runner's exec helper (tests/podrunner/exec.c).
+# runner's exec helper (tests/podrunner/exec.c); nftables enforces NetworkPolicy between its pods.
 packages=(bubblewrap iproute2 util-linux curl nodejs nginx-light testssl.sh prometheus
-          buildah mmdebstrap gcc libc6-dev)
+          buildah mmdebstrap gcc libc6-dev nftables)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

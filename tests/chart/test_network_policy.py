@@ -28,10 +28,16 @@ def test_default_opens_the_client_port_only() -> None:
 
 def test_metrics_port_only_from_metrics_from() -> None:
     spec = policy({"networkPolicy": {"ingressFrom": APPS, "metricsFrom": MONITORING}})
+    tests = {"app.kubernetes.io/name": "chromadb", "app.kubernetes.io/instance": "chroma",
+             "app.kubernetes.io/component": "test"}
     assert spec["ingress"] == [
         {"from": APPS, "ports": HTTP},
         {"from": MONITORING, "ports": [{"port": "metrics", "protocol": "TCP"}]},
+        # the helm test pods, which ingressFrom does not name (tests/e2e/test_network_policy.py)
+        {"from": [{"podSelector": {"matchLabels": tests}}], "ports": HTTP},
     ]
+    without_tests = policy({"tests": {"enabled": False}, "networkPolicy": {"ingressFrom": APPS}})
+    assert without_tests["ingress"] == [{"from": APPS, "ports": HTTP}]
     # No metrics port without the gateway.
     legacy = policy({"gateway": {"enabled": False}, "networkPolicy": {"metricsFrom": MONITORING}})
     assert legacy["ingress"] == [{"ports": HTTP}]
@@ -41,7 +47,7 @@ def test_other_features_add_rules_through_the_collector() -> None:
     spec = policy({"backup": {"enabled": True, "target": "s3://bucket/chroma"},
                    "networkPolicy": {"ingressFrom": APPS}})
     assert spec["ingress"][0] == {"from": APPS, "ports": HTTP}
-    backup = spec["ingress"][1]
+    backup = spec["ingress"][-1]
     assert backup["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "backup"
 
 

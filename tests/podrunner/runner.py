@@ -16,6 +16,8 @@ pods the way a kubelet would, close enough that a chart mistake fails a test:
 * Service names resolve, through an ``/etc/hosts`` mounted into every pod, to
   the pod the Service selects; a Service port that differs from its target
   port is forwarded on the pod's address;
+* NetworkPolicy is enforced with nftables in each pod's network namespace
+  (``tests/podrunner/netpol.py``); pods may run in several namespaces, with labels;
 * volumes (PVCs as directories that outlive the pod, emptyDir, configMap,
   secret, projected, downwardAPI), env (value, valueFrom, envFrom, Service
   links), ``$(VAR)`` expansion, init containers, probes, restart policies;
@@ -55,6 +57,7 @@ from typing import Any
 import yaml
 
 from tests.podrunner import images as image_table
+from tests.podrunner import netpol
 
 Obj = dict[str, Any]
 
@@ -65,6 +68,7 @@ BASH = shutil.which("bash") or "/bin/bash"
 CC = shutil.which("cc") or "/usr/bin/cc"
 UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 IP = shutil.which("ip") or "/usr/sbin/ip"
+NFT = shutil.which("nft") or "/usr/sbin/nft"
 #: PATH for a container whose image sets none (the runtime's default).
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RUN_DIR = Path("/run/podrunner")
@@ -114,8 +118,8 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(f"    | {line}" for line in tail) if tail else "    | (empty log)"
 
 
-def _run(*argv: str) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+def _run(*argv: str, stdin: str | None = None) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, input=stdin)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
     return done.stdout
@@ -458,6 +462,12 @@ class Pod:
         self.spec: Obj = manifest["spec"]
         self.origin = origin
         self.labels: dict[str, str] = self.meta.get("labels") or {}
+        self.namespace: str = self.meta.get("namespace") or runner.namespace
+        if self.namespace not in runner.namespaces:
+            raise PodError(f"pod {self.name}: namespace {self.namespace} does not exist "
+                           "(PodRunner.add_namespace)")
+        #: The nftables script last loaded into the pod's network namespace.
+        self.nft_rules = ""
         self.restart_policy: str = self.spec.get("restartPolicy", "Always")
         self.ip = runner.network.address(self.name)
         self.dir = runner.workdir / "pods" / f"{self.name}-{self.uid[:8]}"
@@ -829,12 +839,19 @@ class PodRunner:
 
     def __init__(self, workdir: Path, *, namespace: str = "default",
                  backoff_base_s: float = 1.0, backoff_cap_s: float = 10.0,
-                 grace_cap_s: float = 10.0, mirrors: dict[str, str] | None = None) -> None:
+                 grace_cap_s: float = 10.0, mirrors: dict[str, str] | None = None,
+                 network_policy: bool = True) -> None:
         self.workdir = workdir
         #: Registry mirrors, as a container runtime has them: ``{"registry.example.com":
         #: "ghcr.io"}`` pulls ``registry.example.com/x`` as ``ghcr.io/x``.
         self.mirrors = mirrors or {}
         self.namespace = namespace
+        #: Namespaces pods may run in, with their labels (`kubernetes.io/metadata.name` is added).
+        self.namespaces: dict[str, dict[str, str]] = {namespace: {}}
+        #: Enforce the NetworkPolicies of the manifests (off: every pod reaches every other).
+        self.network_policy = network_policy
+        if network_policy and not Path(NFT).exists():
+            raise PodError(f"{NFT} is missing (Debian nftables): scripts/install-system-deps.sh")
         self.backoff_base_s, self.backoff_cap_s = backoff_base_s, backoff_cap_s
         self.grace_cap_s = grace_cap_s
         self.store = Store(namespace)
@@ -877,6 +894,10 @@ class PodRunner:
         store = parse_manifests(rendered, self.namespace)
         self.store.objects.update(store.objects)
         self.store.notes = store.notes or self.store.notes
+
+    def add_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        """A namespace other pods may run in (``metadata.namespace`` of :meth:`run_pod`)."""
+        self.namespaces[name] = dict(labels or {})
 
     def mirror(self, ref: str) -> str:
         for registry, mirror in self.mirrors.items():
@@ -1214,6 +1235,29 @@ class PodRunner:
                 if pod.hosts.parent.exists():
                     with pod.hosts.open("w") as f:
                         f.write("\n".join([*lines, own]) + "\n")
+            if self.network_policy:
+                self._enforce_network_policy(pods)
+
+    def _enforce_network_policy(self, pods: list[Pod]) -> None:
+        """Load each running pod's NetworkPolicy rules into its network namespace."""
+        policies = []
+        for policy in self.store.of_kind("NetworkPolicy"):
+            policy = json.loads(json.dumps(policy))
+            policy["metadata"].setdefault("namespace", self.namespace)
+            policies.append(policy)
+        endpoints = {}
+        for pod in pods:
+            aliases: dict[int, tuple[int, ...]] = {}
+            for fwd in pod.forwards:
+                aliases[fwd.target] = (*aliases.get(fwd.target, ()), fwd.port)
+            endpoints[pod.name] = netpol.Endpoint.of(pod.name, pod.namespace, pod.labels, pod.ip,
+                                                     pod.spec, aliases)
+        cluster = netpol.Cluster(endpoints.values(), self.namespaces, policies)
+        for pod in pods:
+            rules = netpol.ruleset(cluster, endpoints[pod.name], self.network.gateway)
+            if rules != pod.nft_rules and pod.holder is not None:
+                _run(NSENTER, f"--net=/proc/{pod.holder.pid}/ns/net", NFT, "-f", "-", stdin=rules)
+                pod.nft_rules = rules
 
     def _forward_ports(self, svc: Obj, pod: Pod) -> None:
         for port in svc["spec"].get("ports") or []:

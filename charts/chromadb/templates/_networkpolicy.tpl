@@ -7,7 +7,7 @@
 
 {{/* Named templates contributing ingress rules, as a JSON list of names. */}}
 {{- define "chromadb.networkPolicy.ingressSources" -}}
-{{- toJson (list "chromadb.networkPolicy.clientIngress" "chromadb.networkPolicy.metricsIngress" "chromadb.backupNetworkPolicyIngress") -}}
+{{- toJson (list "chromadb.networkPolicy.clientIngress" "chromadb.networkPolicy.metricsIngress" "chromadb.networkPolicy.testIngress" "chromadb.backupNetworkPolicyIngress") -}}
 {{- end }}
 
 {{/* Named templates contributing egress rules, as a JSON list of names. */}}
@@ -38,6 +38,14 @@
 {{- $rule := dict "ports" (list (dict "port" "http" "protocol" "TCP")) -}}
 {{- with .Values.networkPolicy.ingressFrom }}{{ $_ := set $rule "from" . }}{{ end -}}
 {{- toYaml (list $rule) -}}
+{{- end }}
+
+{{/* The release's helm test pods: the Chroma port, whatever networkPolicy.ingressFrom says. */}}
+{{- define "chromadb.networkPolicy.testIngress" -}}
+{{- if and .Values.tests.enabled .Values.networkPolicy.ingressFrom -}}
+{{- $tests := merge (dict "app.kubernetes.io/component" "test") (include "chromadb.selectorLabels" . | fromYaml) -}}
+{{- toYaml (list (dict "from" (list (dict "podSelector" (dict "matchLabels" $tests))) "ports" (list (dict "port" "http" "protocol" "TCP")))) -}}
+{{- end -}}
 {{- end }}
 
 {{/* Prometheus: the metrics ports (gateway, OpenTelemetry collector), from networkPolicy.metricsFrom (closed when empty). */}}
