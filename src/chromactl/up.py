@@ -41,6 +41,7 @@ import httpx
 import yaml
 
 from chromactl import selfsigned
+from chromactl.backup import chromadb_files
 from chromactl.config import ChromaSettings, Settings
 from chromactl.errors import ChromactlError
 from chromactl.gateway.tokens import generate_token
@@ -176,16 +177,9 @@ def known_migrations() -> set[str]:
 def applied_migrations(db: Path) -> set[str]:
     """File names of the migrations recorded in ``chroma.sqlite3`` (opened read-only)."""
     try:
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise UpError(f"cannot read {db}: {exc}") from None
-    try:
-        rows = conn.execute("SELECT dir, filename FROM migrations").fetchall()
+        return {filename for _dir, filename in chromadb_files.applied_migrations(db)}
     except sqlite3.Error as exc:
         raise UpError(f"{db} is not a Chroma database ({exc}); choose another --data-dir") from None
-    finally:
-        conn.close()
-    return {str(filename) for _dir, filename in rows}
 
 
 def check_data_version(data_dir: Path, version: str) -> None:

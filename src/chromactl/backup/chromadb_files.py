@@ -72,6 +72,19 @@ _COUNTS_0_4 = f"""SELECT c.id, c.name, 'default_tenant', 'default_database', {_C
                     FROM collections c ORDER BY c.name"""
 
 
+def applied_migrations(db: Path) -> set[tuple[str, str]]:
+    """(dir, file name) of every schema migration ``chroma.sqlite3`` records (opened read-only).
+
+    Raises:
+        sqlite3.Error: the file is not a Chroma database.
+    """
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return {(str(d), str(f)) for d, f in conn.execute("SELECT dir, filename FROM migrations")}
+    finally:
+        conn.close()
+
+
 def collection_counts(db: Path) -> list[CollectionCount]:
     """Records per collection, read from a (copied) ``chroma.sqlite3``."""
     conn = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)

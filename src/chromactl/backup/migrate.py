@@ -22,7 +22,7 @@ from chromactl.config import Settings
 from chromactl.errors import ChromactlError
 
 from .agent import run_backup
-from .chromadb_files import PRE_1X_REPO, SQLITE_NAME
+from .chromadb_files import PRE_1X_REPO, SQLITE_NAME, applied_migrations
 from .hold import NoHold
 from .progress import Progress
 from .store import redact_url
@@ -31,8 +31,8 @@ from .store import redact_url
 LOCAL_REPO = PRE_1X_REPO
 #: Written there once the snapshot is complete: a restart finds it and does not snapshot again.
 RECORD_NAME = "snapshot.json"
-#: The first SQLite migration only Chroma 1.x applies (metadb 00005-max-seq-id-int).
-FIRST_1X_MIGRATION = ("metadb", 5)
+#: The first SQLite migration only Chroma 1.x applies.
+FIRST_1X_MIGRATION = ("metadb", "00005-max-seq-id-int.sqlite.sql")
 
 Generation = Literal["empty", "0.x", "1.x"]
 
@@ -42,16 +42,11 @@ def generation(data_dir: Path) -> Generation:
     db = data_dir / SQLITE_NAME
     if not db.is_file():
         return "empty"
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT dir, MAX(version) FROM migrations GROUP BY dir").fetchall()
-    except sqlite3.DatabaseError as exc:
+        applied = applied_migrations(db)
+    except sqlite3.Error as exc:
         raise ChromactlError(f"{db} is not a Chroma database Chroma 0.4 or later wrote: {exc}") from exc
-    finally:
-        conn.close()
-    applied = dict(rows)
-    directory, version = FIRST_1X_MIGRATION
-    return "1.x" if applied.get(directory, 0) >= version else "0.x"
+    return "1.x" if FIRST_1X_MIGRATION in applied else "0.x"
 
 
 @dataclass(frozen=True)
