@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from chromactl import __version__
 from chromactl.backup.cli import register as register_backup
@@ -139,7 +140,8 @@ def main() -> None:
     try:
         app()
     except ChromactlError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # The message is text, not markup: "pip install 'chromactl[chroma]'" keeps its brackets.
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
 
 

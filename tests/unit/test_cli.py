@@ -43,3 +43,23 @@ def test_config_check_prints_defaults(tmp_path: Path) -> None:
     proc = run("config", "check", "--config", str(cfg))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["chroma"]["persist_path"] == "/data"
+
+
+def test_error_messages_keep_their_brackets() -> None:
+    """`chromactl up` without the chroma extra names the extra to install, brackets included."""
+    script = (
+        "import importlib.metadata as m, sys\n"
+        "real = m.version\n"
+        "def version(name):\n"
+        "    if name == 'chromadb':\n"
+        "        raise m.PackageNotFoundError(name)\n"
+        "    return real(name)\n"
+        "m.version = version\n"
+        "from chromactl.cli import main\n"
+        "sys.argv = ['chromactl', 'up', '--data-dir', sys.argv[1]]\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, "/nonexistent/chroma-data"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "pip install 'chromactl[chroma]'" in proc.stderr, proc.stderr
