@@ -61,12 +61,22 @@ audit: $(BIN)/.installed ## known vulnerabilities in the released images' Python
 	$(BIN)/python scripts/images.py audit
 
 .PHONY: test
-test: deps images ## run every test (the README's second command)
+test: deps images lint ## run every test (the README's second command)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+SHELL_SCRIPTS := .ci/run $(wildcard scripts/*.sh)
+
 .PHONY: lint
-lint: $(BIN)/.installed ## ruff on the Python code
-	$(BIN)/ruff check src tests scripts
+lint: $(BIN)/.installed ## ruff, ruff format --check, mypy and shellcheck (also the pre-commit hooks)
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff format --check src tests scripts bench
+	$(BIN)/mypy
+	$(BIN)/shellcheck $(SHELL_SCRIPTS)
+
+.PHONY: format
+format: $(BIN)/.installed ## ruff format and the fixable ruff findings, in place
+	$(BIN)/ruff format src tests scripts bench
+	$(BIN)/ruff check --fix src tests scripts bench
 
 .PHONY: docs
 docs: $(BIN)/.installed ## regenerate the chart README table and values.schema.json from values.yaml
