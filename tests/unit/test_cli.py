@@ -59,7 +59,8 @@ def test_error_messages_keep_their_brackets() -> None:
         "sys.argv = ['chromactl', 'up', '--data-dir', sys.argv[1]]\n"
         "main()\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script, "/nonexistent/chroma-data"], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "/nonexistent/chroma-data"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0
     assert "pip install 'chromactl[chroma]'" in proc.stderr, proc.stderr
