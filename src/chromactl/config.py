@@ -102,6 +102,7 @@ Role = Literal["admin", "writer", "reader"]
 JwtAlgorithm = Literal[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
 ]
+DEFAULT_ALGORITHMS: tuple[JwtAlgorithm, ...] = ("RS256", "PS256", "ES256", "EdDSA")
 
 
 class Grant(Section):
@@ -160,13 +161,15 @@ class BasicCredential(Grant):
         return self
 
 
+TokenHeader = Literal["authorization", "x-chroma-token"]
+TOKEN_HEADERS: tuple[TokenHeader, ...] = ("authorization", "x-chroma-token")
+
+
 class TokenAuthSettings(Section):
     """Static API tokens (``Authorization: Bearer`` or ``X-Chroma-Token``)."""
 
     #: Which request headers may carry a token (names are case-insensitive).
-    headers: list[Literal["authorization", "x-chroma-token"]] = Field(
-        default_factory=lambda: ["authorization", "x-chroma-token"], min_length=1
-    )
+    headers: list[TokenHeader] = Field(default_factory=lambda: list(TOKEN_HEADERS), min_length=1)
     credentials: list[TokenCredential] = []
 
 
@@ -198,9 +201,7 @@ class OIDCSettings(Section):
     #: Accepted ``aud`` values; a token must name at least one.
     audience: list[str] = Field(min_length=1)
     #: Accepted signature algorithms (asymmetric only).
-    algorithms: list[JwtAlgorithm] = Field(
-        default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"], min_length=1
-    )
+    algorithms: list[JwtAlgorithm] = Field(default_factory=lambda: list(DEFAULT_ALGORITHMS), min_length=1)
     #: Discovery document; default ``{issuer}/.well-known/openid-configuration``.
     discovery_url: str | None = None
     #: JWKS URL; default from the discovery document.

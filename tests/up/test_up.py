@@ -326,3 +326,37 @@ def test_chroma_failing_to_start_is_reported_with_its_log(tmp_path: Path) -> Non
     assert "chroma exited with code" in done.stderr
     assert "unable to open database file" in done.stderr  # from Chroma's own log
     assert nobody_listens(port)
+
+
+def test_backup_and_restore_find_the_local_stack(tmp_path: Path, running: list[Up]) -> None:
+    """In the directory of `make run`, `chromactl backup create --to DIR` finds the running stack
+    (its gateway holds writes, its token) and `chromactl restore --from DIR` its stopped data."""
+    port = free_port()
+    up = start_up(None, port, cwd=tmp_path)  # type: ignore[arg-type]
+    running.append(up)
+    token = (tmp_path / ".chroma-data.run" / "token").read_text().strip()
+    assert add_and_count(f"http://127.0.0.1:{port}", True, token) == 3
+    backups = tmp_path / "backups"
+
+    def chromactl(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "CHROMACTL_CONFIG"}
+        return subprocess.run(
+            [CHROMACTL, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+        )
+
+    made = chromactl("backup", "create", "--to", str(backups), "--json")
+    assert made.returncode == 0, made.stderr
+    result = json.loads(made.stdout)
+    assert result["outcome"] == "success"
+    manifest = json.loads((backups / result["snapshot_id"] / "manifest.json").read_text())
+    assert manifest["consistency"] == "online"  # through the running gateway's write hold
+    refused = chromactl("restore", "--from", str(backups))  # Chroma still runs on that directory
+    assert refused.returncode == 2 and "is running on" in " ".join(refused.stderr.split())
+
+    assert up.stop()[0] == 0
+    restored = chromactl("restore", "--from", str(backups), "--force", "--json")
+    assert restored.returncode == 0, restored.stderr
+    assert json.loads(restored.stdout)["target"] == str(tmp_path / ".chroma-data")
+    again = start_up(None, port, cwd=tmp_path)  # type: ignore[arg-type]
+    running.append(again)
+    assert add_and_count(f"http://127.0.0.1:{port}", False, token) == 3

@@ -14,6 +14,7 @@ from rich.table import Table
 from chromactl.config import Settings, load_config
 from chromactl.errors import ChromactlError
 from chromactl.logging import configure_logging
+from chromactl.up import local_stack
 
 from .agent import hold_from_settings, run_backup
 from .logical import ChromaApi, export, import_export
@@ -49,9 +50,29 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.
 
 
 def _settings(config: Path | None) -> Settings:
-    settings = load_config(config)
+    """The config file given, else $CHROMACTL_CONFIG, else the `chromactl up` stack of
+    .chroma-data in this directory (its gateway and token when it runs), else defaults."""
+    stack = None if config or os.environ.get("CHROMACTL_CONFIG") else local_stack()
+    settings = stack.settings if stack else load_config(config)
     configure_logging(settings.log)
     return settings
+
+
+def _up_data_dir() -> Path:
+    """The data directory of a stopped `chromactl up` stack here: the default restore target."""
+    stack = local_stack()
+    if stack is None:
+        raise ChromactlError(
+            "--to is required: no `chromactl up` data directory here to restore into", exit_code=2
+        )
+    data = stack.settings.chroma.persist_path
+    if stack.running:
+        raise ChromactlError(
+            f"`chromactl up` is running on {data}: stop it (Ctrl-C) before restoring into its data "
+            "directory, or pass --to for another directory",
+            exit_code=2,
+        )
+    return data
 
 
 def _progress(as_json: bool, quiet: bool) -> Progress:
@@ -153,9 +174,9 @@ def list_cmd(
     table = Table("snapshot", "created", "chroma", "size", "stored", "records", "complete")
     for r in rows:
         table.add_row(
-            r["snapshot_id"],
-            r["created_at"] or "-",
-            r["chroma_version"] or "-",
+            str(r["snapshot_id"]),
+            str(r["created_at"] or "-"),
+            str(r["chroma_version"] or "-"),
             f"{r['bytes']:,}" if r["bytes"] is not None else "-",
             f"{r['stored_bytes']:,}" if r["stored_bytes"] is not None else "-",
             f"{r['records']:,}" if r["records"] is not None else "-",
@@ -266,7 +287,10 @@ def prune_cmd(
 
 
 def restore_cmd(
-    to: Annotated[Path, typer.Option("--to", help="Data directory to restore into.")],
+    to: Annotated[
+        Path | None,
+        typer.Option("--to", help="Data directory to restore into (default: a stopped `chromactl up`'s)."),
+    ] = None,
     source: Annotated[
         str | None, typer.Option("--from", help="Snapshot repository URL (default: backup.target).")
     ] = None,
@@ -292,6 +316,7 @@ def restore_cmd(
 ) -> None:
     """Restore a snapshot: verify every hash, then swap it in atomically."""
     settings = _settings(config)
+    to = to or _up_data_dir()
     repo = _repo(settings, source)
     restored_before = if_not_restored and to.is_dir() and read_marker(to) is not None
     if skip_if_no_snapshot and snapshot == "latest" and not restored_before and not repo.complete():

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -305,10 +306,8 @@ def create_snapshot(
         phases["after_hold_s"] = time.perf_counter() - t_after
 
         for rel in set(entries) - cut.present:  # deleted before the cut: drop their objects
-            repo.retry(
-                f"remove {object_name(rel)}",
-                lambda rel=rel: repo.fs.rm(repo.path(snapshot_id, object_name(rel))),
-            )
+            gone = repo.path(snapshot_id, object_name(rel))
+            repo.retry(f"remove {object_name(rel)}", partial(repo.fs.rm, gone))
             del entries[rel]
         manifest = Manifest(
             snapshot_id=snapshot_id,

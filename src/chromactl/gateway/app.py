@@ -125,7 +125,7 @@ def build_gateway(
         settings.chroma.url, keepalive=gw.upstream_keepalive, timeout_s=gw.upstream_timeout_s
     )
     resolver = CollectionResolver(upstream, size=gw.collection_cache_size, ttl_s=gw.collection_cache_ttl_s)
-    resolver.belongs = metrics.watch_resolver(resolver.belongs)  # type: ignore[method-assign]
+    resolver.belongs = metrics.watch_resolver(resolver.belongs)  # type: ignore[method-assign,assignment]
     authenticators = build_authenticators(gw)
 
     app: ASGIApp = ReverseProxy(upstream, scheme="https" if gw.tls.enabled else "http")

@@ -275,7 +275,7 @@ class InternalsCollector(Collector):
             self._error("filesystem")
             log.warning("cannot read %s: %s", self.persist_path, exc)
         if self.chroma_url is not None:
-            new.chroma_up, new.chroma_ready = self._probe()
+            new.chroma_up, new.chroma_ready = self._probe(self.chroma_url)
         if self.cert_file is not None:
             try:
                 new.cert_expiry = cert_not_after(self.cert_file)
@@ -286,12 +286,12 @@ class InternalsCollector(Collector):
         self.snapshot = new
         return new
 
-    def _probe(self) -> tuple[float, float]:
+    def _probe(self, chroma_url: str) -> tuple[float, float]:
         up = ready = 0.0
         try:
             with httpx.Client(timeout=2.0) as client:
-                up = float(client.get(self.chroma_url + "/api/v2/heartbeat").status_code == 200)
-                ready = float(client.get(self.chroma_url + "/api/v2/healthcheck").status_code == 200)
+                up = float(client.get(chroma_url + "/api/v2/heartbeat").status_code == 200)
+                ready = float(client.get(chroma_url + "/api/v2/healthcheck").status_code == 200)
         except httpx.HTTPError:
             self._error("chroma_unreachable")
         return up, ready
@@ -385,8 +385,8 @@ class InternalsCollector(Collector):
             labels=["tenant", "database"],
         )
         keep_db, rest_db = top_n({k: float(v) for k, v in per_db.items()}, self.collection_series)
-        for key in keep_db:
-            collections.add_metric([clip(key[0]), clip(key[1])], per_db[key])
+        for db_key in keep_db:
+            collections.add_metric([clip(db_key[0]), clip(db_key[1])], per_db[db_key])
         if rest_db:
             collections.add_metric([OTHER, OTHER], sum(per_db[k] for k in rest_db))
         yield collections

@@ -59,7 +59,7 @@ class _HttpxResponse:
         self.status = resp.status_code
         self.headers: Headers = list(resp.headers.raw)
 
-    async def body(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def body(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._resp.aiter_raw():
                 yield chunk
@@ -105,7 +105,7 @@ class _AiohttpResponse:
         self.status = resp.status
         self.headers: Headers = list(resp.raw_headers)
 
-    async def body(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def body(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._resp.content.iter_any():
                 yield chunk

@@ -58,7 +58,7 @@ class PeerCertificateProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._peer_tls is not None:
-            extensions = self.scope.setdefault("extensions", {})  # type: ignore[typeddict-item]
+            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
             extensions["tls"] = self._peer_tls
 
 
