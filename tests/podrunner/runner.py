@@ -46,7 +46,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tests.podrunner import images as image_table
 from tests.podrunner import network
@@ -147,10 +146,7 @@ class PodRunner:
         self.namespaces[name] = dict(labels or {})
 
     def mirror(self, ref: str) -> str:
-        for registry, mirror in self.mirrors.items():
-            if ref.startswith(registry + "/"):
-                return mirror + ref[len(registry):]
-        return ref
+        return image_table.mirror(ref, self.mirrors)
 
     def prepare_images(self) -> list[str]:
         """Resolve every image the manifests name, now, in this thread.
@@ -158,19 +154,7 @@ class PodRunner:
         Mounts each image's root filesystem before a pod waits for it, and fails early,
         naming it, on an image that is not in local storage.
         """
-        refs: set[str] = set()
-
-        def walk(node: Any) -> None:
-            if isinstance(node, dict):
-                for key in ("containers", "initContainers"):
-                    refs.update(str(c.get("image", "")) for c in node.get(key) or [])
-                for value in node.values():
-                    walk(value)
-            elif isinstance(node, list):
-                for value in node:
-                    walk(value)
-
-        walk(list(self.store.objects.values()))
+        refs = image_table.references(list(self.store.objects.values()))
         for ref in sorted(refs):
             self.images.resolve(self.mirror(ref))
         return sorted(refs)
