@@ -7,7 +7,8 @@ the way a kubelet with ``imagePullPolicy: Never`` would: a reference that is not
 storage is an error naming it. An image's root filesystem is exposed with ``buildah mount`` of
 one working container per image (read only as far as the runner is concerned: every container
 gets its own overlay on top), and its config (Entrypoint, Cmd, Env, User, WorkingDir) is applied
-under the pod spec as the kubelet applies it.
+under the pod spec as the kubelet applies it. ``mirror`` maps a private registry to a public
+one, as a runtime's mirror configuration does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from scripts.images import build_lock, buildah_inspect
 
@@ -91,6 +93,33 @@ def normalize(ref: str) -> str:
     elif not ("." in first or ":" in first or first == "localhost"):
         name = f"docker.io/{name}"
     return name + (f"@{digest}" if at else "")
+
+
+def mirror(ref: str, mirrors: dict[str, str]) -> str:
+    """``ref`` through registry mirrors, as a container runtime has them:
+    ``{"registry.example.com": "ghcr.io"}`` pulls ``registry.example.com/x`` as ``ghcr.io/x``."""
+    for registry, mirror in mirrors.items():
+        if ref.startswith(registry + "/"):
+            return mirror + ref[len(registry) :]
+    return ref
+
+
+def references(objects: Any) -> set[str]:
+    """Every image the containers and init containers in ``objects`` (manifests) name."""
+    refs: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("containers", "initContainers"):
+                refs.update(str(c.get("image", "")) for c in node.get(key) or [])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(objects)
+    return refs
 
 
 def _buildah(*argv: str) -> subprocess.CompletedProcess[str]:
