@@ -2,10 +2,6 @@
 Scheduled snapshots (the CronJob asks the gateway's in-pod agent) and restore on start-up
 (an init container). The shared templates include these with one line each. */}}
 
-{{- define "chromadb.backupOn" -}}
-{{- and .Values.backup.enabled true -}}
-{{- end }}
-
 {{- define "chromadb.backupRestoreOn" -}}
 {{- and .Values.backup.restore.enabled true -}}
 {{- end }}

@@ -169,8 +169,3 @@ httpGet:
 {{- end -}}
 {{- toYaml $a -}}
 {{- end }}
-
-{{/* Earlier names of the three helpers above (used by the backup CronJob). */}}
-{{- define "chromadb.tls.testEnv" -}}{{ include "chromadb.tls.trustEnv" . }}{{- end }}
-{{- define "chromadb.tls.testVolumeMounts" -}}{{ include "chromadb.tls.trustVolumeMounts" . }}{{- end }}
-{{- define "chromadb.tls.testVolumes" -}}{{ include "chromadb.tls.trustVolumes" . }}{{- end }}
