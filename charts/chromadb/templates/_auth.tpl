@@ -95,3 +95,15 @@
     defaultMode: 0444
 {{- end }}
 {{- end }}
+
+{{/* Name of the Secret with the credentials: the user's, or the generated chromadb-auth. */}}
+{{- define "chromadb.authSecretName" -}}
+{{- .Values.chromadb.auth.existingSecret | default "chromadb-auth" -}}
+{{- end }}
+
+{{/* The header clients put the token in, as Chroma's clients name it. */}}
+{{- define "chromadb.tokenHeader" -}}
+{{- $t := .Values.chromadb.auth.token -}}
+{{- $h := upper (replace "_" "-" ($t.headerType | default $t.tokenHeader)) -}}
+{{- ternary "X-Chroma-Token" "Authorization" (eq $h "X-CHROMA-TOKEN") -}}
+{{- end }}
