@@ -68,3 +68,12 @@ spec:
     {{- with (include "chromadb.tls.trustVolumes" $ | trim) }}{{ . | nindent 4 }}{{ end }}
   {{- end }}
 {{- end }}
+
+{{/* NetworkPolicy ingress rules (a YAML list): the release's helm test pods reach the Chroma port,
+     whatever networkPolicy.ingressFrom says. */}}
+{{- define "chromadb.testNetworkPolicyIngress" -}}
+{{- if and .Values.tests.enabled .Values.networkPolicy.ingressFrom -}}
+{{- $tests := merge (dict "app.kubernetes.io/component" "test") (include "chromadb.selectorLabels" . | fromYaml) -}}
+{{- toYaml (list (dict "from" (list (dict "podSelector" (dict "matchLabels" $tests))) "ports" (list (dict "port" "http" "protocol" "TCP")))) -}}
+{{- end -}}
+{{- end }}
