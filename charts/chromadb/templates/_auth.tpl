@@ -41,6 +41,7 @@
 {{- end -}}
 {{- end }}
 
+{{/* "true" when OIDC is on and chromadb.auth.oidc.issuerCA names a Secret or ConfigMap to trust. */}}
 {{- define "chromadb.auth.oidcCAOn" -}}
 {{- $ca := .Values.chromadb.auth.oidc.issuerCA -}}
 {{- ternary "true" "false" (and .Values.chromadb.auth.enabled (eq .Values.chromadb.auth.type "oidc") (or (not (empty $ca.secretName)) (not (empty $ca.configMapName)))) -}}
@@ -78,6 +79,7 @@
 {{- end }}
 {{- end }}
 
+{{/* Pod volumes of the auth feature (list items): the OIDC issuer's CA, when set. */}}
 {{- define "chromadb.auth.volumes" -}}
 {{- $ca := .Values.chromadb.auth.oidc.issuerCA -}}
 {{- if eq (include "chromadb.auth.oidcCAOn" .) "true" }}

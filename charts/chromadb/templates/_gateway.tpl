@@ -11,6 +11,7 @@
 {{- ternary .Values.gateway.chromaPort .Values.chromadb.serverHttpPort (eq (include "chromadb.gatewayOn" .) "true") | int -}}
 {{- end }}
 
+{{/* Address Chroma itself listens on: 127.0.0.1 behind the gateway, else chromadb.serverHost. */}}
 {{- define "chromadb.chromaHost" -}}
 {{- ternary "127.0.0.1" .Values.chromadb.serverHost (eq (include "chromadb.gatewayOn" .) "true") -}}
 {{- end }}

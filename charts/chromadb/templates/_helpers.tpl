@@ -1,5 +1,6 @@
 {{/* ---------------------------------------------------------------- names */}}
 
+{{/* The chart's name, or nameOverride. */}}
 {{- define "chromadb.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -18,10 +19,12 @@
 {{- end }}
 {{- end }}
 
+{{/* <chart>-<version>, for the helm.sh/chart label. */}}
 {{- define "chromadb.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* Name of the ServiceAccount the pods use: the created one, or serviceAccount.name. */}}
 {{- define "chromadb.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "chromadb.fullname" .) .Values.serviceAccount.name }}
@@ -43,6 +46,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: server
 {{- end }}
 
+{{/* Labels every object of the release carries (selector labels, version, commonLabels). */}}
 {{- define "chromadb.labels" -}}
 helm.sh/chart: {{ include "chromadb.chart" . }}
 {{ include "chromadb.selectorLabels" . }}

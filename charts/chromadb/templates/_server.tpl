@@ -18,10 +18,12 @@
 {{- semverCompare "< 1.0.0-0" (include "chromadb.version" .) -}}
 {{- end }}
 
+{{/* chromadb.allowReset as "true" or "false". */}}
 {{- define "chromadb.allowReset" -}}
 {{- include "chromadb.bool" (dict "name" "chromadb.allowReset" "value" .Values.chromadb.allowReset) -}}
 {{- end }}
 
+{{/* chromadb.isPersistent as "true" or "false". */}}
 {{- define "chromadb.isPersistent" -}}
 {{- include "chromadb.bool" (dict "name" "chromadb.isPersistent" "value" .Values.chromadb.isPersistent) -}}
 {{- end }}
@@ -60,6 +62,7 @@
 {{- end -}}
 {{- end }}
 
+{{/* Port of the Service: service.port, or the Chroma port when unset. */}}
 {{- define "chromadb.servicePort" -}}
 {{- .Values.service.port | default .Values.chromadb.serverHttpPort | int -}}
 {{- end }}
