@@ -1,7 +1,7 @@
 """Generate the chart's Grafana dashboard with grafana-foundation-sdk.
 
 The dashboard is code: this script builds it and writes
-``charts/chromadb/files/dashboard.json`` (shipped by ``templates/configmap-dashboard.yaml``).
+``charts/chromadb/files/dashboard.json`` (shipped by ``templates/monitoring/configmap-dashboard.yaml``).
 ``make dashboard`` runs it; ``--check`` fails when the committed JSON is stale.
 
 Every query selects the release with ``$namespace`` and ``$job`` (the metrics Service's name,

@@ -1,5 +1,5 @@
 """networkPolicy: the client port from `ingressFrom`, the metrics port from `metricsFrom` only,
-rules other features contribute through the collector in _networkpolicy.tpl, and the optional
+rules other features contribute (each included by _networkpolicy.tpl), and the optional
 egress allow-list (DNS always, the release's own Chroma port, the user's rules)."""
 
 from __future__ import annotations

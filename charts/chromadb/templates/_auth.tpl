@@ -41,6 +41,7 @@
 {{- end -}}
 {{- end }}
 
+{{/* "true" when OIDC is on and chromadb.auth.oidc.issuerCA names a Secret or ConfigMap to trust. */}}
 {{- define "chromadb.auth.oidcCAOn" -}}
 {{- $ca := .Values.chromadb.auth.oidc.issuerCA -}}
 {{- ternary "true" "false" (and .Values.chromadb.auth.enabled (eq .Values.chromadb.auth.type "oidc") (or (not (empty $ca.secretName)) (not (empty $ca.configMapName)))) -}}
@@ -78,6 +79,7 @@
 {{- end }}
 {{- end }}
 
+{{/* Pod volumes of the auth feature (list items): the OIDC issuer's CA, when set. */}}
 {{- define "chromadb.auth.volumes" -}}
 {{- $ca := .Values.chromadb.auth.oidc.issuerCA -}}
 {{- if eq (include "chromadb.auth.oidcCAOn" .) "true" }}
@@ -94,4 +96,16 @@
         path: {{ $ca.key }}
     defaultMode: 0444
 {{- end }}
+{{- end }}
+
+{{/* Name of the Secret with the credentials: the user's, or the generated chromadb-auth. */}}
+{{- define "chromadb.authSecretName" -}}
+{{- .Values.chromadb.auth.existingSecret | default "chromadb-auth" -}}
+{{- end }}
+
+{{/* The header clients put the token in, as Chroma's clients name it. */}}
+{{- define "chromadb.tokenHeader" -}}
+{{- $t := .Values.chromadb.auth.token -}}
+{{- $h := upper (replace "_" "-" ($t.headerType | default $t.tokenHeader)) -}}
+{{- ternary "X-Chroma-Token" "Authorization" (eq $h "X-CHROMA-TOKEN") -}}
 {{- end }}

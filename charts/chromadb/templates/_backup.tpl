@@ -2,10 +2,7 @@
 Scheduled snapshots (the CronJob asks the gateway's in-pod agent) and restore on start-up
 (an init container). The shared templates include these with one line each. */}}
 
-{{- define "chromadb.backupOn" -}}
-{{- and .Values.backup.enabled true -}}
-{{- end }}
-
+{{/* "true" when the restore init container runs (backup.restore.enabled). */}}
 {{- define "chromadb.backupRestoreOn" -}}
 {{- and .Values.backup.restore.enabled true -}}
 {{- end }}
@@ -31,10 +28,12 @@ Scheduled snapshots (the CronJob asks the gateway's in-pod agent) and restore on
 {{- and .Values.backup.enabled (eq (include "chromadb.gatewayOn" .) "true") .Values.chromadb.auth.enabled -}}
 {{- end }}
 
+{{/* Name of the Secret with the backup agent's token: the user's, or <fullname>-backup-agent. */}}
 {{- define "chromadb.backupAgentSecretName" -}}
 {{- .Values.backup.agent.existingSecret | default (printf "%s-backup-agent" (include "chromadb.fullname" .)) -}}
 {{- end }}
 
+{{/* Name of the backup volume's PVC: the user's, or <fullname>-backup. */}}
 {{- define "chromadb.backupClaimName" -}}
 {{- .Values.backup.volume.existingClaim | default (printf "%s-backup" (include "chromadb.fullname" .)) -}}
 {{- end }}

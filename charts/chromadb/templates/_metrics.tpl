@@ -167,3 +167,13 @@ checksum/otel-collector: {{ include "chromadb.otelCollectorConfig" . | sha256sum
 {{- with .labels }}{{ $_ := set $meta "labels" (merge (deepCopy .) $meta.labels) }}{{ end -}}
 {{- toYaml $meta -}}
 {{- end }}
+
+{{/* NetworkPolicy ingress rules (a YAML list): Prometheus reaches the metrics ports (gateway,
+     OpenTelemetry collector) from networkPolicy.metricsFrom (closed when empty). */}}
+{{- define "chromadb.metricsNetworkPolicyIngress" -}}
+{{- if and (eq (include "chromadb.gatewayOn" .) "true") .Values.networkPolicy.metricsFrom -}}
+{{- $ports := list -}}
+{{- range (include "chromadb.metricsPorts" . | fromYamlArray) }}{{ $ports = append $ports (dict "port" . "protocol" "TCP") }}{{ end -}}
+{{- toYaml (list (dict "from" .Values.networkPolicy.metricsFrom "ports" $ports)) -}}
+{{- end -}}
+{{- end }}

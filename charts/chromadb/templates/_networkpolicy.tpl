@@ -1,36 +1,36 @@
 {{/* --------------------------------------------------------- NetworkPolicy
-     networkpolicy.yaml renders what these helpers collect. A feature that needs traffic
-     allowed does not edit the policy: it defines a named template that returns NetworkPolicy
-     rules as a YAML list (empty when the feature is off) and adds the template's name to
-     `chromadb.networkPolicy.ingressSources` or `chromadb.networkPolicy.egressSources` below.
-     tests/chart/test_network_policy.py checks every source renders a list of valid rules. */}}
+     networkpolicy.yaml renders the rules collected here. Each feature that needs traffic allowed
+     defines one template in its own helper file that returns NetworkPolicy rules as a YAML list
+     (nothing when the feature is off), and `chromadb.networkPolicy.ingress` or
+     `chromadb.networkPolicy.egress` below includes it, one line per feature.
+     tests/chart/test_network_policy.py checks the rules each value gives. */}}
 
-{{/* Named templates contributing ingress rules, as a JSON list of names. */}}
-{{- define "chromadb.networkPolicy.ingressSources" -}}
-{{- toJson (list "chromadb.networkPolicy.clientIngress" "chromadb.networkPolicy.metricsIngress" "chromadb.networkPolicy.testIngress" "chromadb.backupNetworkPolicyIngress") -}}
-{{- end }}
-
-{{/* Named templates contributing egress rules, as a JSON list of names. */}}
-{{- define "chromadb.networkPolicy.egressSources" -}}
-{{- toJson (list "chromadb.networkPolicy.dnsEgress" "chromadb.networkPolicy.releaseEgress" "chromadb.networkPolicy.userEgress") -}}
-{{- end }}
-
-{{/* Every ingress rule: the sources' lists, concatenated (a YAML list). */}}
-{{- define "chromadb.networkPolicy.ingress" -}}
+{{/* Concatenates rendered rule lists (each a YAML list, or empty) into one YAML list. */}}
+{{- define "chromadb.networkPolicy.rules" -}}
 {{- $rules := list -}}
-{{- range $name := include "chromadb.networkPolicy.ingressSources" . | fromJsonArray -}}
-{{- $rules = concat $rules (include $name $ | trim | default "[]" | fromYamlArray) -}}
+{{- range . -}}
+{{- $rules = concat $rules (. | trim | default "[]" | fromYamlArray) -}}
 {{- end -}}
 {{- toYaml $rules -}}
+{{- end }}
+
+{{/* Every ingress rule (a YAML list). */}}
+{{- define "chromadb.networkPolicy.ingress" -}}
+{{- include "chromadb.networkPolicy.rules" (list
+  (include "chromadb.networkPolicy.clientIngress" .)
+  (include "chromadb.metricsNetworkPolicyIngress" .)
+  (include "chromadb.testNetworkPolicyIngress" .)
+  (include "chromadb.backupNetworkPolicyIngress" .)
+) -}}
 {{- end }}
 
 {{/* Every egress rule (a YAML list); used when networkPolicy.egress.enabled. */}}
 {{- define "chromadb.networkPolicy.egress" -}}
-{{- $rules := list -}}
-{{- range $name := include "chromadb.networkPolicy.egressSources" . | fromJsonArray -}}
-{{- $rules = concat $rules (include $name $ | trim | default "[]" | fromYamlArray) -}}
-{{- end -}}
-{{- toYaml $rules -}}
+{{- include "chromadb.networkPolicy.rules" (list
+  (include "chromadb.networkPolicy.dnsEgress" .)
+  (include "chromadb.networkPolicy.releaseEgress" .)
+  (include "chromadb.networkPolicy.userEgress" .)
+) -}}
 {{- end }}
 
 {{/* Clients: the Chroma port, from networkPolicy.ingressFrom (everyone when empty). */}}
@@ -38,23 +38,6 @@
 {{- $rule := dict "ports" (list (dict "port" "http" "protocol" "TCP")) -}}
 {{- with .Values.networkPolicy.ingressFrom }}{{ $_ := set $rule "from" . }}{{ end -}}
 {{- toYaml (list $rule) -}}
-{{- end }}
-
-{{/* The release's helm test pods: the Chroma port, whatever networkPolicy.ingressFrom says. */}}
-{{- define "chromadb.networkPolicy.testIngress" -}}
-{{- if and .Values.tests.enabled .Values.networkPolicy.ingressFrom -}}
-{{- $tests := merge (dict "app.kubernetes.io/component" "test") (include "chromadb.selectorLabels" . | fromYaml) -}}
-{{- toYaml (list (dict "from" (list (dict "podSelector" (dict "matchLabels" $tests))) "ports" (list (dict "port" "http" "protocol" "TCP")))) -}}
-{{- end -}}
-{{- end }}
-
-{{/* Prometheus: the metrics ports (gateway, OpenTelemetry collector), from networkPolicy.metricsFrom (closed when empty). */}}
-{{- define "chromadb.networkPolicy.metricsIngress" -}}
-{{- if and (eq (include "chromadb.gatewayOn" .) "true") .Values.networkPolicy.metricsFrom -}}
-{{- $ports := list -}}
-{{- range (include "chromadb.metricsPorts" . | fromYamlArray) }}{{ $ports = append $ports (dict "port" . "protocol" "TCP") }}{{ end -}}
-{{- toYaml (list (dict "from" .Values.networkPolicy.metricsFrom "ports" $ports)) -}}
-{{- end -}}
 {{- end }}
 
 {{/* DNS: always, to the cluster's DNS pods (networkPolicy.egress.dnsTo). */}}

@@ -139,6 +139,7 @@ httpGet:
 {{- end }}
 {{- end }}
 
+{{/* Container volume mounts (list items) of the CA that verifies the server's certificate, when TLS is on. */}}
 {{- define "chromadb.tls.trustVolumeMounts" -}}
 {{- if eq (include "chromadb.tls.on" .) "true" }}
 - name: tls-ca
@@ -147,6 +148,7 @@ httpGet:
 {{- end }}
 {{- end }}
 
+{{/* Pod volumes (list items) of the CA that verifies the server's certificate, when TLS is on. */}}
 {{- define "chromadb.tls.trustVolumes" -}}
 {{- if eq (include "chromadb.tls.on" .) "true" }}
 - name: tls-ca
@@ -169,8 +171,3 @@ httpGet:
 {{- end -}}
 {{- toYaml $a -}}
 {{- end }}
-
-{{/* Earlier names of the three helpers above (used by the backup CronJob). */}}
-{{- define "chromadb.tls.testEnv" -}}{{ include "chromadb.tls.trustEnv" . }}{{- end }}
-{{- define "chromadb.tls.testVolumeMounts" -}}{{ include "chromadb.tls.trustVolumeMounts" . }}{{- end }}
-{{- define "chromadb.tls.testVolumes" -}}{{ include "chromadb.tls.trustVolumes" . }}{{- end }}
