@@ -1,15 +1,15 @@
 """Compose the gateway from its steps.
 
-Request path, outermost first::
+Request path, outermost first (as :func:`build_gateway` lists the steps)::
 
-    classify (prefix) -> metrics -> body timeout -> body limit -> authentication -> identity
-      -> authorization -> agent API | write-hold -> reverse proxy
+    errors -> classify (prefix) -> metrics -> body timeout -> body limit -> authentication
+      -> identity -> authorization -> agent API | write-hold -> reverse proxy
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from starlette.routing import BaseRoute
@@ -27,6 +27,7 @@ from chromactl.gateway.bodylimit import BodyLimitMiddleware
 from chromactl.gateway.classify import ClassifyMiddleware
 from chromactl.gateway.clientlimits import BodyTimeoutMiddleware
 from chromactl.gateway.collections import CollectionResolver
+from chromactl.gateway.errors import ErrorMiddleware
 from chromactl.gateway.identity import IdentityMiddleware
 from chromactl.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from chromactl.gateway.proxy import ReverseProxy
@@ -128,22 +129,28 @@ def build_gateway(
     resolver.belongs = metrics.watch_resolver(resolver.belongs)  # type: ignore[method-assign]
     authenticators = build_authenticators(gw)
 
+    #: Outermost first: each step wraps the ones after it.
+    steps: list[Callable[[ASGIApp], ASGIApp]] = [
+        lambda a: ErrorMiddleware(a, on_uncounted=metrics.unhandled),
+        lambda a: ClassifyMiddleware(a, gw.path_prefix),
+        lambda a: MetricsMiddleware(a, metrics),
+        lambda a: BodyTimeoutMiddleware(a, gw.client_limits.body_timeout_s, gw.client_limits.body_deadline_s),
+        lambda a: BodyLimitMiddleware(a, gw.max_body_bytes),
+        lambda a: AuthenticationMiddleware(
+            a,
+            authenticators,
+            enabled=gw.auth.enabled,
+            challenges=challenges(gw),
+            on_failure=metrics.auth_failure,
+        ),
+        lambda a: IdentityMiddleware(a),
+        lambda a: AuthorizationMiddleware(a, resolver, allow_reset=gw.allow_reset, on_denied=metrics.denial),
+        lambda a: _AgentSwitch(a, agent_app(gate, gw.max_hold_s, agent_routes)),
+        lambda a: WriteHoldMiddleware(a, gate, gw.write_wait_s),
+    ]
     app: ASGIApp = ReverseProxy(upstream, scheme="https" if gw.tls.enabled else "http")
-    app = WriteHoldMiddleware(app, gate, gw.write_wait_s)
-    app = _AgentSwitch(app, agent_app(gate, gw.max_hold_s, agent_routes))
-    app = AuthorizationMiddleware(app, resolver, allow_reset=gw.allow_reset, on_denied=metrics.denial)
-    app = IdentityMiddleware(app)
-    app = AuthenticationMiddleware(
-        app,
-        authenticators,
-        enabled=gw.auth.enabled,
-        challenges=challenges(gw),
-        on_failure=metrics.auth_failure,
-    )
-    app = BodyLimitMiddleware(app, gw.max_body_bytes)
-    app = BodyTimeoutMiddleware(app, gw.client_limits.body_timeout_s, gw.client_limits.body_deadline_s)
-    app = MetricsMiddleware(app, metrics)
-    app = ClassifyMiddleware(app, gw.path_prefix)
+    for step in reversed(steps):
+        app = step(app)
     return Gateway(app, gate, metrics, upstream, resolver, authenticators)
 
 

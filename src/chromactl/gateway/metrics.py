@@ -19,6 +19,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from chromactl.gateway.errors import COUNTED
 from chromactl.gateway.labels import LabelCap
 from chromactl.gateway.routes import Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send, state
@@ -152,6 +153,13 @@ class GatewayMetrics:
             return ok
 
         return counted
+
+    def unhandled(self, scope: Scope, seconds: float) -> None:
+        """Count a request whose exception escaped before the metrics step saw it (as a 500)."""
+        route: Route | None = state(scope).get("route")
+        self.observe(
+            route, 500, seconds=seconds, request_bytes=0, response_bytes=0, authorized=False, records=None
+        )
 
     # -- per request ---------------------------------------------------------------------
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -289,6 +297,7 @@ class MetricsMiddleware:
         finally:
             _operation.reset(token)
             metrics.in_flight.dec()
+            st[COUNTED] = True
             metrics.observe(
                 route,
                 status,
