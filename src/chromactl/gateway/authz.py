@@ -8,11 +8,16 @@ from collections.abc import Callable
 from chromactl.gateway.collections import CollectionResolver
 from chromactl.gateway.principal import Principal
 from chromactl.gateway.responses import send_error
-from chromactl.gateway.routes import Access, Route
+from chromactl.gateway.routes import Access, Operation, Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send, state
 from chromactl.gateway.upstream import UpstreamTimeout, UpstreamUnavailable
 
 log = logging.getLogger("chromactl.gateway.authz")
+
+#: Operations after which the collection resolver forgets what it cached.
+_FORGETTING = frozenset(
+    {Operation.DELETE_COLLECTION, Operation.UPDATE_COLLECTION, Operation.DELETE_DATABASE, Operation.RESET}
+)
 
 
 class AuthorizationMiddleware:
@@ -49,7 +54,7 @@ class AuthorizationMiddleware:
         if route.access is Access.BLOCKED:
             await self._deny(send, "blocked", f"{scope['path']} is not served by the gateway")
             return
-        if route.operation == "reset" and not self.allow_reset:
+        if route.operation is Operation.RESET and not self.allow_reset:
             await self._deny(send, "reset_disabled", "reset is disabled")
             return
         if not principal.may(route.needed_role, route.reach, route.tenant, route.database):
@@ -77,16 +82,16 @@ class AuthorizationMiddleware:
                     send, 404, "NotFoundError", f"Collection [{route.collection}] does not exist"
                 )
                 return
-        if route.operation in ("delete_collection", "update_collection", "delete_database", "reset"):
+        if route.operation in _FORGETTING:
             send = self._forget_on_success(route, send)
         await self.app(scope, receive, send)
 
     def _forget_on_success(self, route: Route, send: Send) -> Send:
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] < 400:
-                if route.operation == "reset":
+                if route.operation is Operation.RESET:
                     self.resolver.forget()
-                elif route.operation == "delete_database":
+                elif route.operation is Operation.DELETE_DATABASE:
                     self.resolver.forget(tenant=route.tenant, database=route.database)
                 else:
                     self.resolver.forget(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chromactl.gateway.principal import Principal
 from chromactl.gateway.responses import send_json
-from chromactl.gateway.routes import Route
+from chromactl.gateway.routes import Operation, Route
 from chromactl.gateway.types import ASGIApp, Receive, Scope, Send, state
 
 
@@ -18,7 +18,7 @@ class IdentityMiddleware:
         if scope["type"] == "http":
             st = state(scope)
             route: Route = st["route"]
-            if route.operation == "identity":
+            if route.operation is Operation.IDENTITY:
                 principal: Principal = st["principal"]
                 await send_json(send, 200, principal.identity())
                 return

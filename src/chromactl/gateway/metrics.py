@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from chromactl.gateway.errors import COUNTED
 from chromactl.gateway.labels import LabelCap
-from chromactl.gateway.routes import Route
+from chromactl.gateway.routes import Operation, Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send, state
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -31,14 +31,21 @@ SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 1677721
 RECORD_BUCKETS = (1, 10, 100, 500, 1000, 5000, 10000, 50000)
 #: Operations whose body carries records (``ids``).
 WRITE_OPERATIONS = frozenset(
-    {"collection_add", "collection_upsert", "collection_update", "collection_delete_records"}
+    {
+        Operation.COLLECTION_ADD,
+        Operation.COLLECTION_UPSERT,
+        Operation.COLLECTION_UPDATE,
+        Operation.COLLECTION_DELETE_RECORDS,
+    }
 )
 #: Records are counted from the ``ids`` array within this many leading bytes of the body.
 IDS_PREFIX_BYTES = 4 * 1024 * 1024
 #: Default caps (``gateway.metrics`` in the config).
 DEFAULT_DATABASE_SERIES = 20
 
-_operation: contextvars.ContextVar[str] = contextvars.ContextVar("chromactl_operation", default="unknown")
+_operation: contextvars.ContextVar[Operation] = contextvars.ContextVar(
+    "chromactl_operation", default=Operation.UNKNOWN
+)
 
 
 class GatewayMetrics:
@@ -132,7 +139,7 @@ class GatewayMetrics:
         self._children: dict[tuple[Any, ...], Any] = {}
         #: (operation, tenant, database, status class) -> the children one request updates;
         #: bounded like the labels (operations x capped databases x status classes).
-        self._request_children: dict[tuple[str, str, str, str], tuple[Any, Any, Any, Any, Any]] = {}
+        self._request_children: dict[tuple[Operation, str, str, str], tuple[Any, Any, Any, Any, Any]] = {}
 
     # -- hooks called by the other steps -------------------------------------------------
     def auth_failure(self, reason: str) -> None:
@@ -180,7 +187,7 @@ class GatewayMetrics:
         authorized: bool,
         records: int | None,
     ) -> None:
-        op = route.operation if route is not None else "unknown"
+        op = route.operation if route is not None else Operation.UNKNOWN
         tenant = database = ""
         if authorized and route is not None and route.tenant:
             tenant, database = self.databases((route.tenant, route.database))
@@ -204,7 +211,7 @@ class GatewayMetrics:
         elif status == 429:
             self._child(self.rejected, "rate_limited", op).inc()
 
-    def _labelled(self, key: tuple[str, str, str, str]) -> tuple[Any, Any, Any, Any, Any]:
+    def _labelled(self, key: tuple[Operation, str, str, str]) -> tuple[Any, Any, Any, Any, Any]:
         """The labelled children one request updates (looked up once per label set)."""
         op, tenant, database, status_class = key
         return (
@@ -263,7 +270,7 @@ class MetricsMiddleware:
         start = time.perf_counter()
         st = state(scope)
         route: Route | None = st.get("route")
-        op = route.operation if route is not None else "unknown"
+        op = route.operation if route is not None else Operation.UNKNOWN
         status = 500
         sent = 0
         received = 0
