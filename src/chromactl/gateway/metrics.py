@@ -3,7 +3,7 @@
 Per request: counts by operation, tenant, database and status class; latency, request
 and response sizes by operation; records per write; requests in flight. Security:
 authentication failures by reason, authorization denials by reason and operation,
-collection ids refused for another tenant/database, 413 and 429 rejections. Chroma's
+collection ids refused for another tenant/database, 413 rejections. Chroma's
 internals (read from its data directory) live in :mod:`chromactl.gateway.internals`.
 
 Every label that carries a client-chosen name is bounded (:mod:`chromactl.gateway.labels`).
@@ -126,7 +126,7 @@ class GatewayMetrics:
         )
         self.rejected = Counter(
             "chromactl_gateway_rejected_requests",
-            "Requests refused before Chroma: payload_too_large (413) and rate_limited (429).",
+            "Requests refused before Chroma, by reason: payload_too_large (413).",
             ["reason", "operation"],
             registry=r,
         )
@@ -208,8 +208,6 @@ class GatewayMetrics:
             self._child(self.write_records, op).observe(records)
         if status == 413:
             self._child(self.rejected, "payload_too_large", op).inc()
-        elif status == 429:
-            self._child(self.rejected, "rate_limited", op).inc()
 
     def _labelled(self, key: tuple[Operation, str, str, str]) -> tuple[Any, Any, Any, Any, Any]:
         """The labelled children one request updates (looked up once per label set)."""
