@@ -27,12 +27,13 @@ from chromactl.gateway.bodylimit import BodyLimitMiddleware
 from chromactl.gateway.classify import ClassifyMiddleware
 from chromactl.gateway.clientlimits import BodyTimeoutMiddleware
 from chromactl.gateway.collections import CollectionResolver
+from chromactl.gateway.context import find_context
 from chromactl.gateway.errors import ErrorMiddleware
 from chromactl.gateway.identity import IdentityMiddleware
 from chromactl.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from chromactl.gateway.proxy import ReverseProxy
-from chromactl.gateway.routes import Access, Route
-from chromactl.gateway.types import ASGIApp, Receive, Scope, Send, state
+from chromactl.gateway.routes import Access
+from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 from chromactl.gateway.upstream import Upstream, make_upstream
 from chromactl.gateway.writegate import WriteGate
 from chromactl.gateway.writehold import WriteHoldMiddleware
@@ -70,7 +71,8 @@ class _AgentSwitch:
         self.agent = agent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route: Route | None = state(scope).get("route") if scope["type"] == "http" else None
+        ctx = find_context(scope) if scope["type"] == "http" else None
+        route = ctx.route if ctx is not None else None
         if route is not None and route.access is Access.AGENT:
             await self.agent(scope, receive, send)
         else:
@@ -126,7 +128,6 @@ def build_gateway(
         settings.chroma.url, keepalive=gw.upstream_keepalive, timeout_s=gw.upstream_timeout_s
     )
     resolver = CollectionResolver(upstream, size=gw.collection_cache_size, ttl_s=gw.collection_cache_ttl_s)
-    resolver.belongs = metrics.watch_resolver(resolver.belongs)  # type: ignore[method-assign]
     authenticators = build_authenticators(gw)
 
     #: Outermost first: each step wraps the ones after it.
@@ -144,7 +145,13 @@ def build_gateway(
             on_failure=metrics.auth_failure,
         ),
         lambda a: IdentityMiddleware(a),
-        lambda a: AuthorizationMiddleware(a, resolver, allow_reset=gw.allow_reset, on_denied=metrics.denial),
+        lambda a: AuthorizationMiddleware(
+            a,
+            resolver,
+            allow_reset=gw.allow_reset,
+            on_denied=metrics.denial,
+            on_cross_tenant=metrics.cross_tenant_refusal,
+        ),
         lambda a: _AgentSwitch(a, agent_app(gate, gw.max_hold_s, agent_routes)),
         lambda a: WriteHoldMiddleware(a, gate, gw.write_wait_s),
     ]

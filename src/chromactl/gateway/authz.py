@@ -6,10 +6,10 @@ import logging
 from collections.abc import Callable
 
 from chromactl.gateway.collections import CollectionResolver
-from chromactl.gateway.principal import Principal
+from chromactl.gateway.context import request_context
 from chromactl.gateway.responses import send_error
 from chromactl.gateway.routes import Access, Operation, Route
-from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send, state
+from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 from chromactl.gateway.upstream import UpstreamTimeout, UpstreamUnavailable
 
 log = logging.getLogger("chromactl.gateway.authz")
@@ -29,33 +29,37 @@ class AuthorizationMiddleware:
         resolver: CollectionResolver,
         *,
         allow_reset: bool = False,
-        on_denied: Callable[[str], None] | None = None,
+        on_denied: Callable[[str, Operation], None] | None = None,
+        on_cross_tenant: Callable[[Operation], None] | None = None,
     ) -> None:
         self.app = app
         self.resolver = resolver
         self.allow_reset = allow_reset
         self.on_denied = on_denied
+        self.on_cross_tenant = on_cross_tenant
 
-    async def _deny(self, send: Send, reason: str, message: str) -> None:
+    async def _deny(self, send: Send, route: Route, reason: str, message: str) -> None:
         if self.on_denied is not None:
-            self.on_denied(reason)
+            self.on_denied(reason, route.operation)
         await send_error(send, 403, "AuthorizationError", message)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        st = state(scope)
-        route: Route = st["route"]
+        ctx = request_context(scope)
+        route = ctx.route
         if route.access is Access.PUBLIC:
             await self.app(scope, receive, send)
             return
-        principal: Principal = st["principal"]
+        principal = ctx.principal
+        if principal is None:
+            raise RuntimeError("authorization step reached without a principal")
         if route.access is Access.BLOCKED:
-            await self._deny(send, "blocked", f"{scope['path']} is not served by the gateway")
+            await self._deny(send, route, "blocked", f"{scope['path']} is not served by the gateway")
             return
         if route.operation is Operation.RESET and not self.allow_reset:
-            await self._deny(send, "reset_disabled", "reset is disabled")
+            await self._deny(send, route, "reset_disabled", "reset is disabled")
             return
         if not principal.may(route.needed_role, route.reach, route.tenant, route.database):
             log.info(
@@ -64,6 +68,7 @@ class AuthorizationMiddleware:
             )
             await self._deny(
                 send,
+                route,
                 "forbidden",
                 f"{principal.user_id or 'caller'} may not {route.operation}"
                 + (f" in {route.tenant}/{route.database}" if route.database else ""),
@@ -78,6 +83,8 @@ class AuthorizationMiddleware:
                 )
                 return
             if not ok:
+                if self.on_cross_tenant is not None:
+                    self.on_cross_tenant(route.operation)
                 await send_error(
                     send, 404, "NotFoundError", f"Collection [{route.collection}] does not exist"
                 )

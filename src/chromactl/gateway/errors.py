@@ -15,16 +15,15 @@ import time
 import uuid
 from collections.abc import Callable
 
+from chromactl.gateway.context import find_context
 from chromactl.gateway.responses import send_error
-from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send, state
+from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("chromactl.gateway.errors")
 
 #: Request header whose value is used as the request id when present (bounded length).
 REQUEST_ID_HEADER = "x-request-id"
 _MAX_REQUEST_ID = 128
-#: Set by the metrics step on the request state once it has counted the request.
-COUNTED = "metrics_counted"
 
 
 def request_id(scope: Scope) -> str:
@@ -67,7 +66,8 @@ class ErrorMiddleware:
                 scope.get("method"),
                 scope.get("path"),
             )
-            if not state(scope).get(COUNTED) and self.on_uncounted is not None:
+            ctx = find_context(scope)
+            if (ctx is None or not ctx.counted) and self.on_uncounted is not None:
                 self.on_uncounted(scope, time.perf_counter() - start)
             if started:
                 raise

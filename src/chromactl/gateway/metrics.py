@@ -11,18 +11,16 @@ Every label that carries a client-chosen name is bounded (:mod:`chromactl.gatewa
 
 from __future__ import annotations
 
-import contextvars
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from chromactl.gateway.errors import COUNTED
+from chromactl.gateway.context import find_context, request_context
 from chromactl.gateway.labels import LabelCap
 from chromactl.gateway.routes import Operation, Route
-from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send, state
+from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 #: Coarser latency buckets for the per-database histogram (fewer series per database).
@@ -42,10 +40,6 @@ WRITE_OPERATIONS = frozenset(
 IDS_PREFIX_BYTES = 4 * 1024 * 1024
 #: Default caps (``gateway.metrics`` in the config).
 DEFAULT_DATABASE_SERIES = 20
-
-_operation: contextvars.ContextVar[Operation] = contextvars.ContextVar(
-    "chromactl_operation", default=Operation.UNKNOWN
-)
 
 
 class GatewayMetrics:
@@ -145,25 +139,17 @@ class GatewayMetrics:
     def auth_failure(self, reason: str) -> None:
         self.auth_failures.labels(reason).inc()
 
-    def denial(self, reason: str) -> None:
-        self.denied.labels(reason, _operation.get()).inc()
+    def denial(self, reason: str, operation: Operation) -> None:
+        self.denied.labels(reason, operation).inc()
 
-    def watch_resolver(
-        self, belongs: Callable[[str, str, str], Awaitable[bool]]
-    ) -> Callable[[str, str, str], Awaitable[bool]]:
-        """Wrap ``CollectionResolver.belongs`` so that each refusal is counted."""
-
-        async def counted(tenant: str, database: str, collection_id: str) -> bool:
-            ok = await belongs(tenant, database, collection_id)
-            if not ok:
-                self.cross_tenant.labels(_operation.get()).inc()
-            return ok
-
-        return counted
+    def cross_tenant_refusal(self, operation: Operation) -> None:
+        """A collection id refused for not being in the tenant/database of the path."""
+        self.cross_tenant.labels(operation).inc()
 
     def unhandled(self, scope: Scope, seconds: float) -> None:
         """Count a request whose exception escaped before the metrics step saw it (as a 500)."""
-        route: Route | None = state(scope).get("route")
+        ctx = find_context(scope)
+        route = ctx.route if ctx is not None else None
         self.observe(
             route, 500, seconds=seconds, request_bytes=0, response_bytes=0, authorized=False, records=None
         )
@@ -255,7 +241,7 @@ def count_ids(body: bytes) -> int | None:
 
 
 class MetricsMiddleware:
-    """Counts, sizes and times every request by ``state["route"]`` (set by the classify step)."""
+    """Counts, sizes and times every request by the route of its context (set by the classify step)."""
 
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
         self.app = app
@@ -266,8 +252,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        st = state(scope)
-        route: Route | None = st.get("route")
+        ctx = request_context(scope)
+        route = ctx.route
         op = route.operation if route is not None else Operation.UNKNOWN
         status = 500
         sent = 0
@@ -296,19 +282,17 @@ class MetricsMiddleware:
 
         metrics = self.metrics
         metrics.in_flight.inc()
-        token = _operation.set(op)
         try:
             await self.app(scope, counting_receive, counting_send)
         finally:
-            _operation.reset(token)
             metrics.in_flight.dec()
-            st[COUNTED] = True
+            ctx.counted = True
             metrics.observe(
                 route,
                 status,
                 seconds=time.perf_counter() - start,
                 request_bytes=received,
                 response_bytes=sent,
-                authorized="principal" in st and status != 401 and status != 403,
+                authorized=ctx.principal is not None and status != 401 and status != 403,
                 records=count_ids(b"".join(head)) if head else None,
             )
