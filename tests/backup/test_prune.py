@@ -29,8 +29,7 @@ def fake(repo: Repository, snapshot_id: str, *, complete: bool = True) -> None:
 
 
 def policy(**kw: float) -> RetentionSettings:
-    base = {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0,
-            "incomplete_grace_s": 3600}
+    base = {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0, "incomplete_grace_s": 3600}
     return RetentionSettings(**{**base, **kw})
 
 
@@ -91,16 +90,45 @@ def test_dry_run_and_cli(tmp_path: Path) -> None:
     for s in ids:
         fake(repo, s)
     out = CliRunner().invoke(
-        app, ["backup", "prune", "--repo", str(tmp_path), "--keep-last", "2", "--keep-daily",
-              "0", "--keep-weekly", "0", "--keep-monthly", "0", "--dry-run", "--json"],
+        app,
+        [
+            "backup",
+            "prune",
+            "--repo",
+            str(tmp_path),
+            "--keep-last",
+            "2",
+            "--keep-daily",
+            "0",
+            "--keep-weekly",
+            "0",
+            "--keep-monthly",
+            "0",
+            "--dry-run",
+            "--json",
+        ],
     )
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert sorted(data["removed"]) == sorted(ids)[:4]
     assert len(repo.snapshot_ids()) == 6  # dry run
     out = CliRunner().invoke(
-        app, ["backup", "prune", "--repo", str(tmp_path), "--keep-last", "2", "--keep-daily",
-              "0", "--keep-weekly", "0", "--keep-monthly", "0", "--json"],
+        app,
+        [
+            "backup",
+            "prune",
+            "--repo",
+            str(tmp_path),
+            "--keep-last",
+            "2",
+            "--keep-daily",
+            "0",
+            "--keep-weekly",
+            "0",
+            "--keep-monthly",
+            "0",
+            "--json",
+        ],
     )
     assert out.exit_code == 0
     assert repo.snapshot_ids() == sorted(ids)[4:]

@@ -223,8 +223,7 @@ def create_snapshot(
     staging = Path(tempfile.mkdtemp(prefix="chromactl-snapshot-", dir=staging_dir))
     online = not isinstance(hold, NoHold)
     compress_pool = ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="zstd")
-    engine = _Engine(repo, snapshot_id, staging, FrameCompressor(level, compress_pool, 2 * cpus),
-                     progress)
+    engine = _Engine(repo, snapshot_id, staging, FrameCompressor(level, compress_pool, 2 * cpus), progress)
     try:
         repo.snapshot_ids()  # the target answers (with retries) before any data is read
         sqlite_path = data_dir / SQLITE_NAME
@@ -306,8 +305,10 @@ def create_snapshot(
         phases["after_hold_s"] = time.perf_counter() - t_after
 
         for rel in set(entries) - cut.present:  # deleted before the cut: drop their objects
-            repo.retry(f"remove {object_name(rel)}",
-                       lambda rel=rel: repo.fs.rm(repo.path(snapshot_id, object_name(rel))))
+            repo.retry(
+                f"remove {object_name(rel)}",
+                lambda rel=rel: repo.fs.rm(repo.path(snapshot_id, object_name(rel))),
+            )
             del entries[rel]
         manifest = Manifest(
             snapshot_id=snapshot_id,
@@ -355,8 +356,13 @@ def create_snapshot(
     )
     log.info(
         "snapshot %s: %d files, %d bytes, hold %.1f ms (%d bytes compared, %d rewritten)",
-        snapshot_id, result.files, result.bytes, cut.hold_s * 1000, cut.checked_bytes,
-        result.recopied_bytes, extra={"snapshot_id": snapshot_id, "hold_s": cut.hold_s},
+        snapshot_id,
+        result.files,
+        result.bytes,
+        cut.hold_s * 1000,
+        cut.checked_bytes,
+        result.recopied_bytes,
+        extra={"snapshot_id": snapshot_id, "hold_s": cut.hold_s},
     )
     return result
 
@@ -379,5 +385,8 @@ def _discard(repo: Repository, snapshot_id: str) -> None:
     try:
         repo.delete(snapshot_id, retry=False)
     except Exception:  # best effort; prune removes what is left
-        log.warning("could not remove what was uploaded of snapshot %s (it has no manifest: "
-                    "never restorable; backup prune removes it later)", snapshot_id)
+        log.warning(
+            "could not remove what was uploaded of snapshot %s (it has no manifest: "
+            "never restorable; backup prune removes it later)",
+            snapshot_id,
+        )
