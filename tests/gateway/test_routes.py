@@ -78,3 +78,23 @@ def test_writes_are_held_reads_are_not() -> None:
     assert classify("POST", "/api/v2/tenants").is_write
     assert not classify("POST", C + "/get").is_write
     assert not classify("GET", "/chromactl/v1/hold").is_write
+
+
+def test_docs_route_table_is_the_generated_one() -> None:
+    """docs/gateway.md shows ``python -m chromactl.gateway.routes --markdown``; regenerate it on change."""
+    from pathlib import Path
+
+    from chromactl.gateway.routes import markdown_table
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "gateway.md").read_text()
+    begin, end = "<!-- routes table: begin -->\n", "<!-- routes table: end -->"
+    shown = doc[doc.index(begin) + len(begin) : doc.index(end)]
+    assert shown == markdown_table()
+
+
+def test_operations_keep_their_names() -> None:
+    from chromactl.gateway.routes import Operation, classify
+
+    op = classify("POST", "/api/v2/tenants/t/databases/d/collections/c/add").operation
+    assert op is Operation.COLLECTION_ADD
+    assert op == "collection_add" and f"{op}" == "collection_add" and str(op) == "collection_add"

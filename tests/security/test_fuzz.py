@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from chromactl.gateway.routes import ROUTES, Access
 from tests.gateway.helpers import RunningGateway, run_chroma, run_gateway
 from tests.security.conftest import ADMIN, WRONG, Watch, gateway_config
 
@@ -31,8 +32,8 @@ pytestmark = pytest.mark.slow
 MAX_EXAMPLES = 6
 #: Where the log capture stood when the fuzz gateway started.
 _LOG_START: dict[str, int] = {}
-#: Probes need no credentials (``routes._PUBLIC``).
-PUBLIC = {"/api/v2", "/api/v2/heartbeat", "/api/v2/healthcheck", "/api/v2/version"}
+#: Probes need no credentials (the public rows of ``routes.ROUTES``).
+PUBLIC = {r.path for r in ROUTES if r.access is Access.PUBLIC}
 FUZZ_SETTINGS = settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,

@@ -1,6 +1,6 @@
 """The chromactl gateway: auth, authorization, write-hold, metrics and TLS in front of Chroma.
 
-Each concern is one ASGI middleware in its own module; :func:`chromactl.gateway.app.build_app`
+Each concern is one ASGI middleware in its own module; :func:`chromactl.gateway.app.build_gateway`
 composes them. :class:`chromactl.gateway.writegate.WriteGate` is usable in-process (backups).
 """
 

@@ -1,15 +1,15 @@
 """Compose the gateway from its steps.
 
-Request path, outermost first::
+Request path, outermost first (as :func:`build_gateway` lists the steps)::
 
-    classify (prefix) -> metrics -> body timeout -> body limit -> authentication -> identity
-      -> authorization -> agent API | write-hold -> reverse proxy
+    errors -> classify (prefix) -> metrics -> body timeout -> body limit -> authentication
+      -> identity -> authorization -> agent API | write-hold -> reverse proxy
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from starlette.routing import BaseRoute
@@ -27,11 +27,13 @@ from chromactl.gateway.bodylimit import BodyLimitMiddleware
 from chromactl.gateway.classify import ClassifyMiddleware
 from chromactl.gateway.clientlimits import BodyTimeoutMiddleware
 from chromactl.gateway.collections import CollectionResolver
+from chromactl.gateway.context import find_context
+from chromactl.gateway.errors import ErrorMiddleware
 from chromactl.gateway.identity import IdentityMiddleware
 from chromactl.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from chromactl.gateway.proxy import ReverseProxy
-from chromactl.gateway.routes import Access, Route
-from chromactl.gateway.types import ASGIApp, Receive, Scope, Send, state
+from chromactl.gateway.routes import Access
+from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 from chromactl.gateway.upstream import Upstream, make_upstream
 from chromactl.gateway.writegate import WriteGate
 from chromactl.gateway.writehold import WriteHoldMiddleware
@@ -69,7 +71,8 @@ class _AgentSwitch:
         self.agent = agent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route: Route | None = state(scope).get("route") if scope["type"] == "http" else None
+        ctx = find_context(scope) if scope["type"] == "http" else None
+        route = ctx.route if ctx is not None else None
         if route is not None and route.access is Access.AGENT:
             await self.agent(scope, receive, send)
         else:
@@ -125,25 +128,36 @@ def build_gateway(
         settings.chroma.url, keepalive=gw.upstream_keepalive, timeout_s=gw.upstream_timeout_s
     )
     resolver = CollectionResolver(upstream, size=gw.collection_cache_size, ttl_s=gw.collection_cache_ttl_s)
-    resolver.belongs = metrics.watch_resolver(resolver.belongs)  # type: ignore[method-assign,assignment]
     authenticators = build_authenticators(gw)
 
+    #: Outermost first: each step wraps the ones after it.
+    steps: list[Callable[[ASGIApp], ASGIApp]] = [
+        lambda a: ErrorMiddleware(a, on_uncounted=metrics.unhandled),
+        lambda a: ClassifyMiddleware(a, gw.path_prefix),
+        lambda a: MetricsMiddleware(a, metrics),
+        lambda a: BodyTimeoutMiddleware(a, gw.client_limits.body_timeout_s, gw.client_limits.body_deadline_s),
+        lambda a: BodyLimitMiddleware(a, gw.max_body_bytes),
+        lambda a: AuthenticationMiddleware(
+            a,
+            authenticators,
+            enabled=gw.auth.enabled,
+            challenges=challenges(gw),
+            on_failure=metrics.auth_failure,
+        ),
+        lambda a: IdentityMiddleware(a),
+        lambda a: AuthorizationMiddleware(
+            a,
+            resolver,
+            allow_reset=gw.allow_reset,
+            on_denied=metrics.denial,
+            on_cross_tenant=metrics.cross_tenant_refusal,
+        ),
+        lambda a: _AgentSwitch(a, agent_app(gate, gw.max_hold_s, agent_routes)),
+        lambda a: WriteHoldMiddleware(a, gate, gw.write_wait_s),
+    ]
     app: ASGIApp = ReverseProxy(upstream, scheme="https" if gw.tls.enabled else "http")
-    app = WriteHoldMiddleware(app, gate, gw.write_wait_s)
-    app = _AgentSwitch(app, agent_app(gate, gw.max_hold_s, agent_routes))
-    app = AuthorizationMiddleware(app, resolver, allow_reset=gw.allow_reset, on_denied=metrics.denial)
-    app = IdentityMiddleware(app)
-    app = AuthenticationMiddleware(
-        app,
-        authenticators,
-        enabled=gw.auth.enabled,
-        challenges=challenges(gw),
-        on_failure=metrics.auth_failure,
-    )
-    app = BodyLimitMiddleware(app, gw.max_body_bytes)
-    app = BodyTimeoutMiddleware(app, gw.client_limits.body_timeout_s, gw.client_limits.body_deadline_s)
-    app = MetricsMiddleware(app, metrics)
-    app = ClassifyMiddleware(app, gw.path_prefix)
+    for step in reversed(steps):
+        app = step(app)
     return Gateway(app, gate, metrics, upstream, resolver, authenticators)
 
 

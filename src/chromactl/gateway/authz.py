@@ -6,13 +6,18 @@ import logging
 from collections.abc import Callable
 
 from chromactl.gateway.collections import CollectionResolver
-from chromactl.gateway.principal import Principal
+from chromactl.gateway.context import request_context
 from chromactl.gateway.responses import send_error
-from chromactl.gateway.routes import Access, Route
-from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send, state
+from chromactl.gateway.routes import Access, Operation, Route
+from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 from chromactl.gateway.upstream import UpstreamTimeout, UpstreamUnavailable
 
 log = logging.getLogger("chromactl.gateway.authz")
+
+#: Operations after which the collection resolver forgets what it cached.
+_FORGETTING = frozenset(
+    {Operation.DELETE_COLLECTION, Operation.UPDATE_COLLECTION, Operation.DELETE_DATABASE, Operation.RESET}
+)
 
 
 class AuthorizationMiddleware:
@@ -24,33 +29,37 @@ class AuthorizationMiddleware:
         resolver: CollectionResolver,
         *,
         allow_reset: bool = False,
-        on_denied: Callable[[str], None] | None = None,
+        on_denied: Callable[[str, Operation], None] | None = None,
+        on_cross_tenant: Callable[[Operation], None] | None = None,
     ) -> None:
         self.app = app
         self.resolver = resolver
         self.allow_reset = allow_reset
         self.on_denied = on_denied
+        self.on_cross_tenant = on_cross_tenant
 
-    async def _deny(self, send: Send, reason: str, message: str) -> None:
+    async def _deny(self, send: Send, route: Route, reason: str, message: str) -> None:
         if self.on_denied is not None:
-            self.on_denied(reason)
+            self.on_denied(reason, route.operation)
         await send_error(send, 403, "AuthorizationError", message)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        st = state(scope)
-        route: Route = st["route"]
+        ctx = request_context(scope)
+        route = ctx.route
         if route.access is Access.PUBLIC:
             await self.app(scope, receive, send)
             return
-        principal: Principal = st["principal"]
+        principal = ctx.principal
+        if principal is None:
+            raise RuntimeError("authorization step reached without a principal")
         if route.access is Access.BLOCKED:
-            await self._deny(send, "blocked", f"{scope['path']} is not served by the gateway")
+            await self._deny(send, route, "blocked", f"{scope['path']} is not served by the gateway")
             return
-        if route.operation == "reset" and not self.allow_reset:
-            await self._deny(send, "reset_disabled", "reset is disabled")
+        if route.operation is Operation.RESET and not self.allow_reset:
+            await self._deny(send, route, "reset_disabled", "reset is disabled")
             return
         if not principal.may(route.needed_role, route.reach, route.tenant, route.database):
             log.info(
@@ -59,6 +68,7 @@ class AuthorizationMiddleware:
             )
             await self._deny(
                 send,
+                route,
                 "forbidden",
                 f"{principal.user_id or 'caller'} may not {route.operation}"
                 + (f" in {route.tenant}/{route.database}" if route.database else ""),
@@ -73,20 +83,22 @@ class AuthorizationMiddleware:
                 )
                 return
             if not ok:
+                if self.on_cross_tenant is not None:
+                    self.on_cross_tenant(route.operation)
                 await send_error(
                     send, 404, "NotFoundError", f"Collection [{route.collection}] does not exist"
                 )
                 return
-        if route.operation in ("delete_collection", "update_collection", "delete_database", "reset"):
+        if route.operation in _FORGETTING:
             send = self._forget_on_success(route, send)
         await self.app(scope, receive, send)
 
     def _forget_on_success(self, route: Route, send: Send) -> Send:
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] < 400:
-                if route.operation == "reset":
+                if route.operation is Operation.RESET:
                     self.resolver.forget()
-                elif route.operation == "delete_database":
+                elif route.operation is Operation.DELETE_DATABASE:
                     self.resolver.forget(tenant=route.tenant, database=route.database)
                 else:
                     self.resolver.forget(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from chromactl.gateway.context import request_context
 from chromactl.gateway.responses import send_error
-from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send, state
+from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyLimitMiddleware:
     """A declared ``Content-Length`` over the limit is refused at once.
 
     A body without a length (chunked) is read only up to the limit: over it, 413; under
-    it, the body is kept in ``state["body"]`` for the next steps.
+    it, the body is kept in the request context (``body``) for the next steps.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -59,7 +60,7 @@ class BodyLimitMiddleware:
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
-            state(scope)["body"] = b"".join(chunks)
+            request_context(scope).body = b"".join(chunks)
 
             async def replay() -> Message:
                 return {"type": "http.request", "body": b"", "more_body": False}

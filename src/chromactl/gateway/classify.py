@@ -10,13 +10,14 @@ splits the raw one, so they would see different segments. Chroma's names have no
 
 from __future__ import annotations
 
+from chromactl.gateway.context import SCOPE_KEY, RequestContext
 from chromactl.gateway.responses import send_error
 from chromactl.gateway.routes import classify
-from chromactl.gateway.types import ASGIApp, Receive, Scope, Send, state
+from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 
 
 class ClassifyMiddleware:
-    """Sets ``state["route"]``; requests under ``prefix`` are served as if without it."""
+    """Makes the request context with its route; requests under ``prefix`` are served as if without it."""
 
     def __init__(self, app: ASGIApp, prefix: str = "") -> None:
         self.app = app
@@ -40,7 +41,7 @@ class ClassifyMiddleware:
             raw = scope.get("raw_path")
             if raw is not None:
                 scope["raw_path"] = raw[len(self.prefix) :] or b"/"
-        state(scope)["route"] = classify(scope["method"], path)
+        scope[SCOPE_KEY] = RequestContext(route=classify(scope["method"], path))
         await self.app(scope, receive, send)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from chromactl.gateway.principal import Principal
+from chromactl.gateway.context import request_context
 from chromactl.gateway.responses import send_json
-from chromactl.gateway.routes import Route
-from chromactl.gateway.types import ASGIApp, Receive, Scope, Send, state
+from chromactl.gateway.routes import Operation
+from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 
 
 class IdentityMiddleware:
@@ -16,10 +16,8 @@ class IdentityMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            st = state(scope)
-            route: Route = st["route"]
-            if route.operation == "identity":
-                principal: Principal = st["principal"]
-                await send_json(send, 200, principal.identity())
+            ctx = request_context(scope)
+            if ctx.route.operation is Operation.IDENTITY and ctx.principal is not None:
+                await send_json(send, 200, ctx.principal.identity())
                 return
         await self.app(scope, receive, send)

@@ -9,7 +9,7 @@ one is counted under :data:`OTHER`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Mapping
 from typing import TypeVar
 
 #: The label value that every value over a cap is counted under.
@@ -61,9 +61,3 @@ def top_n(values: Mapping[K, float], limit: int) -> tuple[list[K], list[K]]:
     """Split keys into the ``limit`` largest (by value, ties by key order) and the rest."""
     ordered = sorted(values, key=lambda k: (-values[k], str(k)))
     return ordered[:limit], ordered[limit:]
-
-
-def aggregate(values: Mapping[K, float], keep: Iterable[K]) -> float:
-    """The sum of the values whose key is not in ``keep``."""
-    kept = set(keep)
-    return float(sum(v for k, v in values.items() if k not in kept))

@@ -3,7 +3,7 @@
 Per request: counts by operation, tenant, database and status class; latency, request
 and response sizes by operation; records per write; requests in flight. Security:
 authentication failures by reason, authorization denials by reason and operation,
-collection ids refused for another tenant/database, 413 and 429 rejections. Chroma's
+collection ids refused for another tenant/database, 413 rejections. Chroma's
 internals (read from its data directory) live in :mod:`chromactl.gateway.internals`.
 
 Every label that carries a client-chosen name is bounded (:mod:`chromactl.gateway.labels`).
@@ -11,17 +11,16 @@ Every label that carries a client-chosen name is bounded (:mod:`chromactl.gatewa
 
 from __future__ import annotations
 
-import contextvars
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from chromactl.gateway.context import find_context, request_context
 from chromactl.gateway.labels import LabelCap
-from chromactl.gateway.routes import Route
-from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send, state
+from chromactl.gateway.routes import Operation, Route
+from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 #: Coarser latency buckets for the per-database histogram (fewer series per database).
@@ -30,14 +29,17 @@ SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 1677721
 RECORD_BUCKETS = (1, 10, 100, 500, 1000, 5000, 10000, 50000)
 #: Operations whose body carries records (``ids``).
 WRITE_OPERATIONS = frozenset(
-    {"collection_add", "collection_upsert", "collection_update", "collection_delete_records"}
+    {
+        Operation.COLLECTION_ADD,
+        Operation.COLLECTION_UPSERT,
+        Operation.COLLECTION_UPDATE,
+        Operation.COLLECTION_DELETE_RECORDS,
+    }
 )
 #: Records are counted from the ``ids`` array within this many leading bytes of the body.
 IDS_PREFIX_BYTES = 4 * 1024 * 1024
 #: Default caps (``gateway.metrics`` in the config).
 DEFAULT_DATABASE_SERIES = 20
-
-_operation: contextvars.ContextVar[str] = contextvars.ContextVar("chromactl_operation", default="unknown")
 
 
 class GatewayMetrics:
@@ -118,7 +120,7 @@ class GatewayMetrics:
         )
         self.rejected = Counter(
             "chromactl_gateway_rejected_requests",
-            "Requests refused before Chroma: payload_too_large (413) and rate_limited (429).",
+            "Requests refused before Chroma, by reason: payload_too_large (413).",
             ["reason", "operation"],
             registry=r,
         )
@@ -131,27 +133,26 @@ class GatewayMetrics:
         self._children: dict[tuple[Any, ...], Any] = {}
         #: (operation, tenant, database, status class) -> the children one request updates;
         #: bounded like the labels (operations x capped databases x status classes).
-        self._request_children: dict[tuple[str, str, str, str], tuple[Any, Any, Any, Any, Any]] = {}
+        self._request_children: dict[tuple[Operation, str, str, str], tuple[Any, Any, Any, Any, Any]] = {}
 
     # -- hooks called by the other steps -------------------------------------------------
     def auth_failure(self, reason: str) -> None:
         self.auth_failures.labels(reason).inc()
 
-    def denial(self, reason: str) -> None:
-        self.denied.labels(reason, _operation.get()).inc()
+    def denial(self, reason: str, operation: Operation) -> None:
+        self.denied.labels(reason, operation).inc()
 
-    def watch_resolver(
-        self, belongs: Callable[[str, str, str], Awaitable[bool]]
-    ) -> Callable[[str, str, str], Awaitable[bool]]:
-        """Wrap ``CollectionResolver.belongs`` so that each refusal is counted."""
+    def cross_tenant_refusal(self, operation: Operation) -> None:
+        """A collection id refused for not being in the tenant/database of the path."""
+        self.cross_tenant.labels(operation).inc()
 
-        async def counted(tenant: str, database: str, collection_id: str) -> bool:
-            ok = await belongs(tenant, database, collection_id)
-            if not ok:
-                self.cross_tenant.labels(_operation.get()).inc()
-            return ok
-
-        return counted
+    def unhandled(self, scope: Scope, seconds: float) -> None:
+        """Count a request whose exception escaped before the metrics step saw it (as a 500)."""
+        ctx = find_context(scope)
+        route = ctx.route if ctx is not None else None
+        self.observe(
+            route, 500, seconds=seconds, request_bytes=0, response_bytes=0, authorized=False, records=None
+        )
 
     # -- per request ---------------------------------------------------------------------
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -172,7 +173,7 @@ class GatewayMetrics:
         authorized: bool,
         records: int | None,
     ) -> None:
-        op = route.operation if route is not None else "unknown"
+        op = route.operation if route is not None else Operation.UNKNOWN
         tenant = database = ""
         if authorized and route is not None and route.tenant:
             tenant, database = self.databases((route.tenant, route.database))
@@ -193,10 +194,8 @@ class GatewayMetrics:
             self._child(self.write_records, op).observe(records)
         if status == 413:
             self._child(self.rejected, "payload_too_large", op).inc()
-        elif status == 429:
-            self._child(self.rejected, "rate_limited", op).inc()
 
-    def _labelled(self, key: tuple[str, str, str, str]) -> tuple[Any, Any, Any, Any, Any]:
+    def _labelled(self, key: tuple[Operation, str, str, str]) -> tuple[Any, Any, Any, Any, Any]:
         """The labelled children one request updates (looked up once per label set)."""
         op, tenant, database, status_class = key
         return (
@@ -242,7 +241,7 @@ def count_ids(body: bytes) -> int | None:
 
 
 class MetricsMiddleware:
-    """Counts, sizes and times every request by ``state["route"]`` (set by the classify step)."""
+    """Counts, sizes and times every request by the route of its context (set by the classify step)."""
 
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
         self.app = app
@@ -253,9 +252,9 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        st = state(scope)
-        route: Route | None = st.get("route")
-        op = route.operation if route is not None else "unknown"
+        ctx = request_context(scope)
+        route = ctx.route
+        op = route.operation if route is not None else Operation.UNKNOWN
         status = 500
         sent = 0
         received = 0
@@ -283,18 +282,17 @@ class MetricsMiddleware:
 
         metrics = self.metrics
         metrics.in_flight.inc()
-        token = _operation.set(op)
         try:
             await self.app(scope, counting_receive, counting_send)
         finally:
-            _operation.reset(token)
             metrics.in_flight.dec()
+            ctx.counted = True
             metrics.observe(
                 route,
                 status,
                 seconds=time.perf_counter() - start,
                 request_bytes=received,
                 response_bytes=sent,
-                authorized="principal" in st and status != 401 and status != 403,
+                authorized=ctx.principal is not None and status != 401 and status != 403,
                 records=count_ids(b"".join(head)) if head else None,
             )

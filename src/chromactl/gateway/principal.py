@@ -85,10 +85,6 @@ class Principal:
     method: str
     grants: tuple[Grant, ...] = field(default_factory=tuple)
 
-    @property
-    def top_role(self) -> Role | None:
-        return max((g.role for g in self.grants), default=None)
-
     def may(self, role: Role, reach: Reach, tenant: str = "", database: str = "") -> bool:
         """Whether one grant of at least ``role`` covers ``reach`` of tenant/database."""
         for g in self.grants:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+from chromactl.gateway.context import request_context
 from chromactl.gateway.responses import send_error
-from chromactl.gateway.types import Receive, Scope, Send, state
+from chromactl.gateway.types import Receive, Scope, Send
 from chromactl.gateway.upstream import Body, Headers, Upstream, UpstreamTimeout, UpstreamUnavailable
 
 log = logging.getLogger("chromactl.gateway.proxy")
@@ -52,7 +53,7 @@ class ReverseProxy:
             headers.append((b"x-forwarded-for", client[0].encode()))
         headers.append((b"x-forwarded-proto", scope.get("scheme", self.scheme).encode()))
         body: Body
-        buffered = state(scope).get("body")
+        buffered = request_context(scope).body
         if buffered is not None:
             body = buffered
         elif length is None or length == 0:

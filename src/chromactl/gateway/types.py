@@ -10,9 +10,3 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def state(scope: Scope) -> MutableMapping[str, Any]:
-    """The per-request state dict (``scope["state"]``, as Starlette uses it)."""
-    st: MutableMapping[str, Any] = scope.setdefault("state", {})
-    return st

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from chromactl.gateway.context import find_context
 from chromactl.gateway.responses import send_error
-from chromactl.gateway.routes import Route
-from chromactl.gateway.types import ASGIApp, Receive, Scope, Send, state
+from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 from chromactl.gateway.writegate import WriteGate, WritesHeld
 
 
@@ -17,7 +17,8 @@ class WriteHoldMiddleware:
         self.wait_s = wait_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route: Route | None = state(scope).get("route") if scope["type"] == "http" else None
+        ctx = find_context(scope) if scope["type"] == "http" else None
+        route = ctx.route if ctx is not None else None
         if route is None or not route.is_write:
             await self.app(scope, receive, send)
             return

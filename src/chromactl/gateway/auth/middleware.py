@@ -7,16 +7,17 @@ from collections.abc import Callable, Sequence
 
 from chromactl.gateway.auth.base import Authenticator, AuthFailure, presented_credentials
 from chromactl.gateway.auth.client_cert import certificate_credentials
+from chromactl.gateway.context import request_context
 from chromactl.gateway.principal import ANONYMOUS_ADMIN, Principal
 from chromactl.gateway.responses import send_error
-from chromactl.gateway.routes import Access, Route
-from chromactl.gateway.types import ASGIApp, Receive, Scope, Send, state
+from chromactl.gateway.routes import Access
+from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("chromactl.gateway.auth")
 
 
 class AuthenticationMiddleware:
-    """Sets ``state["principal"]`` or answers 401 ``AuthError``; probes pass untouched."""
+    """Sets the context's ``principal`` or answers 401 ``AuthError``; probes pass untouched."""
 
     def __init__(
         self,
@@ -57,17 +58,17 @@ class AuthenticationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        st = state(scope)
-        route: Route = st["route"]
+        ctx = request_context(scope)
+        route = ctx.route
         if route.access is Access.PUBLIC:
             await self.app(scope, receive, send)
             return
         if not self.enabled:
-            st["principal"] = ANONYMOUS_ADMIN
+            ctx.principal = ANONYMOUS_ADMIN
             await self.app(scope, receive, send)
             return
         try:
-            st["principal"] = await self.authenticate(scope)
+            ctx.principal = await self.authenticate(scope)
         except AuthFailure as failure:
             if self.on_failure is not None:
                 self.on_failure(failure.reason)

@@ -1,0 +1,41 @@
+"""What the gateway knows about one request, shared by its steps: one typed object in the scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chromactl.gateway.principal import Principal
+from chromactl.gateway.routes import UNKNOWN, Route
+from chromactl.gateway.types import Scope
+
+#: The scope key that holds the :class:`RequestContext`.
+SCOPE_KEY = "chromactl.context"
+
+
+@dataclass
+class RequestContext:
+    """Set up by the classify step; the later steps fill in what they learn."""
+
+    #: What the request is (the classify step).
+    route: Route = UNKNOWN
+    #: Who sent it (the authentication step); None before it or on public routes.
+    principal: Principal | None = None
+    #: The whole request body, when the body-limit step read it ahead.
+    body: bytes | None = None
+    #: The metrics step has counted the request.
+    counted: bool = False
+
+
+def find_context(scope: Scope) -> RequestContext | None:
+    """The request's context, or None before the classify step made it."""
+    found = scope.get(SCOPE_KEY)
+    return found if isinstance(found, RequestContext) else None
+
+
+def request_context(scope: Scope) -> RequestContext:
+    """The request's context, made (for an unclassified request) when there is none yet."""
+    found = find_context(scope)
+    if found is None:
+        found = RequestContext()
+        scope[SCOPE_KEY] = found
+    return found

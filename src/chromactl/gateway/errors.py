@@ -1,0 +1,80 @@
+"""Last-resort error handler: the outermost step of the gateway.
+
+An exception no other step handled becomes a Chroma-shaped JSON 500 marked as the
+gateway's (``X-Chromactl-Origin: gateway``), with a request id that the log line names
+too (the client's ``X-Request-Id`` when it sent one). The metrics step, which the
+exception passed through, has already counted the request as a 5xx; an exception raised
+before it (in the classify step) is counted here. When the answer had already begun the
+exception is logged and raised on, and the server drops the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from chromactl.gateway.context import find_context
+from chromactl.gateway.responses import send_error
+from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("chromactl.gateway.errors")
+
+#: Request header whose value is used as the request id when present (bounded length).
+REQUEST_ID_HEADER = "x-request-id"
+_MAX_REQUEST_ID = 128
+
+
+def request_id(scope: Scope) -> str:
+    """The client's ``X-Request-Id`` (printable, at most 128 characters) or a fresh one."""
+    for name, value in scope.get("headers") or ():
+        if name.lower() == REQUEST_ID_HEADER.encode():
+            text = bytes(value).decode("latin-1")
+            if 0 < len(text) <= _MAX_REQUEST_ID and text.isprintable():
+                return text
+    return uuid.uuid4().hex
+
+
+class ErrorMiddleware:
+    """Turns an unhandled exception into a logged, counted, gateway-marked 500."""
+
+    def __init__(self, app: ASGIApp, on_uncounted: Callable[[Scope, float], None] | None = None) -> None:
+        self.app = app
+        self.on_uncounted = on_uncounted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        started = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception:
+            rid = request_id(scope)
+            log.exception(
+                "unhandled error request_id=%s method=%s path=%s",
+                rid,
+                scope.get("method"),
+                scope.get("path"),
+            )
+            ctx = find_context(scope)
+            if (ctx is None or not ctx.counted) and self.on_uncounted is not None:
+                self.on_uncounted(scope, time.perf_counter() - start)
+            if started:
+                raise
+            await send_error(
+                send,
+                500,
+                "InternalError",
+                f"internal error in the gateway (request id {rid})",
+                [(REQUEST_ID_HEADER, rid)],
+            )
