@@ -34,8 +34,8 @@ class FileState:
 
 
 def segment_files(data_dir: Path) -> Iterator[tuple[str, Path]]:
-    """Every file except the SQLite database (copied by its backup API),
-    its journals, the restore marker and chromactl's own temporary files."""
+    """Every file except the SQLite database (copied raw and checked at the cut, see
+    :mod:`.snapshot`), its journals, the restore marker and chromactl's own temporary files."""
     for dirpath, dirnames, filenames in os.walk(data_dir):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".chromactl"))
         base = Path(dirpath)
@@ -46,19 +46,6 @@ def segment_files(data_dir: Path) -> Iterator[tuple[str, Path]]:
             if rel.startswith(SQLITE_NAME) and rel.endswith(_SKIP_SUFFIXES):
                 continue
             yield rel, base / name
-
-
-def backup_sqlite(source: Path, dest: Path) -> None:
-    """A consistent copy of ``source`` with SQLite's online backup API."""
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30.0)
-    try:
-        dst = sqlite3.connect(dest)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-    finally:
-        src.close()
 
 
 _COUNT = """(SELECT count(*) FROM embeddings e JOIN segments s ON e.segment_id = s.id

@@ -15,7 +15,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -346,10 +346,3 @@ class Repository:
     def age_s(self, snapshot_id: str) -> float:
         return time.time() - snapshot_time(snapshot_id).timestamp()
 
-
-def iter_chunks(fh: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    while True:
-        chunk = fh.read(size)
-        if not chunk:
-            return
-        yield chunk
