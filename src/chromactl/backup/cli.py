@@ -100,7 +100,6 @@ def create_cmd(
     hold = hold_from_settings(settings, offline=offline)
     result = run_backup(
         settings, hold, target=repo, data_dir=data_dir, progress=_progress(as_json, quiet),
-        consistency="offline" if offline else "online",
     )
     if as_json:
         _emit(result.to_dict())
