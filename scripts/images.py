@@ -107,35 +107,68 @@ class Image:
 def images() -> list[Image]:
     version, chroma = chart_version(), pinned(ROOT / "constraints.txt", "chromadb")
     table = [
-        Image("base-python", f"{STANDINS}/base.Dockerfile",
-              ("localhost/chromadb-chart/python:3.11-slim-bookworm",),
-              inputs=(f"{STANDINS}/base.Dockerfile",), released=False, standin=True,
-              rootfs_from_debian=True),
-        Image("chromactl", "image/chromactl/Dockerfile",
-              (f"ghcr.io/chromadb-chart/chromactl:{version}",), {"VERSION": version},
-              ("image/chromactl", "constraints.txt", "pyproject.toml", "README.md", "src"),
-              base="base-python"),
+        Image(
+            "base-python",
+            f"{STANDINS}/base.Dockerfile",
+            ("localhost/chromadb-chart/python:3.11-slim-bookworm",),
+            inputs=(f"{STANDINS}/base.Dockerfile",),
+            released=False,
+            standin=True,
+            rootfs_from_debian=True,
+        ),
+        Image(
+            "chromactl",
+            "image/chromactl/Dockerfile",
+            (f"ghcr.io/chromadb-chart/chromactl:{version}",),
+            {"VERSION": version},
+            ("image/chromactl", "constraints.txt", "pyproject.toml", "README.md", "src"),
+            base="base-python",
+        ),
     ]
     for legacy in legacy_versions():
         # The chart's default image for chromadb.apiVersion 0.x is upstream's: ours stands in.
-        table.append(Image(
-            f"chroma-{legacy}", "image/chroma/Dockerfile",
-            (f"ghcr.io/chromadb-chart/chroma:{legacy}",), {"CHROMA_VERSION": legacy},
-            ("image/chroma", f"requirements/chroma-{legacy}.txt"), base="base-python",
-            standin_tags=(f"ghcr.io/chroma-core/chroma:{legacy}",)))
+        table.append(
+            Image(
+                f"chroma-{legacy}",
+                "image/chroma/Dockerfile",
+                (f"ghcr.io/chromadb-chart/chroma:{legacy}",),
+                {"CHROMA_VERSION": legacy},
+                ("image/chroma", f"requirements/chroma-{legacy}.txt"),
+                base="base-python",
+                standin_tags=(f"ghcr.io/chroma-core/chroma:{legacy}",),
+            )
+        )
     table += [
-        Image("upstream-chroma", f"{STANDINS}/chroma.Dockerfile",
-              (f"ghcr.io/chroma-core/chroma:{chroma}",), {"CHROMA_VERSION": chroma},
-              (f"{STANDINS}/chroma.Dockerfile", "constraints.txt"), base="base-python",
-              released=False, standin=True),
-        Image("s3", f"{STANDINS}/s3.Dockerfile",
-              (f"localhost/chromadb-chart/s3:{pinned(ROOT / 'constraints.txt', 'moto')}",), {},
-              (f"{STANDINS}/s3.Dockerfile", "constraints.txt"), base="base-python",
-              released=False, standin=True),
-        Image("e2e-client", f"{STANDINS}/client.Dockerfile",
-              (f"localhost/chromadb-chart/e2e-client:{chroma}",), {},
-              (f"{STANDINS}/client.Dockerfile",), base="upstream-chroma",
-              released=False, standin=True),
+        Image(
+            "upstream-chroma",
+            f"{STANDINS}/chroma.Dockerfile",
+            (f"ghcr.io/chroma-core/chroma:{chroma}",),
+            {"CHROMA_VERSION": chroma},
+            (f"{STANDINS}/chroma.Dockerfile", "constraints.txt"),
+            base="base-python",
+            released=False,
+            standin=True,
+        ),
+        Image(
+            "s3",
+            f"{STANDINS}/s3.Dockerfile",
+            (f"localhost/chromadb-chart/s3:{pinned(ROOT / 'constraints.txt', 'moto')}",),
+            {},
+            (f"{STANDINS}/s3.Dockerfile", "constraints.txt"),
+            base="base-python",
+            released=False,
+            standin=True,
+        ),
+        Image(
+            "e2e-client",
+            f"{STANDINS}/client.Dockerfile",
+            (f"localhost/chromadb-chart/e2e-client:{chroma}",),
+            {},
+            (f"{STANDINS}/client.Dockerfile",),
+            base="upstream-chroma",
+            released=False,
+            standin=True,
+        ),
     ]
     return table
 
@@ -144,8 +177,11 @@ def files_of(inputs: tuple[str, ...]) -> Iterator[Path]:
     for item in inputs:
         path = ROOT / item
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file()
-                              and "__pycache__" not in p.parts and not p.name.endswith(".pyc"))
+            yield from sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith(".pyc")
+            )
         elif path.exists():
             yield path
         else:
@@ -154,8 +190,11 @@ def files_of(inputs: tuple[str, ...]) -> Iterator[Path]:
 
 def inputs_hash(image: Image, base_id: str, build_args: dict[str, str]) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps([image.name, image.dockerfile, sorted(build_args.items()),
-                              base_id, BASE_PACKAGES, BASE_SUITE]).encode())
+    digest.update(
+        json.dumps(
+            [image.name, image.dockerfile, sorted(build_args.items()), base_id, BASE_PACKAGES, BASE_SUITE]
+        ).encode()
+    )
     digest.update((ROOT / image.dockerfile).read_bytes())
     for path in files_of(image.inputs):
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -164,9 +203,13 @@ def inputs_hash(image: Image, base_id: str, build_args: dict[str, str]) -> str:
 
 def run(argv: list[str], *, quiet: bool = False) -> str:
     print("+ " + " ".join(argv), file=sys.stderr, flush=True)
-    done = subprocess.run(argv, text=True, check=False,
-                          stdout=subprocess.PIPE if quiet else None,
-                          stderr=subprocess.STDOUT if quiet else None)
+    done = subprocess.run(
+        argv,
+        text=True,
+        check=False,
+        stdout=subprocess.PIPE if quiet else None,
+        stderr=subprocess.STDOUT if quiet else None,
+    )
     if done.returncode != 0:
         tail = "\n".join((done.stdout or "").splitlines()[-40:])
         raise SystemExit(f"{argv[0]} failed (exit {done.returncode}): {' '.join(argv)}\n{tail}")
@@ -174,8 +217,9 @@ def run(argv: list[str], *, quiet: bool = False) -> str:
 
 
 def buildah_inspect(ref: str) -> dict | None:
-    done = subprocess.run(["buildah", "inspect", "--type", "image", ref],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["buildah", "inspect", "--type", "image", ref], capture_output=True, text=True, check=False
+    )
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
@@ -206,14 +250,17 @@ class Builder:
         self.built: set[str] = set()
 
     def wanted(self) -> list[Image]:
-        chosen = [i for i in self.table.values()
-                  if (self.opts.standins or not i.standin)
-                  and (not self.opts.only or i.name in self.opts.only)]
+        chosen = [
+            i
+            for i in self.table.values()
+            if (self.opts.standins or not i.standin) and (not self.opts.only or i.name in self.opts.only)
+        ]
         if self.opts.only:
             unknown = set(self.opts.only) - set(self.table)
             if unknown:
-                raise SystemExit(f"no image named {', '.join(sorted(unknown))} "
-                                 f"(known: {', '.join(self.table)})")
+                raise SystemExit(
+                    f"no image named {', '.join(sorted(unknown))} (known: {', '.join(self.table)})"
+                )
         if self.opts.released:
             chosen = [i for i in chosen if i.released]
         return chosen
@@ -241,16 +288,27 @@ class Builder:
 
     def _buildah(self, image: Image, args: dict[str, str]) -> None:
         if self.opts.dry_run:
-            print(shlex.join(["buildah", "build", "-f", image.dockerfile,
-                              *(f"--build-arg={k}={v}" for k, v in sorted(args.items())),
-                              *(f"--tag={tag}" for tag in image.tags), "."]))
+            print(
+                shlex.join(
+                    [
+                        "buildah",
+                        "build",
+                        "-f",
+                        image.dockerfile,
+                        *(f"--build-arg={k}={v}" for k, v in sorted(args.items())),
+                        *(f"--tag={tag}" for tag in image.tags),
+                        ".",
+                    ]
+                )
+            )
             return
         base_id = image_id(args["BASE_IMAGE"]) if "BASE_IMAGE" in args else ""
         digest = inputs_hash(image, base_id, args)
         tags = image.tags + (image.standin_tags if self.opts.standins else ())
         found = [buildah_inspect(tag) for tag in tags]
         if not self.opts.rebuild and all(
-                f is not None and labels_of(f).get(INPUTS_LABEL) == digest for f in found):
+            f is not None and labels_of(f).get(INPUTS_LABEL) == digest for f in found
+        ):
             print(f"{image.ref}: up to date (inputs {digest[:12]})", file=sys.stderr)
             return
         started = time.monotonic()
@@ -258,11 +316,30 @@ class Builder:
             context = str(ROOT)
             if image.rootfs_from_debian:
                 context = tmp
-                run(["mmdebstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-                     BASE_SUITE, str(Path(tmp) / "rootfs.tar")], quiet=True)
-            argv = ["buildah", "build", "--isolation", "chroot", "--network", "host",
-                    "--layers=false", "--pull-never", "-f", str(ROOT / image.dockerfile),
-                    "--label", f"{INPUTS_LABEL}={digest}"]
+                run(
+                    [
+                        "mmdebstrap",
+                        "--variant=minbase",
+                        f"--include={','.join(BASE_PACKAGES)}",
+                        BASE_SUITE,
+                        str(Path(tmp) / "rootfs.tar"),
+                    ],
+                    quiet=True,
+                )
+            argv = [
+                "buildah",
+                "build",
+                "--isolation",
+                "chroot",
+                "--network",
+                "host",
+                "--layers=false",
+                "--pull-never",
+                "-f",
+                str(ROOT / image.dockerfile),
+                "--label",
+                f"{INPUTS_LABEL}={digest}",
+            ]
             if self.opts.ca_certs and Path(self.opts.ca_certs).is_dir():
                 argv += ["-v", f"{self.opts.ca_certs}:/etc/ssl/certs:ro"]
             for key, value in sorted(args.items()):
@@ -273,8 +350,7 @@ class Builder:
         print(f"{image.ref}: built in {time.monotonic() - started:.0f}s", file=sys.stderr)
 
     def _docker(self, image: Image, args: dict[str, str]) -> None:
-        argv = ["docker", "buildx", "build"] if self.opts.builder == "buildx" \
-            else ["docker", "build"]
+        argv = ["docker", "buildx", "build"] if self.opts.builder == "buildx" else ["docker", "build"]
         argv += ["-f", str(ROOT / image.dockerfile)]
         for key, value in sorted(args.items()):
             argv += ["--build-arg", f"{key}={value}"]
@@ -301,8 +377,7 @@ class Builder:
         for name in sorted(self.built):
             image = self.table[name]
             meta = Path(self.opts.metadata).with_suffix(f".{name}.json")
-            digest = json.loads(meta.read_text()).get("containerimage.digest") \
-                if meta.exists() else None
+            digest = json.loads(meta.read_text()).get("containerimage.digest") if meta.exists() else None
             out[name] = {"tags": list(image.tags), "digest": digest}
         Path(self.opts.metadata).write_text(json.dumps(out, indent=2) + "\n")
 
@@ -310,22 +385,25 @@ class Builder:
 # ------------------------------------------------------------------------------- inspection
 
 #: Shells no image of ours may ship where a shell is removed (chromactl).
-SHELLS = frozenset({"sh", "bash", "rbash", "dash", "ash", "zsh", "ksh", "mksh", "csh", "tcsh",
-                    "fish", "busybox"})
+SHELLS = frozenset(
+    {"sh", "bash", "rbash", "dash", "ash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "busybox"}
+)
 AUDIT_IGNORE = ROOT / "image" / "audit-ignore.txt"
 
 
 @contextlib.contextmanager
 def mounted(ref: str) -> Iterator[Path]:
     """The root filesystem of a locally stored image (buildah), for the duration."""
-    made = subprocess.run(["buildah", "from", "--pull-never", ref], capture_output=True,
-                          text=True, check=False)
+    made = subprocess.run(
+        ["buildah", "from", "--pull-never", ref], capture_output=True, text=True, check=False
+    )
     if made.returncode != 0:
         raise SystemExit(f"image {ref} is not in local storage: make images\n{made.stderr}")
     container = made.stdout.strip()
     try:
-        root = subprocess.run(["buildah", "mount", container], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        root = subprocess.run(
+            ["buildah", "mount", container], capture_output=True, text=True, check=True
+        ).stdout.strip()
         yield Path(root)
     finally:
         subprocess.run(["buildah", "rm", container], capture_output=True, check=False)
@@ -362,8 +440,11 @@ def installed_dists(root: Path) -> dict[str, str]:
         meta = info / "METADATA"
         if not meta.exists():
             continue
-        headers = dict(line.split(": ", 1) for line in meta.read_text(errors="replace")
-                       .split("\n\n", 1)[0].splitlines() if ": " in line)
+        headers = dict(
+            line.split(": ", 1)
+            for line in meta.read_text(errors="replace").split("\n\n", 1)[0].splitlines()
+            if ": " in line
+        )
         out[canonical(headers["Name"])] = headers["Version"]
     return dict(sorted(out.items()))
 
@@ -386,16 +467,22 @@ def audit_ignores() -> list[tuple[str, str, str]]:
 
 
 #: Run inside an image (its venv's python) to list its distributions, for --builder docker.
-_LIST_DISTS = ("import importlib.metadata as m; print('\\n'.join(sorted("
-               "f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions())))")
+_LIST_DISTS = (
+    "import importlib.metadata as m; print('\\n'.join(sorted("
+    "f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions())))"
+)
 
 
 def dists_of(ref: str, builder: str) -> dict[str, str]:
     if builder == "buildah":
         with mounted(ref) as root:
             return installed_dists(root)
-    done = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", ref, "-c",
-                           _LIST_DISTS], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "python", ref, "-c", _LIST_DISTS],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise SystemExit(f"cannot list the packages of {ref}: {done.stderr.strip()}")
     pairs = (line.split("==", 1) for line in done.stdout.splitlines() if "==" in line)
@@ -404,8 +491,7 @@ def dists_of(ref: str, builder: str) -> dict[str, str]:
 
 def audit(refs: list[str], builder: str = "buildah") -> int:
     """pip-audit over the packages installed in each image (its venvs), PyPI's advisories."""
-    pip_audit = shutil.which("pip-audit", path=str(Path(sys.executable).parent)) \
-        or shutil.which("pip-audit")
+    pip_audit = shutil.which("pip-audit", path=str(Path(sys.executable).parent)) or shutil.which("pip-audit")
     if not pip_audit:
         raise SystemExit("pip-audit is missing: make deps")
     ignore = [arg for vuln, _pkg, _why in audit_ignores() for arg in ("--ignore-vuln", vuln)]
@@ -416,9 +502,22 @@ def audit(refs: list[str], builder: str = "buildah") -> int:
             req.write("".join(f"{n}=={v}\n" for n, v in dists.items()))
             req.flush()
             print(f"== {ref}: {len(dists)} Python packages", flush=True)
-            done = subprocess.run([pip_audit, "--disable-pip", "--no-deps", "--strict",
-                                   "--progress-spinner", "off", "-s", "pypi", "-r", req.name,
-                                   *ignore], check=False)
+            done = subprocess.run(
+                [
+                    pip_audit,
+                    "--disable-pip",
+                    "--no-deps",
+                    "--strict",
+                    "--progress-spinner",
+                    "off",
+                    "-s",
+                    "pypi",
+                    "-r",
+                    req.name,
+                    *ignore,
+                ],
+                check=False,
+            )
             failed |= done.returncode
     return failed
 
@@ -437,8 +536,9 @@ def check_tools(builder: str, local_bases: bool) -> None:
     needed += ["mmdebstrap"] if local_bases and builder == "buildah" else []
     missing = [t for t in needed if shutil.which(t) is None]
     if missing:
-        raise SystemExit(f"missing {', '.join(missing)}: scripts/install-system-deps.sh "
-                         "installs buildah and mmdebstrap")
+        raise SystemExit(
+            f"missing {', '.join(missing)}: scripts/install-system-deps.sh installs buildah and mmdebstrap"
+        )
     if local_bases and builder != "buildah":
         raise SystemExit("--local-bases needs --builder buildah")
     if builder == "buildah" and os.geteuid() != 0:
@@ -452,13 +552,22 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--builder", choices=("buildah", "docker", "buildx"), default="buildah")
     build.add_argument("--only", nargs="+", metavar="NAME", help="these images (and their bases)")
     build.add_argument("--released", action="store_true", help="only the images a release publishes")
-    build.add_argument("--standins", action="store_true",
-                       help="also the upstream images the tests run (implies --local-bases)")
-    build.add_argument("--local-bases", action="store_true",
-                       help="bases from Debian packages (mmdebstrap) instead of a registry")
+    build.add_argument(
+        "--standins",
+        action="store_true",
+        help="also the upstream images the tests run (implies --local-bases)",
+    )
+    build.add_argument(
+        "--local-bases",
+        action="store_true",
+        help="bases from Debian packages (mmdebstrap) instead of a registry",
+    )
     build.add_argument("--build-arg", action="append", metavar="KEY=VALUE")
-    build.add_argument("--ca-certs", default="/etc/ssl/certs",
-                       help="CA directory mounted into build steps, never into images")
+    build.add_argument(
+        "--ca-certs",
+        default="/etc/ssl/certs",
+        help="CA directory mounted into build steps, never into images",
+    )
     build.add_argument("--rebuild", action="store_true", help="ignore the input-hash cache")
     build.add_argument("--platform", help="buildx: e.g. linux/amd64,linux/arm64")
     build.add_argument("--push", action="store_true", help="buildx: push instead of --load")
@@ -466,8 +575,12 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("-v", "--verbose", action="store_true", help="show the builder's output")
     build.add_argument("--dry-run", action="store_true", help="print the build commands only")
     audit_cmd = sub.add_parser("audit", help="pip-audit the Python packages of the released images")
-    audit_cmd.add_argument("--builder", choices=("buildah", "docker"), default="buildah",
-                           help="where the built images are: buildah storage or docker")
+    audit_cmd.add_argument(
+        "--builder",
+        choices=("buildah", "docker"),
+        default="buildah",
+        help="where the built images are: buildah storage or docker",
+    )
     sub.add_parser("figures", help="size and layers of the released images, as a Markdown table")
     listing = sub.add_parser("list", help="the images, their tags and build arguments")
     listing.add_argument("--json", action="store_true")
@@ -477,8 +590,21 @@ def main(argv: list[str] | None = None) -> int:
     if opts.command == "list":
         table = [i for i in images() if i.released or not opts.released]
         if opts.json:
-            print(json.dumps([{"name": i.name, "dockerfile": i.dockerfile, "tags": list(i.tags),
-                               "args": i.args, "released": i.released} for i in table], indent=2))
+            print(
+                json.dumps(
+                    [
+                        {
+                            "name": i.name,
+                            "dockerfile": i.dockerfile,
+                            "tags": list(i.tags),
+                            "args": i.args,
+                            "released": i.released,
+                        }
+                        for i in table
+                    ],
+                    indent=2,
+                )
+            )
         else:
             for i in table:
                 print(f"{i.name:24} {i.ref:56} {i.dockerfile}")
@@ -511,18 +637,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def prune_replaced() -> None:
     """Drop the pod runner's mounts of images a rebuild replaced, then those images."""
-    listed = subprocess.run(["buildah", "containers", "--json"], capture_output=True,
-                            text=True, check=False)
-    tagged = subprocess.run(["buildah", "images", "--json"], capture_output=True, text=True,
-                            check=False)
+    listed = subprocess.run(["buildah", "containers", "--json"], capture_output=True, text=True, check=False)
+    tagged = subprocess.run(["buildah", "images", "--json"], capture_output=True, text=True, check=False)
     if listed.returncode != 0 or tagged.returncode != 0:
         return
     named = {i["id"] for i in json.loads(tagged.stdout or "[]") if i.get("names")}
     for container in json.loads(listed.stdout or "[]"):
-        if container["containername"].startswith("podrunner-") \
-                and container["imageid"][:12] not in {n[:12] for n in named}:
-            subprocess.run(["buildah", "rm", container["id"]], capture_output=True,
-                           check=False)
+        if container["containername"].startswith("podrunner-") and container["imageid"][:12] not in {
+            n[:12] for n in named
+        }:
+            subprocess.run(["buildah", "rm", container["id"]], capture_output=True, check=False)
     subprocess.run(["buildah", "rmi", "--prune"], capture_output=True, check=False)
 
 

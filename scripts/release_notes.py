@@ -49,11 +49,20 @@ def notes() -> str:
         items = [c["description"] for c in changes if c.get("kind") == kind]
         if items:
             lines += [f"### {kind.capitalize()}", "", *(f"- {item}" for item in items), ""]
-    lines += ["### Images", "", *(f"- `{i['image']}`" for i in images), "",
-              "Signed keyless with cosign; verify as in image/README.md.", "",
-              "### Install", "", "```bash",
-              f"helm install chroma oci://ghcr.io/chromadb-chart/charts/chromadb --version {meta['version']}",
-              "```", ""]
+    lines += [
+        "### Images",
+        "",
+        *(f"- `{i['image']}`" for i in images),
+        "",
+        "Signed keyless with cosign; verify as in image/README.md.",
+        "",
+        "### Install",
+        "",
+        "```bash",
+        f"helm install chroma oci://ghcr.io/chromadb-chart/charts/chromadb --version {meta['version']}",
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 

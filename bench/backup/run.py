@@ -62,8 +62,7 @@ def seed_bytes(url: str, target_mb: int) -> tuple[str, int]:
             body = {
                 "ids": [f"s-{i}" for i in range(n, n + k)],
                 "embeddings": [[rng.random() for _ in range(DIM)] for _ in range(k)],
-                "documents": [f"doc {i} " + "lorem ipsum dolor sit amet " * 36
-                              for i in range(n, n + k)],
+                "documents": [f"doc {i} " + "lorem ipsum dolor sit amet " * 36 for i in range(n, n + k)],
                 "metadatas": [{"i": i, "g": i % 10} for i in range(n, n + k)],
             }
             client.post(f"{url}{DB}/collections/{cid}/add", json=body).raise_for_status()
@@ -135,8 +134,7 @@ def bench_size(size_mb: int, rounds: int, hold_rounds: int, work: Path) -> dict[
             try:
                 for r in range(hold_rounds):
                     repo = Repository(str(work / f"hold-repo-{r}"))
-                    res = create_snapshot(data, repo, GatewayHold(gw, ADMIN),
-                                          chroma_version="1.5.9")
+                    res = create_snapshot(data, repo, GatewayHold(gw, ADMIN), chroma_version="1.5.9")
                     holds.append(res.hold_s)
                     recopied.append(res.recopied_bytes)
                     checked.append(res.phases.get("hold_checked_bytes", 0.0))
@@ -145,8 +143,12 @@ def bench_size(size_mb: int, rounds: int, hold_rounds: int, work: Path) -> dict[
             finally:
                 writer.stop()
             writes = sum(len(b) for b in writer.acked)
-        out["hold_s"] = {"samples": holds, "p50": statistics.median(holds),
-                         "p99": pct(holds, 0.99), "max": max(holds)}
+        out["hold_s"] = {
+            "samples": holds,
+            "p50": statistics.median(holds),
+            "p99": pct(holds, 0.99),
+            "max": max(holds),
+        }
         out["hold_recopied_bytes"] = recopied
         out["hold_checked_bytes"] = checked
         out["hold_steps_s"] = steps
@@ -168,8 +170,9 @@ def bench_size(size_mb: int, rounds: int, hold_rounds: int, work: Path) -> dict[
     # throughput, on the stopped directory, against tar | zstd to the same target
     target = work / "target"
     target.mkdir()
-    times: dict[str, list[float]] = {k: [] for k in (
-        "snapshot_offline", "snapshot_online", "tar_zstd", "restore", "untar", "untar_sync")}
+    times: dict[str, list[float]] = {
+        k: [] for k in ("snapshot_offline", "snapshot_online", "tar_zstd", "restore", "untar", "untar_sync")
+    }
     for _ in range(rounds):
         for mode, hold in (("snapshot_offline", NoHold()), ("snapshot_online", NoopHold())):
             shutil.rmtree(target)
@@ -179,8 +182,7 @@ def bench_size(size_mb: int, rounds: int, hold_rounds: int, work: Path) -> dict[
             create_snapshot(data, Repository(str(target / "repo")), hold, chroma_version="1.5.9")
             times[mode].append(time.perf_counter() - t)
         subprocess.run("sync", check=True)
-        times["tar_zstd"].append(
-            timed(f"tar -C {data} -cf - . | zstd -3 -T0 -q -o {target}/data.tar.zst"))
+        times["tar_zstd"].append(timed(f"tar -C {data} -cf - . | zstd -3 -T0 -q -o {target}/data.tar.zst"))
         subprocess.run("sync", check=True)
         t = time.perf_counter()
         restore(Repository(str(target / "repo")), work / "restored")  # fsyncs every file
@@ -189,8 +191,9 @@ def bench_size(size_mb: int, rounds: int, hold_rounds: int, work: Path) -> dict[
         for mode, tail in (("untar", ""), ("untar_sync", f" && sync -f {work}")):
             subprocess.run("sync", check=True)
             (work / "untar").mkdir()
-            times[mode].append(timed(
-                f"zstd -d -q -c {target}/data.tar.zst | tar -C {work}/untar -xf -{tail}"))
+            times[mode].append(
+                timed(f"zstd -d -q -c {target}/data.tar.zst | tar -C {work}/untar -xf -{tail}")
+            )
             shutil.rmtree(work / "untar")
     mb = out["data_bytes"] / 1e6
     best = {k: min(v) for k, v in times.items()}
@@ -235,15 +238,23 @@ def render(results: dict[str, Any]) -> str:
             f"{statistics.median(r['hold_checked_bytes']) / 1e6:.0f} MB | "
             f"{statistics.median(r['hold_recopied_bytes']) / 1e6:.1f} MB |"
         )
-    lines += ["", "Where the hold goes (median per step): grant = the hold request until in-flight "
-              "writes drained; lock = SQLite read lock; compare = hash changed files, rewrite "
-              "changed chunks; release = the release request.", ""]
+    lines += [
+        "",
+        "Where the hold goes (median per step): grant = the hold request until in-flight "
+        "writes drained; lock = SQLite read lock; compare = hash changed files, rewrite "
+        "changed chunks; release = the release request.",
+        "",
+    ]
     for r in results["sizes"]:
-        med = {k: statistics.median(s[k] for s in r["hold_steps_s"]) * 1000
-               for k in ("hold_grant_s", "hold_lock_s", "hold_compare_s", "hold_release_s")}
-        lines.append(f"- {r['data_bytes'] / 1e6:.0f} MB: grant {med['hold_grant_s']:.0f} ms, "
-                     f"lock {med['hold_lock_s']:.1f} ms, compare {med['hold_compare_s']:.0f} ms, "
-                     f"release {med['hold_release_s']:.0f} ms")
+        med = {
+            k: statistics.median(s[k] for s in r["hold_steps_s"]) * 1000
+            for k in ("hold_grant_s", "hold_lock_s", "hold_compare_s", "hold_release_s")
+        }
+        lines.append(
+            f"- {r['data_bytes'] / 1e6:.0f} MB: grant {med['hold_grant_s']:.0f} ms, "
+            f"lock {med['hold_lock_s']:.1f} ms, compare {med['hold_compare_s']:.0f} ms, "
+            f"release {med['hold_release_s']:.0f} ms"
+        )
     lines += [
         "",
         "## Throughput against `tar | zstd` (same directory, same target, same run)",
@@ -270,11 +281,19 @@ def render(results: dict[str, Any]) -> str:
         )
     for r in results["sizes"]:
         if "export_records_per_s" in r:
-            lines += ["", f"Export: {r['export_records_per_s']:.0f} records/s, import: "
-                      f"{r['import_records_per_s']:.0f} records/s ({r['export_records']} records, "
-                      f"dim {DIM}, ~1 KB documents)."]
-    lines += ["", "![hold](hold.png) ![throughput](throughput.png)", "",
-              "Raw numbers: `results.json`. Rerun: `make bench`.", ""]
+            lines += [
+                "",
+                f"Export: {r['export_records_per_s']:.0f} records/s, import: "
+                f"{r['import_records_per_s']:.0f} records/s ({r['export_records']} records, "
+                f"dim {DIM}, ~1 KB documents).",
+            ]
+    lines += [
+        "",
+        "![hold](hold.png) ![throughput](throughput.png)",
+        "",
+        "Raw numbers: `results.json`. Rerun: `make bench`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -303,14 +322,15 @@ def plot(results: dict[str, Any]) -> None:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    keys = [("snapshot_vs_tar", "snapshot offline / tar|zstd"),
-            ("snapshot_online_vs_tar", "snapshot online / tar|zstd"),
-            ("restore_vs_untar", "restore / zstd -d|tar -x"),
-            ("restore_vs_untar_sync", "restore / (... && sync)")]
+    keys = [
+        ("snapshot_vs_tar", "snapshot offline / tar|zstd"),
+        ("snapshot_online_vs_tar", "snapshot online / tar|zstd"),
+        ("restore_vs_untar", "restore / zstd -d|tar -x"),
+        ("restore_vs_untar_sync", "restore / (... && sync)"),
+    ]
     width = 0.8 / len(keys)
     for k, (key, label) in enumerate(keys):
-        ax.bar([i + k * width for i in range(len(sizes))], [r[key] for r in sizes], width,
-               label=label)
+        ax.bar([i + k * width for i in range(len(sizes))], [r[key] for r in sizes], width, label=label)
     ax.axhline(0.8, color="red", linestyle=":", label="goal 0.8x")
     ax.set_xticks([i + width * (len(keys) - 1) / 2 for i in range(len(sizes))], labels)
     ax.set_ylabel("throughput ratio")
@@ -323,14 +343,17 @@ def plot(results: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="100,1000", help="MB on disk per run (real records "
-                        f"up to {MAX_REAL_MB} MB, the rest padded with static segment copies)")
+    parser.add_argument(
+        "--sizes",
+        default="100,1000",
+        help="MB on disk per run (real records "
+        f"up to {MAX_REAL_MB} MB, the rest padded with static segment copies)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds")
     parser.add_argument("--hold-rounds", type=int, default=12, help="snapshots under a writer")
     args = parser.parse_args()
     results: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-                   f"{platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_start": os.getloadavg()[0],
         "sizes": [],
     }

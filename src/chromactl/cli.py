@@ -112,9 +112,9 @@ def config_check(config: ConfigOption = None) -> None:
 
 @app.command()
 def up(
-    data_dir: Annotated[
-        Path, typer.Option("--data-dir", help="Where Chroma keeps its data.")
-    ] = Path(".chroma-data"),
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where Chroma keeps its data.")] = Path(
+        ".chroma-data"
+    ),
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 8000,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print what the banner says as one JSON line when ready.")

@@ -156,9 +156,7 @@ class BasicCredential(Grant):
             raise ValueError("set exactly one of username and username_file")
         given = [self.password_file, self.password_env, self.password_hash_file]
         if sum(x is not None for x in given) != 1:
-            raise ValueError(
-                "set exactly one of password_file, password_env and password_hash_file"
-            )
+            raise ValueError("set exactly one of password_file, password_env and password_hash_file")
         return self
 
 
@@ -371,9 +369,7 @@ def parse_config(data: dict[str, Any], *, source: str = "config") -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  - {_location(err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "\n".join(f"  - {_location(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"{source} is not a valid chromactl config:\n{problems}") from None
 
 

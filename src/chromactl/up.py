@@ -103,9 +103,15 @@ class Plan:
 
     def report(self) -> dict[str, str | None]:
         """What ``--json`` prints and the banner shows."""
-        return {"url": self.url, "token": self.token, "header": self.header, "ca": self.ca,
-                "metrics_url": self.metrics_url, "data_dir": str(self.data_dir),
-                "logs": str(self.run_dir)}
+        return {
+            "url": self.url,
+            "token": self.token,
+            "header": self.header,
+            "ca": self.ca,
+            "metrics_url": self.metrics_url,
+            "data_dir": str(self.data_dir),
+            "logs": str(self.run_dir),
+        }
 
 
 # --------------------------------------------------------------------------- checks
@@ -145,8 +151,10 @@ def check_writable(data_dir: Path) -> None:
         if not existing.is_dir():
             raise UpError(f"cannot use {path}: {existing} exists and is not a directory")
         if not os.access(existing, os.W_OK | os.X_OK):
-            raise UpError(f"cannot write to {existing} (needed for {path}): permission denied "
-                          f"or read-only file system; choose another --data-dir")
+            raise UpError(
+                f"cannot write to {existing} (needed for {path}): permission denied "
+                f"or read-only file system; choose another --data-dir"
+            )
     db = data_dir / SQLITE_FILE
     if db.exists() and not os.access(db, os.R_OK | os.W_OK):
         raise UpError(f"{db} is not writable; choose another --data-dir")
@@ -248,8 +256,15 @@ def load_or_make_tls(run_dir: Path) -> selfsigned.Pem:
     return selfsigned.generate(["localhost"], [HOST])
 
 
-def plan(data_dir: Path, port: int, *, auth: bool = True, tls: bool = False,
-         metrics_port: int | None = None, chroma_port: int | None = None) -> Plan:
+def plan(
+    data_dir: Path,
+    port: int,
+    *,
+    auth: bool = True,
+    tls: bool = False,
+    metrics_port: int | None = None,
+    chroma_port: int | None = None,
+) -> Plan:
     """The processes, generated files and URLs of the stack (nothing is started or written)."""
     data_dir = data_dir.expanduser().absolute()
     run_dir = run_dir_for(data_dir)
@@ -260,42 +275,68 @@ def plan(data_dir: Path, port: int, *, auth: bool = True, tls: bool = False,
     scheme = "https" if tls else "http"
     # With TLS, the certificate names localhost (and 127.0.0.1).
     url = f"{scheme}://{'localhost' if tls else HOST}:{port}"
-    server = {"port": chroma_port, "listen_address": HOST, "persist_path": str(data_dir),
-              "allow_reset": False}
+    server = {
+        "port": chroma_port,
+        "listen_address": HOST,
+        "persist_path": str(data_dir),
+        "allow_reset": False,
+    }
     files: dict[str, tuple[str, int]] = {"chroma.yaml": (yaml.safe_dump(server, sort_keys=False), 0o644)}
     token = load_or_make_token(run_dir) if auth else None
     gateway: dict[str, object] = {
-        "listen_address": HOST, "port": port,
-        "metrics_port": metrics_port, "metrics_address": HOST,
+        "listen_address": HOST,
+        "port": port,
+        "metrics_port": metrics_port,
+        "metrics_address": HOST,
         "auth": {"enabled": auth},
     }
     if token is not None:
         files["token"] = (token + "\n", 0o600)
-        gateway["auth"] = {"enabled": True, "token": {"credentials": [
-            {"name": "admin", "role": "admin", "token_file": str(run_dir / "token")}]}}
+        gateway["auth"] = {
+            "enabled": True,
+            "token": {
+                "credentials": [{"name": "admin", "role": "admin", "token_file": str(run_dir / "token")}]
+            },
+        }
     ca: str | None = None
     if tls:
         pem = load_or_make_tls(run_dir)
-        files |= {"tls/ca.crt": (pem.ca_crt, 0o644), "tls/tls.crt": (pem.tls_crt, 0o644),
-                  "tls/tls.key": (pem.tls_key, 0o600)}
+        files |= {
+            "tls/ca.crt": (pem.ca_crt, 0o644),
+            "tls/tls.crt": (pem.tls_crt, 0o644),
+            "tls/tls.key": (pem.tls_key, 0o600),
+        }
         ca = str(run_dir / "tls" / "ca.crt")
-        gateway["tls"] = {"enabled": True, "cert_file": str(run_dir / "tls" / "tls.crt"),
-                          "key_file": str(run_dir / "tls" / "tls.key")}
+        gateway["tls"] = {
+            "enabled": True,
+            "cert_file": str(run_dir / "tls" / "tls.crt"),
+            "key_file": str(run_dir / "tls" / "tls.key"),
+        }
     config = {
-        "chroma": ChromaSettings(url=chroma_url, persist_path=data_dir,
-                                 version=version).model_dump(mode="json"),
+        "chroma": ChromaSettings(url=chroma_url, persist_path=data_dir, version=version).model_dump(
+            mode="json"
+        ),
         "log": {"format": "console", "level": "INFO"},
         "gateway": gateway,
     }
     Settings.model_validate(config)  # the gateway reads the same file: fail here, not there
     files["chromactl.yaml"] = (yaml.safe_dump(config, sort_keys=False), 0o644)
-    chroma = Process("chroma", [chroma_executable(), "run", str(run_dir / "chroma.yaml")],
-                     f"{chroma_url}/api/v2/healthcheck", ports=(chroma_port,))
-    gw = Process("gateway", [sys.executable, "-m", "chromactl", "gateway", "--config",
-                             str(run_dir / "chromactl.yaml")],
-                 f"{url}/api/v2/healthcheck", verify=ca or True, ports=(port, metrics_port))
-    return Plan(data_dir, run_dir, url, port, [chroma, gw], files, token, ca,
-                f"http://{HOST}:{metrics_port}/metrics")
+    chroma = Process(
+        "chroma",
+        [chroma_executable(), "run", str(run_dir / "chroma.yaml")],
+        f"{chroma_url}/api/v2/healthcheck",
+        ports=(chroma_port,),
+    )
+    gw = Process(
+        "gateway",
+        [sys.executable, "-m", "chromactl", "gateway", "--config", str(run_dir / "chromactl.yaml")],
+        f"{url}/api/v2/healthcheck",
+        verify=ca or True,
+        ports=(port, metrics_port),
+    )
+    return Plan(
+        data_dir, run_dir, url, port, [chroma, gw], files, token, ca, f"http://{HOST}:{metrics_port}/metrics"
+    )
 
 
 def check(p: Plan) -> None:
@@ -325,8 +366,7 @@ def _stop_on_signals() -> Iterator[None]:
     def handler(signum: int, _frame: FrameType | None) -> None:
         raise _Stop(signal.Signals(signum).name)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM,
-                                                          signal.SIGHUP)}
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -342,8 +382,9 @@ def _lock(run_dir: Path, data_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
-            raise UpError(f"another `chromactl up` (pid {lock.read().strip() or '?'}) "
-                          f"is using {data_dir}") from None
+            raise UpError(
+                f"another `chromactl up` (pid {lock.read().strip() or '?'}) is using {data_dir}"
+            ) from None
         lock.seek(0)
         lock.truncate()
         lock.write(str(os.getpid()))
@@ -375,28 +416,41 @@ class Stack:
             env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_")}
             env |= process.env
             with log_path.open("ab") as log:
-                proc = subprocess.Popen(process.argv, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True, preexec_fn=_die_with_parent)
+                proc = subprocess.Popen(
+                    process.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
             self.procs.append((process, proc, log_path))
             self._wait_ready(process, proc, log_path)
 
     def _wait_ready(self, process: Process, proc: subprocess.Popen[bytes], log: Path) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        verify = (ssl.create_default_context(cafile=process.verify)
-                  if isinstance(process.verify, str) else process.verify)
+        verify = (
+            ssl.create_default_context(cafile=process.verify)
+            if isinstance(process.verify, str)
+            else process.verify
+        )
         with httpx.Client(timeout=2.0, trust_env=False, verify=verify) as client:
             while True:
                 code = proc.poll()
                 if code is not None:
-                    raise StartError(f"{process.name} exited with code {code} while starting; "
-                                     f"last lines of {log}:\n{_tail(log)}")
+                    raise StartError(
+                        f"{process.name} exited with code {code} while starting; "
+                        f"last lines of {log}:\n{_tail(log)}"
+                    )
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get(process.health_url).status_code == 200:
                         return
                 if time.monotonic() > deadline:
-                    raise StartError(f"{process.name} was not ready after "
-                                     f"{READY_TIMEOUT_S:.0f}s; last lines of {log}:\n{_tail(log)}")
+                    raise StartError(
+                        f"{process.name} was not ready after "
+                        f"{READY_TIMEOUT_S:.0f}s; last lines of {log}:\n{_tail(log)}"
+                    )
                 time.sleep(0.2)
 
     def watch(self) -> None:
@@ -405,8 +459,9 @@ class Stack:
             for process, proc, log in self.procs:
                 code = proc.poll()
                 if code is not None:
-                    raise StartError(f"{process.name} stopped (exit code {code}); "
-                                     f"last lines of {log}:\n{_tail(log)}")
+                    raise StartError(
+                        f"{process.name} stopped (exit code {code}); last lines of {log}:\n{_tail(log)}"
+                    )
             time.sleep(0.5)
 
     def stop(self) -> None:
@@ -440,8 +495,14 @@ def python_example(p: Plan) -> list[str]:
 
 
 def banner(p: Plan, version: str) -> str:
-    info = [("token", p.token), ("header", p.header), ("ca", p.ca), ("metrics", p.metrics_url),
-            ("data", str(p.data_dir)), ("logs", str(p.run_dir))]
+    info = [
+        ("token", p.token),
+        ("header", p.header),
+        ("ca", p.ca),
+        ("metrics", p.metrics_url),
+        ("data", str(p.data_dir)),
+        ("logs", str(p.run_dir)),
+    ]
     width = max(len(k) for k, v in info if v)
     lines = [f"Chroma {version} is running at {p.url} (through the chromactl gateway)"]
     lines += [f"  {k + ':':<{width + 1}} {v}" for k, v in info if v]
@@ -466,8 +527,17 @@ def write_files(p: Plan) -> None:
         os.replace(tmp, path)
 
 
-def up(data_dir: Path, port: int, *, as_json: bool, auth: bool = True, tls: bool = False,
-       metrics_port: int | None = None, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> None:
+def up(
+    data_dir: Path,
+    port: int,
+    *,
+    as_json: bool,
+    auth: bool = True,
+    tls: bool = False,
+    metrics_port: int | None = None,
+    out: IO[str] = sys.stdout,
+    err: IO[str] = sys.stderr,
+) -> None:
     """Check, start, report, and run until a signal; stop everything on the way out."""
     p = plan(data_dir, port, auth=auth, tls=tls, metrics_port=metrics_port)
     check(p)
@@ -477,8 +547,11 @@ def up(data_dir: Path, port: int, *, as_json: bool, auth: bool = True, tls: bool
             with _lock(p.run_dir, p.data_dir):
                 p.data_dir.mkdir(parents=True, exist_ok=True)
                 write_files(p)
-                print(f"starting Chroma and the gateway on {p.url} (data in {p.data_dir}) ...",
-                      file=err, flush=True)
+                print(
+                    f"starting Chroma and the gateway on {p.url} (data in {p.data_dir}) ...",
+                    file=err,
+                    flush=True,
+                )
                 stack.start()
                 if as_json:
                     print(json.dumps(p.report()), file=out, flush=True)

@@ -36,6 +36,8 @@ def legacy_chroma_bin() -> Path:
     found = REPO_ROOT / ".venvs" / f"chroma-{LEGACY_VERSION}" / "bin" / "chroma"
     assert found.exists(), f"{found} is missing: make legacy-chroma"
     return found
+
+
 DB = "/api/v2/tenants/default_tenant/databases/default_database"
 ADMIN = "ck_admin-token-for-backup-tests"
 DIM = 16
@@ -83,8 +85,7 @@ def run_chroma(data_dir: Path, *, legacy: bool = False) -> Iterator[Chroma]:
     else:
         config = data_dir.parent / f"chroma-{port}.yaml"
         config.write_text(
-            f"persist_path: {data_dir}\nport: {port}\nlisten_address: 127.0.0.1\n"
-            "allow_reset: true\n"
+            f"persist_path: {data_dir}\nport: {port}\nlisten_address: 127.0.0.1\nallow_reset: true\n"
         )
         cmd = [str(CHROMA_BIN), "run", str(config)]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -114,8 +115,12 @@ def record(record_id: str) -> dict[str, Any]:
 
 
 def create_collection(url: str, name: str, **extra: Any) -> str:
-    body = {"name": name, "get_or_create": True,
-            "configuration": {"hnsw": {"ef_search": 400, "ef_construction": 200}}, **extra}
+    body = {
+        "name": name,
+        "get_or_create": True,
+        "configuration": {"hnsw": {"ef_search": 400, "ef_construction": 200}},
+        **extra,
+    }
     resp = httpx.post(f"{url}{DB}/collections", json=body, timeout=30)
     resp.raise_for_status()
     return str(resp.json()["id"])
@@ -240,8 +245,11 @@ class HoldingProxy:
                         proxy.in_flight += 1
                 try:
                     resp = httpx.request(
-                        self.command, proxy.upstream + self.path, content=body,
-                        headers={"Content-Type": "application/json"}, timeout=60,
+                        self.command,
+                        proxy.upstream + self.path,
+                        content=body,
+                        headers={"Content-Type": "application/json"},
+                        timeout=60,
                     )
                     self._reply(resp.status_code, resp.content)
                 finally:
@@ -296,7 +304,8 @@ def moto_s3() -> Iterator[str]:
     cmd = [str(moto)] if moto.exists() else [sys.executable, "-m", "moto.server"]
     proc = subprocess.Popen(
         [*cmd, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
@@ -332,8 +341,14 @@ class TcpProxy:
     the first ``drop_first`` connections (a flaky network), or all of them once
     ``dead_after_bytes`` were sent to it (storage that goes away mid-backup)."""
 
-    def __init__(self, upstream_port: int, *, delay_s: float = 0.0, drop_first: int = 0,
-                 dead_after_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        upstream_port: int,
+        *,
+        delay_s: float = 0.0,
+        drop_first: int = 0,
+        dead_after_bytes: int | None = None,
+    ) -> None:
         self.dead_after_bytes = dead_after_bytes
         self.sent = 0
         self.upstream_port = upstream_port
@@ -377,8 +392,7 @@ class TcpProxy:
     def dead(self) -> bool:
         return self.dead_after_bytes is not None and self.sent > self.dead_after_bytes
 
-    def _pump(self, src: socket.socket, dst: socket.socket, delay_s: float,
-              upstream: bool = False) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, delay_s: float, upstream: bool = False) -> None:
         try:
             while data := src.recv(65536):
                 if upstream:
@@ -423,8 +437,11 @@ def gateway_process(tmp_path: Path, chroma_url: str, port: int) -> Iterator[subp
         f"        - {{name: admin, token_file: {token}, role: admin, tenants: ['*']}}\n"
     )
     log = open(tmp_path / f"gateway-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "chromactl", "gateway", "--config", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chromactl", "gateway", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, timeout_s=60)
         yield proc

@@ -37,8 +37,9 @@ READER = "ck_agent-reader-token"
 CHROMACTL = str(VENV_BIN / "chromactl")
 
 
-def gateway_config(tmp_path: Path, chroma_url: str, data_dir: Path, target: str, *, auth: bool = True,
-                   **backup: Any) -> dict:
+def gateway_config(
+    tmp_path: Path, chroma_url: str, data_dir: Path, target: str, *, auth: bool = True, **backup: Any
+) -> dict:
     secrets = tmp_path / "secrets"
     secrets.mkdir(exist_ok=True)
     (secrets / "admin").write_text(ADMIN)
@@ -50,10 +51,15 @@ def gateway_config(tmp_path: Path, chroma_url: str, data_dir: Path, target: str,
             "port": free_port(),
             "metrics_port": free_port(),
             "metrics_address": "127.0.0.1",
-            "auth": {"enabled": auth, "token": {"credentials": [
-                {"name": "backup-agent", "role": "admin", "token_file": str(secrets / "admin")},
-                {"name": "dashboards", "role": "reader", "token_file": str(secrets / "reader")},
-            ]}},
+            "auth": {
+                "enabled": auth,
+                "token": {
+                    "credentials": [
+                        {"name": "backup-agent", "role": "admin", "token_file": str(secrets / "admin")},
+                        {"name": "dashboards", "role": "reader", "token_file": str(secrets / "reader")},
+                    ]
+                },
+            },
         },
         "backup": {"target": target, "staging_dir": str(tmp_path), **backup},
     }
@@ -74,9 +80,21 @@ def metrics(settings: Settings) -> dict[str, float]:
 
 def trigger(url: str, token_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CHROMACTL, "backup", "trigger", "--gateway", url, "--token-file", str(token_file),
-         "--poll-interval", "0.2", *args],
-        capture_output=True, text=True, timeout=300,
+        [
+            CHROMACTL,
+            "backup",
+            "trigger",
+            "--gateway",
+            url,
+            "--token-file",
+            str(token_file),
+            "--poll-interval",
+            "0.2",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -86,8 +104,9 @@ def chromactl_gateway(tmp_path: Path, config: dict) -> Iterator[tuple[str, Setti
     path = tmp_path / f"gateway-{config['gateway']['port']}.yaml"
     path.write_text(yaml.safe_dump(config))
     log = open(tmp_path / "gateway.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([CHROMACTL, "gateway", "--config", str(path)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [CHROMACTL, "gateway", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{config['gateway']['port']}"
     try:
         wait_http(f"{url}/api/v2/heartbeat", proc, timeout_s=30)
@@ -102,8 +121,14 @@ def test_trigger_takes_a_consistent_snapshot_inside_the_gateway_under_a_writer(t
     data, target = tmp_path / "data", tmp_path / "snapshots"
     with run_chroma(data) as chroma:
         # auth off: the writer and seeding go through the gateway without credentials
-        config = gateway_config(tmp_path, chroma.url, data, str(target), auth=False, retention={
-            "keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0})
+        config = gateway_config(
+            tmp_path,
+            chroma.url,
+            data,
+            str(target),
+            auth=False,
+            retention={"keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0},
+        )
         with chromactl_gateway(tmp_path, config) as (url, settings):
             ids = seed(url, {"static": 300, "busy": 200})
             writer = Writer(url, ids["busy"], batch=20).start()
@@ -171,8 +196,12 @@ def test_a_failing_target_fails_the_trigger_with_the_error(tmp_path: Path) -> No
             assert m["chromactl_backup_runs_total{outcome=failure}"] == 1
             assert "chromactl_backup_last_success_timestamp_seconds" not in m
             # writes are not left held after a failed backup
-            resp = httpx.post(f"{url}{DB}/collections", json={"name": "after", "get_or_create": True},
-                              headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10)
+            resp = httpx.post(
+                f"{url}{DB}/collections",
+                json={"name": "after", "get_or_create": True},
+                headers={"Authorization": f"Bearer {ADMIN}"},
+                timeout=10,
+            )
             assert resp.status_code == 200
 
 
@@ -191,13 +220,24 @@ class SlowRunner:
         with hold:
             self.holding.set()
             self.go.wait(30)
-        return BackupResult("success", "20260101T000000Z-abcdef", hold_s=time.perf_counter() - start,
-                            duration_s=time.perf_counter() - start, stored_bytes=123)
+        return BackupResult(
+            "success",
+            "20260101T000000Z-abcdef",
+            hold_s=time.perf_counter() - start,
+            duration_s=time.perf_counter() - start,
+            stored_bytes=123,
+        )
 
 
 @contextlib.contextmanager
-def agent_gateway(tmp_path: Path, runner: SlowRunner, *, target: str = "snapshots",
-                  tls: dict[str, Any] | None = None, **backup: Any) -> Iterator[tuple[str, BackupAgent]]:
+def agent_gateway(
+    tmp_path: Path,
+    runner: SlowRunner,
+    *,
+    target: str = "snapshots",
+    tls: dict[str, Any] | None = None,
+    **backup: Any,
+) -> Iterator[tuple[str, BackupAgent]]:
     config = gateway_config(tmp_path, "http://127.0.0.1:9", tmp_path / "data", target, **backup)
     if tls:
         config["gateway"]["tls"] = {"enabled": True, **tls}
@@ -239,9 +279,20 @@ def test_one_backup_at_a_time_and_a_second_trigger_follows_it(tmp_path: Path) ->
         assert again.status_code == 409
         assert again.json()["backup_id"] == backup_id
         follower = subprocess.Popen(
-            [CHROMACTL, "backup", "trigger", "--gateway", url, "--token-file",
-             str(tmp_path / "secrets" / "admin"), "--poll-interval", "0.1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                CHROMACTL,
+                "backup",
+                "trigger",
+                "--gateway",
+                url,
+                "--token-file",
+                str(tmp_path / "secrets" / "admin"),
+                "--poll-interval",
+                "0.1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert follower.stderr is not None
         first_line = follower.stderr.readline()  # printed once it has asked the agent
@@ -287,16 +338,28 @@ def test_a_hold_that_outlives_its_timeout_fails_the_backup(tmp_path: Path) -> No
 
 def test_unconfigured_agent_says_what_to_set(tmp_path: Path) -> None:
     with agent_gateway(tmp_path, SlowRunner(), target="") as (url, _agent):
-        resp = httpx.post(f"{url}/chromactl/v1/backups", headers={"Authorization": f"Bearer {ADMIN}"},
-                          timeout=10)
+        resp = httpx.post(
+            f"{url}/chromactl/v1/backups", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
+        )
         assert resp.status_code == 400 and "backup.target" in resp.json()["message"]
 
 
 def test_trigger_reports_an_unreachable_gateway() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "chromactl", "backup", "trigger", "--gateway",
-         f"http://127.0.0.1:{free_port()}", "--poll-interval", "0.1"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "chromactl",
+            "backup",
+            "trigger",
+            "--gateway",
+            f"http://127.0.0.1:{free_port()}",
+            "--poll-interval",
+            "0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 1 and "cannot reach the gateway" in done.stderr
 
@@ -306,23 +369,47 @@ def test_trigger_presents_the_client_certificate_a_gateway_requires(tmp_path: Pa
 
     ca_file, _, ca, ca_key = make_cert(tmp_path / "pki", "ca", common_name="test-ca", ca=True)
     cert, key, _, _ = make_cert(tmp_path / "pki", "server", issuer=(ca, ca_key))
-    client_cert, client_key, _, _ = make_cert(tmp_path / "pki", "client", common_name="backup",
-                                              issuer=(ca, ca_key))
+    client_cert, client_key, _, _ = make_cert(
+        tmp_path / "pki", "client", common_name="backup", issuer=(ca, ca_key)
+    )
     runner = SlowRunner()
     runner.go.set()
-    tls = {"cert_file": str(cert), "key_file": str(key), "client_auth": "required",
-           "client_ca_file": str(ca_file)}
+    tls = {
+        "cert_file": str(cert),
+        "key_file": str(key),
+        "client_auth": "required",
+        "client_ca_file": str(ca_file),
+    }
     with agent_gateway(tmp_path, runner, tls=tls) as (url, _agent):
         token = tmp_path / "secrets" / "admin"
         refused = subprocess.run(
             [CHROMACTL, "backup", "trigger", "--gateway", url, "--token-file", str(token)],
-            capture_output=True, text=True, timeout=60, env={**os.environ, "CHROMA_CA_FILE": str(ca_file)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "CHROMA_CA_FILE": str(ca_file)},
         )
         assert refused.returncode == 1 and "cannot reach the gateway" in refused.stderr
         done = subprocess.run(
-            [CHROMACTL, "backup", "trigger", "--gateway", url, "--token-file", str(token),
-             "--client-cert", str(client_cert), "--client-key", str(client_key), "--poll-interval", "0.1"],
-            capture_output=True, text=True, timeout=60, env={**os.environ, "CHROMA_CA_FILE": str(ca_file)},
+            [
+                CHROMACTL,
+                "backup",
+                "trigger",
+                "--gateway",
+                url,
+                "--token-file",
+                str(token),
+                "--client-cert",
+                str(client_cert),
+                "--client-key",
+                str(client_key),
+                "--poll-interval",
+                "0.1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "CHROMA_CA_FILE": str(ca_file)},
         )
         assert done.returncode == 0, done.stderr
         assert "snapshot 20260101T000000Z-abcdef" in done.stderr

@@ -62,8 +62,11 @@ def make_dir(root: Path) -> Path:
 
 
 def tree(path: Path) -> dict[str, str]:
-    return {p.relative_to(path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in path.rglob("*") if p.is_file() and not p.name.startswith(".chromactl")}
+    return {
+        p.relative_to(path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in path.rglob("*")
+        if p.is_file() and not p.name.startswith(".chromactl")
+    }
 
 
 def test_changes_between_first_pass_and_hold_are_in_the_snapshot(tmp_path: Path) -> None:
@@ -105,9 +108,7 @@ def test_changes_between_first_pass_and_hold_are_in_the_snapshot(tmp_path: Path)
     assert result.recopied_bytes < total / 2
 
 
-def test_a_failed_quick_check_fails_the_snapshot(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_quick_check_fails_the_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = make_dir(tmp_path)
     monkeypatch.setattr("chromactl.backup.snapshot.check_sqlite", lambda p: "*** page 7: corrupt")
     repo = Repository(str(tmp_path / "repo"))
@@ -125,8 +126,7 @@ def test_a_stray_writer_mid_transaction_is_not_torn(tmp_path: Path) -> None:
 
     data = make_dir(tmp_path)
     committer: list[threading.Thread] = []
-    stray = sqlite3.connect(data / "chroma.sqlite3", check_same_thread=False,
-                            isolation_level=None)
+    stray = sqlite3.connect(data / "chroma.sqlite3", check_same_thread=False, isolation_level=None)
 
     def writes() -> None:
         stray.execute("BEGIN IMMEDIATE")

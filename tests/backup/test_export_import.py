@@ -25,9 +25,11 @@ def records(url: str, name: str, database: str = "default_database") -> dict[str
     base = f"{url}/api/v2/tenants/default_tenant/databases/{database}"
     cols = httpx.get(f"{base}/collections", timeout=30).json()
     cid = next(c["id"] for c in cols if c["name"] == name)
-    got = httpx.post(f"{base}/collections/{cid}/get",
-                     json={"include": ["embeddings", "documents", "metadatas", "uris"]},
-                     timeout=60).json()
+    got = httpx.post(
+        f"{base}/collections/{cid}/get",
+        json={"include": ["embeddings", "documents", "metadatas", "uris"]},
+        timeout=60,
+    ).json()
     out = {}
     for i, rid in enumerate(got["ids"]):
         emb = got["embeddings"][i]
@@ -46,9 +48,16 @@ def test_export_resume_and_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         seed(chroma.url, {"alpha": 1300, "beta": 250})
         cid = httpx.get(f"{chroma.url}{DB}/collections").json()
         beta = next(c["id"] for c in cid if c["name"] == "beta")
-        httpx.post(f"{chroma.url}{DB}/collections/{beta}/upsert", json={
-            "ids": ["beta-0"], "embeddings": [[0.5] * 16], "uris": ["s3://bucket/x.png"],
-            "documents": ["with uri"], "metadatas": [{"k": "v"}]}).raise_for_status()
+        httpx.post(
+            f"{chroma.url}{DB}/collections/{beta}/upsert",
+            json={
+                "ids": ["beta-0"],
+                "embeddings": [[0.5] * 16],
+                "uris": ["s3://bucket/x.png"],
+                "documents": ["with uri"],
+                "metadatas": [{"k": "v"}],
+            },
+        ).raise_for_status()
 
         api = ChromaApi(chroma.url)
         real_get = api.get
@@ -78,14 +87,31 @@ def test_export_resume_and_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
         # import into another database of the same server
         runner = CliRunner()
-        done = runner.invoke(app, ["import", "--url", chroma.url, "--from", out.url,
-                                   "--database", "copy", "--json", "-H", "X-Test: 1"])
+        done = runner.invoke(
+            app,
+            [
+                "import",
+                "--url",
+                chroma.url,
+                "--from",
+                out.url,
+                "--database",
+                "copy",
+                "--json",
+                "-H",
+                "X-Test: 1",
+            ],
+        )
         assert done.exit_code == 0, done.output
         assert json.loads(done.stdout)["records"] == 1550
         for name in ("alpha", "beta"):
             assert records(chroma.url, name, "copy") == records(chroma.url, name)
-        cols = {c["name"]: c for c in httpx.get(
-            f"{chroma.url}/api/v2/tenants/default_tenant/databases/copy/collections").json()}
+        cols = {
+            c["name"]: c
+            for c in httpx.get(
+                f"{chroma.url}/api/v2/tenants/default_tenant/databases/copy/collections"
+            ).json()
+        }
         assert cols["alpha"]["configuration_json"]["hnsw"]["ef_search"] == 400
 
 
@@ -93,33 +119,43 @@ def test_legacy_06_to_1x(tmp_path: Path) -> None:
     out = tmp_path / "export"
     with run_chroma(tmp_path / "legacy", legacy=True) as legacy:
         base = f"{legacy.url}{DB}"
-        col = httpx.post(f"{base}/collections", json={
-            "name": "legacy-docs", "metadata": {"owner": "team-a"}}).json()
-        cos = httpx.post(f"{base}/collections", json={
-            "name": "legacy-cos", "metadata": {"hnsw:space": "cosine", "hnsw:M": 32}}).json()
-        httpx.post(f"{base}/collections/{cos['id']}/add", json={
-            "ids": ["c1", "c2"], "embeddings": [[1.0, 0.0], [0.6, 0.8]],
-            "documents": ["one", "two"]}).raise_for_status()
+        col = httpx.post(
+            f"{base}/collections", json={"name": "legacy-docs", "metadata": {"owner": "team-a"}}
+        ).json()
+        cos = httpx.post(
+            f"{base}/collections",
+            json={"name": "legacy-cos", "metadata": {"hnsw:space": "cosine", "hnsw:M": 32}},
+        ).json()
+        httpx.post(
+            f"{base}/collections/{cos['id']}/add",
+            json={"ids": ["c1", "c2"], "embeddings": [[1.0, 0.0], [0.6, 0.8]], "documents": ["one", "two"]},
+        ).raise_for_status()
         ids = [f"doc-{i}" for i in range(700)]
         for start in range(0, 700, 200):
-            chunk = ids[start:start + 200]
-            httpx.post(f"{base}/collections/{col['id']}/add", json={
-                "ids": chunk,
-                "embeddings": [[((i * 7 + j) % 101) / 101 for j in range(8)]
-                               for i in range(start, start + len(chunk))],
-                "documents": [f"text {c}" for c in chunk],
-                "metadatas": [{"i": int(c[4:]), "odd": int(c[4:]) % 2 == 1} for c in chunk],
-                "uris": [f"file:///{c}" for c in chunk],
-            }, timeout=60).raise_for_status()
-        exported = CliRunner().invoke(app, ["export", "--url", legacy.url, "--to", str(out),
-                                            "--page-size", "300", "--json"])
+            chunk = ids[start : start + 200]
+            httpx.post(
+                f"{base}/collections/{col['id']}/add",
+                json={
+                    "ids": chunk,
+                    "embeddings": [
+                        [((i * 7 + j) % 101) / 101 for j in range(8)]
+                        for i in range(start, start + len(chunk))
+                    ],
+                    "documents": [f"text {c}" for c in chunk],
+                    "metadatas": [{"i": int(c[4:]), "odd": int(c[4:]) % 2 == 1} for c in chunk],
+                    "uris": [f"file:///{c}" for c in chunk],
+                },
+                timeout=60,
+            ).raise_for_status()
+        exported = CliRunner().invoke(
+            app, ["export", "--url", legacy.url, "--to", str(out), "--page-size", "300", "--json"]
+        )
         assert exported.exit_code == 0, exported.output
         legacy_records = records(legacy.url, "legacy-docs")
         legacy_cos = records(legacy.url, "legacy-cos")
     assert len(legacy_records) == 700
     with run_chroma(tmp_path / "new") as new:
-        imported = CliRunner().invoke(app, ["import", "--url", new.url, "--from", str(out),
-                                            "--json"])
+        imported = CliRunner().invoke(app, ["import", "--url", new.url, "--from", str(out), "--json"])
         assert imported.exit_code == 0, imported.output
         assert records(new.url, "legacy-docs") == legacy_records
         cols = {c["name"]: c for c in httpx.get(f"{new.url}{DB}/collections").json()}

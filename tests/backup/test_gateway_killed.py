@@ -68,8 +68,7 @@ def test_gateway_killed_during_snapshot(tmp_path: Path) -> None:
             assert {c.name: c.count for c in repo.resolve().collections} == {"kept": 601}
 
             # a backup that dies holding writes: the hold ends by itself after its timeout
-            resp = httpx.post(f"{gw}/chromactl/v1/hold", headers=auth, json={"timeout_s": 1.0},
-                              timeout=10)
+            resp = httpx.post(f"{gw}/chromactl/v1/hold", headers=auth, json={"timeout_s": 1.0}, timeout=10)
             assert resp.status_code == 200
             with httpx.Client(headers=auth, timeout=30) as client:
                 start = time.monotonic()

@@ -34,8 +34,9 @@ def big_data_dir(seeded_dir: Path, dest: Path) -> Path:
 
 
 def kill_mid_upload(args: list[str], started: callable, env: dict[str, str]) -> None:  # type: ignore[valid-type]
-    proc = subprocess.Popen([*CHROMACTL, *args, "--quiet"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CHROMACTL, *args, "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 60
     try:
         while not started():
@@ -47,22 +48,32 @@ def kill_mid_upload(args: list[str], started: callable, env: dict[str, str]) -> 
         proc.wait(timeout=30)
 
 
-def check_after_kill(repo: Repository, args: list[str], env: dict[str, str],
-                     tmp_path: Path, common: list[str]) -> None:
+def check_after_kill(
+    repo: Repository, args: list[str], env: dict[str, str], tmp_path: Path, common: list[str]
+) -> None:
     assert repo.complete() == []
     assert len(repo.snapshots()) == 1  # the incomplete one is there, not restorable
-    listed = subprocess.run([*CHROMACTL, "backup", "list", "--repo", repo.url, "--json", *common],
-                            env=env, capture_output=True, text=True, timeout=60, check=True)
+    listed = subprocess.run(
+        [*CHROMACTL, "backup", "list", "--repo", repo.url, "--json", *common],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert json.loads(listed.stdout)["snapshots"] == []
-    failed = subprocess.run([*CHROMACTL, "restore", "--from", repo.url, "--to",
-                             str(tmp_path / "r1"), *common], env=env, capture_output=True, text=True,
-                            timeout=60)
+    failed = subprocess.run(
+        [*CHROMACTL, "restore", "--from", repo.url, "--to", str(tmp_path / "r1"), *common],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert failed.returncode != 0
     assert "no complete snapshot" in failed.stderr
     assert not (tmp_path / "r1").exists()
 
-    done = subprocess.run([*CHROMACTL, *args, "--json"], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run([*CHROMACTL, *args, "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["outcome"] == "success"
@@ -98,9 +109,7 @@ def test_killed_s3(seeded_dir: Path, tmp_path: Path, s3_repo_url: str, s3_endpoi
 
     def started() -> bool:
         repo.fs.invalidate_cache()
-        return bool(repo.snapshot_ids()) and bool(
-            repo.fs.find(repo.path(repo.snapshot_ids()[0]))
-        )
+        return bool(repo.snapshot_ids()) and bool(repo.fs.find(repo.path(repo.snapshot_ids()[0])))
 
     env = dict(os.environ)
     kill_mid_upload(args, started, env)

@@ -61,8 +61,9 @@ def python_of(version: str) -> Path:
 
 def run(python: Path | str, script: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"ANONYMIZED_TELEMETRY": "False", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
-    return subprocess.run([str(python), "-c", script, *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [str(python), "-c", script, *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def read(python: Path | str, data: Path, *, write: bool = False) -> dict[str, object]:
@@ -118,9 +119,9 @@ def test_0x_cannot_read_what_1x_converted_but_the_snapshot_brings_it_back(
     repo = Repository.from_settings(Settings().backup, taken.repository)
     manifest = repo.resolve(taken.snapshot_id or "")
     assert manifest.chroma_version == "0" and [(c.name, c.count) for c in manifest.collections] == [
-        ("docs", RECORDS)]
-    restored = restore(repo, data, force=True,
-                       target_chroma_version=version)
+        ("docs", RECORDS)
+    ]
+    restored = restore(repo, data, force=True, target_chroma_version=version)
     assert restored.snapshot_id == taken.snapshot_id
     assert read(python_of(version), data) == before
     assert (data / LOCAL_REPO).is_dir()  # the snapshot stays with the directory
@@ -145,7 +146,8 @@ def test_the_snapshot_goes_to_the_backup_target_when_one_is_set(
     taken = snapshot_before_upgrade(Settings(), data, repo=target)
     assert taken.repository == target
     assert [s.snapshot_id for s in Repository.from_settings(Settings().backup, target).snapshots()] == [
-        taken.snapshot_id]
+        taken.snapshot_id
+    ]
     assert not (data / LOCAL_REPO / taken.snapshot_id).exists()  # only the record is kept locally
 
 

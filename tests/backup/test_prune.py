@@ -36,8 +36,7 @@ def fake(repo: Repository, snapshot_id: str, *, complete: bool = True) -> None:
 
 
 def policy(**kw: float) -> RetentionSettings:
-    base = {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0,
-            "incomplete_grace_s": 3600}
+    base = {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0, "incomplete_grace_s": 3600}
     return RetentionSettings(**{**base, **kw})
 
 
@@ -98,16 +97,45 @@ def test_dry_run_and_cli(tmp_path: Path) -> None:
     for s in ids:
         fake(repo, s)
     out = CliRunner().invoke(
-        app, ["backup", "prune", "--repo", str(tmp_path), "--keep-last", "2", "--keep-daily",
-              "0", "--keep-weekly", "0", "--keep-monthly", "0", "--dry-run", "--json"],
+        app,
+        [
+            "backup",
+            "prune",
+            "--repo",
+            str(tmp_path),
+            "--keep-last",
+            "2",
+            "--keep-daily",
+            "0",
+            "--keep-weekly",
+            "0",
+            "--keep-monthly",
+            "0",
+            "--dry-run",
+            "--json",
+        ],
     )
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert sorted(data["removed"]) == sorted(ids)[:4]
     assert len(repo.snapshot_ids()) == 6  # dry run
     out = CliRunner().invoke(
-        app, ["backup", "prune", "--repo", str(tmp_path), "--keep-last", "2", "--keep-daily",
-              "0", "--keep-weekly", "0", "--keep-monthly", "0", "--json"],
+        app,
+        [
+            "backup",
+            "prune",
+            "--repo",
+            str(tmp_path),
+            "--keep-last",
+            "2",
+            "--keep-daily",
+            "0",
+            "--keep-weekly",
+            "0",
+            "--keep-monthly",
+            "0",
+            "--json",
+        ],
     )
     assert out.exit_code == 0
     assert repo.snapshot_ids() == sorted(ids)[4:]
@@ -128,8 +156,9 @@ class _PruneMidway(NullProgress):
         self.removed += prune(self.repo, RetentionSettings()).removed_incomplete
 
 
-def test_long_running_backup_is_not_pruned(seeded_dir: Path, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_long_running_backup_is_not_pruned(
+    seeded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A backup that has run for 7 hours (longer than the 6 h grace) keeps its partial
     snapshot: its lease is fresh."""
     repo = Repository(str(tmp_path / "repo"))

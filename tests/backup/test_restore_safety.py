@@ -119,9 +119,7 @@ def test_not_enough_space_refused_before_writing(
     repo: Repository, occupied: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = shutil.disk_usage
-    monkeypatch.setattr(
-        RESTORE_MOD.shutil, "disk_usage", lambda p: real(p)._replace(free=1024)
-    )
+    monkeypatch.setattr(RESTORE_MOD.shutil, "disk_usage", lambda p: real(p)._replace(free=1024))
     before = tree(occupied)
     with pytest.raises(RestoreError, match="not enough space"):
         restore(repo, occupied, force=True)
@@ -129,9 +127,7 @@ def test_not_enough_space_refused_before_writing(
     assert leftovers(occupied.parent) == []
 
 
-def test_disk_full_while_writing(
-    repo: Repository, occupied: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_disk_full_while_writing(repo: Repository, occupied: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
     real_fsync = os.fsync
 
@@ -149,9 +145,7 @@ def test_disk_full_while_writing(
     assert leftovers(occupied.parent) == []
 
 
-def test_if_not_restored_is_idempotent(
-    repo: Repository, seeded_dir: Path, tmp_path: Path
-) -> None:
+def test_if_not_restored_is_idempotent(repo: Repository, seeded_dir: Path, tmp_path: Path) -> None:
     target = tmp_path / "data"
     first = restore(repo, target, if_not_restored=True)
     assert first.outcome == "restored"
@@ -173,9 +167,7 @@ def test_mount_point_target_is_swapped_in_place(
     repo: Repository, occupied: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_ismount = os.path.ismount
-    monkeypatch.setattr(
-        RESTORE_MOD.os.path, "ismount", lambda p: Path(p) == occupied or real_ismount(p)
-    )
+    monkeypatch.setattr(RESTORE_MOD.os.path, "ismount", lambda p: Path(p) == occupied or real_ismount(p))
     (occupied / "lost+found").mkdir()
     inode = occupied.stat().st_ino
     result = restore(repo, occupied, force=True)
@@ -205,8 +197,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 64 MiB tmpfs mounted for the test (we run as root), unmounted after."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(mnt)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(mnt)],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield mnt
     finally:

@@ -56,8 +56,12 @@ class LateHold:
         self.inner.__exit__(*exc)
 
 
-def round_trip(tmp_path: Path, repo: Repository, *, hnsw_rewritten_before_hold: bool = False,
-               ) -> None:
+def round_trip(
+    tmp_path: Path,
+    repo: Repository,
+    *,
+    hnsw_rewritten_before_hold: bool = False,
+) -> None:
     data = tmp_path / "data"
     with run_chroma(data) as chroma:
         ids = seed(chroma.url, {"static": 1200, "busy": 2100})
@@ -68,6 +72,7 @@ def round_trip(tmp_path: Path, repo: Repository, *, hnsw_rewritten_before_hold: 
                     writer._stop.wait(0.05)
                 hold: GatewayHold | LateHold = GatewayHold(proxy.url, "admin-token")
                 if hnsw_rewritten_before_hold:
+
                     def more_than_a_sync_threshold() -> None:
                         start = len(writer.acked)  # 21 batches of 50 > sync_threshold (1000)
                         while len(writer.acked) < start + 21 and not writer.errors:

@@ -31,9 +31,7 @@ def test_manifest_describes_every_file(seeded_dir: Path, tmp_path: Path) -> None
     assert data["created_at"].endswith("Z")
     assert data["compression"] == "zstd" and data["hash"] == "sha256"
 
-    on_disk = sorted(
-        p.relative_to(seeded_dir).as_posix() for p in seeded_dir.rglob("*") if p.is_file()
-    )
+    on_disk = sorted(p.relative_to(seeded_dir).as_posix() for p in seeded_dir.rglob("*") if p.is_file())
     assert sorted(f["path"] for f in data["files"]) == on_disk
     for entry in data["files"]:
         stored = (root / "files" / f"{entry['path']}.zst").read_bytes()
@@ -51,9 +49,7 @@ def test_manifest_describes_every_file(seeded_dir: Path, tmp_path: Path) -> None
     assert result.records == 2800
 
 
-def test_manifest_is_written_last(
-    seeded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_manifest_is_written_last(seeded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = Repository(str(tmp_path / "repo"))
     order: list[str] = []
     real_open, real_manifest = repo.open_write, repo.write_manifest
@@ -113,8 +109,7 @@ def test_not_a_chroma_dir_is_refused(tmp_path: Path) -> None:
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(SnapshotError, match="not a Chroma data directory"):
-        create_snapshot(tmp_path / "empty", Repository(str(tmp_path / "r")), NoHold(),
-                        chroma_version="1.5.9")
+        create_snapshot(tmp_path / "empty", Repository(str(tmp_path / "r")), NoHold(), chroma_version="1.5.9")
     with pytest.raises(RepositoryError):
         Repository("")
 
@@ -155,8 +150,9 @@ def test_format_1_snapshots_still_restore(seeded_dir: Path, tmp_path: Path) -> N
     data = json.loads((root / "manifest.json").read_text())
     for entry in data["files"]:
         obj = root / "files" / f"{entry['path']}.zst"
-        content = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(
-            obj.read_bytes())
+        content = (
+            zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(obj.read_bytes())
+        )
         single = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(content)
         obj.write_bytes(single)
         entry["stored_size"] = len(single)
@@ -183,8 +179,9 @@ def test_ids_of_snapshots_taken_within_one_second_sort_in_creation_order() -> No
     assert sorted(ids) == ids
 
 
-def test_cut_uploads_only_files_whose_content_changed(seeded_dir: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cut_uploads_only_files_whose_content_changed(
+    seeded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A file whose stat changed but not its content keeps its first-pass object; a file
     whose content changed is uploaded again once."""
     data = tmp_path / "data"
@@ -204,10 +201,10 @@ def test_cut_uploads_only_files_whose_content_changed(seeded_dir: Path, tmp_path
     repo = Repository(str(tmp_path / "repo"))
     uploads: list[str] = []
     real = repo.upload
-    monkeypatch.setattr(repo, "upload", lambda local, sid, name: (uploads.append(name),
-                                                                  real(local, sid, name))[1])
-    result = create_snapshot(data, repo, CallbackHold(acquire, lambda _t: None),
-                             chroma_version="1.5.9")
+    monkeypatch.setattr(
+        repo, "upload", lambda local, sid, name: (uploads.append(name), real(local, sid, name))[1]
+    )
+    result = create_snapshot(data, repo, CallbackHold(acquire, lambda _t: None), chroma_version="1.5.9")
     rel = {p: p.relative_to(data).as_posix() for p in (touched, changed)}
     assert result.recopied_files >= 1
     assert uploads == [object_name(rel[changed])]

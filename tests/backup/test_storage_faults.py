@@ -23,18 +23,25 @@ pytestmark = pytest.mark.slow
 
 
 def write_config(path: Path, target: str, endpoint: str, **backup: object) -> Path:
-    limits = {"retry_attempts": 3, "retry_backoff_s": 0.1, "io_timeout_s": 1.0,
-              "op_timeout_s": 20.0, **backup}
+    limits = {
+        "retry_attempts": 3,
+        "retry_backoff_s": 0.1,
+        "io_timeout_s": 1.0,
+        "op_timeout_s": 20.0,
+        **backup,
+    }
     lines = [f"  {k}: {v}" for k, v in limits.items()]
-    path.write_text("backup:\n" + f"  target: {target}\n  endpoint_url: {endpoint}\n"
-                    + "\n".join(lines) + "\n")
+    path.write_text(
+        "backup:\n" + f"  target: {target}\n  endpoint_url: {endpoint}\n" + "\n".join(lines) + "\n"
+    )
     return path
 
 
 def backup_cli(config: Path, data: Path) -> tuple[int, str, float]:
     start = time.monotonic()
-    out = CliRunner().invoke(app, ["backup", "create", "--offline", "--quiet", "--data-dir",
-                                   str(data), "--config", str(config)])
+    out = CliRunner().invoke(
+        app, ["backup", "create", "--offline", "--quiet", "--data-dir", str(data), "--config", str(config)]
+    )
     message = str(out.exception) if out.exception else out.output
     return out.exit_code, message, time.monotonic() - start
 
@@ -52,8 +59,16 @@ def test_unreachable_storage_fails_clearly(
     assert took < 60
 
     # the result the agent turns into metrics and a failed CronJob carries the same
-    settings = parse_config({"backup": {"target": "s3://backups/snapshots", "endpoint_url": endpoint,
-                                        "retry_attempts": 2, "retry_backoff_s": 0.05}})
+    settings = parse_config(
+        {
+            "backup": {
+                "target": "s3://backups/snapshots",
+                "endpoint_url": endpoint,
+                "retry_attempts": 2,
+                "retry_backoff_s": 0.05,
+            }
+        }
+    )
     result = run_backup(settings, NoHold(), data_dir=seeded_dir)
     assert result.outcome == "failure"
     assert result.error is not None and "gave up after 2 attempts" in result.error
@@ -79,8 +94,7 @@ def test_storage_lost_mid_backup_fails_clearly(
     make_bucket(s3_endpoint, bucket)
     port = int(s3_endpoint.rsplit(":", 1)[1])
     with TcpProxy(port, dead_after_bytes=100_000) as proxy:  # gone after 100 kB uploaded
-        config = write_config(tmp_path / "c.yaml", f"s3://{bucket}/s", proxy.url,
-                              retry_attempts=2)
+        config = write_config(tmp_path / "c.yaml", f"s3://{bucket}/s", proxy.url, retry_attempts=2)
         code, message, took = backup_cli(config, seeded_dir)
     assert code != 0
     # The reset connection fails the upload; a connection left stalled by the dying proxy
@@ -101,8 +115,9 @@ def test_slow_storage_times_out(
     make_bucket(s3_endpoint, bucket)
     port = int(s3_endpoint.rsplit(":", 1)[1])
     with TcpProxy(port, delay_s=3.0) as proxy:  # every answer 3 s late, timeout 1 s
-        config = write_config(tmp_path / "c.yaml", f"s3://{bucket}/s", proxy.url,
-                              retry_attempts=2, op_timeout_s=10)
+        config = write_config(
+            tmp_path / "c.yaml", f"s3://{bucket}/s", proxy.url, retry_attempts=2, op_timeout_s=10
+        )
         code, message, took = backup_cli(config, seeded_dir)
     assert code != 0
     assert f"object storage at s3://{bucket}/s failed to" in message
@@ -120,15 +135,16 @@ def test_flaky_and_slowish_storage_is_ridden_out(
     make_bucket(s3_endpoint, bucket)
     port = int(s3_endpoint.rsplit(":", 1)[1])
     with TcpProxy(port, delay_s=0.01, drop_first=3) as proxy:
-        config = write_config(tmp_path / "c.yaml", f"s3://{bucket}/s", proxy.url,
-                              retry_attempts=6)
+        config = write_config(tmp_path / "c.yaml", f"s3://{bucket}/s", proxy.url, retry_attempts=6)
         code, message, _ = backup_cli(config, seeded_dir)
         assert code == 0, message
         assert proxy.dropped == 3
-        restored = CliRunner().invoke(app, ["restore", "--config", str(config),
-                                            "--to", str(tmp_path / "restored")])
+        restored = CliRunner().invoke(
+            app, ["restore", "--config", str(config), "--to", str(tmp_path / "restored")]
+        )
         assert restored.exit_code == 0, restored.output
     repo: Repository = s3_repo(f"s3://{bucket}/s", s3_endpoint)
     assert len(repo.complete()) == 1
     assert (tmp_path / "restored" / "chroma.sqlite3").stat().st_size == (
-        seeded_dir / "chroma.sqlite3").stat().st_size
+        seeded_dir / "chroma.sqlite3"
+    ).stat().st_size

@@ -43,8 +43,9 @@ def test_corrupt_object_is_reported(repo: Repository) -> None:
     obj.write_bytes(bytes(blob))
     report = verify(repo)
     assert not report.ok
-    assert list(report.bad_files) == [obj.relative_to(Path(repo.root) / sid / "files")
-                                      .as_posix().removesuffix(".zst")]
+    assert list(report.bad_files) == [
+        obj.relative_to(Path(repo.root) / sid / "files").as_posix().removesuffix(".zst")
+    ]
     out = CliRunner().invoke(app, ["backup", "verify", "--repo", repo.url, "--json"])
     assert out.exit_code == 1
     assert json.loads(out.stdout)["ok"] is False

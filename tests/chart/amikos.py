@@ -37,23 +37,53 @@ def release_record(case: str, manifest: list[dict[str, Any]], hooks: list[dict[s
     header = (FIXTURES / f"{case}.yaml").read_text().splitlines()[2]  # "# chart: chromadb X, appVersion Y"
     version, app_version = header.split("chromadb ")[1].split(", appVersion ")
     release = {
-        "name": RELEASE, "namespace": NAMESPACE, "version": 1,
-        "info": {"first_deployed": "2025-06-01T00:00:00Z", "last_deployed": "2025-06-01T00:00:00Z",
-                 "deleted": "", "description": "Install complete", "status": "deployed"},
-        "chart": {"metadata": {"name": "chromadb", "version": version, "appVersion": app_version,
-                               "apiVersion": "v2"}, "templates": [], "values": {}},
+        "name": RELEASE,
+        "namespace": NAMESPACE,
+        "version": 1,
+        "info": {
+            "first_deployed": "2025-06-01T00:00:00Z",
+            "last_deployed": "2025-06-01T00:00:00Z",
+            "deleted": "",
+            "description": "Install complete",
+            "status": "deployed",
+        },
+        "chart": {
+            "metadata": {
+                "name": "chromadb",
+                "version": version,
+                "appVersion": app_version,
+                "apiVersion": "v2",
+            },
+            "templates": [],
+            "values": {},
+        },
         "config": {},
         "manifest": "".join(f"---\n{yaml.safe_dump(o)}" for o in manifest),
-        "hooks": [{"name": h["metadata"]["name"], "kind": h["kind"], "manifest": yaml.safe_dump(h),
-                   "path": f"chromadb/templates/{h['kind']}", "events": hook_of(h).split(","),
-                   "last_run": {"started_at": "", "completed_at": "", "phase": ""}, "weight": 0}
-                  for h in hooks],
+        "hooks": [
+            {
+                "name": h["metadata"]["name"],
+                "kind": h["kind"],
+                "manifest": yaml.safe_dump(h),
+                "path": f"chromadb/templates/{h['kind']}",
+                "events": hook_of(h).split(","),
+                "last_run": {"started_at": "", "completed_at": "", "phase": ""},
+                "weight": 0,
+            }
+            for h in hooks
+        ],
     }
     encoded = base64.b64encode(gzip.compress(json.dumps(release).encode()))
-    return {"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
-            "metadata": {"name": f"sh.helm.release.v1.{RELEASE}.v1", "namespace": NAMESPACE,
-                         "labels": {"name": RELEASE, "owner": "helm", "status": "deployed", "version": "1"}},
-            "data": {"release": base64.b64encode(encoded).decode()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "helm.sh/release.v1",
+        "metadata": {
+            "name": f"sh.helm.release.v1.{RELEASE}.v1",
+            "namespace": NAMESPACE,
+            "labels": {"name": RELEASE, "owner": "helm", "status": "deployed", "version": "1"},
+        },
+        "data": {"release": base64.b64encode(encoded).decode()},
+    }
 
 
 def amikos_cluster(case: str) -> FakeCluster:
@@ -72,15 +102,28 @@ def amikos_cluster(case: str) -> FakeCluster:
         manifest.append(copy.deepcopy(obj))
         meta = obj["metadata"]
         meta.setdefault("annotations", {}).update(
-            {"meta.helm.sh/release-name": RELEASE, "meta.helm.sh/release-namespace": NAMESPACE})
+            {"meta.helm.sh/release-name": RELEASE, "meta.helm.sh/release-namespace": NAMESPACE}
+        )
         meta.setdefault("labels", {})["app.kubernetes.io/managed-by"] = "Helm"
         cluster.add(obj, NAMESPACE)
     sts = cluster.get("StatefulSet", STS)
-    cluster.add({"apiVersion": "v1", "kind": "Pod", "metadata": {
-        "name": f"{STS}-0", "labels": sts["spec"]["template"]["metadata"]["labels"]}}, NAMESPACE)
+    cluster.add(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"{STS}-0", "labels": sts["spec"]["template"]["metadata"]["labels"]},
+        },
+        NAMESPACE,
+    )
     for claim in sts["spec"].get("volumeClaimTemplates", []):
-        cluster.add({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                     "metadata": {"name": f"{claim['metadata']['name']}-{STS}-0"},
-                     "spec": claim["spec"]}, NAMESPACE)
+        cluster.add(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": f"{claim['metadata']['name']}-{STS}-0"},
+                "spec": claim["spec"],
+            },
+            NAMESPACE,
+        )
     cluster.add(release_record(case, manifest, hooks))
     return cluster

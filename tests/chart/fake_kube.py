@@ -58,8 +58,13 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
 
 #: StatefulSet spec fields an update may change; any other change is refused (apps validation).
 STATEFULSET_MUTABLE = (
-    "replicas", "ordinals", "template", "updateStrategy", "revisionHistoryLimit",
-    "persistentVolumeClaimRetentionPolicy", "minReadySeconds",
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "revisionHistoryLimit",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
 )
 STATEFULSET_FORBIDDEN = (
     "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', "
@@ -74,8 +79,15 @@ class ApiError(Exception):
         self.code, self.reason, self.message = code, reason, message
 
     def status(self) -> dict[str, Any]:
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "code": self.code}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
 
 
 def group_of(kind: str) -> str:
@@ -106,6 +118,7 @@ def default_statefulset(obj: dict[str, Any]) -> None:
 
 def check_statefulset_update(old: dict[str, Any], new: dict[str, Any]) -> None:
     """Refuse what ValidateStatefulSetUpdate refuses, with the same message."""
+
     def fixed(spec: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in spec.items() if k not in STATEFULSET_MUTABLE}
 
@@ -118,9 +131,15 @@ def check_statefulset_update(old: dict[str, Any], new: dict[str, Any]) -> None:
 
 #: list field -> merge key, for the strategic merge patch of the fields charts render
 MERGE_KEYS = {
-    "containers": "name", "initContainers": "name", "ephemeralContainers": "name", "volumes": "name",
-    "env": "name", "volumeMounts": "mountPath", "imagePullSecrets": "name",
-    "volumeDevices": "devicePath", "hostAliases": "ip",
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "volumes": "name",
+    "env": "name",
+    "volumeMounts": "mountPath",
+    "imagePullSecrets": "name",
+    "volumeDevices": "devicePath",
+    "hostAliases": "ip",
 }
 
 
@@ -218,8 +237,10 @@ def json_patch(live: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any
 
 # ------------------------------------------------------------------------------------ protobuf
 
+
 def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
     """(field number, value) of a protobuf message: varints as int, length-delimited as bytes."""
+
     def varint(at: int) -> tuple[int, int]:
         value = shift = 0
         while True:
@@ -262,10 +283,14 @@ def secret_from_protobuf(body: bytes) -> dict[str, Any]:
     fields = list(_fields(bytes(raw)))  # type: ignore[arg-type]
     meta = dict(_fields(next(bytes(v) for n, v in fields if n == 1)))  # type: ignore[arg-type]
     meta_fields = list(_fields(next(bytes(v) for n, v in fields if n == 1)))  # type: ignore[arg-type]
-    secret: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": {
-        "name": bytes(meta.get(1, b"")).decode(),  # type: ignore[arg-type]
-        "labels": _string_map([v for n, v in meta_fields if n == 11]),  # type: ignore[misc]
-    }}
+    secret: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": bytes(meta.get(1, b"")).decode(),  # type: ignore[arg-type]
+            "labels": _string_map([v for n, v in meta_fields if n == 11]),  # type: ignore[misc]
+        },
+    }
     if 3 in meta:
         secret["metadata"]["namespace"] = bytes(meta[3]).decode()  # type: ignore[arg-type]
     if 6 in meta:
@@ -282,6 +307,7 @@ def secret_from_protobuf(body: bytes) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ selectors
+
 
 def matches_selector(labels: dict[str, str], selector: str) -> bool:
     """Equality-based label selectors (`a=b,c!=d,e`), as Helm's storage driver sends them."""
@@ -303,6 +329,7 @@ def matches_selector(labels: dict[str, str], selector: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------ cluster
+
 
 class FakeCluster:
     def __init__(self, objects: list[dict[str, Any]] | None = None) -> None:
@@ -334,8 +361,13 @@ class FakeCluster:
 
     def find(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         return next(
-            (o for o in self.objects if o["kind"] == kind and o["metadata"]["name"] == name
-             and (namespace is None or o["metadata"].get("namespace") == namespace)),
+            (
+                o
+                for o in self.objects
+                if o["kind"] == kind
+                and o["metadata"]["name"] == name
+                and (namespace is None or o["metadata"].get("namespace") == namespace)
+            ),
             None,
         )
 
@@ -356,13 +388,22 @@ class FakeCluster:
 
     def _discovery(self, group_version: str) -> dict[str, Any]:
         resources = [
-            {"name": plural, "singularName": kind.lower(), "namespaced": namespaced, "kind": kind,
-             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}
+            {
+                "name": plural,
+                "singularName": kind.lower(),
+                "namespaced": namespaced,
+                "kind": kind,
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            }
             for kind, (path, plural, namespaced) in RESOURCES.items()
             if path.split("/", 1)[1] == group_version
         ]
-        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
-                "resources": resources}
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version,
+            "resources": resources,
+        }
 
     def _openapi(self, prefix: str) -> dict[str, Any]:
         """An OpenAPI v3 document for a group version: a PATCH operation per kind that takes
@@ -375,18 +416,29 @@ class FakeCluster:
             if path != prefix:
                 continue
             scope = "/namespaces/{namespace}" if namespaced else ""
-            paths[f"/{path}{scope}/{plural}/{{name}}"] = {"patch": {
-                "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": kind},
-                "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "OK"}},
-            }}
+            paths[f"/{path}{scope}/{plural}/{{name}}"] = {
+                "patch": {
+                    "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": kind},
+                    "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "OK"}},
+                }
+            }
         return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.31.0"}, "paths": paths}
 
     def _groups(self) -> dict[str, Any]:
         groups = sorted({p.split("/", 1)[1] for p, _, _ in RESOURCES.values() if p.startswith("apis/")})
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-            {"name": gv.split("/")[0], "versions": [{"groupVersion": gv, "version": gv.split("/")[1]}],
-             "preferredVersion": {"groupVersion": gv, "version": gv.split("/")[1]}} for gv in groups]}
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [
+                {
+                    "name": gv.split("/")[0],
+                    "versions": [{"groupVersion": gv, "version": gv.split("/")[1]}],
+                    "preferredVersion": {"groupVersion": gv, "version": gv.split("/")[1]},
+                }
+                for gv in groups
+            ],
+        }
 
     def _route(self, path: str) -> tuple[str, str | None, str | None] | None:
         """(kind, namespace, name) of a resource path, or None."""
@@ -401,8 +453,9 @@ class FakeCluster:
                 return kind, namespace, rest[1] if len(rest) == 2 else None
         return None
 
-    def answer(self, path: str, method: str = "GET", body: bytes = b"",
-               content_type: str = "") -> tuple[int, dict[str, Any]]:
+    def answer(
+        self, path: str, method: str = "GET", body: bytes = b"", content_type: str = ""
+    ) -> tuple[int, dict[str, Any]]:
         self.requests.append(path if method == "GET" else f"{method} {path}")
         url = urlsplit(path)
         query = parse_qs(url.query)
@@ -413,35 +466,48 @@ class FakeCluster:
             except ApiError as exc:
                 return exc.code, exc.status()
 
-    def _answer(self, method: str, path: str, query: dict[str, list[str]], body: bytes,
-                content_type: str) -> tuple[int, dict[str, Any]]:
+    def _answer(
+        self, method: str, path: str, query: dict[str, list[str]], body: bytes, content_type: str
+    ) -> tuple[int, dict[str, Any]]:
         if method == "GET":
             if path == "api":
                 return 200, {"kind": "APIVersions", "versions": ["v1"]}
             if path == "apis":
                 return 200, self._groups()
             if path == "openapi/v3":  # a document per group version, with no schemas in it
-                return 200, {"paths": {p: {"serverRelativeURL": f"/openapi/v3/{p}?hash=0"}
-                                       for p in sorted({r[0] for r in RESOURCES.values()})}}
+                return 200, {
+                    "paths": {
+                        p: {"serverRelativeURL": f"/openapi/v3/{p}?hash=0"}
+                        for p in sorted({r[0] for r in RESOURCES.values()})
+                    }
+                }
             if path.startswith("openapi/v3/"):
-                return 200, self._openapi(path[len("openapi/v3/"):])
+                return 200, self._openapi(path[len("openapi/v3/") :])
             if path == "version":
                 return 200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0"}
             if path == "api/v1":
                 return 200, self._discovery("v1")
             if path.startswith("apis/") and path.count("/") == 2:
-                return 200, self._discovery(path[len("apis/"):])
+                return 200, self._discovery(path[len("apis/") :])
         route = self._route(path)
         if route is None:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
         kind, namespace, name = route
         if method == "GET" and name is None:
             selector = query.get("labelSelector", [""])[0]
-            items = [o for o in self.objects if o["kind"] == kind
-                     and (namespace is None or o["metadata"].get("namespace") == namespace)
-                     and matches_selector(o["metadata"].get("labels") or {}, selector)]
-            return 200, {"kind": f"{kind}List", "apiVersion": "v1",
-                         "metadata": {"resourceVersion": str(self._version)}, "items": items}
+            items = [
+                o
+                for o in self.objects
+                if o["kind"] == kind
+                and (namespace is None or o["metadata"].get("namespace") == namespace)
+                and matches_selector(o["metadata"].get("labels") or {}, selector)
+            ]
+            return 200, {
+                "kind": f"{kind}List",
+                "apiVersion": "v1",
+                "metadata": {"resourceVersion": str(self._version)},
+                "items": items,
+            }
         if method == "POST" and name is None:
             obj = json.loads(body)
             name = obj["metadata"]["name"]
@@ -496,8 +562,12 @@ class FakeCluster:
             default_statefulset(new)
             check_statefulset_update(live, new)
         if live.get("immutable") and live.get("data") != new.get("data"):
-            raise ApiError(422, "Invalid", f'{live["kind"]} "{live["metadata"]["name"]}" is invalid: '
-                                           "data: Forbidden: field is immutable when `immutable` is set")
+            raise ApiError(
+                422,
+                "Invalid",
+                f'{live["kind"]} "{live["metadata"]["name"]}" is invalid: '
+                "data: Forbidden: field is immutable when `immutable` is set",
+            )
         if "status" in live and "status" not in new:
             new["status"] = live["status"]
         self._bump(new)
@@ -521,8 +591,13 @@ class FakeCluster:
                     try:
                         body = json.dumps(secret_from_protobuf(body)).encode()
                     except (ApiError, KeyError, StopIteration, IndexError) as exc:
-                        error = exc if isinstance(exc, ApiError) else ApiError(
-                            415, "UnsupportedMediaType", f"only Secrets are read in protobuf ({exc!r})")
+                        error = (
+                            exc
+                            if isinstance(exc, ApiError)
+                            else ApiError(
+                                415, "UnsupportedMediaType", f"only Secrets are read in protobuf ({exc!r})"
+                            )
+                        )
                         code, answer = error.code, error.status()
                         return self._send(code, answer)
                     content_type = "application/json"

@@ -18,8 +18,11 @@ EVERYTHING_VALUES = CHART_DIR / "ci" / "everything-values.yaml"
 RELEASE = "chroma"
 NAMESPACE = "vectors"
 #: What the Services, PodDisruptionBudget and monitors select: the Chroma server pod only.
-SERVER_SELECTOR = {"app.kubernetes.io/name": "chromadb", "app.kubernetes.io/instance": RELEASE,
-                   "app.kubernetes.io/component": "server"}
+SERVER_SELECTOR = {
+    "app.kubernetes.io/name": "chromadb",
+    "app.kubernetes.io/instance": RELEASE,
+    "app.kubernetes.io/component": "server",
+}
 
 
 @cache

@@ -132,16 +132,20 @@ class OciRegistry:
                         if "sha256:" + hashlib.sha256(blob).hexdigest() != digest:
                             return self._send(400, b'{"errors": [{"code": "DIGEST_INVALID"}]}')
                         registry.blobs[digest] = blob
-                    return self._send(201, b"", {"Location": f"/v2/{name}/blobs/{digest}",
-                                                 "Docker-Content-Digest": digest})
+                    return self._send(
+                        201, b"", {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest}
+                    )
                 if kind == "/manifests/":
                     digest = "sha256:" + hashlib.sha256(data).hexdigest()
                     media = self.headers.get("Content-Type", "application/vnd.oci.image.manifest.v1+json")
                     with registry.lock:
                         registry.manifests[(name, ref)] = (media, data)
                         registry.manifests[(name, digest)] = (media, data)
-                    return self._send(201, b"", {"Location": f"/v2/{name}/manifests/{digest}",
-                                                 "Docker-Content-Digest": digest})
+                    return self._send(
+                        201,
+                        b"",
+                        {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest},
+                    )
                 return self._send(404)
 
         return Handler

@@ -10,8 +10,11 @@ import yaml
 
 from tests.chart.helm import render, render_error
 
-OIDC = {"issuer": "https://login.example.com/realms/main", "audience": ["chroma"],
-        "rules": [{"claim": "groups", "value": "chroma-admins", "role": "admin"}]}
+OIDC = {
+    "issuer": "https://login.example.com/realms/main",
+    "audience": ["chroma"],
+    "rules": [{"claim": "groups", "value": "chroma-admins", "role": "admin"}],
+}
 
 
 def oidc(**values: Any) -> dict[str, Any]:
@@ -21,17 +24,29 @@ def oidc(**values: Any) -> dict[str, Any]:
 def gateway_auth(values: dict[str, Any]) -> dict[str, Any]:
     r = render(values)
     return yaml.safe_load(r.get("ConfigMap", "chroma-chromadb-chromactl")["data"]["chromactl.yaml"])[
-        "gateway"]["auth"]
+        "gateway"
+    ]["auth"]
 
 
 def test_oidc_settings_reach_the_gateway() -> None:
-    auth = gateway_auth(oidc(
-        algorithms=["ES256"], clockSkewSeconds=5, userClaim="email",
-        jwksUrl="https://login.example.com/keys",
-        defaultGrant={"role": "reader", "tenants": ["team-a"]},
-        rules=[{"claim": "realm_access.roles", "value": "chroma-write", "role": "writer",
-                "databases": ["team-a/*"]},
-               {"value": "chroma-admins", "role": "admin"}]))
+    auth = gateway_auth(
+        oidc(
+            algorithms=["ES256"],
+            clockSkewSeconds=5,
+            userClaim="email",
+            jwksUrl="https://login.example.com/keys",
+            defaultGrant={"role": "reader", "tenants": ["team-a"]},
+            rules=[
+                {
+                    "claim": "realm_access.roles",
+                    "value": "chroma-write",
+                    "role": "writer",
+                    "databases": ["team-a/*"],
+                },
+                {"value": "chroma-admins", "role": "admin"},
+            ],
+        )
+    )
     assert auth["oidc"] == {
         "issuer": "https://login.example.com/realms/main",
         "audience": ["chroma"],
@@ -41,10 +56,20 @@ def test_oidc_settings_reach_the_gateway() -> None:
         "jwks_url": "https://login.example.com/keys",
         "default_grant": {"role": "reader", "tenants": ["team-a"], "databases": ["*"]},
         "rules": [
-            {"claim": "realm_access.roles", "value": "chroma-write", "role": "writer",
-             "tenants": ["*"], "databases": ["team-a/*"]},
-            {"claim": "groups", "value": "chroma-admins", "role": "admin", "tenants": ["*"],
-             "databases": ["*"]},
+            {
+                "claim": "realm_access.roles",
+                "value": "chroma-write",
+                "role": "writer",
+                "tenants": ["*"],
+                "databases": ["team-a/*"],
+            },
+            {
+                "claim": "groups",
+                "value": "chroma-admins",
+                "role": "admin",
+                "tenants": ["*"],
+                "databases": ["*"],
+            },
         ],
     }
     # The generated admin token stays: helm tests, backups, break-glass.
@@ -59,8 +84,9 @@ def test_the_rendered_config_is_valid_for_the_gateway() -> None:
     parse_config(yaml.safe_load(r.get("ConfigMap", "chroma-chromadb-chromactl")["data"]["chromactl.yaml"]))
 
 
-@pytest.mark.parametrize(("source", "kind"), [({"secretName": "idp-ca"}, "secret"),
-                                               ({"configMapName": "idp-ca"}, "configMap")])
+@pytest.mark.parametrize(
+    ("source", "kind"), [({"secretName": "idp-ca"}, "secret"), ({"configMapName": "idp-ca"}, "configMap")]
+)
 def test_issuer_ca_is_mounted(source: dict[str, str], kind: str) -> None:
     values = oidc(issuerCA={**source, "key": "bundle.pem"})
     assert gateway_auth(values)["oidc"]["ca_file"] == "/etc/chromactl/oidc-ca/bundle.pem"
@@ -68,7 +94,8 @@ def test_issuer_ca_is_mounted(source: dict[str, str], kind: str) -> None:
     volume = next(v for v in r.pod_spec["volumes"] if v["name"] == "oidc-ca")
     assert volume[kind]["items"] == [{"key": "bundle.pem", "path": "bundle.pem"}]
     assert {"name": "oidc-ca", "mountPath": "/etc/chromactl/oidc-ca", "readOnly": True} in (
-        r.container("gateway")["volumeMounts"])
+        r.container("gateway")["volumeMounts"]
+    )
 
 
 def test_oidc_keeps_the_token_secret_header_and_helm_test_credentials() -> None:

@@ -55,19 +55,39 @@ def test_cronjob_asks_the_agent_through_the_service_and_waits() -> None:
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
     (container,) = pod["containers"]
     assert container["command"] == [
-        "chromactl", "backup", "trigger", "--gateway=http://chroma-chromadb:8000",
-        "--token-file=/etc/chromactl/backup-agent/token", "--wait", "--prune",
+        "chromactl",
+        "backup",
+        "trigger",
+        "--gateway=http://chroma-chromadb:8000",
+        "--token-file=/etc/chromactl/backup-agent/token",
+        "--wait",
+        "--prune",
     ]
     assert mounts(container) == {"backup-agent": "/etc/chromactl/backup-agent"}
-    assert pod["volumes"] == [{"name": "backup-agent", "secret": {
-        "secretName": "chroma-chromadb-backup-agent", "defaultMode": 0o440}}]
+    assert pod["volumes"] == [
+        {
+            "name": "backup-agent",
+            "secret": {"secretName": "chroma-chromadb-backup-agent", "defaultMode": 0o440},
+        }
+    ]
 
 
 def test_cronjob_follows_service_port_and_values() -> None:
-    r = render({**backup(retention={"enabled": False}, timeZone="",
-                         cronJob={"concurrencyPolicy": "Replace", "backoffLimit": 0, "suspend": True,
-                                  "startingDeadlineSeconds": None}),
-                "service": {"port": 80}})
+    r = render(
+        {
+            **backup(
+                retention={"enabled": False},
+                timeZone="",
+                cronJob={
+                    "concurrencyPolicy": "Replace",
+                    "backoffLimit": 0,
+                    "suspend": True,
+                    "startingDeadlineSeconds": None,
+                },
+            ),
+            "service": {"port": 80},
+        }
+    )
     cron = r.get("CronJob", "chroma-chromadb-backup")["spec"]
     assert "timeZone" not in cron and "startingDeadlineSeconds" not in cron
     assert cron["concurrencyPolicy"] == "Replace" and cron["suspend"] is True
@@ -92,17 +112,28 @@ def test_job_pod_is_restricted_and_holds_no_storage_credentials() -> None:
 
 
 def test_rendered_config_is_what_the_agent_and_the_restore_read() -> None:
-    r = render(backup(endpointUrl="http://minio:9000", region="eu-west-1", storageOptions={"use_ssl": False},
-                      holdTimeoutSeconds=25, compressionLevel=7,
-                      retention={"keepLast": 3, "keepDaily": 2, "keepWeekly": 1, "keepMonthly": 0}))
+    r = render(
+        backup(
+            endpointUrl="http://minio:9000",
+            region="eu-west-1",
+            storageOptions={"use_ssl": False},
+            holdTimeoutSeconds=25,
+            compressionLevel=7,
+            retention={"keepLast": 3, "keepDaily": 2, "keepWeekly": 1, "keepMonthly": 0},
+        )
+    )
     settings = parse_config(config(r), source="rendered chromactl.yaml")
     b = settings.backup
     assert b.target == "s3://backups/chroma"
     assert (b.endpoint_url, b.region) == ("http://minio:9000", "eu-west-1")
     assert b.storage_options == {"use_ssl": False}
     assert (b.hold_timeout_s, b.compression_level) == (25, 7)
-    assert (b.retention.keep_last, b.retention.keep_daily, b.retention.keep_weekly,
-            b.retention.keep_monthly) == (3, 2, 1, 0)
+    assert (
+        b.retention.keep_last,
+        b.retention.keep_daily,
+        b.retention.keep_weekly,
+        b.retention.keep_monthly,
+    ) == (3, 2, 1, 0)
     assert str(b.staging_dir) == "/tmp" and "tmp" in mounts(r.container("gateway"))
     assert str(b.credentials_dir) == mounts(r.container("gateway"))["backup-credentials"]
     # the agent's token is an admin credential the gateway reads from the mounted Secret
@@ -120,8 +151,12 @@ def test_credentials_come_from_the_secret_never_the_configmap() -> None:
     assert "s3-creds" not in text and "AWS_" not in text
     assert "env" not in r.container("gateway")
     # workload identity: no Secret, the ServiceAccount carries the role
-    r = render({"backup": {"enabled": True, "target": "s3://b/p"},
-                "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}}})
+    r = render(
+        {
+            "backup": {"enabled": True, "target": "s3://b/p"},
+            "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}},
+        }
+    )
     assert "credentials_dir" not in config(r)["backup"]
     assert r.pod_spec["serviceAccountName"] == "chroma-chromadb"
     assert all(v["name"] != "backup-credentials" for v in r.pod_spec["volumes"])
@@ -132,14 +167,19 @@ def test_agent_token_is_generated_mounted_and_shared() -> None:
     secret = r.get("Secret", "chroma-chromadb-backup-agent")
     token = base64.b64decode(secret["data"]["token"]).decode()
     assert token.startswith("ck_") and len(token) == 46
-    assert token != base64.b64decode(render(backup()).get(
-        "Secret", "chroma-chromadb-backup-agent")["data"]["token"]).decode()
+    assert (
+        token
+        != base64.b64decode(
+            render(backup()).get("Secret", "chroma-chromadb-backup-agent")["data"]["token"]
+        ).decode()
+    )
     volumes = {v["name"]: v for v in r.pod_spec["volumes"]}
     assert volumes["backup-agent"]["secret"]["secretName"] == "chroma-chromadb-backup-agent"
 
 
-@pytest.mark.parametrize("auth", [{"type": "basic"}, {"credentials": [
-    {"name": "dash", "role": "reader", "secretName": "dash"}]}])
+@pytest.mark.parametrize(
+    "auth", [{"type": "basic"}, {"credentials": [{"name": "dash", "role": "reader", "secretName": "dash"}]}]
+)
 def test_agent_token_works_beside_basic_auth_and_other_credentials(auth: dict[str, Any]) -> None:
     r = render({**backup(), "chromadb": {"auth": auth}})
     settings = parse_config(config(r))
@@ -165,8 +205,9 @@ def test_without_gateway_auth_no_token_is_made_or_sent() -> None:
 
 
 def test_local_target_on_a_backup_volume_the_chart_creates_and_keeps() -> None:
-    r = render({"backup": {"enabled": True, "volume": {"enabled": True, "size": "50Gi",
-                                                       "storageClass": "slow"}}})
+    r = render(
+        {"backup": {"enabled": True, "volume": {"enabled": True, "size": "50Gi", "storageClass": "slow"}}}
+    )
     assert parse_config(config(r)).backup.target == "/backups"
     pvc = r.get("PersistentVolumeClaim", "chroma-chromadb-backup")
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -177,8 +218,15 @@ def test_local_target_on_a_backup_volume_the_chart_creates_and_keeps() -> None:
     assert volumes["backup"]["persistentVolumeClaim"]["claimName"] == "chroma-chromadb-backup"
     assert "backup" not in mounts(cron_pod(r)["spec"]["containers"][0])  # RWO: only Chroma's pod
 
-    r = render({"backup": {"enabled": True, "target": "/mnt/b/chroma",
-                           "volume": {"enabled": True, "existingClaim": "nfs", "mountPath": "/mnt/b"}}})
+    r = render(
+        {
+            "backup": {
+                "enabled": True,
+                "target": "/mnt/b/chroma",
+                "volume": {"enabled": True, "existingClaim": "nfs", "mountPath": "/mnt/b"},
+            }
+        }
+    )
     assert not r.has("PersistentVolumeClaim")
     volumes = {v["name"]: v for v in r.pod_spec["volumes"]}
     assert volumes["backup"]["persistentVolumeClaim"]["claimName"] == "nfs"
@@ -190,10 +238,14 @@ def test_local_target_on_a_backup_volume_the_chart_creates_and_keeps() -> None:
     [
         ({"backup": {"enabled": True}}, "set backup.target"),
         ({"backup": {"enabled": True, "target": "/backups"}}, "backup.volume.enabled=true"),
-        ({"backup": {"enabled": True, "target": "/elsewhere", "volume": {"enabled": True}}},
-         "not on the backup volume"),
-        ({"backup": {"enabled": True, "target": "/backupsX", "volume": {"enabled": True}}},
-         "not on the backup volume"),
+        (
+            {"backup": {"enabled": True, "target": "/elsewhere", "volume": {"enabled": True}}},
+            "not on the backup volume",
+        ),
+        (
+            {"backup": {"enabled": True, "target": "/backupsX", "volume": {"enabled": True}}},
+            "not on the backup volume",
+        ),
         ({**backup(), "gateway": {"enabled": False}}, "gateway.enabled=true"),
         ({**backup(), "chromadb": {"apiVersion": "0.6.3"}}, "gateway.enabled=true"),
         ({"backup": {"restore": {"enabled": True}}}, "set backup.restore.from"),
@@ -224,20 +276,40 @@ def test_restore_runs_first_idempotently_from_the_target() -> None:
     init = next(c for c in r.pod_spec["initContainers"] if c["name"] == "restore")
     assert init["name"] == "restore" and init["image"] == r.container("gateway")["image"]
     assert init["command"] == [
-        "chromactl", "restore", "--config=/etc/chromactl/config/chromactl.yaml",
-        "--from=s3://backups/chroma", "--snapshot=latest", "--to=/data", "--if-not-restored", "--quiet",
+        "chromactl",
+        "restore",
+        "--config=/etc/chromactl/config/chromactl.yaml",
+        "--from=s3://backups/chroma",
+        "--snapshot=latest",
+        "--to=/data",
+        "--if-not-restored",
+        "--quiet",
     ]
-    assert mounts(init) == {"chromactl-config": "/etc/chromactl/config", "data": "/data", "tmp": "/tmp",
-                            "backup-credentials": "/etc/chromactl/backup-credentials"}
+    assert mounts(init) == {
+        "chromactl-config": "/etc/chromactl/config",
+        "data": "/data",
+        "tmp": "/tmp",
+        "backup-credentials": "/etc/chromactl/backup-credentials",
+    }
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
     assert init["resources"]["limits"]["memory"] == "1Gi"
 
 
 def test_restore_alone_reads_its_source_and_never_backs_up_into_it() -> None:
-    r = render({"backup": {"existingSecret": "old-creds", "endpointUrl": "http://minio:9000",
-                           "restore": {"enabled": True, "from": "s3://old/chroma",
-                                       "snapshot": "20260315T120000Z-3fa9c1"}},
-                "chromadb": {"persistDirectory": "/var/lib/chroma"}})
+    r = render(
+        {
+            "backup": {
+                "existingSecret": "old-creds",
+                "endpointUrl": "http://minio:9000",
+                "restore": {
+                    "enabled": True,
+                    "from": "s3://old/chroma",
+                    "snapshot": "20260315T120000Z-3fa9c1",
+                },
+            },
+            "chromadb": {"persistDirectory": "/var/lib/chroma"},
+        }
+    )
     init = next(c for c in r.pod_spec["initContainers"] if c["name"] == "restore")
     assert "--from=s3://old/chroma" in init["command"]
     assert "--snapshot=20260315T120000Z-3fa9c1" in init["command"]
@@ -261,13 +333,27 @@ def test_restore_from_the_backup_volume() -> None:
 
 
 def test_networkpolicy_lets_the_backup_job_reach_the_gateway() -> None:
-    r = render({**backup(), "networkPolicy": {"ingressFrom": [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}}]}})
+    r = render(
+        {
+            **backup(),
+            "networkPolicy": {
+                "ingressFrom": [
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}}
+                ]
+            },
+        }
+    )
     rules = r.get("NetworkPolicy")["spec"]["ingress"]
     job_labels = cron_pod(r)["metadata"]["labels"]
-    allowed = [rule for rule in rules if any(
-        "podSelector" in peer and set(peer["podSelector"]["matchLabels"].items()) <= set(job_labels.items())
-        for peer in rule.get("from", []))]
+    allowed = [
+        rule
+        for rule in rules
+        if any(
+            "podSelector" in peer
+            and set(peer["podSelector"]["matchLabels"].items()) <= set(job_labels.items())
+            for peer in rule.get("from", [])
+        )
+    ]
     assert len(allowed) == 1 and allowed[0]["ports"] == [{"port": "http", "protocol": "TCP"}]
     server_port = {p["name"]: p for p in r.container("gateway")["ports"]}
     assert "http" in server_port
@@ -293,13 +379,15 @@ def test_over_tls_the_job_verifies_the_gateway_and_can_present_a_client_certific
     assert "--client-cert=/etc/chromactl/backup-client/tls.crt" in container["command"]
     assert "--client-key=/etc/chromactl/backup-client/tls.key" in container["command"]
     assert {e["name"]: e["value"] for e in container["env"]}["CHROMA_CA_FILE"].startswith(
-        mounts(container)["tls-ca"])
+        mounts(container)["tls-ca"]
+    )
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["backup-client-cert"]["secret"]["secretName"] == "backup-client"
     assert volumes["tls-ca"]["secret"]["secretName"] == "chroma-chromadb-tls"
     # without client certificates the job only needs the CA
-    r = render({**backup(agent={"clientCertSecret": "backup-client"}),
-                "chromadb": {"tls": {"enabled": True}}})
+    r = render(
+        {**backup(agent={"clientCertSecret": "backup-client"}), "chromadb": {"tls": {"enabled": True}}}
+    )
     (container,) = cron_pod(r)["spec"]["containers"]
     assert "--client-cert=/etc/chromactl/backup-client/tls.crt" not in container["command"]
 
@@ -314,10 +402,12 @@ def test_agent_token_is_kept_on_upgrade() -> None:
         obj["metadata"].setdefault("annotations", {})["meta.helm.sh/release-name"] = RELEASE
         cluster.add(obj, NAMESPACE)
     with helm_config(cluster, NAMESPACE) as helm:
-        after = Render(helm.render(chart(), backup(), name=RELEASE, namespace=NAMESPACE, is_upgrade=True,
-                                   revision=2))
+        after = Render(
+            helm.render(chart(), backup(), name=RELEASE, namespace=NAMESPACE, is_upgrade=True, revision=2)
+        )
     assert f"/api/v1/namespaces/{NAMESPACE}/secrets/chroma-chromadb-backup-agent" in [
-        r.split("?")[0] for r in cluster.requests]
+        r.split("?")[0] for r in cluster.requests
+    ]
     name = "chroma-chromadb-backup-agent"
     assert after.get("Secret", name)["data"] == before.get("Secret", name)["data"]
 

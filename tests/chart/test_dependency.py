@@ -88,8 +88,12 @@ def dependency(alias: str | None = None) -> dict[str, Any]:
     return dep
 
 
-def render_parent(parent: Path, release: str = "shop", values: dict[str, Any] | None = None,
-                  cluster: FakeCluster | None = None) -> dict[str, str]:
+def render_parent(
+    parent: Path,
+    release: str = "shop",
+    values: dict[str, Any] | None = None,
+    cluster: FakeCluster | None = None,
+) -> dict[str, str]:
     with helm_python.Chart.load(parent) as chart:
         if cluster is None:
             return chart.render(values or {}, name=release, namespace=NAMESPACE)
@@ -248,7 +252,8 @@ def test_selectors_only_pick_their_own_instance(twice) -> None:
                     continue
                 for other, other_objs in instances.items():
                     hits = [
-                        o["metadata"]["name"] for o in other_objs
+                        o["metadata"]["name"]
+                        for o in other_objs
                         if (labels := pod_labels(o)) is not None
                         and all(labels.get(k) == v for k, v in selector.items())
                     ]
@@ -276,10 +281,14 @@ def test_a_second_release_in_the_namespace(tmp_path: Path) -> None:
     # the generated Secret of `shop` is not taken over: the chart refuses, naming the fix
     with pytest.raises(helm_python.HelmError, match=r"chromadb\.auth\.existingSecret"):
         render_parent(parent, "outlet", cluster=cluster)
-    second = objects(render_parent(
-        parent, "outlet", {"chromadb": {"chromadb": {"auth": {"existingSecret": "outlet-credentials"}}}},
-        cluster=cluster,
-    ))
+    second = objects(
+        render_parent(
+            parent,
+            "outlet",
+            {"chromadb": {"chromadb": {"auth": {"existingSecret": "outlet-credentials"}}}},
+            cluster=cluster,
+        )
+    )
     assert keys(first) & keys(second) == set()
     assert any("/namespaces/vectors/secrets/chromadb-auth" in r for r in cluster.requests)
 

@@ -43,7 +43,10 @@ def test_gateway_takes_the_client_port_and_chroma_hides_behind_it() -> None:
     assert gateway["command"] == ["chromactl", "gateway", "--config", "/etc/chromactl/config/chromactl.yaml"]
     assert [p["name"] for p in gateway["ports"]] == ["http", "metrics"]
     assert gateway["readinessProbe"]["httpGet"] == {
-        "path": "/api/v2/healthcheck", "port": "http", "scheme": "HTTP"}
+        "path": "/api/v2/healthcheck",
+        "port": "http",
+        "scheme": "HTTP",
+    }
     assert gateway["livenessProbe"]["tcpSocket"] == {"port": "http"}
     assert r.get("Service", "chroma-chromadb")["spec"]["ports"][0]["targetPort"] == "http"
 

@@ -210,11 +210,17 @@ def test_collector_sidecar_receives_chromas_otlp_and_is_scraped() -> None:
         "spec"
     ]["ports"]
     monitoring = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
-    scraped = render({"openTelemetry": {"enabled": True, "collector": {"enabled": True}},
-                      "networkPolicy": {"metricsFrom": monitoring}})
+    scraped = render(
+        {
+            "openTelemetry": {"enabled": True, "collector": {"enabled": True}},
+            "networkPolicy": {"metricsFrom": monitoring},
+        }
+    )
     rules = scraped.get("NetworkPolicy")["spec"]["ingress"]
-    assert {"from": monitoring, "ports": [{"port": "metrics", "protocol": "TCP"},
-                                          {"port": "otel-metrics", "protocol": "TCP"}]} in rules
+    assert {
+        "from": monitoring,
+        "ports": [{"port": "metrics", "protocol": "TCP"}, {"port": "otel-metrics", "protocol": "TCP"}],
+    } in rules
     annotations = r.statefulset["spec"]["template"]["metadata"]["annotations"]
     assert "checksum/otel-collector" in annotations
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}

@@ -24,8 +24,10 @@ from tests.chart.helm import NAMESPACE, RELEASE, ROOT, chart, render, set_values
 
 OUR_0_1_0 = ROOT / "tests" / "fixtures" / "charts" / "chromadb-0.1.0.tgz"
 
-def upgrade(cluster: FakeCluster, values: dict[str, Any] | None = None,
-            target: helm_python.Chart | None = None) -> dict[str, Any]:
+
+def upgrade(
+    cluster: FakeCluster, values: dict[str, Any] | None = None, target: helm_python.Chart | None = None
+) -> dict[str, Any]:
     with helm_config(cluster, NAMESPACE, storage="secret") as config:
         return config.upgrade(target or chart(), RELEASE, values or {})
 
@@ -44,6 +46,7 @@ def values_for(case: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- the switch
+
 
 @pytest.mark.parametrize("case", CASES)
 def test_one_helm_upgrade_switches_charts(case: str) -> None:
@@ -121,6 +124,7 @@ def test_a_restart_of_the_upgrade_is_a_no_op() -> None:
 
 # ------------------------------------------------------------------- what a cluster refuses
 
+
 def test_the_fake_api_server_refuses_like_a_cluster() -> None:
     """A chart that ignores the live StatefulSet (this chart's 0.1.0) fails the way a cluster
     makes it fail, and the StatefulSet is left as it was."""
@@ -128,8 +132,10 @@ def test_the_fake_api_server_refuses_like_a_cluster() -> None:
     before = copy.deepcopy(cluster.get("StatefulSet", STS))
     with pytest.raises(helm_python.HelmError) as caught:
         upgrade(cluster, target=helm_python.Chart.load(OUR_0_1_0))
-    assert ('StatefulSet.apps "chroma-chromadb" is invalid: spec: Forbidden: updates to statefulset spec '
-            "for fields other than 'replicas'") in str(caught.value)
+    assert (
+        'StatefulSet.apps "chroma-chromadb" is invalid: spec: Forbidden: updates to statefulset spec '
+        "for fields other than 'replicas'"
+    ) in str(caught.value)
     assert fixed_spec(cluster.get("StatefulSet", STS)) == fixed_spec(before)
 
 
@@ -189,8 +195,10 @@ def test_rollback_returns_the_amikos_statefulset() -> None:
     with helm_config(cluster, NAMESPACE, storage="secret") as config:
         config.rollback(RELEASE, version=1)
     back = cluster.get("StatefulSet", STS)
-    assert back["spec"]["template"]["spec"]["containers"][0]["image"] == \
-        amikos["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert (
+        back["spec"]["template"]["spec"]["containers"][0]["image"]
+        == amikos["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
     assert cluster.find("ConfigMap", "chroma-chromadb-log-config", NAMESPACE)
 
 
@@ -200,11 +208,14 @@ def test_the_fixtures_are_what_the_amikos_chart_renders() -> None:
         sts = next(o for o in amikos_objects(case) if o["kind"] == "StatefulSet")
         assert sts["spec"]["serviceName"] == STS and sts["spec"]["podManagementPolicy"] == "Parallel"
         assert sts["spec"]["selector"]["matchLabels"] == {
-            "app.kubernetes.io/name": "chromadb", "app.kubernetes.io/instance": RELEASE}
+            "app.kubernetes.io/name": "chromadb",
+            "app.kubernetes.io/instance": RELEASE,
+        }
     assert {c.split("-")[0] for c in CASES} == {"0.1.19", "0.1.23", "0.2.0", "0.2.2"}
 
 
 # ------------------------------------------------------------ the migrate init container
+
 
 def init_names(values: dict[str, Any]) -> list[str]:
     return [c["name"] for c in render(values).pod_spec.get("initContainers", [])]
@@ -214,20 +225,28 @@ def test_the_migrate_init_container_runs_before_chroma_by_default() -> None:
     r = render()
     (migrate,) = r.pod_spec["initContainers"]
     assert migrate["command"] == [
-        "chromactl", "migrate", "snapshot", "--config=/etc/chromactl/config/chromactl.yaml",
-        "--data-dir=/data", "--quiet"]
+        "chromactl",
+        "migrate",
+        "snapshot",
+        "--config=/etc/chromactl/config/chromactl.yaml",
+        "--data-dir=/data",
+        "--quiet",
+    ]
     assert migrate["image"] == r.container("gateway")["image"]
     mounts = {m["name"]: m["mountPath"] for m in migrate["volumeMounts"]}
     assert mounts == {"chromactl-config": "/etc/chromactl/config", "data": "/data", "tmp": "/tmp"}
     assert migrate["securityContext"]["readOnlyRootFilesystem"] is True
 
 
-@pytest.mark.parametrize(("values", "why"), [
-    ({"migrate": {"snapshot": False}}, "turned off"),
-    ({"chromadb": {"apiVersion": "0.6.3"}}, "a 0.x server converts nothing"),
-    ({"chromadb": {"isPersistent": False}}, "an emptyDir holds no 0.x data"),
-    ({"gateway": {"enabled": False}}, "no chromactl config in the pod"),
-])
+@pytest.mark.parametrize(
+    ("values", "why"),
+    [
+        ({"migrate": {"snapshot": False}}, "turned off"),
+        ({"chromadb": {"apiVersion": "0.6.3"}}, "a 0.x server converts nothing"),
+        ({"chromadb": {"isPersistent": False}}, "an emptyDir holds no 0.x data"),
+        ({"gateway": {"enabled": False}}, "no chromactl config in the pod"),
+    ],
+)
 def test_no_migrate_init_container_where_it_has_nothing_to_do(values: dict[str, Any], why: str) -> None:
     assert "migrate" not in init_names(values), why
 

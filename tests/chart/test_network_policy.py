@@ -28,8 +28,11 @@ def test_default_opens_the_client_port_only() -> None:
 
 def test_metrics_port_only_from_metrics_from() -> None:
     spec = policy({"networkPolicy": {"ingressFrom": APPS, "metricsFrom": MONITORING}})
-    tests = {"app.kubernetes.io/name": "chromadb", "app.kubernetes.io/instance": "chroma",
-             "app.kubernetes.io/component": "test"}
+    tests = {
+        "app.kubernetes.io/name": "chromadb",
+        "app.kubernetes.io/instance": "chroma",
+        "app.kubernetes.io/component": "test",
+    }
     assert spec["ingress"] == [
         {"from": APPS, "ports": HTTP},
         {"from": MONITORING, "ports": [{"port": "metrics", "protocol": "TCP"}]},
@@ -44,8 +47,9 @@ def test_metrics_port_only_from_metrics_from() -> None:
 
 
 def test_other_features_add_rules_through_the_collector() -> None:
-    spec = policy({"backup": {"enabled": True, "target": "s3://bucket/chroma"},
-                   "networkPolicy": {"ingressFrom": APPS}})
+    spec = policy(
+        {"backup": {"enabled": True, "target": "s3://bucket/chroma"}, "networkPolicy": {"ingressFrom": APPS}}
+    )
     assert spec["ingress"][0] == {"from": APPS, "ports": HTTP}
     backup = spec["ingress"][-1]
     assert backup["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "backup"
@@ -59,9 +63,20 @@ def test_egress_allow_list() -> None:
     assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
     assert dns["to"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
     # helm test and backup pods reach the server's Chroma port, nothing else of the release
-    assert release == {"to": [{"podSelector": {"matchLabels": {
-        "app.kubernetes.io/name": "chromadb", "app.kubernetes.io/instance": "chroma",
-        "app.kubernetes.io/component": "server"}}}], "ports": HTTP}
+    assert release == {
+        "to": [
+            {
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/name": "chromadb",
+                        "app.kubernetes.io/instance": "chroma",
+                        "app.kubernetes.io/component": "server",
+                    }
+                }
+            }
+        ],
+        "ports": HTTP,
+    }
     assert user == s3
     own_dns = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dns"}}}]
     spec = policy({"networkPolicy": {"egress": {"enabled": True, "dnsTo": own_dns}}})
@@ -70,9 +85,16 @@ def test_egress_allow_list() -> None:
 
 @pytest.mark.parametrize("version", ["1.29.0", "1.34.0"])
 def test_everything_on_is_a_valid_network_policy(version: str) -> None:
-    r = render({"backup": {"enabled": True, "target": "s3://bucket/chroma"},
-                "networkPolicy": {"ingressFrom": APPS, "metricsFrom": MONITORING, "egress": {
-                    "enabled": True, "rules": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]}}})
+    r = render(
+        {
+            "backup": {"enabled": True, "target": "s3://bucket/chroma"},
+            "networkPolicy": {
+                "ingressFrom": APPS,
+                "metricsFrom": MONITORING,
+                "egress": {"enabled": True, "rules": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]},
+            },
+        }
+    )
     kubernetes_validate.validate(r.get("NetworkPolicy"), version, strict=True)
 
 

@@ -50,10 +50,19 @@ def test_merge_keeps_the_versions_already_published(tmp_path: Path) -> None:
     shutil.copy(FIXTURE_ARCHIVE, published)
     helm_python.repo_index_generate(published, base_url="https://charts.example.com")
     out = tmp_path / "out"
-    assert package_chart.main(
-        ["--destination", str(out), "--url", "https://charts.example.com",
-         "--merge", str(published / "index.yaml")]
-    ) == 0
+    assert (
+        package_chart.main(
+            [
+                "--destination",
+                str(out),
+                "--url",
+                "https://charts.example.com",
+                "--merge",
+                str(published / "index.yaml"),
+            ]
+        )
+        == 0
+    )
     entries = index_of(out / "index.yaml")["entries"]["chromadb"]
     assert sorted(e["version"] for e in entries) == sorted(["0.1.0", VERSION])
     old = next(e for e in entries if e["version"] == "0.1.0")

@@ -62,8 +62,13 @@ def test_self_signed_certificate_names_every_service_name() -> None:
 def test_gateway_serves_the_mounted_secret_and_probes_use_https() -> None:
     r = render(tls(minVersion="1.3"))
     cfg = gateway_config(tls(minVersion="1.3"))["gateway"]["tls"]
-    assert cfg == {"enabled": True, "cert_file": "/etc/chromactl/tls/tls.crt",
-                   "key_file": "/etc/chromactl/tls/tls.key", "min_version": "1.3", "client_auth": "none"}
+    assert cfg == {
+        "enabled": True,
+        "cert_file": "/etc/chromactl/tls/tls.crt",
+        "key_file": "/etc/chromactl/tls/tls.key",
+        "min_version": "1.3",
+        "client_auth": "none",
+    }
     gw = r.container("gateway")
     assert {"name": "tls", "mountPath": "/etc/chromactl/tls", "readOnly": True} in gw["volumeMounts"]
     volume = next(v for v in r.pod_spec["volumes"] if v["name"] == "tls")
@@ -78,8 +83,12 @@ def test_helm_tests_and_notes_use_https_and_the_ca() -> None:
     assert env["CHROMA_URL"] == "https://chroma-chromadb:8000"
     assert env["CHROMA_CA_FILE"] == "/etc/chromactl/tls-ca/ca.crt"
     ca_volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "tls-ca")
-    assert ca_volume["secret"] == {"secretName": TLS_SECRET, "optional": True,
-                                   "items": [{"key": "ca.crt", "path": "ca.crt"}], "defaultMode": 0o444}
+    assert ca_volume["secret"] == {
+        "secretName": TLS_SECRET,
+        "optional": True,
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+        "defaultMode": 0o444,
+    }
     assert "get secret chroma-chromadb-tls -o jsonpath='{.data.ca\\.crt}'" in r.notes
     assert "curl --cacert chroma-ca.crt https://localhost:8000/api/v2/heartbeat" in r.notes
     assert 'chroma_server_ssl_verify="chroma-ca.crt"' in r.notes and "ssl=True" in r.notes
@@ -93,9 +102,18 @@ def test_existing_secret_is_mounted_without_a_generated_one() -> None:
 
 
 def test_cert_manager_certificate() -> None:
-    r = render(tls(extraDnsNames=["chroma.example.com"], certManager={
-        "enabled": True, "issuerRef": {"name": "corp", "kind": "ClusterIssuer"},
-        "duration": "720h", "renewBefore": "168h", "privateKey": {"algorithm": "RSA", "size": 3072}}))
+    r = render(
+        tls(
+            extraDnsNames=["chroma.example.com"],
+            certManager={
+                "enabled": True,
+                "issuerRef": {"name": "corp", "kind": "ClusterIssuer"},
+                "duration": "720h",
+                "renewBefore": "168h",
+                "privateKey": {"algorithm": "RSA", "size": 3072},
+            },
+        )
+    )
     assert not r.has("Secret", TLS_SECRET)
     spec = r.get("Certificate", "chroma-chromadb")["spec"]
     assert spec["secretName"] == TLS_SECRET
@@ -104,8 +122,9 @@ def test_cert_manager_certificate() -> None:
     assert spec["privateKey"] == {"algorithm": "RSA", "size": 3072, "rotationPolicy": "Always"}
     assert {*SERVICE_NAMES, "chroma.example.com"} <= set(spec["dnsNames"])
     assert "server auth" in spec["usages"]
-    ed = render(tls(certManager={"enabled": True, "issuerRef": {"name": "x"},
-                                 "privateKey": {"algorithm": "Ed25519"}}))
+    ed = render(
+        tls(certManager={"enabled": True, "issuerRef": {"name": "x"}, "privateKey": {"algorithm": "Ed25519"}})
+    )
     assert "size" not in ed.get("Certificate")["spec"]["privateKey"]
 
 
@@ -127,16 +146,24 @@ def test_client_certificates(source: dict[str, str]) -> None:
 
 def test_client_certificates_as_credentials() -> None:
     values = tls(clientAuth="optional", clientCA={"secretName": "client-ca"})
-    values["chromadb"]["auth"] = {"clientCertificates": [
-        {"name": "indexer", "role": "writer", "tenants": ["team-a"]},
-        {"name": "spiffe://cluster.local/ns/apps/sa/search"},
-    ]}
+    values["chromadb"]["auth"] = {
+        "clientCertificates": [
+            {"name": "indexer", "role": "writer", "tenants": ["team-a"]},
+            {"name": "spiffe://cluster.local/ns/apps/sa/search"},
+        ]
+    }
     cfg = gateway_config(values)
-    assert cfg["gateway"]["auth"]["client_cert"] == {"identities": [
-        {"name": "indexer", "role": "writer", "tenants": ["team-a"], "databases": ["*"]},
-        {"name": "spiffe://cluster.local/ns/apps/sa/search", "role": "reader", "tenants": ["*"],
-         "databases": ["*"]},
-    ]}
+    assert cfg["gateway"]["auth"]["client_cert"] == {
+        "identities": [
+            {"name": "indexer", "role": "writer", "tenants": ["team-a"], "databases": ["*"]},
+            {
+                "name": "spiffe://cluster.local/ns/apps/sa/search",
+                "role": "reader",
+                "tenants": ["*"],
+                "databases": ["*"],
+            },
+        ]
+    }
     # the admin token stays beside them
     assert cfg["gateway"]["auth"]["token"]["credentials"][0]["name"] == "admin"
     from chromactl.config import parse_config
@@ -154,30 +181,46 @@ def test_ingress_talks_https_to_the_gateway() -> None:
     on = render({**tls(), "ingress": {"enabled": True}})
     annotations = on.get("Ingress")["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
-    mine = render({**tls(), "ingress": {"enabled": True, "annotations": {
-        "nginx.ingress.kubernetes.io/backend-protocol": "GRPCS"}}})
-    assert mine.get("Ingress")["metadata"]["annotations"][
-        "nginx.ingress.kubernetes.io/backend-protocol"] == "GRPCS"
+    mine = render(
+        {
+            **tls(),
+            "ingress": {
+                "enabled": True,
+                "annotations": {"nginx.ingress.kubernetes.io/backend-protocol": "GRPCS"},
+            },
+        }
+    )
+    assert (
+        mine.get("Ingress")["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"]
+        == "GRPCS"
+    )
     off = render({"ingress": {"enabled": True}})
     assert "nginx.ingress.kubernetes.io/backend-protocol" not in (
-        off.get("Ingress")["metadata"].get("annotations") or {})
+        off.get("Ingress")["metadata"].get("annotations") or {}
+    )
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
         ({**tls(), "gateway": {"enabled": False}}, "needs the gateway"),
-        (tls(existingSecret="a", certManager={"enabled": True, "issuerRef": {"name": "x"}}),
-         "choose one source"),
+        (
+            tls(existingSecret="a", certManager={"enabled": True, "issuerRef": {"name": "x"}}),
+            "choose one source",
+        ),
         (tls(certManager={"enabled": True}), "chromadb.tls.certManager.issuerRef.name"),
         (tls(clientAuth="required"), "chromadb.tls.clientCA.secretName"),
         (tls(clientAuth="optional", clientCA={"secretName": "a", "configMapName": "b"}), "exactly one"),
         (tls(minVersion="1.1"), "minVersion"),
         (tls(clientAuth="yes"), "clientAuth"),
-        ({"chromadb": {"auth": {"clientCertificates": [{"name": "a"}]}}},
-         "chromadb.auth.clientCertificates needs chromadb.tls.enabled=true"),
-        ({**tls(), "chromadb": {**tls()["chromadb"], "auth": {"clientCertificates": [{"name": "a"}]}}},
-         "chromadb.tls.clientAuth optional or required"),
+        (
+            {"chromadb": {"auth": {"clientCertificates": [{"name": "a"}]}}},
+            "chromadb.auth.clientCertificates needs chromadb.tls.enabled=true",
+        ),
+        (
+            {**tls(), "chromadb": {**tls()["chromadb"], "auth": {"clientCertificates": [{"name": "a"}]}}},
+            "chromadb.tls.clientAuth optional or required",
+        ),
         ({"chromadb": {"auth": {"clientCertificates": [{"role": "admin"}]}}}, "name"),
         (tls(certManager={"issuerRef": {"kind": "Cluster"}}), "kind"),
         (tls(certManager={"duration": "90 days"}), "duration"),

@@ -58,8 +58,9 @@ def cluster_after_install(release: Render) -> FakeCluster:
 
 def upgraded(cluster: FakeCluster, values: dict[str, Any]) -> Render:
     with helm_config(cluster, NAMESPACE) as config:
-        return Render(config.render(chart(), values, name=RELEASE, namespace=NAMESPACE, is_upgrade=True,
-                                    revision=2))
+        return Render(
+            config.render(chart(), values, name=RELEASE, namespace=NAMESPACE, is_upgrade=True, revision=2)
+        )
 
 
 def test_the_fixture_is_the_previous_release(previous: helm_python.Chart) -> None:
@@ -130,7 +131,8 @@ def test_data_is_kept_on_uninstall_by_default() -> None:
     """The PVC outlives `helm uninstall` (Retain) and so do the credentials (resource-policy keep)."""
     r = render()
     assert r.statefulset["spec"]["persistentVolumeClaimRetentionPolicy"] == {
-        "whenDeleted": "Retain", "whenScaled": "Retain"
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
     }
     assert r.get("Secret", "chromadb-auth")["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 

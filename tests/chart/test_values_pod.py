@@ -64,9 +64,7 @@ def test_image_registry_digest_and_pull_secrets() -> None:
     for _, spec in g.pod_specs():
         assert spec["imagePullSecrets"] == [{"name": "a"}, {"name": "b"}, {"name": "c"}]
     test_pod = g.get("Pod", "chroma-chromadb-test-heartbeat")
-    assert test_pod["spec"]["containers"][0]["image"].startswith(
-        "global.example/chromadb-chart/chromactl:"
-    )
+    assert test_pod["spec"]["containers"][0]["image"].startswith("global.example/chromadb-chart/chromactl:")
 
 
 def test_pod_disruption_budget() -> None:

@@ -54,8 +54,7 @@ def cluster(tmp_path: Path) -> Iterator[PodRunner]:
         yield runner
 
 
-def install(cluster: PodRunner, values: dict[str, Any] | None = None, *,
-            gateway: bool = False) -> Pod:
+def install(cluster: PodRunner, values: dict[str, Any] | None = None, *, gateway: bool = False) -> Pod:
     """Apply the render, start the workloads, wait for the Chroma pod to be ready."""
     cluster.apply(render(values, gateway=gateway))
     cluster.prepare_images()
@@ -63,26 +62,44 @@ def install(cluster: PodRunner, values: dict[str, Any] | None = None, *,
     return cluster.wait_ready(SERVER_POD, READY_TIMEOUT_S)
 
 
-def run_client(cluster: PodRunner, mode: str, *, host: str = SERVICE, port: int = 8000,
-               image: str = CLIENT_IMAGE, name: str = "client",
-               token_secret: str | None = None) -> dict[str, Any]:
+def run_client(
+    cluster: PodRunner,
+    mode: str,
+    *,
+    host: str = SERVICE,
+    port: int = 8000,
+    image: str = CLIENT_IMAGE,
+    name: str = "client",
+    token_secret: str | None = None,
+) -> dict[str, Any]:
     """Run :data:`CLIENT` in a pod of its own; the parsed JSON line it printed.
 
     ``token_secret``: a Secret whose ``token`` key the client sends as a bearer token.
     """
-    env: list[dict[str, Any]] = [{"name": "ANONYMIZED_TELEMETRY", "value": "False"},
-                                 {"name": "HOME", "value": "/tmp"}]
+    env: list[dict[str, Any]] = [
+        {"name": "ANONYMIZED_TELEMETRY", "value": "False"},
+        {"name": "HOME", "value": "/tmp"},
+    ]
     if token_secret:
-        env.append({"name": "CHROMA_TOKEN", "valueFrom": {
-            "secretKeyRef": {"name": token_secret, "key": "token"}}})
-    result: JobResult = cluster.run_pod({
-        "metadata": {"name": f"{name}-{mode}", "labels": {"app": "e2e-client"}},
-        "spec": {"containers": [{
-            "name": "client", "image": image,
-            "command": ["python3", "-c", CLIENT, host, str(port), mode],
-            "env": env,
-        }]},
-    }, timeout=90)
+        env.append(
+            {"name": "CHROMA_TOKEN", "valueFrom": {"secretKeyRef": {"name": token_secret, "key": "token"}}}
+        )
+    result: JobResult = cluster.run_pod(
+        {
+            "metadata": {"name": f"{name}-{mode}", "labels": {"app": "e2e-client"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "client",
+                        "image": image,
+                        "command": ["python3", "-c", CLIENT, host, str(port), mode],
+                        "env": env,
+                    }
+                ]
+            },
+        },
+        timeout=90,
+    )
     logs = result.logs()
     assert result.succeeded, f"client pod failed ({result.error}):\n{logs}"
     return json.loads(logs.strip().splitlines()[-1])

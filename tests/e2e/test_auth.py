@@ -27,8 +27,7 @@ TOKEN_CONFIGMAP = "chroma-chromadb-token-auth-config"
 COLLECTIONS = "/api/v2/tenants/default_tenant/databases/default_database/collections"
 #: The seed README's command with the 1.x path, against the Service from a client pod.
 SEED_CURL = (
-    f"curl -v http://{SERVICE}:8000{COLLECTIONS} "
-    '-H "${CHROMA_HEADER_NAME}: Bearer ${CHROMA_TOKEN}"'
+    f'curl -v http://{SERVICE}:8000{COLLECTIONS} -H "${{CHROMA_HEADER_NAME}}: Bearer ${{CHROMA_TOKEN}}"'
 )
 CODE = "code() { curl -s -o /dev/null -w '%{http_code}' \"$@\"; }"
 
@@ -38,8 +37,13 @@ def b64(text: str) -> str:
 
 
 def secret(name: str, **data: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "default"},
-            "type": "Opaque", "data": {k: b64(v) for k, v in data.items()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "default"},
+        "type": "Opaque",
+        "data": {k: b64(v) for k, v in data.items()},
+    }
 
 
 def notes_commands(notes: str) -> tuple[list[str], str]:
@@ -67,9 +71,10 @@ def shell_script(notes: str) -> str:
     out = ["set -eu", 'kubectl() { python3 /opt/kubectl/kubectl_standin.py "$@"; }']
     for cmd in shell:
         if " port-forward " in cmd:
-            out += [f"{cmd} > /tmp/port-forward.log 2>&1 &",
-                    "for i in $(seq 50); do grep -q Forwarding /tmp/port-forward.log && break; "
-                    "sleep 0.1; done"]
+            out += [
+                f"{cmd} > /tmp/port-forward.log 2>&1 &",
+                "for i in $(seq 50); do grep -q Forwarding /tmp/port-forward.log && break; sleep 0.1; done",
+            ]
         else:
             out += [f"echo '== {cmd.split()[0]}'", cmd, "echo"]
     assert python, "NOTES print no Python example"
@@ -83,29 +88,45 @@ def standin_configmap(cluster: PodRunner) -> None:
     for (kind, name), obj in cluster.store.objects.items():
         if kind in ("Secret", "ConfigMap"):
             objects[f"{kind.lower()}/{name}"] = obj.get("data") or {}
-    cluster.apply([{"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": "kubectl-standin", "namespace": "default"},
-                    "data": {"kubectl_standin.py": STANDIN.read_text(),
-                             "objects.json": json.dumps(objects)}}])
+    cluster.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "kubectl-standin", "namespace": "default"},
+                "data": {"kubectl_standin.py": STANDIN.read_text(), "objects.json": json.dumps(objects)},
+            }
+        ]
+    )
 
 
-def run_sh(cluster: PodRunner, name: str, script: str,
-           env: list[dict[str, Any]] | None = None) -> str:
+def run_sh(cluster: PodRunner, name: str, script: str, env: list[dict[str, Any]] | None = None) -> str:
     """Run ``sh -c script`` in a client pod (the e2e client image: curl, python3 and chromadb);
     its log, after asserting it succeeded."""
     standin_configmap(cluster)
-    result = cluster.run_pod({
-        "metadata": {"name": name, "labels": {"app": "e2e-client"}},
-        "spec": {"containers": [{
-            "name": "client", "image": CLIENT_IMAGE,
-            "command": ["sh", "-c", script],
-            "env": [{"name": "ANONYMIZED_TELEMETRY", "value": "False"},
-                    {"name": "HOME", "value": "/tmp"},
-                    {"name": "KUBECTL_OBJECTS", "value": "/opt/kubectl/objects.json"},
-                    *(env or [])],
-            "volumeMounts": [{"name": "kubectl", "mountPath": "/opt/kubectl"}],
-        }], "volumes": [{"name": "kubectl", "configMap": {"name": "kubectl-standin"}}]},
-    }, timeout=90)
+    result = cluster.run_pod(
+        {
+            "metadata": {"name": name, "labels": {"app": "e2e-client"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "client",
+                        "image": CLIENT_IMAGE,
+                        "command": ["sh", "-c", script],
+                        "env": [
+                            {"name": "ANONYMIZED_TELEMETRY", "value": "False"},
+                            {"name": "HOME", "value": "/tmp"},
+                            {"name": "KUBECTL_OBJECTS", "value": "/opt/kubectl/objects.json"},
+                            *(env or []),
+                        ],
+                        "volumeMounts": [{"name": "kubectl", "mountPath": "/opt/kubectl"}],
+                    }
+                ],
+                "volumes": [{"name": "kubectl", "configMap": {"name": "kubectl-standin"}}],
+            },
+        },
+        timeout=90,
+    )
     logs = result.logs()
     assert result.succeeded, f"client pod {name} failed ({result.error}):\n{script}\n---\n{logs}"
     return logs
@@ -115,8 +136,12 @@ def seed_env(secret_name: str) -> list[dict[str, Any]]:
     """CHROMA_TOKEN and CHROMA_HEADER_NAME read from the Secret and the ConfigMap."""
     return [
         {"name": "CHROMA_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "token"}}},
-        {"name": "CHROMA_HEADER_NAME", "valueFrom": {"configMapKeyRef": {
-            "name": TOKEN_CONFIGMAP, "key": "CHROMA_AUTH_TOKEN_TRANSPORT_HEADER"}}},
+        {
+            "name": "CHROMA_HEADER_NAME",
+            "valueFrom": {
+                "configMapKeyRef": {"name": TOKEN_CONFIGMAP, "key": "CHROMA_AUTH_TOKEN_TRANSPORT_HEADER"}
+            },
+        },
     ]
 
 
@@ -131,43 +156,69 @@ def assert_notes_work(logs: str) -> None:
         if head == "curl":
             answer = body.strip().splitlines()[-1]  # after curl's progress meter
             assert answer.startswith(("[", '{"nanosecond heartbeat"', '{"user_id"')), (
-                f"NOTES curl did not get an answer:\n{part}")
+                f"NOTES curl did not get an answer:\n{part}"
+            )
         if head == "python":
             # client.heartbeat(): Chroma's clock in nanoseconds.
             assert re.fullmatch(r"\d{19}", body.strip().splitlines()[-1]), (
-                f"NOTES Python example failed:\n{part}")
+                f"NOTES Python example failed:\n{part}"
+            )
     assert "== curl" in logs and "== python" in logs
 
 
 def test_token_authorization_seed_command_notes_reader_and_401(cluster: PodRunner) -> None:
     reader_token = "reader-" + "r" * 30
     cluster.apply([secret("chroma-reader", token=reader_token)])
-    install(cluster, {"chromadb": {"auth": {"credentials": [
-        {"name": "dashboards", "role": "reader", "secretName": "chroma-reader"}]}}}, gateway=True)
+    install(
+        cluster,
+        {
+            "chromadb": {
+                "auth": {
+                    "credentials": [{"name": "dashboards", "role": "reader", "secretName": "chroma-reader"}]
+                }
+            }
+        },
+        gateway=True,
+    )
     assert cluster.store.data("ConfigMap", TOKEN_CONFIGMAP) == {
-        "CHROMA_AUTH_TOKEN_TRANSPORT_HEADER": b"Authorization"}
+        "CHROMA_AUTH_TOKEN_TRANSPORT_HEADER": b"Authorization"
+    }
 
     logs = run_sh(cluster, "seed-authorization", SEED_CURL, seed_env("chromadb-auth"))
     assert re.search(r"< HTTP/1.1 200", logs), logs
     assert "> Authorization: Bearer " in logs
 
     url = f"http://{SERVICE}:8000{COLLECTIONS}"
-    write = ["-X", "POST", "-H", "'Content-Type: application/json'", "-d", "'{\"name\": \"e2e\"}'"]
-    script = "\n".join([
-        CODE,
-        f'echo "code none $(code {url})"',
-        f'echo "code wrong $(code {url} -H \'Authorization: Bearer nope\')"',
-        f'echo "code wrong-header-name $(code {url} -H "X-Api-Key: $CHROMA_TOKEN")"',
-        f'echo "code reader-read $(code {url} -H "Authorization: Bearer $READER")"',
-        f'echo "code reader-write $(code {url} {" ".join(write)} -H "Authorization: Bearer $READER")"',
-        f'echo "code admin-write $(code {url} {" ".join(write)} -H "Authorization: Bearer $CHROMA_TOKEN")"',
-        f'curl -s {url} -H "Authorization: Bearer $READER"',
-    ])
-    logs = run_sh(cluster, "credentials", script, [
-        *seed_env("chromadb-auth"),
-        {"name": "READER", "valueFrom": {"secretKeyRef": {"name": "chroma-reader", "key": "token"}}}])
-    assert codes(logs) == {"none": "401", "wrong": "401", "wrong-header-name": "401",
-                           "reader-read": "200", "reader-write": "403", "admin-write": "200"}, logs
+    write = ["-X", "POST", "-H", "'Content-Type: application/json'", "-d", '\'{"name": "e2e"}\'']
+    script = "\n".join(
+        [
+            CODE,
+            f'echo "code none $(code {url})"',
+            f"echo \"code wrong $(code {url} -H 'Authorization: Bearer nope')\"",
+            f'echo "code wrong-header-name $(code {url} -H "X-Api-Key: $CHROMA_TOKEN")"',
+            f'echo "code reader-read $(code {url} -H "Authorization: Bearer $READER")"',
+            f'echo "code reader-write $(code {url} {" ".join(write)} -H "Authorization: Bearer $READER")"',
+            f'echo "code admin-write $(code {url} {" ".join(write)} -H "Authorization: Bearer $CHROMA_TOKEN")"',
+            f'curl -s {url} -H "Authorization: Bearer $READER"',
+        ]
+    )
+    logs = run_sh(
+        cluster,
+        "credentials",
+        script,
+        [
+            *seed_env("chromadb-auth"),
+            {"name": "READER", "valueFrom": {"secretKeyRef": {"name": "chroma-reader", "key": "token"}}},
+        ],
+    )
+    assert codes(logs) == {
+        "none": "401",
+        "wrong": "401",
+        "wrong-header-name": "401",
+        "reader-read": "200",
+        "reader-write": "403",
+        "admin-write": "200",
+    }, logs
     assert '"name":"e2e"' in logs.replace(" ", "")  # the reader sees what the admin wrote
 
     notes = cluster.notes
@@ -178,24 +229,35 @@ def test_token_authorization_seed_command_notes_reader_and_401(cluster: PodRunne
 def test_x_chroma_token_with_existing_secret(cluster: PodRunner) -> None:
     token = "existing-" + "e" * 31
     cluster.apply([secret("my-chroma-credentials", token=token)])
-    values = {"chromadb": {"auth": {"existingSecret": "my-chroma-credentials",
-                                    "token": {"tokenHeader": "X-CHROMA-TOKEN"}}}}
+    values = {
+        "chromadb": {
+            "auth": {"existingSecret": "my-chroma-credentials", "token": {"tokenHeader": "X-CHROMA-TOKEN"}}
+        }
+    }
     # Mounted directly: the chart neither creates nor reads a Secret of its own.
     assert not any(kind == "Secret" for kind, _ in _objects(render(values, gateway=True)))
     install(cluster, values, gateway=True)
     assert cluster.store.data("ConfigMap", TOKEN_CONFIGMAP) == {
-        "CHROMA_AUTH_TOKEN_TRANSPORT_HEADER": b"X-Chroma-Token"}
+        "CHROMA_AUTH_TOKEN_TRANSPORT_HEADER": b"X-Chroma-Token"
+    }
 
     # The seed's command verbatim: `X-Chroma-Token: Bearer <token>`.
     logs = run_sh(cluster, "seed-x-chroma-token", SEED_CURL, seed_env("my-chroma-credentials"))
     assert "> X-Chroma-Token: Bearer " in logs
     assert re.search(r"< HTTP/1.1 200", logs), logs
     url = f"http://{SERVICE}:8000{COLLECTIONS}"
-    logs = run_sh(cluster, "x-token-codes", "\n".join([
-        CODE,
-        f'echo "code plain $(code {url} -H "X-Chroma-Token: $CHROMA_TOKEN")"',
-        f'echo "code wrong $(code {url} -H "X-Chroma-Token: Bearer nope")"',
-    ]), seed_env("my-chroma-credentials"))
+    logs = run_sh(
+        cluster,
+        "x-token-codes",
+        "\n".join(
+            [
+                CODE,
+                f'echo "code plain $(code {url} -H "X-Chroma-Token: $CHROMA_TOKEN")"',
+                f'echo "code wrong $(code {url} -H "X-Chroma-Token: Bearer nope")"',
+            ]
+        ),
+        seed_env("my-chroma-credentials"),
+    )
     assert codes(logs) == {"plain": "200", "wrong": "401"}, logs
 
     notes = cluster.notes
@@ -210,14 +272,20 @@ def test_basic_curl_u_and_notes(cluster: PodRunner) -> None:
     assert data is not None and data["username"] == b"chroma" and len(data["password"]) >= 20
     user, password = data["username"].decode(), data["password"].decode()
     url = f"http://{SERVICE}:8000{COLLECTIONS}"
-    logs = run_sh(cluster, "basic", "\n".join([
-        CODE,
-        f"curl -v -u {user}:{password} {url}",
-        "echo",
-        f'echo "code none $(code {url})"',
-        f'echo "code wrong $(code -u {user}:wrong {url})"',
-        f"curl -s -o /dev/null -D - {url}",
-    ]))
+    logs = run_sh(
+        cluster,
+        "basic",
+        "\n".join(
+            [
+                CODE,
+                f"curl -v -u {user}:{password} {url}",
+                "echo",
+                f'echo "code none $(code {url})"',
+                f'echo "code wrong $(code -u {user}:wrong {url})"',
+                f"curl -s -o /dev/null -D - {url}",
+            ]
+        ),
+    )
     assert re.search(r"< HTTP/1.1 200", logs), logs
     assert codes(logs) == {"none": "401", "wrong": "401"}, logs
     assert re.search(r'^www-authenticate: .*Basic realm="chroma"', logs, re.M | re.I), logs
@@ -246,38 +314,69 @@ def test_oidc_against_a_real_provider(cluster: PodRunner, tmp_path: Path) -> Non
 
     _, jwk = _rsa_jwk("e2e")
     with provider(ensure_node_modules(), tmp_path, {"keys": [jwk]}, host=cluster.network.gateway) as issuer:
-        install(cluster, {"chromadb": {"auth": {"type": "oidc", "oidc": {
-            "issuer": issuer, "audience": [AUDIENCE], "clockSkewSeconds": 0,
-            "rules": [{"claim": "groups", "value": "chroma-admins", "role": "admin"},
-                      {"claim": "groups", "value": "chroma-readers", "role": "reader"}]}}}}, gateway=True)
+        install(
+            cluster,
+            {
+                "chromadb": {
+                    "auth": {
+                        "type": "oidc",
+                        "oidc": {
+                            "issuer": issuer,
+                            "audience": [AUDIENCE],
+                            "clockSkewSeconds": 0,
+                            "rules": [
+                                {"claim": "groups", "value": "chroma-admins", "role": "admin"},
+                                {"claim": "groups", "value": "chroma-readers", "role": "reader"},
+                            ],
+                        },
+                    }
+                }
+            },
+            gateway=True,
+        )
         admin, reader = get_token(issuer, "admin-client"), get_token(issuer, "reader-client")
         other_audience = get_token(issuer, "admin-client", resource="https://other.test")
         short = get_token(issuer, "short-client")
         url = f"http://{SERVICE}:8000{COLLECTIONS}"
         write = "-X POST -H 'Content-Type: application/json' -d '{\"name\": \"oidc\"}'"
-        script = "\n".join([
-            CODE, "sleep 2",  # the short-lived token (1 s) has expired by now
-            f'echo "code admin-write $(code {url} {write} -H "Authorization: Bearer $ADMIN")"',
-            f'echo "code reader-read $(code {url} -H "Authorization: Bearer $READER")"',
-            f'echo "code reader-write $(code {url} {write} -H "Authorization: Bearer $READER")"',
-            f'echo "code other-audience $(code {url} -H "Authorization: Bearer $OTHER")"',
-            f'echo "code expired $(code {url} -H "Authorization: Bearer $SHORT")"',
-            f'echo "code none $(code {url})"',
-            f"curl -s http://{SERVICE}:8000/api/v2/auth/identity -H \"Authorization: Bearer $READER\"",
-            "echo",
-        ])
-        env = [{"name": k, "value": v} for k, v in
-               {"ADMIN": admin, "READER": reader, "OTHER": other_audience, "SHORT": short}.items()]
+        script = "\n".join(
+            [
+                CODE,
+                "sleep 2",  # the short-lived token (1 s) has expired by now
+                f'echo "code admin-write $(code {url} {write} -H "Authorization: Bearer $ADMIN")"',
+                f'echo "code reader-read $(code {url} -H "Authorization: Bearer $READER")"',
+                f'echo "code reader-write $(code {url} {write} -H "Authorization: Bearer $READER")"',
+                f'echo "code other-audience $(code {url} -H "Authorization: Bearer $OTHER")"',
+                f'echo "code expired $(code {url} -H "Authorization: Bearer $SHORT")"',
+                f'echo "code none $(code {url})"',
+                f'curl -s http://{SERVICE}:8000/api/v2/auth/identity -H "Authorization: Bearer $READER"',
+                "echo",
+            ]
+        )
+        env = [
+            {"name": k, "value": v}
+            for k, v in {"ADMIN": admin, "READER": reader, "OTHER": other_audience, "SHORT": short}.items()
+        ]
         logs = run_sh(cluster, "oidc", script, env)
-        assert codes(logs) == {"admin-write": "200", "reader-read": "200", "reader-write": "403",
-                               "other-audience": "401", "expired": "401", "none": "401"}, logs
+        assert codes(logs) == {
+            "admin-write": "200",
+            "reader-read": "200",
+            "reader-write": "403",
+            "other-audience": "401",
+            "expired": "401",
+            "none": "401",
+        }, logs
         identity = json.loads(next(line for line in logs.splitlines() if line.startswith('{"user_id"')))
         assert identity == {"user_id": "reader-client", "tenant": "*", "databases": ["*"]}
 
         notes = cluster.notes
         assert f"access token from {issuer}" in notes
-        logs = run_sh(cluster, "notes-oidc", shell_script(notes),
-                      [{"name": "ACCESS_TOKEN", "value": get_token(issuer, "reader-client")}])
+        logs = run_sh(
+            cluster,
+            "notes-oidc",
+            shell_script(notes),
+            [{"name": "ACCESS_TOKEN", "value": get_token(issuer, "reader-client")}],
+        )
         assert_notes_work(logs)
         assert '{"user_id":"reader-client"' in logs.replace(" ", "")
         assert_helm_tests_pass(cluster)  # with the release's admin token

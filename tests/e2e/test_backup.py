@@ -37,8 +37,9 @@ class MotoServer:
     def __init__(self, address: str) -> None:
         port = free_port()
         moto = Path(sys.executable).parent / "moto_server"
-        self.proc = subprocess.Popen([str(moto), "-H", address, "-p", str(port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [str(moto), "-H", address, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         self.endpoint = f"http://{address}:{port}"
         try:
             wait_http(self.endpoint, self.proc, timeout_s=30)
@@ -51,14 +52,26 @@ class MotoServer:
 
 
 def values(endpoint: str, bucket: str, **backup: Any) -> dict[str, Any]:
-    return {"backup": {"enabled": True, "target": f"s3://{bucket}/chroma", "endpointUrl": endpoint,
-                       "region": "us-east-1", "existingSecret": "s3-creds",
-                       "cronJob": {"backoffLimit": 0}, **backup}}
+    return {
+        "backup": {
+            "enabled": True,
+            "target": f"s3://{bucket}/chroma",
+            "endpointUrl": endpoint,
+            "region": "us-east-1",
+            "existingSecret": "s3-creds",
+            "cronJob": {"backoffLimit": 0},
+            **backup,
+        }
+    }
 
 
 def credentials_secret() -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds"},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in CREDENTIALS.items()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s3-creds"},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in CREDENTIALS.items()},
+    }
 
 
 class Api:
@@ -67,8 +80,11 @@ class Api:
     def __init__(self, cluster: PodRunner) -> None:
         secret = cluster.store.data("Secret", "chromadb-auth")
         assert secret is not None
-        self.client = httpx.Client(base_url=cluster.service_url(SERVICE, 8000), timeout=60,
-                                   headers={"Authorization": f"Bearer {secret['token'].decode()}"})
+        self.client = httpx.Client(
+            base_url=cluster.service_url(SERVICE, 8000),
+            timeout=60,
+            headers={"Authorization": f"Bearer {secret['token'].decode()}"},
+        )
 
     def collection(self, name: str = "records") -> str:
         resp = self.client.post(f"{DB}/collections", json={"name": name, "get_or_create": True})
@@ -76,18 +92,29 @@ class Api:
         return str(resp.json()["id"])
 
     def add(self, cid: str, ids: list[str]) -> None:
-        resp = self.client.post(f"{DB}/collections/{cid}/add", json={
-            "ids": ids, "embeddings": [embedding(i) for i in ids],
-            "documents": [f"document {i}" for i in ids], "metadatas": [{"id": i} for i in ids]})
+        resp = self.client.post(
+            f"{DB}/collections/{cid}/add",
+            json={
+                "ids": ids,
+                "embeddings": [embedding(i) for i in ids],
+                "documents": [f"document {i}" for i in ids],
+                "metadatas": [{"id": i} for i in ids],
+            },
+        )
         resp.raise_for_status()
 
     def records(self, cid: str) -> dict[str, tuple[bytes, str, dict[str, Any]]]:
-        resp = self.client.post(f"{DB}/collections/{cid}/get",
-                                json={"include": ["embeddings", "documents", "metadatas"]})
+        resp = self.client.post(
+            f"{DB}/collections/{cid}/get", json={"include": ["embeddings", "documents", "metadatas"]}
+        )
         resp.raise_for_status()
         got = resp.json()
-        return {i: (f32(e), d, m) for i, e, d, m in zip(got["ids"], got["embeddings"], got["documents"],
-                                                        got["metadatas"], strict=True)}
+        return {
+            i: (f32(e), d, m)
+            for i, e, d, m in zip(
+                got["ids"], got["embeddings"], got["documents"], got["metadatas"], strict=True
+            )
+        }
 
 
 def f32(values: list[float]) -> bytes:
@@ -100,8 +127,10 @@ def expected(ids: list[str]) -> dict[str, tuple[bytes, str, dict[str, Any]]]:
 
 
 def s3_repo(endpoint: str, bucket: str) -> Repository:
-    return Repository(f"s3://{bucket}/chroma", {"endpoint_url": endpoint, "key": "testing",
-                                                "secret": "testing-secret", "skip_instance_cache": True})
+    return Repository(
+        f"s3://{bucket}/chroma",
+        {"endpoint_url": endpoint, "key": "testing", "secret": "testing-secret", "skip_instance_cache": True},
+    )
 
 
 def make_bucket(endpoint: str) -> str:
@@ -117,14 +146,17 @@ def test_cronjob_backs_up_to_s3_and_a_lost_volume_is_restored_once(cluster: PodR
         bucket = make_bucket(endpoint)
         cluster.apply([credentials_secret()])
         # Restore on from the first install: the bucket is empty, Chroma starts empty.
-        install(cluster, values(endpoint, bucket, restore={"enabled": True, "requireSnapshot": False}),
-                gateway=True)
+        install(
+            cluster,
+            values(endpoint, bucket, restore={"enabled": True, "requireSnapshot": False}),
+            gateway=True,
+        )
         assert "nothing to restore" in cluster.logs(SERVER_POD, "restore")
         api = Api(cluster)
         cid = api.collection()
         before = [f"r-{n}" for n in range(300)]
         for start in range(0, len(before), 100):
-            api.add(cid, before[start:start + 100])
+            api.add(cid, before[start : start + 100])
 
         # A writer keeps adding through the gateway while the CronJob's pod runs the backup.
         written: list[str] = []
@@ -188,7 +220,8 @@ def test_cronjob_backs_up_to_s3_and_a_lost_volume_is_restored_once(cluster: PodR
         s3.stop()
         cluster.restart_pod(SERVER_POD)
         first_install, reinstall_start, restart = cluster.logs(SERVER_POD, "restore").split(
-            "[podrunner] start restore")[1:]
+            "[podrunner] start restore"
+        )[1:]
         assert "nothing to restore" in first_install and "into /data" not in first_install
         assert f"restored snapshot {snap.snapshot_id} into /data" in reinstall_start
         assert "not restoring again" in restart and "into /data" not in restart, restart
@@ -198,6 +231,7 @@ def test_cronjob_backs_up_to_s3_and_a_lost_volume_is_restored_once(cluster: PodR
         assert after["after-1"] == expected(["after-1"])["after-1"]
     finally:
         s3.stop()
+
 
 def test_backup_job_fails_with_a_clear_log_when_the_target_is_unreachable(cluster: PodRunner) -> None:
     dead = f"http://{cluster.network.gateway}:{free_port()}"  # nothing listens there

@@ -15,14 +15,11 @@ from tests.podrunner.runner import PodRunner, hook_kinds, parse_manifests
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
     "legacy-0.6.3": {"chromadb": {"apiVersion": "0.6.3"}},
-} | {
-    path.stem: yaml.safe_load(path.read_text()) for path in sorted(CHART_DIR.glob("ci/*.yaml"))
-}
+} | {path.stem: yaml.safe_load(path.read_text()) for path in sorted(CHART_DIR.glob("ci/*.yaml"))}
 
 #: What a user creates beside the release when a value set refers to it.
 PREREQUISITES: list[dict[str, Any]] = [
-    {"kind": "ConfigMap", "metadata": {"name": "chroma-extra-env"},
-     "data": {"CHROMA_E2E_EXTRA": "1"}},
+    {"kind": "ConfigMap", "metadata": {"name": "chroma-extra-env"}, "data": {"CHROMA_E2E_EXTRA": "1"}},
     {"kind": "Secret", "metadata": {"name": "chroma-backup-credentials"}, "data": {}},
 ]
 
@@ -38,9 +35,15 @@ def cert_manager(rendered: dict[str, str], ca: CA) -> list[dict[str, Any]]:
         for volume in doc["spec"]["template"]["spec"].get("volumes", []):
             if volume["name"] == "tls-client-ca" and "configMap" in volume:
                 key = volume["configMap"]["items"][0]["key"]
-                objects.append({"kind": "ConfigMap", "metadata": {"name": volume["configMap"]["name"]},
-                                "data": {key: ca.pem}})
+                objects.append(
+                    {
+                        "kind": "ConfigMap",
+                        "metadata": {"name": volume["configMap"]["name"]},
+                        "data": {key: ca.pem},
+                    }
+                )
     return objects
+
 
 #: ``global.imageRegistry`` in ci values: a private mirror of ghcr.io that keeps its paths
 #: (the chart renders ``registry.example.com/chroma-core/chroma:...``).

@@ -18,8 +18,10 @@ EXISTS = "import os, sys; print(os.path.exists(sys.argv[1]))"
 def test_the_default_install_runs_from_the_images(cluster: PodRunner) -> None:
     pod = install(cluster, gateway=True)
     images = {c.name: c.spec["image"] for c in pod.containers}
-    assert images == {"chroma": "ghcr.io/chroma-core/chroma:1.5.9",
-                      "gateway": "ghcr.io/chromadb-chart/chromactl:0.2.0"}
+    assert images == {
+        "chroma": "ghcr.io/chroma-core/chroma:1.5.9",
+        "gateway": "ghcr.io/chromadb-chart/chromactl:0.2.0",
+    }
     gateway = cluster.exec(SERVER_POD, "gateway", ["python", "-c", EXISTS, str(REPO)])
     assert gateway.returncode == 0, gateway.stderr
     assert gateway.stdout.strip() == "False"  # the checkout is not there

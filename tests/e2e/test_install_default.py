@@ -47,8 +47,7 @@ def test_default_install_serves_keeps_data_and_passes_helm_tests(cluster: PodRun
 
     cluster.restart_pod(SERVER_POD)
     assert cluster.pod(SERVER_POD) is not pod
-    assert run_client(cluster, "read", token_secret=AUTH_SECRET) == {
-        "count": 2, "nearest": ["a"]}
+    assert run_client(cluster, "read", token_secret=AUTH_SECRET) == {"count": 2, "nearest": ["a"]}
 
 
 def test_notes_name_the_service_and_the_claim() -> None:

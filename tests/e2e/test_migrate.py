@@ -70,24 +70,43 @@ def write_as_amikos_did(version: str, data: Path) -> None:
     python = REPO_ROOT / ".venvs" / f"chroma-{version}" / "bin" / "python"
     assert python.exists(), f"{python} is missing: make legacy-chroma"
     env = {"ANONYMIZED_TELEMETRY": "False", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
-    done = subprocess.run([str(python), "-c", WRITE, str(data)], capture_output=True, text=True,
-                          timeout=300, env=env)
+    done = subprocess.run(
+        [str(python), "-c", WRITE, str(data)], capture_output=True, text=True, timeout=300, env=env
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
 
 def client(runner: PodRunner, mode: str, secret: dict[str, Any], name: str) -> dict[str, Any]:
     """Run :data:`CLIENT` with the credentials the amikos chart made (from its Secret)."""
-    env: list[dict[str, Any]] = [{"name": "ANONYMIZED_TELEMETRY", "value": "False"},
-                                 {"name": "HOME", "value": "/tmp"}]
-    refs = [("CHROMA_TOKEN", "token")] if "token" in secret["data"] else [
-        ("CHROMA_USER", "username"), ("CHROMA_PASSWORD", "password")]
-    env += [{"name": var, "valueFrom": {"secretKeyRef": {"name": "chromadb-auth", "key": key}}}
-            for var, key in refs]
-    result = runner.run_pod({
-        "metadata": {"name": f"client-{name}", "labels": {"app": "e2e-client"}},
-        "spec": {"containers": [{"name": "client", "image": CLIENT_IMAGE,
-                                 "command": ["python3", "-c", CLIENT, mode], "env": env}]},
-    }, timeout=90)
+    env: list[dict[str, Any]] = [
+        {"name": "ANONYMIZED_TELEMETRY", "value": "False"},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    refs = (
+        [("CHROMA_TOKEN", "token")]
+        if "token" in secret["data"]
+        else [("CHROMA_USER", "username"), ("CHROMA_PASSWORD", "password")]
+    )
+    env += [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": "chromadb-auth", "key": key}}}
+        for var, key in refs
+    ]
+    result = runner.run_pod(
+        {
+            "metadata": {"name": f"client-{name}", "labels": {"app": "e2e-client"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "client",
+                        "image": CLIENT_IMAGE,
+                        "command": ["python3", "-c", CLIENT, mode],
+                        "env": env,
+                    }
+                ]
+            },
+        },
+        timeout=90,
+    )
     logs = result.logs()
     assert result.succeeded, f"client failed ({result.error}):\n{logs}"
     answer: dict[str, Any] = json.loads(logs.strip().splitlines()[-1])
@@ -169,7 +188,8 @@ def chart_chromactl_image() -> str:
 def read_with(version: str, data: Path) -> int:
     python = REPO_ROOT / ".venvs" / f"chroma-{version}" / "bin" / "python"
     env = {"ANONYMIZED_TELEMETRY": "False", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
-    done = subprocess.run([str(python), "-c", READ, str(data)], capture_output=True, text=True,
-                          timeout=120, env=env)
+    done = subprocess.run(
+        [str(python), "-c", READ, str(data)], capture_output=True, text=True, timeout=120, env=env
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return int(done.stdout.strip().splitlines()[-1])

@@ -66,15 +66,26 @@ def cluster(tmp_path: Path) -> Iterator[PodRunner]:
         yield runner
 
 
-def probe(cluster: PodRunner, namespace: str, labels: dict[str, str], host: str, port: int,
-          path: str = "-") -> dict[str, Any]:
+def probe(
+    cluster: PodRunner, namespace: str, labels: dict[str, str], host: str, port: int, path: str = "-"
+) -> dict[str, Any]:
     """Connect from a pod of ``namespace`` with ``labels``; its verdict."""
     name = f"probe-{uuid.uuid4().hex[:6]}"
-    result = cluster.run_pod({
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {"containers": [{"name": "probe", "image": CLIENT_IMAGE,
-                                 "command": ["python3", "-c", PROBE, host, str(port), path]}]},
-    }, timeout=60)
+    result = cluster.run_pod(
+        {
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "probe",
+                        "image": CLIENT_IMAGE,
+                        "command": ["python3", "-c", PROBE, host, str(port), path],
+                    }
+                ]
+            },
+        },
+        timeout=60,
+    )
     assert result.succeeded, result.logs()
     verdict: dict[str, Any] = json.loads(result.logs().strip().splitlines()[-1])
     return verdict
@@ -92,18 +103,28 @@ def test_default_values_open_the_gateway_and_close_the_metrics_port(cluster: Pod
     server = start(cluster, {})
     # the gateway: everyone (ingressFrom is empty), any namespace, any labels
     assert probe(cluster, "other", {"app": "anything"}, server, 8000, "/api/v2/heartbeat") == {
-        "result": "open", "status": 200}
+        "result": "open",
+        "status": 200,
+    }
     # the metrics port: nobody (metricsFrom is empty), the release's own namespace included
     assert probe(cluster, NAMESPACE, {}, server, 9464)["result"] == "timeout"
     assert probe(cluster, "monitoring", {}, server, 9464)["result"] == "timeout"
     assert_helm_tests_pass(cluster)
 
 
-LIMITED = {"networkPolicy": {
-    "ingressFrom": [{"namespaceSelector": {"matchLabels": {"team": "apps"}},
-                     "podSelector": {"matchLabels": {"role": "client"}}}],
-    "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
-}}
+LIMITED = {
+    "networkPolicy": {
+        "ingressFrom": [
+            {
+                "namespaceSelector": {"matchLabels": {"team": "apps"}},
+                "podSelector": {"matchLabels": {"role": "client"}},
+            }
+        ],
+        "metricsFrom": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ],
+    }
+}
 
 
 def test_ingress_from_and_metrics_from_let_only_the_listed_peers_in(cluster: PodRunner) -> None:
@@ -121,28 +142,53 @@ def test_ingress_from_and_metrics_from_let_only_the_listed_peers_in(cluster: Pod
 
 # ---------------------------------------------------------------------------- backups
 
+
 def start_s3(cluster: PodRunner) -> str:
     """A real S3 API (moto) as a pod of namespace `storage`; its endpoint URL."""
     cluster.add_namespace("storage", {"team": "storage"})
-    cluster.start_pod({"apiVersion": "v1", "kind": "Pod", "metadata": {
-        "name": "s3", "namespace": "storage", "labels": {"app": "s3"}},
-        "spec": {"containers": [{"name": "moto", "image": S3_IMAGE,
-                                 "ports": [{"name": "s3", "containerPort": 5000}],
-                                 "readinessProbe": {"tcpSocket": {"port": 5000}, "periodSeconds": 1}}]}},
-        "adhoc/s3")
+    cluster.start_pod(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "s3", "namespace": "storage", "labels": {"app": "s3"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "moto",
+                        "image": S3_IMAGE,
+                        "ports": [{"name": "s3", "containerPort": 5000}],
+                        "readinessProbe": {"tcpSocket": {"port": 5000}, "periodSeconds": 1},
+                    }
+                ]
+            },
+        },
+        "adhoc/s3",
+    )
     cluster.wait_ready("s3", 60)
     return f"http://{cluster.pod('s3').ip}:5000"
 
 
 def backup_values(endpoint: str, bucket: str, **extra: Any) -> dict[str, Any]:
-    s3 = [{"namespaceSelector": {"matchLabels": {"team": "storage"}},
-           "podSelector": {"matchLabels": {"app": "s3"}}}]
+    s3 = [
+        {
+            "namespaceSelector": {"matchLabels": {"team": "storage"}},
+            "podSelector": {"matchLabels": {"app": "s3"}},
+        }
+    ]
     return {
-        "backup": {"enabled": True, "target": f"s3://{bucket}/chroma", "endpointUrl": endpoint,
-                   "region": "us-east-1", "existingSecret": "s3-creds", "cronJob": {"backoffLimit": 0},
-                   **extra},
-        "networkPolicy": {**LIMITED["networkPolicy"], "egress": {
-            "enabled": True, "rules": [{"to": s3, "ports": [{"port": 5000, "protocol": "TCP"}]}]}},
+        "backup": {
+            "enabled": True,
+            "target": f"s3://{bucket}/chroma",
+            "endpointUrl": endpoint,
+            "region": "us-east-1",
+            "existingSecret": "s3-creds",
+            "cronJob": {"backoffLimit": 0},
+            **extra,
+        },
+        "networkPolicy": {
+            **LIMITED["networkPolicy"],
+            "egress": {"enabled": True, "rules": [{"to": s3, "ports": [{"port": 5000, "protocol": "TCP"}]}]},
+        },
     }
 
 
@@ -156,9 +202,15 @@ col.add(ids=[str(i) for i in range({count})], embeddings=[[float(i), 1.0] for i 
 print(col.count())
 """
     meta = {"name": "writer", "namespace": "apps", "labels": {"role": "client"}}
-    result = cluster.run_pod({"metadata": meta,
-                              "spec": {"containers": [{"name": "w", "image": CLIENT_IMAGE,
-                                                       "command": ["python3", "-c", script]}]}}, timeout=90)
+    result = cluster.run_pod(
+        {
+            "metadata": meta,
+            "spec": {
+                "containers": [{"name": "w", "image": CLIENT_IMAGE, "command": ["python3", "-c", script]}]
+            },
+        },
+        timeout=90,
+    )
     assert result.succeeded and result.logs().strip().endswith(str(count)), result.logs()
 
 
@@ -202,9 +254,20 @@ def test_without_the_backup_jobs_rule_the_backup_fails(cluster: PodRunner) -> No
     rendered = render(backup_values(endpoint, bucket))
     cluster.apply(rendered)
     policy = cluster.store.objects[("NetworkPolicy", "chroma-chromadb")]
-    backup_rule = {"from": [{"podSelector": {"matchLabels": {
-        "app.kubernetes.io/name": "chromadb", "app.kubernetes.io/instance": RELEASE,
-        "app.kubernetes.io/component": "backup"}}}], "ports": [{"port": "http", "protocol": "TCP"}]}
+    backup_rule = {
+        "from": [
+            {
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/name": "chromadb",
+                        "app.kubernetes.io/instance": RELEASE,
+                        "app.kubernetes.io/component": "backup",
+                    }
+                }
+            }
+        ],
+        "ports": [{"port": "http", "protocol": "TCP"}],
+    }
     assert backup_rule in policy["spec"]["ingress"]
     policy["spec"]["ingress"].remove(backup_rule)
     cluster.prepare_images()

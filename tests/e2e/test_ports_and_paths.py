@@ -22,8 +22,9 @@ def test_custom_port_and_persist_directory(cluster: PodRunner) -> None:
     assert pod.container("chroma").spec["ports"][0]["containerPort"] == 8123
     # Service port 80 -> target port "http" (8123) in the pod, as kube-proxy would.
     assert run_client(cluster, "add", port=80) == {"count": 2, "nearest": ["a"]}
-    assert run_client(cluster, "read", host=SERVER_POD + ".chroma-chromadb-headless",
-                      port=8123, name="direct") == {"count": 2, "nearest": ["a"]}
+    assert run_client(
+        cluster, "read", host=SERVER_POD + ".chroma-chromadb-headless", port=8123, name="direct"
+    ) == {"count": 2, "nearest": ["a"]}
     assert_helm_tests_pass(cluster)
 
     data = cluster.pvc_dir(f"data-{SERVER_POD}")

@@ -49,9 +49,13 @@ class CA:
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         now = dt.datetime.now(dt.UTC)
         self.cert = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=2))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(self.key, hashes.SHA256())
         )
@@ -66,19 +70,24 @@ class CA:
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]))
-            .issuer_name(self.cert.subject).public_key(key.public_key())
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName(n) for n in dns_names]
-                + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName(n) for n in dns_names] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(self.key, hashes.SHA256())
         )
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
         return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem, cert
-
 
     def issue_client(self, common_name: str) -> tuple[str, str]:
         """A client certificate (extended key usage clientAuth) as PEM (cert, key)."""
@@ -87,26 +96,38 @@ class CA:
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(self.cert.subject).public_key(key.public_key())
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(self.key, hashes.SHA256())
         )
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
         return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
 
 def tls_secret(name: str, crt: str, key: str, ca: str, **annotations: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {"name": name, "namespace": "default", "annotations": annotations},
-            "data": {"tls.crt": b64(crt), "tls.key": b64(key), "ca.crt": b64(ca)}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+        "data": {"tls.crt": b64(crt), "tls.key": b64(key), "ca.crt": b64(ca)},
+    }
 
 
 def service_names() -> list[str]:
-    return [SERVICE, f"{SERVICE}.default", f"{SERVICE}.default.svc",
-            f"{SERVICE}.default.svc.cluster.local", "localhost"]
+    return [
+        SERVICE,
+        f"{SERVICE}.default",
+        f"{SERVICE}.default.svc",
+        f"{SERVICE}.default.svc.cluster.local",
+        "localhost",
+    ]
 
 
 def context(ca_pem: str) -> ssl.SSLContext:
@@ -189,8 +210,9 @@ def test_existing_secret_served_and_rotated_without_restart(cluster: PodRunner) 
     cluster.apply([tls_secret("my-tls", crt, key, ca.pem)])
     values = {"chromadb": {"tls": {"enabled": True, "existingSecret": "my-tls"}}}
     # Mounted as it is: the chart makes no certificate of its own.
-    assert "kind: Secret" not in next(t for p, t in render(values, gateway=True).items()
-                                      if p.endswith("secret-tls.yaml"))
+    assert "kind: Secret" not in next(
+        t for p, t in render(values, gateway=True).items() if p.endswith("secret-tls.yaml")
+    )
     pod = install(cluster, values, gateway=True)
     assert served_cert(cluster, ca.pem).public_bytes(serialization.Encoding.PEM).decode() == crt
     assert_helm_tests_pass(cluster)
@@ -225,11 +247,21 @@ def test_existing_secret_served_and_rotated_without_restart(cluster: PodRunner) 
 
 
 def test_cert_manager_shaped_secret(cluster: PodRunner) -> None:
-    values = {"chromadb": {"tls": {"enabled": True, "certManager": {
-        "enabled": True, "issuerRef": {"name": "internal-ca", "kind": "ClusterIssuer"}}}}}
+    values = {
+        "chromadb": {
+            "tls": {
+                "enabled": True,
+                "certManager": {
+                    "enabled": True,
+                    "issuerRef": {"name": "internal-ca", "kind": "ClusterIssuer"},
+                },
+            }
+        }
+    }
     rendered = render(values, gateway=True)
-    objects = [d for p, t in rendered.items() if not p.endswith("NOTES.txt")
-               for d in yaml.safe_load_all(t) if d]
+    objects = [
+        d for p, t in rendered.items() if not p.endswith("NOTES.txt") for d in yaml.safe_load_all(t) if d
+    ]
     certificate = next(o for o in objects if o["kind"] == "Certificate")
     assert not any(o["kind"] == "Secret" and o["metadata"]["name"] == TLS_SECRET for o in objects)
     spec = certificate["spec"]
@@ -238,10 +270,21 @@ def test_cert_manager_shaped_secret(cluster: PodRunner) -> None:
     # What cert-manager would write for this Certificate: its dnsNames, tls.crt/tls.key/ca.crt.
     ca = CA("internal-ca")
     crt, key, _ = ca.issue(spec["dnsNames"])
-    cluster.apply([tls_secret(TLS_SECRET, crt, key, ca.pem,
-                              **{"cert-manager.io/certificate-name": certificate["metadata"]["name"],
-                                 "cert-manager.io/issuer-kind": "ClusterIssuer",
-                                 "cert-manager.io/issuer-name": "internal-ca"})])
+    cluster.apply(
+        [
+            tls_secret(
+                TLS_SECRET,
+                crt,
+                key,
+                ca.pem,
+                **{
+                    "cert-manager.io/certificate-name": certificate["metadata"]["name"],
+                    "cert-manager.io/issuer-kind": "ClusterIssuer",
+                    "cert-manager.io/issuer-name": "internal-ca",
+                },
+            )
+        ]
+    )
     cluster.apply([o for o in objects if o["kind"] != "Certificate"])
     cluster.store.notes = next(t for p, t in rendered.items() if p.endswith("NOTES.txt"))
     cluster.prepare_images()
@@ -254,16 +297,32 @@ def test_cert_manager_shaped_secret(cluster: PodRunner) -> None:
 def test_client_certificates_as_credentials(cluster: PodRunner, tmp_path: Path) -> None:
     server_ca, client_ca = CA("e2e server CA"), CA("e2e client CA")
     crt, key, _ = server_ca.issue(service_names())
-    cluster.apply([
-        tls_secret("my-tls", crt, key, server_ca.pem),
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "client-ca", "namespace": "default"},
-         "data": {"ca.crt": client_ca.pem}},
-    ])
-    install(cluster, {"chromadb": {
-        "tls": {"enabled": True, "existingSecret": "my-tls", "clientAuth": "optional",
-                "clientCA": {"configMapName": "client-ca"}},
-        "auth": {"clientCertificates": [{"name": "reader-app", "role": "reader"}]},
-    }}, gateway=True)
+    cluster.apply(
+        [
+            tls_secret("my-tls", crt, key, server_ca.pem),
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "client-ca", "namespace": "default"},
+                "data": {"ca.crt": client_ca.pem},
+            },
+        ]
+    )
+    install(
+        cluster,
+        {
+            "chromadb": {
+                "tls": {
+                    "enabled": True,
+                    "existingSecret": "my-tls",
+                    "clientAuth": "optional",
+                    "clientCA": {"configMapName": "client-ca"},
+                },
+                "auth": {"clientCertificates": [{"name": "reader-app", "role": "reader"}]},
+            }
+        },
+        gateway=True,
+    )
     assert_helm_tests_pass(cluster)  # the admin token still works beside certificates
 
     def call(method: str, path: str, cert: tuple[str, str] | None) -> int:

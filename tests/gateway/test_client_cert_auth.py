@@ -26,7 +26,10 @@ class Certs:
         self.server = make_cert(root, "srv", issuer=(ca, ca_key))[:2]
         self.reader = make_cert(root, "reader", common_name="reader-app", issuer=(ca, ca_key))[:2]
         self.writer = make_cert(
-            root, "writer", common_name="indexer-pod", issuer=(ca, ca_key),
+            root,
+            "writer",
+            common_name="indexer-pod",
+            issuer=(ca, ca_key),
             extra_names=[x509.UniformResourceIdentifier(WRITER_URI)],
         )[:2]
         self.stranger = make_cert(root, "stranger", common_name="stranger", issuer=(ca, ca_key))[:2]
@@ -113,9 +116,14 @@ def test_a_header_credential_is_tried_first(gateway: RunningGateway, certs: Cert
 
 def test_certificate_names_in_order(tmp_path: Path) -> None:
     _, _, cert, _ = make_cert(
-        tmp_path, "named", common_name="app",
-        extra_names=[x509.UniformResourceIdentifier(WRITER_URI), x509.RFC822Name("app@example.com"),
-                     x509.DNSName("app.svc")],
+        tmp_path,
+        "named",
+        common_name="app",
+        extra_names=[
+            x509.UniformResourceIdentifier(WRITER_URI),
+            x509.RFC822Name("app@example.com"),
+            x509.DNSName("app.svc"),
+        ],
     )
     # CN, then DNS, URI and e-mail names; IP addresses are not names
     assert certificate_names(cert) == ["app", "localhost", "app.svc", WRITER_URI, "app@example.com"]

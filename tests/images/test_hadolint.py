@@ -23,7 +23,10 @@ def hadolint() -> str:
 def run(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [hadolint(), "--no-color", "--failure-threshold", "style", str(path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 

@@ -21,12 +21,7 @@ D = "/api/v2/tenants/{t}/databases/{d}/collections/{c}/add"
 
 def series(registry: CollectorRegistry, name: str) -> list[dict[str, str]]:
     text = generate_latest(registry).decode()
-    return [
-        s.labels
-        for fam in text_string_to_metric_families(text)
-        for s in fam.samples
-        if s.name == name
-    ]
+    return [s.labels for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == name]
 
 
 def test_tenant_database_labels_are_bounded() -> None:
@@ -38,9 +33,7 @@ def test_tenant_database_labels_are_bounded() -> None:
     assert len(pairs) == 6  # five named pairs and __other__
     assert (OTHER, OTHER) in pairs
     assert ("tenant-0", "db-0") in pairs and ("tenant-199", "db-199") not in pairs
-    counts = [
-        s for s in series(m.registry, "chromactl_gateway_database_request_duration_seconds_count")
-    ]
+    counts = [s for s in series(m.registry, "chromactl_gateway_database_request_duration_seconds_count")]
     assert len(counts) == 6
     total = sum(
         float(s.value)

@@ -49,8 +49,7 @@ class Image:
     @functools.cached_property
     def accounts(self) -> list[Account]:
         """The users of the image's /etc/passwd."""
-        return [Account(p[0], int(p[2]), int(p[3]), p[5])
-                for p in _table(self.root / "etc" / "passwd", 7)]
+        return [Account(p[0], int(p[2]), int(p[3]), p[5]) for p in _table(self.root / "etc" / "passwd", 7)]
 
     @functools.cached_property
     def groups(self) -> dict[str, int]:
@@ -95,8 +94,7 @@ def normalize(ref: str) -> str:
 
 
 def _buildah(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([BUILDAH, *argv], capture_output=True, text=True, timeout=120,
-                          check=False)
+    return subprocess.run([BUILDAH, *argv], capture_output=True, text=True, timeout=120, check=False)
 
 
 def _env(items: list[str] | None) -> dict[str, str]:
@@ -122,14 +120,21 @@ class ImageStore:
         if info is None:
             raise ImageNotFoundError(
                 f"image {ref!r} ({full}) is not in local image storage; the tests build every "
-                f"image the chart names with {BUILD_HINT}")
+                f"image the chart names with {BUILD_HINT}"
+            )
         image_id = str(info["FromImageID"])
         config = (info.get("OCIv1") or {}).get("config") or {}
         root = self._mount(image_id)
-        return Image(ref=full, id=image_id, root=root,
-                     entrypoint=list(config.get("Entrypoint") or []),
-                     cmd=list(config.get("Cmd") or []), env=_env(config.get("Env")),
-                     workdir=config.get("WorkingDir") or "/", user=config.get("User") or "")
+        return Image(
+            ref=full,
+            id=image_id,
+            root=root,
+            entrypoint=list(config.get("Entrypoint") or []),
+            cmd=list(config.get("Cmd") or []),
+            env=_env(config.get("Env")),
+            workdir=config.get("WorkingDir") or "/",
+            user=config.get("User") or "",
+        )
 
     @staticmethod
     def _mount(image_id: str) -> Path:

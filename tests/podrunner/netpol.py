@@ -44,12 +44,20 @@ class Endpoint:
     aliases: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, name: str, namespace: str, labels: dict[str, str], ip: str, spec: Obj,
-           aliases: dict[int, tuple[int, ...]] | None = None) -> Endpoint:
+    def of(
+        cls,
+        name: str,
+        namespace: str,
+        labels: dict[str, str],
+        ip: str,
+        spec: Obj,
+        aliases: dict[int, tuple[int, ...]] | None = None,
+    ) -> Endpoint:
         ports = {
             p["name"]: (int(p["containerPort"]), p.get("protocol", "TCP"))
             for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
-            for p in c.get("ports") or [] if p.get("name")
+            for p in c.get("ports") or []
+            if p.get("name")
         }
         return cls(name, namespace, dict(labels), ip, ports, aliases or {})
 
@@ -95,20 +103,25 @@ class Allow:
 class Cluster:
     """Pods, namespaces (name -> labels) and policies; answers what each pod lets through."""
 
-    def __init__(self, endpoints: Iterable[Endpoint], namespaces: dict[str, dict[str, str]],
-                 policies: Iterable[Obj]) -> None:
+    def __init__(
+        self, endpoints: Iterable[Endpoint], namespaces: dict[str, dict[str, str]], policies: Iterable[Obj]
+    ) -> None:
         self.endpoints = list(endpoints)
-        self.namespaces = {ns: {**labels, "kubernetes.io/metadata.name": ns}
-                           for ns, labels in namespaces.items()}
+        self.namespaces = {
+            ns: {**labels, "kubernetes.io/metadata.name": ns} for ns, labels in namespaces.items()
+        }
         for ep in self.endpoints:
             self.namespaces.setdefault(ep.namespace, {"kubernetes.io/metadata.name": ep.namespace})
         self.policies = list(policies)
 
     def selecting(self, pod: Endpoint, direction: str) -> list[Obj]:
-        return [p for p in self.policies
-                if p["metadata"].get("namespace", pod.namespace) == pod.namespace
-                and direction in policy_types(p)
-                and selects((p.get("spec") or {}).get("podSelector"), pod.labels)]
+        return [
+            p
+            for p in self.policies
+            if p["metadata"].get("namespace", pod.namespace) == pod.namespace
+            and direction in policy_types(p)
+            and selects((p.get("spec") or {}).get("podSelector"), pod.labels)
+        ]
 
     def _peers(self, peer: Obj, policy_ns: str) -> list[Endpoint] | tuple[str, ...]:
         """The pods a peer entry names, or (for ipBlock) the networks it allows."""
@@ -117,16 +130,23 @@ class Cluster:
             nets = [ipaddress.ip_network(block["cidr"], strict=False)]
             for cut in block.get("except") or []:
                 hole = ipaddress.ip_network(cut, strict=False)
-                nets = [piece for net in nets for piece in
-                        (net.address_exclude(hole) if hole.subnet_of(net) else [net])]  # type: ignore[arg-type]
+                nets = [
+                    piece
+                    for net in nets
+                    for piece in (net.address_exclude(hole) if hole.subnet_of(net) else [net])
+                ]  # type: ignore[arg-type]
             return tuple(str(n) for n in nets)
         if "namespaceSelector" in peer:
-            spaces = {ns for ns, labels in self.namespaces.items()
-                      if selects(peer["namespaceSelector"], labels)}
+            spaces = {
+                ns for ns, labels in self.namespaces.items() if selects(peer["namespaceSelector"], labels)
+            }
         else:
             spaces = {policy_ns}
-        return [ep for ep in self.endpoints if ep.namespace in spaces
-                and selects(peer.get("podSelector"), ep.labels)]
+        return [
+            ep
+            for ep in self.endpoints
+            if ep.namespace in spaces and selects(peer.get("podSelector"), ep.labels)
+        ]
 
     def allowed(self, pod: Endpoint, direction: str) -> list[Allow] | None:
         """What ``pod`` accepts (Ingress) or may send (Egress); None when it is not isolated."""
@@ -183,8 +203,10 @@ def _ports(rule: Obj, owner: Endpoint | None) -> Iterator[tuple[str | None, tupl
 def ruleset(cluster: Cluster, pod: Endpoint, node: str) -> str:
     """The nftables script for ``pod``'s network namespace (replaces the table it made before)."""
     lines = ["table inet podrunner", "delete table inet podrunner", "table inet podrunner {"]
-    for direction, hook, addr, iface in (("Ingress", "input", "saddr", "iif"),
-                                         ("Egress", "output", "daddr", "oif")):
+    for direction, hook, addr, iface in (
+        ("Ingress", "input", "saddr", "iif"),
+        ("Egress", "output", "daddr", "oif"),
+    ):
         allows = cluster.allowed(pod, direction)
         lines.append(f"  chain {hook} {{")
         lines.append(f"    type filter hook {hook} priority 0; policy accept;")

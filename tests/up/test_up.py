@@ -58,8 +58,9 @@ def start_up(data_dir: Path, port: int, *extra: str, cwd: Path | None = None) ->
     argv = [CHROMACTL, "up", "--port", str(port), *extra]
     if data_dir is not None:
         argv += ["--data-dir", str(data_dir)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd, start_new_session=True)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, start_new_session=True
+    )
     up = Up(proc, port, [])
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
@@ -87,8 +88,9 @@ def running(tmp_path: Path) -> Iterator[list[Up]]:
 
 
 def run_fail(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([CHROMACTL, "up", *args], capture_output=True, text=True,
-                          timeout=START_TIMEOUT_S, cwd=cwd)
+    done = subprocess.run(
+        [CHROMACTL, "up", *args], capture_output=True, text=True, timeout=START_TIMEOUT_S, cwd=cwd
+    )
     assert done.returncode != 0, done.stdout + done.stderr
     # The message is wrapped to the terminal width: compare with whitespace collapsed.
     done.stderr = " ".join(done.stderr.split())
@@ -122,8 +124,7 @@ def nobody_listens(port: int) -> bool:
 # --------------------------------------------------------------------------- tests
 
 
-def test_json_line_token_and_data_kept_across_runs_and_clean_stop(tmp_path: Path, running: list[Up]
-                                                                 ) -> None:
+def test_json_line_token_and_data_kept_across_runs_and_clean_stop(tmp_path: Path, running: list[Up]) -> None:
     data, port = tmp_path / "data", free_port()
     up = start_up(data, port, "--json")
     running.append(up)
@@ -131,9 +132,14 @@ def test_json_line_token_and_data_kept_across_runs_and_clean_stop(tmp_path: Path
     token = report["token"]
     run_dir = run_dir_for(data.absolute())
     assert token.startswith("ck_") and report == {
-        "url": f"http://127.0.0.1:{port}", "token": token, "header": f"Authorization: Bearer {token}",
-        "ca": None, "metrics_url": report["metrics_url"], "data_dir": str(data.absolute()),
-        "logs": str(run_dir)}
+        "url": f"http://127.0.0.1:{port}",
+        "token": token,
+        "header": f"Authorization: Bearer {token}",
+        "ca": None,
+        "metrics_url": report["metrics_url"],
+        "data_dir": str(data.absolute()),
+        "logs": str(run_dir),
+    }
     # The token file: owner-only, the gateway's credential.
     assert (run_dir / "token").read_text().strip() == token
     assert (run_dir / "token").stat().st_mode & 0o777 == 0o600
@@ -175,8 +181,9 @@ def run_example(banner: str) -> str:
     lines = banner.split("Connect from Python:")[1].split("Press Ctrl-C")[0].strip().splitlines()
     example = [line.strip() for line in lines]
     assert example[0] == "import chromadb" and example[-1] == "print(client.heartbeat())"
-    done = subprocess.run([sys.executable, "-c", "\n".join(example)], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", "\n".join(example)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -236,10 +243,13 @@ def test_data_dir_under_a_file(tmp_path: Path) -> None:
 def test_read_only_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    script = (f"mount --bind -o ro {tmp_path} {tmp_path} && "
-              f"exec {CHROMACTL} up --port {free_port()} --data-dir {data}")
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
-                          text=True, timeout=START_TIMEOUT_S)
+    script = (
+        f"mount --bind -o ro {tmp_path} {tmp_path} && "
+        f"exec {CHROMACTL} up --port {free_port()} --data-dir {data}"
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=START_TIMEOUT_S
+    )
     assert done.returncode == 2, done.stderr
     assert "read-only" in done.stderr and str(data) in done.stderr.replace("\n", "")
     assert list(data.iterdir()) == [] and not run_dir_for(data).exists()
@@ -254,13 +264,14 @@ def _fresh_data(tmp_path: Path, running: list[Up]) -> Path:
     return data
 
 
-def test_data_from_a_newer_chroma_is_refused_untouched(tmp_path: Path, running: list[Up]
-                                                       ) -> None:
+def test_data_from_a_newer_chroma_is_refused_untouched(tmp_path: Path, running: list[Up]) -> None:
     data = _fresh_data(tmp_path, running)
     db = data / "chroma.sqlite3"
     with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO migrations (dir, version, filename, sql, hash) "
-                     "VALUES ('sysdb', 99, '00099-from-the-future.sqlite.sql', '', '')")
+        conn.execute(
+            "INSERT INTO migrations (dir, version, filename, sql, hash) "
+            "VALUES ('sysdb', 99, '00099-from-the-future.sqlite.sql', '', '')"
+        )
     conn.close()
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     done = run_fail("--port", str(free_port()), "--data-dir", str(data))

@@ -12,8 +12,16 @@ from chromactl.chromadata import SQLITE_JOURNAL_SUFFIXES, SQLITE_NAME, applied_m
 
 from .manifest import CollectionCount
 
-__all__ = ["MARKER_NAME", "PRE_1X_REPO", "SQLITE_NAME", "FileState", "applied_migrations",
-           "check_sqlite", "collection_counts", "segment_files"]
+__all__ = [
+    "MARKER_NAME",
+    "PRE_1X_REPO",
+    "SQLITE_NAME",
+    "FileState",
+    "applied_migrations",
+    "check_sqlite",
+    "collection_counts",
+    "segment_files",
+]
 
 #: The restore marker, kept in the data directory and never part of a snapshot.
 MARKER_NAME = ".chromactl-restore.json"

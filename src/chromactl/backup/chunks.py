@@ -52,7 +52,7 @@ def frame_length(buf: bytes | bytearray, pos: int) -> int | None:
     """Length of the zstd frame starting at ``pos``, or None if ``buf`` ends inside it."""
     if len(buf) - pos < 5:
         return None
-    magic = int.from_bytes(buf[pos:pos + 4], "little")
+    magic = int.from_bytes(buf[pos : pos + 4], "little")
     if magic != _MAGIC:
         raise zstandard.ZstdError(f"not a zstd frame at offset {pos}")
     fhd = buf[pos + 4]
@@ -62,7 +62,7 @@ def frame_length(buf: bytes | bytearray, pos: int) -> int | None:
     while True:
         if len(buf) - p < 3:
             return None
-        header = int.from_bytes(buf[p:p + 3], "little")
+        header = int.from_bytes(buf[p : p + 3], "little")
         kind, size = (header >> 1) & 3, header >> 3
         if kind == 3:
             raise zstandard.ZstdError("corrupt zstd block header")
@@ -81,7 +81,7 @@ def frames_of(fh: IO[bytes], read_size: int = 4 * CHUNK) -> Iterator[bytes]:
         buf += data
         pos = 0
         while (n := frame_length(buf, pos)) is not None:
-            yield bytes(buf[pos:pos + n])
+            yield bytes(buf[pos : pos + n])
             pos += n
         del buf[:pos]
         if not data:

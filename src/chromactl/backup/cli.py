@@ -36,8 +36,14 @@ ConfigOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object, no progress bars.")]
 RepoOpt = Annotated[
-    str | None, typer.Option("--repo", "--to", "--from", help="Snapshot repository URL "
-                             "(default: backup.target).", show_default=False)
+    str | None,
+    typer.Option(
+        "--repo",
+        "--to",
+        "--from",
+        help="Snapshot repository URL (default: backup.target).",
+        show_default=False,
+    ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
@@ -79,13 +85,12 @@ def _headers(header: list[str] | None, token_env: str | None) -> dict[str, str]:
 def create_cmd(
     config: ConfigOpt = None,
     repo: RepoOpt = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Chroma data directory "
-                                                  "(default: chroma.persist_path).")] = None,
-    offline: Annotated[bool, typer.Option(help="The data directory is stopped: no write hold.")]
-    = False,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Chroma data directory (default: chroma.persist_path).")
+    ] = None,
+    offline: Annotated[bool, typer.Option(help="The data directory is stopped: no write hold.")] = False,
     gateway: Annotated[str | None, typer.Option(help="Gateway URL for the write hold.")] = None,
-    chroma_version: Annotated[str | None, typer.Option(help="Chroma version of the data.")]
-    = None,
+    chroma_version: Annotated[str | None, typer.Option(help="Chroma version of the data.")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -99,7 +104,11 @@ def create_cmd(
     settings = settings.model_copy(update=updates)
     hold = hold_from_settings(settings, offline=offline)
     result = run_backup(
-        settings, hold, target=repo, data_dir=data_dir, progress=_progress(as_json, quiet),
+        settings,
+        hold,
+        target=repo,
+        data_dir=data_dir,
+        progress=_progress(as_json, quiet),
     )
     if as_json:
         _emit(result.to_dict())
@@ -117,8 +126,7 @@ def create_cmd(
 def list_cmd(
     config: ConfigOpt = None,
     repo: RepoOpt = None,
-    show_all: Annotated[bool, typer.Option("--all", help="Also list incomplete snapshots.")]
-    = False,
+    show_all: Annotated[bool, typer.Option("--all", help="Also list incomplete snapshots.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List complete (restorable) snapshots, oldest first."""
@@ -144,7 +152,9 @@ def list_cmd(
     table = Table("snapshot", "created", "chroma", "size", "stored", "records", "complete")
     for r in rows:
         table.add_row(
-            r["snapshot_id"], r["created_at"] or "-", r["chroma_version"] or "-",
+            r["snapshot_id"],
+            r["created_at"] or "-",
+            r["chroma_version"] or "-",
             f"{r['bytes']:,}" if r["bytes"] is not None else "-",
             f"{r['stored_bytes']:,}" if r["stored_bytes"] is not None else "-",
             f"{r['records']:,}" if r["records"] is not None else "-",
@@ -158,16 +168,23 @@ def verify_cmd(
     config: ConfigOpt = None,
     repo: RepoOpt = None,
     snapshot: Annotated[str, typer.Option(help="Snapshot id or 'latest'.")] = "latest",
-    start_chroma: Annotated[bool, typer.Option("--start-chroma", help="Also restore to scratch "
-                                               "space, start Chroma and compare counts.")] = False,
+    start_chroma: Annotated[
+        bool,
+        typer.Option(
+            "--start-chroma", help="Also restore to scratch space, start Chroma and compare counts."
+        ),
+    ] = False,
     chroma_bin: Annotated[str | None, typer.Option(help="The chroma executable.")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Re-hash every file of a snapshot; optionally boot Chroma on a copy and check counts."""
     report = verify(
-        _repo(_settings(config), repo), snapshot, start_chroma=start_chroma,
-        chroma_bin=chroma_bin, progress=_progress(as_json, quiet),
+        _repo(_settings(config), repo),
+        snapshot,
+        start_chroma=start_chroma,
+        chroma_bin=chroma_bin,
+        progress=_progress(as_json, quiet),
     )
     if as_json:
         _emit(report.to_dict())
@@ -175,13 +192,14 @@ def verify_cmd(
         for path, problem in report.bad_files.items():
             console.print(f"[red]bad[/] {path}: {problem}")
         for name, counts in report.count_mismatches.items():
-            console.print(f"[red]count[/] {name}: manifest {counts['manifest']}, "
-                          f"chroma {counts['chroma']}")
+            console.print(f"[red]count[/] {name}: manifest {counts['manifest']}, chroma {counts['chroma']}")
         for problem in report.problems:
             console.print(f"[red]problem[/] {problem}")
         state = "[green]ok[/]" if report.ok else "[red]FAILED[/]"
-        console.print(f"snapshot {report.snapshot_id}: {report.files_checked} files {state}"
-                      + (" (checked in a running Chroma)" if report.chroma_checked else ""))
+        console.print(
+            f"snapshot {report.snapshot_id}: {report.files_checked} files {state}"
+            + (" (checked in a running Chroma)" if report.chroma_checked else "")
+        )
     if not report.ok:
         raise typer.Exit(1)
 
@@ -214,20 +232,25 @@ def prune_cmd(
     keep_last: Annotated[int | None, typer.Option(help="Keep the newest N.")] = None,
     keep_daily: Annotated[int | None, typer.Option(help="Keep one a day for N days.")] = None,
     keep_weekly: Annotated[int | None, typer.Option(help="Keep one a week for N weeks.")] = None,
-    keep_monthly: Annotated[int | None, typer.Option(help="Keep one a month for N months.")]
-    = None,
-    incomplete_grace: Annotated[float | None, typer.Option(
-        help="Remove incomplete snapshots older than this many seconds.")] = None,
+    keep_monthly: Annotated[int | None, typer.Option(help="Keep one a month for N months.")] = None,
+    incomplete_grace: Annotated[
+        float | None, typer.Option(help="Remove incomplete snapshots older than this many seconds.")
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="Only say what would be removed.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Apply retention; never removes the newest complete snapshot."""
     settings = _settings(config)
     overrides = {
-        k: v for k, v in {
-            "keep_last": keep_last, "keep_daily": keep_daily, "keep_weekly": keep_weekly,
-            "keep_monthly": keep_monthly, "incomplete_grace_s": incomplete_grace,
-        }.items() if v is not None
+        k: v
+        for k, v in {
+            "keep_last": keep_last,
+            "keep_daily": keep_daily,
+            "keep_weekly": keep_weekly,
+            "keep_monthly": keep_monthly,
+            "incomplete_grace_s": incomplete_grace,
+        }.items()
+        if v is not None
     }
     policy = settings.backup.retention.model_copy(update=overrides)
     result = prune(_repo(settings, repo), policy, dry_run=dry_run)
@@ -235,23 +258,33 @@ def prune_cmd(
         _emit(result.to_dict())
         return
     verb = "would remove" if dry_run else "removed"
-    console.print(f"kept {len(result.kept)}, {verb} {len(result.removed)} snapshot(s) and "
-                  f"{len(result.removed_incomplete)} incomplete one(s)")
+    console.print(
+        f"kept {len(result.kept)}, {verb} {len(result.removed)} snapshot(s) and "
+        f"{len(result.removed_incomplete)} incomplete one(s)"
+    )
 
 
 def restore_cmd(
     to: Annotated[Path, typer.Option("--to", help="Data directory to restore into.")],
-    source: Annotated[str | None, typer.Option("--from", help="Snapshot repository URL "
-                                               "(default: backup.target).")] = None,
+    source: Annotated[
+        str | None, typer.Option("--from", help="Snapshot repository URL (default: backup.target).")
+    ] = None,
     snapshot: Annotated[str, typer.Option(help="Snapshot id or 'latest'.")] = "latest",
     force: Annotated[bool, typer.Option(help="Replace a non-empty target.")] = False,
-    if_not_restored: Annotated[bool, typer.Option(
-        "--if-not-restored", help="Do nothing if the target holds a restore marker.")] = False,
-    chroma_version: Annotated[str | None, typer.Option(
-        help="Chroma version that will serve the target (default: chroma.version).")] = None,
-    skip_if_no_snapshot: Annotated[bool, typer.Option(
-        "--skip-if-no-snapshot", help="With --snapshot latest: exit 0 without restoring when the "
-        "source holds no complete snapshot (a first install that restores itself later).")] = False,
+    if_not_restored: Annotated[
+        bool, typer.Option("--if-not-restored", help="Do nothing if the target holds a restore marker.")
+    ] = False,
+    chroma_version: Annotated[
+        str | None, typer.Option(help="Chroma version that will serve the target (default: chroma.version).")
+    ] = None,
+    skip_if_no_snapshot: Annotated[
+        bool,
+        typer.Option(
+            "--skip-if-no-snapshot",
+            help="With --snapshot latest: exit 0 without restoring when the "
+            "source holds no complete snapshot (a first install that restores itself later).",
+        ),
+    ] = False,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -261,11 +294,20 @@ def restore_cmd(
     repo = _repo(settings, source)
     restored_before = if_not_restored and to.is_dir() and read_marker(to) is not None
     if skip_if_no_snapshot and snapshot == "latest" and not restored_before and not repo.complete():
-        result = RestoreResult("skipped", "", str(to.absolute()), message=(
-            f"no complete snapshot in {redact_url(repo.url)}: nothing to restore, {to} left as it is"))
+        result = RestoreResult(
+            "skipped",
+            "",
+            str(to.absolute()),
+            message=(
+                f"no complete snapshot in {redact_url(repo.url)}: nothing to restore, {to} left as it is"
+            ),
+        )
     else:
         result = restore(
-            repo, to, snapshot=snapshot, force=force,
+            repo,
+            to,
+            snapshot=snapshot,
+            force=force,
             if_not_restored=if_not_restored,
             target_chroma_version=chroma_version or settings.chroma.version,
             progress=_progress(as_json, quiet),
@@ -275,19 +317,22 @@ def restore_cmd(
     elif result.outcome == "skipped":
         console.print(result.message)
     else:
-        console.print(f"restored snapshot [bold]{result.snapshot_id}[/] into {result.target} "
-                      f"({result.files} files, {result.bytes:,} bytes)")
+        console.print(
+            f"restored snapshot [bold]{result.snapshot_id}[/] into {result.target} "
+            f"({result.files} files, {result.bytes:,} bytes)"
+        )
 
 
 ApiUrl = Annotated[str, typer.Option("--url", help="Chroma (or gateway) URL.")]
-HeaderOpt = Annotated[list[str] | None, typer.Option(
-    "--header", "-H", help="Extra request header 'Name: value' (repeatable).")]
-TokenEnvOpt = Annotated[str | None, typer.Option(
-    help="Environment variable with a bearer token.")]
+HeaderOpt = Annotated[
+    list[str] | None, typer.Option("--header", "-H", help="Extra request header 'Name: value' (repeatable).")
+]
+TokenEnvOpt = Annotated[str | None, typer.Option(help="Environment variable with a bearer token.")]
 TenantOpt = Annotated[str, typer.Option(help="Tenant.")]
 DatabaseOpt = Annotated[str, typer.Option(help="Database.")]
-CollectionOpt = Annotated[list[str] | None, typer.Option(
-    "--collection", help="Only this collection (repeatable).")]
+CollectionOpt = Annotated[
+    list[str] | None, typer.Option("--collection", help="Only this collection (repeatable).")
+]
 
 
 def export_cmd(
@@ -307,15 +352,22 @@ def export_cmd(
     settings = _settings(config)
     api = ChromaApi(url, headers=_headers(header, token_env), tenant=tenant, database=database)
     try:
-        result = export(api, _repo(settings, out), collections=collection, page_size=page_size,
-                        progress=_progress(as_json, quiet))
+        result = export(
+            api,
+            _repo(settings, out),
+            collections=collection,
+            page_size=page_size,
+            progress=_progress(as_json, quiet),
+        )
     finally:
         api.close()
     if as_json:
         _emit(result.to_dict())
     else:
-        console.print(f"exported {result.records:,} records from {len(result.collections)} "
-                      f"collection(s) in {result.duration_s:.1f} s")
+        console.print(
+            f"exported {result.records:,} records from {len(result.collections)} "
+            f"collection(s) in {result.duration_s:.1f} s"
+        )
 
 
 def import_cmd(
@@ -335,15 +387,22 @@ def import_cmd(
     settings = _settings(config)
     api = ChromaApi(url, headers=_headers(header, token_env), tenant=tenant, database=database)
     try:
-        result = import_export(_repo(settings, source), api, collections=collection,
-                               batch_size=batch_size, progress=_progress(as_json, quiet))
+        result = import_export(
+            _repo(settings, source),
+            api,
+            collections=collection,
+            batch_size=batch_size,
+            progress=_progress(as_json, quiet),
+        )
     finally:
         api.close()
     if as_json:
         _emit(result.to_dict())
     else:
-        console.print(f"imported {result.records:,} records into {len(result.collections)} "
-                      f"collection(s) in {result.duration_s:.1f} s")
+        console.print(
+            f"imported {result.records:,} records into {len(result.collections)} "
+            f"collection(s) in {result.duration_s:.1f} s"
+        )
 
 
 migrate_app = typer.Typer(
@@ -356,8 +415,9 @@ migrate_app = typer.Typer(
 def migrate_snapshot_cmd(
     config: ConfigOpt = None,
     repo: RepoOpt = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Chroma data directory "
-                                                  "(default: chroma.persist_path).")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Chroma data directory (default: chroma.persist_path).")
+    ] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -367,16 +427,21 @@ def migrate_snapshot_cmd(
     snapshot goes to --repo, else backup.target, else .chromactl-pre-1.x/ in the directory.
     """
     settings = _settings(config)
-    result = snapshot_before_upgrade(settings, data_dir or settings.chroma.persist_path, repo=repo,
-                                     progress=_progress(as_json, quiet))
+    result = snapshot_before_upgrade(
+        settings, data_dir or settings.chroma.persist_path, repo=repo, progress=_progress(as_json, quiet)
+    )
     if as_json:
         _emit(result.to_dict())
     elif result.outcome == "taken":
-        console.print(f"Chroma 0.x data: snapshot [bold]{result.snapshot_id}[/] taken to {result.repository} "
-                      "before Chroma 1.x converts it")
+        console.print(
+            f"Chroma 0.x data: snapshot [bold]{result.snapshot_id}[/] taken to {result.repository} "
+            "before Chroma 1.x converts it"
+        )
     elif result.outcome == "already-taken":
-        console.print(f"Chroma 0.x data: snapshot {result.snapshot_id} in {result.repository} was taken "
-                      f"at {result.taken_at}; not taken again")
+        console.print(
+            f"Chroma 0.x data: snapshot {result.snapshot_id} in {result.repository} was taken "
+            f"at {result.taken_at}; not taken again"
+        )
     else:
         console.print(f"data directory: {result.generation}; no snapshot needed")
 

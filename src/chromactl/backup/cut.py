@@ -112,7 +112,7 @@ class _Source:
 
     def read(self, offset: int, n: int) -> bytes | memoryview:
         if self._view is not None and offset + n <= len(self._view):
-            return self._view[offset:offset + n]
+            return self._view[offset : offset + n]
         return os.pread(self.fd, n, offset)
 
     def close(self) -> None:
@@ -197,12 +197,14 @@ def take_cut(
     try:
         pre = os.fstat(sql_fd)
         if pre.st_size >= MAP_MIN:
-            mapped = mmap.mmap(sql_fd, pre.st_size, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
-                               prot=mmap.PROT_READ)
+            mapped = mmap.mmap(
+                sql_fd, pre.st_size, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ
+            )
         sql_source = _Source(sql_fd, mapped)
         try:
-            return _cut(data_dir, staging, baselines, hold, sql_source, pre.st_ino,
-                        staged_sqlite, lock_timeout_s)
+            return _cut(
+                data_dir, staging, baselines, hold, sql_source, pre.st_ino, staged_sqlite, lock_timeout_s
+            )
         finally:
             sql_source.close()
     finally:
@@ -231,16 +233,30 @@ def _cut(
             marks["granted"] = time.perf_counter()
             with SqliteReadLock(data_dir / SQLITE_NAME, lock_timeout_s):
                 marks["locked"] = time.perf_counter()
-                _compare(data_dir, baselines, sql_source, sql_ino, staged_sqlite, staged_fd,
-                         delta_dir, patches, present, checked)
+                _compare(
+                    data_dir,
+                    baselines,
+                    sql_source,
+                    sql_ino,
+                    staged_sqlite,
+                    staged_fd,
+                    delta_dir,
+                    patches,
+                    present,
+                    checked,
+                )
                 marks["compared"] = time.perf_counter()
         hold_s = time.perf_counter() - start
     finally:
         if staged_fd is not None:
             os.close(staged_fd)
     end = start + hold_s
-    steps = {"grant_s": marks["granted"] - start, "lock_s": marks["locked"] - marks["granted"],
-             "compare_s": marks["compared"] - marks["locked"], "release_s": end - marks["compared"]}
+    steps = {
+        "grant_s": marks["granted"] - start,
+        "lock_s": marks["locked"] - marks["granted"],
+        "compare_s": marks["compared"] - marks["locked"],
+        "release_s": end - marks["compared"],
+    }
     return Cut(patches, present, hold_s, getattr(hold, "waited_s", 0.0), checked[0], steps)
 
 

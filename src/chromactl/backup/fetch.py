@@ -178,8 +178,10 @@ def check_files(
     cpus = os.cpu_count() or 1
     # biggest first, so the long file starts at once and small ones fill in around it
     ordered = sorted(manifest.files, key=lambda e: -e.stored_size)
-    with ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="unzstd") as inner, \
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+    with (
+        ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="unzstd") as inner,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool,
+    ):
         decoder = _Decoder(inner, 2 * cpus)
         futures = {
             entry.path: pool.submit(

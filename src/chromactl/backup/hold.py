@@ -118,9 +118,7 @@ class GatewayHold:
         except httpx.HTTPError as exc:
             raise HoldError(f"cannot reach the gateway to hold writes: {exc}") from None
         if resp.status_code not in (200, 201):
-            raise HoldError(
-                f"the gateway refused to hold writes: HTTP {resp.status_code} {resp.text[:200]}"
-            )
+            raise HoldError(f"the gateway refused to hold writes: HTTP {resp.status_code} {resp.text[:200]}")
         body = resp.json()
         self._hold_id = str(body["hold_id"])
         self.waited_s = float(body.get("waited_s", 0.0))

@@ -51,8 +51,12 @@ class Lease:
         """The lease, or ``None`` when the object is not one (treated as no lease)."""
         try:
             raw: Any = json.loads(data)
-            return cls(float(raw["refreshed_at"]), float(raw["ttl_s"]), str(raw.get("host", "")),
-                       int(raw.get("pid", 0)))
+            return cls(
+                float(raw["refreshed_at"]),
+                float(raw["ttl_s"]),
+                str(raw.get("host", "")),
+                int(raw.get("pid", 0)),
+            )
         except (ValueError, TypeError, KeyError):
             return None
 
@@ -65,8 +69,14 @@ class LeaseKeeper:
     interval; the lease then only goes stale if the store stays unreachable for ``ttl_s``.
     """
 
-    def __init__(self, repo: Repository, snapshot_id: str, *, ttl_s: float = LEASE_TTL_S,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        snapshot_id: str,
+        *,
+        ttl_s: float = LEASE_TTL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.repo = repo
         self.snapshot_id = snapshot_id
         self.ttl_s = ttl_s
@@ -86,8 +96,12 @@ class LeaseKeeper:
             try:
                 self.refresh()
             except Exception as exc:  # the next refresh may work; the backup goes on
-                log.warning("could not refresh the lease of snapshot %s: %s: %s",
-                            self.snapshot_id, type(exc).__name__, exc)
+                log.warning(
+                    "could not refresh the lease of snapshot %s: %s: %s",
+                    self.snapshot_id,
+                    type(exc).__name__,
+                    exc,
+                )
 
     def __enter__(self) -> LeaseKeeper:
         self.refresh()
@@ -95,13 +109,15 @@ class LeaseKeeper:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         try:
             self.repo.delete_lease(self.snapshot_id)
         except Exception as err:  # a lease left behind goes stale after ttl_s
-            log.warning("could not remove the lease of snapshot %s: %s: %s",
-                        self.snapshot_id, type(err).__name__, err)
+            log.warning(
+                "could not remove the lease of snapshot %s: %s: %s", self.snapshot_id, type(err).__name__, err
+            )

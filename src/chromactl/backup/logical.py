@@ -85,9 +85,7 @@ class ChromaApi:
         self.url = url.rstrip("/")
         self.tenant = tenant
         self.database = database
-        self._client = httpx.Client(
-            base_url=f"{self.url}/api/v2", headers=headers or {}, timeout=timeout_s
-        )
+        self._client = httpx.Client(base_url=f"{self.url}/api/v2", headers=headers or {}, timeout=timeout_s)
 
     def close(self) -> None:
         self._client.close()
@@ -109,9 +107,7 @@ class ChromaApi:
                 time.sleep(0.5 * 2**attempt)
                 continue
             if resp.status_code >= 400:
-                raise ExportError(
-                    f"{method} {path} answered HTTP {resp.status_code}: {resp.text[:300]}"
-                )
+                raise ExportError(f"{method} {path} answered HTTP {resp.status_code}: {resp.text[:300]}")
             return resp.json() if resp.content else None
         raise ExportError(f"{method} {path}: gave up")  # pragma: no cover
 
@@ -144,9 +140,7 @@ class ChromaApi:
 
     def get(self, collection_id: str, *, limit: int, offset: int) -> dict[str, Any]:
         body = {"limit": limit, "offset": offset, "include": INCLUDE}
-        result: dict[str, Any] = self._call(
-            "POST", f"{self._db}/collections/{collection_id}/get", body
-        )
+        result: dict[str, Any] = self._call("POST", f"{self._db}/collections/{collection_id}/get", body)
         return result
 
     def create_collection(
@@ -232,9 +226,7 @@ def export(
         "database": api.database,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "complete": False,
-        "collections": [
-            {"name": c["name"], "dir": f"{api.tenant}/{api.database}/{c['name']}"} for c in cols
-        ],
+        "collections": [{"name": c["name"], "dir": f"{api.tenant}/{api.database}/{c['name']}"} for c in cols],
     }
     previous = _read_json(out, "export.json")
     if previous and previous.get("complete") is False:
@@ -252,14 +244,18 @@ def export(
             continue
         if state["next_offset"]:
             result.resumed = True
-        _write_json(out, f"{base}/collection.json", {
-            "id": col["id"],
-            "name": col["name"],
-            "metadata": col.get("metadata"),
-            "configuration_json": col.get("configuration_json"),
-            "dimension": col.get("dimension"),
-            "count": total,
-        })
+        _write_json(
+            out,
+            f"{base}/collection.json",
+            {
+                "id": col["id"],
+                "name": col["name"],
+                "metadata": col.get("metadata"),
+                "configuration_json": col.get("configuration_json"),
+                "dimension": col.get("dimension"),
+                "count": total,
+            },
+        )
         progress.phase(f"export {col['name']}", total)
         progress.advance(int(state["next_offset"]))
         while True:
@@ -297,9 +293,14 @@ def _legacy_configuration(col: dict[str, Any]) -> tuple[dict[str, Any] | None, d
         return {k: v for k, v in config.items() if k in ("hnsw", "spann") and v}, metadata
     hnsw: dict[str, Any] = {}
     legacy = config.get("hnsw_configuration") or {}
-    names = {"space": "space", "ef_construction": "ef_construction", "ef_search": "ef_search",
-             "M": "max_neighbors", "resize_factor": "resize_factor",
-             "sync_threshold": "sync_threshold"}
+    names = {
+        "space": "space",
+        "ef_construction": "ef_construction",
+        "ef_search": "ef_search",
+        "M": "max_neighbors",
+        "resize_factor": "resize_factor",
+        "sync_threshold": "sync_threshold",
+    }
     for old, new in names.items():
         if old in legacy:
             hnsw[new] = legacy[old]

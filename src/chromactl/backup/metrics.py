@@ -50,8 +50,10 @@ class _LastBackup(Collector):
             values = (self.success_ts, self.outcome, self.size)
         for (name, doc), value in zip(
             [
-                ("chromactl_backup_last_success_timestamp_seconds",
-                 "Unix time at which the newest successful backup finished."),
+                (
+                    "chromactl_backup_last_success_timestamp_seconds",
+                    "Unix time at which the newest successful backup finished.",
+                ),
                 ("chromactl_backup_last_outcome", "1 if the last backup succeeded, 0 if it failed."),
                 ("chromactl_backup_size_bytes", "Bytes stored by the last successful snapshot."),
             ],

@@ -97,10 +97,16 @@ def snapshot_before_upgrade(
     as_0x = settings.model_copy(update={"chroma": settings.chroma.model_copy(update={"version": "0"})})
     result = run_backup(as_0x, NoHold(), target=url, data_dir=data_dir, progress=progress)
     if result.outcome != "success":
-        raise ChromactlError(f"the snapshot before the upgrade to Chroma 1.x failed, Chroma was not started: "
-                             f"{result.error}")
-    taken = MigrateResult("taken", found, snapshot_id=result.snapshot_id, repository=redact_url(url),
-                          taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        raise ChromactlError(
+            f"the snapshot before the upgrade to Chroma 1.x failed, Chroma was not started: {result.error}"
+        )
+    taken = MigrateResult(
+        "taken",
+        found,
+        snapshot_id=result.snapshot_id,
+        repository=redact_url(url),
+        taken_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
     record.parent.mkdir(exist_ok=True)
     tmp = record.with_suffix(".tmp")
     kept = {k: v for k, v in taken.to_dict().items() if k not in ("outcome", "generation")}

@@ -66,8 +66,9 @@ def abandoned(repo: Repository, snap: SnapshotInfo, grace_s: float, now: float) 
     return lease is None or not lease.fresh(now)
 
 
-def prune(repo: Repository, policy: RetentionSettings, *, dry_run: bool = False,
-          now: float | None = None) -> PruneResult:
+def prune(
+    repo: Repository, policy: RetentionSettings, *, dry_run: bool = False, now: float | None = None
+) -> PruneResult:
     """Apply ``policy``; ``now`` (Unix seconds, default the clock) is the time leases and
     ages are judged at."""
     now = time.time() if now is None else now

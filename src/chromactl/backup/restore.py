@@ -72,7 +72,8 @@ def _data_entries(target: Path) -> list[str]:
     if not target.is_dir():
         raise RestoreError(f"{target} exists and is not a directory")
     return sorted(
-        e.name for e in target.iterdir()
+        e.name
+        for e in target.iterdir()
         if e.name not in IGNORED_ENTRIES and not e.name.startswith((TMP_PREFIX, OLD_PREFIX))
     )
 
@@ -103,15 +104,18 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _marker(manifest: Manifest, source: str) -> str:
-    return json.dumps(
-        {
-            "snapshot_id": manifest.snapshot_id,
-            "source": source,
-            "chroma_version": manifest.chroma_version,
-            "restored_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-        indent=2,
-    ) + "\n"
+    return (
+        json.dumps(
+            {
+                "snapshot_id": manifest.snapshot_id,
+                "source": source,
+                "chroma_version": manifest.chroma_version,
+                "restored_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def check_space(where: Path, needed: int) -> None:

@@ -254,7 +254,10 @@ class BackupAgent:
             assert result is not None
             log.info(
                 "backup %s: snapshot %s, %d bytes stored, writes held %.1f ms, %.1f s",
-                run.backup_id, result.snapshot_id, result.stored_bytes, result.hold_s * 1000,
+                run.backup_id,
+                result.snapshot_id,
+                result.stored_bytes,
+                result.hold_s * 1000,
                 result.duration_s,
                 extra={"backup_id": run.backup_id, "snapshot_id": result.snapshot_id},
             )
@@ -264,7 +267,9 @@ class BackupAgent:
         outcome = prune(Repository.from_settings(backup), backup.retention).to_dict()
         log.info(
             "pruned %d snapshot(s) and %d incomplete one(s) in %s",
-            len(outcome["removed"]), len(outcome["removed_incomplete"]), redact_url(backup.target),
+            len(outcome["removed"]),
+            len(outcome["removed_incomplete"]),
+            redact_url(backup.target),
         )
         return outcome
 

@@ -204,8 +204,9 @@ class _SnapshotRun:
     """One snapshot, phase by phase: :meth:`first_pass`, :meth:`cut`, :meth:`upload_database`,
     :meth:`catch_up`, :meth:`drop_deleted`, :meth:`write_manifest`; :meth:`failed` cleans up."""
 
-    def __init__(self, data_dir: Path, repo: Repository, hold: WriteHold, engine: _Engine,
-                 workers: int) -> None:
+    def __init__(
+        self, data_dir: Path, repo: Repository, hold: WriteHold, engine: _Engine, workers: int
+    ) -> None:
         self.data_dir = data_dir
         self.repo = repo
         self.hold = hold
@@ -256,8 +257,9 @@ class _SnapshotRun:
                 raise failures[0]
         self.phases["first_pass_s"] = time.perf_counter() - self.t0
         if self.staged_sqlite is not None:
-            self.baselines[SQLITE_NAME] = catch_up(self.sqlite_path, self.staged_sqlite,
-                                                   self.baselines[SQLITE_NAME])
+            self.baselines[SQLITE_NAME] = catch_up(
+                self.sqlite_path, self.staged_sqlite, self.baselines[SQLITE_NAME]
+            )
             self.phases["catch_up_s"] = time.perf_counter() - self.t0 - self.phases["first_pass_s"]
 
     def _first_pass_database(self) -> None:
@@ -273,8 +275,9 @@ class _SnapshotRun:
     def cut(self) -> Cut:
         """The consistent cut under the write hold (:func:`.cut.take_cut`): which files
         changed since the first pass (their delta chunks staged) and which still exist."""
-        cut = take_cut(self.data_dir, self.engine.staging, self.baselines, self.hold,
-                       staged_sqlite=self.staged_sqlite)
+        cut = take_cut(
+            self.data_dir, self.engine.staging, self.baselines, self.hold, staged_sqlite=self.staged_sqlite
+        )
         self.phases["hold_s"] = cut.hold_s
         self.phases["hold_checked_bytes"] = float(cut.checked_bytes)
         self.phases.update({f"hold_{k}": v for k, v in cut.steps_s.items()})
@@ -303,8 +306,7 @@ class _SnapshotRun:
         self.phases["quick_check_s"] = time.perf_counter() - t
         if verdict != "ok":
             raise SnapshotError(
-                f"the copy of {SQLITE_NAME} failed PRAGMA quick_check ({verdict}); "
-                "no snapshot was written"
+                f"the copy of {SQLITE_NAME} failed PRAGMA quick_check ({verdict}); no snapshot was written"
             )
         self.entries[SQLITE_NAME] = _entry(SQLITE_NAME, sqlite_copy, mode)
         return collection_counts(staged)
@@ -319,8 +321,9 @@ class _SnapshotRun:
             old = self.entries.get(rel)
             if old is not None and not patch.changed and patch.size == old.size:
                 continue  # only its stat changed: the uploaded object is its content
-            copied = self.engine.rebuild(rel, patch, has_base=old is not None,
-                                         uploaded=old.stored_sha256 if old is not None else None)
+            copied = self.engine.rebuild(
+                rel, patch, has_base=old is not None, uploaded=old.stored_sha256 if old is not None else None
+            )
             mode = old.mode if old is not None else _mode(self.data_dir / rel)
             self.entries[rel] = _entry(rel, copied, mode)
 
@@ -330,8 +333,9 @@ class _SnapshotRun:
             self.repo.remove_object(self.snapshot_id, object_name(rel))
             del self.entries[rel]
 
-    def write_manifest(self, cut: Cut, counts: list[CollectionCount], *, created_at: str,
-                       chroma_version: str) -> Manifest:
+    def write_manifest(
+        self, cut: Cut, counts: list[CollectionCount], *, created_at: str, chroma_version: str
+    ) -> Manifest:
         """``manifest.json``, last: from now on the snapshot is complete."""
         manifest = Manifest(
             snapshot_id=self.snapshot_id,
@@ -415,8 +419,7 @@ def create_snapshot(
     created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     staging = Path(tempfile.mkdtemp(prefix="chromactl-snapshot-", dir=staging_dir))
     compress_pool = ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="zstd")
-    engine = _Engine(repo, snapshot_id, staging, FrameCompressor(level, compress_pool, 2 * cpus),
-                     progress)
+    engine = _Engine(repo, snapshot_id, staging, FrameCompressor(level, compress_pool, 2 * cpus), progress)
     run = _SnapshotRun(data_dir, repo, hold, engine, workers or 4)
     try:
         repo.snapshot_ids()  # the target answers (with retries) before any data is read
@@ -428,8 +431,7 @@ def create_snapshot(
             run.catch_up(cut)
             run.phases["after_hold_s"] = time.perf_counter() - t_after
             run.drop_deleted(cut)
-            manifest = run.write_manifest(cut, counts, created_at=created_at,
-                                          chroma_version=chroma_version)
+            manifest = run.write_manifest(cut, counts, created_at=created_at, chroma_version=chroma_version)
     except BaseException as exc:
         err = run.failed(exc)
         if err is exc:
@@ -442,8 +444,13 @@ def create_snapshot(
     result = run.result(cut, manifest)
     log.info(
         "snapshot %s: %d files, %d bytes, hold %.1f ms (%d bytes compared, %d rewritten)",
-        snapshot_id, result.files, result.bytes, cut.hold_s * 1000, cut.checked_bytes,
-        result.recopied_bytes, extra={"snapshot_id": snapshot_id, "hold_s": cut.hold_s},
+        snapshot_id,
+        result.files,
+        result.bytes,
+        cut.hold_s * 1000,
+        cut.checked_bytes,
+        result.recopied_bytes,
+        extra={"snapshot_id": snapshot_id, "hold_s": cut.hold_s},
     )
     return result
 
@@ -466,5 +473,8 @@ def _discard(repo: Repository, snapshot_id: str) -> None:
     try:
         repo.delete(snapshot_id, retry=False)
     except Exception:  # best effort; prune removes what is left
-        log.warning("could not remove what was uploaded of snapshot %s (it has no manifest: "
-                    "never restorable; backup prune removes it later)", snapshot_id)
+        log.warning(
+            "could not remove what was uploaded of snapshot %s (it has no manifest: "
+            "never restorable; backup prune removes it later)",
+            snapshot_id,
+        )

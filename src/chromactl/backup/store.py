@@ -36,8 +36,18 @@ SNAPSHOT_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 log = logging.getLogger("chromactl.backup")
 T = TypeVar("T")
 #: Errors from object storage client libraries that are worth another attempt.
-_TRANSIENT_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests", "azure.core",
-                      "google.api_core", "google.auth.exceptions", "gcsfs", "fsspec")
+_TRANSIENT_MODULES = (
+    "botocore",
+    "aiobotocore",
+    "aiohttp",
+    "urllib3",
+    "requests",
+    "azure.core",
+    "google.api_core",
+    "google.auth.exceptions",
+    "gcsfs",
+    "fsspec",
+)
 _PERMANENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
@@ -87,11 +97,14 @@ def storage_options(url: str, settings: BackupSettings) -> dict[str, Any]:
         if client_kwargs:
             options.setdefault("client_kwargs", client_kwargs)
         # One request may take io_timeout_s; chromactl itself retries (RetryPolicy).
-        options.setdefault("config_kwargs", {
-            "connect_timeout": settings.io_timeout_s,
-            "read_timeout": settings.io_timeout_s,
-            "retries": {"max_attempts": 1, "mode": "standard"},
-        })
+        options.setdefault(
+            "config_kwargs",
+            {
+                "connect_timeout": settings.io_timeout_s,
+                "read_timeout": settings.io_timeout_s,
+                "retries": {"max_attempts": 1, "mode": "standard"},
+            },
+        )
     return options
 
 
@@ -138,8 +151,17 @@ class RetryPolicy:
 
 def is_transient(exc: BaseException) -> bool:
     """Whether an object storage error may go away on its own (network, timeouts, 5xx)."""
-    if isinstance(exc, ChromactlError | FileNotFoundError | PermissionError | IsADirectoryError
-                  | NotADirectoryError | FileExistsError | ValueError | TypeError):
+    if isinstance(
+        exc,
+        ChromactlError
+        | FileNotFoundError
+        | PermissionError
+        | IsADirectoryError
+        | NotADirectoryError
+        | FileExistsError
+        | ValueError
+        | TypeError,
+    ):
         return False
     if isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS:
         return False
@@ -186,8 +208,7 @@ class Repository:
     def from_settings(cls, settings: BackupSettings, url: str | None = None) -> Repository:
         load_credentials_dir(settings.credentials_dir)
         target = url or settings.target
-        return cls(target, storage_options(target, settings),
-                   retry=RetryPolicy.from_settings(settings))
+        return cls(target, storage_options(target, settings), retry=RetryPolicy.from_settings(settings))
 
     def retry(self, what: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` (one whole operation, safe to repeat) with the retry policy.
@@ -221,8 +242,9 @@ class Repository:
                         f"{elapsed:.1f}s; limits: backup.retry_attempts={policy.attempts}, "
                         f"backup.op_timeout_s={policy.time_limit_s:g})"
                     ) from None
-                log.warning("%s failed (%s: %s); retry %d in %.1fs", what,
-                            type(exc).__name__, exc, attempt, delay)
+                log.warning(
+                    "%s failed (%s: %s); retry %d in %.1fs", what, type(exc).__name__, exc, attempt, delay
+                )
                 time.sleep(delay)
 
     @property
@@ -248,8 +270,10 @@ class Repository:
 
     def read_manifest(self, snapshot_id: str) -> Manifest:
         try:
-            data = self.retry(f"read the manifest of {snapshot_id}",
-                              lambda: self.fs.cat_file(self.path(snapshot_id, MANIFEST_NAME)))
+            data = self.retry(
+                f"read the manifest of {snapshot_id}",
+                lambda: self.fs.cat_file(self.path(snapshot_id, MANIFEST_NAME)),
+            )
         except FileNotFoundError:
             raise ManifestError(
                 f"snapshot {snapshot_id} has no manifest: it is incomplete "
@@ -275,9 +299,7 @@ class Repository:
         if ref == "latest":
             done = self.complete()
             if not done:
-                raise RepositoryError(
-                    f"no complete snapshot in {redact_url(self.url)}"
-                )
+                raise RepositoryError(f"no complete snapshot in {redact_url(self.url)}")
             manifest = done[-1].manifest
             assert manifest is not None
             return manifest
@@ -380,4 +402,3 @@ class Repository:
 
     def age_s(self, snapshot_id: str) -> float:
         return time.time() - snapshot_time(snapshot_id).timestamp()
-

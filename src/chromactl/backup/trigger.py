@@ -64,8 +64,9 @@ class AgentClient:
             try:
                 tls.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
             except (OSError, ssl.SSLError) as exc:
-                raise TriggerError(f"cannot load the client certificate {client_cert[0]}: {exc}",
-                                   exit_code=2) from None
+                raise TriggerError(
+                    f"cannot load the client certificate {client_cert[0]}: {exc}", exit_code=2
+                ) from None
         self._client = httpx.Client(
             base_url=self.url,
             headers=headers,
@@ -211,8 +212,9 @@ def trigger_cmd(
     if (client_cert is None) != (client_key is None):
         raise TriggerError("--client-cert and --client-key go together", exit_code=2)
     pair = (client_cert, client_key) if client_cert and client_key else None
-    client = AgentClient(gateway, _token(token_file, token_env), ca_file=Path(ca) if ca else None,
-                         client_cert=pair)
+    client = AgentClient(
+        gateway, _token(token_file, token_env), ca_file=Path(ca) if ca else None, client_cert=pair
+    )
     try:
         run, started = client.start(prune=prune)
         verb = "started" if started else "already running, following"

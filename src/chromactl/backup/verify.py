@@ -64,7 +64,9 @@ def check_with_chroma(
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
             [chroma_bin or default_chroma_bin(), "run", str(config)],
-            stdout=log_file, stderr=subprocess.STDOUT, env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     mismatches: dict[str, dict[str, int]] = {}
     problems: list[str] = []
@@ -131,9 +133,7 @@ def verify(
         report.sqlite_check = check_sqlite(data_dir / SQLITE_NAME)
         if report.sqlite_check != "ok":
             report.problems.append(f"sqlite quick_check: {report.sqlite_check}")
-        report.count_mismatches, problems = check_with_chroma(
-            data_dir, manifest, chroma_bin=chroma_bin
-        )
+        report.count_mismatches, problems = check_with_chroma(data_dir, manifest, chroma_bin=chroma_bin)
         report.problems.extend(problems)
         report.chroma_checked = True
         report.ok = not (report.count_mismatches or report.problems)
