@@ -40,8 +40,7 @@ from typing import IO
 import httpx
 import yaml
 
-from chromactl import selfsigned
-from chromactl.backup import chromadb_files
+from chromactl import chromadata, selfsigned
 from chromactl.config import ChromaSettings, Settings, load_config
 from chromactl.errors import ChromactlError
 from chromactl.gateway.tokens import generate_token
@@ -51,7 +50,7 @@ HOST = "127.0.0.1"
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 20
-SQLITE_FILE = "chroma.sqlite3"
+SQLITE_FILE = chromadata.SQLITE_NAME
 
 
 class UpError(ChromactlError):
@@ -229,7 +228,7 @@ def known_migrations() -> set[str]:
 def applied_migrations(db: Path) -> set[str]:
     """File names of the migrations recorded in ``chroma.sqlite3`` (opened read-only)."""
     try:
-        return {filename for _dir, filename in chromadb_files.applied_migrations(db)}
+        return {filename for _dir, filename in chromadata.applied_migrations(db)}
     except sqlite3.Error as exc:
         raise UpError(f"{db} is not a Chroma database ({exc}); choose another --data-dir") from None
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from chromactl.backup import Repository, restore
+from chromactl.backup.lease import LEASE_TTL_S
 from chromactl.backup.prune import prune
 from chromactl.config import RetentionSettings
 
@@ -78,7 +79,10 @@ def check_after_kill(
     assert result["outcome"] == "success"
     assert [s.snapshot_id for s in repo.complete()] == [result["snapshot_id"]]
     assert restore(repo, tmp_path / "r2").snapshot_id == result["snapshot_id"]
-    pruned = prune(repo, RetentionSettings(incomplete_grace_s=0))
+    # the killed backup's lease is still fresh: its snapshot looks like a running backup's
+    assert prune(repo, RetentionSettings(incomplete_grace_s=0)).removed_incomplete == []
+    # once the lease has gone stale (no writer refreshes it) the grace applies
+    pruned = prune(repo, RetentionSettings(incomplete_grace_s=0), now=time.time() + LEASE_TTL_S + 1)
     assert len(pruned.removed_incomplete) == 1
     assert [s.snapshot_id for s in repo.snapshots()] == [result["snapshot_id"]]
 

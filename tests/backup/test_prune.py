@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from chromactl.backup import Manifest, Repository
+from chromactl.backup import snapshot as snapshot_mod
+from chromactl.backup.hold import NoHold
+from chromactl.backup.lease import LEASE_NAME, LEASE_TTL_S, Lease, LeaseKeeper
+from chromactl.backup.progress import NullProgress
 from chromactl.backup.prune import prune
+from chromactl.backup.snapshot import create_snapshot
 from chromactl.cli import app
 from chromactl.config import RetentionSettings
 
@@ -134,3 +141,75 @@ def test_dry_run_and_cli(tmp_path: Path) -> None:
     assert repo.snapshot_ids() == sorted(ids)[4:]
     listed = CliRunner().invoke(app, ["backup", "list", "--repo", str(tmp_path), "--json"])
     assert [s["snapshot_id"] for s in json.loads(listed.stdout)["snapshots"]] == sorted(ids)[4:]
+
+
+class _PruneMidway(NullProgress):
+    """Runs ``prune`` (default 6 h grace) each time the backup starts a phase."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.removed: list[str] = []
+        self.phases = 0
+
+    def phase(self, description: str, total_bytes: int) -> None:
+        self.phases += 1
+        self.removed += prune(self.repo, RetentionSettings()).removed_incomplete
+
+
+def test_long_running_backup_is_not_pruned(
+    seeded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup that has run for 7 hours (longer than the 6 h grace) keeps its partial
+    snapshot: its lease is fresh."""
+    repo = Repository(str(tmp_path / "repo"))
+    started = sid(datetime.now(UTC) - timedelta(hours=7), 7)
+    monkeypatch.setattr(snapshot_mod, "new_snapshot_id", lambda: started)
+    progress = _PruneMidway(repo)
+    assert RetentionSettings().incomplete_grace_s < 7 * 3600
+    result = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9", progress=progress)
+    assert progress.phases >= 1
+    assert progress.removed == []
+    assert result.snapshot_id == started
+    assert [s.snapshot_id for s in repo.complete()] == [started]
+    assert not (Path(repo.root) / started / LEASE_NAME).exists()  # removed at the end
+
+
+def test_dead_backup_is_pruned_once_its_lease_is_stale(tmp_path: Path) -> None:
+    repo = Repository(str(tmp_path))
+    now = time.time()
+    dead = sid(datetime.fromtimestamp(now, UTC) - timedelta(hours=7), 1)
+    fake(repo, dead, complete=False)
+    # its writer refreshed the lease until it died, 10 s ago
+    repo.write_lease(dead, Lease(now - 10, LEASE_TTL_S, "host", 1))
+    grace = policy(keep_last=5, incomplete_grace_s=6 * 3600)
+    assert prune(repo, grace, now=now).removed_incomplete == []
+    assert prune(repo, grace, now=now + LEASE_TTL_S - 20).removed_incomplete == []
+    # nobody refreshed it for longer than its ttl: the grace (long past) applies
+    assert prune(repo, grace, now=now + LEASE_TTL_S, dry_run=True).removed_incomplete == [dead]
+    assert prune(repo, grace, now=now + LEASE_TTL_S).removed_incomplete == [dead]
+    assert dead not in repo.snapshot_ids()
+
+
+def test_stale_lease_within_grace_is_kept(tmp_path: Path) -> None:
+    repo = Repository(str(tmp_path))
+    now = time.time()
+    young = sid(datetime.fromtimestamp(now, UTC) - timedelta(hours=1), 2)
+    fake(repo, young, complete=False)
+    repo.write_lease(young, Lease(now - 3 * LEASE_TTL_S, LEASE_TTL_S))
+    assert prune(repo, policy(incomplete_grace_s=2 * 3600), now=now).removed_incomplete == []
+    assert Lease.from_json(b"not json") is None
+
+
+def test_lease_keeper_refreshes_and_removes(tmp_path: Path) -> None:
+    repo = Repository(str(tmp_path))
+    snap = sid(NOW, 3)
+    clock = iter(float(t) for t in range(1000, 2000))
+    with LeaseKeeper(repo, snap, ttl_s=0.2, clock=lambda: next(clock)):
+        first = repo.read_lease(snap)
+        assert first is not None and first.ttl_s == 0.2
+        deadline = time.monotonic() + 10
+        while (lease := repo.read_lease(snap)) is not None and lease.refreshed_at == first.refreshed_at:
+            assert time.monotonic() < deadline, "the lease was never refreshed"
+            time.sleep(0.02)
+        assert lease is not None and lease.refreshed_at > first.refreshed_at
+    assert repo.read_lease(snap) is None

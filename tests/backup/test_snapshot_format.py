@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,8 @@ import zstandard
 from chromactl import __version__
 from chromactl.backup import FORMAT_VERSION, NoHold, Repository, create_snapshot
 from chromactl.backup.chromadb_files import MARKER_NAME
-from chromactl.backup.manifest import Manifest, ManifestError
+from chromactl.backup.hold import CallbackHold
+from chromactl.backup.manifest import Manifest, ManifestError, object_name
 from chromactl.backup.store import RepositoryError
 
 
@@ -174,3 +177,39 @@ def test_ids_of_snapshots_taken_within_one_second_sort_in_creation_order() -> No
     ids = [new_snapshot_id(t) for t in times]
     assert all(SNAPSHOT_ID_RE.match(i) for i in ids)
     assert sorted(ids) == ids
+
+
+def test_cut_uploads_only_files_whose_content_changed(
+    seeded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose stat changed but not its content keeps its first-pass object; a file
+    whose content changed is uploaded again once."""
+    data = tmp_path / "data"
+    shutil.copytree(seeded_dir, data)
+    seg = sorted(p for p in data.rglob("*.bin") if p.stat().st_size > 0)
+    touched, changed = seg[0], seg[1]
+
+    def acquire(_timeout: float) -> object:
+        st = touched.stat()
+        os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        with open(changed, "r+b") as fh:
+            first = fh.read(1)
+            fh.seek(0)
+            fh.write(bytes([first[0] ^ 0xFF]))
+        return None
+
+    repo = Repository(str(tmp_path / "repo"))
+    uploads: list[str] = []
+    real = repo.upload
+    monkeypatch.setattr(
+        repo, "upload", lambda local, sid, name: (uploads.append(name), real(local, sid, name))[1]
+    )
+    result = create_snapshot(data, repo, CallbackHold(acquire, lambda _t: None), chroma_version="1.5.9")
+    rel = {p: p.relative_to(data).as_posix() for p in (touched, changed)}
+    assert result.recopied_files >= 1
+    assert uploads == [object_name(rel[changed])]
+    manifest = repo.read_manifest(str(result.snapshot_id))
+    assert manifest.consistency == "online"
+    by_path = {f.path: f for f in manifest.files}
+    assert by_path[rel[changed]].sha256 == hashlib.sha256(changed.read_bytes()).hexdigest()
+    assert by_path[rel[touched]].sha256 == hashlib.sha256(touched.read_bytes()).hexdigest()

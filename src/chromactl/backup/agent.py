@@ -51,7 +51,6 @@ def run_backup(
     target: str | None = None,
     data_dir: Path | None = None,
     progress: Progress | None = None,
-    consistency: str = "online",
 ) -> BackupResult:
     """Take one snapshot as configured; never raises for a failed backup.
 
@@ -70,7 +69,6 @@ def run_backup(
             level=settings.backup.compression_level,
             staging_dir=settings.backup.staging_dir,
             progress=progress,
-            consistency=consistency,
         )
     except Exception as exc:
         log.error("backup failed: %s", exc)

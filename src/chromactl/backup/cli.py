@@ -130,7 +130,6 @@ def create_cmd(
         target=repo,
         data_dir=data_dir,
         progress=_progress(as_json, quiet),
-        consistency="offline" if offline else "online",
     )
     if as_json:
         _emit(result.to_dict())

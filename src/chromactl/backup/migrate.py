@@ -95,9 +95,7 @@ def snapshot_before_upgrade(
         url = local.as_uri()
     # Labelled Chroma "0" (any 0.x): a restore into a 0.x server accepts it, into 1.x too.
     as_0x = settings.model_copy(update={"chroma": settings.chroma.model_copy(update={"version": "0"})})
-    result = run_backup(
-        as_0x, NoHold(), target=url, data_dir=data_dir, progress=progress, consistency="offline"
-    )
+    result = run_backup(as_0x, NoHold(), target=url, data_dir=data_dir, progress=progress)
     if result.outcome != "success":
         raise ChromactlError(
             f"the snapshot before the upgrade to Chroma 1.x failed, Chroma was not started: {result.error}"

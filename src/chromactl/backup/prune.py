@@ -1,7 +1,13 @@
-"""Retention: keep the last N plus daily/weekly/monthly windows; drop incomplete leftovers."""
+"""Retention: keep the last N plus daily/weekly/monthly windows; drop incomplete leftovers.
+
+A snapshot without a manifest is left alone while the backup writing it holds a fresh lease
+(:mod:`.lease`), however long it runs; without a fresh lease (its writer died, or wrote none)
+it is removed once older than ``incomplete_grace_s``.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -51,7 +57,21 @@ def select_kept(complete: list[SnapshotInfo], policy: RetentionSettings) -> dict
     return kept
 
 
-def prune(repo: Repository, policy: RetentionSettings, *, dry_run: bool = False) -> PruneResult:
+def abandoned(repo: Repository, snap: SnapshotInfo, grace_s: float, now: float) -> bool:
+    """Whether an incomplete snapshot is a leftover: no backup holds a fresh lease on it and
+    it is older than ``grace_s``."""
+    if now - snap.created.timestamp() < grace_s:
+        return False
+    lease = repo.read_lease(snap.snapshot_id)
+    return lease is None or not lease.fresh(now)
+
+
+def prune(
+    repo: Repository, policy: RetentionSettings, *, dry_run: bool = False, now: float | None = None
+) -> PruneResult:
+    """Apply ``policy``; ``now`` (Unix seconds, default the clock) is the time leases and
+    ages are judged at."""
+    now = time.time() if now is None else now
     snaps = repo.snapshots()
     complete = [s for s in snaps if s.complete]
     kept = select_kept(complete, policy)
@@ -60,7 +80,7 @@ def prune(repo: Repository, policy: RetentionSettings, *, dry_run: bool = False)
         if snap.snapshot_id not in kept:
             result.removed.append(snap.snapshot_id)
     for snap in snaps:
-        if not snap.complete and repo.age_s(snap.snapshot_id) >= policy.incomplete_grace_s:
+        if not snap.complete and abandoned(repo, snap, policy.incomplete_grace_s, now):
             result.removed_incomplete.append(snap.snapshot_id)
     if not dry_run:
         for sid in result.removed + result.removed_incomplete:

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,9 +43,10 @@ from .chromadb_files import (
     segment_files,
 )
 from .chunks import CHUNK, Copied, FrameCompressor, copy_raw, frames_of, read_chunks
-from .cut import Baseline, Patch, catch_up, take_cut
+from .cut import Baseline, Cut, Patch, catch_up, take_cut
 from .hold import NoHold, WriteHold
-from .manifest import FileEntry, Manifest, object_name
+from .lease import LEASE_TTL_S, LeaseKeeper
+from .manifest import CollectionCount, FileEntry, Manifest, object_name
 from .progress import NullProgress, Progress
 from .store import Repository, new_snapshot_id, redact_url
 
@@ -145,9 +145,10 @@ class _Engine:
             os.close(fd)
         return Baseline(FileState.of(st), stat_at, copied.size, copied.digests)
 
-    def rebuild(self, rel: str, patch: Patch, has_base: bool) -> Copied:
+    def rebuild(self, rel: str, patch: Patch, has_base: bool, uploaded: str | None = None) -> Copied:
         """A changed segment file: first-pass content with the delta chunks laid over it.
-        Unchanged chunks keep their first-pass frames."""
+        Unchanged chunks keep their first-pass frames. Not uploaded when the result is the
+        object already uploaded (``uploaded``: its stored sha256)."""
         staged = self.staging / "rebuilt" / object_name(rel)
         staged.parent.mkdir(parents=True, exist_ok=True)
         with open(staged, "wb") as dst:
@@ -156,7 +157,8 @@ class _Engine:
                     copied = self._patched(frames_of(src), patch, dst)
             else:
                 copied = self._patched(iter(()), patch, dst)
-        self.repo.upload(staged, self.snapshot_id, object_name(rel))
+        if copied.stored_sha256 != uploaded:
+            self.repo.upload(staged, self.snapshot_id, object_name(rel))
         staged.unlink()
         return copied
 
@@ -192,59 +194,49 @@ class _Aborted(ChromactlError):
     """Another file of the snapshot failed; this one stopped."""
 
 
-def create_snapshot(
-    data_dir: Path,
-    repo: Repository,
-    hold: WriteHold,
-    *,
-    chroma_version: str,
-    level: int = 3,
-    staging_dir: Path | None = None,
-    progress: Progress | None = None,
-    workers: int | None = None,
-    consistency: str = "online",
-) -> BackupResult:
-    """Take a snapshot of ``data_dir`` into ``repo``; the manifest is written last.
+def consistency_of(hold: WriteHold) -> str:
+    """The manifest's ``consistency``: ``offline`` for a stopped directory (:class:`NoHold`),
+    ``online`` for a cut under a write hold. The one place the two are told apart."""
+    return "offline" if isinstance(hold, NoHold) else "online"
 
-    Raises:
-        SnapshotError: the data directory is not Chroma's, the hold failed, the
-            copy of the database is not sound, or an upload failed. The partial
-            snapshot is removed when possible.
-    """
-    progress = progress or NullProgress()
-    cpus = os.cpu_count() or 1
-    workers = workers or 4
-    data_dir = Path(data_dir)
-    if not (data_dir / SQLITE_NAME).is_file():
-        raise SnapshotError(f"{data_dir} is not a Chroma data directory (no {SQLITE_NAME})")
-    t0 = time.perf_counter()
-    snapshot_id = new_snapshot_id()
-    created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    phases: dict[str, float] = {}
-    staging = Path(tempfile.mkdtemp(prefix="chromactl-snapshot-", dir=staging_dir))
-    online = not isinstance(hold, NoHold)
-    compress_pool = ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="zstd")
-    engine = _Engine(repo, snapshot_id, staging, FrameCompressor(level, compress_pool, 2 * cpus), progress)
-    try:
-        repo.snapshot_ids()  # the target answers (with retries) before any data is read
-        sqlite_path = data_dir / SQLITE_NAME
-        files = list(segment_files(data_dir))
-        total = sum(_size(p) for _, p in files) + _size(sqlite_path)
-        progress.phase("copy (first pass)", total)
-        baselines: dict[str, Baseline] = {}
-        entries: dict[str, FileEntry] = {}
-        staged_sqlite = staging / SQLITE_NAME if online else None
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
+
+class _SnapshotRun:
+    """One snapshot, phase by phase: :meth:`first_pass`, :meth:`cut`, :meth:`upload_database`,
+    :meth:`catch_up`, :meth:`drop_deleted`, :meth:`write_manifest`; :meth:`failed` cleans up."""
+
+    def __init__(
+        self, data_dir: Path, repo: Repository, hold: WriteHold, engine: _Engine, workers: int
+    ) -> None:
+        self.data_dir = data_dir
+        self.repo = repo
+        self.hold = hold
+        self.engine = engine
+        self.workers = workers
+        self.snapshot_id = engine.snapshot_id
+        self.consistency = consistency_of(hold)
+        self.sqlite_path = data_dir / SQLITE_NAME
+        #: Online, chroma.sqlite3 is staged locally and uploaded after the cut; offline it is
+        #: an ordinary file of the first pass.
+        self.staged_sqlite = engine.staging / SQLITE_NAME if self.consistency == "online" else None
+        self.baselines: dict[str, Baseline] = {}
+        self.entries: dict[str, FileEntry] = {}
+        self.phases: dict[str, float] = {}
+        self.t0 = time.perf_counter()
+
+    def first_pass(self) -> None:
+        """Copy every file outside the hold: segment files straight to the repository (in
+        ``workers`` threads), ``chroma.sqlite3`` to staging (online) then caught up with the
+        writes made meanwhile. Records each file's baseline for the cut; the first failure
+        stops the other files and is the one raised."""
+        engine = self.engine
+        files = list(segment_files(self.data_dir))
+        total = sum(_size(p) for _, p in files) + _size(self.sqlite_path)
+        engine.progress.phase("copy (first pass)", total)
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="copy") as pool:
             futures = {rel: pool.submit(engine.first_pass_file, rel, path) for rel, path in files}
             failures: list[BaseException] = []
             try:
-                if staged_sqlite is not None:
-                    baselines[SQLITE_NAME] = engine.stage_sqlite(sqlite_path, staged_sqlite)
-                else:
-                    done = engine.first_pass_file(SQLITE_NAME, sqlite_path)
-                    if done is None:
-                        raise SnapshotError(f"{sqlite_path} disappeared during the snapshot")
-                    baselines[SQLITE_NAME], entries[SQLITE_NAME] = done
+                self._first_pass_database()
             except _Aborted as exc:  # another file failed first: report that one
                 failures.append(exc)
             except BaseException:
@@ -260,99 +252,196 @@ def create_snapshot(
                     failures.insert(0, exc)
                     continue
                 if got is not None:
-                    baselines[rel], entries[rel] = got
+                    self.baselines[rel], self.entries[rel] = got
             if failures:
                 raise failures[0]
-        phases["first_pass_s"] = time.perf_counter() - t0
-        if staged_sqlite is not None:
-            baselines[SQLITE_NAME] = catch_up(sqlite_path, staged_sqlite, baselines[SQLITE_NAME])
-            phases["catch_up_s"] = time.perf_counter() - t0 - phases["first_pass_s"]
+        self.phases["first_pass_s"] = time.perf_counter() - self.t0
+        if self.staged_sqlite is not None:
+            self.baselines[SQLITE_NAME] = catch_up(
+                self.sqlite_path, self.staged_sqlite, self.baselines[SQLITE_NAME]
+            )
+            self.phases["catch_up_s"] = time.perf_counter() - self.t0 - self.phases["first_pass_s"]
 
-        cut = take_cut(data_dir, staging, baselines, hold, staged_sqlite=staged_sqlite)
-        phases["hold_s"] = cut.hold_s
-        phases["hold_checked_bytes"] = float(cut.checked_bytes)
-        phases.update({f"hold_{k}": v for k, v in cut.steps_s.items()})
-        t_after = time.perf_counter()
+    def _first_pass_database(self) -> None:
+        """``chroma.sqlite3``: staged locally (online) or copied like any file (offline)."""
+        if self.staged_sqlite is not None:
+            self.baselines[SQLITE_NAME] = self.engine.stage_sqlite(self.sqlite_path, self.staged_sqlite)
+            return
+        done = self.engine.first_pass_file(SQLITE_NAME, self.sqlite_path)
+        if done is None:
+            raise SnapshotError(f"{self.sqlite_path} disappeared during the snapshot")
+        self.baselines[SQLITE_NAME], self.entries[SQLITE_NAME] = done
 
-        mode = sqlite_path.stat().st_mode & 0o777
-        if staged_sqlite is not None:
-            progress.phase("upload (database)", staged_sqlite.stat().st_size)
+    def cut(self) -> Cut:
+        """The consistent cut under the write hold (:func:`.cut.take_cut`): which files
+        changed since the first pass (their delta chunks staged) and which still exist."""
+        cut = take_cut(
+            self.data_dir, self.engine.staging, self.baselines, self.hold, staged_sqlite=self.staged_sqlite
+        )
+        self.phases["hold_s"] = cut.hold_s
+        self.phases["hold_checked_bytes"] = float(cut.checked_bytes)
+        self.phases.update({f"hold_{k}": v for k, v in cut.steps_s.items()})
+        return cut
 
-            def sqlite_chunks() -> Iterator[bytes]:
-                with open(staged_sqlite, "rb", buffering=0) as src:
-                    yield from read_chunks(src)
+    def upload_database(self) -> list[CollectionCount]:
+        """Online: compress the staged ``chroma.sqlite3`` to the repository while ``PRAGMA
+        quick_check`` runs on it (a copy that fails it fails the snapshot). Returns the
+        collections' record counts, from the copy (online) or the stopped file (offline)."""
+        if self.staged_sqlite is None:
+            return collection_counts(self.sqlite_path)
+        staged = self.staged_sqlite
+        t = time.perf_counter()
+        mode = self.sqlite_path.stat().st_mode & 0o777
+        self.engine.progress.phase("upload (database)", staged.stat().st_size)
 
-            # PRAGMA quick_check runs in SQLite's C code beside the compression; a copy
-            # that fails it fails the snapshot before its manifest exists
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quick_check") as checker:
-                verdict_f = checker.submit(check_sqlite, staged_sqlite)
-                sqlite_copy = engine.compress_to_repo(SQLITE_NAME, sqlite_chunks)
-                verdict = verdict_f.result()
-            phases["quick_check_s"] = time.perf_counter() - t_after
-            if verdict != "ok":
-                raise SnapshotError(
-                    f"the copy of {SQLITE_NAME} failed PRAGMA quick_check ({verdict}); "
-                    "no snapshot was written"
-                )
-            counts = collection_counts(staged_sqlite)
-            entries[SQLITE_NAME] = _entry(SQLITE_NAME, sqlite_copy, mode)
-        else:
-            counts = collection_counts(sqlite_path)
-        rebuilt = {rel: p for rel, p in cut.patches.items() if rel != SQLITE_NAME or not online}
-        for rel, patch in rebuilt.items():
-            copied = engine.rebuild(rel, patch, has_base=rel in entries)
-            old_mode = entries[rel].mode if rel in entries else _mode(data_dir / rel)
-            entries[rel] = _entry(rel, copied, old_mode)
-        phases["after_hold_s"] = time.perf_counter() - t_after
+        def sqlite_chunks() -> Iterator[bytes]:
+            with open(staged, "rb", buffering=0) as src:
+                yield from read_chunks(src)
 
-        for rel in set(entries) - cut.present:  # deleted before the cut: drop their objects
-            gone = repo.path(snapshot_id, object_name(rel))
-            repo.retry(f"remove {object_name(rel)}", partial(repo.fs.rm, gone))
-            del entries[rel]
+        # PRAGMA quick_check runs in SQLite's C code beside the compression
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quick_check") as checker:
+            verdict_f = checker.submit(check_sqlite, staged)
+            sqlite_copy = self.engine.compress_to_repo(SQLITE_NAME, sqlite_chunks)
+            verdict = verdict_f.result()
+        self.phases["quick_check_s"] = time.perf_counter() - t
+        if verdict != "ok":
+            raise SnapshotError(
+                f"the copy of {SQLITE_NAME} failed PRAGMA quick_check ({verdict}); no snapshot was written"
+            )
+        self.entries[SQLITE_NAME] = _entry(SQLITE_NAME, sqlite_copy, mode)
+        return collection_counts(staged)
+
+    def catch_up(self, cut: Cut) -> None:
+        """Files the cut found changed: rebuilt from their first-pass frames and delta chunks
+        and uploaded again, unless their content is what was already uploaded (an object
+        is never uploaded twice with the same content in one snapshot)."""
+        for rel, patch in cut.patches.items():
+            if rel == SQLITE_NAME and self.staged_sqlite is not None:
+                continue  # uploaded from the staged copy by upload_database
+            old = self.entries.get(rel)
+            if old is not None and not patch.changed and patch.size == old.size:
+                continue  # only its stat changed: the uploaded object is its content
+            copied = self.engine.rebuild(
+                rel, patch, has_base=old is not None, uploaded=old.stored_sha256 if old is not None else None
+            )
+            mode = old.mode if old is not None else _mode(self.data_dir / rel)
+            self.entries[rel] = _entry(rel, copied, mode)
+
+    def drop_deleted(self, cut: Cut) -> None:
+        """Files copied in the first pass but deleted before the cut: their objects go."""
+        for rel in set(self.entries) - cut.present:
+            self.repo.remove_object(self.snapshot_id, object_name(rel))
+            del self.entries[rel]
+
+    def write_manifest(
+        self, cut: Cut, counts: list[CollectionCount], *, created_at: str, chroma_version: str
+    ) -> Manifest:
+        """``manifest.json``, last: from now on the snapshot is complete."""
         manifest = Manifest(
-            snapshot_id=snapshot_id,
+            snapshot_id=self.snapshot_id,
             created_at=created_at,
             chroma_version=chroma_version,
             chromactl_version=__version__,
-            consistency=consistency,
-            files=[entries[k] for k in sorted(entries)],
+            consistency=self.consistency,
+            files=[self.entries[k] for k in sorted(self.entries)],
             collections=counts,
             hold_s=round(cut.hold_s, 6),
             chunk_size=CHUNK,
         )
-        repo.write_manifest(manifest)
-    except BaseException as exc:
-        _discard(repo, snapshot_id)
+        self.repo.write_manifest(manifest)
+        return manifest
+
+    def failed(self, exc: BaseException) -> BaseException:
+        """Remove the partial snapshot; the error to raise for ``exc`` (a
+        :class:`SnapshotError` unless it is chromactl's own or an interrupt)."""
+        _discard(self.repo, self.snapshot_id)
         if isinstance(exc, ChromactlError | KeyboardInterrupt | SystemExit):
-            raise
+            return exc
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise SnapshotError(
+            err = SnapshotError(
                 f"no space left on device ({exc.filename or 'the staging directory or target'}): "
-                f"staging in {staging.parent} (backup.staging_dir) needs room for a copy of "
-                f"{SQLITE_NAME} ({_size(data_dir / SQLITE_NAME):,} bytes); a local target for "
+                f"staging in {self.engine.staging.parent} (backup.staging_dir) needs room for a copy "
+                f"of {SQLITE_NAME} ({_size(self.sqlite_path):,} bytes); a local target for "
                 "the compressed snapshot"
-            ) from exc
-        raise SnapshotError(f"snapshot failed: {type(exc).__name__}: {exc}") from exc
+            )
+        else:
+            err = SnapshotError(f"snapshot failed: {type(exc).__name__}: {exc}")
+        return err
+
+    def result(self, cut: Cut, manifest: Manifest) -> BackupResult:
+        """The outcome for logs, ``--json`` and metrics."""
+        return BackupResult(
+            outcome="success",
+            snapshot_id=self.snapshot_id,
+            target=redact_url(self.repo.url),
+            duration_s=time.perf_counter() - self.t0,
+            bytes=manifest.total_size,
+            stored_bytes=manifest.stored_size,
+            files=len(manifest.files),
+            records=manifest.record_count,
+            hold_s=cut.hold_s,
+            hold_wait_s=cut.hold_wait_s,
+            recopied_files=len(cut.patches),
+            recopied_bytes=sum(p.written for p in cut.patches.values()),
+            phases=self.phases,
+        )
+
+
+def create_snapshot(
+    data_dir: Path,
+    repo: Repository,
+    hold: WriteHold,
+    *,
+    chroma_version: str,
+    level: int = 3,
+    staging_dir: Path | None = None,
+    progress: Progress | None = None,
+    workers: int | None = None,
+    lease_ttl_s: float = LEASE_TTL_S,
+) -> BackupResult:
+    """Take a snapshot of ``data_dir`` into ``repo``; the manifest is written last.
+
+    Offline (``hold`` is :class:`NoHold`) or online (a cut under the write hold): the manifest's
+    ``consistency`` says which. A lease (:mod:`.lease`) keeps ``backup prune`` off the
+    snapshot while it is written.
+
+    Raises:
+        SnapshotError: the data directory is not Chroma's, the hold failed, the
+            copy of the database is not sound, or an upload failed. The partial
+            snapshot is removed when possible.
+    """
+    progress = progress or NullProgress()
+    cpus = os.cpu_count() or 1
+    data_dir = Path(data_dir)
+    if not (data_dir / SQLITE_NAME).is_file():
+        raise SnapshotError(f"{data_dir} is not a Chroma data directory (no {SQLITE_NAME})")
+    snapshot_id = new_snapshot_id()
+    created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    staging = Path(tempfile.mkdtemp(prefix="chromactl-snapshot-", dir=staging_dir))
+    compress_pool = ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="zstd")
+    engine = _Engine(repo, snapshot_id, staging, FrameCompressor(level, compress_pool, 2 * cpus), progress)
+    run = _SnapshotRun(data_dir, repo, hold, engine, workers or 4)
+    try:
+        repo.snapshot_ids()  # the target answers (with retries) before any data is read
+        with LeaseKeeper(repo, snapshot_id, ttl_s=lease_ttl_s):  # prune leaves it alone
+            run.first_pass()
+            cut = run.cut()
+            t_after = time.perf_counter()
+            counts = run.upload_database()
+            run.catch_up(cut)
+            run.phases["after_hold_s"] = time.perf_counter() - t_after
+            run.drop_deleted(cut)
+            manifest = run.write_manifest(cut, counts, created_at=created_at, chroma_version=chroma_version)
+    except BaseException as exc:
+        err = run.failed(exc)
+        if err is exc:
+            raise
+        raise err from exc
     finally:
         compress_pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(staging, ignore_errors=True)
         progress.close()
-    duration = time.perf_counter() - t0
-    result = BackupResult(
-        outcome="success",
-        snapshot_id=snapshot_id,
-        target=redact_url(repo.url),
-        duration_s=duration,
-        bytes=manifest.total_size,
-        stored_bytes=manifest.stored_size,
-        files=len(manifest.files),
-        records=manifest.record_count,
-        hold_s=cut.hold_s,
-        hold_wait_s=cut.hold_wait_s,
-        recopied_files=len(cut.patches),
-        recopied_bytes=sum(p.written for p in cut.patches.values()),
-        phases=phases,
-    )
+    result = run.result(cut, manifest)
     log.info(
         "snapshot %s: %d files, %d bytes, hold %.1f ms (%d bytes compared, %d rewritten)",
         snapshot_id,

@@ -4,10 +4,12 @@ Layout under the target URL::
 
     <snapshot-id>/files/<relative path>.zst   every file, zstd-compressed
     <snapshot-id>/manifest.json              written last; no manifest = incomplete
+    <snapshot-id>/lease.json                 while the backup writing it runs (see .lease)
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -15,7 +17,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +29,7 @@ from fsspec.implementations.local import LocalFileSystem
 from chromactl.config import BackupSettings
 from chromactl.errors import ChromactlError
 
+from .lease import LEASE_NAME, Lease
 from .manifest import MANIFEST_NAME, Manifest, ManifestError
 
 SNAPSHOT_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -346,6 +349,38 @@ class Repository:
 
         self.retry(f"upload {name}", put)
 
+    def remove_object(self, snapshot_id: str, name: str) -> None:
+        """Remove one object of a snapshot (with retries); one already gone is fine."""
+
+        def rm() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(self.path(snapshot_id, name))
+
+        self.retry(f"remove {name}", rm)
+
+    # -- leases of running backups (see .lease) ----------------------------------
+    def write_lease(self, snapshot_id: str, lease: Lease) -> None:
+        path = self.path(snapshot_id, LEASE_NAME)
+        if self.is_local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        data = lease.to_json()
+        self.retry("write the lease", lambda: self.fs.pipe_file(path, data))
+
+    def read_lease(self, snapshot_id: str) -> Lease | None:
+        """The lease of a running backup, or ``None`` when there is none."""
+
+        def cat() -> bytes | None:
+            try:
+                return self.fs.cat_file(self.path(snapshot_id, LEASE_NAME))  # type: ignore[no-any-return]
+            except FileNotFoundError:
+                return None
+
+        data = self.retry(f"read the lease of {snapshot_id}", cat)
+        return None if data is None else Lease.from_json(data)
+
+    def delete_lease(self, snapshot_id: str) -> None:
+        self.remove_object(snapshot_id, LEASE_NAME)
+
     def delete(self, snapshot_id: str, *, retry: bool = True) -> None:
         """Remove a snapshot: the manifest first, so it is never half-listed."""
         if not SNAPSHOT_ID_RE.match(snapshot_id):
@@ -367,11 +402,3 @@ class Repository:
 
     def age_s(self, snapshot_id: str) -> float:
         return time.time() - snapshot_time(snapshot_id).timestamp()
-
-
-def iter_chunks(fh: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    while True:
-        chunk = fh.read(size)
-        if not chunk:
-            return
-        yield chunk

@@ -31,31 +31,22 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from chromactl.chromadata import (
+    COLLECTIONS_SQL,
+    LOG_SQL,
+    MAX_SEQ_SQL,
+    RECORDS_SQL,
+    SEGMENTS_SQL,
+    SQLITE_NAME,
+)
 from chromactl.gateway.labels import OTHER, clip, top_n
 
 log = logging.getLogger("chromactl.gateway.internals")
 
 DEFAULT_COLLECTION_SERIES = 50
 
-#: One row per collection: tenant, database, name, id, records, log depth, unpersisted.
-COLLECTIONS_SQL = """
-SELECT c.id, c.name, d.name, d.tenant_id FROM collections c JOIN databases d ON d.id = c.database_id
-"""
-SEGMENTS_SQL = "SELECT id, scope, collection FROM segments"
-MAX_SEQ_SQL = "SELECT segment_id, seq_id FROM max_seq_id"
-#: Records of one collection: a range of the (segment_id, embedding_id) index.
-RECORDS_SQL = "SELECT count(*) FROM embeddings WHERE segment_id = ?"
 #: Longest a single read may hold SQLite's shared lock (a Chroma commit waits for it).
 DEFAULT_READ_BUDGET_S = 0.1
-#: Per collection (the topic ends with its id): write-log rows, and those past the vector
-#: segment's persisted ``max_seq_id`` (records not yet in the HNSW files). One scan of the log.
-LOG_SQL = """
-SELECT substr(q.topic, -36), count(*), sum(q.seq_id > coalesce(m.seq_id, 0))
-FROM embeddings_queue q
-LEFT JOIN segments s ON s.collection = substr(q.topic, -36) AND s.scope = 'VECTOR'
-LEFT JOIN max_seq_id m ON m.segment_id = s.id
-GROUP BY q.topic
-"""
 
 
 @dataclass(frozen=True)
@@ -193,7 +184,7 @@ class InternalsCollector(Collector):
         cert_file: Path | None = None,
         interval_s: float = 30.0,
         collection_series: int = DEFAULT_COLLECTION_SERIES,
-        sqlite_filename: str = "chroma.sqlite3",
+        sqlite_filename: str = SQLITE_NAME,
         read_budget_s: float = DEFAULT_READ_BUDGET_S,
     ) -> None:
         self.persist_path = Path(persist_path)
