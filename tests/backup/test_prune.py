@@ -96,47 +96,14 @@ def test_dry_run_and_cli(tmp_path: Path) -> None:
     ids = [sid(NOW - timedelta(days=k), k) for k in range(6)]
     for s in ids:
         fake(repo, s)
-    out = CliRunner().invoke(
-        app,
-        [
-            "backup",
-            "prune",
-            "--repo",
-            str(tmp_path),
-            "--keep-last",
-            "2",
-            "--keep-daily",
-            "0",
-            "--keep-weekly",
-            "0",
-            "--keep-monthly",
-            "0",
-            "--dry-run",
-            "--json",
-        ],
-    )
+    prune = ["backup", "prune", "--repo", str(tmp_path), "--keep-last", "2", "--keep-daily", "0"]
+    prune += ["--keep-weekly", "0", "--keep-monthly", "0", "--json"]
+    out = CliRunner().invoke(app, [*prune, "--dry-run"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert sorted(data["removed"]) == sorted(ids)[:4]
     assert len(repo.snapshot_ids()) == 6  # dry run
-    out = CliRunner().invoke(
-        app,
-        [
-            "backup",
-            "prune",
-            "--repo",
-            str(tmp_path),
-            "--keep-last",
-            "2",
-            "--keep-daily",
-            "0",
-            "--keep-weekly",
-            "0",
-            "--keep-monthly",
-            "0",
-            "--json",
-        ],
-    )
+    out = CliRunner().invoke(app, prune)
     assert out.exit_code == 0
     assert repo.snapshot_ids() == sorted(ids)[4:]
     listed = CliRunner().invoke(app, ["backup", "list", "--repo", str(tmp_path), "--json"])

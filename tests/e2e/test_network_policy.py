@@ -23,7 +23,7 @@ import pytest
 
 from tests.chart.helm import chart
 from tests.e2e.conftest import RELEASE, SERVER_POD, assert_helm_tests_pass
-from tests.e2e.test_backup import credentials_secret, s3_repo
+from tests.e2e.test_backup import credentials_secret, s3_repo, values
 from tests.podrunner.images import CLIENT_IMAGE
 from tests.podrunner.runner import PodRunner
 
@@ -176,15 +176,7 @@ def backup_values(endpoint: str, bucket: str, **extra: Any) -> dict[str, Any]:
         }
     ]
     return {
-        "backup": {
-            "enabled": True,
-            "target": f"s3://{bucket}/chroma",
-            "endpointUrl": endpoint,
-            "region": "us-east-1",
-            "existingSecret": "s3-creds",
-            "cronJob": {"backoffLimit": 0},
-            **extra,
-        },
+        **values(endpoint, bucket, **extra),
         "networkPolicy": {
             **LIMITED["networkPolicy"],
             "egress": {"enabled": True, "rules": [{"to": s3, "ports": [{"port": 5000, "protocol": "TCP"}]}]},
