@@ -80,12 +80,14 @@ app.kubernetes.io/component: server
 
 {{/* The credentials Secret the pod mounts when it exists without Helm ownership (made by
      another chart's hook, or by hand): "true" when the chart must use it as it is. Fails
-     when it lacks the keys the auth type reads. */}}
+     when it lacks the keys the auth type reads.
+     (dict "ctx" $ "existing" <the looked-up chromadb-auth, or nil>) */}}
 {{- define "chromadb.migrate.adoptSecret" -}}
-{{- $c := .Values.chromadb -}}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace "chromadb-auth" -}}
+{{- $ := .ctx -}}
+{{- $c := $.Values.chromadb -}}
+{{- $existing := .existing -}}
 {{- if and $existing (not (index ($existing.metadata.annotations | default dict) "meta.helm.sh/release-name")) -}}
-{{- $keys := ternary (list "token") (list "username" "password") (eq (include "chromadb.auth.hasToken" .) "true") -}}
+{{- $keys := ternary (list "token") (list "username" "password") (eq (include "chromadb.auth.hasToken" $) "true") -}}
 {{- range $keys -}}
 {{- if not (hasKey ($existing.data | default dict) .) -}}
 {{- fail (printf "Secret chromadb-auth in namespace %s (not made by this release, e.g. by the amikos chart) has no %q key, which chromadb.auth.type=%s reads. Set chromadb.auth.type to the type it was made for (token: a `token` key; basic: `username` and `password`), or set chromadb.auth.existingSecret to another Secret." $.Release.Namespace . $c.auth.type) -}}

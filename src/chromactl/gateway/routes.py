@@ -190,6 +190,13 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(("POST",), C + "/functions/attach", Operation.ATTACH_FUNCTION, _W, _DB, True),
 )
 _SEGMENTS = {r.path: tuple(r.path.split("/")) for r in ROUTES if not r.path.endswith("*")}
+#: The rows a path of N segments can match, in table order (prefix rows match any length): the
+#: request path looks at these few rows, not the whole table.
+_CANDIDATES: dict[int, tuple[RouteSpec, ...]] = {
+    n: tuple(r for r in ROUTES if r.path.endswith("*") or len(_SEGMENTS[r.path]) == n)
+    for n in {len(s) for s in _SEGMENTS.values()}
+}
+_PREFIX_ROWS = tuple(r for r in ROUTES if r.path.endswith("*"))
 
 UNKNOWN = Route(Operation.UNKNOWN, Access.ADMIN, Reach.EVERYTHING)
 
@@ -199,7 +206,7 @@ def classify(method: str, path: str) -> Route:
     if len(path) > 1 and path.endswith("/"):
         path = path.rstrip("/")
     segments = path.split("/")
-    for spec in ROUTES:
+    for spec in _CANDIDATES.get(len(segments), _PREFIX_ROWS):
         found = spec.match(method, path, segments)
         if found is not None:
             return Route(
