@@ -8,20 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from chromactl.chromadata import SQLITE_JOURNAL_SUFFIXES, SQLITE_NAME, applied_migrations, collection_rows
+from chromactl.chromadata import SQLITE_JOURNAL_SUFFIXES, SQLITE_NAME, collection_rows
 
 from .manifest import CollectionCount
-
-__all__ = [
-    "MARKER_NAME",
-    "PRE_1X_REPO",
-    "SQLITE_NAME",
-    "FileState",
-    "applied_migrations",
-    "check_sqlite",
-    "collection_counts",
-    "segment_files",
-]
 
 #: The restore marker, kept in the data directory and never part of a snapshot.
 MARKER_NAME = ".chromactl-restore.json"

@@ -22,7 +22,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .chromadb_files import SQLITE_NAME, FileState, segment_files
+from chromactl.chromadata import SQLITE_NAME
+
+from .chromadb_files import FileState, segment_files
 from .chunks import CHUNK, digest
 from .hold import WriteHold
 

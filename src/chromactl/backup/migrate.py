@@ -18,11 +18,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from chromactl.chromadata import SQLITE_NAME, applied_migrations
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError
 
 from .agent import run_backup
-from .chromadb_files import PRE_1X_REPO, SQLITE_NAME, applied_migrations
+from .chromadb_files import PRE_1X_REPO
 from .hold import NoHold
 from .progress import Progress
 from .store import redact_url

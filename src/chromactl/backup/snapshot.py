@@ -33,10 +33,10 @@ from typing import IO, Any
 import zstandard
 
 from chromactl import __version__
+from chromactl.chromadata import SQLITE_NAME
 from chromactl.errors import ChromactlError
 
 from .chromadb_files import (
-    SQLITE_NAME,
     FileState,
     check_sqlite,
     collection_counts,

@@ -15,7 +15,9 @@ from typing import Any
 
 import httpx
 
-from .chromadb_files import SQLITE_NAME, check_sqlite
+from chromactl.chromadata import SQLITE_NAME
+
+from .chromadb_files import check_sqlite
 from .fetch import check_files
 from .manifest import Manifest
 from .progress import Progress
