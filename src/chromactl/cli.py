@@ -18,6 +18,7 @@ from chromactl.config import load_config
 from chromactl.errors import ChromactlError
 from chromactl.gateway.cli import register as register_gateway
 from chromactl.logging import configure_logging
+from chromactl.pod.cli import register as register_pod
 
 app = typer.Typer(
     name="chromactl",
@@ -30,6 +31,7 @@ config_app = typer.Typer(help="Inspect and check the chromactl config file.", no
 app.add_typer(config_app, name="config")
 register_backup(app)
 register_gateway(app)
+register_pod(app)
 
 console = Console(stderr=True, soft_wrap=True)  # log lines are not cut at 80 columns
 

@@ -80,6 +80,11 @@ class BackupSettings(Section):
     #: File or environment variable holding the gateway admin token.
     token_file: Path | None = None
     token_env: str = "CHROMACTL_ADMIN_TOKEN"
+    #: CA bundle to verify an https gateway with (None: the system's CAs), and the
+    #: client certificate and key to present when it asks for one.
+    gateway_ca_file: Path | None = None
+    gateway_cert_file: Path | None = None
+    gateway_key_file: Path | None = None
     #: How long the gateway may hold writes before giving up.
     hold_timeout_s: float = Field(10.0, gt=0)
     #: Local scratch space for files copied during the hold.

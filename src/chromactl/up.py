@@ -41,12 +41,11 @@ import httpx
 import yaml
 
 from chromactl import chromadata, selfsigned
-from chromactl.config import ChromaSettings, Settings, load_config
+from chromactl.config import ChromaSettings, Settings
 from chromactl.errors import ChromactlError
 from chromactl.gateway.tokens import generate_token
+from chromactl.localstack import HOST, LOCK_NAME, run_dir_for
 
-DEFAULT_DATA_DIR = Path(".chroma-data")
-HOST = "127.0.0.1"
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 20
@@ -114,56 +113,6 @@ class Plan:
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def run_dir_for(data_dir: Path) -> Path:
-    """The generated files and logs live beside the data: ``<data>.run``."""
-    return data_dir.with_name(data_dir.name + ".run")
-
-
-@dataclass(frozen=True)
-class LocalStack:
-    """A stack `chromactl up` made: its config file, settings, and whether it runs now.
-
-    While it runs, ``settings.backup`` names its gateway and admin token, so that an online
-    snapshot finds the write hold without options.
-    """
-
-    config: Path
-    settings: Settings
-    running: bool
-
-
-def local_stack(data_dir: Path = DEFAULT_DATA_DIR) -> LocalStack | None:
-    """The `chromactl up` stack of ``data_dir`` (default: the one `make run` starts), if any."""
-    run_dir = run_dir_for(data_dir.absolute())
-    config = run_dir / "chromactl.yaml"
-    if not config.is_file():
-        return None
-    settings = load_config(config)
-    running = _held(run_dir / "up.lock")
-    gw = settings.gateway
-    if running and not gw.tls.enabled:
-        token = gw.auth.token if gw.auth.enabled else None
-        admin = [c.token_file for c in token.credentials if c.role == "admin"] if token else []
-        backup = settings.backup.model_copy(
-            update={"gateway_url": f"http://{HOST}:{gw.port}", "token_file": admin[0] if admin else None}
-        )
-        settings = settings.model_copy(update={"backup": backup})
-    return LocalStack(config, settings, running)
-
-
-def _held(lock: Path) -> bool:
-    """Whether a running `chromactl up` holds ``lock``."""
-    if not lock.is_file():
-        return False
-    with open(lock) as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return False
 
 
 def check_port_free(port: int, host: str = HOST) -> None:
@@ -421,7 +370,7 @@ def _stop_on_signals() -> Iterator[None]:
 @contextlib.contextmanager
 def _lock(run_dir: Path, data_dir: Path) -> Iterator[None]:
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "up.lock", "a+") as lock:
+    with open(run_dir / LOCK_NAME, "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

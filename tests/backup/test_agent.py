@@ -21,14 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chromactl.backup import Repository
 from chromactl.backup.hold import WriteHold
-from chromactl.backup.service import BackupAgent
+from chromactl.backup.service import BackupService
 from chromactl.backup.snapshot import BackupResult
 from chromactl.backup.verify import verify
 from chromactl.config import Settings, parse_config
-from chromactl.gateway.app import build_gateway
-from chromactl.gateway.metrics import GatewayMetrics
 from chromactl.gateway.server import serve
-from chromactl.gateway.writegate import WriteGate
+from chromactl.pod import build_pod
 
 from .helpers import DB, VENV_BIN, Writer, free_port, run_chroma, seed, stop, wait_http
 
@@ -237,14 +235,13 @@ def agent_gateway(
     target: str = "snapshots",
     tls: dict[str, Any] | None = None,
     **backup: Any,
-) -> Iterator[tuple[str, BackupAgent]]:
+) -> Iterator[tuple[str, BackupService]]:
     config = gateway_config(tmp_path, "http://127.0.0.1:9", tmp_path / "data", target, **backup)
     if tls:
         config["gateway"]["tls"] = {"enabled": True, **tls}
     settings = parse_config(config)
-    gate, gm = WriteGate(), GatewayMetrics()
-    agent = BackupAgent(settings, gate, gm.registry, runner=runner)
-    gateway = build_gateway(settings, gate=gate, metrics=gm, agent_routes=agent.routes())
+    pod = build_pod(settings, runner=runner)
+    agent, gateway = pod.backups, pod.gateway
     servers: list[uvicorn.Server] = []
     thread = threading.Thread(
         target=lambda: asyncio.run(serve(settings, gateway, on_started=servers.append)), daemon=True

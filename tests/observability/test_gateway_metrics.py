@@ -211,12 +211,12 @@ def test_certificate_expiry_is_read(tmp_path: Path) -> None:
 
 def test_served_gateway_takes_the_bound_from_the_config(tmp_path: Path) -> None:
     from chromactl.config import parse_config
-    from chromactl.gateway.server import build_served_gateway
+    from chromactl.pod import build_pod
 
     settings = parse_config(
         {"chroma": {"persist_path": str(tmp_path)}, "gateway": {"metrics": {"database_series": 3}}}
     )
-    assert build_served_gateway(settings).metrics.databases.limit == 3
+    assert build_pod(settings).gateway.metrics.databases.limit == 3
 
 
 def test_internals_recount_only_collections_that_changed(tmp_path: Path) -> None:

@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from chromactl.config import parse_config
-from chromactl.up import plan, run_dir_for
+from chromactl.localstack import run_dir_for
+from chromactl.up import plan
 
 CHROMACTL = str(Path(sys.executable).with_name("chromactl"))
 START_TIMEOUT_S = 90
@@ -360,3 +361,43 @@ def test_backup_and_restore_find_the_local_stack(tmp_path: Path, running: list[U
     again = start_up(None, port, cwd=tmp_path)  # type: ignore[arg-type]
     running.append(again)
     assert add_and_count(f"http://127.0.0.1:{port}", False, token) == 3
+
+
+def test_an_online_backup_of_a_tls_stack_trusts_its_ca(tmp_path: Path, running: list[Up]) -> None:
+    """With `chromactl up --tls`, `backup create` finds the https gateway and trusts the
+    stack's own CA; against an https gateway named by hand, `--ca-file` is what makes it work."""
+    port = free_port()
+    running.append(start_up(None, port, "--tls", cwd=tmp_path))  # type: ignore[arg-type]
+    run_dir = tmp_path / ".chroma-data.run"
+    env = {k: v for k, v in os.environ.items() if k != "CHROMACTL_CONFIG"}
+    env["ADMIN_TOKEN"] = (run_dir / "token").read_text().strip()
+
+    def chromactl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CHROMACTL, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+        )
+
+    found = chromactl("backup", "create", "--to", str(tmp_path / "found"), "--json")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["outcome"] == "success"
+
+    # A config of its own (as on another machine): the gateway and its CA come from the flags.
+    config = tmp_path / "backup.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "chroma": {"persist_path": str(tmp_path / ".chroma-data")},
+                "backup": {"token_env": "ADMIN_TOKEN"},
+            }
+        )
+    )
+    by_hand = ["backup", "create", "--config", str(config), "--to", str(tmp_path / "by-hand"), "--json"]
+    gateway = ["--gateway", f"https://localhost:{port}"]
+    untrusted = chromactl(*by_hand, *gateway)
+    assert untrusted.returncode == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in json.loads(untrusted.stdout)["error"]
+    trusted = chromactl(*by_hand, *gateway, "--ca-file", str(run_dir / "tls" / "ca.crt"))
+    assert trusted.returncode == 0, trusted.stderr
+    made = json.loads(trusted.stdout)
+    manifest = json.loads((tmp_path / "by-hand" / made["snapshot_id"] / "manifest.json").read_text())
+    assert manifest["consistency"] == "online"

@@ -1,9 +1,9 @@
 """Backups of Chroma: consistent online snapshots, verified restores, logical export."""
 
-from .agent import hold_from_settings, run_backup
 from .hold import CallbackHold, GatewayHold, HoldError, NoHold, WriteHold
 from .manifest import FORMAT_VERSION, Manifest
 from .restore import RestoreResult, restore
+from .run import hold_from_settings, run_backup
 from .snapshot import BackupResult, create_snapshot
 from .store import Repository
 

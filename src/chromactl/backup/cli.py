@@ -11,17 +11,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from chromactl.agentapi import read_token
 from chromactl.config import Settings, load_config
 from chromactl.errors import ChromactlError
+from chromactl.localstack import local_stack
 from chromactl.logging import configure_logging
-from chromactl.up import local_stack
 
-from .agent import hold_from_settings, run_backup
 from .logical import ChromaApi, export, import_export
 from .migrate import snapshot_before_upgrade
 from .progress import NullProgress, Progress, RichBars
 from .prune import prune
 from .restore import RestoreResult, read_marker, restore
+from .run import hold_from_settings, run_backup
 from .store import Repository, redact_url
 from .trigger import trigger_cmd
 from .verify import verify
@@ -95,7 +96,7 @@ def _headers(header: list[str] | None, token_env: str | None) -> dict[str, str]:
         name, value = h.split(":", 1)
         out[name.strip()] = value.strip()
     if token_env:
-        token = os.environ.get(token_env)
+        token = read_token(None, token_env)
         if not token:
             raise ChromactlError(f"environment variable {token_env} is empty", exit_code=2)
         out["Authorization"] = f"Bearer {token}"
@@ -111,6 +112,13 @@ def create_cmd(
     ] = None,
     offline: Annotated[bool, typer.Option(help="The data directory is stopped: no write hold.")] = False,
     gateway: Annotated[str | None, typer.Option(help="Gateway URL for the write hold.")] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option(help="CA bundle of an https gateway's certificate (default: system CAs).")
+    ] = None,
+    client_cert: Annotated[
+        Path | None, typer.Option(help="Client certificate (PEM) when the gateway asks for one.")
+    ] = None,
+    client_key: Annotated[Path | None, typer.Option(help="Key of --client-cert (PEM).")] = None,
     chroma_version: Annotated[str | None, typer.Option(help="Chroma version of the data.")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -118,8 +126,14 @@ def create_cmd(
     """Take a consistent snapshot (online through the gateway's write hold, or --offline)."""
     settings = _settings(config)
     updates: dict[str, Any] = {}
-    if gateway:
-        updates["backup"] = settings.backup.model_copy(update={"gateway_url": gateway})
+    given = {
+        "gateway_url": gateway,
+        "gateway_ca_file": ca_file,
+        "gateway_cert_file": client_cert,
+        "gateway_key_file": client_key,
+    }
+    if any(given.values()):
+        updates["backup"] = settings.backup.model_copy(update={k: v for k, v in given.items() if v})
     if chroma_version:
         updates["chroma"] = settings.chroma.model_copy(update={"version": chroma_version})
     settings = settings.model_copy(update=updates)

@@ -1,7 +1,7 @@
 """Write holds: how a snapshot pauses Chroma's writes for its short consistent cut.
 
 A snapshot depends only on :class:`WriteHold`; the gateway provides the real
-hold (over HTTP with :class:`GatewayHold`, or in-process with
+hold (over its agent API with :class:`GatewayHold`, or in Chroma's pod with
 :class:`CallbackHold`), and :class:`NoHold` serves a stopped data directory.
 """
 
@@ -14,10 +14,8 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
+from chromactl.agentapi import AgentClient, AgentError, ClientTLS
 from chromactl.errors import ChromactlError
-
-#: Agent API paths on the gateway.
-HOLD_PATH = "/chromactl/v1/hold"
 
 
 class HoldError(ChromactlError):
@@ -86,11 +84,9 @@ class CallbackHold:
 
 
 class GatewayHold:
-    """Holds writes through the gateway's agent API.
+    """Holds writes through the gateway's agent API (from outside Chroma's pod).
 
-    ``POST {url}/chromactl/v1/hold`` with ``{"timeout_s": N}`` answers
-    ``{"hold_id": ..., "waited_s": ...}``; ``DELETE {url}/chromactl/v1/hold/{id}``
-    releases it. The gateway also releases by itself after ``timeout_s``.
+    The gateway also ends the hold by itself after ``timeout_s``.
     """
 
     def __init__(
@@ -99,29 +95,21 @@ class GatewayHold:
         token: str | None,
         *,
         timeout_s: float = 10.0,
+        tls: ClientTLS | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.Client(
-            base_url=url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s + 10.0, connect=5.0),
-            transport=transport,
-        )
+        self._client = AgentClient(url, token, tls=tls, transport=transport)
         self._timeout_s = timeout_s
         self._hold_id: str | None = None
         self.waited_s = 0.0
 
     def __enter__(self) -> GatewayHold:
         try:
-            resp = self._client.post(HOLD_PATH, json={"timeout_s": self._timeout_s})
-        except httpx.HTTPError as exc:
-            raise HoldError(f"cannot reach the gateway to hold writes: {exc}") from None
-        if resp.status_code not in (200, 201):
-            raise HoldError(f"the gateway refused to hold writes: HTTP {resp.status_code} {resp.text[:200]}")
-        body = resp.json()
-        self._hold_id = str(body["hold_id"])
-        self.waited_s = float(body.get("waited_s", 0.0))
+            grant = self._client.hold(self._timeout_s)
+        except AgentError as exc:
+            raise HoldError(f"cannot hold writes: {exc}") from None
+        self._hold_id = grant["hold_id"]
+        self.waited_s = grant["waited_s"]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -129,11 +117,14 @@ class GatewayHold:
             return
         hold_id, self._hold_id = self._hold_id, None
         try:
-            resp = self._client.delete(f"{HOLD_PATH}/{hold_id}")
-        except httpx.HTTPError as err:
+            released = self._client.release(hold_id)
+        except AgentError as err:
             raise HoldError(f"cannot release the write hold {hold_id}: {err}") from None
-        if resp.status_code not in (200, 204):
-            raise HoldError(f"releasing the write hold {hold_id} failed: HTTP {resp.status_code}")
+        if not released:
+            raise HoldError(
+                f"the write hold {hold_id} ended by itself after {self._timeout_s:g}s, before the "
+                "consistent copy was done, so the copy may not be consistent: raise backup.hold_timeout_s"
+            )
 
     def close(self) -> None:
         self._client.close()

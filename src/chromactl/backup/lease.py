@@ -19,10 +19,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .store import Repository
+
+class LeaseStore(Protocol):
+    """Where leases live: the snapshot repository (``store.Repository``)."""
+
+    def write_lease(self, snapshot_id: str, lease: Lease) -> None: ...
+
+    def delete_lease(self, snapshot_id: str) -> None: ...
+
 
 LEASE_NAME = "lease.json"
 #: A lease not refreshed for this long belongs to a backup that died.
@@ -71,7 +77,7 @@ class LeaseKeeper:
 
     def __init__(
         self,
-        repo: Repository,
+        repo: LeaseStore,
         snapshot_id: str,
         *,
         ttl_s: float = LEASE_TTL_S,

@@ -1,18 +1,12 @@
-"""The in-pod backup agent: the gateway takes snapshots itself, holding its own write gate.
+"""The backup service: snapshots taken in Chroma's pod, on request over the agent API.
 
 Chroma's data volume is ReadWriteOnce, so only a container of Chroma's pod can read
-it; the gateway is that container, and the only component that can pause writes. A
-scheduled job (the chart's CronJob, ``chromactl backup trigger``) asks it over the
-agent API (admin only, like every ``/chromactl/v1`` route)::
-
-    POST /chromactl/v1/backups        {"prune": bool?} -> 202 the run (409 if one is running)
-    GET  /chromactl/v1/backups/{id}   -> the run: state, result, error (404 if unknown)
-    GET  /chromactl/v1/backups        -> {"running": id | null, "backups": [recent runs]}
-
-A run is ``running``, then ``succeeded`` or ``failed``. The snapshot runs in a worker
-thread of the gateway process; its write hold is the gateway's :class:`WriteGate`,
-taken through the event loop. Runs are kept in memory (the last
-:data:`KEEP_RUNS`): a gateway restart forgets them, and a job following a run that
+it; the chromactl process there serves the agent API (:mod:`chromactl.agentapi`),
+and a scheduled job (the chart's CronJob, ``chromactl backup trigger``) asks it for
+a snapshot. A run is ``running``, then ``succeeded`` or ``failed``. The snapshot runs
+in a worker thread; its write hold comes from the ``hold`` factory the pod gives
+(the gateway's write gate, reached through the event loop). Runs are kept in memory
+(the last :data:`KEEP_RUNS`): a restart forgets them, and a job following a run that
 is forgotten fails.
 """
 
@@ -34,26 +28,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from chromactl.agentapi import contract
+from chromactl.agentapi.contract import BackupListing, BackupState, BackupStatus
 from chromactl.config import Settings
-from chromactl.gateway.routes import AGENT_PREFIX
-from chromactl.gateway.writegate import DrainTimeout, Hold, WriteGate
 
-from .agent import run_backup
-from .hold import CallbackHold, HoldError, WriteHold
+from .hold import WriteHold
 from .metrics import BackupMetrics
 from .prune import prune
+from .run import run_backup
 from .snapshot import BackupResult
 from .store import Repository, redact_url
 
-log = logging.getLogger("chromactl.backup.agent")
+log = logging.getLogger("chromactl.backup.service")
 
-BACKUPS_PATH = f"{AGENT_PREFIX}/backups"
 #: Finished runs remembered for ``GET`` (the running one is always kept).
 KEEP_RUNS = 20
-#: Extra seconds a worker waits for the event loop beyond the hold timeout.
-LOOP_GRACE_S = 30.0
 
 Runner = Callable[[Settings, WriteHold], BackupResult]
+#: The write hold for one run, given the event loop that serves the agent API.
+HoldFactory = Callable[[asyncio.AbstractEventLoop], WriteHold]
 
 
 def _iso(ts: float | None) -> str | None:
@@ -64,18 +57,18 @@ def _iso(ts: float | None) -> str | None:
 
 @dataclass
 class BackupRun:
-    """One backup the agent runs: state, then the snapshot's result."""
+    """One backup the service runs: state, then the snapshot's result."""
 
     backup_id: str
     prune: bool
     started_at: float = field(default_factory=time.time)
-    state: str = "running"
+    state: BackupState = "running"
     finished_at: float | None = None
     result: BackupResult | None = None
     prune_result: dict[str, Any] | None = None
     error: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> BackupStatus:
         return {
             "backup_id": self.backup_id,
             "state": self.state,
@@ -92,19 +85,19 @@ def _error(status: int, error: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": error, "message": message, **extra}, status_code=status)
 
 
-class BackupAgent:
-    """Runs one backup at a time in a worker thread; serves the agent routes."""
+class BackupService:
+    """Runs one backup at a time in a worker thread; serves the backup routes of the agent API."""
 
     def __init__(
         self,
         settings: Settings,
-        gate: WriteGate,
         registry: CollectorRegistry,
+        hold: HoldFactory,
         *,
         runner: Runner = run_backup,
     ) -> None:
         self.settings = settings
-        self.gate = gate
+        self._hold = hold
         self.metrics = BackupMetrics(registry)
         self._runner = runner
         self._lock = threading.Lock()
@@ -120,9 +113,9 @@ class BackupAgent:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route(BACKUPS_PATH, self._start, methods=["POST"]),
-            Route(BACKUPS_PATH, self._list, methods=["GET"]),
-            Route(f"{BACKUPS_PATH}/{{backup_id}}", self._get, methods=["GET"]),
+            Route(contract.BACKUPS, self._start, methods=["POST"]),
+            Route(contract.BACKUPS, self._list, methods=["GET"]),
+            Route(contract.backup_path("{backup_id}"), self._get, methods=["GET"]),
         ]
 
     async def _start(self, request: Request) -> JSONResponse:
@@ -162,7 +155,7 @@ class BackupAgent:
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
         return JSONResponse(
-            run.to_dict(), status_code=202, headers={"Location": f"{BACKUPS_PATH}/{run.backup_id}"}
+            run.to_dict(), status_code=202, headers={"Location": contract.backup_path(run.backup_id)}
         )
 
     async def _get(self, request: Request) -> JSONResponse:
@@ -183,7 +176,8 @@ class BackupAgent:
         with self._lock:
             runs = [r.to_dict() for r in reversed(self._runs.values())]
             running = self._current.backup_id if self._current and self._current.state == "running" else None
-        return JSONResponse({"running": running, "backups": runs})
+        listing: BackupListing = {"running": running, "backups": runs}
+        return JSONResponse(listing)
 
     def _remember(self, run: BackupRun) -> None:
         self._runs[run.backup_id] = run
@@ -195,42 +189,13 @@ class BackupAgent:
 
     # -- the work ----------------------------------------------------------------------
 
-    def hold(self, loop: asyncio.AbstractEventLoop) -> CallbackHold:
-        """The gateway's own write gate as a :class:`WriteHold`, usable from a worker thread."""
-        timeout_s = self.settings.backup.hold_timeout_s
-
-        def acquire(timeout: float) -> Hold:
-            future = asyncio.run_coroutine_threadsafe(self.gate.hold(timeout, timeout), loop)
-            try:
-                return future.result(timeout + LOOP_GRACE_S)
-            except DrainTimeout as exc:
-                raise HoldError(
-                    f"could not hold writes: {exc} (backup.hold_timeout_s is {timeout:g}s)"
-                ) from None
-
-        def release(token: object) -> None:
-            assert isinstance(token, Hold)
-
-            async def end() -> bool:
-                return self.gate.release(token.hold_id)
-
-            released = asyncio.run_coroutine_threadsafe(end(), loop).result(LOOP_GRACE_S)
-            if not released:
-                raise HoldError(
-                    f"the write hold ended by itself after {timeout_s:g}s, before the consistent "
-                    "copy was done, so the copy may not be consistent: raise backup.hold_timeout_s "
-                    "(chart: backup.holdTimeoutSeconds)"
-                )
-
-        return CallbackHold(acquire, release, timeout_s=timeout_s)
-
     def _work(self, run: BackupRun, loop: asyncio.AbstractEventLoop) -> None:
         log.info("backup %s started", run.backup_id, extra={"backup_id": run.backup_id})
         error: str | None = None
         result: BackupResult | None = None
         prune_result: dict[str, Any] | None = None
         try:
-            result = self._runner(self.settings, self.hold(loop))
+            result = self._runner(self.settings, self._hold(loop))
             self.metrics.observe(result)
             if result.outcome != "success":
                 error = result.error or "backup failed"

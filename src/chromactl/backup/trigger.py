@@ -10,20 +10,17 @@ exits non-zero with the agent's error when it fails, so that the Job fails. With
 from __future__ import annotations
 
 import json
-import os
-import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
 from rich.console import Console
 
+from chromactl.agentapi import AgentClient, AgentUnreachable, ClientTLS, read_token
+from chromactl.agentapi.contract import BackupStatus
 from chromactl.errors import ChromactlError
-
-from .service import BACKUPS_PATH
 
 console = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -34,110 +31,40 @@ START_ATTEMPTS = 3
 
 
 class TriggerError(ChromactlError):
-    """The backup could not be started, failed, or could not be followed."""
+    """The backup failed, or could not be followed."""
 
 
-def _message(resp: httpx.Response) -> str:
-    try:
-        body = resp.json()
-        return str(body.get("message") or body)
-    except ValueError:
-        return resp.text[:300]
-
-
-class AgentClient:
-    """The gateway's backup agent API."""
-
-    def __init__(
-        self,
-        url: str,
-        token: str | None,
-        *,
-        ca_file: Path | None = None,
-        client_cert: tuple[Path, Path] | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.url = url.rstrip("/")
-        tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-        if client_cert is not None:
-            try:
-                tls.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
-            except (OSError, ssl.SSLError) as exc:
-                raise TriggerError(
-                    f"cannot load the client certificate {client_cert[0]}: {exc}", exit_code=2
-                ) from None
-        self._client = httpx.Client(
-            base_url=self.url,
-            headers=headers,
-            timeout=httpx.Timeout(30.0, connect=5.0),
-            verify=tls,
-            transport=transport,
-        )
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _check(self, resp: httpx.Response, what: str) -> dict[str, Any]:
-        if resp.status_code in (401, 403):
-            raise TriggerError(
-                f"the gateway refused the agent's credentials to {what} (HTTP {resp.status_code}: "
-                f"{_message(resp)}): check the agent token (the chart's backup agent Secret)",
-                exit_code=2,
-            )
-        if resp.status_code == 404 and what == "start a backup":
-            raise TriggerError(
-                f"{self.url} has no backup agent (HTTP 404): is it a chromactl gateway "
-                "of a version with backups?",
-                exit_code=2,
-            )
-        if resp.status_code >= 400:
-            raise TriggerError(f"cannot {what}: HTTP {resp.status_code}: {_message(resp)}")
-        data: dict[str, Any] = resp.json()
-        return data
-
-    def start(self, *, prune: bool) -> tuple[dict[str, Any], bool]:
-        """Start a backup; ``(run, started)``. A running one is followed instead (409)."""
-        for attempt in range(1, START_ATTEMPTS + 1):
-            try:
-                resp = self._client.post(BACKUPS_PATH, json={"prune": prune})
-                break
-            except httpx.TransportError as exc:
-                if attempt == START_ATTEMPTS:
-                    raise TriggerError(f"cannot reach the gateway at {self.url}: {exc}") from None
-                time.sleep(2.0 * attempt)
-        if resp.status_code == 409:
-            running = resp.json().get("backup_id")
-            if running:
-                return self.get(str(running)), False
-        return self._check(resp, "start a backup"), True
-
-    def get(self, backup_id: str) -> dict[str, Any]:
-        resp = self._client.get(f"{BACKUPS_PATH}/{backup_id}")
-        if resp.status_code == 404:
-            raise TriggerError(
-                f"the gateway no longer knows backup {backup_id}: it restarted while the backup "
-                "ran; the partial snapshot is left incomplete (never restorable) and removed by prune"
-            )
-        return self._check(resp, f"follow backup {backup_id}")
+def start(
+    client: AgentClient, *, prune: bool, sleep: Callable[[float], None] = time.sleep
+) -> tuple[BackupStatus, bool]:
+    """Start a backup (or follow the running one); retry while the gateway is unreachable."""
+    attempt = 1
+    while True:
+        try:
+            return client.start_backup(prune=prune)
+        except AgentUnreachable:
+            if attempt >= START_ATTEMPTS:
+                raise
+            sleep(2.0 * attempt)
+            attempt += 1
 
 
 def follow(
     client: AgentClient,
-    run: dict[str, Any],
+    run: BackupStatus,
     *,
     poll_s: float = 2.0,
-    on_poll: Callable[[dict[str, Any]], None] | None = None,
+    on_poll: Callable[[BackupStatus], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
+) -> BackupStatus:
     """Poll the run until it is no longer ``running``; tolerate a briefly unreachable gateway."""
     unreachable_since: float | None = None
-    while run.get("state") == "running":
+    while run["state"] == "running":
         sleep(poll_s)
         try:
-            run = client.get(str(run["backup_id"]))
+            run = client.backup(run["backup_id"])
             unreachable_since = None
-        except httpx.TransportError as exc:
+        except AgentUnreachable as exc:
             now = time.monotonic()
             unreachable_since = unreachable_since or now
             if now - unreachable_since > UNREACHABLE_GRACE_S:
@@ -150,18 +77,7 @@ def follow(
     return run
 
 
-def _token(token_file: Path | None, token_env: str) -> str | None:
-    if token_file is not None:
-        try:
-            return token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise TriggerError(
-                f"cannot read the token file {token_file}: {exc.strerror}", exit_code=2
-            ) from None
-    return os.environ.get(token_env) or None
-
-
-def _summary(run: dict[str, Any]) -> str:
+def _summary(run: BackupStatus) -> str:
     r = run.get("result") or {}
     line = (
         f"backup {run['backup_id']}: snapshot {r.get('snapshot_id')} in {r.get('target')}, "
@@ -212,18 +128,17 @@ def trigger_cmd(
     if (client_cert is None) != (client_key is None):
         raise TriggerError("--client-cert and --client-key go together", exit_code=2)
     pair = (client_cert, client_key) if client_cert and client_key else None
-    client = AgentClient(
-        gateway, _token(token_file, token_env), ca_file=Path(ca) if ca else None, client_cert=pair
-    )
+    tls = ClientTLS(Path(ca) if ca else None, pair)
+    client = AgentClient(gateway, read_token(token_file, token_env), tls=tls)
     try:
-        run, started = client.start(prune=prune)
+        run, started = start(client, prune=prune)
         verb = "started" if started else "already running, following"
         if not as_json:
             console.print(f"backup {run['backup_id']} {verb} on {client.url}")
         if wait:
             last_note = time.monotonic()
 
-            def note(current: dict[str, Any]) -> None:
+            def note(current: BackupStatus) -> None:
                 nonlocal last_note
                 if not as_json and time.monotonic() - last_note >= 30:
                     last_note = time.monotonic()

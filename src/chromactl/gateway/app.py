@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from starlette.routing import BaseRoute
 
 from chromactl.config import GatewaySettings, Settings
-from chromactl.gateway.agent import agent_app
 from chromactl.gateway.auth.base import Authenticator
 from chromactl.gateway.auth.basic import BasicAuthenticator
 from chromactl.gateway.auth.client_cert import ClientCertAuthenticator
@@ -24,11 +23,12 @@ from chromactl.gateway.auth.oidc import OIDCAuthenticator
 from chromactl.gateway.auth.token import TokenAuthenticator
 from chromactl.gateway.authz import AuthorizationMiddleware
 from chromactl.gateway.bodylimit import BodyLimitMiddleware
+from chromactl.gateway.bodytimeout import BodyTimeoutMiddleware
 from chromactl.gateway.classify import ClassifyMiddleware
-from chromactl.gateway.clientlimits import BodyTimeoutMiddleware
 from chromactl.gateway.collections import CollectionResolver
 from chromactl.gateway.context import find_context
 from chromactl.gateway.errors import ErrorMiddleware
+from chromactl.gateway.holds import agent_app
 from chromactl.gateway.identity import IdentityMiddleware
 from chromactl.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from chromactl.gateway.proxy import ReverseProxy

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from chromactl.agentapi import contract
 from chromactl.gateway.principal import Reach, Role
 
 
@@ -96,8 +97,6 @@ class Route:
         return self.access in (Access.WRITE, Access.ADMIN)
 
 
-AGENT_PREFIX = "/chromactl/v1"
-
 _READ_METHODS = ("GET", "HEAD")
 
 
@@ -151,8 +150,8 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(_READ_METHODS, "/api/v2/heartbeat", Operation.HEARTBEAT, Access.PUBLIC),
     RouteSpec(_READ_METHODS, "/api/v2/healthcheck", Operation.HEALTHCHECK, Access.PUBLIC),
     RouteSpec(_READ_METHODS, "/api/v2/version", Operation.VERSION, Access.PUBLIC),
-    RouteSpec(("*",), AGENT_PREFIX, Operation.AGENT, Access.AGENT, Reach.EVERYTHING),
-    RouteSpec(("*",), AGENT_PREFIX + "/*", Operation.AGENT, Access.AGENT, Reach.EVERYTHING),
+    RouteSpec(("*",), contract.PREFIX, Operation.AGENT, Access.AGENT, Reach.EVERYTHING),
+    RouteSpec(("*",), contract.PREFIX + "/*", Operation.AGENT, Access.AGENT, Reach.EVERYTHING),
     RouteSpec(("*",), "/api/v1*", Operation.V1, Access.SESSION),
     RouteSpec(("GET",), "/openapi.json", Operation.DOCS, Access.SESSION),
     RouteSpec(("GET",), "/docs", Operation.DOCS, Access.SESSION),

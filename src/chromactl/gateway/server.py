@@ -11,42 +11,30 @@ import uvicorn
 from prometheus_client import start_http_server
 
 from chromactl.config import Settings
-from chromactl.gateway.app import Gateway, build_gateway
-from chromactl.gateway.clientlimits import protocol_class
+from chromactl.gateway.app import Gateway
 from chromactl.gateway.internals import InternalsCollector
-from chromactl.gateway.metrics import GatewayMetrics
+from chromactl.gateway.protocol import ServerConfig
 from chromactl.gateway.tls import ReloadingTLS
-from chromactl.gateway.writegate import WriteGate
 
 log = logging.getLogger("chromactl.gateway")
-
-
-def build_served_gateway(settings: Settings) -> Gateway:
-    """The gateway with its in-pod agents: backups run here, holding this gateway's writes."""
-    from chromactl.backup.service import BackupAgent
-
-    gate = WriteGate()
-    metrics = GatewayMetrics(database_series=settings.gateway.metrics.database_series)
-    backups = BackupAgent(settings, gate, metrics.registry)
-    backups.seed_metrics()
-    return build_gateway(settings, gate=gate, metrics=metrics, agent_routes=backups.routes())
 
 
 def uvicorn_config(settings: Settings, gateway: Gateway, tls: ReloadingTLS | None) -> uvicorn.Config:
     gw = settings.gateway
     limits = gw.client_limits
-    config = uvicorn.Config(
+    config = ServerConfig(
         gateway,
         host=gw.listen_address,
         port=gw.port,
-        http=protocol_class(limits, peer_certificates=gw.auth.client_cert is not None),
+        client_limits=limits,
+        peer_certificates=gw.auth.client_cert is not None,
         lifespan="on",
         log_config=None,
         access_log=False,
         server_header=False,
         date_header=False,
-        timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
-        limit_concurrency=limits.max_connections + 1,  # ours answers first (clientlimits)
+        timeout_keep_alive=limits.keep_alive_s,
+        limit_concurrency=limits.max_connections + 1,  # ours answers first (protocol)
         backlog=2048,
     )
     config.load()
@@ -75,13 +63,12 @@ def start_internals(settings: Settings, gateway: Gateway) -> InternalsCollector 
 
 async def serve(
     settings: Settings,
-    gateway: Gateway | None = None,
+    gateway: Gateway,
     *,
     on_started: Callable[[uvicorn.Server], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or until the returned server's ``should_exit``)."""
     gw = settings.gateway
-    gateway = gateway or build_served_gateway(settings)
     tls = ReloadingTLS(gw.tls) if gw.tls.enabled else None
     server = uvicorn.Server(uvicorn_config(settings, gateway, tls))
     metrics_server = None
@@ -113,13 +100,3 @@ async def serve(
         if internals is not None:
             internals.stop()
         await gateway.aclose()
-
-
-def run(settings: Settings) -> None:
-    """Blocking entry point for ``chromactl gateway`` (uvloop when available)."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        asyncio.run(serve(settings))
-    else:
-        uvloop.run(serve(settings))

@@ -1,6 +1,6 @@
 """Client certificates as an identity: the names of a certificate TLS has verified.
 
-The HTTP protocol (:class:`PeerCertificateProtocol`) puts the verified peer certificate
+The HTTP protocol (:mod:`chromactl.gateway.protocol`) puts the verified peer certificate
 of the connection into each request's ASGI scope under ``extensions.tls`` (with the
 subject as ``client_cert_name``, as the ASGI TLS extension names it); the authentication
 step offers the certificate's names as credentials after those in the headers, and
@@ -16,7 +16,6 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chromactl.config import ClientCertAuthSettings
 from chromactl.gateway.auth.base import AuthFailure, Kind, Presented
@@ -46,20 +45,6 @@ def peer_tls(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
         return None
     cert = x509.load_der_x509_certificate(der)
     return {"client_cert_name": cert.subject.rfc4514_string(), "client_cert_names": certificate_names(cert)}
-
-
-class PeerCertificateProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol that hands the verified client certificate to the app."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._peer_tls = peer_tls(transport)
-        super().connection_made(transport)
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self._peer_tls is not None:
-            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
-            extensions["tls"] = self._peer_tls
 
 
 def certificate_credentials(scope: Scope) -> list[Presented]:

@@ -1,15 +1,20 @@
-"""Slow and greedy clients: header and body timeouts, header size, connection limits.
+"""The gateway's HTTP protocol: uvicorn's httptools protocol with what it lacks.
 
-uvicorn closes idle keep-alive connections (``timeout_keep_alive``) and answers 503 over
-``limit_concurrency``, but it waits for a request's headers forever and its httptools
-parser takes headers of any size. Two pieces close that:
+This is the one module that relies on uvicorn's internals (``HttpToolsProtocol``'s
+hooks and attributes, listed and checked by ``tests/gateway/test_protocol.py``).
+uvicorn closes idle keep-alive connections (``timeout_keep_alive``) and answers 503
+over ``limit_concurrency``, but it waits for a request's headers forever and its
+httptools parser takes headers of any size. :class:`GatewayHttpProtocol` adds:
 
-- :func:`protocol_class`: the httptools protocol with a header deadline (from the
-  connection, or from a request's first byte, to the end of its headers: 408 and close),
-  a header size limit (431 and close) and a connection limit (a Chroma-shaped 503 with
-  ``Retry-After``, where uvicorn's ``limit_concurrency`` answers in plain text);
-- :class:`BodyTimeoutMiddleware`: every wait for a piece of the body is bounded, and so
-  is the whole body (408 ``RequestTimeoutError`` and close).
+- a header deadline (from the connection, or from a request's first byte, to the end
+  of its headers: 408 and close) and a header size limit (431 and close);
+- a connection limit answered with a Chroma-shaped 503 and ``Retry-After`` (uvicorn's
+  ``limit_concurrency`` answers in plain text);
+- an answer's head and body in one socket write (:mod:`.coalesce`);
+- with ``peer_certificates``, the verified client certificate in each request's scope
+  (the ASGI ``tls`` extension), for client-certificate authentication.
+
+It is configured through :class:`ServerConfig`, uvicorn's ``Config`` with our settings.
 """
 
 from __future__ import annotations
@@ -17,16 +22,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 from chromactl.config import ClientLimitsSettings
-from chromactl.gateway.auth.client_cert import PeerCertificateProtocol
+from chromactl.gateway.auth.client_cert import peer_tls
 from chromactl.gateway.coalesce import CoalescingTransport
-from chromactl.gateway.responses import ORIGIN_HEADER, send_error
-from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
+from chromactl.gateway.responses import ORIGIN_HEADER
 
 log = logging.getLogger("chromactl.gateway.clients")
 
@@ -40,13 +45,38 @@ _TIMER_SLACK_S = 0.01
 _ERRORS = {408: "RequestTimeoutError", 431: "RequestHeaderFieldsTooLargeError", 503: "ServiceUnavailable"}
 
 
-class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header deadline and a header size limit."""
+class ServerConfig(uvicorn.Config):
+    """uvicorn's config serving :class:`GatewayHttpProtocol` with these limits."""
 
-    limits: ClientLimitsSettings = ClientLimitsSettings()
+    def __init__(
+        self,
+        app: Any,
+        *,
+        client_limits: ClientLimitsSettings,
+        peer_certificates: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(app, http=GatewayHttpProtocol, **kwargs)
+        self.client_limits = client_limits
+        self.peer_certificates = peer_certificates
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with our limits, one write per answer and peer certificates."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        if not isinstance(config, ServerConfig):
+            raise TypeError("GatewayHttpProtocol is served with a ServerConfig")
+        self.limits = config.client_limits
+        self._peer_certificates = config.peer_certificates
+        self._peer_tls: dict[str, Any] | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         #: Loop time by which the headers must be complete; None while no deadline runs.
         self._header_deadline: float | None = None
@@ -55,6 +85,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_tail = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if self._peer_certificates:
+            self._peer_tls = peer_tls(transport)
         super().connection_made(transport)
         # Answers go out through this: head and body in one write.
         self._coalescing = CoalescingTransport(transport, self.loop)
@@ -87,6 +119,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse(431, "request headers are larger than the gateway accepts")
                 return
         super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._peer_tls is not None:
+            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+            extensions["tls"] = self._peer_tls
 
     def on_headers_complete(self) -> None:
         # The timer stays armed; when it fires without a deadline it just ends (one timer
@@ -160,73 +198,3 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
 def _peer(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else ""
-
-
-def protocol_class(
-    limits: ClientLimitsSettings, *, peer_certificates: bool = False
-) -> type[LimitedHttpToolsProtocol]:
-    """The protocol class for uvicorn's ``http=`` with these limits; with
-    ``peer_certificates``, it also puts the verified client certificate in each scope."""
-    bases: tuple[type, ...] = (LimitedHttpToolsProtocol,)
-    if peer_certificates:
-        bases = (PeerCertificateProtocol, *bases)
-    return type("GatewayHttpProtocol", bases, {"limits": limits})
-
-
-class RequestBodyTimeout(Exception):
-    """The client did not send its body in time."""
-
-
-class BodyTimeoutMiddleware:
-    """Bounds each wait for body data and the whole body; too slow: 408 and close."""
-
-    def __init__(self, app: ASGIApp, timeout_s: float, deadline_s: float) -> None:
-        self.app = app
-        self.timeout_s = timeout_s
-        self.deadline_s = deadline_s
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-        timed_out = False
-        body_done = False
-        deadline = time.monotonic() + self.deadline_s
-
-        async def guarded_receive() -> Message:
-            nonlocal timed_out, body_done
-            if body_done:
-                return await receive()  # waits for the disconnect: not the client's body
-            wait = min(self.timeout_s, deadline - time.monotonic())
-            try:
-                # A timer on this task, not wait_for's extra task and loop turns per receive.
-                async with asyncio.timeout(max(wait, 0.0)):
-                    message = await receive()
-            except TimeoutError:
-                timed_out = True
-                raise RequestBodyTimeout("the request body did not arrive in time") from None
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                body_done = True
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, guarded_receive, tracking_send)
-        except Exception:
-            if not timed_out:
-                raise
-            if not started:
-                log.info("request body too slow", extra={"client": _peer(scope.get("client"))})
-                await send_error(
-                    send,
-                    408,
-                    "RequestTimeoutError",
-                    "the request body did not arrive in time",
-                    [("connection", "close")],
-                )

@@ -1,8 +1,7 @@
-"""The agent API under ``/chromactl/v1/`` (admin only): write holds, and routes others add.
+"""The agent API's write-hold routes, served by the gateway over its :class:`WriteGate`.
 
-``POST /chromactl/v1/hold`` ``{"timeout_s": N}`` -> ``{"hold_id", "waited_s"}``
-``DELETE /chromactl/v1/hold/{hold_id}`` -> ``{"released": true}``
-``GET /chromactl/v1/hold`` -> ``{"holds": [...], "writes_in_flight": n}``
+Paths and payloads: :mod:`chromactl.agentapi.contract`. Routes others add (the pod's
+backup service) are served beside these.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, Router
 
-from chromactl.gateway.routes import AGENT_PREFIX
+from chromactl.agentapi import contract
+from chromactl.agentapi.contract import HoldGrant, HoldListing
 from chromactl.gateway.writegate import DrainTimeout, WriteGate
 
 
@@ -39,7 +39,8 @@ def agent_app(gate: WriteGate, max_hold_s: float, extra: Sequence[BaseRoute] = (
             hold = await gate.hold(timeout_s, drain_s)
         except DrainTimeout as exc:
             return _error(503, "ServiceUnavailable", str(exc))
-        return JSONResponse({"hold_id": hold.hold_id, "waited_s": round(hold.waited_s, 6)})
+        grant: HoldGrant = {"hold_id": hold.hold_id, "waited_s": round(hold.waited_s, 6)}
+        return JSONResponse(grant)
 
     async def release_hold(request: Request) -> JSONResponse:
         hold_id = request.path_params["hold_id"]
@@ -49,19 +50,18 @@ def agent_app(gate: WriteGate, max_hold_s: float, extra: Sequence[BaseRoute] = (
 
     async def list_holds(request: Request) -> JSONResponse:
         now = asyncio.get_running_loop().time()
-        return JSONResponse(
-            {
-                "holds": [
-                    {"hold_id": h.hold_id, "expires_in_s": round(h.expires_at - now, 3)} for h in gate.holds()
-                ],
-                "writes_in_flight": gate.in_flight,
-            }
-        )
+        listing: HoldListing = {
+            "holds": [
+                {"hold_id": h.hold_id, "expires_in_s": round(h.expires_at - now, 3)} for h in gate.holds()
+            ],
+            "writes_in_flight": gate.in_flight,
+        }
+        return JSONResponse(listing)
 
     routes: list[BaseRoute] = [
-        Route(f"{AGENT_PREFIX}/hold", create_hold, methods=["POST"]),
-        Route(f"{AGENT_PREFIX}/hold", list_holds, methods=["GET"]),
-        Route(f"{AGENT_PREFIX}/hold/{{hold_id}}", release_hold, methods=["DELETE"]),
+        Route(contract.HOLDS, create_hold, methods=["POST"]),
+        Route(contract.HOLDS, list_holds, methods=["GET"]),
+        Route(contract.hold_path("{hold_id}"), release_hold, methods=["DELETE"]),
         *extra,
     ]
     return Router(routes=routes)

@@ -1,12 +1,12 @@
-"""Entry points for the long-running agent (the gateway process) and the CLI."""
+"""Taking one snapshot as configured: the write hold it needs, and the run itself."""
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
+from chromactl.agentapi import ClientTLS, read_token
 from chromactl.config import BackupSettings, Settings
 from chromactl.errors import ChromactlError
 
@@ -18,16 +18,16 @@ from .store import Repository, redact_url
 log = logging.getLogger("chromactl.backup")
 
 
-def admin_token(settings: BackupSettings) -> str | None:
-    """The gateway admin token from its Secret file or environment variable."""
-    if settings.token_file is not None:
-        try:
-            return settings.token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ChromactlError(
-                f"cannot read the admin token file {settings.token_file}: {exc.strerror}"
-            ) from None
-    return os.environ.get(settings.token_env) or None
+def gateway_tls(settings: BackupSettings) -> ClientTLS:
+    """How to verify the gateway (``backup.gateway_ca_file``) and what to present to it."""
+    cert, key = settings.gateway_cert_file, settings.gateway_key_file
+    if (cert is None) != (key is None):
+        raise ChromactlError(
+            "backup.gateway_cert_file and backup.gateway_key_file go together "
+            "(--client-cert and --client-key)",
+            exit_code=2,
+        )
+    return ClientTLS(settings.gateway_ca_file, (cert, key) if cert and key else None)
 
 
 def hold_from_settings(settings: Settings, *, offline: bool = False) -> WriteHold:
@@ -41,7 +41,12 @@ def hold_from_settings(settings: Settings, *, offline: bool = False) -> WriteHol
             "(or --gateway), or use --offline for a stopped data directory",
             exit_code=2,
         )
-    return GatewayHold(backup.gateway_url, admin_token(backup), timeout_s=backup.hold_timeout_s)
+    return GatewayHold(
+        backup.gateway_url,
+        read_token(backup.token_file, backup.token_env),
+        timeout_s=backup.hold_timeout_s,
+        tls=gateway_tls(backup),
+    )
 
 
 def run_backup(

@@ -1,0 +1,41 @@
+"""The gateway's write gate as the backup's :class:`~chromactl.backup.hold.WriteHold`.
+
+A backup runs in a worker thread; the gate lives on the event loop that serves the
+gateway, so holding and releasing go through that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from chromactl.backup.hold import CallbackHold, HoldError
+from chromactl.gateway.writegate import DrainTimeout, Hold, WriteGate
+
+#: Extra seconds a worker waits for the event loop beyond the hold timeout.
+LOOP_GRACE_S = 30.0
+
+
+def gate_hold(gate: WriteGate, loop: asyncio.AbstractEventLoop, timeout_s: float) -> CallbackHold:
+    """A hold on ``gate`` for a worker thread; it ends by itself after ``timeout_s``."""
+
+    def acquire(timeout: float) -> Hold:
+        future = asyncio.run_coroutine_threadsafe(gate.hold(timeout, timeout), loop)
+        try:
+            return future.result(timeout + LOOP_GRACE_S)
+        except DrainTimeout as exc:
+            raise HoldError(f"could not hold writes: {exc} (backup.hold_timeout_s is {timeout:g}s)") from None
+
+    def release(token: object) -> None:
+        assert isinstance(token, Hold)
+
+        async def end() -> bool:
+            return gate.release(token.hold_id)
+
+        if not asyncio.run_coroutine_threadsafe(end(), loop).result(LOOP_GRACE_S):
+            raise HoldError(
+                f"the write hold ended by itself after {timeout_s:g}s, before the consistent "
+                "copy was done, so the copy may not be consistent: raise backup.hold_timeout_s "
+                "(chart: backup.holdTimeoutSeconds)"
+            )
+
+    return CallbackHold(acquire, release, timeout_s=timeout_s)
