@@ -2,7 +2,7 @@
 
 One format, one source of truth: the Helm chart renders this file into a
 ConfigMap for the pod, and ``chromactl up`` writes the same file for the
-local stack. Every component (gateway, backup agent, restore) reads it
+local stack. Every component (gateway, backup service, restore) reads it
 through :func:`load_config`.
 
 Secrets are never values in this file: it names files (mounted Secrets) or
@@ -75,7 +75,7 @@ class BackupSettings(Section):
     #: Directory of a mounted Secret: each file name is an environment variable
     #: (``AWS_ACCESS_KEY_ID``, ``AZURE_STORAGE_CONNECTION_STRING``, ...).
     credentials_dir: Path | None = None
-    #: Gateway agent API used to hold writes during a snapshot.
+    #: The gateway whose agent API holds writes during a snapshot taken from outside the pod.
     gateway_url: str | None = None
     #: File or environment variable holding the gateway admin token.
     token_file: Path | None = None

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the backups the in-pod agent runs, on the gateway's registry.
+"""Prometheus metrics of the backups the pod's backup service runs, on the gateway's registry.
 
 Names (alerts and dashboards are built on them; keep them stable):
 
@@ -13,7 +13,7 @@ Names (alerts and dashboards are built on them; keep them stable):
 - ``chromactl_backup_hold_seconds`` (histogram): how long each backup held writes.
 
 The three gauges are absent until they are known: after the first backup this process
-ran, or once the agent has found the newest complete snapshot in the target at start-up
+ran, or once the service has found the newest complete snapshot in the target at start-up
 (so a restarted gateway does not look like a missed backup).
 """
 
@@ -75,7 +75,7 @@ class BackupMetrics:
         registry.register(self._last)
         self.runs = Counter(
             "chromactl_backup_runs",
-            "Backups run by the agent, by outcome.",
+            "Backups run in the pod, by outcome.",
             ["outcome"],
             registry=registry,
         )

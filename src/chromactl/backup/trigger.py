@@ -1,4 +1,4 @@
-"""``chromactl backup trigger``: ask the gateway's agent for a backup and follow it.
+"""``chromactl backup trigger``: ask the pod's backup service for a backup and follow it.
 
 This is what the chart's CronJob runs. The snapshot itself is taken inside Chroma's
 pod (the data volume is ReadWriteOnce); this command only starts it, waits for it and
