@@ -336,6 +336,9 @@ class GatewaySettings(Section):
     write_wait_s: float = Field(30.0, gt=0)
     #: Longest hold the agent API grants (holds end by themselves after their timeout).
     max_hold_s: float = Field(300.0, gt=0)
+    #: Processes serving the client port together, one event loop each; ``null``: as many as
+    #: the container's CPU limit (its cgroup) or else its CPU request allows, at least 1.
+    workers: int | None = Field(None, ge=1, le=64)
     #: Collection id -> tenant/database cache size and lifetime.
     collection_cache_size: int = Field(10000, ge=1)
     collection_cache_ttl_s: float = Field(300.0, gt=0)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from chromactl.config import parse_config
-from tests.chart.helm import Render, everything_values, render
+from tests.chart.helm import Render, everything_values, render, render_error
 
 
 def chromactl_config(r: Render) -> dict:
@@ -152,3 +152,27 @@ def test_notes_print_how_to_read_the_credentials() -> None:
     basic = render({"chromadb": {"auth": {"type": "basic"}}}).notes
     assert 'curl -u "${CHROMA_USER}:${CHROMA_PASSWORD}"' in basic
     assert "served without authentication" in render({"gateway": {"enabled": False}}).notes
+
+
+def test_workers_follow_the_cpu_unless_set() -> None:
+    """gateway.workers: empty lets the gateway size itself from its CPU limit or request (the
+    request reaches it through the downward API); a number is passed through."""
+    default = render()
+    assert "workers" not in chromactl_config(default)["gateway"]
+    assert parse_config(chromactl_config(default)).gateway.workers is None
+    gateway = next(
+        c
+        for c in default.get("StatefulSet", "chroma-chromadb")["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "gateway"
+    )
+    request = next(e for e in gateway["env"] if e["name"] == "CHROMACTL_CPU_REQUEST")
+    assert request["valueFrom"]["resourceFieldRef"] == {
+        "containerName": "gateway",
+        "resource": "requests.cpu",
+        "divisor": "1m",
+    }
+    assert chromactl_config(render({"gateway": {"workers": 4}}))["gateway"]["workers"] == 4
+
+
+def test_workers_below_one_are_refused() -> None:
+    assert "workers" in render_error({"gateway": {"workers": 0}})

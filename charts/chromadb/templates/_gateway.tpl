@@ -54,6 +54,9 @@
   "tls" (include "chromadb.tls.gatewayConfig" . | fromYaml)
 -}}
 {{- include "chromadb.gatewayClientLimits" (dict "ctx" . "gateway" $gateway) -}}
+{{- with .Values.gateway.workers -}}
+{{- $_ := set $gateway "workers" (int .) -}}
+{{- end -}}
 {{- $config := dict
   "chroma" (dict "url" (printf "http://127.0.0.1:%d" (int .Values.gateway.chromaPort)) "persist_path" $c.persistDirectory "version" (include "chromadb.version" .))
   "log" (dict "format" .Values.gateway.logFormat "level" "INFO")

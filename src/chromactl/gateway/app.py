@@ -119,8 +119,14 @@ def build_gateway(
     metrics: GatewayMetrics | None = None,
     upstream: Upstream | None = None,
     agent_routes: Sequence[BaseRoute] = (),
+    agent: ASGIApp | None = None,
 ) -> Gateway:
-    """The gateway for ``settings``; pass ``gate`` to share it with in-process users."""
+    """The gateway for ``settings``; pass ``gate`` to share it with in-process users.
+
+    The agent API is served over ``gate`` with ``agent_routes`` beside its hold routes,
+    unless ``agent`` is given: then agent requests, once authorized, go to that app (a
+    worker process forwards them to its supervisor).
+    """
     gw = settings.gateway
     gate = gate or WriteGate()
     metrics = metrics or GatewayMetrics(database_series=gw.metrics.database_series)
@@ -152,7 +158,7 @@ def build_gateway(
             on_denied=metrics.denial,
             on_cross_tenant=metrics.cross_tenant_refusal,
         ),
-        lambda a: _AgentSwitch(a, agent_app(gate, gw.max_hold_s, agent_routes)),
+        lambda a: _AgentSwitch(a, agent or agent_app(gate, gw.max_hold_s, agent_routes)),
         lambda a: WriteHoldMiddleware(a, gate, gw.write_wait_s),
     ]
     app: ASGIApp = ReverseProxy(upstream, scheme="https" if gw.tls.enabled else "http")

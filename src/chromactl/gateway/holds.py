@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -15,14 +16,27 @@ from starlette.routing import BaseRoute, Route, Router
 
 from chromactl.agentapi import contract
 from chromactl.agentapi.contract import HoldGrant, HoldListing
-from chromactl.gateway.writegate import DrainTimeout, WriteGate
+from chromactl.gateway.writegate import DrainTimeout, Hold
+
+
+class HoldGate(Protocol):
+    """What the hold routes need: one gateway's :class:`~chromactl.gateway.writegate.WriteGate`,
+    or a gate over several worker processes (``chromactl.pod.control.WorkersGate``)."""
+
+    async def hold(self, timeout_s: float, drain_timeout_s: float | None = None) -> Hold: ...
+
+    def release(self, hold_id: str) -> bool: ...
+
+    def holds(self) -> list[Hold]: ...
+
+    async def writes_in_flight(self) -> int: ...
 
 
 def _error(status: int, error: str, message: str) -> JSONResponse:
     return JSONResponse({"error": error, "message": message}, status_code=status)
 
 
-def agent_app(gate: WriteGate, max_hold_s: float, extra: Sequence[BaseRoute] = ()) -> Router:
+def agent_app(gate: HoldGate, max_hold_s: float, extra: Sequence[BaseRoute] = ()) -> Router:
     """The agent API as an ASGI app; ``extra`` routes (e.g. backups) are served beside it."""
 
     async def create_hold(request: Request) -> JSONResponse:
@@ -54,7 +68,7 @@ def agent_app(gate: WriteGate, max_hold_s: float, extra: Sequence[BaseRoute] = (
             "holds": [
                 {"hold_id": h.hold_id, "expires_in_s": round(h.expires_at - now, 3)} for h in gate.holds()
             ],
-            "writes_in_flight": gate.in_flight,
+            "writes_in_flight": await gate.writes_in_flight(),
         }
         return JSONResponse(listing)
 

@@ -9,7 +9,7 @@ one is counted under :data:`OTHER`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import TypeVar
 
 #: The label value that every value over a cap is counted under.
@@ -31,11 +31,19 @@ class LabelCap:
     never moves between its own name and ``__other__``.
     """
 
-    def __init__(self, limit: int, other: tuple[str, ...] = (OTHER,)) -> None:
+    def __init__(
+        self,
+        limit: int,
+        other: tuple[str, ...] = (OTHER,),
+        *,
+        on_admit: Callable[[int], None] | None = None,
+    ) -> None:
         if limit < 0:
             raise ValueError("limit must be >= 0")
         self.limit = limit
         self.other = other
+        #: Called with the number of admitted keys each time one is admitted.
+        self._on_admit = on_admit
         self._admitted: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._lock = threading.Lock()
 
@@ -51,6 +59,8 @@ class LabelCap:
                 return self.other
             found = tuple(clip(v) for v in key)
             self._admitted[key] = found
+            if self._on_admit is not None:
+                self._on_admit(len(self._admitted))
             return found
 
     def __len__(self) -> int:

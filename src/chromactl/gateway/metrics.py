@@ -53,7 +53,6 @@ class GatewayMetrics:
     ) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.databases = LabelCap(database_series, ("__other__", "__other__"))
         self.requests = Counter(
             "chromactl_gateway_requests",
             "Requests answered, by Chroma operation, tenant, database and status class.",
@@ -99,6 +98,7 @@ class GatewayMetrics:
             "chromactl_gateway_requests_in_flight",
             "Requests being answered.",
             registry=r,
+            multiprocess_mode="livesum",  # with several workers: the sum over those alive
         )
         self.auth_failures = Counter(
             "chromactl_gateway_auth_failures",
@@ -128,8 +128,11 @@ class GatewayMetrics:
             "chromactl_gateway_database_label_series",
             "Tenant/database pairs with their own label values (the rest count as __other__).",
             registry=r,
+            multiprocess_mode="max",  # with several workers: each caps its own
         )
-        self.database_series.set_function(lambda: len(self.databases))
+        self.databases = LabelCap(
+            database_series, ("__other__", "__other__"), on_admit=self.database_series.set
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
         #: (operation, tenant, database, status class) -> the children one request updates;
         #: bounded like the labels (operations x capped databases x status classes).

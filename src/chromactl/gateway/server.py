@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 
 import uvicorn
-from prometheus_client import start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 
 from chromactl.config import Settings
 from chromactl.gateway.app import Gateway
@@ -44,8 +45,8 @@ def uvicorn_config(settings: Settings, gateway: Gateway, tls: ReloadingTLS | Non
     return config
 
 
-def start_internals(settings: Settings, gateway: Gateway) -> InternalsCollector | None:
-    """Chroma's internals on the gateway's metrics registry, read in a background thread."""
+def start_internals(settings: Settings, registry: CollectorRegistry) -> InternalsCollector | None:
+    """Chroma's internals on ``registry``, read in a background thread."""
     gw = settings.gateway
     if not gw.metrics.internals:
         return None
@@ -57,7 +58,7 @@ def start_internals(settings: Settings, gateway: Gateway) -> InternalsCollector 
         collection_series=gw.metrics.collection_series,
         read_budget_s=gw.metrics.internals_read_budget_s,
     )
-    gateway.metrics.registry.register(collector)
+    registry.register(collector)
     return collector.start()
 
 
@@ -66,15 +67,22 @@ async def serve(
     gateway: Gateway,
     *,
     on_started: Callable[[uvicorn.Server], None] | None = None,
+    sockets: list[socket.socket] | None = None,
+    serve_metrics: bool = True,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or until the returned server's ``should_exit``)."""
+    """Serve until SIGINT/SIGTERM (or until the returned server's ``should_exit``).
+
+    ``sockets``: listening sockets to serve (a worker's, shared with the other workers)
+    instead of binding ``gateway.port``; ``serve_metrics=False`` leaves the metrics port
+    and Chroma's internals to someone else (a worker's supervisor).
+    """
     gw = settings.gateway
     tls = ReloadingTLS(gw.tls) if gw.tls.enabled else None
     server = uvicorn.Server(uvicorn_config(settings, gateway, tls))
     metrics_server = None
     internals = None
-    if gw.metrics_port is not None:
-        internals = start_internals(settings, gateway)
+    if gw.metrics_port is not None and serve_metrics:
+        internals = start_internals(settings, gateway.metrics.registry)
         metrics_server, _ = start_http_server(
             gw.metrics_port, gw.metrics_address, registry=gateway.metrics.registry
         )
@@ -89,7 +97,7 @@ async def serve(
     if on_started is not None:
         on_started(server)
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     finally:
         if watcher is not None:
             watcher.cancel()

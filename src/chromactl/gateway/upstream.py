@@ -127,16 +127,24 @@ class _AiohttpResponse:
 
 
 class AiohttpUpstream:
-    def __init__(self, url: str, *, keepalive: int = 64, timeout_s: float = 300.0) -> None:
+    def __init__(
+        self, url: str, *, keepalive: int = 64, timeout_s: float = 300.0, uds: str | None = None
+    ) -> None:
         self._origin, self._prefix = _base(url)
         self._keepalive = keepalive
+        #: A Unix socket to connect to instead of the URL's host and port.
+        self._uds = uds
         self._timeout = aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily: a ClientSession belongs to the running event loop.
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0, enable_cleanup_closed=False)
+            connector: aiohttp.BaseConnector = (
+                aiohttp.UnixConnector(self._uds, limit=0, keepalive_timeout=30.0)
+                if self._uds
+                else aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0, enable_cleanup_closed=False)
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,

@@ -52,6 +52,9 @@ class WriteGate:
     def in_flight(self) -> int:
         return self._in_flight
 
+    async def writes_in_flight(self) -> int:
+        return self._in_flight
+
     @property
     def is_held(self) -> bool:
         return bool(self._holds)

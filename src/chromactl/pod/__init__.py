@@ -2,7 +2,9 @@
 
 The gateway and the backup package know nothing of each other; this is where they meet.
 The backup service's routes join the gateway's agent API, and its write hold is the
-gateway's own :class:`~chromactl.gateway.writegate.WriteGate` (see :mod:`.holds`).
+gateway's own :class:`~chromactl.gateway.writegate.WriteGate` (see :mod:`.holds`). With
+``gateway.workers`` above 1, a supervisor (:mod:`.supervisor`) runs the workers
+(:mod:`.worker`) and holds all their gates as one (:mod:`.control`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from chromactl.gateway.metrics import GatewayMetrics
 from chromactl.gateway.server import serve
 from chromactl.gateway.writegate import WriteGate
 
+from .cpus import default_workers
 from .holds import gate_hold
 
 
@@ -45,11 +48,24 @@ async def serve_pod(settings: Settings) -> None:
     await serve(settings, pod.gateway)
 
 
+def workers(settings: Settings) -> int:
+    """``gateway.workers``, or as many as the container's CPUs call for."""
+    return settings.gateway.workers or default_workers()
+
+
 def run(settings: Settings) -> None:
-    """Blocking entry point for ``chromactl gateway`` (uvloop when available)."""
+    """Blocking entry point for ``chromactl gateway`` (uvloop when available): one process,
+    or a supervisor with several workers (:mod:`.supervisor`)."""
+    count = workers(settings)
+    if count > 1:
+        from .supervisor import supervise
+
+        main = supervise(settings, count)
+    else:
+        main = serve_pod(settings)
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        asyncio.run(serve_pod(settings))
+        asyncio.run(main)
     else:
-        uvloop.run(serve_pod(settings))
+        uvloop.run(main)

@@ -1,4 +1,4 @@
-"""The gateway's write gate as the backup's :class:`~chromactl.backup.hold.WriteHold`.
+"""The gateway's write gate (or the workers' gate) as the backup's :class:`~chromactl.backup.hold.WriteHold`.
 
 A backup runs in a worker thread; the gate lives on the event loop that serves the
 gateway, so holding and releasing go through that loop.
@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 
 from chromactl.backup.hold import CallbackHold, HoldError
-from chromactl.gateway.writegate import DrainTimeout, Hold, WriteGate
+from chromactl.gateway.holds import HoldGate
+from chromactl.gateway.writegate import DrainTimeout, Hold
 
 #: Extra seconds a worker waits for the event loop beyond the hold timeout.
 LOOP_GRACE_S = 30.0
 
 
-def gate_hold(gate: WriteGate, loop: asyncio.AbstractEventLoop, timeout_s: float) -> CallbackHold:
+def gate_hold(gate: HoldGate, loop: asyncio.AbstractEventLoop, timeout_s: float) -> CallbackHold:
     """A hold on ``gate`` for a worker thread; it ends by itself after ``timeout_s``."""
 
     def acquire(timeout: float) -> Hold:

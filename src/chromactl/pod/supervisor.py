@@ -1,0 +1,203 @@
+"""Several gateway workers on one client port, and what must stay one for all of them.
+
+With ``gateway.workers`` above 1, ``chromactl gateway`` is this supervisor. It starts the
+workers (:mod:`chromactl.pod.worker`), each with its own event loop and its own listening
+socket on the client port (``SO_REUSEPORT``: the kernel spreads connections evenly).
+What must be one per pod stays here:
+
+- the write hold over every worker's gate (:class:`~chromactl.pod.control.WorkersGate`),
+  behind the agent API, which the workers forward to this process over a Unix socket;
+- the backup service, whose snapshots hold all the workers' writes;
+- the metrics port: every worker's metrics summed (prometheus_client's multiprocess
+  mode), Chroma's internals, the backups, and ``chromactl_gateway_worker_restarts_total``.
+
+A worker that exits is started again (after a short backoff) and counted. SIGTERM or
+SIGINT stops taking new connections in every worker, lets their requests finish, then
+ends the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from chromactl.backup.run import run_backup
+from chromactl.backup.service import BackupService, Runner
+from chromactl.config import Settings
+from chromactl.errors import ChromactlError
+from chromactl.gateway.holds import agent_app
+from chromactl.gateway.server import start_internals
+
+from . import worker as worker_mod
+from .control import WorkersGate
+from .holds import gate_hold
+
+log = logging.getLogger("chromactl.pod")
+
+#: Seconds workers get to finish their requests after SIGTERM before they are killed.
+STOP_GRACE_S = 25.0
+#: Backoff before a worker that exited is started again (doubling up to the maximum).
+RESTART_BACKOFF_S = 0.5
+RESTART_BACKOFF_MAX_S = 10.0
+
+
+def listen(settings: Settings, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket on the client port; with ``reuse_port``, one of the workers' group
+    (``SO_REUSEPORT``: the kernel spreads new connections evenly over the workers)."""
+    gw = settings.gateway
+    family = socket.AF_INET6 if ":" in gw.listen_address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((gw.listen_address, gw.port))
+    except OSError as exc:
+        sock.close()
+        raise ChromactlError(
+            f"cannot listen on {gw.listen_address}:{gw.port}: {exc.strerror} (gateway.port)", exit_code=2
+        ) from None
+    sock.listen(2048)
+    return sock
+
+
+@dataclass
+class Workers:
+    """Starts, watches and stops the worker processes."""
+
+    settings: Settings
+    run_dir: Path
+    count: int
+    restarts: Counter
+    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            worker_mod.SETTINGS_ENV: self.settings.model_dump_json(),
+            worker_mod.CONTROL_ENV: str(self.run_dir / "control.sock"),
+            worker_mod.AGENT_ENV: str(self.run_dir / "agent.sock"),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.run_dir / "metrics"),
+        }
+
+    def start(self, slot: int) -> None:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chromactl.pod.worker"],
+            env=self._env(),
+            # Signals from a terminal reach the supervisor only; it stops the workers.
+            process_group=0,
+        )
+        self.procs[slot] = proc
+        log.info("worker %d started (pid %d)", slot, proc.pid)
+
+    async def watch(self, slot: int) -> None:
+        """Keep worker ``slot`` running until the supervisor stops."""
+        backoff = RESTART_BACKOFF_S
+        while not self.stopping.is_set():
+            proc = self.procs[slot]
+            code = await asyncio.to_thread(proc.wait)
+            mark_process_dead(proc.pid, str(self.run_dir / "metrics"))  # type: ignore[no-untyped-call]
+            if self.stopping.is_set():
+                return
+            log.error("worker %d (pid %d) exited with %d; starting it again", slot, proc.pid, code)
+            self.restarts.inc()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RESTART_BACKOFF_MAX_S)
+            if not self.stopping.is_set():
+                self.start(slot)
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        alive = [p for p in self.procs.values() if p.poll() is None]
+        for proc in alive:
+            proc.send_signal(signal.SIGTERM)
+        for proc in alive:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(proc.wait), STOP_GRACE_S)
+            except TimeoutError:
+                log.warning("worker pid %d did not stop in %gs: killing it", proc.pid, STOP_GRACE_S)
+                proc.kill()
+
+
+def _registry(run_dir: Path) -> tuple[CollectorRegistry, Counter]:
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(run_dir / "metrics"))  # type: ignore[no-untyped-call]
+    restarts = Counter(
+        "chromactl_gateway_worker_restarts",
+        "Gateway worker processes started again after they exited.",
+        registry=registry,
+    )
+    return registry, restarts
+
+
+async def supervise(settings: Settings, count: int, *, runner: Runner = run_backup) -> None:
+    """Serve with ``count`` workers until SIGTERM/SIGINT."""
+    gw = settings.gateway
+    run_dir = Path(tempfile.mkdtemp(prefix="chromactl-pod-"))
+    (run_dir / "metrics").mkdir()
+    registry, restarts = _registry(run_dir)
+    Gauge("chromactl_gateway_workers", "Gateway worker processes configured.", registry=registry).set(count)
+    gate = WorkersGate()
+    control = await gate.serve(run_dir / "control.sock")
+    timeout_s = settings.backup.hold_timeout_s
+    backups = BackupService(settings, registry, lambda loop: gate_hold(gate, loop, timeout_s), runner=runner)
+    backups.seed_metrics()
+    agent = uvicorn.Server(
+        uvicorn.Config(
+            agent_app(gate, gw.max_hold_s, backups.routes()),
+            uds=str(run_dir / "agent.sock"),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+        )
+    )
+    metrics_server = internals = None
+    if gw.metrics_port is not None:
+        internals = start_internals(settings, registry)
+        metrics_server, _ = start_http_server(gw.metrics_port, gw.metrics_address, registry=registry)
+    listen(settings).close()  # the port is free: fail here, before any worker starts
+    workers = Workers(settings, run_dir, count, restarts)
+    for slot in range(count):
+        workers.start(slot)
+    watchers = [asyncio.create_task(workers.watch(slot)) for slot in range(count)]
+    log.info(
+        "gateway on %s://%s:%d with %d workers -> %s",
+        "https" if gw.tls.enabled else "http",
+        gw.listen_address,
+        gw.port,
+        count,
+        settings.chroma.url,
+    )
+    # A handler of ours, so that the signal uvicorn raises again once the agent server
+    # has stopped ends up here and not in the default handler.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        await agent.serve()  # until SIGTERM/SIGINT
+    finally:
+        await workers.stop()
+        for task in watchers:
+            task.cancel()
+        control.close()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        if internals is not None:
+            internals.stop()
+        backups.join(1)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(run_dir)

@@ -1,0 +1,80 @@
+"""One gateway worker process, started by the supervisor (:mod:`chromactl.pod.supervisor`).
+
+It serves the client port on a listening socket of its own in the workers' ``SO_REUSEPORT``
+group, with its own event loop and write gate. The supervisor holds
+that gate through the control socket ``CHROMACTL_WORKER_CONTROL``; agent API requests,
+once authenticated and authorized here, go to the supervisor's agent socket
+``CHROMACTL_WORKER_AGENT``. Metrics go to ``PROMETHEUS_MULTIPROC_DIR``, which the
+supervisor sums on its metrics port. The settings come as JSON in ``CHROMACTL_WORKER_SETTINGS``.
+
+    python -m chromactl.pod.worker
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from chromactl.config import Settings
+from chromactl.gateway.app import build_gateway
+from chromactl.gateway.metrics import GatewayMetrics
+from chromactl.gateway.proxy import ReverseProxy
+from chromactl.gateway.server import serve
+from chromactl.gateway.upstream import AiohttpUpstream
+from chromactl.gateway.writegate import WriteGate
+from chromactl.logging import configure_logging
+
+from .control import WorkerControl
+
+SETTINGS_ENV = "CHROMACTL_WORKER_SETTINGS"
+CONTROL_ENV = "CHROMACTL_WORKER_CONTROL"
+AGENT_ENV = "CHROMACTL_WORKER_AGENT"
+
+
+async def work(settings: Settings, listener: socket.socket, control_path: Path, agent_path: Path) -> None:
+    gw = settings.gateway
+    gate = WriteGate()
+    agent = ReverseProxy(AiohttpUpstream("http://chromactl-pod", uds=str(agent_path)))
+    gateway = build_gateway(
+        settings,
+        gate=gate,
+        metrics=GatewayMetrics(database_series=gw.metrics.database_series),
+        agent=agent,
+    )
+    servers: list[uvicorn.Server] = []
+
+    def lost() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    control = WorkerControl(gate, control_path, on_lost=lost)
+    # Holds in force are taken before the first request is served.
+    follow = await control.connect(os.getpid())
+    try:
+        await serve(settings, gateway, sockets=[listener], serve_metrics=False, on_started=servers.append)
+    finally:
+        follow.cancel()
+        await agent.upstream.aclose()
+
+
+def main() -> None:
+    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    configure_logging(settings.log)
+    from .supervisor import listen
+
+    listener = listen(settings, reuse_port=True)
+    coro = work(settings, listener, Path(os.environ[CONTROL_ENV]), Path(os.environ[AGENT_ENV]))
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+if __name__ == "__main__":
+    main()
