@@ -110,6 +110,7 @@ lock: $(BIN)/.installed ## re-pin every transitive dependency into constraints.t
 bench: $(BIN)/.installed $(LEGACY_CHROMA_VENV)/.installed ## run the benchmarks and write their results under bench/
 	$(BIN)/python bench/backup/run.py
 	$(BIN)/python bench/gateway/run.py
+	$(BIN)/python bench/gateway/cpu.py
 
 .PHONY: soak
 soak: $(BIN)/.installed ## long load (5 min, concurrency 64) and Chroma-fault runs through the gateway; writes bench/soak/

@@ -65,8 +65,12 @@ def load(url: str, name: str, count: int, rng: random.Random) -> str:
         return str(col["id"])
 
 
+#: Process id of the server behind each target URL (for CPU accounting: bench/gateway/cpu.py).
+PIDS: dict[str, int] = {}
+
+
 @contextlib.contextmanager
-def gateway(work: Path, chroma_url: str, *, tls: bool, client: str) -> Iterator[str]:
+def gateway(work: Path, chroma_url: str, *, tls: bool, client: str, workers: int = 1) -> Iterator[str]:
     port = free_port()
     token_file = work / "token"
     token_file.write_text(TOKEN)
@@ -77,6 +81,7 @@ def gateway(work: Path, chroma_url: str, *, tls: bool, client: str) -> Iterator[
             "listen_address": "127.0.0.1",
             "port": port,
             "metrics_port": free_port(),
+            "workers": workers,
             "auth": {
                 "token": {"credentials": [{"name": "bench", "token_file": str(token_file), "role": "admin"}]}
             },
@@ -98,6 +103,7 @@ def gateway(work: Path, chroma_url: str, *, tls: bool, client: str) -> Iterator[
         except httpx.HTTPError:
             return False
 
+    PIDS[url] = proc.pid
     try:
         wait_until(up, 30, "the gateway")
         yield url
@@ -146,6 +152,7 @@ http {{
     )
     proc = subprocess.Popen([binary, "-p", str(prefix), "-c", str(conf)])
     url = f"http://127.0.0.1:{port}"
+    PIDS[url] = proc.pid
     try:
         wait_until(lambda: _answers(url), 15, "nginx")
         yield url

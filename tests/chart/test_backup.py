@@ -149,7 +149,9 @@ def test_credentials_come_from_the_secret_never_the_configmap() -> None:
     assert volumes["backup-credentials"]["secret"]["secretName"] == "s3-creds"
     text = r.get("ConfigMap", "chroma-chromadb-chromactl")["data"]["chromactl.yaml"]
     assert "s3-creds" not in text and "AWS_" not in text
-    assert "env" not in r.container("gateway")
+    env = r.container("gateway").get("env", [])
+    assert all("secretKeyRef" not in e.get("valueFrom", {}) for e in env), env
+    assert not any(e["name"].startswith("AWS_") for e in env), env
     # workload identity: no Secret, the ServiceAccount carries the role
     r = render(
         {

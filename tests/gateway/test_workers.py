@@ -275,6 +275,36 @@ def test_a_crashed_worker_is_restarted_counted_and_starts_inside_a_running_hold(
         assert chroma_count(chroma, cid) == len(writers.acked)
 
 
+def test_connections_queued_on_a_dead_worker_are_served_by_its_replacement(tmp_path: Path) -> None:
+    """The supervisor keeps every worker's listening socket: what the kernel queued on the
+    socket of a worker that dies waits for the next worker instead of being reset."""
+    with run_chroma(tmp_path / "chroma") as chroma, workers_pod(tmp_path, chroma, 2) as pod:
+        victim = pod.workers()[0]
+        os.kill(victim, signal.SIGSTOP)  # it takes no connection from its queue now
+        answers: list[int | str] = []
+
+        def call() -> None:
+            try:
+                resp = httpx.get(f"{pod.url}/api/v2/heartbeat", headers={"Connection": "close"}, timeout=60)
+                answers.append(resp.status_code)
+            except httpx.HTTPError as exc:
+                answers.append(repr(exc))
+
+        callers = [threading.Thread(target=call) for _ in range(16)]
+        for t in callers:
+            t.start()
+        # The live worker answers its share; the rest wait in the stopped worker's queue.
+        wait_until(lambda: 0 < len(answers) < 16, 30, "the live worker's share")
+        time.sleep(0.5)
+        queued = 16 - len(answers)
+        assert queued > 0, "no connection was queued on the stopped worker"
+        os.kill(victim, signal.SIGKILL)
+        for t in callers:
+            t.join(90)
+        assert answers == [200] * 16, answers
+        assert pod.total("chromactl_gateway_worker_restarts_total") == 1
+
+
 def test_a_worker_that_dies_while_draining_fails_the_hold_and_writes_go_on(tmp_path: Path) -> None:
     """A write forwarded by a dead worker may still run in Chroma: its hold cannot be granted."""
     with run_chroma(tmp_path / "chroma") as chroma, workers_pod(tmp_path, chroma, 2) as pod:
@@ -299,6 +329,7 @@ def test_a_worker_that_dies_while_draining_fails_the_hold_and_writes_go_on(tmp_p
                         break
             finally:
                 os.kill(victim, signal.SIGKILL)
+            wait_until(lambda: victim not in pod.workers(), 30, "the stopped worker to go")
             assert resp is not None
             assert resp.status_code == 503 and "did not answer" in resp.json()["message"]
             assert time.monotonic() - started < 15

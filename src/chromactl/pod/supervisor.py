@@ -2,7 +2,9 @@
 
 With ``gateway.workers`` above 1, ``chromactl gateway`` is this supervisor. It starts the
 workers (:mod:`chromactl.pod.worker`), each with its own event loop and its own listening
-socket on the client port (``SO_REUSEPORT``: the kernel spreads connections evenly).
+socket on the client port (``SO_REUSEPORT``: the kernel spreads connections evenly). The
+supervisor opens those sockets and keeps them: a worker that dies leaves its socket open,
+so connections the kernel queued on it wait for the replacement instead of being reset.
 What must be one per pod stays here:
 
 - the write hold over every worker's gate (:class:`~chromactl.pod.control.WorkersGate`),
@@ -83,6 +85,7 @@ class Workers:
     run_dir: Path
     count: int
     restarts: Counter
+    sockets: dict[int, socket.socket] = field(default_factory=dict)
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -96,9 +99,13 @@ class Workers:
         }
 
     def start(self, slot: int) -> None:
+        if slot not in self.sockets:
+            self.sockets[slot] = listen(self.settings, reuse_port=True)
+        fd = self.sockets[slot].fileno()
         proc = subprocess.Popen(
             [sys.executable, "-m", "chromactl.pod.worker"],
-            env=self._env(),
+            env={**self._env(), worker_mod.LISTENER_ENV: str(fd)},
+            pass_fds=(fd,),
             # Signals from a terminal reach the supervisor only; it stops the workers.
             process_group=0,
         )
@@ -132,6 +139,8 @@ class Workers:
             except TimeoutError:
                 log.warning("worker pid %d did not stop in %gs: killing it", proc.pid, STOP_GRACE_S)
                 proc.kill()
+        for sock in self.sockets.values():
+            sock.close()
 
 
 def _registry(run_dir: Path) -> tuple[CollectorRegistry, Counter]:

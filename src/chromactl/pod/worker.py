@@ -1,7 +1,8 @@
 """One gateway worker process, started by the supervisor (:mod:`chromactl.pod.supervisor`).
 
-It serves the client port on a listening socket of its own in the workers' ``SO_REUSEPORT``
-group, with its own event loop and write gate. The supervisor holds
+It serves the client port on the listening socket the supervisor opened for it in the
+workers' ``SO_REUSEPORT`` group (inherited as descriptor ``CHROMACTL_WORKER_LISTENER``),
+with its own event loop and write gate. The supervisor holds
 that gate through the control socket ``CHROMACTL_WORKER_CONTROL``; agent API requests,
 once authenticated and authorized here, go to the supervisor's agent socket
 ``CHROMACTL_WORKER_AGENT``. Metrics go to ``PROMETHEUS_MULTIPROC_DIR``, which the
@@ -33,6 +34,7 @@ from .control import WorkerControl
 SETTINGS_ENV = "CHROMACTL_WORKER_SETTINGS"
 CONTROL_ENV = "CHROMACTL_WORKER_CONTROL"
 AGENT_ENV = "CHROMACTL_WORKER_AGENT"
+LISTENER_ENV = "CHROMACTL_WORKER_LISTENER"
 
 
 async def work(settings: Settings, listener: socket.socket, control_path: Path, agent_path: Path) -> None:
@@ -64,9 +66,7 @@ async def work(settings: Settings, listener: socket.socket, control_path: Path, 
 def main() -> None:
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
     configure_logging(settings.log)
-    from .supervisor import listen
-
-    listener = listen(settings, reuse_port=True)
+    listener = socket.socket(fileno=int(os.environ[LISTENER_ENV]))
     coro = work(settings, listener, Path(os.environ[CONTROL_ENV]), Path(os.environ[AGENT_ENV]))
     try:
         import uvloop
