@@ -24,6 +24,12 @@ SELECT c.id, c.name, d.name, d.tenant_id FROM collections c JOIN databases d ON 
 SEGMENTS_SQL = "SELECT id, scope, collection FROM segments"
 #: The last write-log sequence id each segment has persisted.
 MAX_SEQ_SQL = "SELECT segment_id, seq_id FROM max_seq_id"
+#: Each vector segment's persisted position: Chroma 1.x records it after it rewrote the
+#: segment's HNSW files, so it changes with every rewrite.
+GENERATIONS_SQL = """
+SELECT m.segment_id, m.seq_id FROM max_seq_id m JOIN segments s ON s.id = m.segment_id
+WHERE s.scope = 'VECTOR'
+"""
 #: Records of one collection: a range of the (segment_id, embedding_id) index.
 RECORDS_SQL = "SELECT count(*) FROM embeddings WHERE segment_id = ?"
 #: Per collection (the topic ends with its id): write-log rows, and those past the vector

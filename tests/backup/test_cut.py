@@ -225,3 +225,130 @@ def test_catch_up_reads_only_a_database_written_since_it_was_staged(
     conn.close()
     after = cut.catch_up(db, staged, base)
     assert reads == [1] and after is not base and staged.read_bytes() == db.read_bytes()
+
+
+# Generations: Chroma rewrites a vector segment's files only when it persists it, and then
+# records the segment's new max_seq_id. What was caught up before the hold, with the same
+# generation and stat inside it, is not read again in the hold.
+
+
+def make_chroma_dir(root: Path) -> Path:
+    data = make_dir(root)
+    db = sqlite3.connect(data / "chroma.sqlite3")
+    db.execute("CREATE TABLE segments (id TEXT PRIMARY KEY, scope TEXT, collection TEXT)")
+    db.execute("CREATE TABLE max_seq_id (segment_id TEXT PRIMARY KEY, seq_id INTEGER)")
+    db.execute("INSERT INTO segments VALUES ('seg-a', 'VECTOR', 'c1'), ('seg-m', 'METADATA', 'c1')")
+    db.execute("INSERT INTO max_seq_id VALUES ('seg-a', 1000), ('seg-m', 1050)")
+    db.commit()
+    db.close()
+    return data
+
+
+def persist(data: Path, seq: int) -> None:
+    """What a persist of segment seg-a does: rewrite scattered parts of its files, then
+    record the new position."""
+    with open(data / "seg-a" / "data_level0.bin", "r+b") as fh:
+        for offset in (10, 2 * MiB + 5, 4 * MiB + 7):
+            fh.seek(offset)
+            fh.write(os.urandom(64))
+    db = sqlite3.connect(data / "chroma.sqlite3")
+    db.execute("UPDATE max_seq_id SET seq_id = ? WHERE segment_id = 'seg-a'", (seq,))
+    db.commit()
+    db.close()
+
+
+@pytest.fixture
+def rehold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give back any hold that finds a persisted segment; do not wait long for the next."""
+    monkeypatch.setattr(cut, "REHOLD_MIN_BYTES", 0)
+    monkeypatch.setattr(cut, "PERSIST_WAIT_S", 0.05)
+
+
+def snapshot_and_restore(tmp_path: Path, data: Path, hold: MutatingHold) -> dict[str, float]:
+    repo = Repository(str(tmp_path / "repo"))
+    result = create_snapshot(data, repo, hold, chroma_version="1.5.9")
+    live = tree(data)
+    assert restore(repo, tmp_path / "restored").outcome == "restored"
+    assert tree(tmp_path / "restored") == live
+    return {**result.phases, "recopied_bytes": float(result.recopied_bytes)}
+
+
+def test_a_segment_persisted_before_the_catch_up_is_not_read_in_the_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rehold: None
+) -> None:
+    from chromactl.backup import snapshot
+
+    data = make_chroma_dir(tmp_path)
+    real = snapshot.catch_up_files
+    persisted: list[int] = []
+
+    def persist_then_catch_up(*args: object) -> int:
+        if not persisted:
+            persist(data, 2000)  # after the first pass read the files
+            persisted.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(snapshot, "catch_up_files", persist_then_catch_up)
+    phases = snapshot_and_restore(tmp_path, data, MutatingHold(lambda: None))
+    assert phases["hold_attempts"] == 1
+    assert phases["catch_up_bytes"] >= (data / "seg-a" / "data_level0.bin").stat().st_size
+    # inside the hold only chroma.sqlite3 (written just before) was compared
+    assert phases["hold_checked_bytes"] == (data / "chroma.sqlite3").stat().st_size
+
+
+def test_a_hold_that_finds_a_segment_persisted_is_given_back_and_taken_again(
+    tmp_path: Path, rehold: None
+) -> None:
+    data = make_chroma_dir(tmp_path)
+    seqs = iter([2000])
+
+    def persist_once() -> None:  # a persist lands between the catch-up and the first hold
+        for seq in seqs:
+            persist(data, seq)
+
+    hold = MutatingHold(persist_once)
+    phases = snapshot_and_restore(tmp_path, data, hold)
+    assert hold.entered == 2 and phases["hold_attempts"] == 2
+    assert phases["hold_given_back_s"] > 0
+    assert phases["hold_checked_bytes"] == (data / "chroma.sqlite3").stat().st_size
+    assert phases["recopied_bytes"] == 0  # seg-a was caught up again before the second hold
+
+
+def test_a_segment_that_persists_before_every_hold_is_compared_in_the_last(
+    tmp_path: Path, rehold: None
+) -> None:
+    data = make_chroma_dir(tmp_path)
+    seqs = iter(range(2000, 10**6, 1000))
+    hold = MutatingHold(lambda: persist(data, next(seqs)))
+    phases = snapshot_and_restore(tmp_path, data, hold)
+    assert hold.entered == cut.HOLD_ATTEMPTS == phases["hold_attempts"]
+    level0 = (data / "seg-a" / "data_level0.bin").stat().st_size
+    assert phases["hold_checked_bytes"] >= level0
+    # the three chunks the last persist wrote, and the SQLite pages of its commit
+    assert 3 * MiB <= phases["recopied_bytes"] <= 5 * MiB
+
+
+def test_a_file_written_without_a_new_generation_is_still_compared(tmp_path: Path, rehold: None) -> None:
+    """The generation alone does not make a file trusted: its stat must be the same too."""
+    data = make_chroma_dir(tmp_path)
+
+    def write_without_persisting() -> None:
+        with open(data / "seg-a" / "data_level0.bin", "r+b") as fh:
+            fh.seek(3 * MiB)
+            fh.write(b"not recorded in SQLite")
+
+    phases = snapshot_and_restore(tmp_path, data, MutatingHold(write_without_persisting))
+    assert phases["hold_attempts"] == 1 and phases["recopied_bytes"] == MiB
+
+
+def test_a_0x_directory_without_generations_is_compared_as_before(tmp_path: Path, rehold: None) -> None:
+    data = make_dir(tmp_path)  # no max_seq_id rows for vector segments
+    hold = MutatingHold(lambda: persist_level0(data))
+    phases = snapshot_and_restore(tmp_path, data, hold)
+    assert hold.entered == 1 and phases["hold_checked_bytes"] >= 5 * MiB
+
+
+def persist_level0(data: Path) -> None:
+    with open(data / "seg-a" / "data_level0.bin", "r+b") as fh:
+        fh.seek(MiB)
+        fh.write(os.urandom(64))

@@ -1,4 +1,5 @@
-"""Snapshot under a continuous writer → wipe → restore: every record back, bit for bit."""
+"""Snapshot under a continuous writer into the big collection → wipe → restore: every
+record back, bit for bit."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chromactl.backup import GatewayHold, Repository, create_snapshot, restore
+from chromactl.backup import GatewayHold, Repository, create_snapshot, cut, restore
 
 from .conftest import s3_repo
 from .helpers import (
@@ -37,23 +38,29 @@ def l2(a: list[float], b: list[float]) -> float:
 
 
 class LateHold:
-    """The gateway's hold, requested only after ``wait()`` returns: writes that land
-    between the first pass and the hold (here: enough for Chroma to rewrite the
-    collection's HNSW files) must all be in the snapshot."""
+    """The gateway's hold; the first one is requested only after ``wait()`` returns:
+    writes that land between the catch-up and the hold (here: enough for Chroma to
+    rewrite the collection's HNSW files) make it give the hold back and take another."""
 
     def __init__(self, inner: GatewayHold, wait: Callable[[], None]) -> None:
         self.inner = inner
         self.wait = wait
         self.waited_s = 0.0
+        self.entered = 0
 
     def __enter__(self) -> LateHold:
-        self.wait()
+        if not self.entered:
+            self.wait()
+        self.entered += 1
         self.inner.__enter__()
         self.waited_s = self.inner.waited_s
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.inner.__exit__(*exc)
+
+
+STATIC, BUSY = 600, 3100  # the writer adds to the big collection
 
 
 def round_trip(
@@ -64,7 +71,7 @@ def round_trip(
 ) -> None:
     data = tmp_path / "data"
     with run_chroma(data) as chroma:
-        ids = seed(chroma.url, {"static": 1200, "busy": 2100})
+        ids = seed(chroma.url, {"static": STATIC, "busy": BUSY})
         with HoldingProxy(chroma.url) as proxy:
             writer = Writer(proxy.url, ids["busy"]).start()
             try:
@@ -87,31 +94,32 @@ def round_trip(
             finally:
                 writer.stop()
             assert not writer.errors
-            assert len(proxy.hold_log) == 1
+            assert len(proxy.hold_log) == result.phases["hold_attempts"]
         source_counts = {
             name: int(httpx.get(f"{chroma.url}{DB}/collections/{cid}/count").text)
             for name, cid in ids.items()
         }
     assert result.outcome == "success"
-    assert source_counts["busy"] > 2100 + 50 * after  # the writer went on after the cut
+    assert source_counts["busy"] > BUSY + 50 * after  # the writer went on after the cut
 
     manifest = repo.resolve(str(result.snapshot_id))
     counts = {c.name: c.count for c in manifest.collections}
-    live_in_snapshot = counts["busy"] - 2100
+    live_in_snapshot = counts["busy"] - BUSY
     assert live_in_snapshot % 50 == 0, "a batch was split by the cut"
     batches_in = live_in_snapshot // 50
     assert 10 <= batches_in <= after, "the cut is not between the acknowledged batches"
-    if hnsw_rewritten_before_hold:  # the collection's HNSW files were rebuilt from deltas
+    if hnsw_rewritten_before_hold:  # the first hold found the HNSW files rewritten: given back
         busy_segment_files = [f.path for f in manifest.files if f.path.endswith("data_level0.bin")]
-        assert busy_segment_files and result.recopied_files > 1
+        assert busy_segment_files and result.phases["hold_attempts"] >= 2
+        assert result.phases["hold_given_back_s"] > 0
 
     shutil.rmtree(data)  # wipe
     outcome = restore(repo, data, snapshot=str(result.snapshot_id))
     assert outcome.outcome == "restored"
 
     expected = {
-        "static": [f"static-{i}" for i in range(1200)],
-        "busy": [f"busy-{i}" for i in range(2100)]
+        "static": [f"static-{i}" for i in range(STATIC)],
+        "busy": [f"busy-{i}" for i in range(BUSY)]
         + [i for batch in writer.acked[:batches_in] for i in batch],
     }
     with run_chroma(data) as restored:
@@ -146,7 +154,10 @@ def test_round_trip_local(tmp_path: Path) -> None:
     round_trip(tmp_path, Repository(str(tmp_path / "repo")))
 
 
-def test_round_trip_hnsw_rewritten_between_first_pass_and_hold(tmp_path: Path) -> None:
+def test_round_trip_hnsw_rewritten_between_catch_up_and_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cut, "REHOLD_MIN_BYTES", 0)  # give back a hold for any persisted segment
     round_trip(tmp_path, Repository(str(tmp_path / "repo")), hnsw_rewritten_before_hold=True)
 
 

@@ -7,7 +7,16 @@ so no stray writer can commit while the files are compared. Then, for every file
 whose ``stat`` changed since its first-pass copy (or changed too close to it to
 trust the timestamp), the live chunks are hashed and only those that differ are
 written into a delta file (for the staged SQLite copy: into that copy itself).
-The hold then costs a hash of the changed files, not a copy of the data.
+
+What keeps the hold short however large the written collection is: Chroma rewrites a
+vector segment's files only when it persists the segment, inside a write, and then
+records the persisted position (the segment's ``max_seq_id``, its *generation*) in
+SQLite. A copy of the segment read after its generation was read, with that generation
+unchanged inside the hold and the files' stat unchanged, is exactly what the segment
+holds at the cut: nothing needs reading in the hold. So the files that changed are
+caught up *before* the hold (:func:`catch_up_files`), and a hold that finds a segment
+persisted meanwhile can be given back at once and tried again after catching up once
+more (:func:`take_cut` with ``rehold_over``), the way live migration copies memory.
 
 Chroma 1.x keeps its SQLite database in rollback-journal mode: while a reader
 holds SHARED, the database file is exactly the last committed state.
@@ -22,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chromactl.chromadata import SQLITE_NAME
+from chromactl.chromadata import GENERATIONS_SQL, SQLITE_NAME
 
 from .chromadb_files import FileState, segment_files
 from .chunks import CHUNK, digest
@@ -34,19 +43,65 @@ RACY_WINDOW_NS = 1_000_000_000
 #: SQLite files this large are mapped (pages pre-faulted) before the hold, so
 #: hashing them inside it reads memory instead of copying through syscalls.
 MAP_MIN = 4 * CHUNK
+#: A hold that finds vector segments persisted since they were caught up, with more than
+#: this many bytes to compare, is given back and tried again (except the last attempt).
+REHOLD_MIN_BYTES = 32 * CHUNK
+#: Holds tried before one compares whatever changed inside it.
+HOLD_ATTEMPTS = 5
+#: After a hold given back: how long to wait for the segment's next persist.
+PERSIST_WAIT_S = 3.0
+
+#: Per vector segment directory: the write-log position its files were last persisted at.
+Generations = dict[str, int]
+
+
+def segment_dir(rel: str) -> str:
+    """The directory (vector segment id) a data-directory file belongs to, or ``""``."""
+    head, sep, _ = rel.partition("/")
+    return head if sep else ""
+
+
+def generations(conn: sqlite3.Connection) -> Generations:
+    """Each vector segment's persisted position; empty where Chroma keeps none in SQLite
+    (0.x keeps it in the segment's pickle: those files are compared as any other)."""
+    try:
+        return {str(seg): int(seq) for seg, seq in conn.execute(GENERATIONS_SQL)}
+    except sqlite3.Error:
+        return {}
+
+
+def read_generations(db: Path, timeout_s: float = 30.0) -> Generations:
+    """:func:`generations` from a short read of the live database (never inside the hold:
+    closing a second connection would drop the hold's lock)."""
+    conn = sqlite3.connect(db, timeout=timeout_s)
+    try:
+        return generations(conn)
+    finally:
+        conn.close()
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """A file as the first pass copied it."""
+    """A file as it was last copied (first pass or a catch-up)."""
 
     state: FileState
     stat_at_ns: int
     size: int
     digests: list[bytes]
+    #: The segment's generation read before the copy was read; None where unknown.
+    generation: int | None = None
 
     def maybe_changed(self, st: os.stat_result) -> bool:
         return FileState.of(st) != self.state or self.stat_at_ns - self.state.mtime_ns < RACY_WINDOW_NS
+
+    def settled(self, st: os.stat_result, generation: int | None) -> bool:
+        """The copy is the file now: its segment has not persisted since the copy was read
+        (a persist ends by recording a new generation) and its stat is the same."""
+        same_generation = self.generation is not None and generation == self.generation
+        return same_generation and FileState.of(st) == self.state
+
+    def unchanged(self, st: os.stat_result, generation: int | None) -> bool:
+        return self.settled(st, generation) or not self.maybe_changed(st)
 
 
 @dataclass
@@ -59,6 +114,11 @@ class Patch:
     delta: Path | None = None
     written: int = 0
 
+    def resize(self, size: int) -> None:
+        self.size = size
+        chunks = -(-size // CHUNK)
+        self.changed = {i for i in self.changed if i < chunks}
+
 
 @dataclass
 class Cut:
@@ -69,6 +129,14 @@ class Cut:
     checked_bytes: int
     #: Inside the hold: granted -> SQLite locked -> files compared -> released.
     steps_s: dict[str, float] = field(default_factory=dict)
+    #: Given back without a cut: these segments persisted since they were caught up.
+    moved: set[str] = field(default_factory=set)
+    #: Bytes written into deltas inside the hold.
+    rewritten_bytes: int = 0
+
+    @property
+    def given_back(self) -> bool:
+        return bool(self.moved)
 
 
 class SqliteReadLock:
@@ -93,6 +161,11 @@ class SqliteReadLock:
             raise
         self._conn = conn
         return self
+
+    def generations(self) -> Generations:
+        """:func:`generations` read inside the transaction."""
+        assert self._conn is not None
+        return generations(self._conn)
 
     def __exit__(self, *exc: object) -> None:
         if self._conn is not None:
@@ -178,6 +251,40 @@ def catch_up(path: Path, staged: Path, base: Baseline) -> Baseline:
     return Baseline(FileState.of(st), stat_at, size, digests)
 
 
+def catch_up_files(
+    data_dir: Path, staging: Path, baselines: dict[str, Baseline], patches: dict[str, Patch]
+) -> int:
+    """Before the hold: copy what changed in the segment files since they were last
+    copied into their deltas (``patches``, kept across catch-ups), so the hold finds the
+    files settled. Returns the bytes read. What this reads may be torn; only a copy whose
+    generation still holds in the hold is trusted without reading again."""
+    gens = read_generations(data_dir / SQLITE_NAME)
+    read = 0
+    for rel, path in segment_files(data_dir):
+        base = baselines.get(rel)
+        generation = gens.get(segment_dir(rel))
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if base is not None and base.unchanged(st, generation):
+                continue
+            stat_at = time.time_ns()
+            patch = patches.setdefault(rel, Patch(st.st_size))
+            digests: list[bytes] = []
+            try:
+                _diff_to_delta(_Source(fd, None), st.st_size, base, staging / "delta", rel, patch, digests)
+            except OSError:  # shrank while read: the hold settles it
+                continue
+            read += st.st_size
+            baselines[rel] = Baseline(FileState.of(st), stat_at, st.st_size, digests, generation)
+        finally:
+            os.close(fd)
+    return read
+
+
 def take_cut(
     data_dir: Path,
     staging: Path,
@@ -185,12 +292,17 @@ def take_cut(
     hold: WriteHold,
     *,
     staged_sqlite: Path | None,
+    patches: dict[str, Patch] | None = None,
+    rehold_over: int | None = None,
     lock_timeout_s: float = 30.0,
 ) -> Cut:
-    """Hold writes, lock SQLite, patch the first-pass copy up to the live state, release.
+    """Hold writes, lock SQLite, patch the copy up to the live state, release.
 
     ``staged_sqlite`` is the first pass's raw copy of ``chroma.sqlite3``, patched in
-    place; other files get a delta file under ``staging/delta``.
+    place; other files get a delta file under ``staging/delta`` (``patches``: those of
+    earlier catch-ups, updated in place). With ``rehold_over``, a hold that finds vector
+    segments persisted since their copy with more than that many bytes to compare is
+    released at once, nothing compared: the cut's ``moved`` names them.
     """
     sqlite_path = data_dir / SQLITE_NAME
     # Opened (and pre-faulted) before the lock; closed only after it is released.
@@ -205,7 +317,16 @@ def take_cut(
         sql_source = _Source(sql_fd, mapped)
         try:
             return _cut(
-                data_dir, staging, baselines, hold, sql_source, pre.st_ino, staged_sqlite, lock_timeout_s
+                data_dir,
+                staging,
+                baselines,
+                hold,
+                sql_source,
+                pre.st_ino,
+                staged_sqlite,
+                {} if patches is None else patches,
+                rehold_over,
+                lock_timeout_s,
             )
         finally:
             sql_source.close()
@@ -221,11 +342,14 @@ def _cut(
     sql_source: _Source,
     sql_ino: int,
     staged_sqlite: Path | None,
+    patches: dict[str, Patch],
+    rehold_over: int | None,
     lock_timeout_s: float,
 ) -> Cut:
-    patches: dict[str, Patch] = {}
     present: set[str] = set()
     checked = [0]
+    moved: set[str] = set()
+    written_before = sum(p.written for p in patches.values())
     staged_fd = os.open(staged_sqlite, os.O_WRONLY) if staged_sqlite is not None else None
     delta_dir = staging / "delta"
     start = time.perf_counter()
@@ -233,20 +357,24 @@ def _cut(
     try:
         with hold:
             marks["granted"] = time.perf_counter()
-            with SqliteReadLock(data_dir / SQLITE_NAME, lock_timeout_s):
+            with SqliteReadLock(data_dir / SQLITE_NAME, lock_timeout_s) as lock:
                 marks["locked"] = time.perf_counter()
-                _compare(
-                    data_dir,
-                    baselines,
-                    sql_source,
-                    sql_ino,
-                    staged_sqlite,
-                    staged_fd,
-                    delta_dir,
-                    patches,
-                    present,
-                    checked,
-                )
+                gens = lock.generations()
+                files = _to_compare(data_dir, baselines, gens, present)
+                if rehold_over is not None:
+                    moved = _moved(files, baselines, gens, rehold_over)
+                if not moved:
+                    _compare(
+                        files,
+                        baselines,
+                        sql_source,
+                        sql_ino,
+                        staged_sqlite,
+                        staged_fd,
+                        delta_dir,
+                        patches,
+                        checked,
+                    )
                 marks["compared"] = time.perf_counter()
         hold_s = time.perf_counter() - start
     finally:
@@ -259,11 +387,46 @@ def _cut(
         "compare_s": marks["compared"] - marks["locked"],
         "release_s": end - marks["compared"],
     }
-    return Cut(patches, present, hold_s, getattr(hold, "waited_s", 0.0), checked[0], steps)
+    rewritten = sum(p.written for p in patches.values()) - written_before
+    waited = getattr(hold, "waited_s", 0.0)
+    return Cut(patches, present, hold_s, waited, checked[0], steps, moved, rewritten)
+
+
+#: A file to compare inside the hold: its name, path and stat there.
+_Changed = tuple[str, Path, os.stat_result]
+
+
+def _to_compare(
+    data_dir: Path, baselines: dict[str, Baseline], gens: Generations, present: set[str]
+) -> list[_Changed]:
+    """Every file that exists (into ``present``); those that may differ from their copy
+    are returned."""
+    out: list[_Changed] = []
+    for rel, path in [(SQLITE_NAME, data_dir / SQLITE_NAME), *segment_files(data_dir)]:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        present.add(rel)
+        base = baselines.get(rel)
+        if base is None or not base.unchanged(st, gens.get(segment_dir(rel))):
+            out.append((rel, path, st))
+    return out
+
+
+def _moved(files: list[_Changed], baselines: dict[str, Baseline], gens: Generations, over: int) -> set[str]:
+    """The segments persisted since their copy, if comparing them would read more than ``over``."""
+    moved: dict[str, int] = {}
+    for rel, _, st in files:
+        base = baselines.get(rel)
+        seg = segment_dir(rel)
+        if base is not None and base.generation is not None and gens.get(seg) != base.generation:
+            moved[seg] = moved.get(seg, 0) + st.st_size
+    return set(moved) if sum(moved.values()) > over else set()
 
 
 def _compare(
-    data_dir: Path,
+    files: list[_Changed],
     baselines: dict[str, Baseline],
     sql_source: _Source,
     sql_ino: int,
@@ -271,22 +434,13 @@ def _compare(
     staged_fd: int | None,
     delta_dir: Path,
     patches: dict[str, Patch],
-    present: set[str],
     checked: list[int],
 ) -> None:
-    files = [(SQLITE_NAME, data_dir / SQLITE_NAME), *segment_files(data_dir)]
-    for rel, path in files:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            continue
-        present.add(rel)
+    for rel, path, st in files:
         base = baselines.get(rel)
-        if base is not None and not base.maybe_changed(st):
-            continue
         checked[0] += st.st_size
-        patch = Patch(st.st_size)
         if rel == SQLITE_NAME:
+            patch = Patch(st.st_size)
             if st.st_ino != sql_ino:
                 raise OSError(f"{path} was replaced during the snapshot")
             if staged_fd is not None:
@@ -296,23 +450,33 @@ def _compare(
             else:
                 _diff_to_delta(sql_source, st.st_size, base, delta_dir, rel, patch)
         else:
+            patch = patches.get(rel) or Patch(st.st_size)
             fd = os.open(path, os.O_RDONLY)
             try:
                 _diff_to_delta(_Source(fd, None), st.st_size, base, delta_dir, rel, patch)
             finally:
                 os.close(fd)
-        if patch.changed or base is None or patch.size != base.size:
+        if patch.changed or base is None or patch.size != base.size or rel in patches:
             patches[rel] = patch
 
 
 def _diff_to_delta(
-    source: _Source, size: int, base: Baseline | None, delta_dir: Path, rel: str, patch: Patch
+    source: _Source,
+    size: int,
+    base: Baseline | None,
+    delta_dir: Path,
+    rel: str,
+    patch: Patch,
+    digests_out: list[bytes] | None = None,
 ) -> None:
+    """Chunks that differ from ``base`` into the file's delta, over what earlier catch-ups
+    put there; ``patch`` keeps every chunk that differs from the first-pass copy."""
     delta = delta_dir / rel
     delta.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(delta, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(delta, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        diff_file(source, size, base, fd, patch)
+        patch.resize(size)
+        diff_file(source, size, base, fd, patch, digests_out)
     finally:
         os.close(fd)
     patch.delta = delta

@@ -4,9 +4,12 @@
    hashed (xxh3) and compressed into its own zstd frame, streamed straight to the
    repository. ``chroma.sqlite3`` is copied raw to a local staging file (chunk
    digests recorded) because it changes under every write and is checked after.
-2. The consistent cut (:mod:`.cut`): hold writes, take SQLite's SHARED lock, and
-   for each file whose ``stat`` changed, rewrite only the chunks whose digest
-   differs. The hold costs a hash of the changed files, not a copy of the data.
+2. Catch up, then the consistent cut (:mod:`.cut`): what changed since the first
+   pass is copied into deltas without a hold; then hold writes, take SQLite's SHARED
+   lock, and compare only what may have changed since the catch-up. A vector segment
+   that Chroma did not persist since it was caught up needs no reading in the hold; a
+   hold that finds a large one persisted is given back, and the catch-up and hold are
+   tried again right after its next persist.
 3. Release. ``PRAGMA quick_check`` on the staged SQLite copy (a failed check
    fails the snapshot) while it is compressed to the repository; rebuild the few
    segment objects that changed from their first-pass frames (kept where the chunk
@@ -36,6 +39,7 @@ from chromactl import __version__
 from chromactl.chromadata import SQLITE_NAME
 from chromactl.errors import ChromactlError
 
+from . import cut as cut_policy
 from .chromadb_files import (
     FileState,
     check_sqlite,
@@ -43,7 +47,16 @@ from .chromadb_files import (
     segment_files,
 )
 from .chunks import CHUNK, Copied, FrameCompressor, copy_raw, frames_of, read_chunks
-from .cut import Baseline, Cut, Patch, catch_up, take_cut
+from .cut import (
+    Baseline,
+    Cut,
+    Patch,
+    catch_up,
+    catch_up_files,
+    read_generations,
+    segment_dir,
+    take_cut,
+)
 from .hold import NoHold, WriteHold
 from .lease import LEASE_TTL_S, LeaseKeeper
 from .manifest import CollectionCount, FileEntry, Manifest, object_name
@@ -119,7 +132,9 @@ class _Engine:
             self.aborted.set()
             raise
 
-    def first_pass_file(self, rel: str, path: Path) -> tuple[Baseline, FileEntry] | None:
+    def first_pass_file(
+        self, rel: str, path: Path, generation: int | None = None
+    ) -> tuple[Baseline, FileEntry] | None:
         try:
             st = path.stat()
             stat_at = time.time_ns()
@@ -131,7 +146,7 @@ class _Engine:
             copied = self.compress_to_repo(rel, chunks)
         except FileNotFoundError:
             return None  # deleted meanwhile: settled inside the hold
-        base = Baseline(FileState.of(st), stat_at, copied.size, copied.digests)
+        base = Baseline(FileState.of(st), stat_at, copied.size, copied.digests, generation)
         return base, _entry(rel, copied, st.st_mode & 0o777)
 
     def stage_sqlite(self, path: Path, dest: Path) -> Baseline:
@@ -219,6 +234,10 @@ class _SnapshotRun:
         #: an ordinary file of the first pass.
         self.staged_sqlite = engine.staging / SQLITE_NAME if self.consistency == "online" else None
         self.baselines: dict[str, Baseline] = {}
+        #: Segment files' deltas, kept from one catch-up to the next and into the cut.
+        self.patches: dict[str, Patch] = {}
+        #: Vector segments' generations when the first pass began.
+        self.first_generations: dict[str, int] = {}
         self.entries: dict[str, FileEntry] = {}
         self.phases: dict[str, float] = {}
         self.t0 = time.perf_counter()
@@ -232,8 +251,12 @@ class _SnapshotRun:
         files = list(segment_files(self.data_dir))
         total = sum(_size(p) for _, p in files) + _size(self.sqlite_path)
         engine.progress.phase("copy (first pass)", total)
+        gens = self.first_generations = read_generations(self.sqlite_path)  # before any file is read
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="copy") as pool:
-            futures = {rel: pool.submit(engine.first_pass_file, rel, path) for rel, path in files}
+            futures = {
+                rel: pool.submit(engine.first_pass_file, rel, path, gens.get(segment_dir(rel)))
+                for rel, path in files
+            }
             failures: list[BaseException] = []
             try:
                 self._first_pass_database()
@@ -256,11 +279,6 @@ class _SnapshotRun:
             if failures:
                 raise failures[0]
         self.phases["first_pass_s"] = time.perf_counter() - self.t0
-        if self.staged_sqlite is not None:
-            self.baselines[SQLITE_NAME] = catch_up(
-                self.sqlite_path, self.staged_sqlite, self.baselines[SQLITE_NAME]
-            )
-            self.phases["catch_up_s"] = time.perf_counter() - self.t0 - self.phases["first_pass_s"]
 
     def _first_pass_database(self) -> None:
         """``chroma.sqlite3``: staged locally (online) or copied like any file (offline)."""
@@ -272,16 +290,73 @@ class _SnapshotRun:
             raise SnapshotError(f"{self.sqlite_path} disappeared during the snapshot")
         self.baselines[SQLITE_NAME], self.entries[SQLITE_NAME] = done
 
+    def catch_up_before_hold(self) -> None:
+        """Copy what changed since the last copy, without a hold: segment files into
+        their deltas, the staged ``chroma.sqlite3`` in place."""
+        t = time.perf_counter()
+        read = catch_up_files(self.data_dir, self.engine.staging, self.baselines, self.patches)
+        if self.staged_sqlite is not None:
+            self.baselines[SQLITE_NAME] = catch_up(
+                self.sqlite_path, self.staged_sqlite, self.baselines[SQLITE_NAME]
+            )
+        self.phases["catch_up_s"] = self.phases.get("catch_up_s", 0.0) + time.perf_counter() - t
+        self.phases["catch_up_bytes"] = self.phases.get("catch_up_bytes", 0.0) + read
+
     def cut(self) -> Cut:
         """The consistent cut under the write hold (:func:`.cut.take_cut`): which files
-        changed since the first pass (their delta chunks staged) and which still exist."""
-        cut = take_cut(
-            self.data_dir, self.engine.staging, self.baselines, self.hold, staged_sqlite=self.staged_sqlite
-        )
+        changed since the first pass (their delta chunks staged) and which still exist.
+
+        Up to :data:`~.cut.HOLD_ATTEMPTS` holds: one that finds large vector segments
+        persisted since their catch-up is given back at once. Segments being written
+        (persisted since the first pass began, or found so by a hold) are caught up right
+        after their next persist, so that the catch-up and the hold fall between two
+        persists. The last attempt compares whatever changed inside the hold."""
+        attempts = 1 if self.consistency == "offline" else cut_policy.HOLD_ATTEMPTS
+        given_back = 0.0
+        now = read_generations(self.sqlite_path)
+        busy = {seg for seg, gen in now.items() if self.first_generations.get(seg) != gen}
+        for attempt in range(1, attempts + 1):
+            last = attempt == attempts
+            if busy and self.consistency == "online":
+                self.await_persist(busy)
+            self.catch_up_before_hold()
+            cut = take_cut(
+                self.data_dir,
+                self.engine.staging,
+                self.baselines,
+                self.hold,
+                staged_sqlite=self.staged_sqlite,
+                patches=self.patches,
+                rehold_over=None if last else cut_policy.REHOLD_MIN_BYTES,
+            )
+            if not cut.given_back:
+                break
+            given_back += cut.hold_s
+            log.info(
+                "hold %d given back after %.1f ms: %s persisted since the catch-up",
+                attempt,
+                cut.hold_s * 1000,
+                ", ".join(sorted(cut.moved)),
+            )
+            busy |= cut.moved
         self.phases["hold_s"] = cut.hold_s
+        self.phases["hold_attempts"] = float(attempt)
+        self.phases["hold_given_back_s"] = given_back
         self.phases["hold_checked_bytes"] = float(cut.checked_bytes)
+        self.phases["hold_rewritten_bytes"] = float(cut.rewritten_bytes)
         self.phases.update({f"hold_{k}": v for k, v in cut.steps_s.items()})
         return cut
+
+    def await_persist(self, segments: set[str]) -> None:
+        """Until one of ``segments`` persists again (or :data:`~.cut.PERSIST_WAIT_S`):
+        a catch-up started right after a persist has the time to the next one."""
+        before = read_generations(self.sqlite_path)
+        deadline = time.monotonic() + cut_policy.PERSIST_WAIT_S
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            now = read_generations(self.sqlite_path)
+            if any(now.get(seg) != before.get(seg) for seg in segments):
+                return
 
     def upload_database(self) -> list[CollectionCount]:
         """Online: compress the staged ``chroma.sqlite3`` to the repository while ``PRAGMA
@@ -382,7 +457,7 @@ class _SnapshotRun:
             hold_s=cut.hold_s,
             hold_wait_s=cut.hold_wait_s,
             recopied_files=len(cut.patches),
-            recopied_bytes=sum(p.written for p in cut.patches.values()),
+            recopied_bytes=cut.rewritten_bytes,
             phases=self.phases,
         )
 
