@@ -30,6 +30,12 @@ GENERATIONS_SQL = """
 SELECT m.segment_id, m.seq_id FROM max_seq_id m JOIN segments s ON s.id = m.segment_id
 WHERE s.scope = 'VECTOR'
 """
+#: Per vector segment: the newest write-log row of its collection (absent once purged).
+LOG_HEADS_SQL = """
+SELECT s.id, max(q.seq_id) FROM embeddings_queue q
+JOIN segments s ON s.collection = substr(q.topic, -36) AND s.scope = 'VECTOR'
+GROUP BY s.id
+"""
 #: Records of one collection: a range of the (segment_id, embedding_id) index.
 RECORDS_SQL = "SELECT count(*) FROM embeddings WHERE segment_id = ?"
 #: Per collection (the topic ends with its id): write-log rows, and those past the vector

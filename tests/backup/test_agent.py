@@ -410,3 +410,18 @@ def test_trigger_presents_the_client_certificate_a_gateway_requires(tmp_path: Pa
         )
         assert done.returncode == 0, done.stderr
         assert "snapshot 20260101T000000Z-abcdef" in done.stderr
+
+
+def test_holds_given_back_are_counted() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from chromactl.backup.metrics import BackupMetrics
+
+    registry = CollectorRegistry()
+    metrics = BackupMetrics(registry)
+    for given_back in (2, 0, 1):
+        metrics.observe(
+            BackupResult("success", "s", hold_s=0.02, duration_s=1.0, holds_given_back=given_back)
+        )
+    assert registry.get_sample_value("chromactl_backup_holds_given_back_total") == 3
+    assert registry.get_sample_value("chromactl_backup_hold_seconds_count") == 3

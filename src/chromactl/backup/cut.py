@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chromactl.chromadata import GENERATIONS_SQL, SQLITE_NAME
+from chromactl.chromadata import GENERATIONS_SQL, LOG_HEADS_SQL, SQLITE_NAME
 
 from .chromadb_files import FileState, segment_files
 from .chunks import CHUNK, digest
@@ -78,6 +78,21 @@ def read_generations(db: Path, timeout_s: float = 30.0) -> Generations:
         return generations(conn)
     finally:
         conn.close()
+
+
+def read_progress(db: Path, timeout_s: float = 30.0) -> dict[str, tuple[int | None, int | None]]:
+    """Per vector segment: (generation, newest write-log row of its collection). A segment
+    whose pair moves is being written; its files change at its next persist."""
+    conn = sqlite3.connect(db, timeout=timeout_s)
+    try:
+        gens = generations(conn)
+        try:
+            heads = {str(seg): int(seq) for seg, seq in conn.execute(LOG_HEADS_SQL)}
+        except sqlite3.Error:
+            heads = {}
+    finally:
+        conn.close()
+    return {seg: (gens.get(seg), heads.get(seg)) for seg in gens.keys() | heads.keys()}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ Names (alerts and dashboards are built on them; keep them stable):
 - ``chromactl_backup_duration_seconds`` (histogram): how long each backup took.
 - ``chromactl_backup_size_bytes`` (gauge): bytes stored by the last successful snapshot.
 - ``chromactl_backup_hold_seconds`` (histogram): how long each backup held writes.
+- ``chromactl_backup_holds_given_back_total`` (counter): holds given back before a cut,
+  because a large vector segment persisted meanwhile (each a short wait for writes).
 
 The three gauges are absent until they are known: after the first backup this process
 ran, or once the service has found the newest complete snapshot in the target at start-up
@@ -94,6 +96,12 @@ class BackupMetrics:
             registry=registry,
         )
 
+        self.given_back = Counter(
+            "chromactl_backup_holds_given_back",
+            "Write holds given back before a cut: a large vector segment persisted since its catch-up.",
+            registry=registry,
+        )
+
     def observe(self, result: BackupResult, *, finished_at: float | None = None) -> None:
         """Record one backup run."""
         success = result.outcome == "success"
@@ -101,6 +109,7 @@ class BackupMetrics:
         self.duration.observe(result.duration_s)
         if result.hold_s > 0:
             self.hold.observe(result.hold_s)
+        self.given_back.inc(result.holds_given_back)
         with self._last._lock:
             self._last.outcome = 1 if success else 0
             if success:

@@ -54,6 +54,7 @@ from .cut import (
     catch_up,
     catch_up_files,
     read_generations,
+    read_progress,
     segment_dir,
     take_cut,
 )
@@ -86,6 +87,8 @@ class BackupResult:
     hold_wait_s: float = 0.0
     recopied_files: int = 0
     recopied_bytes: int = 0
+    #: Holds given back before the cut (each a short wait for writes, see :mod:`.cut`).
+    holds_given_back: int = 0
     error: str | None = None
     phases: dict[str, float] = field(default_factory=dict)
 
@@ -236,8 +239,8 @@ class _SnapshotRun:
         self.baselines: dict[str, Baseline] = {}
         #: Segment files' deltas, kept from one catch-up to the next and into the cut.
         self.patches: dict[str, Patch] = {}
-        #: Vector segments' generations when the first pass began.
-        self.first_generations: dict[str, int] = {}
+        #: Vector segments' generations and log heads when the first pass began.
+        self.first_progress: dict[str, tuple[int | None, int | None]] = {}
         self.entries: dict[str, FileEntry] = {}
         self.phases: dict[str, float] = {}
         self.t0 = time.perf_counter()
@@ -251,7 +254,8 @@ class _SnapshotRun:
         files = list(segment_files(self.data_dir))
         total = sum(_size(p) for _, p in files) + _size(self.sqlite_path)
         engine.progress.phase("copy (first pass)", total)
-        gens = self.first_generations = read_generations(self.sqlite_path)  # before any file is read
+        self.first_progress = read_progress(self.sqlite_path)
+        gens = read_generations(self.sqlite_path)  # before any segment file is read
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="copy") as pool:
             futures = {
                 rel: pool.submit(engine.first_pass_file, rel, path, gens.get(segment_dir(rel)))
@@ -308,13 +312,20 @@ class _SnapshotRun:
 
         Up to :data:`~.cut.HOLD_ATTEMPTS` holds: one that finds large vector segments
         persisted since their catch-up is given back at once. Segments being written
-        (persisted since the first pass began, or found so by a hold) are caught up right
-        after their next persist, so that the catch-up and the hold fall between two
-        persists. The last attempt compares whatever changed inside the hold."""
+        (written or persisted since the first pass began, or found so by a hold) are
+        caught up right after their next persist, so that the catch-up and the hold fall
+        between two persists. The last attempt compares whatever changed inside the hold."""
         attempts = 1 if self.consistency == "offline" else cut_policy.HOLD_ATTEMPTS
         given_back = 0.0
-        now = read_generations(self.sqlite_path)
-        busy = {seg for seg, gen in now.items() if self.first_generations.get(seg) != gen}
+        now = read_progress(self.sqlite_path)
+        sizes: dict[str, int] = {}
+        for rel, base in self.baselines.items():
+            sizes[segment_dir(rel)] = sizes.get(segment_dir(rel), 0) + base.size
+        busy = {
+            seg
+            for seg, pair in now.items()
+            if self.first_progress.get(seg) != pair and sizes.get(seg, 0) > cut_policy.REHOLD_MIN_BYTES
+        }
         for attempt in range(1, attempts + 1):
             last = attempt == attempts
             if busy and self.consistency == "online":
@@ -458,6 +469,7 @@ class _SnapshotRun:
             hold_wait_s=cut.hold_wait_s,
             recopied_files=len(cut.patches),
             recopied_bytes=cut.rewritten_bytes,
+            holds_given_back=int(self.phases.get("hold_attempts", 1)) - 1,
             phases=self.phases,
         )
 
