@@ -61,7 +61,7 @@ BATCH = 50
 BYTES_PER_RECORD = 2000
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 #: Inside the hold: waiting for the grant (in-flight writes drain), SQLite's lock, the compare.
-STEPS = ("hold_grant_s", "hold_lock_s", "hold_compare_s", "hold_release_s")
+STEPS = ("hold_quiet_s", "hold_grant_s", "hold_lock_s", "hold_compare_s", "hold_release_s")
 
 
 def vectors(rng: random.Random, n: int) -> list[list[float]]:

@@ -4,7 +4,9 @@ record back, bit for bit."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -163,3 +165,33 @@ def test_round_trip_hnsw_rewritten_between_catch_up_and_hold(
 
 def test_round_trip_s3(tmp_path: Path, s3_repo_url: str, s3_endpoint: str) -> None:
     round_trip(tmp_path, s3_repo(s3_repo_url, s3_endpoint))
+
+
+def test_chroma_records_each_rewrite_before_the_write_answers(tmp_path: Path) -> None:
+    """What the cut relies on (see chromactl.backup.cut): Chroma rewrites a collection's HNSW
+    files only inside a write, and records the new generation before that write answers;
+    nothing changes afterwards until the next write."""
+    data = tmp_path / "data"
+    with run_chroma(data) as chroma:
+        ids = seed(chroma.url, {"gens": 0})
+        conn = sqlite3.connect(data / "chroma.sqlite3", timeout=30)
+        seg = conn.execute(
+            "SELECT id FROM segments WHERE collection = ? AND scope = 'VECTOR'", (ids["gens"],)
+        ).fetchone()[0]
+        files = data / seg
+
+        def state() -> tuple[object, ...]:
+            gen = cut.generations(conn).get(seg)
+            stats = sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files.glob("*"))
+            return gen, tuple(stats)
+
+        seen = []
+        for batch in range(25):  # 100 records each: a rewrite every 10 batches
+            add(chroma.url, ids["gens"], [f"gens-{batch * 100 + i}" for i in range(100)])
+            right_after = state()
+            time.sleep(0.2)
+            assert state() == right_after, f"the files or generation moved after batch {batch} answered"
+            seen.append(right_after[0])
+        conn.close()
+    assert seen[8] is None or seen[8] < seen[9]  # the 10th batch's answer came after its rewrite
+    assert len({g for g in seen if g is not None}) == 2  # rewritten after 1000 and 2000 records

@@ -211,8 +211,11 @@ class Writers:
                 t.join(90)
 
 
-@pytest.mark.parametrize("workers", [2, 4])
-def test_one_hold_stops_writes_in_every_worker_and_loses_none(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize(("workers", "quiet_s"), [(2, 0.0), (4, 0.0), (2, 0.5)])
+def test_one_hold_stops_writes_in_every_worker_and_loses_none(
+    tmp_path: Path, workers: int, quiet_s: float
+) -> None:
+    """With ``quiet_s`` each worker closes at its own quiet moment: still one hold for all."""
     with run_chroma(tmp_path / "chroma") as chroma, workers_pod(tmp_path, chroma, workers) as pod:
         cid = create_collection(pod.url, "held")
         with (
@@ -221,7 +224,7 @@ def test_one_hold_stops_writes_in_every_worker_and_loses_none(tmp_path: Path, wo
         ):
             wait_until(lambda: len(writers.acked) >= 40, 60, "writes to flow")
             for _ in range(3):
-                granted = admin.post("/chromactl/v1/hold", json={"timeout_s": 20})
+                granted = admin.post("/chromactl/v1/hold", json={"timeout_s": 20, "quiet_s": quiet_s})
                 assert granted.status_code == 200, granted.text
                 at_grant = chroma_count(chroma, cid)
                 acked_at_grant = len(writers.acked)

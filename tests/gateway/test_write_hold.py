@@ -106,6 +106,65 @@ def test_drain_timeout_gives_the_hold_back() -> None:
     asyncio.run(main())
 
 
+def test_a_quiet_hold_closes_between_writes_and_lets_writes_run_until_then() -> None:
+    """A single writer, one write after another with a short pause between: the quiet hold
+    waits for the pause, so no write waits for another; the writes before it are not held."""
+
+    async def main() -> tuple[float, list[str]]:
+        gate = WriteGate()
+        log: list[str] = []
+        stop = asyncio.Event()
+
+        async def writer() -> None:
+            n = 0
+            while not stop.is_set():
+                async with gate.write(wait_s=5):
+                    log.append(f"write {n}")
+                    await asyncio.sleep(0.03)
+                n += 1
+                await asyncio.sleep(0.005)  # the client's pause between two writes
+
+        task = asyncio.create_task(writer())
+        await asyncio.sleep(0.01)  # a write is in flight now
+        assert gate.in_flight == 1
+        hold = await gate.hold(timeout_s=5, quiet_s=1.0)
+        assert gate.in_flight == 0
+        log.append("held")
+        await asyncio.sleep(0.05)
+        gate.release(hold.hold_id)
+        await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        return hold.waited_s, log
+
+    waited, log = asyncio.run(main())
+    assert waited < 0.005  # closed in a pause: nothing to drain
+    held = log.index("held")
+    assert held >= 1 and log[held + 1 :]  # writes ran before the hold and after its release
+
+
+def test_a_quiet_hold_without_a_pause_closes_after_quiet_s_and_drains() -> None:
+    async def main() -> tuple[float, float]:
+        gate = WriteGate()
+        finish = asyncio.Event()
+
+        async def long_write() -> None:
+            async with gate.write(wait_s=5):
+                await finish.wait()
+
+        task = asyncio.create_task(long_write())
+        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        asyncio.get_running_loop().call_later(0.15, finish.set)
+        hold = await gate.hold(timeout_s=5, quiet_s=0.05)
+        await task
+        return loop.time() - start, hold.waited_s
+
+    took, waited = asyncio.run(main())
+    assert took >= 0.15 and 0.08 <= waited <= took  # closed after 0.05 s, then drained
+
+
 def test_held_context_manager_releases() -> None:
     async def main() -> None:
         gate = WriteGate()
@@ -180,7 +239,17 @@ def test_held_write_gets_503_after_its_wait(chroma, secrets_dir) -> None:  # typ
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("body", [{}, {"timeout_s": 0}, {"timeout_s": 10_000}, {"timeout_s": "x"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"timeout_s": 0},
+        {"timeout_s": 10_000},
+        {"timeout_s": "x"},
+        {"timeout_s": 5, "quiet_s": -1},
+        {"timeout_s": 5, "quiet_s": 60},
+    ],
+)
 def test_bad_hold_requests(token_gateway: RunningGateway, body: dict[str, object]) -> None:
     resp = httpx.post(f"{token_gateway.url}/chromactl/v1/hold", json=body, headers=ADMIN)
     assert resp.status_code == 400

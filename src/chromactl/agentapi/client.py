@@ -119,11 +119,15 @@ class AgentClient:
 
     # -- write holds -------------------------------------------------------------------
 
-    def hold(self, timeout_s: float) -> HoldGrant:
-        """Hold writes for at most ``timeout_s``; returns once none is in flight."""
+    def hold(self, timeout_s: float, quiet_s: float = 0.0) -> HoldGrant:
+        """Hold writes for at most ``timeout_s``; returns once none is in flight. With
+        ``quiet_s``, the gate closes at a moment with no write in flight if one comes."""
         body: HoldRequest = {"timeout_s": timeout_s}
+        if quiet_s > 0:
+            body["quiet_s"] = quiet_s
         what = "hold writes"
-        resp = self._send("POST", contract.HOLDS, what, json=body, timeout=timeout_s + HOLD_GRACE_S)
+        timeout = quiet_s + timeout_s + HOLD_GRACE_S
+        resp = self._send("POST", contract.HOLDS, what, json=body, timeout=timeout)
         if resp.status_code not in (200, 201):
             raise self._refused(resp, what)
         data = resp.json()

@@ -27,6 +27,8 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 PREFIX = "/chromactl/v1"
 HOLDS = f"{PREFIX}/hold"
+#: The longest a hold request may wait for a quiet moment (``quiet_s``).
+MAX_QUIET_S = 10.0
 BACKUPS = f"{PREFIX}/backups"
 
 
@@ -48,6 +50,9 @@ class HoldRequest(TypedDict):
     timeout_s: float
     #: How long to wait for writes in flight to finish (default: ``timeout_s``).
     drain_timeout_s: NotRequired[float]
+    #: Before closing, wait up to this long for a moment with no write in flight (writes go
+    #: on meanwhile), so that the hold does not wait for one; at most :data:`MAX_QUIET_S`.
+    quiet_s: NotRequired[float]
 
 
 class HoldGrant(TypedDict):

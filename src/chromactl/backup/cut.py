@@ -391,19 +391,22 @@ def _cut(
                         checked,
                     )
                 marks["compared"] = time.perf_counter()
-        hold_s = time.perf_counter() - start
+        end = time.perf_counter()
     finally:
         if staged_fd is not None:
             os.close(staged_fd)
-    end = start + hold_s
+    # Writes were held from the gate's close: the drain (``waited_s``), then until released.
+    # Before the close, the hold waited for a quiet moment while writes went on.
+    waited = getattr(hold, "waited_s", 0.0)
+    hold_s = waited + end - marks["granted"]
     steps = {
-        "grant_s": marks["granted"] - start,
+        "quiet_s": max(0.0, marks["granted"] - start - waited),
+        "grant_s": waited,
         "lock_s": marks["locked"] - marks["granted"],
         "compare_s": marks["compared"] - marks["locked"],
         "release_s": end - marks["compared"],
     }
     rewritten = sum(p.written for p in patches.values()) - written_before
-    waited = getattr(hold, "waited_s", 0.0)
     return Cut(patches, present, hold_s, waited, checked[0], steps, moved, rewritten)
 
 

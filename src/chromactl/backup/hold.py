@@ -17,6 +17,10 @@ import httpx
 from chromactl.agentapi import AgentClient, AgentError, ClientTLS
 from chromactl.errors import ChromactlError
 
+#: A hold first waits up to this long for a moment with no write in flight (writes go on
+#: meanwhile) and closes the gate then: the hold then does not wait for a write to finish.
+QUIET_S = 0.5
+
 
 class HoldError(ChromactlError):
     """Writes could not be held (gateway unreachable, refused, or timed out)."""
@@ -26,7 +30,8 @@ class HoldError(ChromactlError):
 class WriteHold(Protocol):
     """A context manager: on enter, no write is in flight and new ones wait.
 
-    ``waited_s`` is how long entering waited for in-flight writes to drain.
+    ``waited_s`` is how long writes were held while entering: the drain of the writes in
+    flight (not the wait for a quiet moment before, when writes still went on).
     """
 
     waited_s: float
@@ -76,7 +81,8 @@ class CallbackHold:
     def __enter__(self) -> CallbackHold:
         start = time.perf_counter()
         self._token = self._acquire(self._timeout_s)
-        self.waited_s = time.perf_counter() - start
+        # A gate's hold knows its drain; otherwise all of acquiring counts.
+        self.waited_s = float(getattr(self._token, "waited_s", time.perf_counter() - start))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -95,17 +101,19 @@ class GatewayHold:
         token: str | None,
         *,
         timeout_s: float = 10.0,
+        quiet_s: float = QUIET_S,
         tls: ClientTLS | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._client = AgentClient(url, token, tls=tls, transport=transport)
         self._timeout_s = timeout_s
+        self._quiet_s = quiet_s
         self._hold_id: str | None = None
         self.waited_s = 0.0
 
     def __enter__(self) -> GatewayHold:
         try:
-            grant = self._client.hold(self._timeout_s)
+            grant = self._client.hold(self._timeout_s, self._quiet_s)
         except AgentError as exc:
             raise HoldError(f"cannot hold writes: {exc}") from None
         self._hold_id = grant["hold_id"]

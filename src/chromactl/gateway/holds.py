@@ -23,7 +23,9 @@ class HoldGate(Protocol):
     """What the hold routes need: one gateway's :class:`~chromactl.gateway.writegate.WriteGate`,
     or a gate over several worker processes (``chromactl.pod.control.WorkersGate``)."""
 
-    async def hold(self, timeout_s: float, drain_timeout_s: float | None = None) -> Hold: ...
+    async def hold(
+        self, timeout_s: float, drain_timeout_s: float | None = None, quiet_s: float = 0.0
+    ) -> Hold: ...
 
     def release(self, hold_id: str) -> bool: ...
 
@@ -45,12 +47,15 @@ def agent_app(gate: HoldGate, max_hold_s: float, extra: Sequence[BaseRoute] = ()
             timeout_s = float(body["timeout_s"])
             drain = body.get("drain_timeout_s")
             drain_s = float(drain) if drain is not None else None
+            quiet_s = float(body.get("quiet_s", 0.0))
         except (ValueError, KeyError, TypeError):
             return _error(400, "InvalidArgumentError", 'expected {"timeout_s": <seconds>}')
         if not 0 < timeout_s <= max_hold_s:
             return _error(400, "InvalidArgumentError", f"timeout_s must be in (0, {max_hold_s:g}]")
+        if not 0 <= quiet_s <= contract.MAX_QUIET_S:
+            return _error(400, "InvalidArgumentError", f"quiet_s must be in [0, {contract.MAX_QUIET_S:g}]")
         try:
-            hold = await gate.hold(timeout_s, drain_s)
+            hold = await gate.hold(timeout_s, drain_s, quiet_s)
         except DrainTimeout as exc:
             return _error(503, "ServiceUnavailable", str(exc))
         grant: HoldGrant = {"hold_id": hold.hold_id, "waited_s": round(hold.waited_s, 6)}

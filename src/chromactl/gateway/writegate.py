@@ -11,6 +11,7 @@ plain asyncio and usable in-process::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -84,15 +85,29 @@ class WriteGate:
         while not self._open.is_set():
             await self._open.wait()
 
-    async def hold(self, timeout_s: float, drain_timeout_s: float | None = None) -> Hold:
+    async def quiet(self, within_s: float) -> None:
+        """Wait, at most ``within_s``, for a moment with no write in flight (writes go on)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while self._in_flight and (left := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), left)
+
+    async def hold(
+        self, timeout_s: float, drain_timeout_s: float | None = None, quiet_s: float = 0.0
+    ) -> Hold:
         """Stop new writes and wait for those in flight.
 
-        The hold ends after ``timeout_s`` unless released earlier. If writes in flight do
-        not finish within ``drain_timeout_s`` (default: ``timeout_s``) the hold is given
-        back and :class:`DrainTimeout` raised.
+        With ``quiet_s``, the gate first waits up to that long for a moment with no write
+        in flight and closes then, so no write waits for another to finish. The hold ends
+        after ``timeout_s`` unless released earlier. If writes in flight do not finish
+        within ``drain_timeout_s`` (default: ``timeout_s``) the hold is given back and
+        :class:`DrainTimeout` raised.
         """
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        if quiet_s > 0:
+            await self.quiet(quiet_s)
         loop = asyncio.get_running_loop()
         start = loop.time()
         hold = Hold(secrets.token_hex(8), 0.0, start + timeout_s)

@@ -6,7 +6,8 @@ connection per worker, a Unix socket speaking JSON lines::
 
     worker -> supervisor  {"op": "hello", "pid": N}
     supervisor -> worker  {"holds": [{"hold_id": H, "remaining_s": S}]}   (applied before serving)
-    supervisor -> worker  {"id": I, "op": "hold", "hold_id": H, "timeout_s": T, "drain_timeout_s": D}
+    supervisor -> worker  {"id": I, "op": "hold", "hold_id": H, "timeout_s": T, "drain_timeout_s": D,
+                           "quiet_s": Q}
     worker -> supervisor  {"id": I, "ok": true, "waited_s": W} | {"id": I, "ok": false, "message": M}
     supervisor -> worker  {"id": I, "op": "release", "hold_id": H}  -> {"id": I, "ok": true, "released": B}
     supervisor -> worker  {"id": I, "op": "in_flight"}              -> {"id": I, "ok": true, "in_flight": N}
@@ -140,8 +141,12 @@ class WorkersGate:
         )
         return sum(int(a["in_flight"]) for a in answers if isinstance(a, dict))
 
-    async def hold(self, timeout_s: float, drain_timeout_s: float | None = None) -> Hold:
-        """Close every worker's gate and wait until each has drained (see the module doc)."""
+    async def hold(
+        self, timeout_s: float, drain_timeout_s: float | None = None, quiet_s: float = 0.0
+    ) -> Hold:
+        """Close every worker's gate and wait until each has drained (see the module doc).
+        With ``quiet_s``, each worker closes at its own first moment with no write in flight
+        (or after ``quiet_s``)."""
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         loop = asyncio.get_running_loop()
@@ -152,18 +157,19 @@ class WorkersGate:
         drain_s = drain_timeout_s or timeout_s
         workers = list(self._workers.values())
         calls = [
-            w.call("hold", hold_id=hold.hold_id, timeout_s=timeout_s, drain_timeout_s=drain_s)
+            w.call(
+                "hold", hold_id=hold.hold_id, timeout_s=timeout_s, drain_timeout_s=drain_s, quiet_s=quiet_s
+            )
             for w in workers
         ]
         try:
             # A worker answers within drain_s (its own gate's drain timeout); one that does
             # not answer at all is hung, and the hold fails rather than wait for it.
-            answers = await asyncio.wait_for(
-                asyncio.gather(*calls, return_exceptions=True), drain_s + ANSWER_GRACE_S
-            )
+            answer_s = quiet_s + drain_s + ANSWER_GRACE_S
+            answers = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), answer_s)
         except TimeoutError:
             self.release(hold.hold_id)
-            raise DrainTimeout(f"a worker did not answer within {drain_s + ANSWER_GRACE_S:g}s") from None
+            raise DrainTimeout(f"a worker did not answer within {answer_s:g}s") from None
         except BaseException:
             self.release(hold.hold_id)
             raise
@@ -175,7 +181,9 @@ class WorkersGate:
         if failed:
             self.release(hold.hold_id)
             raise DrainTimeout("; ".join(failed))
-        hold.waited_s = loop.time() - start
+        # Writes were held from the first worker's close: its quiet wait did not hold any.
+        quiet_waits = [float(a.get("quiet_s", 0.0)) for a in answers if isinstance(a, dict)]
+        hold.waited_s = loop.time() - start - min(quiet_waits, default=0.0)
         return hold
 
     def release(self, hold_id: str) -> bool:
@@ -207,7 +215,7 @@ class WorkerControl:
         #: Supervisor hold id -> this gate's hold id.
         self._local: dict[str, str] = {}
         #: Supervisor hold id -> the task still draining for it.
-        self._granting: dict[str, asyncio.Task[float]] = {}
+        self._granting: dict[str, asyncio.Task[tuple[float, float]]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -237,12 +245,13 @@ class WorkerControl:
         answer: dict[str, Any] = {"id": request.get("id"), "ok": True}
         if op == "hold":
             hold_id = request["hold_id"]
+            quiet_s = float(request.get("quiet_s", 0.0))
             granting = asyncio.ensure_future(
-                self._hold(hold_id, float(request["timeout_s"]), float(request["drain_timeout_s"]))
+                self._hold(hold_id, float(request["timeout_s"]), float(request["drain_timeout_s"]), quiet_s)
             )
             self._granting[hold_id] = granting
             try:
-                answer["waited_s"] = await granting
+                answer["waited_s"], answer["quiet_s"] = await granting
             except DrainTimeout as exc:
                 answer = {"id": request.get("id"), "ok": False, "message": str(exc)}
             except asyncio.CancelledError:
@@ -263,7 +272,15 @@ class WorkerControl:
         if self._writer is not None and not self._writer.is_closing():
             self._writer.write(_line(answer))
 
-    async def _hold(self, hold_id: str, timeout_s: float, drain_timeout_s: float) -> float:
+    async def _hold(
+        self, hold_id: str, timeout_s: float, drain_timeout_s: float, quiet_s: float = 0.0
+    ) -> tuple[float, float]:
+        """This worker's part of a hold: (seconds drained, seconds waited for a quiet moment)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        if quiet_s > 0:
+            await self._gate.quiet(quiet_s)
+        quiet = loop.time() - start
         hold = await self._gate.hold(timeout_s, drain_timeout_s)
         self._local[hold_id] = hold.hold_id
-        return hold.waited_s
+        return hold.waited_s, quiet

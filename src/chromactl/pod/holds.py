@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from chromactl.backup.hold import CallbackHold, HoldError
+from chromactl.backup.hold import QUIET_S, CallbackHold, HoldError
 from chromactl.gateway.holds import HoldGate
 from chromactl.gateway.writegate import DrainTimeout, Hold
 
@@ -20,9 +20,9 @@ def gate_hold(gate: HoldGate, loop: asyncio.AbstractEventLoop, timeout_s: float)
     """A hold on ``gate`` for a worker thread; it ends by itself after ``timeout_s``."""
 
     def acquire(timeout: float) -> Hold:
-        future = asyncio.run_coroutine_threadsafe(gate.hold(timeout, timeout), loop)
+        future = asyncio.run_coroutine_threadsafe(gate.hold(timeout, timeout, QUIET_S), loop)
         try:
-            return future.result(timeout + LOOP_GRACE_S)
+            return future.result(QUIET_S + timeout + LOOP_GRACE_S)
         except DrainTimeout as exc:
             raise HoldError(f"could not hold writes: {exc} (backup.hold_timeout_s is {timeout:g}s)") from None
 
