@@ -108,9 +108,11 @@ lock: $(BIN)/.installed ## re-pin every transitive dependency into constraints.t
 
 .PHONY: bench
 bench: $(BIN)/.installed $(LEGACY_CHROMA_VENV)/.installed ## run the benchmarks and write their results under bench/
+	$(BIN)/pip install -q -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/backup/run.py
 	$(BIN)/python bench/gateway/run.py
 	$(BIN)/python bench/gateway/cpu.py
+	$(BIN)/python bench/backup/hold.py
 
 .PHONY: soak
 soak: $(BIN)/.installed ## long load (5 min, concurrency 64) and Chroma-fault runs through the gateway; writes bench/soak/

@@ -49,6 +49,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
+from bench.plot import pyplot  # noqa: E402
 from tests.backup.helpers import ADMIN, DB, create_collection, free_port, gateway_process, run_chroma  # noqa: E402
 
 from chromactl.backup import GatewayHold, Repository, create_snapshot  # noqa: E402
@@ -252,13 +253,8 @@ def render(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any]) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot")
+    plt = pyplot()
+    if plt is None:
         return
     runs = results["runs"]
     fig, ax = plt.subplots(figsize=(9, 4))

@@ -26,6 +26,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
+from bench.plot import pyplot  # noqa: E402
 from tests.backup.helpers import (  # noqa: E402
     ADMIN,
     DB,
@@ -298,10 +299,9 @@ def render(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    if plt is None:
+        return
 
     sizes = results["sizes"]
     labels = [f"{r['data_bytes'] / 1e6:.0f} MB" for r in sizes]

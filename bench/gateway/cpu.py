@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import run as base  # noqa: E402  (bench/gateway/run.py: targets, load generator)
+from bench.plot import pyplot  # noqa: E402
 
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
@@ -207,13 +208,8 @@ def write(
             )
     (HERE / "cpu.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot")
+    plt = pyplot()
+    if plt is None:
         return
     proxies = [n for n in results if not n.startswith("direct")]
     cases = ["query", "get", "add"]

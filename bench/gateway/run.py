@@ -40,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.plot import pyplot  # noqa: E402
 from tests.gateway.helpers import free_port, make_cert, run_chroma, wait_until  # noqa: E402
 
 DIM = 384
@@ -330,13 +331,8 @@ def write(results: dict[str, dict[str, dict[str, float]]], args: argparse.Namesp
         )
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot")
+    plt = pyplot()
+    if plt is None:
         return
     names = list(results)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))

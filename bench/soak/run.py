@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.plot import pyplot  # noqa: E402
 from tests.security.loadgen import (  # noqa: E402
     ChromaProcess,
     GatewayProcess,
@@ -232,12 +233,8 @@ def write(results: dict[str, Any]) -> None:
         "",
     ]
     (HERE / "results.md").write_text("\n".join(lines))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover
+    plt = pyplot()
+    if plt is None:
         return
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     rss = results["soak_series"]["rss"]

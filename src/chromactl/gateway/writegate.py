@@ -38,6 +38,16 @@ class Hold:
     _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
+def end_hold(holds: dict[str, Hold], hold_id: str) -> bool:
+    """Take ``hold_id`` out of ``holds`` and stop its timer; False if it had already ended."""
+    hold = holds.pop(hold_id, None)
+    if hold is None:
+        return False
+    if hold._timer is not None:
+        hold._timer.cancel()
+    return True
+
+
 class WriteGate:
     """Counts writes in flight and lets holders stop new ones."""
 
@@ -129,11 +139,8 @@ class WriteGate:
 
     def release(self, hold_id: str) -> bool:
         """End a hold; writes go on when no hold is left. False if it had already ended."""
-        hold = self._holds.pop(hold_id, None)
-        if hold is None:
+        if not end_hold(self._holds, hold_id):
             return False
-        if hold._timer is not None:
-            hold._timer.cancel()
         if not self._holds:
             self._open.set()
         return True

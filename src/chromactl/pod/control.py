@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chromactl.gateway.writegate import DrainTimeout, Hold, WriteGate
+from chromactl.gateway.writegate import DrainTimeout, Hold, WriteGate, end_hold
 
 log = logging.getLogger("chromactl.pod.control")
 
@@ -188,11 +188,8 @@ class WorkersGate:
 
     def release(self, hold_id: str) -> bool:
         """End a hold on every worker; False if it had already ended."""
-        hold = self._holds.pop(hold_id, None)
-        if hold is None:
+        if not end_hold(self._holds, hold_id):
             return False
-        if hold._timer is not None:
-            hold._timer.cancel()
         for worker in list(self._workers.values()):
             task = asyncio.ensure_future(self._release_on(worker, hold_id))
             self._tasks.add(task)
