@@ -45,7 +45,7 @@ RACY_WINDOW_NS = 1_000_000_000
 MAP_MIN = 4 * CHUNK
 #: A hold that finds vector segments persisted since they were caught up, with more than
 #: this many bytes to compare, is given back and tried again (except the last attempt).
-REHOLD_MIN_BYTES = 32 * CHUNK
+REHOLD_MIN_BYTES = 64 * CHUNK
 #: Holds tried before one compares whatever changed inside it.
 HOLD_ATTEMPTS = 5
 #: After a hold given back: how long to wait for the segment's next persist.
