@@ -342,7 +342,14 @@ def test_a_file_written_without_a_new_generation_is_still_compared(tmp_path: Pat
 
 
 def test_a_0x_directory_without_generations_is_compared_as_before(tmp_path: Path, rehold: None) -> None:
-    data = make_dir(tmp_path)  # no max_seq_id rows for vector segments
+    """Chroma 0.x wrote max_seq_id as 8 big-endian bytes and keeps the vector segment's
+    position in its pickle: no generation, every changed file compared in the hold."""
+    data = make_chroma_dir(tmp_path)
+    db = sqlite3.connect(data / "chroma.sqlite3")
+    db.execute("UPDATE max_seq_id SET seq_id = ?", ((1000).to_bytes(8, "big"),))
+    db.commit()
+    db.close()
+    assert cut.read_generations(data / "chroma.sqlite3") == {}
     hold = MutatingHold(lambda: persist_level0(data))
     phases = snapshot_and_restore(tmp_path, data, hold)
     assert hold.entered == 1 and phases["hold_checked_bytes"] >= 5 * MiB

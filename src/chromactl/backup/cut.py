@@ -62,12 +62,14 @@ def segment_dir(rel: str) -> str:
 
 
 def generations(conn: sqlite3.Connection) -> Generations:
-    """Each vector segment's persisted position; empty where Chroma keeps none in SQLite
-    (0.x keeps it in the segment's pickle: those files are compared as any other)."""
+    """Each vector segment's persisted position, as Chroma 1.x records it (an integer).
+    Chroma 0.x keeps the position in the segment's pickle and wrote SQLite's as bytes: its
+    segments get none, and their files are compared as any other."""
     try:
-        return {str(seg): int(seq) for seg, seq in conn.execute(GENERATIONS_SQL)}
+        rows = conn.execute(GENERATIONS_SQL).fetchall()
     except sqlite3.Error:
         return {}
+    return {str(seg): seq for seg, seq in rows if isinstance(seq, int)}
 
 
 def read_generations(db: Path, timeout_s: float = 30.0) -> Generations:
@@ -87,7 +89,7 @@ def read_progress(db: Path, timeout_s: float = 30.0) -> dict[str, tuple[int | No
     try:
         gens = generations(conn)
         try:
-            heads = {str(seg): int(seq) for seg, seq in conn.execute(LOG_HEADS_SQL)}
+            heads = {str(seg): seq for seg, seq in conn.execute(LOG_HEADS_SQL) if isinstance(seq, int)}
         except sqlite3.Error:
             heads = {}
     finally:
