@@ -359,3 +359,42 @@ def persist_level0(data: Path) -> None:
     with open(data / "seg-a" / "data_level0.bin", "r+b") as fh:
         fh.seek(MiB)
         fh.write(os.urandom(64))
+
+
+def test_a_catch_up_cut_short_by_a_shrinking_file_leaves_no_stale_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catch-up copied chunk 0's new content, then the file read short: if chunk 0 goes
+    back to its first-pass content before the hold, the snapshot must hold that content,
+    not the one the catch-up copied."""
+    from chromactl.backup import snapshot
+
+    data = make_dir(tmp_path)
+    level0 = data / "seg-a" / "data_level0.bin"
+    original = level0.read_bytes()[:MiB]
+    real_catch_up, real_read = snapshot.catch_up_files, cut._Source.read
+    calls: list[int] = []
+
+    def short_read(self: cut._Source, offset: int, n: int) -> bytes | memoryview:
+        if offset == 2 * MiB:
+            return b"short"
+        return real_read(self, offset, n)
+
+    def catch_up_cut_short(*args: object) -> int:
+        calls.append(1)
+        if len(calls) > 1:
+            return real_catch_up(*args)  # type: ignore[arg-type]
+        with open(level0, "r+b") as fh:
+            fh.write(b"Y" * MiB)  # chunk 0 changes after the first pass
+        with monkeypatch.context() as m:
+            m.setattr(cut._Source, "read", short_read)
+            return real_catch_up(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(snapshot, "catch_up_files", catch_up_cut_short)
+
+    def back_to_original() -> None:
+        with open(level0, "r+b") as fh:
+            fh.write(original)
+
+    snapshot_and_restore(tmp_path, data, MutatingHold(back_to_original))
+    assert calls

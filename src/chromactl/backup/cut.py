@@ -97,6 +97,10 @@ def read_progress(db: Path, timeout_s: float = 30.0) -> dict[str, tuple[int | No
     return {seg: (gens.get(seg), heads.get(seg)) for seg in gens.keys() | heads.keys()}
 
 
+class Shrank(OSError):
+    """A file got shorter while it was read: the read copy is torn."""
+
+
 @dataclass(frozen=True)
 class Baseline:
     """A file as it was last copied (first pass or a catch-up)."""
@@ -119,6 +123,14 @@ class Baseline:
 
     def unchanged(self, st: os.stat_result, generation: int | None) -> bool:
         return self.settled(st, generation) or not self.maybe_changed(st)
+
+    def partly_updated(self, digests: list[bytes]) -> Baseline:
+        """After a catch-up that stopped early (the file shrank while read): the chunks it
+        wrote have the digests of what it wrote, the others keep theirs; the stat stays the
+        old one, so the hold compares the file again."""
+        return Baseline(
+            self.state, self.stat_at_ns, self.size, digests + self.digests[len(digests) :], self.generation
+        )
 
 
 @dataclass
@@ -230,16 +242,15 @@ def diff_file(
         n = min(CHUNK, size - offset)
         data = source.read(offset, n)
         if len(data) != n:
-            raise OSError(f"file shrank while it was compared ({len(data)} of {n} bytes)")
+            raise Shrank(f"file shrank while it was compared ({len(data)} of {n} bytes)")
         old_len = min(CHUNK, base_size - offset) if offset < base_size else 0
         now = digest(data)
-        if digests_out is not None:
+        if not (old_len == n and i < len(digests) and now == digests[i]):
+            os.pwrite(delta_fd, data, offset)
+            patch.changed.add(i)
+            patch.written += n
+        if digests_out is not None:  # only once the chunk is where the digest says it is
             digests_out.append(now)
-        if old_len == n and i < len(digests) and now == digests[i]:
-            continue
-        os.pwrite(delta_fd, data, offset)
-        patch.changed.add(i)
-        patch.written += n
 
 
 def catch_up(path: Path, staged: Path, base: Baseline) -> Baseline:
@@ -258,8 +269,8 @@ def catch_up(path: Path, staged: Path, base: Baseline) -> Baseline:
             size = st.st_size
             try:
                 diff_file(_Source(fd, None), size, base, out, Patch(size), digests)
-            except OSError:  # shrank while read: the hold settles it
-                return base
+            except Shrank:  # the hold settles it
+                return base.partly_updated(digests)
             os.ftruncate(out, size)
         finally:
             os.close(out)
@@ -293,7 +304,9 @@ def catch_up_files(
             digests: list[bytes] = []
             try:
                 _diff_to_delta(_Source(fd, None), st.st_size, base, staging / "delta", rel, patch, digests)
-            except OSError:  # shrank while read: the hold settles it
+            except Shrank:  # the hold settles it
+                if base is not None:
+                    baselines[rel] = base.partly_updated(digests)
                 continue
             read += st.st_size
             baselines[rel] = Baseline(FileState.of(st), stat_at, st.st_size, digests, generation)
