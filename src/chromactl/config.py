@@ -295,6 +295,20 @@ class MetricsSettings(Section):
     internals_read_budget_s: float = Field(0.1, gt=0, le=10)
 
 
+class AuditSettings(Section):
+    """The audit log: one JSON line per request that reached an authorization decision."""
+
+    #: Write the audit log. Admin operations and writes are always in it when it is on.
+    enabled: bool = True
+    #: Reads (queries, gets, listings) too: one line per read, which can be many.
+    reads: bool = False
+    #: A file to append the lines to (rotated at ``max_bytes``, ``backups`` kept); ``null``:
+    #: standard output, each line a JSON object with ``"logger": "chromactl.audit"``.
+    file: Path | None = None
+    max_bytes: int = Field(104857600, ge=1048576)
+    backups: int = Field(5, ge=0)
+
+
 class ClientLimitsSettings(Section):
     """Limits on client connections, so that slow or many clients cannot exhaust the gateway."""
 
@@ -345,6 +359,7 @@ class GatewaySettings(Section):
     auth: AuthSettings = AuthSettings()
     tls: TLSSettings = TLSSettings()
     client_limits: ClientLimitsSettings = ClientLimitsSettings()
+    audit: AuditSettings = AuditSettings()
 
     @model_validator(mode="after")
     def _client_cert_needs_tls(self) -> GatewaySettings:

@@ -282,6 +282,7 @@ def plan(
         "metrics_port": metrics_port,
         "metrics_address": HOST,
         "auth": {"enabled": auth},
+        "audit": {"file": str(run_dir / "audit.log")},
     }
     if token is not None:
         files["token"] = (token + "\n", 0o600)

@@ -176,3 +176,15 @@ def test_workers_follow_the_cpu_unless_set() -> None:
 
 def test_workers_below_one_are_refused() -> None:
     assert "workers" in render_error({"gateway": {"workers": 0}})
+
+
+def test_audit_values_reach_the_gateway_config() -> None:
+    """gateway.audit: on for admin operations and writes by default, reads when asked, off
+    when disabled; written to standard output (no file) in the pod."""
+    default = parse_config(chromactl_config(render())).gateway.audit
+    assert (default.enabled, default.reads, default.file) == (True, False, None)
+    reads = parse_config(chromactl_config(render({"gateway": {"audit": {"reads": True}}}))).gateway.audit
+    assert reads.reads
+    off = parse_config(chromactl_config(render({"gateway": {"audit": {"enabled": False}}}))).gateway.audit
+    assert not off.enabled
+    assert "audit" in render_error({"gateway": {"audit": {"reads": "sometimes"}}})

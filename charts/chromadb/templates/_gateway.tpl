@@ -52,6 +52,7 @@
   "metrics" (include "chromadb.gatewayMetricsConfig" . | fromYaml)
   "auth" $auth
   "tls" (include "chromadb.tls.gatewayConfig" . | fromYaml)
+  "audit" (dict "enabled" .Values.gateway.audit.enabled "reads" .Values.gateway.audit.reads)
 -}}
 {{- include "chromadb.gatewayClientLimits" (dict "ctx" . "gateway" $gateway) -}}
 {{- with .Values.gateway.workers -}}

@@ -2,8 +2,8 @@
 
 Request path, outermost first (as :func:`build_gateway` lists the steps)::
 
-    errors -> classify (prefix) -> metrics -> body timeout -> body limit -> authentication
-      -> identity -> authorization -> agent API | write-hold -> reverse proxy
+    errors -> classify (prefix) -> audit -> metrics -> body timeout -> body limit
+      -> authentication -> identity -> authorization -> agent API | write-hold -> reverse proxy
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from starlette.routing import BaseRoute
 
 from chromactl.config import GatewaySettings, Settings
+from chromactl.gateway.audit import AuditLog, AuditMiddleware
 from chromactl.gateway.auth.base import Authenticator
 from chromactl.gateway.auth.basic import BasicAuthenticator
 from chromactl.gateway.auth.client_cert import ClientCertAuthenticator
@@ -89,6 +90,7 @@ class Gateway:
     upstream: Upstream
     resolver: CollectionResolver
     authenticators: list[Authenticator]
+    audit: AuditLog
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -98,6 +100,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
+        self.audit.close()
 
 
 async def _lifespan(gw: Gateway, receive: Receive, send: Send) -> None:
@@ -120,12 +123,14 @@ def build_gateway(
     upstream: Upstream | None = None,
     agent_routes: Sequence[BaseRoute] = (),
     agent: ASGIApp | None = None,
+    audit_suffix: str = "",
 ) -> Gateway:
     """The gateway for ``settings``; pass ``gate`` to share it with in-process users.
 
     The agent API is served over ``gate`` with ``agent_routes`` beside its hold routes,
     unless ``agent`` is given: then agent requests, once authorized, go to that app (a
-    worker process forwards them to its supervisor).
+    worker process forwards them to its supervisor). ``audit_suffix`` is appended to the
+    audit file's name (each worker process writes its own file).
     """
     gw = settings.gateway
     gate = gate or WriteGate()
@@ -135,11 +140,13 @@ def build_gateway(
     )
     resolver = CollectionResolver(upstream, size=gw.collection_cache_size, ttl_s=gw.collection_cache_ttl_s)
     authenticators = build_authenticators(gw)
+    audit = AuditLog(gw.audit, file_suffix=audit_suffix)
 
     #: Outermost first: each step wraps the ones after it.
     steps: list[Callable[[ASGIApp], ASGIApp]] = [
         lambda a: ErrorMiddleware(a, on_uncounted=metrics.unhandled),
         lambda a: ClassifyMiddleware(a, gw.path_prefix),
+        lambda a: AuditMiddleware(a, audit, metrics.audit_event),
         lambda a: MetricsMiddleware(a, metrics),
         lambda a: BodyTimeoutMiddleware(a, gw.client_limits.body_timeout_s, gw.client_limits.body_deadline_s),
         lambda a: BodyLimitMiddleware(a, gw.max_body_bytes),
@@ -164,7 +171,7 @@ def build_gateway(
     app: ASGIApp = ReverseProxy(upstream, scheme="https" if gw.tls.enabled else "http")
     for step in reversed(steps):
         app = step(app)
-    return Gateway(app, gate, metrics, upstream, resolver, authenticators)
+    return Gateway(app, gate, metrics, upstream, resolver, authenticators, audit)
 
 
 @contextlib.asynccontextmanager

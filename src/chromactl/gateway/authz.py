@@ -38,7 +38,9 @@ class AuthorizationMiddleware:
         self.on_denied = on_denied
         self.on_cross_tenant = on_cross_tenant
 
-    async def _deny(self, send: Send, route: Route, reason: str, message: str) -> None:
+    async def _deny(self, scope: Scope, send: Send, route: Route, reason: str, message: str) -> None:
+        ctx = request_context(scope)
+        ctx.allowed, ctx.denied_because = False, reason
         if self.on_denied is not None:
             self.on_denied(reason, route.operation)
         await send_error(send, 403, "AuthorizationError", message)
@@ -56,10 +58,10 @@ class AuthorizationMiddleware:
         if principal is None:
             raise RuntimeError("authorization step reached without a principal")
         if route.access is Access.BLOCKED:
-            await self._deny(send, route, "blocked", f"{scope['path']} is not served by the gateway")
+            await self._deny(scope, send, route, "blocked", f"{scope['path']} is not served by the gateway")
             return
         if route.operation is Operation.RESET and not self.allow_reset:
-            await self._deny(send, route, "reset_disabled", "reset is disabled")
+            await self._deny(scope, send, route, "reset_disabled", "reset is disabled")
             return
         if not principal.may(route.needed_role, route.reach, route.tenant, route.database):
             log.info(
@@ -67,6 +69,7 @@ class AuthorizationMiddleware:
                 extra={"user": principal.user_id, "operation": route.operation},
             )
             await self._deny(
+                scope,
                 send,
                 route,
                 "forbidden",
@@ -83,12 +86,14 @@ class AuthorizationMiddleware:
                 )
                 return
             if not ok:
+                ctx.allowed, ctx.denied_because = False, "cross_tenant"
                 if self.on_cross_tenant is not None:
                     self.on_cross_tenant(route.operation)
                 await send_error(
                     send, 404, "NotFoundError", f"Collection [{route.collection}] does not exist"
                 )
                 return
+        ctx.allowed = True
         if route.operation in _FORGETTING:
             send = self._forget_on_success(route, send)
         await self.app(scope, receive, send)

@@ -24,6 +24,24 @@ class RequestContext:
     body: bytes | None = None
     #: The metrics step has counted the request.
     counted: bool = False
+    #: The authorization step's decision: None until it decided (public routes never).
+    allowed: bool | None = None
+    #: Why the authorization step refused (``forbidden``, ``blocked``, ``cross_tenant``...).
+    denied_because: str = ""
+    #: What the metrics step measured, once the answer is sent.
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A finished request as the metrics step measured it."""
+
+    status: int
+    seconds: float
+    request_bytes: int
+    response_bytes: int
+    #: Records in a write body (ids), when it is a write.
+    records: int | None
 
 
 def find_context(scope: Scope) -> RequestContext | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from chromactl.gateway.context import find_context, request_context
+from chromactl.gateway.context import Outcome, find_context, request_context
 from chromactl.gateway.labels import LabelCap
 from chromactl.gateway.routes import Operation, Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
@@ -112,6 +112,12 @@ class GatewayMetrics:
             ["reason", "operation"],
             registry=r,
         )
+        self.audit_events = Counter(
+            "chromactl_gateway_audit_events",
+            "Authorization decisions, by class (read, write, admin) and outcome (allowed, denied).",
+            ["class", "outcome"],
+            registry=r,
+        )
         self.cross_tenant = Counter(
             "chromactl_gateway_cross_tenant_refusals",
             "Requests refused because the collection id is not in the tenant/database of the path.",
@@ -144,6 +150,9 @@ class GatewayMetrics:
 
     def denial(self, reason: str, operation: Operation) -> None:
         self.denied.labels(reason, operation).inc()
+
+    def audit_event(self, klass: str, outcome: str) -> None:
+        self._child(self.audit_events, klass, outcome).inc()
 
     def cross_tenant_refusal(self, operation: Operation) -> None:
         """A collection id refused for not being in the tenant/database of the path."""
@@ -290,12 +299,19 @@ class MetricsMiddleware:
         finally:
             metrics.in_flight.dec()
             ctx.counted = True
+            outcome = ctx.outcome = Outcome(
+                status,
+                time.perf_counter() - start,
+                received,
+                sent,
+                count_ids(b"".join(head)) if head else None,
+            )
             metrics.observe(
                 route,
                 status,
-                seconds=time.perf_counter() - start,
+                seconds=outcome.seconds,
                 request_bytes=received,
                 response_bytes=sent,
                 authorized=ctx.principal is not None and status != 401 and status != 403,
-                records=count_ids(b"".join(head)) if head else None,
+                records=outcome.records,
             )

@@ -37,6 +37,8 @@ log = logging.getLogger("chromactl.pod.control")
 
 #: Seconds beyond the drain timeout a worker may take to answer a hold.
 ANSWER_GRACE_S = 5.0
+#: Seconds a worker may take to say how many writes it has in flight.
+COUNT_ANSWER_S = 1.0
 
 
 def _line(message: dict[str, Any]) -> bytes:
@@ -136,8 +138,11 @@ class WorkersGate:
         return list(self._holds.values())
 
     async def writes_in_flight(self) -> int:
+        """Writes in flight in the workers that answer within :data:`COUNT_ANSWER_S` (a hung
+        worker is left out rather than hang the listing)."""
         answers = await asyncio.gather(
-            *(w.call("in_flight") for w in list(self._workers.values())), return_exceptions=True
+            *(asyncio.wait_for(w.call("in_flight"), COUNT_ANSWER_S) for w in list(self._workers.values())),
+            return_exceptions=True,
         )
         return sum(int(a["in_flight"]) for a in answers if isinstance(a, dict))
 

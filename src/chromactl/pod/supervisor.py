@@ -104,7 +104,7 @@ class Workers:
         fd = self.sockets[slot].fileno()
         proc = subprocess.Popen(
             [sys.executable, "-m", "chromactl.pod.worker"],
-            env={**self._env(), worker_mod.LISTENER_ENV: str(fd)},
+            env={**self._env(), worker_mod.LISTENER_ENV: str(fd), worker_mod.SLOT_ENV: str(slot)},
             pass_fds=(fd,),
             # Signals from a terminal reach the supervisor only; it stops the workers.
             process_group=0,

@@ -35,6 +35,8 @@ SETTINGS_ENV = "CHROMACTL_WORKER_SETTINGS"
 CONTROL_ENV = "CHROMACTL_WORKER_CONTROL"
 AGENT_ENV = "CHROMACTL_WORKER_AGENT"
 LISTENER_ENV = "CHROMACTL_WORKER_LISTENER"
+#: The worker's number (0, 1, ...): its audit file is ``gateway.audit.file`` + ``.<n>``.
+SLOT_ENV = "CHROMACTL_WORKER_SLOT"
 
 
 async def work(settings: Settings, listener: socket.socket, control_path: Path, agent_path: Path) -> None:
@@ -46,6 +48,7 @@ async def work(settings: Settings, listener: socket.socket, control_path: Path, 
         gate=gate,
         metrics=GatewayMetrics(database_series=gw.metrics.database_series),
         agent=agent,
+        audit_suffix=f".{os.environ.get(SLOT_ENV, '0')}",
     )
     servers: list[uvicorn.Server] = []
 

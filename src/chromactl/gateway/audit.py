@@ -1,0 +1,133 @@
+"""The audit log: who did what, one JSON line per request that reached an authorization decision.
+
+A line says when, which request (``request_id``: the client's ``X-Request-Id`` or a fresh
+one), who (principal name, how it authenticated, its highest role), what (operation, its
+class, tenant, database, collection, method and path), and how it ended (``allowed`` or
+``denied`` with the reason, Chroma's status, records written, bytes in and out,
+milliseconds). Never a credential, a document, an embedding or a query: nothing from a
+request body but the number of ids in a write.
+
+Admin operations and writes are always audited; reads when ``gateway.audit.reads`` is on.
+Lines go to standard output (the gateway's own logs go to standard error), or to a file
+rotated by size. Every decision is counted in ``chromactl_gateway_audit_events_total``.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from chromactl.config import AuditSettings
+from chromactl.gateway.context import RequestContext, find_context
+from chromactl.gateway.errors import request_id
+from chromactl.gateway.principal import Principal, Role
+from chromactl.gateway.routes import Route
+from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
+from chromactl.logging import JsonFormatter
+
+#: The logger name the lines carry (what log shippers route on).
+AUDIT_LOGGER = "chromactl.audit"
+_CLASSES = {Role.READER: "read", Role.WRITER: "write", Role.ADMIN: "admin"}
+
+
+def audit_class(route: Route) -> str:
+    """``read``, ``write`` or ``admin``: the role the route needs."""
+    return _CLASSES[route.needed_role]
+
+
+def _role(principal: Principal) -> str:
+    roles = [g.role for g in principal.grants]
+    return max(roles).name.lower() if roles else ""
+
+
+class AuditLog:
+    """Where the lines go: a logger of its own (not chromactl's), JSON whatever ``log.format`` says."""
+
+    def __init__(self, settings: AuditSettings, *, file_suffix: str = "") -> None:
+        self.settings = settings
+        self.logger = logging.Logger(AUDIT_LOGGER)
+        handler: logging.Handler
+        if settings.file is not None:
+            path = settings.file.with_name(settings.file.name + file_suffix)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.handlers.RotatingFileHandler(
+                path, maxBytes=settings.max_bytes, backupCount=settings.backups, encoding="utf-8"
+            )
+        else:
+            handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonFormatter())
+        self.logger.addHandler(handler)
+
+    def wants(self, klass: str) -> bool:
+        return self.settings.enabled and (klass != "read" or self.settings.reads)
+
+    def write(self, fields: dict[str, Any]) -> None:
+        self.logger.info("audit", extra=fields)
+
+    def close(self) -> None:
+        for handler in self.logger.handlers:
+            handler.close()
+
+
+def audit_fields(scope: Scope, ctx: RequestContext) -> dict[str, Any]:
+    """The line for one decided request (see the module doc)."""
+    route, principal, outcome = ctx.route, ctx.principal, ctx.outcome
+    client = scope.get("client")
+    fields: dict[str, Any] = {
+        "request_id": request_id(scope),
+        "principal": {
+            "name": principal.user_id if principal else "",
+            "method": principal.method if principal else "",
+            "role": _role(principal) if principal else "",
+        },
+        "operation": str(route.operation),
+        "class": audit_class(route),
+        "tenant": route.tenant,
+        "database": route.database,
+        "collection": route.collection,
+        "method": scope.get("method", ""),
+        "path": scope.get("path", ""),
+        "client": client[0] if client else "",
+        "outcome": "allowed" if ctx.allowed else "denied",
+    }
+    if not ctx.allowed:
+        fields["reason"] = ctx.denied_because
+    if outcome is not None:
+        fields.update(
+            status=outcome.status,
+            records=outcome.records,
+            request_bytes=outcome.request_bytes,
+            response_bytes=outcome.response_bytes,
+            duration_ms=round(outcome.seconds * 1000, 3),
+        )
+    return fields
+
+
+class AuditMiddleware:
+    """Writes the audit line of each request the authorization step decided, once it ended
+    (placed outside the metrics step, whose measurements the line carries)."""
+
+    def __init__(
+        self, app: ASGIApp, log: AuditLog, on_event: Callable[[str, str], None] | None = None
+    ) -> None:
+        self.app = app
+        self.log = log
+        self.on_event = on_event
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ctx = find_context(scope)
+            if ctx is not None and ctx.allowed is not None:
+                klass = audit_class(ctx.route)
+                if self.on_event is not None:
+                    self.on_event(klass, "allowed" if ctx.allowed else "denied")
+                if self.log.wants(klass):
+                    self.log.write(audit_fields(scope, ctx))
