@@ -228,6 +228,12 @@ PANELS: tuple[PanelSpec, ...] = (
     ),
     PanelSpec(
         "Security",
+        "Audited decisions by class and outcome",
+        (q(rate("chromactl_gateway_audit_events_total", "class, outcome"), "{{class}} {{outcome}}"),),
+        "reqps",
+    ),
+    PanelSpec(
+        "Security",
         "Cross-tenant refusals and rejections",
         (
             q(
@@ -343,6 +349,13 @@ PANELS: tuple[PanelSpec, ...] = (
         "Write-hold time p99",
         (q(quantile(0.99, "chromactl_backup_hold_seconds"), "p99"),),
         "s",
+        width=12,
+    ),
+    PanelSpec(
+        "Backups",
+        "Write holds given back per hour (a collection rewritten during the catch-up)",
+        (q(f"sum(increase(chromactl_backup_holds_given_back_total{{{S}}}[1h]))", "given back"),),
+        "short",
         width=12,
     ),
     # -- pod
