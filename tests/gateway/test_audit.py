@@ -102,7 +102,7 @@ def test_writes_and_denials_are_audited_with_every_field_and_nothing_secret(
         assert set(line) >= FIELDS, FIELDS - set(line)
         assert line["logger"] == "chromactl.audit"
     made, written, refused = got
-    assert made["request_id"] == "make-audited"
+    assert made["request_id"] == "make-audited" and made["collection"] == "audited"
     assert made["principal"] == {"name": "admin", "method": "token", "role": "admin"}
     assert (made["class"], made["tenant"], made["database"]) == (
         "write",

@@ -7,6 +7,7 @@ front of a real Chroma, and reads Chroma directly, behind the gateway, to see wh
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -244,7 +245,12 @@ def test_one_hold_stops_writes_in_every_worker_and_loses_none(
 
 
 def test_metrics_are_the_totals_over_all_workers(tmp_path: Path) -> None:
-    with run_chroma(tmp_path / "chroma") as chroma, workers_pod(tmp_path, chroma, 3) as pod:
+    """Counters summed over the workers; each worker writes its own audit file."""
+    audit = tmp_path / "audit" / "audit.log"
+    with (
+        run_chroma(tmp_path / "chroma") as chroma,
+        workers_pod(tmp_path, chroma, 3, audit={"file": str(audit)}) as pod,
+    ):
         probes = pod.total("chromactl_gateway_requests_total", operation="heartbeat")  # readiness
         for _ in range(60):
             assert (
@@ -257,6 +263,13 @@ def test_metrics_are_the_totals_over_all_workers(tmp_path: Path) -> None:
         assert pod.total("chromactl_gateway_auth_failures_total") == 7
         assert pod.total("chromactl_gateway_workers") == 3
         assert pod.total("chromactl_gateway_requests_in_flight") == 0
+        for n in range(12):  # new connections: spread over the workers
+            create_collection(pod.url, f"audited-{n}")
+        assert pod.total("chromactl_gateway_audit_events_total", outcome="allowed") == 12
+    files = sorted(audit.parent.glob("audit.log.*"))
+    assert {f.name for f in files} <= {"audit.log.0", "audit.log.1", "audit.log.2"} and len(files) >= 2
+    lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert sorted(line["collection"] for line in lines) == sorted(f"audited-{n}" for n in range(12))
 
 
 def test_a_crashed_worker_is_restarted_counted_and_starts_inside_a_running_hold(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ one), who (principal name, how it authenticated, its highest role), what (operat
 class, tenant, database, collection, method and path), and how it ended (``allowed`` or
 ``denied`` with the reason, Chroma's status, records written, bytes in and out,
 milliseconds). Never a credential, a document, an embedding or a query: nothing from a
-request body but the number of ids in a write.
+request body but the number of ids in a write and the name of a collection created.
 
 Admin operations and writes are always audited; reads when ``gateway.audit.reads`` is on.
 Lines go to standard output (the gateway's own logs go to standard error), or to a file
@@ -14,6 +14,7 @@ rotated by size. Every decision is counted in ``chromactl_gateway_audit_events_t
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import sys
@@ -24,13 +25,26 @@ from chromactl.config import AuditSettings
 from chromactl.gateway.context import RequestContext, find_context
 from chromactl.gateway.errors import request_id
 from chromactl.gateway.principal import Principal, Role
-from chromactl.gateway.routes import Route
-from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
+from chromactl.gateway.routes import Operation, Route
+from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 from chromactl.logging import JsonFormatter
 
 #: The logger name the lines carry (what log shippers route on).
 AUDIT_LOGGER = "chromactl.audit"
 _CLASSES = {Role.READER: "read", Role.WRITER: "write", Role.ADMIN: "admin"}
+
+
+#: A create-collection body is read for its name up to this size.
+_NAME_BODY_BYTES = 65536
+
+
+def _created_name(body: bytes) -> str:
+    """The name a create-collection body asks for (the only body field an audit line takes)."""
+    try:
+        name = json.loads(body).get("name", "")
+    except (ValueError, AttributeError):
+        return ""
+    return name if isinstance(name, str) else ""
 
 
 def audit_class(route: Route) -> str:
@@ -72,8 +86,9 @@ class AuditLog:
             handler.close()
 
 
-def audit_fields(scope: Scope, ctx: RequestContext) -> dict[str, Any]:
-    """The line for one decided request (see the module doc)."""
+def audit_fields(scope: Scope, ctx: RequestContext, body: bytes = b"") -> dict[str, Any]:
+    """The line for one decided request (see the module doc); ``body``: a create-collection
+    request's body, for the name."""
     route, principal, outcome = ctx.route, ctx.principal, ctx.outcome
     client = scope.get("client")
     fields: dict[str, Any] = {
@@ -87,7 +102,7 @@ def audit_fields(scope: Scope, ctx: RequestContext) -> dict[str, Any]:
         "class": audit_class(route),
         "tenant": route.tenant,
         "database": route.database,
-        "collection": route.collection,
+        "collection": route.collection or (_created_name(body) if body else ""),
         "method": scope.get("method", ""),
         "path": scope.get("path", ""),
         "client": client[0] if client else "",
@@ -121,6 +136,18 @@ class AuditMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        ctx = find_context(scope)
+        body: list[bytes] = []
+        if ctx is not None and ctx.route.operation is Operation.CREATE_COLLECTION:
+            inner = receive
+
+            async def keeping_receive() -> Message:
+                message = await inner()
+                if sum(map(len, body)) < _NAME_BODY_BYTES:
+                    body.append(message.get("body", b""))
+                return message
+
+            receive = keeping_receive
         try:
             await self.app(scope, receive, send)
         finally:
@@ -130,4 +157,4 @@ class AuditMiddleware:
                 if self.on_event is not None:
                     self.on_event(klass, "allowed" if ctx.allowed else "denied")
                 if self.log.wants(klass):
-                    self.log.write(audit_fields(scope, ctx))
+                    self.log.write(audit_fields(scope, ctx, b"".join(body)))
