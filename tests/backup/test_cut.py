@@ -398,3 +398,35 @@ def test_a_catch_up_cut_short_by_a_shrinking_file_leaves_no_stale_chunk(
 
     snapshot_and_restore(tmp_path, data, MutatingHold(back_to_original))
     assert calls
+
+
+def test_a_file_caught_up_then_deleted_before_the_hold_is_not_in_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A temporary file (a persist's pickle before its rename) seen by the catch-up and
+    gone at the cut: not uploaded, not in the manifest."""
+    from chromactl.backup import snapshot
+
+    data = make_dir(tmp_path)
+    temp = data / "seg-a" / ".tmp-index_metadata"
+    real = snapshot.catch_up_files
+
+    def with_a_temporary_file(*args: object) -> int:
+        temp.write_bytes(os.urandom(MiB + 1))
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(snapshot, "catch_up_files", with_a_temporary_file)
+    uploads: list[str] = []
+    real_upload = Repository.upload
+    monkeypatch.setattr(
+        Repository,
+        "upload",
+        lambda self, src, sid, name: uploads.append(name) or real_upload(self, src, sid, name),
+    )
+    repo = Repository(str(tmp_path / "repo"))
+    result = create_snapshot(data, repo, MutatingHold(temp.unlink), chroma_version="1.5.9")
+    manifest = repo.resolve(str(result.snapshot_id))
+    assert "seg-a/.tmp-index_metadata" not in {f.path for f in manifest.files}
+    assert not any("tmp-index_metadata" in name for name in uploads)
+    restore(repo, tmp_path / "restored")
+    assert tree(tmp_path / "restored") == tree(data)

@@ -404,6 +404,8 @@ class _SnapshotRun:
         for rel, patch in cut.patches.items():
             if rel == SQLITE_NAME and self.staged_sqlite is not None:
                 continue  # uploaded from the staged copy by upload_database
+            if rel not in cut.present:
+                continue  # caught up, then deleted before the cut
             old = self.entries.get(rel)
             if old is not None and not patch.changed and patch.size == old.size:
                 continue  # only its stat changed: the uploaded object is its content
