@@ -254,8 +254,9 @@ class _SnapshotRun:
         files = list(segment_files(self.data_dir))
         total = sum(_size(p) for _, p in files) + _size(self.sqlite_path)
         engine.progress.phase("copy (first pass)", total)
+        # Before any segment file is read: the generations the copies will be taken at.
         self.first_progress = read_progress(self.sqlite_path)
-        gens = read_generations(self.sqlite_path)  # before any segment file is read
+        gens = {seg: gen for seg, (gen, _) in self.first_progress.items() if gen is not None}
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="copy") as pool:
             futures = {
                 rel: pool.submit(engine.first_pass_file, rel, path, gens.get(segment_dir(rel)))

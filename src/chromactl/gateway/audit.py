@@ -151,7 +151,6 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, send)
         finally:
-            ctx = find_context(scope)
             if ctx is not None and ctx.allowed is not None:
                 klass = audit_class(ctx.route)
                 if self.on_event is not None:

@@ -35,6 +35,8 @@ class Hold:
     waited_s: float
     #: Monotonic time at which the hold ends by itself.
     expires_at: float
+    #: Seconds spent before closing, waiting for a moment with no write in flight (``quiet_s``).
+    quiet_s: float = 0.0
     _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
@@ -95,7 +97,7 @@ class WriteGate:
         while not self._open.is_set():
             await self._open.wait()
 
-    async def quiet(self, within_s: float) -> None:
+    async def _quiet(self, within_s: float) -> None:
         """Wait, at most ``within_s``, for a moment with no write in flight (writes go on)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
@@ -116,11 +118,12 @@ class WriteGate:
         """
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
-        if quiet_s > 0:
-            await self.quiet(quiet_s)
         loop = asyncio.get_running_loop()
+        asked = loop.time()
+        if quiet_s > 0:
+            await self._quiet(quiet_s)
         start = loop.time()
-        hold = Hold(secrets.token_hex(8), 0.0, start + timeout_s)
+        hold = Hold(secrets.token_hex(8), 0.0, start + timeout_s, start - asked)
         self._holds[hold.hold_id] = hold
         self._open.clear()
         hold._timer = loop.call_later(timeout_s, self.release, hold.hold_id)

@@ -8,7 +8,8 @@ connection per worker, a Unix socket speaking JSON lines::
     supervisor -> worker  {"holds": [{"hold_id": H, "remaining_s": S}]}   (applied before serving)
     supervisor -> worker  {"id": I, "op": "hold", "hold_id": H, "timeout_s": T, "drain_timeout_s": D,
                            "quiet_s": Q}
-    worker -> supervisor  {"id": I, "ok": true, "waited_s": W} | {"id": I, "ok": false, "message": M}
+    worker -> supervisor  {"id": I, "ok": true, "waited_s": W, "quiet_s": Q}
+                          | {"id": I, "ok": false, "message": M}
     supervisor -> worker  {"id": I, "op": "release", "hold_id": H}  -> {"id": I, "ok": true, "released": B}
     supervisor -> worker  {"id": I, "op": "in_flight"}              -> {"id": I, "ok": true, "in_flight": N}
 
@@ -278,11 +279,6 @@ class WorkerControl:
         self, hold_id: str, timeout_s: float, drain_timeout_s: float, quiet_s: float = 0.0
     ) -> tuple[float, float]:
         """This worker's part of a hold: (seconds drained, seconds waited for a quiet moment)."""
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        if quiet_s > 0:
-            await self._gate.quiet(quiet_s)
-        quiet = loop.time() - start
-        hold = await self._gate.hold(timeout_s, drain_timeout_s)
+        hold = await self._gate.hold(timeout_s, drain_timeout_s, quiet_s)
         self._local[hold_id] = hold.hold_id
-        return hold.waited_s, quiet
+        return hold.waited_s, hold.quiet_s
