@@ -21,7 +21,8 @@ per workload the writer's own latency while snapshots ran (what users feel).
     .venv/bin/python bench/backup/hold.py [--sizes 200,1000] [--rounds 8]
 
 Seeded data directories are kept under ``--cache`` (default: ``chromactl-bench-hold`` in the
-system's temporary directory) and copied for each workload. Writes hold.json and hold.md (hold-big.png with matplotlib).
+system's temporary directory) and copied for each workload. Writes hold.json and hold.md
+(hold-big.png with matplotlib).
 """
 
 from __future__ import annotations
