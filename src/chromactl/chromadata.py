@@ -87,3 +87,123 @@ def collection_rows(db: Path) -> list[tuple[str, str, str, str, int]]:
     finally:
         conn.close()
     return [(str(i), str(n), str(t), str(d), int(k)) for i, n, t, d, k in rows]
+
+
+# -- the catalog: tenants, databases, collections and their segments -------------------------
+# Continuous backup records these rows after every change the gateway forwards, and replays
+# them (with the records' write-log rows) onto a restored snapshot.
+
+#: Read in full with every catalog change (a few rows each).
+CATALOG_TABLES = ("tenants", "databases")
+#: One collection's rows: table -> the condition that selects them.
+COLLECTION_TABLES = {
+    "collections": "id = :c",
+    "collection_metadata": "collection_id = :c",
+    "segments": "collection = :c",
+    "segment_metadata": "segment_id IN (SELECT id FROM segments WHERE collection = :c)",
+}
+#: What deleting a collection removes besides its catalog rows, children first.
+_RECORD_IDS = "(SELECT id FROM embeddings WHERE segment_id IN ({segs}))"
+COLLECTION_DATA = (
+    f"DELETE FROM embedding_fulltext_search WHERE rowid IN {_RECORD_IDS}",
+    f"DELETE FROM embedding_metadata_array WHERE id IN {_RECORD_IDS}",
+    f"DELETE FROM embedding_metadata WHERE id IN {_RECORD_IDS}",
+    "DELETE FROM embeddings WHERE segment_id IN ({segs})",
+    "DELETE FROM max_seq_id WHERE segment_id IN ({segs})",
+)
+COLLECTION_ID_SQL = """
+SELECT c.id FROM collections c JOIN databases d ON d.id = c.database_id
+WHERE d.tenant_id = ? AND d.name = ? AND c.name = ?
+"""
+DATABASE_COLLECTIONS_SQL = """
+SELECT c.id FROM collections c JOIN databases d ON d.id = c.database_id
+WHERE d.tenant_id = ? AND d.name = ?
+"""
+#: Chroma's write-log topic of a collection.
+TOPIC_PREFIX = "persistent://default/default/"
+#: One write-log row; Chroma applies the rows past a segment's ``max_seq_id`` when it starts.
+LOG_INSERT_SQL = """
+INSERT INTO embeddings_queue (seq_id, created_at, operation, topic, id, vector, encoding, metadata)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+Row = dict[str, object]
+
+
+def read_only(db: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
+    """A read-only connection to a live ``chroma.sqlite3``."""
+    return sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params: dict[str, object] | None = None) -> list[Row]:
+    cur = conn.execute(sql, params or {})
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur]
+
+
+def read_catalog(conn: sqlite3.Connection, collection_ids: list[str]) -> dict[str, object]:
+    """Tenants and databases, and the rows of each of ``collection_ids`` (None: no such
+    collection, it was deleted), read in one transaction."""
+    conn.execute("BEGIN")
+    try:
+        out: dict[str, object] = {t: _rows(conn, f"SELECT * FROM {t}") for t in CATALOG_TABLES}
+        collections: dict[str, dict[str, list[Row]] | None] = {}
+        for cid in collection_ids:
+            tables = {
+                t: _rows(conn, f"SELECT * FROM {t} WHERE {w}", {"c": cid})
+                for t, w in COLLECTION_TABLES.items()
+            }
+            collections[cid] = tables if tables["collections"] else None
+        out["collections"] = collections
+        return out
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def _insert(conn: sqlite3.Connection, table: str, rows: list[Row]) -> None:
+    for row in rows:
+        cols = list(row)
+        conn.execute(
+            f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [row[c] for c in cols],
+        )
+
+
+def drop_collection(conn: sqlite3.Connection, collection_id: str) -> list[str]:
+    """Remove a collection with its records and write-log rows from a stopped database; the
+    ids of its vector segments (their directories are the caller's to remove)."""
+    segments = conn.execute(
+        "SELECT id, scope FROM segments WHERE collection = ?", (collection_id,)
+    ).fetchall()
+    seg_ids = [str(s) for s, _ in segments]
+    if seg_ids:
+        marks = ", ".join("?" * len(seg_ids))
+        for sql in COLLECTION_DATA:
+            conn.execute(sql.format(segs=marks), seg_ids)
+    for table, where in reversed(COLLECTION_TABLES.items()):
+        conn.execute(f"DELETE FROM {table} WHERE {where}", {"c": collection_id})
+    conn.execute("DELETE FROM embeddings_queue WHERE topic = ?", (TOPIC_PREFIX + collection_id,))
+    return [str(s) for s, scope in segments if scope == "VECTOR"]
+
+
+def apply_catalog(conn: sqlite3.Connection, catalog: dict[str, object]) -> list[str]:
+    """Bring a stopped database's catalog to what :func:`read_catalog` read; the vector
+    segments of the collections it deleted (their directories are the caller's to remove)."""
+    gone: list[str] = []
+    collections = catalog.get("collections") or {}
+    assert isinstance(collections, dict)
+    for cid, tables in collections.items():
+        if tables is None:
+            gone.extend(drop_collection(conn, cid))
+            continue
+        for table, where in reversed(COLLECTION_TABLES.items()):
+            if table != "collections":
+                conn.execute(f"DELETE FROM {table} WHERE {where}", {"c": cid})
+        for table in COLLECTION_TABLES:
+            _insert(conn, table, tables[table])
+    for table in CATALOG_TABLES:
+        rows = catalog.get(table)
+        if isinstance(rows, list):
+            conn.execute(f"DELETE FROM {table}")
+            _insert(conn, table, rows)
+    return gone

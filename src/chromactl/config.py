@@ -62,6 +62,21 @@ class RetentionSettings(Section):
     incomplete_grace_s: float = Field(6 * 3600, ge=0)
 
 
+class ContinuousSettings(Section):
+    """Continuous backup: the gateway's journal of acknowledged writes, shipped to the
+    target beside the snapshots, for a restore to any second (``docs/backup.md``)."""
+
+    enabled: bool = False
+    #: The recovery point goal: a write is in the target at most this long after Chroma
+    #: acknowledged it (a metric and an alert say when it is not).
+    max_lag_s: float = Field(5.0, gt=0)
+    #: How often the journal is read and shipped.
+    ship_interval_s: float = Field(1.0, gt=0)
+    #: Where the gateway processes keep their journal until it is shipped (default: a
+    #: temporary directory of the pod's process).
+    journal_dir: Path | None = None
+
+
 class BackupSettings(Section):
     """Where snapshots go and how they are taken (``chromactl backup``)."""
 
@@ -98,6 +113,7 @@ class BackupSettings(Section):
     op_timeout_s: float = Field(600.0, gt=0)
     io_timeout_s: float = Field(30.0, gt=0)
     retention: RetentionSettings = RetentionSettings()
+    continuous: ContinuousSettings = ContinuousSettings()
 
 
 Role = Literal["admin", "writer", "reader"]

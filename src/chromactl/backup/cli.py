@@ -308,6 +308,14 @@ def restore_cmd(
         str | None, typer.Option("--from", help="Snapshot repository URL (default: backup.target).")
     ] = None,
     snapshot: Annotated[str, typer.Option(help="Snapshot id or 'latest'.")] = "latest",
+    to_time: Annotated[
+        str | None,
+        typer.Option(
+            "--to-time",
+            help="Restore what Chroma held at this RFC 3339 time (2026-03-15T12:00:05Z), or at "
+            "'latest' shipped write: a snapshot and the continuous backup's journal.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Replace a non-empty target.")] = False,
     if_not_restored: Annotated[
         bool, typer.Option("--if-not-restored", help="Do nothing if the target holds a restore marker.")
@@ -327,8 +335,10 @@ def restore_cmd(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Restore a snapshot: verify every hash, then swap it in atomically."""
+    """Restore a snapshot (or a point in time): verify every hash, then swap it in atomically."""
     settings = _settings(config)
+    if to_time is not None and snapshot != "latest":
+        raise ChromactlError("--to-time and --snapshot go separately: pick one", exit_code=2)
     to = to or _up_data_dir()
     repo = _repo(settings, source)
     restored_before = if_not_restored and to.is_dir() and read_marker(to) is not None
@@ -350,6 +360,7 @@ def restore_cmd(
             if_not_restored=if_not_restored,
             target_chroma_version=chroma_version or settings.chroma.version,
             progress=_progress(as_json, quiet),
+            to_time=to_time,
         )
     if as_json:
         _emit(result.to_dict())
@@ -360,6 +371,11 @@ def restore_cmd(
             f"restored snapshot [bold]{result.snapshot_id}[/] into {result.target} "
             f"({result.files} files, {result.bytes:,} bytes)"
         )
+        if result.to_time is not None:
+            console.print(
+                f"replayed {result.journal_entries} journal entries: "
+                f"the data is as of [bold]{result.to_time}[/]"
+            )
 
 
 ApiUrl = Annotated[str, typer.Option("--url", help="Chroma (or gateway) URL.")]

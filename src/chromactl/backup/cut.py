@@ -162,6 +162,9 @@ class Cut:
     moved: set[str] = field(default_factory=set)
     #: Bytes written into deltas inside the hold.
     rewritten_bytes: int = 0
+    #: Unix time inside the hold: every write acknowledged before it is in the cut, every
+    #: later one is not (continuous backup replays the journal from here).
+    cut_at: float = 0.0
 
     @property
     def given_back(self) -> bool:
@@ -387,6 +390,7 @@ def _cut(
     try:
         with hold:
             marks["granted"] = time.perf_counter()
+            cut_at = time.time()
             with SqliteReadLock(data_dir / SQLITE_NAME, lock_timeout_s) as lock:
                 marks["locked"] = time.perf_counter()
                 gens = lock.generations()
@@ -422,7 +426,7 @@ def _cut(
         "release_s": end - marks["compared"],
     }
     rewritten = sum(p.written for p in patches.values()) - written_before
-    return Cut(patches, present, hold_s, waited, checked[0], steps, moved, rewritten)
+    return Cut(patches, present, hold_s, waited, checked[0], steps, moved, rewritten, cut_at)
 
 
 #: A file to compare inside the hold: its name, path and stat there.

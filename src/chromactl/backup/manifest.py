@@ -62,6 +62,9 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     compression: str = "zstd"
     hash: str = "sha256"
+    #: Unix time of the cut (inside the write hold): the journal of continuous backup is
+    #: replayed onto this snapshot from here. None in snapshots taken before it was recorded.
+    cut_at: float | None = None
 
     @property
     def total_size(self) -> int:

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -127,3 +127,50 @@ class BackupMetrics:
             self._last.success_ts = finished_at
             self._last.size = stored_bytes
             self._last.outcome = 1
+
+
+class JournalMetrics:
+    """Continuous backup (:mod:`.shipper`):
+
+    - ``chromactl_backup_journal_lag_seconds`` (gauge): age of the oldest journal entry not
+      yet in the target (0 when all are); the recovery point, as far as the pod can tell.
+    - ``chromactl_backup_journal_last_shipped_timestamp_seconds`` (gauge): time of the newest
+      entry in the target.
+    - ``chromactl_backup_journal_entries_total`` / ``_bytes_total`` (counters): shipped.
+    - ``chromactl_backup_journal_breaks_total`` (counter): epochs ended by a write whose
+      outcome is unknown; each starts a new base snapshot.
+    - ``chromactl_backup_journal_max_lag_seconds`` (gauge): the goal (``max_lag_s``), for
+      the alert.
+    """
+
+    def __init__(self, registry: CollectorRegistry, max_lag_s: float) -> None:
+        self.lag = Gauge(
+            "chromactl_backup_journal_lag_seconds",
+            "Age of the oldest acknowledged write not yet shipped to the backup target.",
+            registry=registry,
+        )
+        self.last_shipped = Gauge(
+            "chromactl_backup_journal_last_shipped_timestamp_seconds",
+            "Unix time of the newest journal entry in the backup target.",
+            registry=registry,
+        )
+        self.entries = Counter(
+            "chromactl_backup_journal_entries",
+            "Journal entries shipped to the backup target.",
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "chromactl_backup_journal_bytes",
+            "Compressed journal bytes shipped to the backup target.",
+            registry=registry,
+        )
+        self.breaks = Counter(
+            "chromactl_backup_journal_breaks",
+            "Journal epochs ended by a write whose outcome is unknown (a new base snapshot follows).",
+            registry=registry,
+        )
+        Gauge(
+            "chromactl_backup_journal_max_lag_seconds",
+            "The recovery point goal of continuous backup (backup.continuous.max_lag_s).",
+            registry=registry,
+        ).set(max_lag_s)

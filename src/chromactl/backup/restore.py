@@ -23,11 +23,13 @@ from typing import Any
 
 from chromactl.errors import ChromactlError
 
+from . import replay
 from .chromadb_files import MARKER_NAME, PRE_1X_REPO
 from .fetch import fetch_verified
 from .manifest import Manifest, parse_version
 from .progress import Progress
 from .store import Repository, redact_url
+from .timeline import Timeline
 
 log = logging.getLogger("chromactl.backup")
 
@@ -51,6 +53,11 @@ class RestoreResult:
     bytes: int = 0
     files: int = 0
     message: str = ""
+    #: A restore to a point in time: that time, and the journal entries replayed.
+    to_time: str | None = None
+    journal_entries: int = 0
+    #: Records per collection id once Chroma has applied the replayed journal.
+    expected_counts: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,7 +110,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _marker(manifest: Manifest, source: str) -> str:
+def _marker(manifest: Manifest, source: str, **extra: Any) -> str:
     return (
         json.dumps(
             {
@@ -111,6 +118,7 @@ def _marker(manifest: Manifest, source: str) -> str:
                 "source": source,
                 "chroma_version": manifest.chroma_version,
                 "restored_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                **extra,
             },
             indent=2,
         )
@@ -136,8 +144,11 @@ def restore(
     if_not_restored: bool = False,
     target_chroma_version: str | None = None,
     progress: Progress | None = None,
+    to_time: str | None = None,
 ) -> RestoreResult:
-    """Restore ``snapshot`` from ``repo`` into ``target`` (Chroma must not be running).
+    """Restore ``snapshot`` from ``repo`` into ``target`` (Chroma must not be running); with
+    ``to_time`` (RFC 3339 or ``latest``), what Chroma held at that time: the base snapshot
+    and the shipped journal up to it (:mod:`.replay`).
 
     Raises:
         RestoreError: refused (non-empty target, newer Chroma, no space) or failed;
@@ -153,7 +164,8 @@ def restore(
         )
         log.info(msg)
         return RestoreResult("skipped", str(marker.get("snapshot_id")), str(target), message=msg)
-    manifest = repo.resolve(snapshot)
+    point = replay.plan(repo, replay.parse_time(to_time)) if to_time is not None else None
+    manifest = point.base if point is not None else repo.resolve(snapshot)
     if target_chroma_version and parse_version(manifest.chroma_version) > parse_version(
         target_chroma_version
     ):
@@ -179,9 +191,18 @@ def restore(
     if not in_place:
         tmp = parent / f".{target.name}{TMP_PREFIX}{secrets.token_hex(4)}"
     tmp.mkdir()
+    replayed: replay.ReplayResult | None = None
+    extra: dict[str, Any] = {}
     try:
         fetch_verified(repo, manifest, tmp, progress=progress)
-        (tmp / MARKER_NAME).write_text(_marker(manifest, redact_url(repo.url)), encoding="utf-8")
+        if point is not None:
+            replayed = _replay(repo, point, tmp)
+            extra = {
+                "to_time": replay.iso(point.until),
+                "journal_entries": replayed.entries,
+                "expected_counts": replayed.expected_counts,
+            }
+        (tmp / MARKER_NAME).write_text(_marker(manifest, redact_url(repo.url), **extra), encoding="utf-8")
         if in_place:
             _swap_contents(tmp, target)
         else:
@@ -197,9 +218,26 @@ def restore(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("restored snapshot %s into %s", manifest.snapshot_id, target)
+    if replayed is not None:
+        log.info("replayed %d journal entries up to %s", replayed.entries, extra["to_time"])
     return RestoreResult(
-        "restored", manifest.snapshot_id, str(target), manifest.total_size, len(manifest.files)
+        "restored",
+        manifest.snapshot_id,
+        str(target),
+        manifest.total_size,
+        len(manifest.files),
+        to_time=extra.get("to_time"),
+        journal_entries=replayed.entries if replayed else 0,
+        expected_counts=replayed.expected_counts if replayed else None,
     )
+
+
+def _replay(repo: Repository, point: replay.Plan, staged: Path) -> replay.ReplayResult:
+    """The journal from the base's cut to the chosen time, applied to the staged copy."""
+    if point.head is None or point.base.cut_at is None:
+        return replay.ReplayResult()
+    entries = Timeline(repo).read(point.head, after=point.base.cut_at, until=point.until)
+    return replay.replay(staged, entries)
 
 
 def _swap_dir(tmp: Path, target: Path) -> None:

@@ -136,16 +136,25 @@ class BackupService:
                 "no backup target is configured: set backup.target in the chromactl config "
                 "(chart: backup.target)",
             )
-        loop = asyncio.get_running_loop()
+        run = self.start(asyncio.get_running_loop(), prune_after)
+        if isinstance(run, str):
+            current = self._runs[run]
+            return _error(
+                409,
+                "BackupRunning",
+                f"backup {current.backup_id} is running (since {_iso(current.started_at)})",
+                backup_id=current.backup_id,
+            )
+        return JSONResponse(
+            run.to_dict(), status_code=202, headers={"Location": contract.backup_path(run.backup_id)}
+        )
+
+    def start(self, loop: asyncio.AbstractEventLoop, prune_after: bool = False) -> BackupRun | str:
+        """Start a backup in a worker thread; the id of the running one if there is one."""
         with self._lock:
             current = self._current
             if current is not None and current.state == "running":
-                return _error(
-                    409,
-                    "BackupRunning",
-                    f"backup {current.backup_id} is running (since {_iso(current.started_at)})",
-                    backup_id=current.backup_id,
-                )
+                return current.backup_id
             run = BackupRun(secrets.token_hex(8), prune_after)
             self._current = run
             self._remember(run)
@@ -154,9 +163,13 @@ class BackupService:
         )
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
-        return JSONResponse(
-            run.to_dict(), status_code=202, headers={"Location": contract.backup_path(run.backup_id)}
-        )
+        return run
+
+    def last_cut_at(self) -> float | None:
+        """The cut of the newest snapshot this process took, if any (Unix time)."""
+        with self._lock:
+            cuts = [r.result.cut_at for r in self._runs.values() if r.result is not None and r.result.cut_at]
+        return max(cuts, default=None)
 
     async def _get(self, request: Request) -> JSONResponse:
         backup_id = request.path_params["backup_id"]

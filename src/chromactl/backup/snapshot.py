@@ -89,6 +89,8 @@ class BackupResult:
     recopied_bytes: int = 0
     #: Holds given back before the cut (each a short wait for writes, see :mod:`.cut`).
     holds_given_back: int = 0
+    #: Unix time of the cut (see :class:`~.manifest.Manifest`).
+    cut_at: float | None = None
     error: str | None = None
     phases: dict[str, float] = field(default_factory=dict)
 
@@ -436,6 +438,7 @@ class _SnapshotRun:
             collections=counts,
             hold_s=round(cut.hold_s, 6),
             chunk_size=CHUNK,
+            cut_at=cut.cut_at,
         )
         self.repo.write_manifest(manifest)
         return manifest
@@ -473,6 +476,7 @@ class _SnapshotRun:
             recopied_files=len(cut.patches),
             recopied_bytes=cut.rewritten_bytes,
             holds_given_back=int(self.phases.get("hold_attempts", 1)) - 1,
+            cut_at=manifest.cut_at,
             phases=self.phases,
         )
 

@@ -3,7 +3,10 @@
 Request path, outermost first (as :func:`build_gateway` lists the steps)::
 
     errors -> classify (prefix) -> audit -> metrics -> body timeout -> body limit
-      -> authentication -> identity -> authorization -> agent API | write-hold -> reverse proxy
+      -> authentication -> identity -> authorization -> agent API | write-hold -> [journal]
+      -> reverse proxy
+
+The journal step is there with continuous backup (``backup.continuous``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from chromactl.gateway.context import find_context
 from chromactl.gateway.errors import ErrorMiddleware
 from chromactl.gateway.holds import agent_app
 from chromactl.gateway.identity import IdentityMiddleware
+from chromactl.gateway.journal import Journal, JournalMiddleware
 from chromactl.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from chromactl.gateway.proxy import ReverseProxy
 from chromactl.gateway.routes import Access
@@ -124,13 +128,15 @@ def build_gateway(
     agent_routes: Sequence[BaseRoute] = (),
     agent: ASGIApp | None = None,
     audit_suffix: str = "",
+    journal: Journal | None = None,
 ) -> Gateway:
     """The gateway for ``settings``; pass ``gate`` to share it with in-process users.
 
     The agent API is served over ``gate`` with ``agent_routes`` beside its hold routes,
     unless ``agent`` is given: then agent requests, once authorized, go to that app (a
     worker process forwards them to its supervisor). ``audit_suffix`` is appended to the
-    audit file's name (each worker process writes its own file).
+    audit file's name (each worker process writes its own file). Writes Chroma
+    acknowledged go to ``journal`` when one is given.
     """
     gw = settings.gateway
     gate = gate or WriteGate()
@@ -168,6 +174,8 @@ def build_gateway(
         lambda a: _AgentSwitch(a, agent or agent_app(gate, gw.max_hold_s, agent_routes)),
         lambda a: WriteHoldMiddleware(a, gate, gw.write_wait_s),
     ]
+    if journal is not None:
+        steps.append(lambda a: JournalMiddleware(a, journal, upstream))
     app: ASGIApp = ReverseProxy(upstream, scheme="https" if gw.tls.enabled else "http")
     for step in reversed(steps):
         app = step(app)

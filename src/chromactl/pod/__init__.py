@@ -16,36 +16,59 @@ from chromactl.backup.run import run_backup
 from chromactl.backup.service import BackupService, Runner
 from chromactl.config import Settings
 from chromactl.gateway.app import Gateway, build_gateway
+from chromactl.gateway.journal import Journal
 from chromactl.gateway.metrics import GatewayMetrics
 from chromactl.gateway.server import serve
 from chromactl.gateway.writegate import WriteGate
 
+from . import continuous
 from .cpus import default_workers
 from .holds import gate_hold
 
 
 @dataclass(frozen=True)
 class Pod:
+    settings: Settings
     gateway: Gateway
     backups: BackupService
+    journal: Journal | None = None
 
 
 def build_pod(settings: Settings, *, runner: Runner = run_backup) -> Pod:
-    """The gateway with the backup service; backups hold this gateway's writes."""
+    """The gateway with the backup service; backups hold this gateway's writes. With
+    continuous backup, the gateway journals its writes (see :mod:`.continuous`)."""
+    journal = None
+    if continuous.enabled(settings):
+        settings = continuous.with_journal_dir(settings)
+        journal = continuous.journal(settings, "main")
     gate = WriteGate()
     metrics = GatewayMetrics(database_series=settings.gateway.metrics.database_series)
     timeout_s = settings.backup.hold_timeout_s
     backups = BackupService(
         settings, metrics.registry, lambda loop: gate_hold(gate, loop, timeout_s), runner=runner
     )
-    gateway = build_gateway(settings, gate=gate, metrics=metrics, agent_routes=backups.routes())
-    return Pod(gateway, backups)
+    gateway = build_gateway(
+        settings, gate=gate, metrics=metrics, agent_routes=backups.routes(), journal=journal
+    )
+    return Pod(settings, gateway, backups, journal)
 
 
 async def serve_pod(settings: Settings) -> None:
     pod = build_pod(settings)
     pod.backups.seed_metrics()
-    await serve(settings, pod.gateway)
+    shipper = None
+    if pod.journal is not None:
+        shipper = continuous.shipper(
+            pod.settings, pod.backups, pod.gateway.metrics.registry, asyncio.get_running_loop()
+        )
+        shipper.start()
+    try:
+        await serve(pod.settings, pod.gateway)
+    finally:
+        if shipper is not None:
+            await asyncio.to_thread(shipper.stop)
+        if pod.journal is not None:
+            pod.journal.close()
 
 
 def workers(settings: Settings) -> int:

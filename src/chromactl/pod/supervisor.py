@@ -44,6 +44,7 @@ from chromactl.errors import ChromactlError
 from chromactl.gateway.holds import agent_app
 from chromactl.gateway.server import start_internals
 
+from . import continuous
 from . import worker as worker_mod
 from .control import WorkersGate
 from .holds import gate_hold
@@ -123,6 +124,8 @@ class Workers:
                 return
             log.error("worker %d (pid %d) exited with %d; starting it again", slot, proc.pid, code)
             self.restarts.inc()
+            if self.settings.backup.continuous.journal_dir is not None:
+                continuous.break_journal(self.settings, f"gateway worker {slot} exited with {code}")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RESTART_BACKOFF_MAX_S)
             if not self.stopping.is_set():
@@ -159,6 +162,9 @@ async def supervise(settings: Settings, count: int, *, runner: Runner = run_back
     gw = settings.gateway
     run_dir = Path(tempfile.mkdtemp(prefix="chromactl-pod-"))
     (run_dir / "metrics").mkdir()
+    journaled = continuous.enabled(settings)
+    if journaled:
+        settings = continuous.with_journal_dir(settings, run_dir / "journal")
     registry, restarts = _registry(run_dir)
     Gauge("chromactl_gateway_workers", "Gateway worker processes configured.", registry=registry).set(count)
     gate = WorkersGate()
@@ -179,6 +185,10 @@ async def supervise(settings: Settings, count: int, *, runner: Runner = run_back
     if gw.metrics_port is not None:
         internals = start_internals(settings, registry)
         metrics_server, _ = start_http_server(gw.metrics_port, gw.metrics_address, registry=registry)
+    shipper = None
+    if journaled:
+        shipper = continuous.shipper(settings, backups, registry, asyncio.get_running_loop())
+        shipper.start()
     listen(settings).close()  # the port is free: fail here, before any worker starts
     workers = Workers(settings, run_dir, count, restarts)
     for slot in range(count):
@@ -207,6 +217,8 @@ async def supervise(settings: Settings, count: int, *, runner: Runner = run_back
             metrics_server.shutdown()
         if internals is not None:
             internals.stop()
+        if shipper is not None:
+            await asyncio.to_thread(shipper.stop)
         backups.join(1)
         with contextlib.suppress(OSError):
             shutil.rmtree(run_dir)

@@ -29,6 +29,7 @@ from chromactl.gateway.upstream import AiohttpUpstream
 from chromactl.gateway.writegate import WriteGate
 from chromactl.logging import configure_logging
 
+from . import continuous
 from .control import WorkerControl
 
 SETTINGS_ENV = "CHROMACTL_WORKER_SETTINGS"
@@ -43,12 +44,15 @@ async def work(settings: Settings, listener: socket.socket, control_path: Path, 
     gw = settings.gateway
     gate = WriteGate()
     agent = ReverseProxy(AiohttpUpstream("http://chromactl-pod", uds=str(agent_path)))
+    slot = os.environ.get(SLOT_ENV, "0")
+    journal = continuous.journal(settings, f"w{slot}") if continuous.enabled(settings) else None
     gateway = build_gateway(
         settings,
         gate=gate,
         metrics=GatewayMetrics(database_series=gw.metrics.database_series),
         agent=agent,
-        audit_suffix=f".{os.environ.get(SLOT_ENV, '0')}",
+        audit_suffix=f".{slot}",
+        journal=journal,
     )
     servers: list[uvicorn.Server] = []
 
@@ -64,6 +68,8 @@ async def work(settings: Settings, listener: socket.socket, control_path: Path, 
     finally:
         follow.cancel()
         await agent.upstream.aclose()
+        if journal is not None:
+            journal.close()
 
 
 def main() -> None:

@@ -1,0 +1,278 @@
+"""The journal step: writes Chroma acknowledged go to the journal (:mod:`chromactl.journal`).
+
+It runs inside the write gate, so a snapshot's hold never falls between a write and its
+entry. Writes to one collection take that collection's journal lock (one lock of
+:data:`BUCKETS`, held across gateway processes with ``fcntl``), so their entries are in the
+order Chroma applied them; catalog changes take one lock of their own. What is recorded:
+
+- record writes answered 2xx: the body as sent; a delete by filter first asks Chroma which
+  ids the filter matches (under the lock, nothing else can change them);
+- catalog changes answered 2xx (collections, databases, tenants): their rows, read from
+  Chroma's database once it answered;
+- any write answered 5xx, cut off, or not understood: a ``break``, as Chroma may hold a
+  change the journal cannot replay (the backup service starts a new base snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import time
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from chromactl import chromadata
+from chromactl.gateway.context import find_context
+from chromactl.gateway.routes import Operation, Route
+from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
+from chromactl.gateway.upstream import Upstream
+from chromactl.journal import Spool
+
+log = logging.getLogger("chromactl.gateway.journal")
+
+#: Journal locks: writes to collections that hash to the same lock wait for each other.
+BUCKETS = 4096
+_CATALOG_BUCKET = BUCKETS  # one more byte: catalog changes
+RECORD_OPS = {
+    Operation.COLLECTION_ADD: "add",
+    Operation.COLLECTION_UPDATE: "update",
+    Operation.COLLECTION_UPSERT: "upsert",
+    Operation.COLLECTION_DELETE_RECORDS: "delete",
+}
+CATALOG_OPS = {
+    Operation.CREATE_COLLECTION,
+    Operation.UPDATE_COLLECTION,
+    Operation.DELETE_COLLECTION,
+    Operation.CREATE_DATABASE,
+    Operation.DELETE_DATABASE,
+    Operation.CREATE_TENANT,
+    Operation.UPDATE_TENANT,
+}
+_FILTERS = ("where", "where_document")
+
+
+class JournalLocks:
+    """One lock per bucket, for this process's requests (asyncio) and across the gateway
+    processes of the pod (a ``fcntl`` byte-range lock on one byte of ``path``)."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._local: dict[int, asyncio.Lock] = {}
+
+    @staticmethod
+    def bucket(collection: str) -> int:
+        return zlib.crc32(collection.encode()) % BUCKETS
+
+    @contextlib.asynccontextmanager
+    async def held(self, bucket: int) -> AsyncIterator[None]:
+        lock = self._local.setdefault(bucket, asyncio.Lock())
+        async with lock:
+            delay = 0.0005
+            while True:
+                try:
+                    fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, bucket)
+                    break
+                except OSError:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.01)
+            try:
+                yield
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, bucket)
+            if not lock._waiters:
+                self._local.pop(bucket, None)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class Journal:
+    """What the journal step writes to: this process's spool and the pod's journal locks."""
+
+    def __init__(self, directory: Path, origin: str, database: Path) -> None:
+        self.spool = Spool(directory, origin)
+        self.locks = JournalLocks(directory / "locks")
+        self.database = database
+
+    def record(self, kind: Any, **fields: Any) -> None:
+        self.spool.append(time.time(), kind, **fields)
+
+    async def catalog(self, collection_ids: list[str]) -> dict[str, object]:
+        def read() -> dict[str, object]:
+            conn = chromadata.read_only(self.database)
+            try:
+                conn.isolation_level = None
+                return chromadata.read_catalog(conn, collection_ids)
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(read)
+
+    async def lookup(self, sql: str, *params: str) -> list[str]:
+        def read() -> list[str]:
+            conn = chromadata.read_only(self.database)
+            try:
+                return [str(r[0]) for r in conn.execute(sql, params)]
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(read)
+
+    def close(self) -> None:
+        self.spool.close()
+        self.locks.close()
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ConnectionError("client disconnected")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class _Answer:
+    """Wraps ``send``: the status Chroma's answer had, and its body when asked to keep it."""
+
+    def __init__(self, send: Send, keep_body: bool) -> None:
+        self._send = send
+        self._keep = keep_body
+        self.status: int | None = None
+        self.body: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+        elif message["type"] == "http.response.body" and self._keep:
+            self.body.append(message.get("body", b""))
+        await self._send(message)
+
+
+class JournalMiddleware:
+    """Records every write Chroma acknowledged (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, journal: Journal, upstream: Upstream) -> None:
+        self.app = app
+        self.journal = journal
+        self.upstream = upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = find_context(scope) if scope["type"] == "http" else None
+        route = ctx.route if ctx is not None else None
+        if ctx is None or route is None or not route.is_write:
+            await self.app(scope, receive, send)
+            return
+        body = ctx.body if ctx.body is not None else await _read_body(receive)
+        ctx.body = body
+        if route.operation in RECORD_OPS:
+            async with self.journal.locks.held(JournalLocks.bucket(route.collection)):
+                await self._records(scope, route, body, receive, send)
+        else:
+            async with self.journal.locks.held(_CATALOG_BUCKET):
+                await self._catalog(scope, route, body, receive, send)
+
+    async def _records(self, scope: Scope, route: Route, body: bytes, receive: Receive, send: Send) -> None:
+        op = RECORD_OPS[route.operation]
+        ids: list[str] | None = None
+        if op == "delete":
+            ids = await self._filtered_ids(scope, body)
+        answer = _Answer(send, keep_body=False)
+        try:
+            await self.app(scope, receive, answer)
+        finally:
+            self._after_records(scope, route, op, ids, body, answer.status)
+
+    def _after_records(
+        self, scope: Scope, route: Route, op: str, ids: list[str] | None, body: bytes, status: int | None
+    ) -> None:
+        if status is not None and 200 <= status < 300:
+            if ids is None and op == "delete" and _has_filter(body):
+                self.journal.record("break", reason=f"delete by filter in {route.collection}: ids unknown")
+                return
+            self.journal.record("records", op=op, collection=route.collection, ids=ids, body=body)
+        elif status is None or status >= 500:
+            self.journal.record(
+                "break", reason=f"{scope['method']} {scope['path']}: {status or 'no answer'} from Chroma"
+            )
+
+    async def _filtered_ids(self, scope: Scope, body: bytes) -> list[str] | None:
+        """The ids a delete by filter matches now; None when it has no filter (or Chroma
+        could not say)."""
+        if not _has_filter(body):
+            return None
+        data = json.loads(body)
+        query = {k: data[k] for k in ("ids", *_FILTERS) if data.get(k) is not None}
+        query["include"] = []
+        path = scope["path"].rsplit("/", 1)[0] + "/get"
+        try:
+            resp = await self.upstream.request(
+                "POST", path, [(b"content-type", b"application/json")], json.dumps(query).encode()
+            )
+            try:
+                found = json.loads(await resp.read()) if resp.status == 200 else None
+            finally:
+                await resp.aclose()
+        except Exception as exc:
+            log.warning("cannot resolve a delete by filter for the journal: %s", exc)
+            return None
+        if not isinstance(found, dict) or not isinstance(found.get("ids"), list):
+            return None
+        return [str(i) for i in found["ids"]]
+
+    async def _catalog(self, scope: Scope, route: Route, body: bytes, receive: Receive, send: Send) -> None:
+        op = route.operation
+        known = op in CATALOG_OPS
+        affected: list[str] = []
+        if op is Operation.UPDATE_COLLECTION:
+            affected = [route.collection]
+        elif op is Operation.DELETE_COLLECTION:
+            affected = await self.journal.lookup(
+                chromadata.COLLECTION_ID_SQL, route.tenant, route.database, route.collection
+            )
+        elif op is Operation.DELETE_DATABASE:
+            affected = await self.journal.lookup(
+                chromadata.DATABASE_COLLECTIONS_SQL, route.tenant, route.database
+            )
+        answer = _Answer(send, keep_body=op is Operation.CREATE_COLLECTION)
+        try:
+            await self.app(scope, receive, answer)
+        finally:
+            status = answer.status
+            ok = status is not None and 200 <= status < 300
+            if ok and known:
+                if op is Operation.CREATE_COLLECTION:
+                    affected = _created_id(b"".join(answer.body))
+                try:
+                    catalog = await self.journal.catalog(affected)
+                except Exception as exc:
+                    self.journal.record("break", reason=f"cannot read the catalog after {op.value}: {exc}")
+                else:
+                    self.journal.record("catalog", op=op.value, catalog=catalog)
+            elif (ok and not known) or status is None or status >= 500:
+                self.journal.record("break", reason=f"{op.value}: {status or 'no answer'} from Chroma")
+
+
+def _has_filter(body: bytes) -> bool:
+    try:
+        data = json.loads(body) if body else {}
+    except ValueError:
+        return False
+    return isinstance(data, dict) and any(data.get(k) for k in _FILTERS)
+
+
+def _created_id(body: bytes) -> list[str]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    cid = data.get("id") if isinstance(data, dict) else None
+    return [str(cid)] if cid else []
