@@ -424,21 +424,34 @@ class TcpProxy:
 
 
 @contextmanager
-def gateway_process(tmp_path: Path, chroma_url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """``chromactl gateway`` as its own process (so it can be killed)."""
+def gateway_process(
+    tmp_path: Path,
+    chroma_url: str,
+    port: int,
+    *,
+    persist_path: Path | None = None,
+    workers: int = 1,
+    extra: str = "",
+    env: dict[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``chromactl gateway`` as its own process (so it can be killed); ``extra``: more of its
+    config file (top-level sections other than chroma and gateway)."""
     token = tmp_path / "admin.token"
     token.write_text(ADMIN + "\n")
     config = tmp_path / "gateway.yaml"
     config.write_text(
         f"chroma:\n  url: {chroma_url}\n"
-        f"gateway:\n  listen_address: 127.0.0.1\n  port: {port}\n  metrics_port: null\n"
+        + (f"  persist_path: {persist_path}\n" if persist_path else "")
+        + f"gateway:\n  listen_address: 127.0.0.1\n  port: {port}\n  metrics_port: null\n"
+        f"  workers: {workers}\n"
         "  write_wait_s: 30\n  max_hold_s: 60\n"
         "  auth:\n    token:\n      credentials:\n"
-        f"        - {{name: admin, token_file: {token}, role: admin, tenants: ['*']}}\n"
+        f"        - {{name: admin, token_file: {token}, role: admin, tenants: ['*']}}\n" + extra
     )
     log = open(tmp_path / f"gateway-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "chromactl", "gateway", "--config", str(config)],
+        env={**os.environ, **(env or {})},
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -1,0 +1,203 @@
+"""Continuous backup: the pod is killed under writes; restores to ``latest`` and to an
+earlier second give exactly what Chroma had acknowledged (docs/backup.md, "Continuous
+backup"). Against a local target and the S3 API server, with one and with two gateway
+workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chromactl.backup.replay import iso
+from chromactl.backup.store import Repository
+from chromactl.backup.timeline import Timeline
+
+from .continuous_workload import DB, Op, State, Workload, model, nearest, read_state
+from .helpers import ADMIN, free_port, gateway_process, run_chroma
+
+pytestmark = pytest.mark.timeout(600)
+HEADERS = {"Authorization": f"Bearer {ADMIN}"}
+#: The recovery point goal the tests hold the pod to.
+MAX_LAG_S = 5.0
+INITIAL = ["alpha", "beta", "gamma"]
+
+
+def _backup_yaml(target: str, endpoint: str | None) -> str:
+    text = f"backup:\n  target: {target}\n  continuous:\n    enabled: true\n    ship_interval_s: 0.5\n"
+    if endpoint:
+        text += f"  endpoint_url: {endpoint}\n"
+    return text
+
+
+def _bases(repo: Repository) -> list[float]:
+    return [s.manifest.cut_at for s in repo.complete() if s.manifest and s.manifest.cut_at]
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (the gateway's workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _wait(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _restore(
+    source: str, to: Path, to_time: str, env: dict[str, str], endpoint: str | None
+) -> dict[str, Any]:
+    """``chromactl restore --to-time``, as a user runs it."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "chromactl",
+        "restore",
+        "--from",
+        source,
+        "--to",
+        str(to),
+        "--to-time",
+        to_time,
+    ]
+    config = to.parent / f"restore-{to.name}.yaml"
+    config.write_text(f"backup:\n  endpoint_url: {endpoint}\n" if endpoint else "{}\n")
+    out = subprocess.run(
+        [*cmd, "--config", str(config), "--json"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr + out.stdout
+    return dict(json.loads(out.stdout))
+
+
+def _same(state: State, expected: State) -> bool:
+    return state == expected
+
+
+def _check_queries(url: str, ids: dict[str, str], expected: State) -> None:
+    """Nearest neighbours from the restored Chroma are the model's exact ones."""
+    rng = random.Random(3)
+    with httpx.Client(timeout=60) as client:
+        listed = {c["name"]: c["id"] for c in client.get(f"{url}{DB}/collections").json()}
+        for name, records in expected.items():
+            if len(records) < 5:
+                continue
+            query = [rng.uniform(-1, 1) for _ in range(8)]
+            got = client.post(
+                f"{url}{DB}/collections/{listed[name]}/query",
+                json={"query_embeddings": [query], "n_results": 3, "include": []},
+            ).json()
+            assert got["ids"][0] == nearest(expected, name, query), name
+
+
+def _pause_point(ops: list[Op], after: float) -> tuple[float, int]:
+    """A time inside a pause of the writer after ``after``, and the writes acknowledged by
+    then."""
+    for i in range(len(ops) - 1):
+        if ops[i].acked > after and ops[i + 1].sent - ops[i].acked > 0.25:
+            return ops[i].acked + 0.1, i + 1
+    raise AssertionError("the writer never paused after the base")
+
+
+@pytest.mark.parametrize(
+    ("storage", "workers"),
+    [pytest.param("local", 1, id="local-1-worker"), pytest.param("s3", 2, id="s3-2-workers")],
+)
+def test_killed_pod_restores_to_latest_and_to_an_earlier_second(
+    tmp_path: Path, storage: str, workers: int, request: pytest.FixtureRequest
+) -> None:
+    env = dict(os.environ)
+    endpoint = None
+    if storage == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        target = request.getfixturevalue("s3_repo_url")
+        env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret"})
+        repo = Repository(target, {"endpoint_url": endpoint, "skip_instance_cache": True})
+    else:
+        target = str(tmp_path / "backups")
+        repo = Repository(target)
+    data = tmp_path / "data"
+    port = free_port()
+    rng = random.Random(int(time.time()))
+    with (
+        run_chroma(data) as chroma,
+        gateway_process(
+            tmp_path,
+            chroma.url,
+            port,
+            persist_path=data,
+            workers=workers,
+            extra=_backup_yaml(target, endpoint),
+            env={k: v for k, v in env.items() if k.startswith("AWS_")},
+        ) as gateway,
+    ):
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(headers=HEADERS, timeout=30) as client:
+            ids = {
+                name: client.post(f"{url}{DB}/collections", json={"name": name}).json()["id"]
+                for name in INITIAL
+            }
+        # The pod asks for its first base snapshot as it starts.
+        _wait(lambda: bool(_bases(repo)), 120, "the base snapshot")
+        work = Workload(url, HEADERS, ids, seed=rng.randrange(1 << 30)).start()
+        time.sleep(6)
+        # A second snapshot mid-run: later points replay from it.
+        with httpx.Client(headers=HEADERS, timeout=30) as client:
+            client.post(f"{url}/chromactl/v1/backups").raise_for_status()
+        _wait(lambda: len(_bases(repo)) >= 2, 120, "the second snapshot")
+        time.sleep(rng.uniform(4, 8))
+        # The pod dies: the gateway and Chroma at once, no shutdown.
+        killed = time.time()
+        gateway.send_signal(signal.SIGKILL)
+        chroma.proc.send_signal(signal.SIGKILL)
+        work.stop()
+    assert len(work.ops) > 60, work.errors
+    ops = work.ops
+    first_base = min(_bases(repo))
+
+    # latest: every write acknowledged more than MAX_LAG_S before the kill, nothing invented.
+    latest = _restore(target, tmp_path / "latest", "latest", env, endpoint)
+    with run_chroma(tmp_path / "latest") as restored:
+        state = read_state(restored.url, ids)
+        must = sum(1 for op in ops if op.acked < killed - MAX_LAG_S)
+        matches = [k for k in range(len(ops), must - 1, -1) if _same(state, model(INITIAL, ops, k))]
+        assert matches, (
+            f"restored state is no prefix of the acknowledged writes from {must} to {len(ops)} "
+            f"(restore said {latest})"
+        )
+        expected = model(INITIAL, ops, matches[0])
+        _check_queries(restored.url, ids, expected)
+        counts = latest["expected_counts"]
+        live_ids = {c["name"]: c["id"] for c in httpx.get(f"{restored.url}{DB}/collections").json()}
+        assert {name: counts.get(cid) for name, cid in live_ids.items()} == {
+            name: len(recs) for name, recs in expected.items()
+        }
+
+    # An earlier second, between two writes and after the first base: exactly those before.
+    when, k = _pause_point(ops, first_base)
+    earlier = _restore(target, tmp_path / "earlier", iso(when), env, endpoint)
+    assert earlier["to_time"] == iso(when)
+    with run_chroma(tmp_path / "earlier") as restored:
+        expected = model(INITIAL, ops, k)
+        assert read_state(restored.url, ids) == expected
+        _check_queries(restored.url, ids, expected)
+    heads = Timeline(repo).epochs()
+    assert heads and all(h.ended is None for h in heads), heads
