@@ -9,6 +9,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,10 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
-from chromactl.backup.replay import iso
+from chromactl.backup import NoHold, create_snapshot, restore
+from chromactl.backup.metrics import JournalMetrics
+from chromactl.backup.prune import prune
+from chromactl.backup.replay import PointInTimeError, iso, plan
+from chromactl.backup.shipper import Shipper
 from chromactl.backup.store import Repository
-from chromactl.backup.timeline import Timeline
+from chromactl.backup.timeline import Head, Timeline, TimelineError
+from chromactl.config import RetentionSettings
+from chromactl.journal import Entry, Spool
 
 from .continuous_workload import DB, Op, State, Workload, model, nearest, read_state
 from .helpers import ADMIN, free_port, gateway_process, run_chroma
@@ -201,3 +209,165 @@ def test_killed_pod_restores_to_latest_and_to_an_earlier_second(
         _check_queries(restored.url, ids, expected)
     heads = Timeline(repo).epochs()
     assert heads and all(h.ended is None for h in heads), heads
+
+
+# -- the parts: shipper, shipped journal, retention ------------------------------------------
+
+
+class _Bases:
+    """The backup service, as the shipper sees it: base snapshots asked for, cuts taken."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.cut: float | None = None
+
+    def request(self) -> None:
+        self.asked += 1
+
+
+def _shipper(tmp_path: Path, timeline: Timeline, bases: _Bases, clock: Any = time.time) -> Shipper:
+    return Shipper(
+        tmp_path / "journal",
+        timeline,
+        JournalMetrics(CollectorRegistry(), MAX_LAG_S),
+        request_base=bases.request,
+        last_cut=lambda: bases.cut,
+        clock=clock,
+    )
+
+
+def _add(spool: Spool, t: float, collection: str, ids: list[str]) -> None:
+    body = {"ids": ids, "embeddings": [[0.5] * 16 for _ in ids], "documents": ids, "metadatas": None}
+    spool.append(t, "records", op="add", collection=collection, body=json.dumps(body).encode())
+
+
+def test_a_break_ends_the_epoch_and_a_new_one_asks_for_its_base(tmp_path: Path) -> None:
+    repo = Repository(str(tmp_path / "target"))
+    timeline, bases = Timeline(repo), _Bases()
+    spool = Spool(tmp_path / "journal", "w0")
+    shipper = _shipper(tmp_path, timeline, bases)
+    now = time.time()
+    _add(spool, now - 3, "c1", ["a-1"])
+    shipper.cycle()
+    assert bases.asked == 1  # the first epoch's base
+    spool.append(now - 2, "break", reason="POST /x: no answer from Chroma")
+    _add(spool, now - 1, "c1", ["a-2"])
+    shipper.cycle()
+    first, second = timeline.epochs()
+    assert first.ended == now - 2 and "no answer" in first.reason and first.segments == 1
+    assert first.through == now - 2
+    assert second.ended is None and second.started == now - 2 and second.segments == 1
+    assert [e.json_body()["ids"] for e in timeline.read(first, 0, now)] == [["a-1"]]
+    assert [e.json_body()["ids"] for e in timeline.read(second, 0, now)] == [["a-2"]]
+    assert bases.asked == 2  # the new epoch's base
+    bases.cut = time.time()
+    shipper.cycle()
+    assert bases.asked == 2  # the base came
+    assert shipper.metrics.breaks._value.get() == 1
+
+
+class _FlakyTimeline(Timeline):
+    def __init__(self, repo: Repository) -> None:
+        super().__init__(repo)
+        self.failures = 1
+
+    def write_segment(self, epoch: str, number: int, entries: list[Entry]) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("the target is away")
+        return super().write_segment(epoch, number, entries)
+
+
+def test_entries_wait_while_the_target_fails_and_none_is_lost(tmp_path: Path) -> None:
+    repo = Repository(str(tmp_path / "target"))
+    timeline, bases = _FlakyTimeline(repo), _Bases()
+    bases.cut = time.time() + 3600
+    spool = Spool(tmp_path / "journal", "w0")
+    shipper = _shipper(tmp_path, timeline, bases)
+    now = time.time()
+    _add(spool, now - 4, "c1", ["a-1"])
+    shipper.cycle()
+    assert shipper.metrics.lag._value.get() >= 4  # still waiting: the lag says so
+    _add(spool, now - 0.5, "c1", ["a-2"])
+    shipper.cycle()
+    shipper.cycle()
+    (head,) = timeline.epochs()
+    assert [e.json_body()["ids"] for e in timeline.read(head, 0, now)] == [["a-1"], ["a-2"]]
+    assert shipper.metrics.lag._value.get() == 0
+
+
+def _snapshot_with_journal(tmp_path: Path, seeded_dir: Path) -> tuple[Repository, float, str]:
+    """A snapshot of the seeded directory, then an epoch adding records to ``alpha``."""
+    repo = Repository(str(tmp_path / "target"))
+    result = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    assert result.cut_at is not None
+    conn = sqlite3.connect(seeded_dir / "chroma.sqlite3")
+    alpha = conn.execute("SELECT id FROM collections WHERE name = 'alpha'").fetchone()[0]
+    conn.close()
+    spool = Spool(tmp_path / "journal", "w0")
+    cut = result.cut_at
+    # The shipper's clock: ten seconds after the cut, when the entries below are written.
+    shipper = _shipper(tmp_path, Timeline(repo), _Bases(), clock=lambda: cut + 10)
+    shipper.head.started = cut - 1
+    for i in range(3):
+        _add(spool, result.cut_at + 1 + i, alpha, [f"new-{i}"])
+    shipper.cycle()
+    return repo, result.cut_at, shipper.head.epoch
+
+
+def test_a_time_before_every_base_is_refused_with_the_times_the_target_holds(
+    tmp_path: Path, seeded_dir: Path
+) -> None:
+    repo, cut, _ = _snapshot_with_journal(tmp_path, seeded_dir)
+    with pytest.raises(PointInTimeError) as info:
+        plan(repo, cut - 60)
+    assert f"cannot restore to {iso(cut - 60)}" in str(info.value)
+    assert f"{iso(cut)} .. " in str(info.value)
+    # The points it holds restore, each with the records written up to it.
+    assert plan(repo, cut + 2.5).head is not None
+    target = tmp_path / "restored"
+    result = restore(repo, target, to_time=iso(cut + 2.5))
+    assert result.journal_entries == 2
+    rows = sqlite3.connect(target / "chroma.sqlite3").execute(
+        "SELECT id FROM embeddings_queue WHERE id LIKE 'new-%' ORDER BY seq_id"
+    )
+    assert [r[0] for r in rows] == ["new-0", "new-1"]
+
+
+def test_a_damaged_or_missing_segment_fails_the_restore_and_leaves_the_target(
+    tmp_path: Path, seeded_dir: Path
+) -> None:
+    repo, _, epoch = _snapshot_with_journal(tmp_path, seeded_dir)
+    segment = tmp_path / "target" / "journal" / epoch / "00000001.zst"
+    target = tmp_path / "restored"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    with pytest.raises(TimelineError, match=f"{epoch}/00000001.zst"):
+        restore(repo, target, to_time="latest", force=True)
+    segment.unlink()
+    with pytest.raises(TimelineError, match=r"missing segment\(s\) \[1\]"):
+        restore(repo, target, to_time="latest", force=True)
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
+
+
+def test_prune_removes_the_journal_only_with_the_last_base_it_replays_onto(
+    tmp_path: Path, seeded_dir: Path
+) -> None:
+    repo = Repository(str(tmp_path / "target"))
+    timeline = Timeline(repo)
+    now = time.time()
+    old = Head(
+        "20200101T000000Z-000aaa", started=now - 7200, through=now - 3600, segments=0, ended=now - 3600
+    )
+    current = Head("20200101T010000Z-000bbb", started=now - 3600, through=now + 3600)
+    for head in (old, current):
+        timeline.write_head(head)
+    for _ in range(2):
+        create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    result = prune(repo, RetentionSettings(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0))
+    assert result.removed_epochs == [old.epoch]
+    assert [h.epoch for h in timeline.epochs()] == [current.epoch]
+    assert len(result.removed) == 1

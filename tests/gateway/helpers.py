@@ -103,8 +103,9 @@ class RunningGateway:
 
 
 @contextlib.contextmanager
-def run_gateway(config: dict[str, Any]) -> Iterator[RunningGateway]:
-    """The gateway on a free port, served by uvicorn in a thread with its own loop."""
+def run_gateway(config: dict[str, Any], **build: Any) -> Iterator[RunningGateway]:
+    """The gateway on a free port, served by uvicorn in a thread with its own loop; ``build``:
+    more arguments of :func:`build_gateway`."""
     gw_cfg = config.setdefault("gateway", {})
     gw_cfg.setdefault("listen_address", "127.0.0.1")
     gw_cfg["port"] = free_port()
@@ -120,7 +121,7 @@ def run_gateway(config: dict[str, Any]) -> Iterator[RunningGateway]:
 
     def main() -> None:
         async def go() -> None:
-            gateway = build_gateway(settings)
+            gateway = build_gateway(settings, **build)
             holder["gateway"] = gateway
             await serve(settings, gateway, on_started=on_started)
 

@@ -294,8 +294,9 @@ def prune_cmd(
         return
     verb = "would remove" if dry_run else "removed"
     console.print(
-        f"kept {len(result.kept)}, {verb} {len(result.removed)} snapshot(s) and "
-        f"{len(result.removed_incomplete)} incomplete one(s)"
+        f"kept {len(result.kept)}, {verb} {len(result.removed)} snapshot(s), "
+        f"{len(result.removed_incomplete)} incomplete one(s) and {len(result.removed_epochs)} "
+        "journal epoch(s)"
     )
 
 

@@ -1,5 +1,9 @@
 """Retention: keep the last N plus daily/weekly/monthly windows; drop incomplete leftovers.
 
+The journal of continuous backup goes with its bases: an epoch that ends before the cut of
+the oldest kept snapshot can no longer be replayed onto any of them and is removed with them;
+no other epoch is.
+
 A snapshot without a manifest is left alone while the backup writing it holds a fresh lease
 (:mod:`.lease`), however long it runs; without a fresh lease (its writer died, or wrote none)
 it is removed once older than ``incomplete_grace_s``.
@@ -16,6 +20,7 @@ from typing import Any
 from chromactl.config import RetentionSettings
 
 from .store import Repository, SnapshotInfo
+from .timeline import Timeline
 
 
 @dataclass
@@ -23,6 +28,8 @@ class PruneResult:
     kept: dict[str, list[str]] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
     removed_incomplete: list[str] = field(default_factory=list)
+    #: Journal epochs removed with the last snapshots they could be replayed onto.
+    removed_epochs: list[str] = field(default_factory=list)
     dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,7 +89,13 @@ def prune(
     for snap in snaps:
         if not snap.complete and abandoned(repo, snap, policy.incomplete_grace_s, now):
             result.removed_incomplete.append(snap.snapshot_id)
+    timeline = Timeline(repo)
+    cuts = [s.manifest.cut_at for s in complete if s.snapshot_id in kept and s.manifest and s.manifest.cut_at]
+    if cuts:
+        result.removed_epochs = [h.epoch for h in timeline.epochs() if h.end < min(cuts)]
     if not dry_run:
         for sid in result.removed + result.removed_incomplete:
             repo.delete(sid)
+        for epoch in result.removed_epochs:
+            timeline.delete_epoch(epoch)
     return result

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,21 +140,39 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-class _Answer:
-    """Wraps ``send``: the status Chroma's answer had, and its body when asked to keep it."""
+OnAnswer = Callable[[int, bytes], Awaitable[None]]
 
-    def __init__(self, send: Send, keep_body: bool) -> None:
+
+class _Answer:
+    """Wraps ``send``: Chroma's answer is held until it is whole, journaled by ``on_answer``
+    (status, body), and only then passed on, so that a write the client saw acknowledged
+    is in the journal."""
+
+    def __init__(self, send: Send, on_answer: OnAnswer) -> None:
         self._send = send
-        self._keep = keep_body
+        self._on_answer = on_answer
+        self._held: list[Message] = []
         self.status: int | None = None
-        self.body: list[bytes] = []
+        #: ``on_answer`` ran: the outcome is journaled.
+        self.journaled = False
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = int(message["status"])
-        elif message["type"] == "http.response.body" and self._keep:
-            self.body.append(message.get("body", b""))
-        await self._send(message)
+            self._held.append(message)
+            return
+        if message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        self._held.append(message)
+        if message.get("more_body", False):
+            return
+        assert self.status is not None
+        self.journaled = True
+        await self._on_answer(self.status, b"".join(m.get("body", b"") for m in self._held[1:]))
+        held, self._held = self._held, []
+        for m in held:
+            await self._send(m)
 
 
 class JournalMiddleware:
@@ -182,27 +200,33 @@ class JournalMiddleware:
 
     async def _records(self, scope: Scope, route: Route, body: bytes, receive: Receive, send: Send) -> None:
         op = RECORD_OPS[route.operation]
-        ids: list[str] | None = None
-        if op == "delete":
-            ids = await self._filtered_ids(scope, body)
-        answer = _Answer(send, keep_body=False)
+        ids = await self._filtered_ids(scope, body) if op == "delete" else None
+
+        async def on_answer(status: int, _: bytes) -> None:
+            if not 200 <= status < 300:
+                self._unless_refused(scope, status)
+            elif ids is None and _has_filter(body):
+                self.journal.record("break", reason=f"delete by filter in {route.collection}: ids unknown")
+            else:
+                self.journal.record("records", op=op, collection=route.collection, ids=ids, body=body)
+
+        await self._forward(scope, receive, send, on_answer)
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, on_answer: OnAnswer) -> None:
+        """Forward to Chroma, journaling its answer with ``on_answer``; a write left without
+        a whole answer has an unknown outcome."""
+        answer = _Answer(send, on_answer)
         try:
             await self.app(scope, receive, answer)
         finally:
-            self._after_records(scope, route, op, ids, body, answer.status)
+            if not answer.journaled:
+                self._unless_refused(scope, answer.status)
 
-    def _after_records(
-        self, scope: Scope, route: Route, op: str, ids: list[str] | None, body: bytes, status: int | None
-    ) -> None:
-        if status is not None and 200 <= status < 300:
-            if ids is None and op == "delete" and _has_filter(body):
-                self.journal.record("break", reason=f"delete by filter in {route.collection}: ids unknown")
-                return
-            self.journal.record("records", op=op, collection=route.collection, ids=ids, body=body)
-        elif status is None or status >= 500:
-            self.journal.record(
-                "break", reason=f"{scope['method']} {scope['path']}: {status or 'no answer'} from Chroma"
-            )
+    def _unless_refused(self, scope: Scope, status: int | None) -> None:
+        """A break, unless Chroma refused the write (4xx: nothing changed)."""
+        if status is None or status >= 500:
+            what = f"{scope['method']} {scope['path']}"
+            self.journal.record("break", reason=f"{what}: {status or 'no answer'} from Chroma")
 
     async def _filtered_ids(self, scope: Scope, body: bytes) -> list[str] | None:
         """The ids a delete by filter matches now; None when it has no filter (or Chroma
@@ -242,23 +266,23 @@ class JournalMiddleware:
             affected = await self.journal.lookup(
                 chromadata.DATABASE_COLLECTIONS_SQL, route.tenant, route.database
             )
-        answer = _Answer(send, keep_body=op is Operation.CREATE_COLLECTION)
-        try:
-            await self.app(scope, receive, answer)
-        finally:
-            status = answer.status
-            ok = status is not None and 200 <= status < 300
-            if ok and known:
-                if op is Operation.CREATE_COLLECTION:
-                    affected = _created_id(b"".join(answer.body))
-                try:
-                    catalog = await self.journal.catalog(affected)
-                except Exception as exc:
-                    self.journal.record("break", reason=f"cannot read the catalog after {op.value}: {exc}")
-                else:
-                    self.journal.record("catalog", op=op.value, catalog=catalog)
-            elif (ok and not known) or status is None or status >= 500:
-                self.journal.record("break", reason=f"{op.value}: {status or 'no answer'} from Chroma")
+
+        async def on_answer(status: int, answer: bytes) -> None:
+            if not 200 <= status < 300:
+                self._unless_refused(scope, status)
+                return
+            if not known:
+                self.journal.record("break", reason=f"{op.value}: not replayable")
+                return
+            found = _created_id(answer) if op is Operation.CREATE_COLLECTION else affected
+            try:
+                catalog = await self.journal.catalog(found)
+            except Exception as exc:
+                self.journal.record("break", reason=f"cannot read the catalog after {op.value}: {exc}")
+            else:
+                self.journal.record("catalog", op=op.value, catalog=catalog)
+
+        await self._forward(scope, receive, send, on_answer)
 
 
 def _has_filter(body: bytes) -> bool:
