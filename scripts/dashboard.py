@@ -358,6 +358,35 @@ PANELS: tuple[PanelSpec, ...] = (
         "short",
         width=12,
     ),
+    # -- continuous backup
+    PanelSpec(
+        "Continuous backup",
+        "Journal lag (recovery point) and its goal",
+        (
+            q(f"max(chromactl_backup_journal_lag_seconds{{{S}}})", "lag"),
+            q(f"max(chromactl_backup_journal_max_lag_seconds{{{S}}})", "goal"),
+        ),
+        "s",
+        width=8,
+        description="Age of the oldest acknowledged write not yet in the backup target.",
+    ),
+    PanelSpec(
+        "Continuous backup",
+        "Journal shipped",
+        (
+            q(f"sum(rate(chromactl_backup_journal_entries_total{{{S}}}[$__rate_interval]))", "entries/s"),
+            q(f"sum(rate(chromactl_backup_journal_bytes_total{{{S}}}[$__rate_interval]))", "bytes/s"),
+        ),
+        "short",
+        width=8,
+    ),
+    PanelSpec(
+        "Continuous backup",
+        "Journal breaks (each starts a new base snapshot)",
+        (q(f"sum(increase(chromactl_backup_journal_breaks_total{{{S}}}[1d]))", "breaks"),),
+        "short",
+        width=8,
+    ),
     # -- pod
     PanelSpec(
         "Pod",

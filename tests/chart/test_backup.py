@@ -252,6 +252,11 @@ def test_local_target_on_a_backup_volume_the_chart_creates_and_keeps() -> None:
         ({**backup(), "chromadb": {"apiVersion": "0.6.3"}}, "gateway.enabled=true"),
         ({"backup": {"restore": {"enabled": True}}}, "set backup.restore.from"),
         ({"backup": {"restore": {"enabled": True, "from": "file:///restore"}}}, "backup.volume.enabled=true"),
+        ({"backup": {"continuous": {"enabled": True}}}, "set backup.enabled=true and backup.target"),
+        (
+            backup(restore={"enabled": True, "toTime": "latest", "snapshot": "20260315T120000Z-3fa9c1"}),
+            "set one (snapshot: latest with toTime)",
+        ),
     ],
 )
 def test_wrong_combinations_say_which_value_to_change(values: dict[str, Any], expected: str) -> None:
@@ -267,6 +272,9 @@ def test_wrong_combinations_say_which_value_to_change(values: dict[str, Any], ex
         ({"backup": {"compressionLevel": 30}}, "backup.compressionLevel"),
         ({"backup": {"retention": {"keepLast": -1}}}, "backup.retention.keepLast"),
         ({"backup": {"targets": "s3://typo"}}, "backup"),
+        ({"backup": {"restore": {"toTime": "yesterday noon"}}}, "backup.restore.toTime"),
+        ({"backup": {"restore": {"toTime": "2026-03-15T12:00:05"}}}, "backup.restore.toTime"),
+        ({"backup": {"continuous": {"maxLagSeconds": 0}}}, "backup.continuous.maxLagSeconds"),
     ],
 )
 def test_schema_rejects_bad_values(values: dict[str, Any], key: str) -> None:
@@ -295,6 +303,22 @@ def test_restore_runs_first_idempotently_from_the_target() -> None:
     }
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
     assert init["resources"]["limits"]["memory"] == "1Gi"
+
+
+def test_continuous_backup_is_configured_for_the_gateway_and_restores_reach_a_time() -> None:
+    r = render(
+        backup(
+            continuous={"enabled": True, "maxLagSeconds": 10, "shipIntervalSeconds": 2},
+            restore={"enabled": True, "toTime": "2026-03-15T12:00:05.250Z"},
+        )
+    )
+    settings = parse_config(config(r))
+    assert settings.backup.continuous.enabled and settings.backup.target == "s3://backups/chroma"
+    assert (settings.backup.continuous.max_lag_s, settings.backup.continuous.ship_interval_s) == (10, 2)
+    init = next(c for c in r.pod_spec["initContainers"] if c["name"] == "restore")
+    assert "--to-time=2026-03-15T12:00:05.250Z" in init["command"]
+    assert not any(a.startswith("--snapshot") for a in init["command"])
+    assert "continuous" not in config(render(backup()))["backup"]
 
 
 def test_restore_alone_reads_its_source_and_never_backs_up_into_it() -> None:

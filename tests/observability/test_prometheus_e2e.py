@@ -269,7 +269,11 @@ def gateway_config(
 ) -> dict[str, Any]:
     return {
         "chroma": {"url": chroma.url, "persist_path": str(chroma.path / "data")},
-        "backup": {"target": str(snapshots), "staging_dir": str(snapshots.parent)},
+        "backup": {
+            "target": str(snapshots),
+            "staging_dir": str(snapshots.parent),
+            "continuous": {"enabled": True, "ship_interval_s": 0.5},
+        },
         "gateway": {
             "listen_address": "127.0.0.1",
             "port": free_port(),
@@ -310,7 +314,7 @@ def assert_rules_evaluate(prom: str) -> None:
     )
     groups = httpx.get(f"{prom}/api/v1/rules", timeout=10).json()["data"]["groups"]
     rules = [r for g in groups for r in g["rules"]]
-    assert len(rules) == 11
+    assert len(rules) == 13
     bad = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
     assert not bad, bad
     firing = {r["name"] for r in rules if r["state"] == "firing"}

@@ -61,6 +61,12 @@ app.kubernetes.io/component: backup
 
 {{/* Checks a schema cannot express; rendered by the StatefulSet and the CronJob. */}}
 {{- define "chromadb.backupValidate" -}}
+{{- if and .Values.backup.continuous.enabled (not .Values.backup.enabled) -}}
+{{- fail "backup.continuous.enabled ships the journal beside the snapshots: set backup.enabled=true and backup.target too" -}}
+{{- end -}}
+{{- if and .Values.backup.restore.toTime (ne .Values.backup.restore.snapshot "latest") -}}
+{{- fail "backup.restore.toTime and backup.restore.snapshot pick what to restore in two ways: set one (snapshot: latest with toTime)" -}}
+{{- end -}}
 {{- if eq (include "chromadb.backupUsed" .) "true" -}}
 {{- if ne (include "chromadb.gatewayOn" .) "true" -}}
 {{- fail "backup.enabled and backup.restore.enabled need the chromactl gateway in Chroma's pod (gateway.enabled=true, Chroma 1.x): it takes the snapshots and runs the restore" -}}
@@ -106,6 +112,9 @@ app.kubernetes.io/component: backup
 -}}
 {{- /* The target only when backups are on: a restore source never receives snapshots. */ -}}
 {{- if $b.enabled }}{{ $_ := set $config "target" (include "chromadb.backupTarget" .) }}{{ end -}}
+{{- if and $b.enabled $b.continuous.enabled }}
+{{- $_ := set $config "continuous" (dict "enabled" true "max_lag_s" $b.continuous.maxLagSeconds "ship_interval_s" $b.continuous.shipIntervalSeconds) }}
+{{- end -}}
 {{- with $b.endpointUrl }}{{ $_ := set $config "endpoint_url" . }}{{ end -}}
 {{- with $b.region }}{{ $_ := set $config "region" . }}{{ end -}}
 {{- with $b.storageOptions }}{{ $_ := set $config "storage_options" . }}{{ end -}}
@@ -179,7 +188,11 @@ app.kubernetes.io/component: backup
     - restore
     - --config=/etc/chromactl/config/chromactl.yaml
     - {{ printf "--from=%s" (include "chromadb.backupRestoreFrom" .) | quote }}
+    {{- if $r.toTime }}
+    - {{ printf "--to-time=%s" $r.toTime | quote }}
+    {{- else }}
     - {{ printf "--snapshot=%s" $r.snapshot | quote }}
+    {{- end }}
     - {{ printf "--to=%s" .Values.chromadb.persistDirectory | quote }}
     - --if-not-restored
     {{- if not $r.requireSnapshot }}
