@@ -296,6 +296,32 @@ def test_entries_wait_while_the_target_fails_and_none_is_lost(tmp_path: Path) ->
     assert shipper.metrics.lag._value.get() == 0
 
 
+def test_the_head_reaches_each_shipped_entry_soon_after_it(tmp_path: Path) -> None:
+    """A restore to the moment just after the last write needs a head whose ``through`` is
+    past it, without waiting for the next write or the heartbeat."""
+    now = [1000.0]
+    repo = Repository(str(tmp_path / "target"))
+    timeline, bases = Timeline(repo), _Bases()
+    shipper = Shipper(
+        tmp_path / "journal",
+        timeline,
+        JournalMetrics(CollectorRegistry(), MAX_LAG_S),
+        request_base=bases.request,
+        last_cut=lambda: bases.cut,
+        heartbeat_s=3600,
+        clock=lambda: now[0],
+    )
+    spool = Spool(tmp_path / "journal", "w0")
+    _add(spool, 1000.2, "c1", ["a-1"])
+    now[0] = 1000.5
+    shipper.cycle()
+    assert timeline.epochs()[0].through < 1000.2  # entries appended late may still come
+    now[0] = 1001.5
+    shipper.cycle()
+    (head,) = timeline.epochs()
+    assert head.through >= 1000.2
+
+
 def _snapshot_with_journal(tmp_path: Path, seeded_dir: Path) -> tuple[Repository, float, str]:
     """A snapshot of the seeded directory, then an epoch adding records to ``alpha``."""
     repo = Repository(str(tmp_path / "target"))

@@ -10,7 +10,9 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +252,73 @@ def test_backup_job_fails_with_a_clear_log_when_the_target_is_unreachable(cluste
     # Writes are not left held by the failed backup.
     api = Api(cluster)
     api.add(api.collection(), ["x-1"])
+
+
+def test_continuous_backup_restores_the_second_chosen_in_values(cluster: PodRunner) -> None:
+    """Writes go on after a point in time; the volume is lost; ``backup.restore.toTime`` brings
+    back exactly the writes acknowledged before that time (docs/backup.md)."""
+    s3 = MotoServer(cluster.network.gateway)
+    endpoint = s3.endpoint
+    try:
+        bucket = make_bucket(endpoint)
+        repo = s3_repo(endpoint, bucket)
+        cluster.apply([credentials_secret()])
+        continuous = {"enabled": True, "shipIntervalSeconds": 0.5}
+        install(cluster, values(endpoint, bucket, continuous=continuous), gateway=True)
+        api = Api(cluster)
+        cid = api.collection()
+        # The gateway takes the journal's base snapshot as it starts.
+        deadline = time.monotonic() + 120
+        while not any(s.manifest and s.manifest.cut_at for s in repo.complete()):
+            assert time.monotonic() < deadline, cluster.logs(SERVER_POD, "gateway")
+            time.sleep(0.5)
+        before = [f"r-{n}" for n in range(200)]
+        for start in range(0, len(before), 20):
+            api.add(cid, before[start : start + 20])
+        time.sleep(0.5)
+        chosen = datetime.now(UTC)
+        time.sleep(0.5)
+        after = [f"late-{n}" for n in range(60)]
+        for start in range(0, len(after), 20):
+            api.add(cid, after[start : start + 20])
+        # Past the recovery point goal: every write above is in the target.
+        time.sleep(6)
+
+        cluster.delete_pod(SERVER_POD)
+        shutil.rmtree(cluster.pvc_dir(DATA_PVC))
+        to_time = chosen.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        cluster.apply(
+            render(
+                values(endpoint, bucket, continuous=continuous, restore={"enabled": True, "toTime": to_time}),
+                gateway=True,
+            )
+        )
+        cluster.start_workloads()
+        cluster.wait_ready(SERVER_POD, 120)
+        log = cluster.logs(SERVER_POD, "restore")
+        assert f"the data is as of {to_time}" in log, log
+        api = Api(cluster)
+        cid = api.collection()
+        assert api.records(cid) == expected(before)
+
+        # The restored pod journals on, from a base of its own: its writes come back with latest.
+        again = [f"again-{n}" for n in range(40)]
+        for start in range(0, len(again), 20):
+            api.add(cid, again[start : start + 20])
+        time.sleep(6)
+        cluster.delete_pod(SERVER_POD)
+        shutil.rmtree(cluster.pvc_dir(DATA_PVC))
+        cluster.apply(
+            render(
+                values(
+                    endpoint, bucket, continuous=continuous, restore={"enabled": True, "toTime": "latest"}
+                ),
+                gateway=True,
+            )
+        )
+        cluster.start_workloads()
+        cluster.wait_ready(SERVER_POD, 120)
+        api = Api(cluster)
+        assert api.records(api.collection()) == expected(before + again)
+    finally:
+        s3.stop()

@@ -31,8 +31,9 @@ log = logging.getLogger("chromactl.backup.shipper")
 #: An entry's time is taken just before it is appended; entries older than this before a
 #: read of the spool files are all in it.
 APPEND_SLACK_S = 1.0
-#: An idle epoch's head is rewritten this often, so that restores know it is still covered.
-HEARTBEAT_S = 10.0
+#: An idle epoch's head is rewritten this often (the pod uses ``max_lag_s``), so that a
+#: restore to a moment of an idle stretch knows the journal covers it.
+HEARTBEAT_S = 5.0
 #: A base snapshot that failed is asked for again after this long.
 BASE_RETRY_S = 60.0
 #: At most this many entries per segment.
@@ -51,6 +52,7 @@ class Shipper:
         request_base: Callable[[], None],
         last_cut: Callable[[], float | None],
         interval_s: float = 1.0,
+        heartbeat_s: float = HEARTBEAT_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.reader = SpoolReader(journal_dir)
@@ -59,11 +61,15 @@ class Shipper:
         self.request_base = request_base
         self.last_cut = last_cut
         self.interval_s = interval_s
+        self.heartbeat_s = heartbeat_s
         self.clock = clock
         self.pending: list[Entry] = []
         self.head = self._new_epoch(clock())
         self._head_written = 0.0
         self._head_dirty = True
+        #: The newest entry shipped, and how far the head in the target reaches.
+        self._last_shipped = 0.0
+        self._written_through = 0.0
         self._base_asked = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -104,13 +110,17 @@ class Shipper:
                 self.metrics.entries.inc(len(batch))
                 self.metrics.bytes.inc(size)
                 self.metrics.last_shipped.set(batch[-1].t)
+                self._last_shipped = max(self._last_shipped, batch[-1].t)
                 del self.pending[: len(batch)]
                 continue
             # The first pending entry is a break: the epoch ends there.
             entry = self.pending.pop(0)
             self._end_epoch(entry)
         self.head.through = max(self.head.through, through)
-        if self._head_dirty or self.clock() - self._head_written >= HEARTBEAT_S:
+        # The head is written with each segment, again once its ``through`` passes the newest
+        # entry (so a restore can reach that entry), and at least every ``heartbeat_s``.
+        uncovered = self._written_through < self._last_shipped <= self.head.through
+        if self._head_dirty or uncovered or self.clock() - self._head_written >= self.heartbeat_s:
             self._write_head()
 
     def _end_epoch(self, entry: Entry) -> None:
@@ -129,6 +139,7 @@ class Shipper:
     def _write_head(self) -> None:
         self.timeline.write_head(self.head)
         self._head_written = self.clock()
+        self._written_through = self.head.through
         self._head_dirty = False
 
     def _ensure_base(self, now: float) -> None:
@@ -156,11 +167,12 @@ class Shipper:
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ship what is left, then stop."""
+        """Ship what is left and say how far the epoch reaches, then stop."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
         try:
+            self._head_dirty = True
             self.cycle()
         except Exception as exc:
             log.warning("last journal shipment failed: %s", exc)

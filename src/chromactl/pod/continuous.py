@@ -84,4 +84,5 @@ def shipper(
         request_base=request_base,
         last_cut=backups.last_cut_at,
         interval_s=cont.ship_interval_s,
+        heartbeat_s=cont.max_lag_s,
     )
