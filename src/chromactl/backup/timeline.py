@@ -75,7 +75,11 @@ def segment_name(number: int) -> str:
     return f"{number:08d}{SEGMENT_SUFFIX}"
 
 
-def encode_segment(epoch: str, number: int, entries: list[Entry], level: int = 3) -> bytes:
+#: zstd level of segments: the fastest, as a segment is written every ``ship_interval_s``.
+SEGMENT_LEVEL = 1
+
+
+def encode_segment(epoch: str, number: int, entries: list[Entry], level: int = SEGMENT_LEVEL) -> bytes:
     body = b"".join(e.encode() for e in entries)
     header = {
         "epoch": epoch,

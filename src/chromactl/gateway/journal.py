@@ -205,7 +205,7 @@ class JournalMiddleware:
         async def on_answer(status: int, _: bytes) -> None:
             if not 200 <= status < 300:
                 self._unless_refused(scope, status)
-            elif ids is None and _has_filter(body):
+            elif op == "delete" and ids is None and _has_filter(body):
                 self.journal.record("break", reason=f"delete by filter in {route.collection}: ids unknown")
             else:
                 self.journal.record("records", op=op, collection=route.collection, ids=ids, body=body)
