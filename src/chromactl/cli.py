@@ -130,11 +130,26 @@ def up(
         int | None,
         typer.Option("--metrics-port", min=1, max=65535, help="Metrics port (default: a free one)."),
     ] = None,
+    continuous_backup: Annotated[
+        str | None,
+        typer.Option(
+            "--continuous-backup",
+            help="Ship every write to this backup target (path, s3://...) for restores to any second.",
+        ),
+    ] = None,
 ) -> None:
     """Run Chroma behind the gateway until Ctrl-C; print the URL, token and how to connect."""
     from chromactl.up import up as run_up
 
-    run_up(data_dir, port, as_json=as_json, auth=not no_auth, tls=tls, metrics_port=metrics_port)
+    run_up(
+        data_dir,
+        port,
+        as_json=as_json,
+        auth=not no_auth,
+        tls=tls,
+        metrics_port=metrics_port,
+        continuous_backup=continuous_backup,
+    )
 
 
 def main() -> None:

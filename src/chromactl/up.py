@@ -93,6 +93,8 @@ class Plan:
     token: str | None = None
     ca: str | None = None
     metrics_url: str | None = None
+    #: Where continuous backup ships the journal (and takes its base snapshots), if on.
+    backup_target: str | None = None
 
     @property
     def header(self) -> str | None:
@@ -109,6 +111,7 @@ class Plan:
             "metrics_url": self.metrics_url,
             "data_dir": str(self.data_dir),
             "logs": str(self.run_dir),
+            "continuous_backup": self.backup_target,
         }
 
 
@@ -257,8 +260,11 @@ def plan(
     tls: bool = False,
     metrics_port: int | None = None,
     chroma_port: int | None = None,
+    continuous_backup: str | None = None,
 ) -> Plan:
-    """The processes, generated files and URLs of the stack (nothing is started or written)."""
+    """The processes, generated files and URLs of the stack (nothing is started or written).
+    ``continuous_backup``: a target (path or URL) the gateway ships its journal to, with a
+    base snapshot at start (docs/backup.md, "Continuous backup")."""
     data_dir = data_dir.expanduser().absolute()
     run_dir = run_dir_for(data_dir)
     version = chroma_version()
@@ -313,6 +319,10 @@ def plan(
         "log": {"format": "console", "level": "INFO"},
         "gateway": gateway,
     }
+    target = ""
+    if continuous_backup:
+        target = continuous_backup if "://" in continuous_backup else str(Path(continuous_backup).absolute())
+        config["backup"] = {"target": target, "continuous": {"enabled": True}}
     Settings.model_validate(config)  # the gateway reads the same file: fail here, not there
     files["chromactl.yaml"] = (yaml.safe_dump(config, sort_keys=False), 0o644)
     chroma = Process(
@@ -329,7 +339,16 @@ def plan(
         ports=(port, metrics_port),
     )
     return Plan(
-        data_dir, run_dir, url, port, [chroma, gw], files, token, ca, f"http://{HOST}:{metrics_port}/metrics"
+        data_dir,
+        run_dir,
+        url,
+        port,
+        [chroma, gw],
+        files,
+        token,
+        ca,
+        f"http://{HOST}:{metrics_port}/metrics",
+        target if continuous_backup else None,
     )
 
 
@@ -496,6 +515,7 @@ def banner(p: Plan, version: str) -> str:
         ("metrics", p.metrics_url),
         ("data", str(p.data_dir)),
         ("logs", str(p.run_dir)),
+        ("backup", f"continuous, to {p.backup_target}" if p.backup_target else None),
     ]
     width = max(len(k) for k, v in info if v)
     lines = [f"Chroma {version} is running at {p.url} (through the chromactl gateway)"]
@@ -529,11 +549,14 @@ def up(
     auth: bool = True,
     tls: bool = False,
     metrics_port: int | None = None,
+    continuous_backup: str | None = None,
     out: IO[str] = sys.stdout,
     err: IO[str] = sys.stderr,
 ) -> None:
     """Check, start, report, and run until a signal; stop everything on the way out."""
-    p = plan(data_dir, port, auth=auth, tls=tls, metrics_port=metrics_port)
+    p = plan(
+        data_dir, port, auth=auth, tls=tls, metrics_port=metrics_port, continuous_backup=continuous_backup
+    )
     check(p)
     with _stop_on_signals():
         stack = Stack(p)

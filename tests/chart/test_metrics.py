@@ -30,6 +30,8 @@ ALERTS = [
     "ChromaVolumeFillingUp",
     "ChromaBackupFailing",
     "ChromaBackupTooOld",
+    "ChromaBackupJournalLagging",
+    "ChromaBackupJournalBroken",
     "ChromaCertificateExpiring",
     "ChromaAuthFailureSpike",
     "ChromaWriteLogBacklog",

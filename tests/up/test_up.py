@@ -13,6 +13,7 @@ import sqlite3
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,6 +359,37 @@ def test_backup_and_restore_find_the_local_stack(tmp_path: Path, running: list[U
     restored = chromactl("restore", "--from", str(backups), "--force", "--json")
     assert restored.returncode == 0, restored.stderr
     assert json.loads(restored.stdout)["target"] == str(tmp_path / ".chroma-data")
+    again = start_up(None, port, cwd=tmp_path)  # type: ignore[arg-type]
+    running.append(again)
+    assert add_and_count(f"http://127.0.0.1:{port}", False, token) == 3
+
+
+def test_continuous_backup_brings_back_every_write_after_ctrl_c(tmp_path: Path, running: list[Up]) -> None:
+    """`chromactl up --continuous-backup DIR`: writes after the base snapshot are shipped, and
+    `chromactl restore --to-time latest` brings them all back."""
+    port, backups = free_port(), tmp_path / "backups"
+    up = start_up(None, port, "--continuous-backup", "backups", cwd=tmp_path)  # type: ignore[arg-type]
+    running.append(up)
+    assert any(f"continuous, to {backups}" in line for line in up.output)
+    # The base snapshot the stack takes as it starts; the writes below go to the journal.
+    deadline = time.monotonic() + 60
+    while not any(backups.glob("*/manifest.json")):
+        assert time.monotonic() < deadline, "no base snapshot"
+        time.sleep(0.2)
+    token = (tmp_path / ".chroma-data.run" / "token").read_text().strip()
+    assert add_and_count(f"http://127.0.0.1:{port}", True, token) == 3
+    assert up.stop()[0] == 0
+    env = {k: v for k, v in os.environ.items() if k != "CHROMACTL_CONFIG"}
+    restored = subprocess.run(
+        [CHROMACTL, "restore", "--from", str(backups), "--to-time", "latest", "--force", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert json.loads(restored.stdout)["journal_entries"] >= 1  # the writes came from the journal
     again = start_up(None, port, cwd=tmp_path)  # type: ignore[arg-type]
     running.append(again)
     assert add_and_count(f"http://127.0.0.1:{port}", False, token) == 3

@@ -84,12 +84,14 @@ class Shipper:
         return cut is not None and cut >= self.head.started
 
     # -- one cycle -----------------------------------------------------------------------
-    def cycle(self) -> None:
-        """Read the spool files, ship what is new, keep the epoch's base asked for."""
+    def cycle(self, *, final: bool = False) -> None:
+        """Read the spool files, ship what is new, keep the epoch's base asked for.
+        ``final``: the gateway processes have stopped, nothing more will be appended."""
         now = self.clock()
-        if not self.pending:
-            self.pending = self.reader.poll()
-        through = now - APPEND_SLACK_S
+        if not self.pending or final:
+            self.pending.extend(self.reader.poll())
+            self.pending.sort(key=lambda e: e.key)
+        through = now if final else now - APPEND_SLACK_S
         try:
             self._ship(through)
         except Exception as exc:  # the target: retried next cycle
@@ -167,12 +169,13 @@ class Shipper:
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ship what is left and say how far the epoch reaches, then stop."""
+        """Ship what is left and say how far the epoch reaches, then stop (call it once the
+        gateway processes have stopped)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
         try:
             self._head_dirty = True
-            self.cycle()
+            self.cycle(final=True)
         except Exception as exc:
             log.warning("last journal shipment failed: %s", exc)

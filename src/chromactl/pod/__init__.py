@@ -10,6 +10,7 @@ gateway's own :class:`~chromactl.gateway.writegate.WriteGate` (see :mod:`.holds`
 from __future__ import annotations
 
 import asyncio
+import signal
 from dataclasses import dataclass
 
 from chromactl.backup.run import run_backup
@@ -62,6 +63,10 @@ async def serve_pod(settings: Settings) -> None:
             pod.settings, pod.backups, pod.gateway.metrics.registry, asyncio.get_running_loop()
         )
         shipper.start()
+        # uvicorn raises the signal again once it has stopped serving: with the default
+        # handler SIGTERM would end the process before the last journal entries are shipped.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
     try:
         await serve(pod.settings, pod.gateway)
     finally:
