@@ -3,12 +3,16 @@ of write records, and what it does not."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from chromactl.gateway.journal import Journal
+from chromactl.gateway.journal import Journal, JournalLocks
 from chromactl.journal import Entry, SpoolReader
 
 from .conftest import ADMIN_TOKEN, token_config
@@ -96,3 +100,46 @@ def test_a_write_without_an_answer_from_chroma_breaks_the_journal(
     entries = SpoolReader(tmp_path / "journal").poll()
     assert [e.kind for e in entries] == ["break"]
     assert "503" in entries[0].reason
+
+
+def test_journal_locks_serialize_one_collection_within_and_across_processes(tmp_path: Path) -> None:
+    locks = JournalLocks(tmp_path / "locks")
+    bucket = JournalLocks.bucket("c1")
+    inside: list[str] = []
+
+    async def hold(name: str, seconds: float) -> None:
+        async with locks.held(bucket):
+            inside.append(f"+{name}")
+            await asyncio.sleep(seconds)
+            inside.append(f"-{name}")
+
+    async def both() -> None:
+        await asyncio.gather(hold("a", 0.05), hold("b", 0.0), hold("c", 0.01))
+
+    asyncio.run(both())
+    assert inside == ["+a", "-a", "+b", "-b", "+c", "-c"]
+
+    # Another process (another gateway worker) holds the same lock: this one waits for it.
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); "
+            "fcntl.lockf(fd, fcntl.LOCK_EX, 1, int(sys.argv[2])); print('held', flush=True); time.sleep(0.6)",
+            str(tmp_path / "locks"),
+            str(bucket),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert other.stdout is not None and other.stdout.readline().strip() == "held"
+
+    async def timed() -> float:
+        start = time.monotonic()
+        async with locks.held(bucket):
+            return time.monotonic() - start
+
+    waited = asyncio.run(timed())
+    other.wait(10)
+    assert waited > 0.3, waited
+    locks.close()

@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from chromactl.backup.store import Repository
+from chromactl.backup.timeline import Timeline
 from chromactl.pod.cpus import default_workers
 from tests.gateway.helpers import Chroma, free_port, run_chroma, wait_until
 
@@ -87,7 +89,9 @@ def requests_served(pid: int, scratch: Path) -> float:
 
 
 @contextlib.contextmanager
-def workers_pod(tmp_path: Path, chroma: Chroma, workers: int, **gateway: object) -> Iterator[Pod]:
+def workers_pod(
+    tmp_path: Path, chroma: Chroma, workers: int, backup: dict[str, object] | None = None, **gateway: object
+) -> Iterator[Pod]:
     secrets = tmp_path / "secrets"
     secrets.mkdir(exist_ok=True)
     for name, token in (("admin", ADMIN), ("team-a", TEAM_A), ("team-b", TEAM_B)):
@@ -125,6 +129,8 @@ def workers_pod(tmp_path: Path, chroma: Chroma, workers: int, **gateway: object)
             **gateway,
         },
     }
+    if backup is not None:
+        config["backup"] = backup
     (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(config))
     log = tmp_path / f"gateway-{workers}.log"
     with log.open("wb") as out:
@@ -289,6 +295,28 @@ def test_a_crashed_worker_is_restarted_counted_and_starts_inside_a_running_hold(
                 admin.delete(f"/chromactl/v1/hold/{hold['hold_id']}")
                 wait_until(lambda: len(writers.acked) >= 8, 30, "writes after the release")
         assert chroma_count(chroma, cid) == len(writers.acked)
+
+
+def test_a_crashed_worker_ends_the_backup_journal_epoch_and_a_new_base_follows(tmp_path: Path) -> None:
+    """Its last writes may have reached Chroma without reaching the journal: the journal must
+    not be replayed past that point (continuous backup, docs/backup.md)."""
+    backups = tmp_path / "backups"
+    backup = {"target": str(backups), "continuous": {"enabled": True, "ship_interval_s": 0.2}}
+    repo = Repository(str(backups))
+    bases = lambda: [s for s in repo.complete() if s.manifest and s.manifest.cut_at]  # noqa: E731
+    with run_chroma(tmp_path / "chroma") as chroma, workers_pod(tmp_path, chroma, 2, backup=backup) as pod:
+        wait_until(lambda: len(bases()) == 1, 60, "the first base snapshot")
+        cid = create_collection(pod.url, "journaled")
+        with Writers(pod.url, cid, threads=2).running() as writers:
+            wait_until(lambda: len(writers.acked) >= 10, 30, "writes")
+            os.kill(pod.workers()[0], signal.SIGKILL)
+            wait_until(lambda: len(Timeline(repo).epochs()) == 2, 30, "a new journal epoch")
+            wait_until(lambda: len(bases()) == 2, 60, "the new epoch's base snapshot")
+    first, second = Timeline(repo).epochs()
+    assert first.ended is not None and "gateway worker" in first.reason
+    assert second.started == first.ended
+    cut = bases()[-1].manifest.cut_at  # type: ignore[union-attr]
+    assert cut is not None and cut >= second.started
 
 
 def test_connections_queued_on_a_dead_worker_are_served_by_its_replacement(tmp_path: Path) -> None:

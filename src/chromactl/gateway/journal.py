@@ -32,7 +32,7 @@ from chromactl.gateway.context import find_context
 from chromactl.gateway.routes import Operation, Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 from chromactl.gateway.upstream import Upstream
-from chromactl.journal import Spool
+from chromactl.journal import Kind, Spool
 
 log = logging.getLogger("chromactl.gateway.journal")
 
@@ -63,7 +63,8 @@ class JournalLocks:
 
     def __init__(self, path: Path) -> None:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._local: dict[int, asyncio.Lock] = {}
+        #: bucket -> (its asyncio lock, requests holding or waiting for it)
+        self._local: dict[int, tuple[asyncio.Lock, int]] = {}
 
     @staticmethod
     def bucket(collection: str) -> int:
@@ -71,22 +72,28 @@ class JournalLocks:
 
     @contextlib.asynccontextmanager
     async def held(self, bucket: int) -> AsyncIterator[None]:
-        lock = self._local.setdefault(bucket, asyncio.Lock())
-        async with lock:
-            delay = 0.0005
-            while True:
+        lock, users = self._local.get(bucket, (asyncio.Lock(), 0))
+        self._local[bucket] = (lock, users + 1)
+        try:
+            async with lock:
+                delay = 0.0005
+                while True:
+                    try:
+                        fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, bucket)
+                        break
+                    except OSError:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 0.01)
                 try:
-                    fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, bucket)
-                    break
-                except OSError:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 0.01)
-            try:
-                yield
-            finally:
-                fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, bucket)
-            if not lock._waiters:
-                self._local.pop(bucket, None)
+                    yield
+                finally:
+                    fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, bucket)
+        finally:
+            lock, users = self._local[bucket]
+            if users == 1:
+                del self._local[bucket]
+            else:
+                self._local[bucket] = (lock, users - 1)
 
     def close(self) -> None:
         os.close(self._fd)
@@ -100,7 +107,7 @@ class Journal:
         self.locks = JournalLocks(directory / "locks")
         self.database = database
 
-    def record(self, kind: Any, **fields: Any) -> None:
+    def record(self, kind: Kind, **fields: Any) -> None:
         self.spool.append(time.time(), kind, **fields)
 
     async def catalog(self, collection_ids: list[str]) -> dict[str, object]:
