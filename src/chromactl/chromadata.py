@@ -119,6 +119,14 @@ DATABASE_COLLECTIONS_SQL = """
 SELECT c.id FROM collections c JOIN databases d ON d.id = c.database_id
 WHERE d.tenant_id = ? AND d.name = ?
 """
+#: Collections of a tenant (quotas).
+TENANT_COLLECTIONS_SQL = """
+SELECT count(*) FROM collections c JOIN databases d ON d.id = c.database_id WHERE d.tenant_id = ?
+"""
+#: A collection's metadata segment (its records are rows of ``embeddings`` in it).
+METADATA_SEGMENT_SQL = "SELECT id FROM segments WHERE collection = ? AND scope = 'METADATA'"
+#: Which of some ids a metadata segment holds (``marks``: one ``?`` per id).
+KNOWN_IDS_SQL = "SELECT count(*) FROM embeddings WHERE segment_id = ? AND embedding_id IN ({marks})"
 #: Chroma's write-log topic of a collection.
 TOPIC_PREFIX = "persistent://default/default/"
 #: One write-log row; Chroma applies the rows past a segment's ``max_seq_id`` when it starts.

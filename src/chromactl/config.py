@@ -325,6 +325,49 @@ class AuditSettings(Section):
     backups: int = Field(5, ge=0)
 
 
+class LimitRule(Section):
+    """Limits of one credential or tenant (``gateway.limits``); unset: no limit."""
+
+    #: A token bucket of requests: this many per second on average, ``burst`` at once
+    #: (default: the rate, rounded up).
+    requests_per_second: float | None = Field(None, gt=0)
+    burst: int | None = Field(None, ge=1)
+    #: Requests in flight at once.
+    concurrent_requests: int | None = Field(None, ge=1)
+    #: Records written (adds, updates, upserts, deletes) per minute.
+    records_per_minute: int | None = Field(None, ge=1)
+    #: Tenants only: collections the tenant may hold, records one of its collections may hold.
+    max_collections: int | None = Field(None, ge=0)
+    max_records_per_collection: int | None = Field(None, ge=0)
+
+
+class LimitsSettings(Section):
+    """Rate limits and quotas per credential and per tenant, for the whole pod
+    (``docs/limits.md``). The rule named ``*`` applies to those without one of their own."""
+
+    enabled: bool = False
+    #: By credential name (``gateway.auth`` credentials; OIDC subjects; certificate names).
+    credentials: dict[str, LimitRule] = {}
+    #: By tenant.
+    tenants: dict[str, LimitRule] = {}
+    #: A YAML file with ``credentials:`` and ``tenants:`` that replaces the two above, read
+    #: again when it changes (a mounted ConfigMap): limits change without a restart.
+    file: Path | None = None
+    #: Where the gateway processes of the pod share their counters (default: a temporary
+    #: directory of the pod's process).
+    state_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _caps_are_per_tenant(self) -> LimitsSettings:
+        for name, rule in self.credentials.items():
+            if rule.max_collections is not None or rule.max_records_per_collection is not None:
+                raise ValueError(
+                    f"gateway.limits.credentials.{name}: max_collections and "
+                    "max_records_per_collection are limits of a tenant: set them under tenants"
+                )
+        return self
+
+
 class ClientLimitsSettings(Section):
     """Limits on client connections, so that slow or many clients cannot exhaust the gateway."""
 
@@ -376,6 +419,7 @@ class GatewaySettings(Section):
     tls: TLSSettings = TLSSettings()
     client_limits: ClientLimitsSettings = ClientLimitsSettings()
     audit: AuditSettings = AuditSettings()
+    limits: LimitsSettings = LimitsSettings()
 
     @model_validator(mode="after")
     def _client_cert_needs_tls(self) -> GatewaySettings:

@@ -7,7 +7,7 @@ import base64
 import pytest
 import yaml
 
-from chromactl.config import parse_config
+from chromactl.config import LimitsSettings, parse_config
 from tests.chart.helm import Render, everything_values, render, render_error
 
 
@@ -188,3 +188,39 @@ def test_audit_values_reach_the_gateway_config() -> None:
     off = parse_config(chromactl_config(render({"gateway": {"audit": {"enabled": False}}}))).gateway.audit
     assert not off.enabled
     assert "audit" in render_error({"gateway": {"audit": {"reads": "sometimes"}}})
+
+
+def test_limits_go_to_a_configmap_the_gateway_rereads_without_a_restart() -> None:
+    def limited(rps: float) -> Render:
+        return render(
+            {
+                "gateway": {
+                    "limits": {
+                        "enabled": True,
+                        "credentials": {"*": {"requestsPerSecond": rps, "burst": 20}},
+                        "tenants": {"team-a": {"maxCollections": 10, "maxRecordsPerCollection": 1000}},
+                    }
+                }
+            }
+        )
+
+    r = limited(10)
+    limits = parse_config(chromactl_config(r)).gateway.limits
+    assert limits.enabled and str(limits.file) == "/etc/chromactl/limits/limits.yaml"
+    rules = yaml.safe_load(r.get("ConfigMap", "chroma-chromadb-limits")["data"]["limits.yaml"])
+    checked = LimitsSettings.model_validate(rules)  # what the gateway reads from the file
+    assert checked.credentials["*"].requests_per_second == 10 and checked.credentials["*"].burst == 20
+    assert checked.tenants["team-a"].max_records_per_collection == 1000
+    mounts = {m["name"]: m["mountPath"] for m in r.container("gateway")["volumeMounts"]}
+    assert mounts["limits"] == "/etc/chromactl/limits"
+    # New rules change the ConfigMap only: the pod template (and its checksums) stays.
+    assert limited(99).pod_spec == r.pod_spec
+    annotations = lambda x: x.get("StatefulSet")["spec"]["template"]["metadata"]["annotations"]  # noqa: E731
+    assert annotations(limited(99)) == annotations(r)
+    assert not render().has("ConfigMap", "chroma-chromadb-limits")
+    assert "/gateway/limits/credentials/a/requestsPerSecond" in render_error(
+        {"gateway": {"limits": {"credentials": {"a": {"requestsPerSecond": 0}}}}}
+    )
+    assert "/gateway/limits/credentials/a" in render_error(
+        {"gateway": {"limits": {"credentials": {"a": {"maxCollections": 3}}}}}
+    )

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from chromactl.gateway.journal import Journal, JournalLocks
+from chromactl.gateway.journal import Journal
+from chromactl.gateway.podlocks import PodLocks
 from chromactl.journal import Entry, SpoolReader
 
 from .conftest import ADMIN_TOKEN, token_config
@@ -102,9 +103,9 @@ def test_a_write_without_an_answer_from_chroma_breaks_the_journal(
     assert "503" in entries[0].reason
 
 
-def test_journal_locks_serialize_one_collection_within_and_across_processes(tmp_path: Path) -> None:
-    locks = JournalLocks(tmp_path / "locks")
-    bucket = JournalLocks.bucket("c1")
+def test_pod_locks_serialize_one_collection_within_and_across_processes(tmp_path: Path) -> None:
+    locks = PodLocks(tmp_path / "locks")
+    bucket = PodLocks.bucket("c1")
     inside: list[str] = []
 
     async def hold(name: str, seconds: float) -> None:

@@ -58,6 +58,9 @@
 {{- with .Values.gateway.workers -}}
 {{- $_ := set $gateway "workers" (int .) -}}
 {{- end -}}
+{{- if .Values.gateway.limits.enabled -}}
+{{- $_ := set $gateway "limits" (dict "enabled" true "file" "/etc/chromactl/limits/limits.yaml") -}}
+{{- end -}}
 {{- $config := dict
   "chroma" (dict "url" (printf "http://127.0.0.1:%d" (int .Values.gateway.chromaPort)) "persist_path" $c.persistDirectory "version" (include "chromadb.version" .))
   "log" (dict "format" .Values.gateway.logFormat "level" "INFO")
@@ -79,4 +82,22 @@
   "max_connections" (int $l.maxConnections)
   "max_header_bytes" (int $l.maxHeaderBytes)
 ) -}}
+{{- end }}
+
+{{/* The rules of gateway.limits as chromactl reads them (snake_case keys), for the limits ConfigMap. */}}
+{{- define "chromadb.gatewayLimitRules" -}}
+{{- $keys := dict "requestsPerSecond" "requests_per_second" "burst" "burst" "concurrentRequests" "concurrent_requests" "recordsPerMinute" "records_per_minute" "maxCollections" "max_collections" "maxRecordsPerCollection" "max_records_per_collection" -}}
+{{- $out := dict -}}
+{{- range $section := list "credentials" "tenants" -}}
+{{- $rules := dict -}}
+{{- range $name, $rule := index $.Values.gateway.limits $section -}}
+{{- $converted := dict -}}
+{{- range $k, $v := $rule -}}
+{{- $_ := set $converted (index $keys $k) $v -}}
+{{- end -}}
+{{- $_ := set $rules $name $converted -}}
+{{- end -}}
+{{- $_ := set $out $section $rules -}}
+{{- end -}}
+{{- toYaml $out -}}
 {{- end }}

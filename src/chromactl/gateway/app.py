@@ -3,10 +3,11 @@
 Request path, outermost first (as :func:`build_gateway` lists the steps)::
 
     errors -> classify (prefix) -> audit -> metrics -> body timeout -> body limit
-      -> authentication -> identity -> authorization -> agent API | write-hold -> [journal]
-      -> reverse proxy
+      -> authentication -> identity -> authorization -> [limits] -> agent API | write-hold
+      -> [journal] -> reverse proxy
 
-The journal step is there with continuous backup (``backup.continuous``).
+The limits step is there with ``gateway.limits``, the journal step with continuous backup
+(``backup.continuous``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from starlette.routing import BaseRoute
 
+from chromactl.chromadata import SQLITE_NAME
 from chromactl.config import GatewaySettings, Settings
 from chromactl.gateway.audit import AuditLog, AuditMiddleware
 from chromactl.gateway.auth.base import Authenticator
@@ -35,6 +37,7 @@ from chromactl.gateway.errors import ErrorMiddleware
 from chromactl.gateway.holds import agent_app
 from chromactl.gateway.identity import IdentityMiddleware
 from chromactl.gateway.journal import Journal, JournalMiddleware
+from chromactl.gateway.limits import build_limits
 from chromactl.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from chromactl.gateway.proxy import ReverseProxy
 from chromactl.gateway.routes import Access
@@ -129,6 +132,7 @@ def build_gateway(
     agent: ASGIApp | None = None,
     audit_suffix: str = "",
     journal: Journal | None = None,
+    process: int = 0,
 ) -> Gateway:
     """The gateway for ``settings``; pass ``gate`` to share it with in-process users.
 
@@ -136,7 +140,8 @@ def build_gateway(
     unless ``agent`` is given: then agent requests, once authorized, go to that app (a
     worker process forwards them to its supervisor). ``audit_suffix`` is appended to the
     audit file's name (each worker process writes its own file). Writes Chroma
-    acknowledged go to ``journal`` when one is given.
+    acknowledged go to ``journal`` when one is given. ``process``: this gateway process's
+    number in the pod (the limits count in-flight requests per process).
     """
     gw = settings.gateway
     gate = gate or WriteGate()
@@ -148,6 +153,10 @@ def build_gateway(
     authenticators = build_authenticators(gw)
     audit = AuditLog(gw.audit, file_suffix=audit_suffix)
 
+    database = settings.chroma.persist_path / SQLITE_NAME
+    limits: list[Callable[[ASGIApp], ASGIApp]] = []
+    if gw.limits.enabled:
+        limits.append(lambda a: build_limits(a, gw.limits, database, process, metrics.limited_request))
     #: Outermost first: each step wraps the ones after it.
     steps: list[Callable[[ASGIApp], ASGIApp]] = [
         lambda a: ErrorMiddleware(a, on_uncounted=metrics.unhandled),
@@ -171,6 +180,7 @@ def build_gateway(
             on_denied=metrics.denial,
             on_cross_tenant=metrics.cross_tenant_refusal,
         ),
+        *limits,
         lambda a: _AgentSwitch(a, agent or agent_app(gate, gw.max_hold_s, agent_routes)),
         lambda a: WriteHoldMiddleware(a, gate, gw.write_wait_s),
     ]

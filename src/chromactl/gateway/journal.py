@@ -16,19 +16,16 @@ order Chroma applied them; catalog changes take one lock of their own. What is r
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import json
 import logging
-import os
 import time
-import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from chromactl import chromadata
 from chromactl.gateway.context import find_context
+from chromactl.gateway.podlocks import BUCKETS, PodLocks
 from chromactl.gateway.routes import Operation, Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 from chromactl.gateway.upstream import Upstream
@@ -36,9 +33,8 @@ from chromactl.journal import Kind, Spool
 
 log = logging.getLogger("chromactl.gateway.journal")
 
-#: Journal locks: writes to collections that hash to the same lock wait for each other.
-BUCKETS = 4096
-_CATALOG_BUCKET = BUCKETS  # one more byte: catalog changes
+#: Catalog changes take one lock of their own (past the collections' buckets).
+_CATALOG_BUCKET = BUCKETS
 RECORD_OPS = {
     Operation.COLLECTION_ADD: "add",
     Operation.COLLECTION_UPDATE: "update",
@@ -57,54 +53,12 @@ CATALOG_OPS = {
 _FILTERS = ("where", "where_document")
 
 
-class JournalLocks:
-    """One lock per bucket, for this process's requests (asyncio) and across the gateway
-    processes of the pod (a ``fcntl`` byte-range lock on one byte of ``path``)."""
-
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        #: bucket -> (its asyncio lock, requests holding or waiting for it)
-        self._local: dict[int, tuple[asyncio.Lock, int]] = {}
-
-    @staticmethod
-    def bucket(collection: str) -> int:
-        return zlib.crc32(collection.encode()) % BUCKETS
-
-    @contextlib.asynccontextmanager
-    async def held(self, bucket: int) -> AsyncIterator[None]:
-        lock, users = self._local.get(bucket, (asyncio.Lock(), 0))
-        self._local[bucket] = (lock, users + 1)
-        try:
-            async with lock:
-                delay = 0.0005
-                while True:
-                    try:
-                        fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, bucket)
-                        break
-                    except OSError:
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 0.01)
-                try:
-                    yield
-                finally:
-                    fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, bucket)
-        finally:
-            lock, users = self._local[bucket]
-            if users == 1:
-                del self._local[bucket]
-            else:
-                self._local[bucket] = (lock, users - 1)
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
 class Journal:
     """What the journal step writes to: this process's spool and the pod's journal locks."""
 
     def __init__(self, directory: Path, origin: str, database: Path) -> None:
         self.spool = Spool(directory, origin)
-        self.locks = JournalLocks(directory / "locks")
+        self.locks = PodLocks(directory / "locks")
         self.database = database
 
     def record(self, kind: Kind, **fields: Any) -> None:
@@ -199,7 +153,7 @@ class JournalMiddleware:
         body = ctx.body if ctx.body is not None else await _read_body(receive)
         ctx.body = body
         if route.operation in RECORD_OPS:
-            async with self.journal.locks.held(JournalLocks.bucket(route.collection)):
+            async with self.journal.locks.held(PodLocks.bucket(route.collection)):
                 await self._records(scope, route, body, receive, send)
         else:
             async with self.journal.locks.held(_CATALOG_BUCKET):

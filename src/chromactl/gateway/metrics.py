@@ -118,6 +118,13 @@ class GatewayMetrics:
             ["class", "outcome"],
             registry=r,
         )
+        self.limited = Counter(
+            "chromactl_gateway_limited_requests",
+            "Requests refused over a limit (gateway.limits), by whose rule (credential, tenant) "
+            "and which limit.",
+            ["scope", "limit"],
+            registry=r,
+        )
         self.cross_tenant = Counter(
             "chromactl_gateway_cross_tenant_refusals",
             "Requests refused because the collection id is not in the tenant/database of the path.",
@@ -150,6 +157,10 @@ class GatewayMetrics:
 
     def denial(self, reason: str, operation: Operation) -> None:
         self.denied.labels(reason, operation).inc()
+
+    def limited_request(self, scope: str, limit: str) -> None:
+        """A request refused over a rate limit or quota."""
+        self.limited.labels(scope, limit).inc()
 
     def audit_event(self, klass: str, outcome: str) -> None:
         self._child(self.audit_events, klass, outcome).inc()

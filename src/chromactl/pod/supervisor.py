@@ -162,6 +162,12 @@ async def supervise(settings: Settings, count: int, *, runner: Runner = run_back
     gw = settings.gateway
     run_dir = Path(tempfile.mkdtemp(prefix="chromactl-pod-"))
     (run_dir / "metrics").mkdir()
+    if settings.gateway.limits.enabled and settings.gateway.limits.state_dir is None:
+        # Every worker maps the same counters: the limits hold for the pod.
+        limits = settings.gateway.limits.model_copy(update={"state_dir": run_dir / "limits"})
+        settings = settings.model_copy(
+            update={"gateway": settings.gateway.model_copy(update={"limits": limits})}
+        )
     journaled = continuous.enabled(settings)
     if journaled:
         settings = continuous.with_journal_dir(settings, run_dir / "journal")

@@ -53,6 +53,7 @@ async def work(settings: Settings, listener: socket.socket, control_path: Path, 
         agent=agent,
         audit_suffix=f".{slot}",
         journal=journal,
+        process=int(slot),
     )
     servers: list[uvicorn.Server] = []
 

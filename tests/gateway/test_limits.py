@@ -1,0 +1,173 @@
+"""Rate limits and quotas per credential and per tenant (docs/limits.md): who is refused, how,
+what the others see, and that a refused write stores nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import httpx
+import pytest
+import yaml
+from chromadb.errors import QuotaError, RateLimitError
+
+from chromactl.config import LimitRule
+from chromactl.gateway.limits import Refused, SharedTable
+
+from .conftest import ADMIN_TOKEN, READER_TOKEN, WRITER_TOKEN, token_config
+from .helpers import Chroma, RunningGateway, run_gateway
+
+DB = "/api/v2/tenants/default_tenant/databases/default_database"
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _limited(chroma: Chroma, secrets_dir: Path, tmp_path: Path, **limits: Any) -> Any:
+    config = token_config(chroma, secrets_dir)
+    config["chroma"] = {"url": chroma.url, "persist_path": str(chroma.path / "data")}
+    gateway = config["gateway"]
+    assert isinstance(gateway, dict)
+    gateway["limits"] = {"enabled": True, "state_dir": str(tmp_path / "limits"), **limits}
+    return run_gateway(config)
+
+
+def test_a_noisy_client_gets_429_with_retry_after_and_the_others_are_served(
+    chroma: Chroma, secrets_dir: Path, tmp_path: Path
+) -> None:
+    rules = {"credentials": {"reader": {"requests_per_second": 5, "burst": 5}}}
+    with _limited(chroma, secrets_dir, tmp_path, **rules) as gw:
+        gw: RunningGateway
+        statuses: list[int] = []
+        others: list[int] = []
+        stop = threading.Event()
+
+        def other() -> None:
+            with gw.client(**_auth(WRITER_TOKEN)) as c:
+                while not stop.is_set():
+                    others.append(c.get(f"{DB}/collections").status_code)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        with gw.client(**_auth(READER_TOKEN)) as noisy:
+            for _ in range(40):
+                resp = noisy.get(f"{DB}/collections")
+                statuses.append(resp.status_code)
+                if resp.status_code == 429:
+                    refused = resp
+        stop.set()
+        thread.join()
+        assert statuses[:5] == [200] * 5 and statuses.count(429) >= 30, statuses
+        assert refused.json()["error"] == "RateLimitError"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert others and set(others) == {200}
+        # Chroma's Python client raises its own RateLimitError for it.
+        host, port = gw.url.removeprefix("http://").split(":")
+        client = chromadb.HttpClient(host=host, port=int(port), headers=_auth(READER_TOKEN))
+        with pytest.raises(RateLimitError):
+            for _ in range(10):
+                client.list_collections()
+        metrics = httpx.get(gw.metrics_url or "", timeout=5).text
+        assert (
+            'chromactl_gateway_limited_requests_total{limit="requests_per_second",scope="credential"}'
+            in metrics
+        )
+
+
+def test_records_per_minute_refuse_the_write_that_would_cross_them(
+    chroma: Chroma, secrets_dir: Path, tmp_path: Path
+) -> None:
+    rules = {"credentials": {"writer": {"records_per_minute": 100}}}
+    with _limited(chroma, secrets_dir, tmp_path, **rules) as gw, gw.client(**_auth(WRITER_TOKEN)) as c:
+        cid = c.post(f"{DB}/collections", json={"name": f"rpm-{uuid.uuid4().hex[:6]}"}).json()["id"]
+
+        def add(n: int, start: int) -> httpx.Response:
+            ids = [f"r-{i}" for i in range(start, start + n)]
+            return c.post(f"{DB}/collections/{cid}/add", json={"ids": ids, "embeddings": [[1.0, 2.0]] * n})
+
+        assert add(60, 0).is_success
+        refused = add(60, 60)
+        assert refused.status_code == 429 and refused.json()["error"] == "RateLimitError"
+        assert 20 <= int(refused.headers["retry-after"]) <= 30  # 20 records at 100 a minute
+        assert c.get(f"{DB}/collections/{cid}/count").json() == 60
+
+
+def test_quotas_refuse_what_would_cross_them_and_nothing_past_it_is_stored(
+    chroma: Chroma, secrets_dir: Path, tmp_path: Path
+) -> None:
+    tenant = f"quota-{uuid.uuid4().hex[:6]}"
+    rules = {"tenants": {tenant: {"max_collections": 2, "max_records_per_collection": 10}}}
+    base = f"/api/v2/tenants/{tenant}/databases/main"
+    with _limited(chroma, secrets_dir, tmp_path, **rules) as gw, gw.client(**_auth(ADMIN_TOKEN)) as c:
+        assert c.post("/api/v2/tenants", json={"name": tenant}).is_success
+        assert c.post(f"/api/v2/tenants/{tenant}/databases", json={"name": "main"}).is_success
+        first = c.post(f"{base}/collections", json={"name": "one"}).json()["id"]
+        assert c.post(f"{base}/collections", json={"name": "two"}).is_success
+        third = c.post(f"{base}/collections", json={"name": "three"})
+        assert third.status_code == 400 and third.json()["error"] == "QuotaError", third.text
+        assert "holds 2 collections, its limit is 2" in third.json()["message"]
+        assert [x["name"] for x in c.get(f"{base}/collections").json()] == ["one", "two"]
+
+        def write(op: str, ids: list[str]) -> httpx.Response:
+            body = {"ids": ids, "embeddings": [[0.5, 0.5]] * len(ids)}
+            return c.post(f"{base}/collections/{first}/{op}", json=body)
+
+        assert write("add", [f"a-{i}" for i in range(8)]).is_success
+        over = write("add", [f"b-{i}" for i in range(3)])
+        assert over.status_code == 400 and over.json()["error"] == "QuotaError"
+        assert "would hold 11 records" in over.json()["message"]
+        # Existing ids do not grow the collection: an upsert of them and two new ones fits.
+        assert write("upsert", [*[f"a-{i}" for i in range(8)], "c-1", "c-2"]).is_success
+        assert c.get(f"{base}/collections/{first}/count").json() == 10
+        host, port = gw.url.removeprefix("http://").split(":")
+        client = chromadb.HttpClient(
+            host=host, port=int(port), tenant=tenant, database="main", headers=_auth(ADMIN_TOKEN)
+        )
+        with pytest.raises(QuotaError):
+            client.get_collection("one").add(ids=["d-1"], embeddings=[[0.1, 0.2]])
+        assert c.get(f"{base}/collections/{first}/count").json() == 10
+
+
+def test_limits_change_without_a_restart(chroma: Chroma, secrets_dir: Path, tmp_path: Path) -> None:
+    rules_file = tmp_path / "limits.yaml"
+    rules_file.write_text(yaml.safe_dump({"credentials": {"reader": {"requests_per_second": 1000}}}))
+    with (
+        _limited(chroma, secrets_dir, tmp_path, file=str(rules_file)) as gw,
+        gw.client(**_auth(READER_TOKEN)) as c,
+    ):
+        assert all(c.get(f"{DB}/collections").status_code == 200 for _ in range(20))
+        rules_file.write_text(
+            yaml.safe_dump({"credentials": {"reader": {"requests_per_second": 1, "burst": 1}}})
+        )
+        time.sleep(2.5)  # the file is looked at every 2 s
+        statuses = [c.get(f"{DB}/collections").status_code for _ in range(5)]
+        assert statuses.count(429) >= 4, statuses
+        rules_file.write_text("credentials: {reader: {requests_per_second: -1}}\n")  # refused: the rules stay
+        time.sleep(2.5)
+        assert c.get(f"{DB}/collections").status_code == 429
+
+
+def test_the_counters_are_shared_by_the_gateway_processes_of_the_pod(tmp_path: Path) -> None:
+    """Two processes' tables on one file: one bucket, and in-flight requests of both."""
+    first, second = SharedTable(tmp_path / "t", 0), SharedTable(tmp_path / "t", 1)
+    rule = LimitRule(requests_per_second=1, burst=3, concurrent_requests=2)
+    now = 1000.0
+    first.take("credential:a", rule, 0, now)
+    second.take("credential:a", rule, 0, now)
+    with pytest.raises(Refused) as over:
+        first.take("credential:a", rule, 0, now)
+    assert over.value.limit == "concurrent_requests"
+    first.done("credential:a", rule)
+    second.take("credential:a", rule, 0, now)  # the third token of the burst
+    with pytest.raises(Refused) as empty:
+        first.take("credential:a", LimitRule(requests_per_second=1, burst=3), 0, now)
+    assert empty.value.limit == "requests_per_second" and empty.value.retry_after == pytest.approx(1.0)
+    first.take("credential:a", LimitRule(requests_per_second=1, burst=3), 0, now + 1.0)
+    # A process that starts again (a restarted worker) drops its in-flight requests.
+    SharedTable(tmp_path / "t", 1)
+    first.take("credential:a", LimitRule(concurrent_requests=1), 0, now + 1.0)
