@@ -68,8 +68,8 @@ def test_a_noisy_client_gets_429_with_retry_after_and_the_others_are_served(
         assert others and set(others) == {200}
         # Chroma's Python client raises its own RateLimitError for it.
         host, port = gw.url.removeprefix("http://").split(":")
-        client = chromadb.HttpClient(host=host, port=int(port), headers=_auth(READER_TOKEN))
-        with pytest.raises(RateLimitError):
+        with pytest.raises(RateLimitError, match="credential reader: over 5 requests per second"):
+            client = chromadb.HttpClient(host=host, port=int(port), headers=_auth(READER_TOKEN))
             for _ in range(10):
                 client.list_collections()
         metrics = httpx.get(gw.metrics_url or "", timeout=5).text
@@ -93,7 +93,8 @@ def test_records_per_minute_refuse_the_write_that_would_cross_them(
         assert add(60, 0).is_success
         refused = add(60, 60)
         assert refused.status_code == 429 and refused.json()["error"] == "RateLimitError"
-        assert 20 <= int(refused.headers["retry-after"]) <= 30  # 20 records at 100 a minute
+        # 40 records left of 100 a minute: 20 more take 12 s.
+        assert 11 <= int(refused.headers["retry-after"]) <= 13
         assert c.get(f"{DB}/collections/{cid}/count").json() == 60
 
 
@@ -111,7 +112,7 @@ def test_quotas_refuse_what_would_cross_them_and_nothing_past_it_is_stored(
         third = c.post(f"{base}/collections", json={"name": "three"})
         assert third.status_code == 400 and third.json()["error"] == "QuotaError", third.text
         assert "holds 2 collections, its limit is 2" in third.json()["message"]
-        assert [x["name"] for x in c.get(f"{base}/collections").json()] == ["one", "two"]
+        assert sorted(x["name"] for x in c.get(f"{base}/collections").json()) == ["one", "two"]
 
         def write(op: str, ids: list[str]) -> httpx.Response:
             body = {"ids": ids, "embeddings": [[0.5, 0.5]] * len(ids)}
@@ -149,7 +150,8 @@ def test_limits_change_without_a_restart(chroma: Chroma, secrets_dir: Path, tmp_
         assert statuses.count(429) >= 4, statuses
         rules_file.write_text("credentials: {reader: {requests_per_second: -1}}\n")  # refused: the rules stay
         time.sleep(2.5)
-        assert c.get(f"{DB}/collections").status_code == 429
+        statuses = [c.get(f"{DB}/collections").status_code for _ in range(4)]
+        assert statuses.count(429) >= 3, statuses  # still one a second
 
 
 def test_the_counters_are_shared_by_the_gateway_processes_of_the_pod(tmp_path: Path) -> None:
@@ -171,3 +173,27 @@ def test_the_counters_are_shared_by_the_gateway_processes_of_the_pod(tmp_path: P
     # A process that starts again (a restarted worker) drops its in-flight requests.
     SharedTable(tmp_path / "t", 1)
     first.take("credential:a", LimitRule(concurrent_requests=1), 0, now + 1.0)
+
+
+def test_with_several_workers_a_limit_holds_for_the_pod(tmp_path: Path) -> None:
+    """Each request on a new connection: the kernel spreads them over both workers, and the
+    burst of 10 is the pod's, not 10 per worker."""
+    from .helpers import run_chroma as run_chroma_server
+    from .test_workers import TEAM_A, workers_pod
+
+    limits = {"enabled": True, "credentials": {"team-a": {"requests_per_second": 0.2, "burst": 10}}}
+    with (
+        run_chroma_server(tmp_path / "chroma") as chroma,
+        workers_pod(tmp_path, chroma, 2, limits=limits) as pod,
+    ):
+        statuses = [
+            httpx.get(
+                f"{pod.url}/api/v2/tenants/team-a/databases",
+                headers={**_auth(TEAM_A), "Connection": "close"},
+                timeout=10,
+            ).status_code
+            for _ in range(30)
+        ]
+        assert len(pod.workers()) == 2
+    # team-a's tenant does not exist: Chroma answers 404 to the requests the limit lets through.
+    assert statuses.count(429) in (19, 20), statuses

@@ -138,13 +138,14 @@ class SharedTable:
         it is over (nothing is taken then)."""
         slot = self._slot(key)
         base = slot * SLOT_BYTES
+        who = key.replace(":", " ", 1)
         with self._locked(slot):
             digest, tokens, stamp, rtokens, rstamp = _HEAD.unpack_from(self._map, base)
             flights = _FLIGHT.unpack_from(self._map, base + _HEAD.size)
             if rule.concurrent_requests is not None and sum(flights) >= rule.concurrent_requests:
                 raise Refused(
                     "concurrent_requests",
-                    f"{key}: more than {rule.concurrent_requests} requests at once",
+                    f"{who}: more than {rule.concurrent_requests} requests at once",
                     retry_after=1.0,
                 )
             rps = rule.requests_per_second
@@ -154,7 +155,7 @@ class SharedTable:
                 if tokens < 1.0:
                     raise Refused(
                         "requests_per_second",
-                        f"{key}: over {rps:g} requests per second",
+                        f"{who}: over {rps:g} requests per second",
                         retry_after=(1.0 - tokens) / rps,
                     )
                 tokens -= 1.0
@@ -169,7 +170,7 @@ class SharedTable:
                 if rtokens < need:
                     raise Refused(
                         "records_per_minute",
-                        f"{key}: over {rpm} records written per minute",
+                        f"{who}: over {rpm} records written per minute",
                         retry_after=(need - rtokens) / rate,
                     )
                 rtokens -= records
