@@ -118,3 +118,4 @@ bench: $(BIN)/.installed $(LEGACY_CHROMA_VENV)/.installed ## run the benchmarks 
 .PHONY: soak
 soak: $(BIN)/.installed ## long load (5 min, concurrency 64) and Chroma-fault runs through the gateway; writes bench/soak/
 	$(BIN)/python bench/soak/run.py
+	$(BIN)/python bench/soak/limits.py

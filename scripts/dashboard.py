@@ -234,6 +234,12 @@ PANELS: tuple[PanelSpec, ...] = (
     ),
     PanelSpec(
         "Security",
+        "Refused over a rate limit or quota (gateway.limits), by rule and limit",
+        (q(rate("chromactl_gateway_limited_requests_total", "scope, limit"), "{{scope}} {{limit}}"),),
+        "reqps",
+    ),
+    PanelSpec(
+        "Security",
         "Cross-tenant refusals and rejections",
         (
             q(

@@ -47,8 +47,18 @@ def token_config(chroma: Chroma, secrets_dir: Path, **gateway: object) -> dict[s
 
 @pytest.fixture(scope="session")
 def token_gateway(chroma: Chroma, secrets_dir: Path) -> Iterator[RunningGateway]:
-    """The shared token-auth gateway (most end-to-end tests use it)."""
-    with run_gateway(token_config(chroma, secrets_dir)) as gw:
+    """The shared token-auth gateway (most end-to-end tests use it), with limits on."""
+    config = token_config(chroma, secrets_dir)
+    gateway = config["gateway"]
+    assert isinstance(gateway, dict)
+    # Limits above what any test uses: every request also passes the limits step.
+    generous = {"requests_per_second": 5000, "burst": 5000, "concurrent_requests": 512}
+    gateway["limits"] = {
+        "enabled": True,
+        "credentials": {"*": {**generous, "records_per_minute": 10_000_000}},
+        "tenants": {"*": generous},
+    }
+    with run_gateway(config) as gw:
         yield gw
 
 

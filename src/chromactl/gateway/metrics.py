@@ -27,6 +27,14 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 DATABASE_BUCKETS = (0.005, 0.025, 0.1, 0.5, 2.5, 10)
 SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 RECORD_BUCKETS = (1, 10, 100, 500, 1000, 5000, 10000, 50000)
+#: The limits of ``gateway.limits`` a request can be refused over (label ``limit``).
+LIMITS = (
+    "requests_per_second",
+    "concurrent_requests",
+    "records_per_minute",
+    "max_collections",
+    "max_records_per_collection",
+)
 #: Operations whose body carries records (``ids``).
 WRITE_OPERATIONS = frozenset(
     {
@@ -125,6 +133,9 @@ class GatewayMetrics:
             ["scope", "limit"],
             registry=r,
         )
+        for scope in ("credential", "tenant"):
+            for limit in LIMITS:
+                self.limited.labels(scope, limit)
         self.cross_tenant = Counter(
             "chromactl_gateway_cross_tenant_refusals",
             "Requests refused because the collection id is not in the tenant/database of the path.",
