@@ -254,6 +254,16 @@ def test_backup_job_fails_with_a_clear_log_when_the_target_is_unreachable(cluste
     api.add(api.collection(), ["x-1"])
 
 
+def _lose_the_volume_and_restore(cluster: PodRunner, release: dict[str, Any], to_time: str) -> None:
+    """The data volume is lost; the release comes back with ``backup.restore.toTime``."""
+    cluster.delete_pod(SERVER_POD)
+    shutil.rmtree(cluster.pvc_dir(DATA_PVC))
+    release["backup"]["restore"] = {"enabled": True, "toTime": to_time}
+    cluster.apply(render(release, gateway=True))
+    cluster.start_workloads()
+    cluster.wait_ready(SERVER_POD, 120)
+
+
 def test_continuous_backup_restores_the_second_chosen_in_values(cluster: PodRunner) -> None:
     """Writes go on after a point in time; the volume is lost; ``backup.restore.toTime`` brings
     back exactly the writes acknowledged before that time (docs/backup.md)."""
@@ -284,17 +294,8 @@ def test_continuous_backup_restores_the_second_chosen_in_values(cluster: PodRunn
         # Past the recovery point goal: every write above is in the target.
         time.sleep(6)
 
-        cluster.delete_pod(SERVER_POD)
-        shutil.rmtree(cluster.pvc_dir(DATA_PVC))
         to_time = chosen.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        cluster.apply(
-            render(
-                values(endpoint, bucket, continuous=continuous, restore={"enabled": True, "toTime": to_time}),
-                gateway=True,
-            )
-        )
-        cluster.start_workloads()
-        cluster.wait_ready(SERVER_POD, 120)
+        _lose_the_volume_and_restore(cluster, values(endpoint, bucket, continuous=continuous), to_time)
         log = cluster.logs(SERVER_POD, "restore")
         assert f"the data is as of {to_time}" in log, log
         api = Api(cluster)
@@ -306,18 +307,7 @@ def test_continuous_backup_restores_the_second_chosen_in_values(cluster: PodRunn
         for start in range(0, len(again), 20):
             api.add(cid, again[start : start + 20])
         time.sleep(6)
-        cluster.delete_pod(SERVER_POD)
-        shutil.rmtree(cluster.pvc_dir(DATA_PVC))
-        cluster.apply(
-            render(
-                values(
-                    endpoint, bucket, continuous=continuous, restore={"enabled": True, "toTime": "latest"}
-                ),
-                gateway=True,
-            )
-        )
-        cluster.start_workloads()
-        cluster.wait_ready(SERVER_POD, 120)
+        _lose_the_volume_and_restore(cluster, values(endpoint, bucket, continuous=continuous), "latest")
         api = Api(cluster)
         assert api.records(api.collection()) == expected(before + again)
     finally:

@@ -26,6 +26,7 @@ from typing import Any
 from chromactl import chromadata
 from chromactl.gateway.context import find_context
 from chromactl.gateway.podlocks import BUCKETS, PodLocks
+from chromactl.gateway.proxy import read_body
 from chromactl.gateway.routes import Operation, Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 from chromactl.gateway.upstream import Upstream
@@ -90,17 +91,6 @@ class Journal:
         self.locks.close()
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ConnectionError("client disconnected")
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
 OnAnswer = Callable[[int, bytes], Awaitable[None]]
 
 
@@ -150,7 +140,7 @@ class JournalMiddleware:
         if ctx is None or route is None or not route.is_write:
             await self.app(scope, receive, send)
             return
-        body = ctx.body if ctx.body is not None else await _read_body(receive)
+        body = ctx.body if ctx.body is not None else await read_body(receive)
         ctx.body = body
         if route.operation in RECORD_OPS:
             async with self.journal.locks.held(PodLocks.bucket(route.collection)):

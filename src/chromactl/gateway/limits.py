@@ -50,6 +50,7 @@ from chromactl.config import LimitRule, LimitsSettings
 from chromactl.gateway.context import RequestContext, find_context
 from chromactl.gateway.metrics import count_ids
 from chromactl.gateway.podlocks import BUCKETS, PodLocks
+from chromactl.gateway.proxy import read_body
 from chromactl.gateway.responses import send_error
 from chromactl.gateway.routes import Access, Operation, Route
 from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
@@ -285,17 +286,6 @@ class Quotas:
             conn.close()
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ConnectionError("client disconnected")
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
 def _ids(body: bytes) -> list[str]:
     try:
         data = json.loads(body)
@@ -349,7 +339,7 @@ class LimitsMiddleware:
         records = 0
         if route.operation in RECORD_OPS and any(r.records_per_minute for _, _, r in found):
             if ctx.body is None:
-                ctx.body = await _read_body(receive)
+                ctx.body = await read_body(receive)
             records = count_ids(ctx.body) or 0
         taken: list[tuple[str, LimitRule]] = []
         kind = "credential"
@@ -409,7 +399,7 @@ class LimitsMiddleware:
                 )
         if route.operation in GROWING_OPS and rule.max_records_per_collection is not None:
             if ctx.body is None:
-                ctx.body = await _read_body(receive)
+                ctx.body = await read_body(receive)
             after = await asyncio.to_thread(quotas.records_after, route.collection, _ids(ctx.body))
             if after > rule.max_records_per_collection:
                 raise Refused(

@@ -59,7 +59,7 @@ class ReverseProxy:
         elif length is None or length == 0:
             body = b""
         elif length <= BUFFER_BELOW:
-            body = await _read(receive)
+            body = await read_body(receive)
         else:
             headers.append((b"content-length", str(length).encode()))
             body = _stream(receive)
@@ -104,7 +104,9 @@ class ReverseProxy:
             await resp.aclose()
 
 
-async def _read(receive: Receive) -> bytes:
+async def read_body(receive: Receive) -> bytes:
+    """A request's whole body (the steps that need it before Chroma does keep it in the
+    request context, where this proxy takes it from)."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
