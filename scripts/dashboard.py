@@ -364,6 +364,28 @@ PANELS: tuple[PanelSpec, ...] = (
         "short",
         width=12,
     ),
+    PanelSpec(
+        "Backups",
+        "Off-site copies: last outcome by target",
+        (q(f"min by (target) (chromactl_backup_copy_last_outcome{{{S}}})", "{{target}}"),),
+        "bool_yes_no",
+        width=8,
+    ),
+    PanelSpec(
+        "Backups",
+        "Earliest recoverable point (age)",
+        (q(f"time() - min(chromactl_backup_earliest_recoverable_timestamp_seconds{{{S}}})"),),
+        "s",
+        "stat",
+        width=8,
+    ),
+    PanelSpec(
+        "Backups",
+        "Bytes in the backup target",
+        (q(f"max(chromactl_backup_repository_bytes{{{S}}})", "stored"),),
+        "bytes",
+        width=8,
+    ),
     # -- continuous backup
     PanelSpec(
         "Continuous backup",

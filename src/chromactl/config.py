@@ -77,6 +77,21 @@ class ContinuousSettings(Section):
     journal_dir: Path | None = None
 
 
+class CopySettings(Section):
+    """A further target each complete snapshot (and the journal) is copied to, off-site."""
+
+    #: fsspec URL: another bucket, region or provider, or a path.
+    target: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    storage_options: dict[str, str | int | float | bool] = {}
+    #: Directory of a mounted Secret with this target's own keys (``AWS_ACCESS_KEY_ID``,
+    #: ``AWS_SECRET_ACCESS_KEY``...): given to this target's client only.
+    credentials_dir: Path | None = None
+    #: What the copy keeps (default: ``backup.retention``).
+    retention: RetentionSettings | None = None
+
+
 class BackupSettings(Section):
     """Where snapshots go and how they are taken (``chromactl backup``)."""
 
@@ -114,6 +129,8 @@ class BackupSettings(Section):
     io_timeout_s: float = Field(30.0, gt=0)
     retention: RetentionSettings = RetentionSettings()
     continuous: ContinuousSettings = ContinuousSettings()
+    #: Further targets every snapshot is copied to after it is taken (off-site copies).
+    copies: list[CopySettings] = []
 
 
 Role = Literal["admin", "writer", "reader"]

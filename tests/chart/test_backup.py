@@ -444,3 +444,35 @@ def test_notes_say_where_backups_go_and_how_to_take_one_now() -> None:
     assert "s3://backups/chroma" in notes
     assert "kubectl -n vectors create job --from=cronjob/chroma-chromadb-backup" in notes
     assert "kubectl -n vectors logs chroma-chromadb-0 -c restore" in notes
+
+
+def test_copies_reach_the_config_with_their_own_keys_mounted() -> None:
+    r = render(
+        backup(
+            copies=[
+                {
+                    "target": "s3://dr/chroma",
+                    "region": "us-west-2",
+                    "existingSecret": "dr-keys",
+                    "retention": {"keepLast": 3, "keepDaily": 30},
+                },
+                {"target": "gs://other/chroma"},
+            ]
+        )
+    )
+    copies = parse_config(config(r)).backup.copies
+    assert [c.target for c in copies] == ["s3://dr/chroma", "gs://other/chroma"]
+    assert (
+        str(copies[0].credentials_dir) == "/etc/chromactl/backup-copies/0"
+        and copies[1].credentials_dir is None
+    )
+    assert copies[0].retention is not None and (
+        copies[0].retention.keep_last,
+        copies[0].retention.keep_daily,
+    ) == (3, 30)
+    assert copies[1].retention is None  # backup.retention
+    assert mounts(r.container("gateway"))["backup-copy-0"] == "/etc/chromactl/backup-copies/0"
+    volume = next(v for v in r.pod_spec["volumes"] if v["name"] == "backup-copy-0")
+    assert volume["secret"]["secretName"] == "dr-keys"
+    assert "set backup.enabled=true" in render_error({"backup": {"copies": [{"target": "s3://x/y"}]}})
+    assert names_key(render_error(backup(copies=[{"region": "eu"}])), "backup.copies")

@@ -30,6 +30,7 @@ ALERTS = [
     "ChromaVolumeFillingUp",
     "ChromaBackupFailing",
     "ChromaBackupTooOld",
+    "ChromaBackupCopyFailing",
     "ChromaBackupJournalLagging",
     "ChromaBackupJournalBroken",
     "ChromaCertificateExpiring",

@@ -273,6 +273,7 @@ def gateway_config(
             "target": str(snapshots),
             "staging_dir": str(snapshots.parent),
             "continuous": {"enabled": True, "ship_interval_s": 0.5},
+            "copies": [{"target": str(snapshots.parent / "offsite")}],
         },
         "gateway": {
             "listen_address": "127.0.0.1",
@@ -314,7 +315,7 @@ def assert_rules_evaluate(prom: str) -> None:
     )
     groups = httpx.get(f"{prom}/api/v1/rules", timeout=10).json()["data"]["groups"]
     rules = [r for g in groups for r in g["rules"]]
-    assert len(rules) == 13
+    assert len(rules) == 14
     bad = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
     assert not bad, bad
     firing = {r["name"] for r in rules if r["state"] == "firing"}

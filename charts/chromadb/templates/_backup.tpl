@@ -61,6 +61,9 @@ app.kubernetes.io/component: backup
 
 {{/* Checks a schema cannot express; rendered by the StatefulSet and the CronJob. */}}
 {{- define "chromadb.backupValidate" -}}
+{{- if and .Values.backup.copies (not .Values.backup.enabled) -}}
+{{- fail "backup.copies copies the snapshots backup.enabled takes: set backup.enabled=true and backup.target too" -}}
+{{- end -}}
 {{- if and .Values.backup.continuous.enabled (not .Values.backup.enabled) -}}
 {{- fail "backup.continuous.enabled ships the journal beside the snapshots: set backup.enabled=true and backup.target too" -}}
 {{- end -}}
@@ -112,6 +115,21 @@ app.kubernetes.io/component: backup
 -}}
 {{- /* The target only when backups are on: a restore source never receives snapshots. */ -}}
 {{- if $b.enabled }}{{ $_ := set $config "target" (include "chromadb.backupTarget" .) }}{{ end -}}
+{{- if and $b.enabled $b.copies }}
+{{- $copies := list }}
+{{- range $i, $c := $b.copies }}
+{{- $copy := dict "target" $c.target }}
+{{- with $c.endpointUrl }}{{ $_ := set $copy "endpoint_url" . }}{{ end }}
+{{- with $c.region }}{{ $_ := set $copy "region" . }}{{ end }}
+{{- with $c.storageOptions }}{{ $_ := set $copy "storage_options" . }}{{ end }}
+{{- if $c.existingSecret }}{{ $_ := set $copy "credentials_dir" (printf "/etc/chromactl/backup-copies/%d" $i) }}{{ end }}
+{{- with $c.retention }}
+{{- $_ := set $copy "retention" (dict "keep_last" (int (default 0 .keepLast)) "keep_daily" (int (default 0 .keepDaily)) "keep_weekly" (int (default 0 .keepWeekly)) "keep_monthly" (int (default 0 .keepMonthly))) }}
+{{- end }}
+{{- $copies = append $copies $copy }}
+{{- end }}
+{{- $_ := set $config "copies" $copies }}
+{{- end -}}
 {{- if and $b.enabled $b.continuous.enabled }}
 {{- $_ := set $config "continuous" (dict "enabled" true "max_lag_s" $b.continuous.maxLagSeconds "ship_interval_s" $b.continuous.shipIntervalSeconds) }}
 {{- end -}}
@@ -135,6 +153,15 @@ app.kubernetes.io/component: backup
 {{- if $b.volume.enabled }}
 - name: backup
   mountPath: {{ $b.volume.mountPath }}
+{{- end }}
+{{- if .agent }}
+{{- range $i, $c := $b.copies }}
+{{- if $c.existingSecret }}
+- name: backup-copy-{{ $i }}
+  mountPath: /etc/chromactl/backup-copies/{{ $i }}
+  readOnly: true
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if and .agent (eq (include "chromadb.backupAgentAuth" .ctx) "true") }}
 - name: backup-agent
@@ -163,6 +190,14 @@ app.kubernetes.io/component: backup
 - name: backup
   persistentVolumeClaim:
     claimName: {{ include "chromadb.backupClaimName" . }}
+{{- end }}
+{{- range $i, $c := $b.copies }}
+{{- if $c.existingSecret }}
+- name: backup-copy-{{ $i }}
+  secret:
+    secretName: {{ $c.existingSecret }}
+    defaultMode: 0440
+{{- end }}
 {{- end }}
 {{- if eq (include "chromadb.backupAgentAuth" .) "true" }}
 - name: backup-agent

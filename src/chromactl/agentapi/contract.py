@@ -88,6 +88,9 @@ class BackupStatus(TypedDict):
     #: The snapshot's result (``BackupResult.to_dict()``) once the snapshot ended.
     result: dict[str, Any] | None
     prune_result: dict[str, Any] | None
+    #: Each off-site copy of the run (``CopyResult.to_dict()``): a failed copy does not fail
+    #: the backup, it says so here and in its metrics.
+    copies: list[dict[str, Any]]
     error: str | None
 
 

@@ -12,11 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from chromactl.agentapi import read_token
-from chromactl.config import Settings, load_config
+from chromactl.config import CopySettings, Settings, load_config
 from chromactl.errors import ChromactlError
 from chromactl.localstack import local_stack
 from chromactl.logging import configure_logging
 
+from .copies import copy_all, copy_repository_of, copy_to
 from .logical import ChromaApi, export, import_export
 from .migrate import snapshot_before_upgrade
 from .progress import NullProgress, Progress, RichBars
@@ -258,6 +259,38 @@ def delete_cmd(
         _emit({"deleted": snapshot_ids})
     else:
         console.print(f"deleted {len(snapshot_ids)} snapshot(s)")
+
+
+@backup_app.command("copy")
+def copy_cmd(
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Copy to this URL (default: every target of backup.copies)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy every complete snapshot (and the journal) the copy lacks, manifests last."""
+    settings = _settings(config)
+    source = _repo(settings, repo)
+    if to is not None:
+        results = [copy_to(source, copy_repository_of(CopySettings(target=to), settings.backup))]
+    elif settings.backup.copies:
+        results = copy_all(settings.backup, source)
+    else:
+        raise ChromactlError("nowhere to copy to: pass --to URL or set backup.copies", exit_code=2)
+    if as_json:
+        _emit({"copies": [r.to_dict() for r in results]})
+    else:
+        for r in results:
+            state = "copied" if r.outcome == "success" else f"FAILED ({r.error})"
+            console.print(
+                f"{r.target}: {state} {len(r.copied)} snapshot(s), {r.bytes:,} bytes, "
+                f"{r.journal_segments} journal segment(s); {r.already} there already"
+            )
+    if any(r.outcome != "success" for r in results):
+        raise typer.Exit(1)
 
 
 @backup_app.command("prune")

@@ -174,3 +174,66 @@ class JournalMetrics:
             "The recovery point goal of continuous backup (backup.continuous.max_lag_s).",
             registry=registry,
         ).set(max_lag_s)
+
+
+class CopyMetrics:
+    """Off-site copies (:mod:`.copies`), one series per configured target (bounded by the config):
+
+    - ``chromactl_backup_copy_last_success_timestamp_seconds{target}`` (gauge)
+    - ``chromactl_backup_copy_last_outcome{target}`` (gauge): 1 succeeded, 0 failed
+    - ``chromactl_backup_copy_runs_total{target, outcome}`` (counter)
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.last_success = Gauge(
+            "chromactl_backup_copy_last_success_timestamp_seconds",
+            "Unix time at which the newest successful copy to a target finished.",
+            ["target"],
+            registry=registry,
+        )
+        self.last_outcome = Gauge(
+            "chromactl_backup_copy_last_outcome",
+            "1 if the last copy to a target succeeded, 0 if it failed.",
+            ["target"],
+            registry=registry,
+        )
+        self.runs = Counter(
+            "chromactl_backup_copy_runs",
+            "Copies to a target, by outcome.",
+            ["target", "outcome"],
+            registry=registry,
+        )
+
+    def observe(self, target: str, success: bool) -> None:
+        self.runs.labels(target, "success" if success else "failure").inc()
+        self.last_outcome.labels(target).set(1 if success else 0)
+        if success:
+            self.last_success.labels(target).set(time.time())
+
+
+class RepositoryMetrics:
+    """What the target holds, read after each backup and at start-up:
+
+    - ``chromactl_backup_last_failure_timestamp_seconds`` (gauge): the newest failed backup
+      of this process;
+    - ``chromactl_backup_earliest_recoverable_timestamp_seconds`` (gauge): the oldest point a
+      restore reaches (the oldest complete snapshot);
+    - ``chromactl_backup_repository_bytes`` (gauge): bytes the complete snapshots store.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.last_failure = Gauge(
+            "chromactl_backup_last_failure_timestamp_seconds",
+            "Unix time at which the newest failed backup of this process ended.",
+            registry=registry,
+        )
+        self.earliest = Gauge(
+            "chromactl_backup_earliest_recoverable_timestamp_seconds",
+            "The oldest point in time a restore from the target reaches.",
+            registry=registry,
+        )
+        self.size = Gauge(
+            "chromactl_backup_repository_bytes",
+            "Bytes stored by the complete snapshots in the target.",
+            registry=registry,
+        )

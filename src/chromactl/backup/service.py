@@ -32,12 +32,13 @@ from chromactl.agentapi import contract
 from chromactl.agentapi.contract import BackupListing, BackupState, BackupStatus
 from chromactl.config import Settings
 
+from .copies import copy_all
 from .hold import WriteHold
-from .metrics import BackupMetrics
+from .metrics import BackupMetrics, CopyMetrics, RepositoryMetrics
 from .prune import prune
 from .run import run_backup
 from .snapshot import BackupResult
-from .store import Repository, redact_url
+from .store import Repository, SnapshotInfo, redact_url
 
 log = logging.getLogger("chromactl.backup.service")
 
@@ -66,6 +67,7 @@ class BackupRun:
     finished_at: float | None = None
     result: BackupResult | None = None
     prune_result: dict[str, Any] | None = None
+    copies: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
     def to_dict(self) -> BackupStatus:
@@ -77,6 +79,7 @@ class BackupRun:
             "prune": self.prune,
             "result": self.result.to_dict() if self.result is not None else None,
             "prune_result": self.prune_result,
+            "copies": self.copies,
             "error": self.error,
         }
 
@@ -99,6 +102,8 @@ class BackupService:
         self.settings = settings
         self._hold = hold
         self.metrics = BackupMetrics(registry)
+        self.copy_metrics = CopyMetrics(registry)
+        self.repository_metrics = RepositoryMetrics(registry)
         self._runner = runner
         self._lock = threading.Lock()
         self._runs: OrderedDict[str, BackupRun] = OrderedDict()
@@ -207,22 +212,29 @@ class BackupService:
         error: str | None = None
         result: BackupResult | None = None
         prune_result: dict[str, Any] | None = None
+        copies: list[dict[str, Any]] = []
         try:
             result = self._runner(self.settings, self._hold(loop))
             self.metrics.observe(result)
             if result.outcome != "success":
                 error = result.error or "backup failed"
-            elif run.prune:
-                prune_result = self._prune()
+                self.repository_metrics.last_failure.set(time.time())
+            else:
+                if run.prune:
+                    prune_result = self._prune()
+                copies = self._copy()
+                self._measure_repository()
         except Exception as exc:  # the run must end in a state, whatever happened
             error = f"{type(exc).__name__}: {exc}"
             if result is not None and result.outcome == "success":
                 error = f"snapshot {result.snapshot_id} was taken, but pruning failed: {error}"
             elif result is None:
                 self.metrics.observe(BackupResult(outcome="failure", error=error))
+                self.repository_metrics.last_failure.set(time.time())
         with self._lock:
             run.result = result
             run.prune_result = prune_result
+            run.copies = copies
             run.error = error
             run.finished_at = time.time()
             run.state = "failed" if error else "succeeded"
@@ -239,6 +251,28 @@ class BackupService:
                 result.duration_s,
                 extra={"backup_id": run.backup_id, "snapshot_id": result.snapshot_id},
             )
+
+    def _copy(self) -> list[dict[str, Any]]:
+        """The off-site copies (``backup.copies``) brought up to date; never raises."""
+        results = copy_all(self.settings.backup)
+        for copy in results:
+            self.copy_metrics.observe(copy.target, copy.outcome == "success")
+        return [c.to_dict() for c in results]
+
+    def _measure_repository(self, done: list[SnapshotInfo] | None = None) -> None:
+        """Earliest recoverable point and stored bytes of the primary target."""
+        if done is None:
+            try:
+                done = Repository.from_settings(self.settings.backup).complete()
+            except Exception as exc:
+                log.warning("cannot read the backup target to measure it: %s", exc)
+                return
+        manifests = [s.manifest for s in done if s.manifest is not None]
+        if manifests:
+            oldest = manifests[0]
+            at = oldest.cut_at or datetime.fromisoformat(oldest.created_at.replace("Z", "+00:00")).timestamp()
+            self.repository_metrics.earliest.set(at)
+            self.repository_metrics.size.set(sum(m.stored_size for m in manifests))
 
     def _prune(self) -> dict[str, Any]:
         backup = self.settings.backup
@@ -268,6 +302,7 @@ class BackupService:
             except Exception as exc:
                 log.warning("cannot read the backup target to report the last backup: %s", exc)
                 return
+            self._measure_repository(done)
             if not done or done[-1].manifest is None:
                 return
             manifest = done[-1].manifest

@@ -123,7 +123,8 @@ class Timeline:
     def _path(self, *parts: str) -> str:
         return self.repo.path(PREFIX, *parts)
 
-    def _put(self, path: str, data: bytes, what: str) -> None:
+    def put(self, path: str, data: bytes, what: str) -> None:
+        """Write one object whole (a local file: fsynced, then renamed into place)."""
         if self.repo.is_local:
             final = Path(path)
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +137,9 @@ class Timeline:
             return
         self.repo.retry(what, lambda: self.repo.fs.pipe_file(path, data))
 
-    def _get(self, path: str, what: str) -> bytes | None:
+    def get(self, path: str, what: str) -> bytes | None:
+        """One object's bytes, or None when it is not there."""
+
         def cat() -> bytes | None:
             try:
                 return self.repo.fs.cat_file(path)  # type: ignore[no-any-return]
@@ -148,11 +151,11 @@ class Timeline:
     # -- writing (the shipper) -------------------------------------------------------------
     def write_segment(self, epoch: str, number: int, entries: list[Entry]) -> int:
         data = encode_segment(epoch, number, entries)
-        self._put(self._path(epoch, segment_name(number)), data, f"ship journal segment {epoch}/{number}")
+        self.put(self._path(epoch, segment_name(number)), data, f"ship journal segment {epoch}/{number}")
         return len(data)
 
     def write_head(self, head: Head) -> None:
-        self._put(self._path(head.epoch, HEAD_NAME), head.to_json(), f"write journal head {head.epoch}")
+        self.put(self._path(head.epoch, HEAD_NAME), head.to_json(), f"write journal head {head.epoch}")
 
     # -- reading (restore, prune) ----------------------------------------------------------
     def epochs(self) -> list[Head]:
@@ -173,7 +176,7 @@ class Timeline:
         )
         heads = []
         for name in names:
-            data = self._get(self._path(name, HEAD_NAME), f"read journal head {name}")
+            data = self.get(self._path(name, HEAD_NAME), f"read journal head {name}")
             if data is not None:
                 heads.append(Head.from_json(data))
         return heads
@@ -203,7 +206,7 @@ class Timeline:
         out: list[Entry] = []
         for number in numbers:
             where = f"journal segment {head.epoch}/{segment_name(number)}"
-            data = self._get(self._path(head.epoch, segment_name(number)), f"read {where}")
+            data = self.get(self._path(head.epoch, segment_name(number)), f"read {where}")
             if data is None:
                 raise TimelineError(f"{where} disappeared while it was read")
             header, entries = decode_segment(data, where)
