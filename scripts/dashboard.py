@@ -373,6 +373,14 @@ PANELS: tuple[PanelSpec, ...] = (
     ),
     PanelSpec(
         "Backups",
+        "Last passing restore drill (age)",
+        (q(f"time() - max(chromactl_backup_drill_last_success_timestamp_seconds{{{S}}})"),),
+        "s",
+        "stat",
+        width=8,
+    ),
+    PanelSpec(
+        "Backups",
         "Earliest recoverable point (age)",
         (q(f"time() - min(chromactl_backup_earliest_recoverable_timestamp_seconds{{{S}}})"),),
         "s",

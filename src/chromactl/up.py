@@ -111,8 +111,7 @@ class Plan:
             "metrics_url": self.metrics_url,
             "data_dir": str(self.data_dir),
             "logs": str(self.run_dir),
-            "continuous_backup": self.backup_target,
-        }
+        } | ({"continuous_backup": self.backup_target} if self.backup_target else {})
 
 
 # --------------------------------------------------------------------------- checks

@@ -476,3 +476,23 @@ def test_copies_reach_the_config_with_their_own_keys_mounted() -> None:
     assert volume["secret"]["secretName"] == "dr-keys"
     assert "set backup.enabled=true" in render_error({"backup": {"copies": [{"target": "s3://x/y"}]}})
     assert names_key(render_error(backup(copies=[{"region": "eu"}])), "backup.copies")
+
+
+def test_drill_cronjob_restores_into_its_own_scratch_and_reports_to_the_gateway() -> None:
+    r = render(backup(drill={"enabled": True, "schedule": "0 6 * * 1", "sample": 9, "scratchSize": "20Gi"}))
+    cron = r.get("CronJob", "chroma-chromadb-drill")
+    assert cron["spec"]["schedule"] == "0 6 * * 1" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    drill, chroma = pod["containers"]
+    assert drill["command"][:3] == ["chromactl", "backup", "drill"]
+    assert "--sample=9" in drill["command"] and "--report-to=http://chroma-chromadb:8000" in drill["command"]
+    assert chroma["image"] == r.container("chroma")["image"] and chroma["command"][0] == "sh"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["drill"]["emptyDir"] == {"sizeLimit": "20Gi"}
+    assert "data" not in volumes  # never the live data volume
+    assert mounts(drill)["backup-credentials"] == "/etc/chromactl/backup-credentials"
+    for container in (drill, chroma):
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["runAsNonRoot"] is True
+    assert not render(backup()).has("CronJob", "chroma-chromadb-drill")
+    assert "set backup.enabled=true" in render_error({"backup": {"drill": {"enabled": True}}})

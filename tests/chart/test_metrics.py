@@ -30,6 +30,7 @@ ALERTS = [
     "ChromaVolumeFillingUp",
     "ChromaBackupFailing",
     "ChromaBackupTooOld",
+    "ChromaBackupDrillOverdue",
     "ChromaBackupCopyFailing",
     "ChromaBackupJournalLagging",
     "ChromaBackupJournalBroken",

@@ -312,3 +312,45 @@ def test_continuous_backup_restores_the_second_chosen_in_values(cluster: PodRunn
         assert api.records(api.collection()) == expected(before + again)
     finally:
         s3.stop()
+
+
+def test_a_drill_job_restores_the_newest_snapshot_and_a_damaged_one_fails_by_name(cluster: PodRunner) -> None:
+    """backup.drill: the drill Job restores into its own emptyDir, runs Chroma's image on it,
+    checks counts and sampled records, and reports to the gateway (docs/backup.md)."""
+    s3 = MotoServer(cluster.network.gateway)
+    try:
+        bucket = make_bucket(s3.endpoint)
+        cluster.apply([credentials_secret()])
+        install(cluster, values(s3.endpoint, bucket, drill={"enabled": True, "sample": 5}), gateway=True)
+        api = Api(cluster)
+        cid = api.collection()
+        ids = [f"r-{n}" for n in range(120)]
+        for start in range(0, len(ids), 40):
+            api.add(cid, ids[start : start + 40])
+        backup = cluster.run_cronjob(CRONJOB, timeout=180)
+        assert backup.succeeded, backup.logs()
+
+        drill = cluster.run_cronjob("chroma-chromadb-drill", timeout=240)
+        log = drill.logs()
+        assert drill.succeeded, f"drill failed ({drill.error}):\n{log}"
+        (snap,) = s3_repo(s3.endpoint, bucket).complete()
+        assert f"drill of {snap.snapshot_id} passed: 1 collection(s), 120 records, 5 sampled" in log, log
+        reported = api.client.get("/chromactl/v1/drills").json()["drills"]
+        assert reported[0]["outcome"] == "success" and reported[0]["snapshot_id"] == snap.snapshot_id
+
+        # A damaged object: the drill fails, naming the file and the snapshot.
+        repo = s3_repo(s3.endpoint, bucket)
+        assert snap.manifest is not None
+        entry = max(snap.manifest.files, key=lambda f: f.stored_size)
+        path = repo.path(snap.snapshot_id, entry.object_name)
+        data = bytearray(repo.fs.cat_file(path))
+        data[len(data) // 2] ^= 0xFF
+        repo.fs.pipe_file(path, bytes(data))
+        failed = cluster.run_cronjob("chroma-chromadb-drill", timeout=240)
+        assert not failed.succeeded
+        log = failed.logs()
+        assert f"drill of {snap.snapshot_id} FAILED" in log and entry.path in log, log
+        reported = api.client.get("/chromactl/v1/drills").json()["drills"]
+        assert reported[0]["outcome"] == "failure" and entry.path in " ".join(reported[0]["problems"])
+    finally:
+        s3.stop()

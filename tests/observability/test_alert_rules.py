@@ -48,7 +48,7 @@ def test_promtool_check_rules(values: dict[str, Any], tmp_path: Path) -> None:
     path = write_rules(tmp_path, rule_groups(values))
     proc = promtool("check", "rules", str(path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 14 rules found" in proc.stdout
+    assert "SUCCESS: 15 rules found" in proc.stdout
 
 
 def test_promtool_check_rules_catches_a_broken_rule(tmp_path: Path) -> None:

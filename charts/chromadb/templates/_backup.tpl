@@ -61,6 +61,9 @@ app.kubernetes.io/component: backup
 
 {{/* Checks a schema cannot express; rendered by the StatefulSet and the CronJob. */}}
 {{- define "chromadb.backupValidate" -}}
+{{- if and .Values.backup.drill.enabled (not .Values.backup.enabled) -}}
+{{- fail "backup.drill restores the snapshots backup.enabled takes: set backup.enabled=true and backup.target too" -}}
+{{- end -}}
 {{- if and .Values.backup.copies (not .Values.backup.enabled) -}}
 {{- fail "backup.copies copies the snapshots backup.enabled takes: set backup.enabled=true and backup.target too" -}}
 {{- end -}}

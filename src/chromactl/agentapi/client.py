@@ -14,7 +14,7 @@ import httpx
 from chromactl.errors import ChromactlError
 
 from . import contract
-from .contract import BackupListing, BackupStatus, HoldGrant, HoldRequest
+from .contract import BackupListing, BackupStatus, DrillResult, HoldGrant, HoldRequest
 
 #: Seconds a hold request may take beyond its own timeout (it waits for writes to drain).
 HOLD_GRACE_S = 10.0
@@ -162,6 +162,13 @@ class AgentClient:
         if resp.status_code >= 400:
             raise self._refused(resp, what)
         return cast(BackupStatus, resp.json()), True
+
+    def report_drill(self, result: DrillResult) -> None:
+        """Hand a restore drill's result to the gateway (it exports it as metrics)."""
+        what = "report a restore drill"
+        resp = self._send("POST", contract.DRILLS, what, json=result)
+        if resp.status_code >= 400:
+            raise self._refused(resp, what)
 
     def backup(self, backup_id: str) -> BackupStatus:
         what = f"follow backup {backup_id}"

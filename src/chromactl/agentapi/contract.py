@@ -30,6 +30,8 @@ HOLDS = f"{PREFIX}/hold"
 #: The longest a hold request may wait for a quiet moment (``quiet_s``).
 MAX_QUIET_S = 10.0
 BACKUPS = f"{PREFIX}/backups"
+#: Restore drills report here (``POST``, a :class:`DrillResult`); ``GET``: the last ones.
+DRILLS = f"{PREFIX}/drills"
 
 
 def hold_path(hold_id: str) -> str:
@@ -38,6 +40,19 @@ def hold_path(hold_id: str) -> str:
 
 def backup_path(backup_id: str) -> str:
     return f"{BACKUPS}/{backup_id}"
+
+
+class DrillResult(TypedDict):
+    """What a restore drill found (``chromactl.backup.drill.DrillReport.to_dict()``)."""
+
+    snapshot_id: str
+    outcome: Literal["success", "failure"]
+    collections: int
+    records: int
+    sampled: int
+    problems: list[str]
+    duration_s: float
+    finished_at: float
 
 
 class ErrorBody(TypedDict):

@@ -237,3 +237,47 @@ class RepositoryMetrics:
             "Bytes stored by the complete snapshots in the target.",
             registry=registry,
         )
+
+
+class DrillMetrics:
+    """Restore drills (:mod:`.drill`), as they report to the agent API:
+
+    - ``chromactl_backup_drill_last_success_timestamp_seconds`` (gauge): the newest drill that
+      passed; absent until one has;
+    - ``chromactl_backup_drill_last_outcome`` (gauge): 1 passed, 0 failed;
+    - ``chromactl_backup_drill_runs_total{outcome}`` (counter).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.last_success = Gauge(
+            "chromactl_backup_drill_last_success_timestamp_seconds",
+            "Unix time at which the newest restore drill that passed finished.",
+            registry=registry,
+        )
+        self.last_outcome = Gauge(
+            "chromactl_backup_drill_last_outcome",
+            "1 if the last restore drill passed, 0 if it failed.",
+            registry=registry,
+        )
+        self.runs = Counter(
+            "chromactl_backup_drill_runs",
+            "Restore drills reported, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in OUTCOMES:
+            self.runs.labels(outcome)
+        self._known = False
+
+    def observe(self, success: bool, finished_at: float) -> None:
+        self.runs.labels("success" if success else "failure").inc()
+        self.last_outcome.set(1 if success else 0)
+        if success:
+            self.last_success.set(finished_at)
+        self._known = True
+
+    def seed(self, passed_at: float) -> None:
+        """The newest passing drill the target records (a restarted gateway), unless this
+        process has had a report already."""
+        if not self._known:
+            self.last_success.set(passed_at)

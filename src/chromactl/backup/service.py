@@ -33,8 +33,9 @@ from chromactl.agentapi.contract import BackupListing, BackupState, BackupStatus
 from chromactl.config import Settings
 
 from .copies import copy_all
+from .drill import last_success
 from .hold import WriteHold
-from .metrics import BackupMetrics, CopyMetrics, RepositoryMetrics
+from .metrics import BackupMetrics, CopyMetrics, DrillMetrics, RepositoryMetrics
 from .prune import prune
 from .run import run_backup
 from .snapshot import BackupResult
@@ -103,6 +104,8 @@ class BackupService:
         self._hold = hold
         self.metrics = BackupMetrics(registry)
         self.copy_metrics = CopyMetrics(registry)
+        self.drill_metrics = DrillMetrics(registry)
+        self._drills: list[dict[str, Any]] = []
         self.repository_metrics = RepositoryMetrics(registry)
         self._runner = runner
         self._lock = threading.Lock()
@@ -121,7 +124,37 @@ class BackupService:
             Route(contract.BACKUPS, self._start, methods=["POST"]),
             Route(contract.BACKUPS, self._list, methods=["GET"]),
             Route(contract.backup_path("{backup_id}"), self._get, methods=["GET"]),
+            Route(contract.DRILLS, self._report_drill, methods=["POST"]),
+            Route(contract.DRILLS, self._list_drills, methods=["GET"]),
         ]
+
+    async def _report_drill(self, request: Request) -> JSONResponse:
+        """A restore drill's result (the chart's drill Job, ``chromactl backup drill``)."""
+        try:
+            data = await request.json()
+            outcome = data["outcome"]
+            finished_at = float(data.get("finished_at") or time.time())
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return _error(
+                400, "InvalidArgumentError", 'expected a drill result like {"outcome": "success", ...}'
+            )
+        if outcome not in ("success", "failure"):
+            return _error(400, "InvalidArgumentError", '"outcome" is "success" or "failure"')
+        self.drill_metrics.observe(outcome == "success", finished_at)
+        with self._lock:
+            self._drills = [data, *self._drills][:KEEP_RUNS]
+        log_drill = log.info if outcome == "success" else log.error
+        log_drill(
+            "restore drill of %s: %s %s",
+            data.get("snapshot_id"),
+            outcome,
+            "; ".join(data.get("problems", [])),
+        )
+        return JSONResponse({"recorded": True}, status_code=201)
+
+    async def _list_drills(self, request: Request) -> JSONResponse:
+        with self._lock:
+            return JSONResponse({"drills": list(self._drills)})
 
     async def _start(self, request: Request) -> JSONResponse:
         body = await request.body()
@@ -303,6 +336,9 @@ class BackupService:
                 log.warning("cannot read the backup target to report the last backup: %s", exc)
                 return
             self._measure_repository(done)
+            drilled = last_success(Repository.from_settings(self.settings.backup))
+            if drilled is not None:
+                self.drill_metrics.seed(drilled)
             if not done or done[-1].manifest is None:
                 return
             manifest = done[-1].manifest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import httpx
 
 from chromactl.chromadata import SQLITE_NAME
+from chromactl.errors import ChromactlError
 
 from .chromadb_files import check_sqlite
 from .fetch import check_files
@@ -51,55 +54,50 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def check_with_chroma(
-    data_dir: Path, manifest: Manifest, *, chroma_bin: str | None = None, timeout_s: float = 60.0
-) -> tuple[dict[str, dict[str, int]], list[str]]:
-    """Start Chroma on ``data_dir``; compare each collection's count with the manifest
-    and read its embeddings. Returns (count mismatches, other problems)."""
+class ChromaDidNotStart(ChromactlError):
+    """The throwaway Chroma exited or did not answer."""
+
+
+@contextlib.contextmanager
+def throwaway_chroma(
+    data_dir: Path,
+    *,
+    chroma_bin: str | None = None,
+    timeout_s: float = 60.0,
+    config: Callable[[int], str] | None = None,
+) -> Iterator[str]:
+    """A Chroma on ``data_dir`` on a free loopback port, stopped on exit; yields its URL.
+    ``config``: its config file's text for a port (default: persist path, port, loopback)."""
     port = _free_port()
-    config = data_dir.parent / "chroma-verify.yaml"
-    config.write_text(
-        f"persist_path: {data_dir}\nport: {port}\nlisten_address: 127.0.0.1\n", encoding="utf-8"
-    )
+    config_path = data_dir.parent / "chroma-verify.yaml"
+    text = config(port) if config else f"persist_path: {data_dir}\nport: {port}\nlisten_address: 127.0.0.1\n"
+    config_path.write_text(text, encoding="utf-8")
     log_path = data_dir.parent / "chroma-verify.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_")}
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            [chroma_bin or default_chroma_bin(), "run", str(config)],
+            [chroma_bin or default_chroma_bin(), "run", str(config_path)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
         )
-    mismatches: dict[str, dict[str, int]] = {}
-    problems: list[str] = []
-    base = f"http://127.0.0.1:{port}/api/v2"
+    url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(timeout=30.0) as client:
             deadline = time.monotonic() + timeout_s
             while True:
                 if proc.poll() is not None:
                     tail = log_path.read_text(errors="replace")[-500:]
-                    return {}, [f"chroma exited with {proc.returncode}: {tail}"]
+                    raise ChromaDidNotStart(f"chroma exited with {proc.returncode}: {tail}")
                 try:
-                    if client.get(f"{base}/heartbeat").status_code == 200:
+                    if client.get(f"{url}/api/v2/heartbeat").status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    return {}, [f"chroma did not start within {timeout_s:.0f}s"]
+                    raise ChromaDidNotStart(f"chroma did not start within {timeout_s:.0f}s")
                 time.sleep(0.2)
-            for col in manifest.collections:
-                url = f"{base}/tenants/{col.tenant}/databases/{col.database}/collections/{col.id}"
-                resp = client.get(f"{url}/count")
-                if resp.status_code != 200:
-                    problems.append(f"{col.name}: count failed: HTTP {resp.status_code}")
-                    continue
-                got = int(resp.json())
-                if got != col.count:
-                    mismatches[col.name] = {"manifest": col.count, "chroma": got}
-                resp = client.post(f"{url}/get", json={"limit": 100, "include": ["embeddings"]})
-                if resp.status_code != 200:
-                    problems.append(f"{col.name}: get embeddings failed: HTTP {resp.status_code}")
+        yield url
     finally:
         proc.terminate()
         try:
@@ -107,6 +105,34 @@ def check_with_chroma(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+def check_with_chroma(
+    data_dir: Path, manifest: Manifest, *, chroma_bin: str | None = None, timeout_s: float = 60.0
+) -> tuple[dict[str, dict[str, int]], list[str]]:
+    """Start Chroma on ``data_dir``; compare each collection's count with the manifest
+    and read its embeddings. Returns (count mismatches, other problems)."""
+    mismatches: dict[str, dict[str, int]] = {}
+    problems: list[str] = []
+    try:
+        with (
+            throwaway_chroma(data_dir, chroma_bin=chroma_bin, timeout_s=timeout_s) as url,
+            httpx.Client(timeout=30.0) as client,
+        ):
+            for col in manifest.collections:
+                coll = f"{url}/api/v2/tenants/{col.tenant}/databases/{col.database}/collections/{col.id}"
+                resp = client.get(f"{coll}/count")
+                if resp.status_code != 200:
+                    problems.append(f"{col.name}: count failed: HTTP {resp.status_code}")
+                    continue
+                got = int(resp.json())
+                if got != col.count:
+                    mismatches[col.name] = {"manifest": col.count, "chroma": got}
+                resp = client.post(f"{coll}/get", json={"limit": 100, "include": ["embeddings"]})
+                if resp.status_code != 200:
+                    problems.append(f"{col.name}: get embeddings failed: HTTP {resp.status_code}")
+    except ChromaDidNotStart as exc:
+        return {}, [str(exc)]
     return mismatches, problems
 
 
