@@ -92,6 +92,14 @@ class CopySettings(Section):
     retention: RetentionSettings | None = None
 
 
+class EncryptionSettings(Section):
+    """Client-side encryption of the target (``docs/backup.md``): the secret that wraps the
+    repository's data key, from a file (a mounted Secret) or an environment variable."""
+
+    key_file: Path | None = None
+    key_env: str | None = None
+
+
 class BackupSettings(Section):
     """Where snapshots go and how they are taken (``chromactl backup``)."""
 
@@ -131,6 +139,7 @@ class BackupSettings(Section):
     continuous: ContinuousSettings = ContinuousSettings()
     #: Further targets every snapshot is copied to after it is taken (off-site copies).
     copies: list[CopySettings] = []
+    encryption: EncryptionSettings = EncryptionSettings()
 
 
 Role = Literal["admin", "writer", "reader"]

@@ -496,3 +496,24 @@ def test_drill_cronjob_restores_into_its_own_scratch_and_reports_to_the_gateway(
         assert container["securityContext"]["runAsNonRoot"] is True
     assert not render(backup()).has("CronJob", "chroma-chromadb-drill")
     assert "set backup.enabled=true" in render_error({"backup": {"drill": {"enabled": True}}})
+
+
+def test_encryption_key_is_mounted_wherever_the_target_is_read_or_written() -> None:
+    r = render(
+        backup(
+            encryption={"existingSecret": "backup-key", "key": "secret"},
+            restore={"enabled": True},
+            drill={"enabled": True},
+        )
+    )
+    key = "/etc/chromactl/backup-encryption/secret"
+    assert str(parse_config(config(r)).backup.encryption.key_file) == key
+    restore_init = next(c for c in r.pod_spec["initContainers"] if c["name"] == "restore")
+    drill_pod = r.get("CronJob", "chroma-chromadb-drill")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    for container in (r.container("gateway"), restore_init, drill_pod["containers"][0]):
+        assert mounts(container)["backup-encryption"] == "/etc/chromactl/backup-encryption"
+    volume = next(v for v in r.pod_spec["volumes"] if v["name"] == "backup-encryption")
+    assert volume["secret"]["secretName"] == "backup-key"
+    # The backup job only asks the gateway: no key in its pod.
+    assert "backup-encryption" not in str(cron_pod(r))
+    assert "encryption" not in config(render(backup()))["backup"]

@@ -140,6 +140,7 @@ app.kubernetes.io/component: backup
 {{- with $b.region }}{{ $_ := set $config "region" . }}{{ end -}}
 {{- with $b.storageOptions }}{{ $_ := set $config "storage_options" . }}{{ end -}}
 {{- if $b.existingSecret }}{{ $_ := set $config "credentials_dir" "/etc/chromactl/backup-credentials" }}{{ end -}}
+{{- if $b.encryption.existingSecret }}{{ $_ := set $config "encryption" (dict "key_file" (printf "/etc/chromactl/backup-encryption/%s" $b.encryption.key)) }}{{ end -}}
 {{- toYaml (dict "backup" $config) -}}
 {{- end -}}
 {{- end }}
@@ -156,6 +157,11 @@ app.kubernetes.io/component: backup
 {{- if $b.volume.enabled }}
 - name: backup
   mountPath: {{ $b.volume.mountPath }}
+{{- end }}
+{{- if $b.encryption.existingSecret }}
+- name: backup-encryption
+  mountPath: /etc/chromactl/backup-encryption
+  readOnly: true
 {{- end }}
 {{- if .agent }}
 {{- range $i, $c := $b.copies }}
@@ -193,6 +199,12 @@ app.kubernetes.io/component: backup
 - name: backup
   persistentVolumeClaim:
     claimName: {{ include "chromadb.backupClaimName" . }}
+{{- end }}
+{{- if $b.encryption.existingSecret }}
+- name: backup-encryption
+  secret:
+    secretName: {{ $b.encryption.existingSecret }}
+    defaultMode: 0440
 {{- end }}
 {{- range $i, $c := $b.copies }}
 {{- if $c.existingSecret }}

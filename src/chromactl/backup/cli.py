@@ -19,6 +19,7 @@ from chromactl.logging import configure_logging
 from chromactl.smoke import ca_bundle
 
 from .copies import copy_all, copy_repository_of, copy_to
+from .crypto import read_secret
 from .drill import drill, record
 from .logical import ChromaApi, export, import_export
 from .migrate import snapshot_before_upgrade
@@ -336,6 +337,36 @@ def drill_cmd(
             console.print(f"  {problem}", highlight=False)
     if report.outcome != "success":
         raise typer.Exit(1)
+
+
+@backup_app.command("rekey")
+def rekey_cmd(
+    new_key_file: Annotated[Path, typer.Option(help="File holding the new encryption secret.")],
+    config: ConfigOpt = None,
+    repo: RepoOpt = None,
+    remove_old: Annotated[
+        bool, typer.Option("--remove-old", help="Then drop the current secret's wrapping of the data key.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rotate the encryption secret: wrap the data key under a new one (nothing is re-uploaded)."""
+    settings = _settings(config)
+    current = _repo(settings, repo)
+    new_secret = read_secret(new_key_file, None)
+    assert new_secret is not None
+    new_id = current.add_key(new_secret)
+    # The new secret must open the repository before the old one goes.
+    reopened = Repository(current.url, current.options, retry=current.retry_policy, secret=new_secret)
+    assert reopened.keyring is not None and current.keyring is not None
+    old_id = current.keyring.key_id
+    if remove_old:
+        reopened.remove_key(old_id)
+    if as_json:
+        _emit({"added": new_id, "removed": old_id if remove_old else None})
+    else:
+        console.print(
+            f"added key {new_id}" + (f", removed key {old_id}" if remove_old else f"; key {old_id} kept")
+        )
 
 
 @backup_app.command("copy")

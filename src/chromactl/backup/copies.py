@@ -21,6 +21,7 @@ from typing import Any
 
 from chromactl.config import BackupSettings, CopySettings, RetentionSettings
 
+from .crypto import read_secret
 from .manifest import Manifest
 from .prune import prune
 from .store import Repository, RepositoryError, RetryPolicy, load_credentials_dir, redact_url, storage_options
@@ -73,7 +74,8 @@ def copy_repository_of(copy: CopySettings, backup: BackupSettings) -> Repository
             options.update({S3_KEYS[k]: v for k, v in found.items() if k in S3_KEYS})
         else:
             load_credentials_dir(copy.credentials_dir)
-    return Repository(copy.target, options, retry=RetryPolicy.from_settings(backup))
+    secret = read_secret(backup.encryption.key_file, backup.encryption.key_env)
+    return Repository(copy.target, options, retry=RetryPolicy.from_settings(backup), secret=secret)
 
 
 def _read_secret_dir(directory: Path) -> dict[str, str]:

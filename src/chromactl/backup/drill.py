@@ -202,7 +202,7 @@ def record(repo: Repository, report: DrillReport) -> None:
     path = repo.path(REPORTS, _report_name(report))
     Timeline(repo).put(path, json.dumps(report.to_dict(), indent=2).encode(), "write the drill report")
     for old in _report_names(repo)[:-KEEP_REPORTS]:
-        repo.remove_object(REPORTS, old)
+        repo.remove_path(repo.path(REPORTS, old), "remove an old drill report")
 
 
 def _report_names(repo: Repository) -> list[str]:

@@ -16,6 +16,7 @@ import zstandard
 from chromactl.errors import ChromactlError
 
 from .chunks import frames_of
+from .crypto import EncryptionError
 from .manifest import FileEntry, Manifest
 from .progress import NullProgress, Progress
 from .store import Repository, RepositoryError
@@ -150,7 +151,7 @@ def _check_file(
             os.fsync(fd)
     except zstandard.ZstdError as exc:
         return FileCheck(entry.path, False, f"cannot decompress: {exc}")
-    except RepositoryError as exc:
+    except (RepositoryError, EncryptionError) as exc:
         return FileCheck(entry.path, False, str(exc))
     finally:
         if fd is not None:

@@ -29,6 +29,7 @@ from fsspec.implementations.local import LocalFileSystem
 from chromactl.config import BackupSettings
 from chromactl.errors import ChromactlError
 
+from .crypto import KEYS_DIR, EncryptionError, Keyring, key_id, read_secret, unwrap, wrap
 from .lease import LEASE_NAME, Lease
 from .manifest import MANIFEST_NAME, Manifest, ManifestError
 
@@ -190,11 +191,17 @@ class Repository:
     """Snapshots stored under one fsspec URL."""
 
     def __init__(
-        self, url: str, options: dict[str, Any] | None = None, *, retry: RetryPolicy | None = None
+        self,
+        url: str,
+        options: dict[str, Any] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        secret: bytes | None = None,
     ) -> None:
         if not url:
             raise RepositoryError("no backup target: pass --to/--from or set backup.target")
         self.url = url
+        self.options = dict(options or {})
         self.retry_policy = retry or RetryPolicy()
         try:
             self.fs, root = fsspec.core.url_to_fs(url, **(options or {}))
@@ -203,12 +210,101 @@ class Repository:
         self.root = root.rstrip("/")
         if hasattr(self.fs, "retries") and not self.is_local:
             self.fs.retries = 1  # s3fs's own retry loop; RetryPolicy decides
+        self.keyring = self._open_keyring(secret)
 
     @classmethod
     def from_settings(cls, settings: BackupSettings, url: str | None = None) -> Repository:
         load_credentials_dir(settings.credentials_dir)
         target = url or settings.target
-        return cls(target, storage_options(target, settings), retry=RetryPolicy.from_settings(settings))
+        secret = read_secret(settings.encryption.key_file, settings.encryption.key_env)
+        return cls(
+            target,
+            storage_options(target, settings),
+            retry=RetryPolicy.from_settings(settings),
+            secret=secret,
+        )
+
+    # -- encryption (see .crypto) ------------------------------------------------------
+    def _open_keyring(self, secret: bytes | None) -> Keyring | None:
+        """The data key this secret unwraps; a new one for an empty target; None for a target
+        that is not encrypted (and no secret)."""
+        keys = self.path(KEYS_DIR)
+
+        def listing() -> list[str]:
+            try:
+                return [str(e).rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(keys, detail=False)]
+            except FileNotFoundError:
+                return []
+
+        found = sorted(
+            n[:-5] for n in self.retry("list the repository's keys", listing) if n.endswith(".json")
+        )
+        if secret is None:
+            if found:
+                raise EncryptionError(
+                    f"{redact_url(self.url)} is encrypted (keys {', '.join(found)}): set "
+                    "backup.encryption.key_file (or key_env) to its secret"
+                )
+            return None
+        kid = key_id(secret)
+        if kid in found:
+            data = self.retry("read the data key", lambda: self.fs.cat_file(f"{keys}/{kid}.json"))
+            return Keyring(unwrap(secret, data), kid)
+        if found:
+            raise EncryptionError(
+                f"the backup encryption key (id {kid}) is not one of {redact_url(self.url)}'s keys "
+                f"({', '.join(found)}): nothing was read; pass the secret this repository was encrypted with"
+            )
+        if self.snapshot_ids():
+            raise EncryptionError(
+                f"{redact_url(self.url)} holds snapshots that are not encrypted: encrypted backups "
+                "need a target of their own (a new prefix)"
+            )
+        data_key = os.urandom(32)
+        self._put_raw(f"{keys}/{kid}.json", wrap(secret, data_key), "write the data key")
+        return Keyring(data_key, kid)
+
+    def add_key(self, new_secret: bytes) -> str:
+        """Wrap this repository's data key under another secret too (key rotation); its id."""
+        if self.keyring is None:
+            raise EncryptionError(f"{redact_url(self.url)} is not encrypted: there is no key to rotate")
+        kid = key_id(new_secret)
+        self._put_raw(
+            self.path(KEYS_DIR, f"{kid}.json"), wrap(new_secret, self.keyring.data_key), "write the data key"
+        )
+        return kid
+
+    def remove_path(self, path: str, what: str) -> None:
+        """Remove one object by its full path (one already gone is fine)."""
+
+        def rm() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(path)
+
+        self.retry(what, rm)
+
+    def remove_key(self, kid: str) -> None:
+        """Drop one wrapping of the data key (the old secret of a rotation)."""
+        if self.keyring is not None and kid == self.keyring.key_id:
+            raise EncryptionError(
+                "the key in use cannot be removed: open the repository with the new key first"
+            )
+        self.remove_path(self.path(KEYS_DIR, f"{kid}.json"), f"remove key {kid}")
+
+    def _put_raw(self, path: str, data: bytes, what: str) -> None:
+        if self.is_local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.retry(what, lambda: self.fs.pipe_file(path, data))
+
+    def stored(self, name: str) -> str:
+        """The name an object of a snapshot has in the bucket."""
+        return self.keyring.stored_name(name) if self.keyring is not None else name
+
+    def seal(self, data: bytes, path: str) -> bytes:
+        return self.keyring.seal(data, path) if self.keyring is not None else data
+
+    def unseal(self, data: bytes, path: str) -> bytes:
+        return self.keyring.open(data, path) if self.keyring is not None else data
 
     def retry(self, what: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` (one whole operation, safe to repeat) with the retry policy.
@@ -274,6 +370,7 @@ class Repository:
                 f"read the manifest of {snapshot_id}",
                 lambda: self.fs.cat_file(self.path(snapshot_id, MANIFEST_NAME)),
             )
+            data = self.unseal(data, f"{snapshot_id}/{MANIFEST_NAME}")
         except FileNotFoundError:
             raise ManifestError(
                 f"snapshot {snapshot_id} has no manifest: it is incomplete "
@@ -311,14 +408,20 @@ class Repository:
 
     # -- objects -----------------------------------------------------------------
     def open_write(self, snapshot_id: str, name: str) -> IO[bytes]:
-        path = self.path(snapshot_id, name)
+        path = self.path(snapshot_id, self.stored(name))
         if self.is_local:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return self.fs.open(path, "wb")  # type: ignore[no-any-return]
+        raw = self.fs.open(path, "wb")
+        if self.keyring is not None:
+            return self.keyring.writer(raw, f"{snapshot_id}/{name}")  # type: ignore[return-value]
+        return raw  # type: ignore[no-any-return]
 
     def open_read(self, snapshot_id: str, name: str) -> IO[bytes]:
         try:
-            return self.fs.open(self.path(snapshot_id, name), "rb")  # type: ignore[no-any-return]
+            raw = self.fs.open(self.path(snapshot_id, self.stored(name)), "rb")
+            if self.keyring is not None:
+                return self.keyring.reader(raw, f"{snapshot_id}/{name}")  # type: ignore[return-value]
+            return raw  # type: ignore[no-any-return]
         except FileNotFoundError:
             raise RepositoryError(
                 f"snapshot {snapshot_id} is missing {name}: it is partial or damaged"
@@ -326,7 +429,7 @@ class Repository:
 
     def write_manifest(self, manifest: Manifest) -> None:
         """Written last, atomically where the backend allows it."""
-        data = manifest.to_json().encode()
+        data = self.seal(manifest.to_json().encode(), f"{manifest.snapshot_id}/{MANIFEST_NAME}")
         final = self.path(manifest.snapshot_id, MANIFEST_NAME)
         if self.is_local:
             tmp = Path(final + ".tmp")
@@ -354,7 +457,7 @@ class Repository:
 
         def rm() -> None:
             with contextlib.suppress(FileNotFoundError):
-                self.fs.rm(self.path(snapshot_id, name))
+                self.fs.rm(self.path(snapshot_id, self.stored(name)))
 
         self.retry(f"remove {name}", rm)
 

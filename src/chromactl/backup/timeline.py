@@ -123,8 +123,13 @@ class Timeline:
     def _path(self, *parts: str) -> str:
         return self.repo.path(PREFIX, *parts)
 
+    def _relative(self, path: str) -> str:
+        return path[len(self.repo.root) + 1 :] if path.startswith(self.repo.root + "/") else path
+
     def put(self, path: str, data: bytes, what: str) -> None:
-        """Write one object whole (a local file: fsynced, then renamed into place)."""
+        """Write one object whole (a local file: fsynced, then renamed into place), encrypted
+        when the repository is."""
+        data = self.repo.seal(data, self._relative(path))
         if self.repo.is_local:
             final = Path(path)
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +151,8 @@ class Timeline:
             except FileNotFoundError:
                 return None
 
-        return self.repo.retry(what, cat)
+        data = self.repo.retry(what, cat)
+        return None if data is None else self.repo.unseal(data, self._relative(path))
 
     # -- writing (the shipper) -------------------------------------------------------------
     def write_segment(self, epoch: str, number: int, entries: list[Entry]) -> int:
