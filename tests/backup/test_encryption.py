@@ -62,16 +62,16 @@ def test_a_wrong_or_missing_key_is_refused_before_anything_is_read(tmp_path: Pat
     url = str(tmp_path / "target")
     create_snapshot(seeded_dir, Repository(url, secret=SECRET), NoHold(), chroma_version="1.5.9")
     with pytest.raises(EncryptionError, match=f"key \\(id {key_id(OTHER)}\\) is not one of"):
-        Repository(url, secret=OTHER)
+        Repository(url, secret=OTHER).complete()
     with pytest.raises(EncryptionError, match="is encrypted"):
-        Repository(url)
+        Repository(url).complete()
     target = tmp_path / "restored"
     assert not target.exists()
     # An unencrypted target cannot be turned into an encrypted one in place.
     plain = str(tmp_path / "plain")
     create_snapshot(seeded_dir, Repository(plain), NoHold(), chroma_version="1.5.9")
     with pytest.raises(EncryptionError, match="not encrypted"):
-        Repository(plain, secret=SECRET)
+        Repository(plain, secret=SECRET).complete()
 
 
 def test_key_rotation_keeps_the_data_and_retires_the_old_key(tmp_path: Path, seeded_dir: Path) -> None:
@@ -87,7 +87,7 @@ def test_key_rotation_keeps_the_data_and_retires_the_old_key(tmp_path: Path, see
     result = restore(rotated, tmp_path / "restored", snapshot=snap.snapshot_id or "")
     assert result.outcome == "restored" and rotated.keyring is not None and rotated.keyring.key_id == new_id
     with pytest.raises(EncryptionError):
-        Repository(url, secret=SECRET)
+        Repository(url, secret=SECRET).complete()
 
 
 def test_a_damaged_or_moved_object_is_refused(tmp_path: Path, seeded_dir: Path) -> None:

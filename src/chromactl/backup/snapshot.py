@@ -509,6 +509,7 @@ def create_snapshot(
     data_dir = Path(data_dir)
     if not (data_dir / SQLITE_NAME).is_file():
         raise SnapshotError(f"{data_dir} is not a Chroma data directory (no {SQLITE_NAME})")
+    repo.keyring  # noqa: B018 - an encrypted target's key is checked (or made) before anything is written
     snapshot_id = new_snapshot_id()
     created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     staging = Path(tempfile.mkdtemp(prefix="chromactl-snapshot-", dir=staging_dir))

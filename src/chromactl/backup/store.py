@@ -210,7 +210,9 @@ class Repository:
         self.root = root.rstrip("/")
         if hasattr(self.fs, "retries") and not self.is_local:
             self.fs.retries = 1  # s3fs's own retry loop; RetryPolicy decides
-        self.keyring = self._open_keyring(secret)
+        self._secret = secret
+        self._keyring: Keyring | None = None
+        self._keyring_open = False
 
     @classmethod
     def from_settings(cls, settings: BackupSettings, url: str | None = None) -> Repository:
@@ -225,6 +227,15 @@ class Repository:
         )
 
     # -- encryption (see .crypto) ------------------------------------------------------
+    @property
+    def keyring(self) -> Keyring | None:
+        """The data key, opened on first use (a restore that has nothing to do never reaches
+        the target)."""
+        if not self._keyring_open:
+            self._keyring = self._open_keyring(self._secret)
+            self._keyring_open = True
+        return self._keyring
+
     def _open_keyring(self, secret: bytes | None) -> Keyring | None:
         """The data key this secret unwraps; a new one for an empty target; None for a target
         that is not encrypted (and no secret)."""
