@@ -206,15 +206,7 @@ def record(repo: Repository, report: DrillReport) -> None:
 
 
 def _report_names(repo: Repository) -> list[str]:
-    def listing() -> list[str]:
-        try:
-            return [
-                str(e).rstrip("/").rsplit("/", 1)[-1] for e in repo.fs.ls(repo.path(REPORTS), detail=False)
-            ]
-        except FileNotFoundError:
-            return []
-
-    return sorted(n for n in repo.retry("list drill reports", listing) if n.endswith(".json"))
+    return [n for n in repo.names(repo.path(REPORTS), "list drill reports") if n.endswith(".json")]
 
 
 def last_success(repo: Repository) -> float | None:

@@ -240,16 +240,7 @@ class Repository:
         """The data key this secret unwraps; a new one for an empty target; None for a target
         that is not encrypted (and no secret)."""
         keys = self.path(KEYS_DIR)
-
-        def listing() -> list[str]:
-            try:
-                return [str(e).rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(keys, detail=False)]
-            except FileNotFoundError:
-                return []
-
-        found = sorted(
-            n[:-5] for n in self.retry("list the repository's keys", listing) if n.endswith(".json")
-        )
+        found = [n[:-5] for n in self.names(keys, "list the repository's keys") if n.endswith(".json")]
         if secret is None:
             if found:
                 raise EncryptionError(
@@ -362,18 +353,22 @@ class Repository:
         return "/".join([self.root, *parts])
 
     # -- listing -----------------------------------------------------------------
-    def snapshot_ids(self) -> list[str]:
+    def names(self, path: str, what: str) -> list[str]:
+        """The names in the folder ``path`` (full path) as the target lists them now, sorted;
+        none when the folder is not there."""
+
         def listing() -> list[str]:
             try:
-                return list(self.fs.ls(self.root, detail=False, refresh=True))
+                return list(self.fs.ls(path, detail=False, refresh=True))
             except FileNotFoundError:
                 return []
-            except TypeError:
-                return list(self.fs.ls(self.root, detail=False))
+            except TypeError:  # a filesystem without ``refresh``
+                return list(self.fs.ls(path, detail=False))
 
-        entries = self.retry("list snapshots", listing)
-        names = (str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
-        return sorted(n for n in names if SNAPSHOT_ID_RE.match(n))
+        return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in self.retry(what, listing))
+
+    def snapshot_ids(self) -> list[str]:
+        return [n for n in self.names(self.root, "list snapshots") if SNAPSHOT_ID_RE.match(n)]
 
     def read_manifest(self, snapshot_id: str) -> Manifest:
         try:

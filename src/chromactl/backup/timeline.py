@@ -166,37 +166,15 @@ class Timeline:
     # -- reading (restore, prune) ----------------------------------------------------------
     def epochs(self) -> list[Head]:
         """Every epoch with a head, oldest first."""
-
-        def listing() -> list[str]:
-            try:
-                return list(self.repo.fs.ls(self._path(), detail=False, refresh=True))
-            except FileNotFoundError:
-                return []
-            except TypeError:
-                return list(self.repo.fs.ls(self._path(), detail=False))
-
-        if self.repo.is_local and not Path(self._path()).is_dir():
-            return []
-        names = sorted(
-            str(e).rstrip("/").rsplit("/", 1)[-1] for e in self.repo.retry("list the journal", listing)
-        )
         heads = []
-        for name in names:
+        for name in self.repo.names(self._path(), "list the journal"):
             data = self.get(self._path(name, HEAD_NAME), f"read journal head {name}")
             if data is not None:
                 heads.append(Head.from_json(data))
         return heads
 
     def segment_numbers(self, epoch: str) -> list[int]:
-        def listing() -> list[str]:
-            try:
-                return list(self.repo.fs.ls(self._path(epoch), detail=False, refresh=True))
-            except TypeError:
-                return list(self.repo.fs.ls(self._path(epoch), detail=False))
-
-        names = (
-            str(e).rstrip("/").rsplit("/", 1)[-1] for e in self.repo.retry(f"list journal {epoch}", listing)
-        )
+        names = self.repo.names(self._path(epoch), f"list journal {epoch}")
         return sorted(
             int(n[: -len(SEGMENT_SUFFIX)]) for n in names if n.endswith(SEGMENT_SUFFIX) and n[:-4].isdigit()
         )
