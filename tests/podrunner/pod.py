@@ -283,6 +283,7 @@ class Pod:
         if c.liveness and self._due(c.liveness, c, now):
             self._probe(c, c.liveness)
             if c.liveness.failures >= c.liveness.setting("failureThreshold", 3):
+                c.ready = False  # before the count: a watcher of the count must not see it ready
                 c.liveness_restarts += 1
                 self._restart(c, f"liveness probe failed: {c.liveness.last_error}")
                 return
@@ -304,6 +305,7 @@ class Pod:
         return True
 
     def _restart(self, c: Container, reason: str) -> None:
+        c.ready = False  # not ready while the old process gets its grace period
         with c.log.open("a") as log:
             log.write(f"[podrunner] restarting {c.name}: {reason}\n")
         self._kill(c)
