@@ -330,6 +330,9 @@ class MetricsSettings(Section):
     collection_series: int = Field(50, ge=0)
     #: Read Chroma's data directory (SQLite read-only, sizes), probe Chroma and the certificate.
     internals: bool = True
+    #: Whether Chroma's data directory (``chroma.persist_path``) is here to read. ``false``
+    #: in front of a Chroma elsewhere (the chart's gateway tier): only the probes run.
+    data_directory: bool = True
     #: Seconds between reads of the data directory (scrapes read the cached result).
     internals_interval_s: float = Field(30.0, ge=1)
     #: Longest one SQLite read may hold the shared lock (a Chroma commit waits for it);

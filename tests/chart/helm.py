@@ -34,6 +34,24 @@ def everything_values() -> dict[str, Any]:
     return yaml.safe_load(EVERYTHING_VALUES.read_text())
 
 
+#: Where the gateway tier's tests put the Chroma it fronts.
+TIER_CHROMA_URL = "http://chroma-frontend.chroma.svc.cluster.local:8000"
+
+
+def gateway_tier_values() -> dict[str, Any]:
+    """Every option of ci/everything-values.yaml that applies to ``architecture: gateway``:
+    the same release as the gateway tier (what needs a local data directory taken out)."""
+    values = everything_values()
+    values["architecture"] = "gateway"
+    values["scaleOut"] = {"chromaUrl": TIER_CHROMA_URL}
+    values["backup"] = {}
+    values["podDisruptionBudget"] = {"enabled": False}
+    for rule in values["gateway"]["limits"]["tenants"].values():
+        rule.pop("maxCollections", None)
+        rule.pop("maxRecordsPerCollection", None)
+    return values
+
+
 def set_values(*expressions: str) -> dict[str, Any]:
     """Values as `helm install --set a=b --set c=d` builds them."""
     merged: dict[str, Any] = {}

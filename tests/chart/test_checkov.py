@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.helm import CHART_DIR, ROOT, Render, everything_values, render
+from tests.chart.helm import CHART_DIR, ROOT, Render, everything_values, gateway_tier_values, render
 
 CHECKOV = Path(os.environ.get("CHECKOV", ROOT / ".venvs" / "checkov" / "bin" / "checkov"))
 CONFIG = ROOT / ".checkov.yaml"
@@ -40,9 +40,12 @@ def failures(report: dict[str, Any]) -> list[str]:
     return [f"{c['check_id']} {c['resource']}" for c in report["results"]["failed_checks"]]
 
 
-@pytest.mark.parametrize("name", ["default", "everything"])
+RENDERS = {"default": dict, "everything": everything_values, "gateway-tier": gateway_tier_values}
+
+
+@pytest.mark.parametrize("name", sorted(RENDERS))
 def test_no_failed_checks(name: str, tmp_path: Path) -> None:
-    r = render() if name == "default" else render(everything_values())
+    r = render(RENDERS[name]())
     report = scan(r, tmp_path / name)
     assert report["summary"]["passed"] > 100
     assert failures(report) == []

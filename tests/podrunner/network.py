@@ -132,9 +132,12 @@ def _in_netns(pid: int) -> None:
 
 
 class PortForward:
-    """Listen on ``port`` inside a pod's network namespace, forward to ``target``."""
+    """Listen on ``port`` inside a pod's network namespace, forward to ``target``.
 
-    def __init__(self, holder_pid: int, address: str, port: int, target: int) -> None:
+    Without a ``holder_pid`` it listens on the host instead (``port`` 0: any free port).
+    """
+
+    def __init__(self, holder_pid: int | None, address: str, port: int, target: int) -> None:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._sock: socket.socket | None = None
@@ -145,10 +148,17 @@ class PortForward:
         if self._error:
             raise self._error
 
-    def _serve(self, holder_pid: int) -> None:
+    def _destination(self) -> tuple[str, int] | None:
+        return self.address, self.target
+
+    def _serve(self, holder_pid: int | None) -> None:
         try:
-            _in_netns(holder_pid)
-            sock = socket.create_server(("0.0.0.0", self.port), reuse_port=False)
+            if holder_pid is not None:
+                _in_netns(holder_pid)
+                sock = socket.create_server(("0.0.0.0", self.port), reuse_port=False)
+            else:
+                sock = socket.create_server(("127.0.0.1", self.port))
+                self.port = sock.getsockname()[1]
             self._sock = sock
         except BaseException as exc:
             self._error = exc
@@ -160,8 +170,11 @@ class PortForward:
                 client, _ = sock.accept()
             except OSError:
                 return
+            destination = self._destination()
             try:
-                upstream = socket.create_connection((self.address, self.target), timeout=5)
+                if destination is None:
+                    raise OSError("no endpoint")
+                upstream = socket.create_connection(destination, timeout=5)
             except OSError:
                 client.close()
                 continue
@@ -185,6 +198,34 @@ class PortForward:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
             self._sock.close()
+
+
+class ServiceBalancer(PortForward):
+    """A Service's address for clients on the host, as kube-proxy gives one: each new
+    connection goes to the next ready pod the Service selects (round robin), so a pod that
+    is not ready or gone gets no new connections while the others keep serving."""
+
+    def __init__(self, runner: PodRunner, svc: Obj, port: int) -> None:
+        self._runner, self._svc = runner, svc
+        ports = [p for p in svc["spec"].get("ports") or [] if int(p["port"]) == port]
+        if not ports:
+            raise PodError(f"Service {svc['metadata']['name']} has no port {port}")
+        self._service_port = ports[0]
+        self._turn = 0
+        super().__init__(None, "127.0.0.1", 0, port)
+
+    def _destination(self) -> tuple[str, int] | None:
+        selector = self._svc.get("spec", {}).get("selector") or {}
+        with self._runner._lock:
+            pods = sorted(
+                (p for p in self._runner.pods.values() if p.is_ready() and selects(selector, p.labels)),
+                key=lambda p: p.name,
+            )
+        if not pods:
+            return None
+        pod = pods[self._turn % len(pods)]
+        self._turn += 1
+        return pod.ip, _target_port(self._runner, pod, self._service_port)
 
 
 def service_pod(runner: PodRunner, svc: Obj) -> Pod | None:

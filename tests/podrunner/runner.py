@@ -127,6 +127,7 @@ class PodRunner:
         self.ran: set[str] = set()
         self._lock = threading.RLock()
         self._job_counter = 0
+        self._balancers: list[network.ServiceBalancer] = []
         workdir.mkdir(parents=True, exist_ok=True)
         self.images = image_table.STORE
         self.shim = ExecShim()
@@ -139,6 +140,8 @@ class PodRunner:
         self.close()
 
     def close(self) -> None:
+        for balancer in self._balancers:
+            balancer.close()
         errors = []
         for pod in list(self.pods.values()):
             try:
@@ -462,6 +465,13 @@ class PodRunner:
         if not ports:
             raise PodError(f"Service {service} has no port {port}")
         return pod.ip, port
+
+    def balanced_service_url(self, service: str, port: int, scheme: str = "http") -> str:
+        """A URL on the host that spreads connections over every ready pod of ``service``
+        (round robin, as kube-proxy does), closed with the runner."""
+        balancer = network.ServiceBalancer(self, self._template("Service", service), port)
+        self._balancers.append(balancer)
+        return f"{scheme}://127.0.0.1:{balancer.port}"
 
     def service_url(self, service: str, port: int, scheme: str = "http") -> str:
         host, port = self.service_address(service, port)

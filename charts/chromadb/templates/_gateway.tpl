@@ -62,11 +62,21 @@
 {{- $_ := set $gateway "limits" (dict "enabled" true "file" "/etc/chromactl/limits/limits.yaml") -}}
 {{- end -}}
 {{- $config := dict
-  "chroma" (dict "url" (printf "http://127.0.0.1:%d" (int .Values.gateway.chromaPort)) "persist_path" $c.persistDirectory "version" (include "chromadb.version" .))
+  "chroma" (include "chromadb.gatewayUpstream" . | fromYaml)
   "log" (dict "format" .Values.gateway.logFormat "level" "INFO")
   "gateway" $gateway
 -}}
 {{- toYaml $config -}}
+{{- end }}
+
+{{/* The `chroma` section of chromactl's config: the Chroma beside the gateway, or the one the
+     gateway tier fronts (scaleOut.chromaUrl; no data directory to read). */}}
+{{- define "chromadb.gatewayUpstream" -}}
+{{- if eq (include "chromadb.gatewayTier" .) "true" -}}
+{{- toYaml (dict "url" .Values.scaleOut.chromaUrl "version" (include "chromadb.version" .)) -}}
+{{- else -}}
+{{- toYaml (dict "url" (printf "http://127.0.0.1:%d" (int .Values.gateway.chromaPort)) "persist_path" .Values.chromadb.persistDirectory "version" (include "chromadb.version" .)) -}}
+{{- end -}}
 {{- end }}
 
 {{/* Slow-client limits of the gateway (gateway.clientLimits; docs/security.md): sets `client_limits`
@@ -100,4 +110,115 @@
 {{- $_ := set $out $section $rules -}}
 {{- end -}}
 {{- toYaml $out -}}
+{{- end }}
+
+{{/* "true" with architecture: gateway (the gateway tier in front of a Chroma elsewhere). */}}
+{{- define "chromadb.gatewayTier" -}}
+{{- eq .Values.architecture "gateway" -}}
+{{- end }}
+
+{{/* The gateway container: beside Chroma in the StatefulSet's pod, or alone in the gateway
+     tier's Deployment (no data directory, no backup agent there). */}}
+{{- define "chromadb.gatewayContainer" -}}
+{{- $c := .Values.chromadb -}}
+{{- $tier := eq (include "chromadb.gatewayTier" .) "true" -}}
+- name: gateway
+  image: {{ include "chromadb.chromactlImage" . }}
+  imagePullPolicy: {{ .Values.chromactl.image.pullPolicy }}
+  command: [chromactl, gateway, --config, /etc/chromactl/config/chromactl.yaml]
+  env:
+    {{- /* Without gateway.workers, the workers follow the CPU limit (read from the
+           cgroup) or else this request. */}}
+    - name: CHROMACTL_CPU_REQUEST
+      valueFrom:
+        resourceFieldRef:
+          containerName: gateway
+          resource: requests.cpu
+          divisor: 1m
+  ports:
+    - name: http
+      containerPort: {{ $c.serverHttpPort }}
+      protocol: TCP
+    - name: metrics
+      containerPort: {{ .Values.gateway.metricsPort }}
+      protocol: TCP
+  {{- /* Readiness and start-up follow Chroma's (the gateway forwards the healthcheck);
+         liveness is the gateway's own: it must not restart for a slow Chroma. */}}
+  startupProbe:
+    tcpSocket:
+      port: http
+    periodSeconds: 1
+    failureThreshold: 60
+  readinessProbe:
+    {{- include "chromadb.tls.readinessAction" . | trim | nindent 4 }}
+    periodSeconds: {{ .Values.readinessProbe.periodSeconds }}
+    timeoutSeconds: {{ .Values.readinessProbe.timeoutSeconds }}
+    failureThreshold: {{ .Values.readinessProbe.failureThreshold }}
+  livenessProbe:
+    tcpSocket:
+      port: http
+    periodSeconds: {{ .Values.livenessProbe.periodSeconds }}
+    timeoutSeconds: {{ .Values.livenessProbe.timeoutSeconds }}
+    failureThreshold: {{ .Values.livenessProbe.failureThreshold }}
+  resources:
+    {{- toYaml .Values.gateway.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: chromactl-config
+      mountPath: /etc/chromactl/config
+      readOnly: true
+    {{- if not $tier }}
+    - name: data
+      mountPath: {{ $c.persistDirectory }}
+    {{- end }}
+    - name: tmp
+      mountPath: /tmp
+    {{- if $c.auth.enabled }}
+    - name: auth
+      mountPath: /etc/chromactl/auth
+      readOnly: true
+    {{- range $c.auth.credentials }}
+    - name: credential-{{ .name }}
+      mountPath: /etc/chromactl/credentials/{{ .name }}
+      readOnly: true
+    {{- end }}
+    {{- end }}
+    {{- with (include "chromadb.tls.volumeMounts" . | trim) }}{{ . | nindent 4 }}{{ end }}
+    {{- with (include "chromadb.auth.volumeMounts" . | trim) }}{{ . | nindent 4 }}{{ end }}
+    {{- if not $tier }}
+    {{- with include "chromadb.backupGatewayVolumeMounts" . | trim }}{{ . | nindent 4 }}{{ end }}
+    {{- end }}
+    {{- if .Values.gateway.limits.enabled }}
+    - name: limits
+      mountPath: /etc/chromactl/limits
+      readOnly: true
+    {{- end }}
+{{- end }}
+
+{{/* Volumes the gateway container mounts (its config, limits, credentials, TLS). */}}
+{{- define "chromadb.gatewayVolumes" -}}
+{{- $c := .Values.chromadb -}}
+- name: chromactl-config
+  configMap:
+    name: {{ include "chromadb.fullname" . }}-chromactl
+{{- if .Values.gateway.limits.enabled }}
+- name: limits
+  configMap:
+    name: {{ include "chromadb.fullname" . }}-limits
+{{- end }}
+{{- if $c.auth.enabled }}
+- name: auth
+  secret:
+    secretName: {{ include "chromadb.authSecretName" . }}
+    defaultMode: 0440
+{{- range $c.auth.credentials }}
+- name: credential-{{ .name }}
+  secret:
+    secretName: {{ .secretName }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+{{- with (include "chromadb.tls.volumes" . | trim) }}{{ . | nindent 0 }}{{ end }}
+{{- with (include "chromadb.auth.volumes" . | trim) }}{{ . | nindent 0 }}{{ end }}
 {{- end }}

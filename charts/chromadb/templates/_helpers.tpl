@@ -40,10 +40,11 @@ app.kubernetes.io/name: {{ include "chromadb.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{/* Selects the Chroma server pod only (not helm test or job pods of the release). */}}
+{{/* Selects the pods that serve clients (not helm test or job pods of the release): Chroma's,
+     or the gateway tier's with architecture: gateway. */}}
 {{- define "chromadb.serverSelectorLabels" -}}
 {{ include "chromadb.selectorLabels" . }}
-app.kubernetes.io/component: server
+app.kubernetes.io/component: {{ ternary "gateway" "server" (eq .Values.architecture "gateway") }}
 {{- end }}
 
 {{/* Labels every object of the release carries (selector labels, version, commonLabels). */}}

@@ -35,7 +35,8 @@
 {{- toYaml (dict
   "database_series" (int .Values.metrics.databaseSeries)
   "collection_series" (int .Values.metrics.collectionSeries)
-  "internals_interval_s" .Values.metrics.internalsIntervalSeconds) -}}
+  "internals_interval_s" .Values.metrics.internalsIntervalSeconds
+  "data_directory" (ne (include "chromadb.gatewayTier" .) "true")) -}}
 {{- end }}
 
 {{/* The ports the metrics Service and the monitors scrape. */}}

@@ -174,11 +174,14 @@ def cert_not_after(cert_file: Path) -> float:
 
 
 class InternalsCollector(Collector):
-    """Reads Chroma's data directory in a background thread; scrapes read the cache."""
+    """Reads Chroma's data directory in a background thread; scrapes read the cache.
+
+    Without a ``persist_path`` (a Chroma elsewhere) only Chroma and the certificate are probed.
+    """
 
     def __init__(
         self,
-        persist_path: Path,
+        persist_path: Path | None,
         *,
         chroma_url: str | None = None,
         cert_file: Path | None = None,
@@ -187,8 +190,8 @@ class InternalsCollector(Collector):
         sqlite_filename: str = SQLITE_NAME,
         read_budget_s: float = DEFAULT_READ_BUDGET_S,
     ) -> None:
-        self.persist_path = Path(persist_path)
-        self.db_file = self.persist_path / sqlite_filename
+        self.persist_path = Path(persist_path) if persist_path is not None else None
+        self.sqlite_filename = sqlite_filename
         self.chroma_url = chroma_url.rstrip("/") if chroma_url else None
         self.cert_file = cert_file
         self.interval_s = interval_s
@@ -238,10 +241,26 @@ class InternalsCollector(Collector):
             cert_expiry=old.cert_expiry,
             last_success=old.last_success,
         )
-        if self.db_file.exists():
+        if self.persist_path is not None:
+            self._read_data_directory(self.persist_path, new)
+        if self.chroma_url is not None:
+            new.chroma_up, new.chroma_ready = self._probe(self.chroma_url)
+        if self.cert_file is not None:
+            try:
+                new.cert_expiry = cert_not_after(self.cert_file)
+            except (OSError, ValueError) as exc:
+                self._error("certificate")
+                log.warning("cannot read certificate %s: %s", self.cert_file, exc)
+        new.duration_s = time.perf_counter() - start
+        self.snapshot = new
+        return new
+
+    def _read_data_directory(self, persist_path: Path, new: Snapshot) -> None:
+        db_file = persist_path / self.sqlite_filename
+        if db_file.exists():
             try:
                 new.collections, self._records, slow = read_sqlite(
-                    self.db_file, self._records, budget_s=self.read_budget_s
+                    db_file, self._records, budget_s=self.read_budget_s
                 )
                 new.sqlite_ok = True
                 new.last_success = time.time()
@@ -255,27 +274,16 @@ class InternalsCollector(Collector):
                 log.debug("skipping SQLite this round: %s", exc)
             except sqlite3.DatabaseError as exc:
                 self._error("sqlite")
-                log.warning("cannot read %s: %s", self.db_file, exc)
+                log.warning("cannot read %s: %s", db_file, exc)
         try:
-            new.sqlite_bytes = float(self.db_file.stat().st_size) if self.db_file.exists() else 0.0
-            new.segment_bytes = float(sum(dir_bytes(p) for p in self.persist_path.iterdir() if p.is_dir()))
-            st = os.statvfs(self.persist_path)
+            new.sqlite_bytes = float(db_file.stat().st_size) if db_file.exists() else 0.0
+            new.segment_bytes = float(sum(dir_bytes(p) for p in persist_path.iterdir() if p.is_dir()))
+            st = os.statvfs(persist_path)
             new.volume_free_bytes = float(st.f_bavail * st.f_frsize)
             new.volume_size_bytes = float(st.f_blocks * st.f_frsize)
         except OSError as exc:
             self._error("filesystem")
-            log.warning("cannot read %s: %s", self.persist_path, exc)
-        if self.chroma_url is not None:
-            new.chroma_up, new.chroma_ready = self._probe(self.chroma_url)
-        if self.cert_file is not None:
-            try:
-                new.cert_expiry = cert_not_after(self.cert_file)
-            except (OSError, ValueError) as exc:
-                self._error("certificate")
-                log.warning("cannot read certificate %s: %s", self.cert_file, exc)
-        new.duration_s = time.perf_counter() - start
-        self.snapshot = new
-        return new
+            log.warning("cannot read %s: %s", persist_path, exc)
 
     def _probe(self, chroma_url: str) -> tuple[float, float]:
         up = ready = 0.0

@@ -51,7 +51,7 @@ def start_internals(settings: Settings, registry: CollectorRegistry) -> Internal
     if not gw.metrics.internals:
         return None
     collector = InternalsCollector(
-        settings.chroma.persist_path,
+        settings.chroma.persist_path if gw.metrics.data_directory else None,
         chroma_url=settings.chroma.url,
         cert_file=gw.tls.cert_file if gw.tls.enabled else None,
         interval_s=gw.metrics.internals_interval_s,
