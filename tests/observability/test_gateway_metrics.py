@@ -209,6 +209,37 @@ def test_certificate_expiry_is_read(tmp_path: Path) -> None:
     assert c.snapshot.cert_expiry == cert.not_valid_after_utc.timestamp()
 
 
+def test_without_a_data_directory_only_chroma_is_probed(tmp_path: Path) -> None:
+    """In front of a Chroma elsewhere (the chart's gateway tier): up and ready, no sizes."""
+    from chromactl.config import parse_config
+    from chromactl.gateway.server import start_internals
+    from tests.gateway.helpers import run_chroma
+
+    with run_chroma(tmp_path / "chroma") as chroma:
+        settings = parse_config(
+            {
+                "chroma": {"url": chroma.url, "persist_path": str(chroma.path / "data")},
+                "gateway": {"metrics": {"data_directory": False, "internals_interval_s": 60}},
+            }
+        )
+        reg = CollectorRegistry()
+        collector = start_internals(settings, reg)
+        assert collector is not None
+        try:
+            collector.refresh()
+            text = generate_latest(reg).decode()
+        finally:
+            collector.stop()
+    assert "chromactl_chroma_up 1.0" in text and "chromactl_chroma_ready 1.0" in text
+    for absent in (
+        "chromactl_chroma_volume_free_bytes",
+        "chromactl_chroma_sqlite_bytes",
+        "chromactl_chroma_records",
+    ):
+        assert absent not in text  # the data directory exists here, and was not read
+    assert collector.errors == {}
+
+
 def test_served_gateway_takes_the_bound_from_the_config(tmp_path: Path) -> None:
     from chromactl.config import parse_config
     from chromactl.pod import build_pod

@@ -6,7 +6,7 @@
 {{- include "chromadb.validateGatewayTier" . -}}
 {{- end -}}
 {{- if gt (int .Values.replicaCount) 1 -}}
-{{- fail (printf "replicaCount is %v, but single-node Chroma cannot run more than one replica on the same data: each replica would need its own volume and they would drift apart. Set replicaCount to 1 (or 0 to stop Chroma); for availability use backups and fast restarts, for more read throughput scale the pod's resources." .Values.replicaCount) -}}
+{{- fail (printf "replicaCount is %v, but single-node Chroma cannot run more than one replica on the same data: each replica would need its own volume and they would drift apart. Set replicaCount to 1 (or 0 to stop Chroma); for availability use backups and fast restarts, for more read throughput scale the pod's resources; past one node, run Chroma's distributed engine behind architecture: gateway (docs/scale-out.md)." .Values.replicaCount) -}}
 {{- end -}}
 {{- $path := .Values.chromadb.persistDirectory -}}
 {{- if or (not (hasPrefix "/" $path)) (eq $path "/") -}}
