@@ -74,6 +74,9 @@ def test_no_data_directory_is_mounted_and_the_config_points_at_the_remote_chroma
     assert settings.gateway.metrics.internals and not settings.gateway.metrics.data_directory
     assert settings.gateway.auth.enabled and settings.gateway.tls.enabled
     assert "backup" not in config
+    names = r.get("Certificate")["spec"]["dnsNames"]  # the Service's names; no per-pod names
+    assert "chroma-chromadb.vectors.svc.cluster.local" in names
+    assert not any("headless" in n for n in names)
 
 
 def test_replicas_autoscaler_budget_and_spread() -> None:

@@ -18,16 +18,19 @@
 {{- .Values.chromadb.tls.existingSecret | default (printf "%s-tls" (include "chromadb.fullname" .)) -}}
 {{- end }}
 
-{{/* Every name the server is reached by, as a JSON list: the Service and the headless
-     Service (short, .ns, .ns.svc, .ns.svc.cluster.local), the pods' stable names, localhost
+{{/* Every name the server is reached by, as a JSON list: the Service and (single-node) the
+     headless Service (short, .ns, .ns.svc, .ns.svc.cluster.local) and the pod's stable names, localhost
      (port-forward), then chromadb.tls.extraDnsNames. */}}
 {{- define "chromadb.tls.dnsNames" -}}
 {{- $full := include "chromadb.fullname" . -}}
 {{- $ns := .Release.Namespace -}}
 {{- $headless := printf "%s-headless" $full -}}
-{{- $hosts := list $full $headless -}}
+{{- $hosts := list $full -}}
+{{- if ne (include "chromadb.gatewayTier" .) "true" -}}{{- /* the tier's pods have no stable names */}}
+{{- $hosts = append $hosts $headless -}}
 {{- range $i := until (max 1 (int .Values.replicaCount) | int) -}}
 {{- $hosts = append $hosts (printf "%s-%d.%s" $full $i $headless) -}}
+{{- end -}}
 {{- end -}}
 {{- $names := list -}}
 {{- range $hosts -}}
