@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,48 @@ def assert_helm_tests_pass(cluster: PodRunner) -> None:
     assert set(results) == {"chroma-chromadb-test-heartbeat", "chroma-chromadb-test-collection"}
     for name, result in results.items():
         assert result.succeeded, f"helm test {name} failed ({result.error}):\n{result.logs()}"
+
+
+#: Tries one TCP connection (3 s) and, when it opens and a path is given, one HTTP GET.
+PROBE = """
+import json, socket, sys, urllib.request, urllib.error
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+try:
+    socket.create_connection((host, port), timeout=3).close()
+except socket.timeout:
+    print(json.dumps({"result": "timeout"})); sys.exit(0)
+except OSError as exc:
+    print(json.dumps({"result": "refused", "error": str(exc)})); sys.exit(0)
+status = None
+if path != "-":
+    try:
+        status = urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10).status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+print(json.dumps({"result": "open", "status": status}))
+"""
+
+
+def probe(
+    cluster: PodRunner, namespace: str, labels: dict[str, str], host: str, port: int, path: str = "-"
+) -> dict[str, Any]:
+    """Connect from a pod of ``namespace`` with ``labels``; its verdict."""
+    name = f"probe-{uuid.uuid4().hex[:6]}"
+    result = cluster.run_pod(
+        {
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "probe",
+                        "image": CLIENT_IMAGE,
+                        "command": ["python3", "-c", PROBE, host, str(port), path],
+                    }
+                ]
+            },
+        },
+        timeout=60,
+    )
+    assert result.succeeded, result.logs()
+    verdict: dict[str, Any] = json.loads(result.logs().strip().splitlines()[-1])
+    return verdict

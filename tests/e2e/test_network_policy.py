@@ -12,7 +12,6 @@ address not listed is refused; and that dropping the backup jobs' rule breaks th
 from __future__ import annotations
 
 import base64
-import json
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.chart.helm import chart
-from tests.e2e.conftest import RELEASE, SERVER_POD, assert_helm_tests_pass
+from tests.e2e.conftest import RELEASE, SERVER_POD, assert_helm_tests_pass, probe
 from tests.e2e.test_backup import credentials_secret, s3_repo, values
 from tests.podrunner.images import CLIENT_IMAGE
 from tests.podrunner.runner import PodRunner
@@ -32,25 +31,6 @@ pytestmark = pytest.mark.slow
 NAMESPACE = "vectors"
 S3_IMAGE = "localhost/chromadb-chart/s3:5.2.5"
 CRONJOB = "chroma-chromadb-backup"
-
-#: Tries one TCP connection (3 s) and, when it opens and a path is given, one HTTP GET.
-PROBE = """
-import json, socket, sys, urllib.request, urllib.error
-host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-try:
-    socket.create_connection((host, port), timeout=3).close()
-except socket.timeout:
-    print(json.dumps({"result": "timeout"})); sys.exit(0)
-except OSError as exc:
-    print(json.dumps({"result": "refused", "error": str(exc)})); sys.exit(0)
-status = None
-if path != "-":
-    try:
-        status = urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10).status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-print(json.dumps({"result": "open", "status": status}))
-"""
 
 
 def render(values: dict[str, Any]) -> dict[str, str]:
@@ -64,31 +44,6 @@ def cluster(tmp_path: Path) -> Iterator[PodRunner]:
         runner.add_namespace("other", {"team": "other"})
         runner.add_namespace("monitoring")
         yield runner
-
-
-def probe(
-    cluster: PodRunner, namespace: str, labels: dict[str, str], host: str, port: int, path: str = "-"
-) -> dict[str, Any]:
-    """Connect from a pod of ``namespace`` with ``labels``; its verdict."""
-    name = f"probe-{uuid.uuid4().hex[:6]}"
-    result = cluster.run_pod(
-        {
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {
-                "containers": [
-                    {
-                        "name": "probe",
-                        "image": CLIENT_IMAGE,
-                        "command": ["python3", "-c", PROBE, host, str(port), path],
-                    }
-                ]
-            },
-        },
-        timeout=60,
-    )
-    assert result.succeeded, result.logs()
-    verdict: dict[str, Any] = json.loads(result.logs().strip().splitlines()[-1])
-    return verdict
 
 
 def start(cluster: PodRunner, values: dict[str, Any]) -> str:

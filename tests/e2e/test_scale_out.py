@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.chart.helm import chart
-from tests.e2e.conftest import NAMESPACE, READY_TIMEOUT_S, RELEASE, SERVICE, run_client
+from tests.e2e.conftest import NAMESPACE, READY_TIMEOUT_S, RELEASE, SERVICE, probe, run_client
 from tests.podrunner.runner import PodRunner
 
 BACKEND = "backend"
@@ -26,6 +26,11 @@ BACKEND_POD = "backend-chromadb-0"
 GATEWAY_PODS = ["chroma-chromadb-0", "chroma-chromadb-1"]
 AUTH_SECRET = "chromadb-auth"
 TEAM_TOKEN = "team-" + "t" * 32
+GATEWAY_LABELS = {
+    "app.kubernetes.io/name": "chromadb",
+    "app.kubernetes.io/instance": RELEASE,
+    "app.kubernetes.io/component": "gateway",
+}
 API = "/api/v2/tenants/{tenant}/databases/default_database"
 
 
@@ -42,7 +47,10 @@ def install_tier(cluster: PodRunner) -> str:
             }
         ]
     )
-    cluster.apply(chart().render({"gateway": {"enabled": False}}, name=BACKEND, namespace=NAMESPACE))
+    # docs/scale-out.md: Chroma has no auth, so only the gateway pods may reach it.
+    only_gateways = [{"podSelector": {"matchLabels": GATEWAY_LABELS}}]
+    backend = {"gateway": {"enabled": False}, "networkPolicy": {"ingressFrom": only_gateways}}
+    cluster.apply(chart().render(backend, name=BACKEND, namespace=NAMESPACE))
     values = {
         "architecture": "gateway",
         "scaleOut": {
@@ -97,6 +105,9 @@ def test_two_gateway_pods_serve_clients_enforce_scopes_and_export_metrics(
     assert set(cluster.pod_sources()) >= {"Deployment/chroma-chromadb", "StatefulSet/backend-chromadb"}
     assert "StatefulSet/chroma-chromadb" not in cluster.pod_sources()
 
+    # Chroma answers the gateway pods only; a client pod reaches it through the tier.
+    backend_ip = cluster.pod(BACKEND_POD).ip
+    assert probe(cluster, NAMESPACE, {"app": "e2e-client"}, backend_ip, 8000)["result"] == "timeout"
     # Clients unchanged: Chroma's Python client, in a pod, through the tier's Service.
     assert run_client(cluster, "add", host=SERVICE, token_secret=AUTH_SECRET) == {
         "count": 2,
