@@ -30,13 +30,16 @@ def digest(data: bytes | memoryview) -> bytes:
 
 @dataclass
 class Copied:
-    """What one pass wrote: sizes, hashes of content and stored bytes, chunk digests."""
+    """What one pass wrote: sizes, hashes of content and stored bytes, chunk digests (xxh3,
+    for the cut) and, into a chunk store, each chunk's SHA-256 and stored size."""
 
     size: int = 0
     sha256: str = ""
     stored_size: int = 0
     stored_sha256: str = ""
     digests: list[bytes] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
+    chunk_sizes: list[int] = field(default_factory=list)
 
 
 #: Given a chunk's index and content, an earlier frame of exactly that content, or None.
@@ -103,6 +106,10 @@ class FrameCompressor:
         self._pool = pool
         self._window = max(2, window)
         self._local = threading.local()
+
+    def compress(self, chunk: bytes) -> bytes:
+        """One chunk as one zstd frame (with its content size and checksum)."""
+        return self._compress(chunk)
 
     def _compress(self, chunk: bytes) -> bytes:
         cctx = getattr(self._local, "cctx", None)

@@ -5,6 +5,12 @@ Layout under the target URL::
     <snapshot-id>/files/<relative path>.zst   every file, zstd-compressed
     <snapshot-id>/manifest.json              written last; no manifest = incomplete
     <snapshot-id>/lease.json                 while the backup writing it runs (see .lease)
+    config.json                              format 3: how chunks are named (see .repoconfig)
+    chunks/<2 hex>/<sha256>                  format 3: each chunk once (see .chunkstore)
+    locks/<id>.json                          format 3: shared and exclusive locks (see .locks)
+
+Formats 1 and 2 kept every file of a snapshot in ``<snapshot-id>/files/<path>.zst``; they are
+still read.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from chromactl.errors import ChromactlError
 
 from .crypto import KEYS_DIR, EncryptionError, Keyring, key_id, read_secret, unwrap, wrap
 from .lease import LEASE_NAME, Lease
+from .locks import LOCKS_DIR, Lock
 from .manifest import MANIFEST_NAME, Manifest, ManifestError
+from .repoconfig import CONFIG_NAME, RepoConfig
 
 SNAPSHOT_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 log = logging.getLogger("chromactl.backup")
@@ -213,6 +221,7 @@ class Repository:
         self._secret = secret
         self._keyring: Keyring | None = None
         self._keyring_open = False
+        self._config: RepoConfig | None = None
 
     @classmethod
     def from_settings(cls, settings: BackupSettings, url: str | None = None) -> Repository:
@@ -352,6 +361,71 @@ class Repository:
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
 
+    def put_object(self, path: str, data: bytes, what: str) -> None:
+        """Write one object whole (full path): on a local target through a temporary file
+        renamed into place, so that a listing never shows it half-written."""
+        if not self.is_local:
+            self.retry(what, lambda: self.fs.pipe_file(path, data))
+            return
+        final = Path(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".tmp-{final.name}-{secrets.token_hex(4)}")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def cat(self, path: str, what: str) -> bytes | None:
+        """One object by its full path; None when it is not there."""
+
+        def cat() -> bytes | None:
+            try:
+                return self.fs.cat_file(path)  # type: ignore[no-any-return]
+            except FileNotFoundError:
+                return None
+
+        return self.retry(what, cat)
+
+    # -- repository config (format 3, see .repoconfig) --------------------------------
+    def config(self) -> RepoConfig | None:
+        """The repository's ``config.json`` (checked: a newer format is refused); None for a
+        repository that has only format 1 and 2 snapshots, or nothing yet."""
+        if self._config is None:
+            data = self.cat(self.path(CONFIG_NAME), "read the repository config")
+            if data is not None:
+                self._config = RepoConfig.from_json(data, redact_url(self.url))
+        return self._config
+
+    def ensure_config(self) -> RepoConfig:
+        """The config, written first if the repository has none (the first format-3 write)."""
+        config = self.config()
+        if config is None:
+            self.put_object(self.path(CONFIG_NAME), RepoConfig().to_json(), "write the repository config")
+            config = self._config = RepoConfig()
+        return config
+
+    # -- locks (see .locks) --------------------------------------------------------------
+    def write_lock(self, lock_id: str, lock: Lock) -> None:
+        self.put_object(self.path(LOCKS_DIR, f"{lock_id}.json"), lock.to_json(), "write a lock")
+
+    def read_locks(self) -> dict[str, Lock | None]:
+        """Every lock in the repository (None: unreadable); one removed meanwhile is left out."""
+        out: dict[str, Lock | None] = {}
+        for name in self.names(self.path(LOCKS_DIR), "list locks"):
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            data = self.cat(self.path(LOCKS_DIR, name), f"read lock {name}")
+            if data is not None:
+                out[name[:-5]] = Lock.from_json(data)
+        return out
+
+    def delete_lock(self, lock_id: str) -> None:
+        self.remove_path(self.path(LOCKS_DIR, f"{lock_id}.json"), f"remove lock {lock_id}")
+
     # -- listing -----------------------------------------------------------------
     def names(self, path: str, what: str) -> list[str]:
         """The names in the folder ``path`` (full path) as the target lists them now, sorted;
@@ -386,6 +460,7 @@ class Repository:
 
     def snapshots(self) -> list[SnapshotInfo]:
         """Every snapshot, oldest first; incomplete ones have ``complete=False``."""
+        self.config()  # a repository of a newer format is refused before anything is read
         out: list[SnapshotInfo] = []
         for sid in self.snapshot_ids():
             try:
