@@ -224,7 +224,7 @@ def describe_bad_chunks(repo: Repository, bad: dict[str, str]) -> list[str]:
     """One line per bad chunk (chunk → its problem): the chunk and every snapshot that needs it."""
     try:
         users = chunk_users(repo, bad)
-    except Exception as exc:  # noqa: BLE001 - the chunk is still named
+    except Exception as exc:  # the chunk is still named
         return [
             f"chunk {c} {p} (the snapshots that need it could not be listed: {exc})"
             for c, p in sorted(bad.items())
