@@ -436,9 +436,12 @@ def prune_cmd(
     verb = "would remove" if dry_run else "removed"
     console.print(
         f"kept {len(result.kept)}, {verb} {len(result.removed)} snapshot(s), "
-        f"{len(result.removed_incomplete)} incomplete one(s) and {len(result.removed_epochs)} "
-        "journal epoch(s)"
+        f"{len(result.removed_incomplete)} incomplete one(s), {len(result.removed_epochs)} "
+        f"journal epoch(s) and {result.removed_chunks} chunk(s) ({result.removed_chunk_bytes:,} bytes) "
+        "no snapshot needs"
     )
+    if result.chunks_skipped:
+        console.print(f"[yellow]no chunk deleted[/]: {result.chunks_skipped}; the next prune deletes them")
 
 
 def restore_cmd(

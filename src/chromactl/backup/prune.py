@@ -16,6 +16,7 @@ kept bases of continuous backup are such manifests; journal segments are not chu
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,9 +26,13 @@ from typing import Any
 from chromactl.config import RetentionSettings
 
 from .chunkstore import ChunkStore
-from .locks import EXCLUSIVE, LOCK_TTL_S, LOCK_WAIT_S, RepositoryLock, stale_locks
+from .locks import EXCLUSIVE, LOCK_TTL_S, LockError, RepositoryLock, stale_locks
 from .store import Repository, SnapshotInfo
 from .timeline import Timeline
+
+log = logging.getLogger("chromactl.backup")
+#: How long prune waits for running backups before it leaves the chunks to the next prune.
+PRUNE_LOCK_WAIT_S = 60.0
 
 
 @dataclass
@@ -42,6 +47,8 @@ class PruneResult:
     removed_chunk_bytes: int = 0
     #: Locks of processes that died (not refreshed within their ttl).
     removed_locks: list[str] = field(default_factory=list)
+    #: Why no chunk was deleted this time (a backup held the repository), if so.
+    chunks_skipped: str | None = None
     dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,18 +98,24 @@ def collect_chunks(
     *,
     dry_run: bool = False,
     lock_ttl_s: float = LOCK_TTL_S,
-    lock_wait_s: float = LOCK_WAIT_S,
+    lock_wait_s: float = PRUNE_LOCK_WAIT_S,
 ) -> None:
     """Delete the chunks that no complete manifest names, and stale locks, under the
-    exclusive lock (a dry run takes no lock and deletes nothing)."""
+    exclusive lock (a dry run takes no lock and deletes nothing). When backups hold the
+    repository for longer than ``lock_wait_s``, nothing is deleted: ``result.chunks_skipped``
+    says who holds it, and the next prune deletes them."""
     if repo.config() is None:
         return  # formats 1 and 2 only: no chunk store
     store = ChunkStore(repo)
     if dry_run:
         _collect(repo, store, result, None)
         return
-    with RepositoryLock(repo, EXCLUSIVE, ttl_s=lock_ttl_s, wait_s=lock_wait_s) as lock:
-        _collect(repo, store, result, lock)
+    try:
+        with RepositoryLock(repo, EXCLUSIVE, ttl_s=lock_ttl_s, wait_s=lock_wait_s) as lock:
+            _collect(repo, store, result, lock)
+    except LockError as exc:
+        result.chunks_skipped = str(exc)
+        log.warning("prune deleted no chunk: %s", exc)
 
 
 def _collect(repo: Repository, store: ChunkStore, result: PruneResult, lock: RepositoryLock | None) -> None:
@@ -130,14 +143,11 @@ def prune(
     dry_run: bool = False,
     now: float | None = None,
     lock_ttl_s: float = LOCK_TTL_S,
-    lock_wait_s: float = LOCK_WAIT_S,
+    lock_wait_s: float = PRUNE_LOCK_WAIT_S,
 ) -> PruneResult:
-    """Apply ``policy``, then delete the chunks no snapshot needs any more; ``now`` (Unix
-    seconds, default the clock) is the time leases and ages are judged at.
-
-    Raises:
-        LockError: a backup held the repository for longer than ``lock_wait_s`` (the
-            snapshots are pruned; their chunks go at the next prune)."""
+    """Apply ``policy``, then delete the chunks no snapshot needs any more (see
+    :func:`collect_chunks`); ``now`` (Unix seconds, default the clock) is the time leases and
+    ages are judged at."""
     now = time.time() if now is None else now
     snaps = repo.snapshots()
     complete = [s for s in snaps if s.complete]
