@@ -495,3 +495,11 @@ def to_legacy_format(repo: Any, snapshot_id: str, version: int) -> None:
     if version == 1:
         del data["chunk_size"]
     (root / "manifest.json").write_text(json.dumps(data))
+
+
+def chunk_object(repo: Any, chunk: str) -> Path:
+    """Where one chunk of a local ``repo`` is stored."""
+    from chromactl.backup.chunkstore import ChunkStore
+
+    store = ChunkStore(repo)
+    return Path(store.path_of_key(store.key(chunk)))

@@ -20,6 +20,8 @@ from chromactl.backup.chunks import CHUNK, FrameCompressor
 from chromactl.backup.cut import Baseline
 from chromactl.backup.snapshot import SnapshotError
 
+from .helpers import chunk_object
+
 MiB = CHUNK
 
 
@@ -151,7 +153,7 @@ def test_a_stray_writer_mid_transaction_is_not_torn(tmp_path: Path) -> None:
     assert restored.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_unchanged_chunks_keep_their_first_pass_frames(
+def test_unchanged_chunks_are_not_compressed_or_uploaded_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = make_dir(tmp_path)
@@ -177,18 +179,22 @@ def test_unchanged_chunks_keep_their_first_pass_frames(
     repo = Repository(str(tmp_path / "repo"))
     first_pass = sum(-(-p.stat().st_size // CHUNK) for p in data.rglob("*") if p.is_file())
     result = create_snapshot(data, repo, MutatingHold(writes), chroma_version="1.5.9")
-    # every chunk is compressed once (SQLite's after the cut, from its staged copy);
-    # rebuilding data_level0.bin compresses again only its one changed chunk
-    assert len(compressed) == first_pass + 1, (first_pass, len(compressed))
-    # and every object is exactly what compressing the final content afresh gives
+    # every chunk is compressed and uploaded once (SQLite's after the cut, from its staged
+    # copy); rebuilding data_level0.bin compresses and uploads only its one changed chunk
+    assert len(compressed) == first_pass + 1 == result.uploaded_chunks, (first_pass, len(compressed))
+    # and every chunk is exactly what compressing the final content afresh gives
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
-    root = tmp_path / "repo" / str(result.snapshot_id) / "files"
+    manifest = repo.read_manifest(str(result.snapshot_id))
     live = {"chroma.sqlite3": None, "seg-a/data_level0.bin": seg / "data_level0.bin"}
     restore(repo, tmp_path / "restored")
     for rel, path in live.items():
         content = (path or tmp_path / "restored" / rel).read_bytes()
-        fresh = b"".join(cctx.compress(content[i : i + CHUNK]) for i in range(0, len(content), CHUNK))
-        assert (root / f"{rel}.zst").read_bytes() == fresh, rel
+        entry = next(f for f in manifest.files if f.path == rel)
+        assert entry.chunks is not None and len(entry.chunks) == -(-len(content) // CHUNK)
+        for i, chunk in enumerate(entry.chunks):
+            piece = content[i * CHUNK : (i + 1) * CHUNK]
+            assert chunk == hashlib.sha256(piece).hexdigest(), (rel, i)
+            assert chunk_object(repo, chunk).read_bytes() == cctx.compress(piece), (rel, i)
 
 
 def test_quick_check_finds_a_torn_copy(tmp_path: Path) -> None:
