@@ -32,7 +32,7 @@ from .timeline import Timeline
 
 log = logging.getLogger("chromactl.backup")
 #: How long prune waits for running backups before it leaves the chunks to the next prune.
-PRUNE_LOCK_WAIT_S = 60.0
+PRUNE_LOCK_WAIT_S = 30.0
 
 
 @dataclass
@@ -99,29 +99,38 @@ def collect_chunks(
     dry_run: bool = False,
     lock_ttl_s: float = LOCK_TTL_S,
     lock_wait_s: float = PRUNE_LOCK_WAIT_S,
+    now: float | None = None,
 ) -> None:
     """Delete the chunks that no complete manifest names, and stale locks, under the
     exclusive lock (a dry run takes no lock and deletes nothing). When backups hold the
     repository for longer than ``lock_wait_s``, nothing is deleted: ``result.chunks_skipped``
-    says who holds it, and the next prune deletes them."""
+    says who holds it, and the next prune deletes them. Locks are judged as at ``now``
+    (default: the clock)."""
     if repo.config() is None:
         return  # formats 1 and 2 only: no chunk store
     store = ChunkStore(repo)
+    offset = 0.0 if now is None else now - time.time()
+
+    def clock() -> float:
+        return time.time() + offset
+
     if dry_run:
-        _collect(repo, store, result, None)
+        _collect(repo, store, result, None, clock())
         return
     try:
-        with RepositoryLock(repo, EXCLUSIVE, ttl_s=lock_ttl_s, wait_s=lock_wait_s) as lock:
-            _collect(repo, store, result, lock)
+        with RepositoryLock(repo, EXCLUSIVE, ttl_s=lock_ttl_s, wait_s=lock_wait_s, clock=clock) as lock:
+            _collect(repo, store, result, lock, clock())
     except LockError as exc:
         result.chunks_skipped = str(exc)
         log.warning("prune deleted no chunk: %s", exc)
 
 
-def _collect(repo: Repository, store: ChunkStore, result: PruneResult, lock: RepositoryLock | None) -> None:
+def _collect(
+    repo: Repository, store: ChunkStore, result: PruneResult, lock: RepositoryLock | None, now: float
+) -> None:
     # read only now, under the lock: every manifest written before it, none being written
     locks = repo.read_locks()
-    result.removed_locks = [i for i in stale_locks(locks, time.time()) if lock is None or i != lock.lock_id]
+    result.removed_locks = [i for i in stale_locks(locks, now) if lock is None or i != lock.lock_id]
     referenced = {store.key(c) for s in repo.complete() if s.manifest for c in s.manifest.chunk_hashes()}
     unused = {key: size for key, size in store.listing().items() if key not in referenced}
     result.removed_chunks = len(unused)
@@ -168,5 +177,5 @@ def prune(
             repo.delete(sid)
         for epoch in result.removed_epochs:
             timeline.delete_epoch(epoch)
-    collect_chunks(repo, result, dry_run=dry_run, lock_ttl_s=lock_ttl_s, lock_wait_s=lock_wait_s)
+    collect_chunks(repo, result, dry_run=dry_run, lock_ttl_s=lock_ttl_s, lock_wait_s=lock_wait_s, now=now)
     return result
