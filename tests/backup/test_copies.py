@@ -117,8 +117,12 @@ def test_the_pod_copies_after_each_backup_and_a_failing_copy_does_not_fail_it(tm
             assert m["chromactl_backup_copy_last_outcome{target=s3://gone/chroma}"] == 0
             assert m["chromactl_backup_copy_runs_total{outcome=failure,target=s3://gone/chroma}"] == 2
             snaps = Repository(str(target)).complete()
+            # two snapshots of the same data: stored once, counted twice in the logical size
             assert m["chromactl_backup_repository_bytes"] == sum(
-                s.manifest.stored_size for s in snaps if s.manifest
+                ChunkStore(Repository(str(target))).listing().values()
+            )
+            assert m["chromactl_backup_repository_logical_bytes"] == sum(
+                s.manifest.total_size for s in snaps if s.manifest
             )
             assert 0 < time.time() - m["chromactl_backup_earliest_recoverable_timestamp_seconds"] < 600
     offsite = Repository(str(tmp_path / "offsite"))

@@ -172,3 +172,24 @@ def test_s3_second_snapshot_uploads_nothing_unchanged(
     assert first.uploaded_bytes > 100_000
     restore(repo, tmp_path / "restored")
     assert (tmp_path / "restored" / "extra.bin").read_bytes() == b"x" * 5000
+
+
+def test_repository_sizes_count_shared_chunks_once(seeded_dir: Path, tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from chromactl.backup.metrics import RepositoryMetrics, repository_sizes
+
+    repo = Repository(str(tmp_path / "target"))
+    old = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    to_legacy_format(repo, str(old.snapshot_id), 2)  # a format-2 snapshot counts its own objects
+    for _ in range(2):
+        create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    manifests = [s.manifest for s in repo.complete() if s.manifest]
+    legacy, *chunked = manifests
+    logical, stored = repository_sizes(manifests)
+    assert logical == sum(m.total_size for m in manifests) == 3 * legacy.total_size
+    assert stored == legacy.stored_size + sum(ChunkStore(repo).listing().values())
+    assert stored < logical
+    metrics = RepositoryMetrics(CollectorRegistry())
+    metrics.measure(manifests)
+    assert (metrics.size._value.get(), metrics.logical._value.get()) == (stored, logical)

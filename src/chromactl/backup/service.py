@@ -305,7 +305,7 @@ class BackupService:
             oldest = manifests[0]
             at = oldest.cut_at or datetime.fromisoformat(oldest.created_at.replace("Z", "+00:00")).timestamp()
             self.repository_metrics.earliest.set(at)
-            self.repository_metrics.size.set(sum(m.stored_size for m in manifests))
+            self.repository_metrics.measure(manifests)
 
     def _prune(self) -> dict[str, Any]:
         backup = self.settings.backup
