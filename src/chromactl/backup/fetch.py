@@ -147,8 +147,10 @@ def _fetch_chunks(
                 view, at = view[n:], at + n
         return content
 
+    flushed = 0
+
     def collect() -> None:
-        nonlocal size
+        nonlocal size, flushed
         chunk, fut = pending.popleft()
         try:
             content = fut.result()
@@ -158,6 +160,10 @@ def _fetch_chunks(
         whole.update(content)
         size += len(content)
         progress.advance(len(content))
+        if fd is not None and size - flushed >= WRITEBACK_EVERY:
+            # everything before this chunk is written: start writing it back
+            os.posix_fadvise(fd, flushed, size - flushed, os.POSIX_FADV_DONTNEED)
+            flushed = size
 
     try:
         for i, chunk in enumerate(entry.chunks or ()):
