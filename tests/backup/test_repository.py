@@ -193,3 +193,35 @@ def test_repository_sizes_count_shared_chunks_once(seeded_dir: Path, tmp_path: P
     metrics = RepositoryMetrics(CollectorRegistry())
     metrics.measure(manifests)
     assert (metrics.size._value.get(), metrics.logical._value.get()) == (stored, logical)
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_prune_deletes_the_chunks_no_snapshot_needs_on_s3(
+    seeded_dir: Path, tmp_path: Path, s3_endpoint: str, s3_repo_url: str, encrypted: bool
+) -> None:
+    from chromactl.backup.prune import prune
+    from chromactl.config import RetentionSettings
+
+    def repo() -> Repository:
+        options = {"endpoint_url": s3_endpoint, "skip_instance_cache": True}
+        return Repository(s3_repo_url, options, secret=SECRET if encrypted else None)
+
+    data = tmp_path / "data"
+    shutil.copytree(seeded_dir, data)
+    segment = next(p for p in data.iterdir() if p.is_dir())
+    (segment / "zz-large.bin").write_bytes(os.urandom(3 << 20))
+    first = create_snapshot(data, repo(), NoHold(), chroma_version="1.5.9")
+    (segment / "zz-large.bin").write_bytes(os.urandom(3 << 20))  # three chunks only the first needs
+    second = create_snapshot(data, repo(), NoHold(), chroma_version="1.5.9")
+    keep_one = RetentionSettings(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    dry = prune(repo(), keep_one, dry_run=True)
+    assert dry.removed == [first.snapshot_id] and dry.removed_chunks == 3
+    assert len(ChunkStore(repo()).listing()) == first.uploaded_chunks + second.uploaded_chunks
+    result = prune(repo(), keep_one)
+    assert result.removed == [first.snapshot_id] and result.chunks_skipped is None
+    assert result.removed_chunks == 3 and result.removed_chunk_bytes > 3 << 20
+    store = ChunkStore(repo())
+    needed = repo().read_manifest(str(second.snapshot_id)).chunk_hashes()
+    assert set(store.listing()) == {store.key(c) for c in needed}
+    assert repo().read_locks() == {}
+    assert verify(repo(), str(second.snapshot_id)).ok

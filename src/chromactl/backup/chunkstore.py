@@ -14,6 +14,7 @@ complete manifest names, under the exclusive lock.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections import deque
@@ -104,8 +105,19 @@ class ChunkStore:
         """
         return decode(chunk, self.frame(chunk))
 
-    def delete_key(self, key: str) -> None:
-        self.repo.remove_path(self.path_of_key(key), f"remove chunk {key}")
+    def delete_keys(self, keys: list[str]) -> None:
+        """Remove these chunks (one request per batch where the store deletes in bulk)."""
+        paths = [self.path_of_key(k) for k in keys]
+
+        def rm() -> None:
+            try:
+                self.repo.fs.rm(paths)
+            except FileNotFoundError:  # some already gone: the others one by one
+                for path in paths:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.repo.fs.rm(path)
+
+        self.repo.retry(f"remove {len(keys)} chunks", rm)
 
 
 def decode(chunk: str, frame: bytes) -> bytes:

@@ -154,7 +154,8 @@ def create_cmd(
     elif result.outcome == "success":
         console.print(
             f"snapshot [bold]{result.snapshot_id}[/]: {result.files} files, "
-            f"{result.bytes:,} bytes ({result.stored_bytes:,} stored), {result.records:,} records,"
+            f"{result.bytes:,} bytes ({result.stored_bytes:,} stored, {result.uploaded_bytes:,} uploaded: "
+            f"{result.uploaded_chunks:,} new chunks), {result.records:,} records,"
             f" writes held {result.hold_s * 1000:.1f} ms, {result.duration_s:.1f} s"
         )
     if result.outcome != "success":

@@ -33,6 +33,8 @@ from .timeline import Timeline
 log = logging.getLogger("chromactl.backup")
 #: How long prune waits for running backups before it leaves the chunks to the next prune.
 PRUNE_LOCK_WAIT_S = 30.0
+#: Chunks deleted per request (S3 deletes up to 1000 objects in one).
+DELETE_BATCH = 1000
 
 
 @dataclass
@@ -131,7 +133,13 @@ def _collect(
     # read only now, under the lock: every manifest written before it, none being written
     locks = repo.read_locks()
     result.removed_locks = [i for i in stale_locks(locks, now) if lock is None or i != lock.lock_id]
-    referenced = {store.key(c) for s in repo.complete() if s.manifest for c in s.manifest.chunk_hashes()}
+    gone = set(result.removed)  # already deleted, or (a dry run) would be
+    referenced = {
+        store.key(c)
+        for s in repo.complete()
+        if s.manifest and s.snapshot_id not in gone
+        for c in s.manifest.chunk_hashes()
+    }
     unused = {key: size for key, size in store.listing().items() if key not in referenced}
     result.removed_chunks = len(unused)
     result.removed_chunk_bytes = sum(unused.values())
@@ -140,9 +148,10 @@ def _collect(
     for lock_id in result.removed_locks:
         repo.delete_lock(lock_id)
     lock.check()
-    for key in sorted(unused):
+    keys = sorted(unused)
+    for start in range(0, len(keys), DELETE_BATCH):
         lock.check(remote=False)  # a lock that lapsed no longer keeps backups out
-        store.delete_key(key)
+        store.delete_keys(keys[start : start + DELETE_BATCH])
 
 
 def prune(
