@@ -17,7 +17,9 @@ import zstandard
 from chromactl.backup import Repository, create_snapshot, cut, restore
 from chromactl.backup.chromadb_files import FileState, check_sqlite
 from chromactl.backup.chunks import CHUNK, FrameCompressor
+from chromactl.backup.chunkstore import ChunkStore
 from chromactl.backup.cut import Baseline
+from chromactl.backup.progress import NullProgress
 from chromactl.backup.snapshot import SnapshotError
 
 from .helpers import chunk_object
@@ -195,6 +197,53 @@ def test_unchanged_chunks_are_not_compressed_or_uploaded_again(
             piece = content[i * CHUNK : (i + 1) * CHUNK]
             assert chunk == hashlib.sha256(piece).hexdigest(), (rel, i)
             assert chunk_object(repo, chunk).read_bytes() == cctx.compress(piece), (rel, i)
+
+
+class _WriteAfterTheCut(NullProgress):
+    """Overwrites the first chunk of a file once the cut is done (as the database's upload
+    starts): writes after the hold must not reach the snapshot."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def phase(self, description: str, total_bytes: int) -> None:
+        if description.startswith("upload (database)"):
+            with open(self.path, "r+b") as fh:
+                fh.write(b"after the cut" * 100)
+
+
+@pytest.mark.parametrize("written_after_the_cut", [False, True])
+def test_rebuilt_files_read_unchanged_chunks_from_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written_after_the_cut: bool
+) -> None:
+    """A file the cut found changed gets its unchanged chunks from the data directory while
+    they still hash to their first-pass names, from the chunk store otherwise."""
+    data = make_dir(tmp_path)
+    level0 = data / "seg-a" / "data_level0.bin"
+    original = level0.read_bytes()
+
+    def writes() -> None:
+        with open(level0, "r+b") as fh:
+            fh.seek(2 * MiB + 10)
+            fh.write(b"Y" * 100)
+
+    downloads: list[str] = []
+    real = ChunkStore.read
+    monkeypatch.setattr(ChunkStore, "read", lambda self, c: (downloads.append(c), real(self, c))[1])
+    repo = Repository(str(tmp_path / "repo"))
+    progress = _WriteAfterTheCut(level0) if written_after_the_cut else None
+    result = create_snapshot(data, repo, MutatingHold(writes), chroma_version="1.5.9", progress=progress)
+    entry = next(
+        f for f in repo.read_manifest(str(result.snapshot_id)).files if f.path == "seg-a/data_level0.bin"
+    )
+    assert entry.chunks is not None
+    # only the first chunk changed after the cut: it alone comes from the store
+    assert downloads == ([entry.chunks[0]] if written_after_the_cut else [])
+    restore(repo, tmp_path / "restored")
+    got = (tmp_path / "restored" / "seg-a" / "data_level0.bin").read_bytes()
+    at_cut = bytearray(original)
+    at_cut[2 * MiB + 10 : 2 * MiB + 110] = b"Y" * 100
+    assert got == bytes(at_cut)  # the content at the cut, not what was written after it
 
 
 def test_quick_check_finds_a_torn_copy(tmp_path: Path) -> None:

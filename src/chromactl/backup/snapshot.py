@@ -19,7 +19,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import logging
 import os
 import shutil
@@ -176,22 +178,37 @@ class _Engine:
             os.close(fd)
         return Baseline(FileState.of(st), stat_at, copied.size, copied.digests)
 
-    def rebuild(self, patch: Patch, old: FileEntry | None) -> Copied:
+    def rebuild(self, patch: Patch, old: FileEntry | None, live: Path) -> Copied:
         """A changed segment file: its first-pass chunks with the delta chunks laid over
-        them. Unchanged chunks are read back from the chunk store (the file's SHA-256 needs
-        them) and not uploaded again; only changed chunks the store lacks are uploaded."""
+        them; only changed chunks the store lacks are uploaded. An unchanged chunk (the file's
+        SHA-256 needs its content) is read from ``live``, the file in the data directory, when
+        it still hashes to its first-pass name, else downloaded from the chunk store."""
         assert patch.delta is not None
         before = (old.chunks or []) if old is not None else []
 
+        def unchanged(i: int, n: int, src: int | None) -> bytes:
+            if i >= len(before):
+                return b""
+            if src is not None:
+                chunk = os.pread(src, n, i * CHUNK)
+                if hashlib.sha256(chunk).hexdigest() == before[i]:
+                    return chunk
+            return self.uploader.store.read(before[i])[:n]
+
         def chunks() -> Iterator[bytes]:
             assert patch.delta is not None
-            with open(patch.delta, "rb", buffering=0) as delta:
+            with contextlib.ExitStack() as files:
+                delta = files.enter_context(open(patch.delta, "rb", buffering=0))
+                try:
+                    src: int | None = files.enter_context(open(live, "rb", buffering=0)).fileno()
+                except FileNotFoundError:
+                    src = None
                 for i, offset in enumerate(range(0, patch.size, CHUNK)):
                     n = min(CHUNK, patch.size - offset)
                     if i in patch.changed:
                         chunk = os.pread(delta.fileno(), n, offset)
                     else:
-                        chunk = self.uploader.store.read(before[i])[:n] if i < len(before) else b""
+                        chunk = unchanged(i, n, src)
                     if len(chunk) != n:
                         raise SnapshotError(f"cannot rebuild chunk {i}: the first-pass copy is short")
                     yield chunk
@@ -403,7 +420,7 @@ class _SnapshotRun:
             old = self.entries.get(rel)
             if old is not None and not patch.changed and patch.size == old.size:
                 continue  # only its stat changed: the uploaded chunks are its content
-            copied = self.engine.rebuild(patch, old)
+            copied = self.engine.rebuild(patch, old, self.data_dir / rel)
             mode = old.mode if old is not None else _mode(self.data_dir / rel)
             self.entries[rel] = _entry(rel, copied, mode)
 
