@@ -150,7 +150,11 @@ class RepositoryLock(Refresher):
         while True:
             self.refreshed_at = 0.0  # a new hold: the gaps of an earlier attempt do not count
             self.refresh()
-            found = self.conflicting()
+            try:
+                found = self.conflicting()
+            except BaseException:
+                self._withdraw()
+                raise
             if found is None:
                 return
             self.release()
@@ -165,6 +169,13 @@ class RepositoryLock(Refresher):
             log.info("waiting for the %s", lock.describe(lock_id))
             self.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 5.0)
+
+    def _withdraw(self) -> None:
+        """Remove our lock after a failed attempt (best effort: it goes stale anyway)."""
+        try:
+            self.release()
+        except Exception as exc:
+            log.warning("could not remove the %s: %s: %s", self.what, type(exc).__name__, exc)
 
     def check(self, *, remote: bool = True) -> None:
         """Fail unless the lock was kept fresh all along (never ``LAPSE_FRACTION * ttl_s``
