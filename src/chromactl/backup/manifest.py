@@ -127,9 +127,17 @@ class Manifest:
         try:
             files = [FileEntry(**f) for f in data.pop("files")]
             collections = [CollectionCount(**c) for c in data.pop("collections")]
-            return cls(files=files, collections=collections, **data)
+            manifest = cls(files=files, collections=collections, **data)
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"manifest is missing or has unknown fields: {exc}") from None
+        for entry in files:
+            sizes = entry.chunk_sizes
+            if manifest.chunked != entry.chunked or len(entry.chunks or ()) != len(sizes or ()):
+                raise ManifestError(
+                    f"manifest of {manifest.snapshot_id} (format {version}) describes {entry.path} "
+                    "with chunks that do not fit its format: it is damaged"
+                )
+        return manifest
 
 
 def object_name(path: str) -> str:
