@@ -529,9 +529,7 @@ def create_snapshot(
     # compression runs on every core; the pool is larger so that uploads to object storage overlap
     threads = max(cpus, UPLOAD_THREADS)
     compress_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunk")
-    uploader = ChunkUploader(
-        ChunkStore(repo), FrameCompressor(level, compress_pool, 2 * cpus), compress_pool, 2 * threads, {}
-    )
+    uploader = ChunkUploader(ChunkStore(repo), FrameCompressor(level), compress_pool, 2 * threads, {})
     engine = _Engine(repo, snapshot_id, staging, uploader, progress)
     run = _SnapshotRun(data_dir, repo, hold, engine, workers or 4)
     try:

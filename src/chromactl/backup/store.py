@@ -523,16 +523,6 @@ class Repository:
         else:
             self.retry("write the manifest", lambda: self.fs.pipe_file(final, data))
 
-    def upload(self, local: Path, snapshot_id: str, name: str) -> None:
-        """Copy a local file to an object of the snapshot, with retries."""
-
-        def put() -> None:
-            with open(local, "rb") as src, self.open_write(snapshot_id, name) as dst:
-                while chunk := src.read(8 << 20):
-                    dst.write(chunk)
-
-        self.retry(f"upload {name}", put)
-
     def remove_object(self, snapshot_id: str, name: str) -> None:
         """Remove one object of a snapshot (with retries); one already gone is fine."""
 
