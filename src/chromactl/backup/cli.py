@@ -395,7 +395,8 @@ def copy_cmd(
         for r in results:
             state = "copied" if r.outcome == "success" else f"FAILED ({r.error})"
             console.print(
-                f"{r.target}: {state} {len(r.copied)} snapshot(s), {r.bytes:,} bytes, "
+                f"{r.target}: {state} {len(r.copied)} snapshot(s), {r.bytes:,} bytes "
+                f"({r.chunks:,} new chunks), "
                 f"{r.journal_segments} journal segment(s); {r.already} there already"
             )
     if any(r.outcome != "success" for r in results):
