@@ -157,6 +157,16 @@ def test_a_repository_of_a_newer_format_is_refused(seeded_dir: Path, tmp_path: P
         Repository(str(tmp_path / "target")).complete()
     with pytest.raises(ManifestError, match="newer"):
         create_snapshot(seeded_dir, Repository(str(tmp_path / "target")), NoHold(), chroma_version="1.5.9")
+    sid = str(Repository(str(tmp_path / "target")).snapshot_ids()[0])
+    for command in (
+        lambda repo: repo.resolve(sid),
+        lambda repo: repo.delete(sid),
+        lambda repo: restore(repo, tmp_path / "restored"),
+        lambda repo: verify(repo, sid),
+    ):
+        with pytest.raises(ManifestError, match="newer"):
+            command(Repository(str(tmp_path / "target")))
+    assert (tmp_path / "target" / sid / "manifest.json").exists()
 
 
 def test_s3_second_snapshot_uploads_nothing_unchanged(

@@ -483,6 +483,7 @@ class Repository:
             return manifest
         if not SNAPSHOT_ID_RE.match(ref):
             raise RepositoryError(f"{ref!r} is not a snapshot id (like 20250101T120000Z-0a1b2c)")
+        self.config()
         if not self.retry(f"look up {ref}", lambda: self.fs.exists(self.path(ref))):
             raise RepositoryError(f"no snapshot {ref} in {redact_url(self.url)}")
         return self.read_manifest(ref)
@@ -559,6 +560,7 @@ class Repository:
         """Remove a snapshot: the manifest first, so it is never half-listed."""
         if not SNAPSHOT_ID_RE.match(snapshot_id):
             raise RepositoryError(f"{snapshot_id!r} is not a snapshot id")
+        self.config()  # a repository of a newer format is not changed
         base = self.path(snapshot_id)
         manifest = self.path(snapshot_id, MANIFEST_NAME)
 
