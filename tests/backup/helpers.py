@@ -479,7 +479,7 @@ def to_legacy_format(repo: Any, snapshot_id: str, version: int) -> None:
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
     for entry in data["files"]:
         chunks = entry.pop("chunks")
-        del entry["chunk_sizes"]
+        del entry["chunk_sizes"], entry["chunk_xxh3"]
         if version >= 2:
             stored = b"".join(store.frame(c) for c in chunks) or cctx.compress(b"")
         else:

@@ -235,3 +235,35 @@ def test_prune_deletes_the_chunks_no_snapshot_needs_on_s3(
     assert set(store.listing()) == {store.key(c) for c in needed}
     assert repo().read_locks() == {}
     assert verify(repo(), str(second.snapshot_id)).ok
+
+
+def test_chunks_unchanged_since_the_previous_snapshot_are_not_hashed_again(
+    seeded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chromactl.backup.chunkstore import ChunkUploader
+
+    hashed: list[int] = []
+    real = ChunkUploader._store_one
+
+    def counting(self: ChunkUploader, chunk: bytes):  # type: ignore[no-untyped-def]
+        hashed.append(len(chunk))
+        return real(self, chunk)
+
+    monkeypatch.setattr(ChunkUploader, "_store_one", counting)
+    data = tmp_path / "data"
+    shutil.copytree(seeded_dir, data)
+    repo = Repository(str(tmp_path / "target"))
+    first = create_snapshot(data, repo, NoHold(), chroma_version="1.5.9")
+    manifest = repo.read_manifest(str(first.snapshot_id))
+    assert len(hashed) == sum(len(f.chunks or ()) for f in manifest.files)
+    assert all(f.chunk_xxh3 is not None and len(f.chunk_xxh3) == len(f.chunks or ()) for f in manifest.files)
+    hashed.clear()
+    again = create_snapshot(data, repo, NoHold(), chroma_version="1.5.9")
+    assert hashed == [] and again.uploaded_chunks == 0  # every chunk known by its xxh3 digest
+    big = max((f for f in manifest.files if f.path != "chroma.sqlite3"), key=lambda f: f.size)
+    with open(data / big.path, "r+b") as fh:
+        fh.write(b"changed")
+    third = create_snapshot(data, repo, NoHold(), chroma_version="1.5.9")
+    assert len(hashed) == 1 and third.uploaded_chunks == 1
+    restore(repo, tmp_path / "restored")
+    assert (tmp_path / "restored" / big.path).read_bytes() == (data / big.path).read_bytes()

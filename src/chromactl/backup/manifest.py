@@ -42,6 +42,9 @@ class FileEntry:
     mode: int = 0o644
     chunks: list[str] | None = None
     chunk_sizes: list[int] | None = None
+    #: Format 3: the xxh3-128 digest (hex) of each chunk, for the next backup (see
+    #: :class:`~.chunkstore.ChunkUploader`).
+    chunk_xxh3: list[str] | None = None
 
     @property
     def object_name(self) -> str:
@@ -54,7 +57,7 @@ class FileEntry:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if self.chunks is None:  # formats 1 and 2 keep their fields as they were
-            del data["chunks"], data["chunk_sizes"]
+            del data["chunks"], data["chunk_sizes"], data["chunk_xxh3"]
         return data
 
 
@@ -131,8 +134,9 @@ class Manifest:
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"manifest is missing or has unknown fields: {exc}") from None
         for entry in files:
-            sizes = entry.chunk_sizes
-            if manifest.chunked != entry.chunked or len(entry.chunks or ()) != len(sizes or ()):
+            n = len(entry.chunks or ())
+            fits = len(entry.chunk_sizes or ()) == n and len(entry.chunk_xxh3 or ()) in (0, n)
+            if manifest.chunked != entry.chunked or not fits:
                 raise ManifestError(
                     f"manifest of {manifest.snapshot_id} (format {version}) describes {entry.path} "
                     "with chunks that do not fit its format: it is damaged"

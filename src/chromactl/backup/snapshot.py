@@ -47,7 +47,7 @@ from .chromadb_files import (
     segment_files,
 )
 from .chunks import CHUNK, Copied, FrameCompressor, copy_raw, read_chunks
-from .chunkstore import ChunkStore, ChunkUploader
+from .chunkstore import ChunkStore, ChunkUploader, Earlier
 from .cut import (
     Baseline,
     Cut,
@@ -116,7 +116,19 @@ def _entry(rel: str, copied: Copied, mode: int) -> FileEntry:
         mode=mode,
         chunks=copied.hashes,
         chunk_sizes=copied.chunk_sizes,
+        chunk_xxh3=[d.hex() for d in copied.digests],
     )
+
+
+def earlier_chunks(manifest: Manifest | None) -> dict[str, Earlier]:
+    """Each file's chunks in ``manifest`` (the previous snapshot), for :class:`ChunkUploader`."""
+    if manifest is None:
+        return {}
+    return {
+        f.path: list(zip(f.chunk_xxh3, f.chunks, strict=True))
+        for f in manifest.files
+        if f.chunks is not None and f.chunk_xxh3
+    }
 
 
 @dataclass
@@ -130,6 +142,8 @@ class _Engine:
     progress: Progress
     #: Set when one file failed for good: the others stop at their next chunk.
     aborted: threading.Event = field(default_factory=threading.Event)
+    #: The files' chunks in the previous snapshot (unchanged ones are not hashed again).
+    earlier: dict[str, Earlier] = field(default_factory=dict)
 
     def compress_to_repo(self, rel: str, chunks: Callable[[], Iterator[bytes]]) -> Copied:
         """Store the chunks of ``chunks()`` the repository lacks; the file's chunk list."""
@@ -143,7 +157,7 @@ class _Engine:
         if self.aborted.is_set():
             raise _Aborted(ABORTED)
         try:
-            return self.uploader.write(checked(), self.progress.advance)
+            return self.uploader.write(checked(), self.progress.advance, self.earlier.get(rel))
         except _Aborted:
             raise
         except BaseException:
@@ -545,6 +559,7 @@ def create_snapshot(
             RepositoryLock(repo, SHARED, ttl_s=lock_ttl_s, wait_s=lock_wait_s) as lock,  # and its chunks
         ):
             uploader.add_known(uploader.store.listing())
+            engine.earlier = earlier_chunks(repo.latest_complete())
             run.first_pass()
             cut = run.cut()
             t_after = time.perf_counter()

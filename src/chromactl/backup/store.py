@@ -469,6 +469,16 @@ class Repository:
                 out.append(SnapshotInfo(sid, False, None))
         return out
 
+    def latest_complete(self) -> Manifest | None:
+        """The newest complete snapshot's manifest, reading manifests from the newest id back."""
+        self.config()
+        for sid in reversed(self.snapshot_ids()):
+            try:
+                return self.read_manifest(sid)
+            except ManifestError:
+                continue
+        return None
+
     def complete(self) -> list[SnapshotInfo]:
         return [s for s in self.snapshots() if s.complete]
 
