@@ -530,6 +530,8 @@ def create_snapshot(
         SnapshotError: the data directory is not Chroma's, the hold failed, the
             copy of the database is not sound, or an upload failed. The partial
             snapshot is removed when possible.
+        LockError: prune held the repository for longer than ``lock_wait_s``, or this
+            backup's lock lapsed (nothing was made complete).
     """
     progress = progress or NullProgress()
     cpus = os.cpu_count() or 1
