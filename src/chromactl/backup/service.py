@@ -311,9 +311,11 @@ class BackupService:
         backup = self.settings.backup
         outcome = prune(Repository.from_settings(backup), backup.retention).to_dict()
         log.info(
-            "pruned %d snapshot(s) and %d incomplete one(s) in %s",
+            "pruned %d snapshot(s), %d incomplete one(s) and %d chunk(s) (%d bytes) in %s",
             len(outcome["removed"]),
             len(outcome["removed_incomplete"]),
+            outcome["removed_chunks"],
+            outcome["removed_chunk_bytes"],
             redact_url(backup.target),
         )
         return outcome
