@@ -267,3 +267,22 @@ def test_chunks_unchanged_since_the_previous_snapshot_are_not_hashed_again(
     assert len(hashed) == 1 and third.uploaded_chunks == 1
     restore(repo, tmp_path / "restored")
     assert (tmp_path / "restored" / big.path).read_bytes() == (data / big.path).read_bytes()
+
+
+def test_a_listing_of_the_chunk_store_does_not_hide_chunks_uploaded_since(
+    seeded_dir: Path, tmp_path: Path, s3_endpoint: str, s3_repo_url: str
+) -> None:
+    """The S3 client caches listings: a process that listed the chunk store must still read the
+    chunks another process uploaded afterwards (a drill or verify in the pod after a backup)."""
+    data = tmp_path / "data"
+    shutil.copytree(seeded_dir, data)
+    segment = next(p for p in data.iterdir() if p.is_dir())
+    (segment / "zz-large.bin").write_bytes(os.urandom(40 << 20))
+    here = s3_repo(s3_repo_url, s3_endpoint)
+    create_snapshot(data, here, NoHold(), chroma_version="1.5.9")
+    assert create_snapshot(data, here, NoHold(), chroma_version="1.5.9").uploaded_chunks == 0  # listed
+    (segment / "zz-large.bin").write_bytes(os.urandom(40 << 20))
+    elsewhere = create_snapshot(data, s3_repo(s3_repo_url, s3_endpoint), NoHold(), chroma_version="1.5.9")
+    assert elsewhere.uploaded_chunks == 40
+    report = verify(here, str(elsewhere.snapshot_id))
+    assert report.ok, report.bad_files

@@ -65,11 +65,13 @@ class ChunkStore:
         root = self.repo.path(CHUNKS_DIR)
 
         def find() -> dict[str, int]:
-            self.repo.fs.invalidate_cache(root)
+            self.repo.forget_listings(root)
             try:
                 found = self.repo.fs.find(root, detail=True)
             except FileNotFoundError:
                 return {}
+            finally:  # a chunk uploaded later by another process must not read as missing
+                self.repo.forget_listings(root)
             out: dict[str, int] = {}
             for path, info in found.items():
                 name = str(path).rsplit("/", 1)[-1]

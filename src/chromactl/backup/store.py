@@ -426,6 +426,17 @@ class Repository:
     def delete_lock(self, lock_id: str) -> None:
         self.remove_path(self.path(LOCKS_DIR, f"{lock_id}.json"), f"remove lock {lock_id}")
 
+    def forget_listings(self, path: str) -> None:
+        """Drop the client's cached listings of ``path`` and everything under it (s3fs keeps
+        them, and would then answer that an object uploaded since by another process is not
+        there)."""
+        self.fs.invalidate_cache(path)
+        cache = getattr(self.fs, "dircache", None)
+        if cache is not None:
+            stripped = self.fs._strip_protocol(path).rstrip("/")
+            for key in [k for k in list(cache) if str(k).startswith(stripped + "/")]:
+                cache.pop(key, None)
+
     # -- listing -----------------------------------------------------------------
     def names(self, path: str, what: str) -> list[str]:
         """The names in the folder ``path`` (full path) as the target lists them now, sorted;
