@@ -286,3 +286,25 @@ def test_a_listing_of_the_chunk_store_does_not_hide_chunks_uploaded_since(
     assert elsewhere.uploaded_chunks == 40
     report = verify(here, str(elsewhere.snapshot_id))
     assert report.ok, report.bad_files
+
+
+def test_s3_reads_each_chunk_in_one_request(
+    seeded_dir: Path, s3_endpoint: str, s3_repo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chromactl.backup.store import storage_options
+    from chromactl.config import BackupSettings
+
+    options = storage_options(s3_repo_url, BackupSettings(endpoint_url=s3_endpoint))
+    repo = Repository(s3_repo_url, {**options, "skip_instance_cache": True})
+    create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    chunk = sorted(repo.resolve().chunk_hashes())[0]
+    calls: list[str] = []
+    real = repo.fs._call_s3
+
+    async def counting(method: str, *args: object, **kwargs: object) -> object:
+        calls.append(method)
+        return await real(method, *args, **kwargs)
+
+    monkeypatch.setattr(repo.fs, "_call_s3", counting)
+    ChunkStore(repo).read(chunk)
+    assert calls == ["get_object"]

@@ -105,6 +105,9 @@ def storage_options(url: str, settings: BackupSettings) -> dict[str, Any]:
             client_kwargs["region_name"] = settings.region
         if client_kwargs:
             options.setdefault("client_kwargs", client_kwargs)
+        # A chunk is read in one GET: s3fs would first ask for its size to split the read
+        # (a second request per chunk, for objects of at most ~1 MiB).
+        options.setdefault("max_concurrency", 1)
         # One request may take io_timeout_s; chromactl itself retries (RetryPolicy).
         options.setdefault(
             "config_kwargs",
