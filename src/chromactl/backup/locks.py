@@ -161,8 +161,9 @@ class RepositoryLock(Refresher):
             lock_id, lock = found
             if self.clock() - start + delay > self.wait_s:
                 raise LockError(
-                    f"the repository is locked by the {lock.describe(lock_id)}: a "
-                    f"{self.kind} lock could not be taken within {self.wait_s:g}s. Wait for it to "
+                    f"the repository is locked by the {lock.describe(lock_id)}: "
+                    f"{'an' if self.kind == EXCLUSIVE else 'a'} {self.kind} lock could not be "
+                    f"taken within {self.wait_s:g}s. Wait for it to "
                     f"finish; a lock of a process that died is ignored {lock.ttl_s:g}s after its "
                     "last refresh"
                 )
