@@ -168,7 +168,14 @@ def bench_size(size_mb: int, rounds: int, hold_rounds: int, work: Path) -> dict[
             out["export_records"] = e.records
             shutil.rmtree(work / "export")
     out["data_bytes"] = du(data)
-    # throughput, on the stopped directory, against tar | zstd to the same target
+    out.update(throughput(data, rounds, work))
+    return out
+
+
+def throughput(data: Path, rounds: int, work: Path) -> dict[str, Any]:
+    """Snapshot and restore of the stopped directory ``data`` against tar | zstd to the same
+    target, best of ``rounds``."""
+    out: dict[str, Any] = {"data_bytes": du(data)}
     target = work / "target"
     target.mkdir()
     times: dict[str, list[float]] = {
@@ -209,6 +216,19 @@ def bench_size(size_mb: int, rounds: int, hold_rounds: int, work: Path) -> dict[
     out["restore_vs_untar"] = best["untar"] / best["restore"]
     out["restore_vs_untar_sync"] = best["untar_sync"] / best["restore"]
     return out
+
+
+def throughput_row(r: dict[str, Any]) -> str:
+    b = {k: min(v) for k, v in r["times_s"].items()}
+    mb = r["data_bytes"] / 1e6
+    return (
+        f"| {mb:.0f} MB | {mb / b['snapshot_offline']:.0f} MB/s | "
+        f"{mb / b['snapshot_online']:.0f} MB/s | {mb / b['tar_zstd']:.0f} MB/s | "
+        f"{r['snapshot_vs_tar']:.2f}x | {r['snapshot_online_vs_tar']:.2f}x | "
+        f"{mb / b['restore']:.0f} MB/s | {mb / b['untar']:.0f} MB/s | "
+        f"{r['restore_vs_untar']:.2f}x | {mb / b['untar_sync']:.0f} MB/s | "
+        f"{r['restore_vs_untar_sync']:.2f}x |"
+    )
 
 
 def render(results: dict[str, Any]) -> str:
@@ -269,17 +289,23 @@ def render(results: dict[str, Any]) -> str:
         "restore | zstd -d\\|tar -x | ratio | with sync | ratio |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results["sizes"]:
-        b = {k: min(v) for k, v in r["times_s"].items()}
-        mb = r["data_bytes"] / 1e6
-        lines.append(
-            f"| {mb:.0f} MB | {mb / b['snapshot_offline']:.0f} MB/s | "
-            f"{mb / b['snapshot_online']:.0f} MB/s | {mb / b['tar_zstd']:.0f} MB/s | "
-            f"{r['snapshot_vs_tar']:.2f}x | {r['snapshot_online_vs_tar']:.2f}x | "
-            f"{mb / b['restore']:.0f} MB/s | {mb / b['untar']:.0f} MB/s | "
-            f"{r['restore_vs_untar']:.2f}x | {mb / b['untar_sync']:.0f} MB/s | "
-            f"{r['restore_vs_untar_sync']:.2f}x |"
-        )
+    lines += [throughput_row(r) for r in results["sizes"]]
+    if results.get("format3"):
+        lines += [
+            "",
+            "### Format 3 (content-addressed chunks)",
+            "",
+            "The rows above are from format 2 (one object per file). Format 3 stores each 1 MiB "
+            "chunk as its own object (`chunks/`), fsynced and renamed into place on a local "
+            f"target. Measured on {results['format3_machine']}, with `run.py --data`, into an "
+            "empty repository (every chunk uploaded), on the data directories of "
+            "`bench/backup/hold.py` (384-dim vectors, no documents):",
+            "",
+            "| data | snapshot offline | online | tar\\|zstd | offline ratio | online ratio | "
+            "restore | zstd -d\\|tar -x | ratio | with sync | ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            *(throughput_row(r) for r in results["format3"]),
+        ]
     for r in results["sizes"]:
         if "export_records_per_s" in r:
             lines += [
@@ -351,7 +377,27 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds")
     parser.add_argument("--hold-rounds", type=int, default=12, help="snapshots under a writer")
+    parser.add_argument(
+        "--data",
+        help="comma-separated stopped data directories: measure only snapshot/restore throughput "
+        "on them (no seeding, hold or export) into results.json's format3 rows",
+    )
     args = parser.parse_args()
+    if args.data:
+        results = json.loads((HERE / "results.json").read_text())
+        results["format3_machine"] = (
+            f"{platform.machine()}, {os.cpu_count()} cores, "
+            f"load average {os.getloadavg()[0]:.2f} at the start"
+        )
+        results["format3"] = []
+        for data in args.data.split(","):
+            with tempfile.TemporaryDirectory(prefix="chromactl-bench-") as tmp:
+                r = throughput(Path(data), args.rounds, Path(tmp))
+                print(json.dumps({k: v for k, v in r.items() if k != "times_s"}), flush=True)
+                results["format3"].append(r)
+        (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (HERE / "results.md").write_text(render(results))
+        return
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_start": os.getloadavg()[0],

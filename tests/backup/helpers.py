@@ -463,3 +463,43 @@ def gateway_process(
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=20)
         log.close()
+
+
+def to_legacy_format(repo: Any, snapshot_id: str, version: int) -> None:
+    """Rewrite a format-3 snapshot of an unencrypted local ``repo`` as chromactl before format 3
+    wrote it: each file one object ``files/<path>.zst`` (format 2: one zstd frame per chunk;
+    format 1: a single frame) and a manifest without chunk lists."""
+    import zstandard
+
+    from chromactl.backup.chunkstore import ChunkStore
+
+    store = ChunkStore(repo)
+    root = Path(repo.root) / snapshot_id
+    data = json.loads((root / "manifest.json").read_text())
+    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
+    for entry in data["files"]:
+        chunks = entry.pop("chunks")
+        del entry["chunk_sizes"], entry["chunk_xxh3"]
+        if version >= 2:
+            stored = b"".join(store.frame(c) for c in chunks) or cctx.compress(b"")
+        else:
+            stored = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(
+                b"".join(store.read(c) for c in chunks)
+            )
+        obj = root / "files" / f"{entry['path']}.zst"
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        obj.write_bytes(stored)
+        entry["stored_size"] = len(stored)
+        entry["stored_sha256"] = hashlib.sha256(stored).hexdigest()
+    data["format_version"] = version
+    if version == 1:
+        del data["chunk_size"]
+    (root / "manifest.json").write_text(json.dumps(data))
+
+
+def chunk_object(repo: Any, chunk: str) -> Path:
+    """Where one chunk of a local ``repo`` is stored."""
+    from chromactl.backup.chunkstore import ChunkStore
+
+    store = ChunkStore(repo)
+    return Path(store.path_of_key(store.key(chunk)))

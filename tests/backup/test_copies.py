@@ -12,12 +12,13 @@ import pytest
 import yaml
 
 from chromactl.backup import NoHold, Repository, create_snapshot, restore
+from chromactl.backup.chunkstore import ChunkStore
 from chromactl.backup.copies import copy_repository_of, copy_to
 from chromactl.backup.verify import verify
 from chromactl.config import BackupSettings, CopySettings, RetentionSettings
 
 from .conftest import s3_repo
-from .helpers import free_port, run_chroma, seed
+from .helpers import chunk_object, free_port, run_chroma, seed
 from .test_agent import chromactl_gateway, gateway_config, metrics, trigger
 from .test_continuous import _snapshot_with_journal
 
@@ -32,7 +33,7 @@ def test_copies_are_incremental_and_restore_like_the_primary(
     first = copy_to(primary, copy)
     assert first.outcome == "success", first.error
     assert first.copied == [s.snapshot_id for s in primary.complete()] and first.journal_segments == 1
-    assert first.bytes == sum(s.manifest.stored_size for s in primary.complete() if s.manifest)
+    assert first.bytes == sum(ChunkStore(copy).listing().values())  # each chunk once
 
     again = copy_to(primary, copy)
     assert (again.copied, again.already, again.journal_segments) == ([], 1, 0)
@@ -77,14 +78,16 @@ def test_a_damaged_object_is_not_copied_and_the_copy_stays_incomplete(
     primary = Repository(str(tmp_path / "primary"))
     snap = create_snapshot(seeded_dir, primary, NoHold(), chroma_version="1.5.9")
     manifest = primary.read_manifest(snap.snapshot_id or "")
-    damaged = tmp_path / "primary" / manifest.snapshot_id / manifest.files[0].object_name
+    chunk = sorted(manifest.chunk_hashes())[0]
+    damaged = chunk_object(primary, chunk)
     data = bytearray(damaged.read_bytes())
     data[-1] ^= 0xFF
     damaged.write_bytes(bytes(data))
     copy = Repository(str(tmp_path / "copy"))
     result = copy_to(primary, copy)
-    assert result.outcome == "failure" and manifest.files[0].object_name in (result.error or "")
-    assert copy.complete() == [] and [s.complete for s in copy.snapshots()] == [False]
+    assert result.outcome == "failure" and f"chunk {chunk} is damaged" in (result.error or "")
+    assert copy.complete() == [] and copy.snapshots() == []  # no manifest: nothing restorable
+    assert chunk not in {p.name for p in (tmp_path / "copy" / "chunks").rglob("*")}
 
 
 @pytest.mark.slow
@@ -114,10 +117,53 @@ def test_the_pod_copies_after_each_backup_and_a_failing_copy_does_not_fail_it(tm
             assert m["chromactl_backup_copy_last_outcome{target=s3://gone/chroma}"] == 0
             assert m["chromactl_backup_copy_runs_total{outcome=failure,target=s3://gone/chroma}"] == 2
             snaps = Repository(str(target)).complete()
+            # two snapshots of the same data: stored once, counted twice in the logical size
             assert m["chromactl_backup_repository_bytes"] == sum(
-                s.manifest.stored_size for s in snaps if s.manifest
+                ChunkStore(Repository(str(target))).listing().values()
+            )
+            assert m["chromactl_backup_repository_logical_bytes"] == sum(
+                s.manifest.total_size for s in snaps if s.manifest
             )
             assert 0 < time.time() - m["chromactl_backup_earliest_recoverable_timestamp_seconds"] < 600
     offsite = Repository(str(tmp_path / "offsite"))
     assert [s.snapshot_id for s in offsite.complete()] == [snaps[-1].snapshot_id]
     assert json.loads((tmp_path / "offsite" / snaps[-1].snapshot_id / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_a_copy_sends_only_the_chunks_the_copy_lacks(
+    tmp_path: Path, seeded_dir: Path, encrypted: bool
+) -> None:
+    import os
+    import shutil
+
+    secret = b"a-secret-from-a-kubernetes-secret-0123" if encrypted else None
+    data = tmp_path / "data"
+    shutil.copytree(seeded_dir, data)
+    segment = next(p for p in data.iterdir() if p.is_dir())
+    (segment / "zz-large.bin").write_bytes(os.urandom(4 << 20))
+    primary = Repository(str(tmp_path / "primary"), secret=secret)
+    copy = Repository(str(tmp_path / "copy"), secret=secret)
+    create_snapshot(data, primary, NoHold(), chroma_version="1.5.9")
+    first = copy_to(primary, copy)
+    assert first.outcome == "success", first.error
+    assert (tmp_path / "copy" / "config.json").exists()
+    assert first.chunks == len(ChunkStore(copy).listing()) == len(primary.resolve().chunk_hashes())
+
+    with open(segment / "zz-large.bin", "r+b") as fh:  # one chunk changes
+        fh.seek((2 << 20) + 5)
+        fh.write(b"changed")
+    second = create_snapshot(data, primary, NoHold(), chroma_version="1.5.9")
+    again = copy_to(primary, copy)
+    assert again.outcome == "success" and again.copied == [second.snapshot_id]
+    assert again.chunks == 1 and again.bytes == second.uploaded_bytes
+    # the copy's manifest states the copy's own stored sizes, and restores
+    copied = copy.resolve(str(second.snapshot_id))
+    assert sum(f.stored_size for f in copied.files) == sum(
+        ChunkStore(copy).listing()[ChunkStore(copy).key(c)] for f in copied.files for c in f.chunks or ()
+    )
+    assert verify(copy, str(second.snapshot_id)).ok
+    restore(copy, tmp_path / "restored")
+    assert (tmp_path / "restored" / "zz-large.bin").exists() is False
+    rel = (segment / "zz-large.bin").relative_to(data)
+    assert (tmp_path / "restored" / rel).read_bytes() == (segment / "zz-large.bin").read_bytes()

@@ -17,8 +17,12 @@ import zstandard
 from chromactl.backup import Repository, create_snapshot, cut, restore
 from chromactl.backup.chromadb_files import FileState, check_sqlite
 from chromactl.backup.chunks import CHUNK, FrameCompressor
+from chromactl.backup.chunkstore import ChunkStore
 from chromactl.backup.cut import Baseline
+from chromactl.backup.progress import NullProgress
 from chromactl.backup.snapshot import SnapshotError
+
+from .helpers import chunk_object
 
 MiB = CHUNK
 
@@ -151,19 +155,19 @@ def test_a_stray_writer_mid_transaction_is_not_torn(tmp_path: Path) -> None:
     assert restored.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_unchanged_chunks_keep_their_first_pass_frames(
+def test_unchanged_chunks_are_not_compressed_or_uploaded_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = make_dir(tmp_path)
     seg = data / "seg-a"
     compressed: list[int] = []
-    real = FrameCompressor._compress
+    real = FrameCompressor.compress
 
     def counting(self: FrameCompressor, chunk: bytes) -> bytes:
         compressed.append(len(chunk))
         return real(self, chunk)
 
-    monkeypatch.setattr(FrameCompressor, "_compress", counting)
+    monkeypatch.setattr(FrameCompressor, "compress", counting)
 
     def writes() -> None:
         with open(seg / "data_level0.bin", "r+b") as fh:
@@ -177,18 +181,69 @@ def test_unchanged_chunks_keep_their_first_pass_frames(
     repo = Repository(str(tmp_path / "repo"))
     first_pass = sum(-(-p.stat().st_size // CHUNK) for p in data.rglob("*") if p.is_file())
     result = create_snapshot(data, repo, MutatingHold(writes), chroma_version="1.5.9")
-    # every chunk is compressed once (SQLite's after the cut, from its staged copy);
-    # rebuilding data_level0.bin compresses again only its one changed chunk
-    assert len(compressed) == first_pass + 1, (first_pass, len(compressed))
-    # and every object is exactly what compressing the final content afresh gives
+    # every chunk is compressed and uploaded once (SQLite's after the cut, from its staged
+    # copy); rebuilding data_level0.bin compresses and uploads only its one changed chunk
+    assert len(compressed) == first_pass + 1 == result.uploaded_chunks, (first_pass, len(compressed))
+    # and every chunk is exactly what compressing the final content afresh gives
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
-    root = tmp_path / "repo" / str(result.snapshot_id) / "files"
+    manifest = repo.read_manifest(str(result.snapshot_id))
     live = {"chroma.sqlite3": None, "seg-a/data_level0.bin": seg / "data_level0.bin"}
     restore(repo, tmp_path / "restored")
     for rel, path in live.items():
         content = (path or tmp_path / "restored" / rel).read_bytes()
-        fresh = b"".join(cctx.compress(content[i : i + CHUNK]) for i in range(0, len(content), CHUNK))
-        assert (root / f"{rel}.zst").read_bytes() == fresh, rel
+        entry = next(f for f in manifest.files if f.path == rel)
+        assert entry.chunks is not None and len(entry.chunks) == -(-len(content) // CHUNK)
+        for i, chunk in enumerate(entry.chunks):
+            piece = content[i * CHUNK : (i + 1) * CHUNK]
+            assert chunk == hashlib.sha256(piece).hexdigest(), (rel, i)
+            assert chunk_object(repo, chunk).read_bytes() == cctx.compress(piece), (rel, i)
+
+
+class _WriteAfterTheCut(NullProgress):
+    """Overwrites the first chunk of a file once the cut is done (as the database's upload
+    starts): writes after the hold must not reach the snapshot."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def phase(self, description: str, total_bytes: int) -> None:
+        if description.startswith("upload (database)"):
+            with open(self.path, "r+b") as fh:
+                fh.write(b"after the cut" * 100)
+
+
+@pytest.mark.parametrize("written_after_the_cut", [False, True])
+def test_rebuilt_files_read_unchanged_chunks_from_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written_after_the_cut: bool
+) -> None:
+    """A file the cut found changed gets its unchanged chunks from the data directory while
+    they still hash to their first-pass names, from the chunk store otherwise."""
+    data = make_dir(tmp_path)
+    level0 = data / "seg-a" / "data_level0.bin"
+    original = level0.read_bytes()
+
+    def writes() -> None:
+        with open(level0, "r+b") as fh:
+            fh.seek(2 * MiB + 10)
+            fh.write(b"Y" * 100)
+
+    downloads: list[str] = []
+    real = ChunkStore.read
+    monkeypatch.setattr(ChunkStore, "read", lambda self, c: (downloads.append(c), real(self, c))[1])
+    repo = Repository(str(tmp_path / "repo"))
+    progress = _WriteAfterTheCut(level0) if written_after_the_cut else None
+    result = create_snapshot(data, repo, MutatingHold(writes), chroma_version="1.5.9", progress=progress)
+    entry = next(
+        f for f in repo.read_manifest(str(result.snapshot_id)).files if f.path == "seg-a/data_level0.bin"
+    )
+    assert entry.chunks is not None
+    # only the first chunk changed after the cut: it alone comes from the store
+    assert downloads == ([entry.chunks[0]] if written_after_the_cut else [])
+    restore(repo, tmp_path / "restored")
+    got = (tmp_path / "restored" / "seg-a" / "data_level0.bin").read_bytes()
+    at_cut = bytearray(original)
+    at_cut[2 * MiB + 10 : 2 * MiB + 110] = b"Y" * 100
+    assert got == bytes(at_cut)  # the content at the cut, not what was written after it
 
 
 def test_quick_check_finds_a_torn_copy(tmp_path: Path) -> None:
@@ -411,22 +466,19 @@ def test_a_file_caught_up_then_deleted_before_the_hold_is_not_in_the_snapshot(
     temp = data / "seg-a" / ".tmp-index_metadata"
     real = snapshot.catch_up_files
 
+    written: list[bytes] = []
+
     def with_a_temporary_file(*args: object) -> int:
-        temp.write_bytes(os.urandom(MiB + 1))
+        written.append(os.urandom(MiB + 1))
+        temp.write_bytes(written[-1])
         return real(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(snapshot, "catch_up_files", with_a_temporary_file)
-    uploads: list[str] = []
-    real_upload = Repository.upload
-    monkeypatch.setattr(
-        Repository,
-        "upload",
-        lambda self, src, sid, name: uploads.append(name) or real_upload(self, src, sid, name),
-    )
     repo = Repository(str(tmp_path / "repo"))
     result = create_snapshot(data, repo, MutatingHold(temp.unlink), chroma_version="1.5.9")
     manifest = repo.resolve(str(result.snapshot_id))
     assert "seg-a/.tmp-index_metadata" not in {f.path for f in manifest.files}
-    assert not any("tmp-index_metadata" in name for name in uploads)
+    its_chunks = {hashlib.sha256(w[i : i + MiB]).hexdigest() for w in written for i in (0, MiB)}
+    assert written and not its_chunks & set(ChunkStore(repo).listing())  # never uploaded
     restore(repo, tmp_path / "restored")
     assert tree(tmp_path / "restored") == tree(data)

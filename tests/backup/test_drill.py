@@ -13,8 +13,9 @@ from pathlib import Path
 
 from chromactl.backup import NoHold, Repository, create_snapshot
 from chromactl.backup.drill import DrillReport, drill, last_success, record
+from chromactl.backup.verify import verify
 
-from .helpers import copy_tree
+from .helpers import chunk_object, copy_tree
 
 CHROMACTL = str(Path(sys.executable).with_name("chromactl"))
 
@@ -41,7 +42,8 @@ def test_a_damaged_object_fails_the_drill_naming_file_and_snapshot(tmp_path: Pat
     snap = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
     manifest = repo.read_manifest(snap.snapshot_id or "")
     entry = max(manifest.files, key=lambda f: f.stored_size)
-    obj = tmp_path / "target" / manifest.snapshot_id / entry.object_name
+    assert entry.chunks
+    obj = chunk_object(repo, entry.chunks[0])
     data = bytearray(obj.read_bytes())
     data[len(data) // 2] ^= 0xFF
     obj.write_bytes(bytes(data))
@@ -51,6 +53,11 @@ def test_a_damaged_object_fails_the_drill_naming_file_and_snapshot(tmp_path: Pat
         f"snapshot {manifest.snapshot_id} is corrupt" in report.problems[0]
         and entry.path in report.problems[0]
     )
+    # the same words as backup verify: the chunk, and every snapshot that needs it
+    checked = verify(repo, manifest.snapshot_id)
+    assert checked.bad_files[entry.path] in report.problems[0]
+    assert f"chunk {entry.chunks[0]} is damaged" in report.problems[0]
+    assert f"snapshots that need it: {manifest.snapshot_id}" in report.problems[0]
     record(repo, report)
     assert last_success(repo) is None  # a failed drill is no pass
 

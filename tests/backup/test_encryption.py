@@ -93,9 +93,8 @@ def test_key_rotation_keeps_the_data_and_retires_the_old_key(tmp_path: Path, see
 def test_a_damaged_or_moved_object_is_refused(tmp_path: Path, seeded_dir: Path) -> None:
     repo = Repository(str(tmp_path / "target"), secret=SECRET)
     snap = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
-    files = sorted(
-        p for p in (tmp_path / "target" / str(snap.snapshot_id) / "files").rglob("*") if p.is_file()
-    )
+    files = sorted(p for p in (tmp_path / "target" / "chunks").rglob("*") if p.is_file())
+    assert snap.uploaded_chunks == len(files) > 1
     a, b = files[0], files[1]
     a.write_bytes(b.read_bytes())  # an object moved into another's place
     target = tmp_path / "restored"

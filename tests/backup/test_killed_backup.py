@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from chromactl.backup import Repository, restore
+from chromactl.backup.chunkstore import ChunkStore
 from chromactl.backup.lease import LEASE_TTL_S
 from chromactl.backup.prune import prune
 from chromactl.config import RetentionSettings
@@ -79,12 +80,19 @@ def check_after_kill(
     assert result["outcome"] == "success"
     assert [s.snapshot_id for s in repo.complete()] == [result["snapshot_id"]]
     assert restore(repo, tmp_path / "r2").snapshot_id == result["snapshot_id"]
-    # the killed backup's lease is still fresh: its snapshot looks like a running backup's
-    assert prune(repo, RetentionSettings(incomplete_grace_s=0)).removed_incomplete == []
-    # once the lease has gone stale (no writer refreshes it) the grace applies
+    # the killed backup's lease is still fresh: its snapshot looks like a running backup's, and
+    # its shared lock keeps prune from deleting chunks
+    kept = prune(repo, RetentionSettings(incomplete_grace_s=0), lock_wait_s=0.5)
+    assert kept.removed_incomplete == [] and kept.removed_chunks == 0
+    assert kept.chunks_skipped is not None and "shared lock" in kept.chunks_skipped
+    # once lease and lock have gone stale (no writer refreshes them) the grace applies; the
+    # chunks the killed backup uploaded are the next backup's (same data): none is removed
     pruned = prune(repo, RetentionSettings(incomplete_grace_s=0), now=time.time() + LEASE_TTL_S + 1)
     assert len(pruned.removed_incomplete) == 1
+    assert len(pruned.removed_locks) == 1 and pruned.chunks_skipped is None
+    assert pruned.removed_chunks == 0
     assert [s.snapshot_id for s in repo.snapshots()] == [result["snapshot_id"]]
+    assert restore(repo, tmp_path / "r3").snapshot_id == result["snapshot_id"]
 
 
 def test_killed_local(seeded_dir: Path, tmp_path: Path) -> None:
@@ -92,8 +100,8 @@ def test_killed_local(seeded_dir: Path, tmp_path: Path) -> None:
     repo = Repository(str(tmp_path / "repo"))
     args = ["backup", "create", "--offline", "--data-dir", str(data), "--repo", repo.url]
 
-    def started() -> bool:
-        return any((tmp_path / "repo").glob("*/files/*/zz-padding.bin.zst"))
+    def started() -> bool:  # some of the padding's 192 chunks are uploaded
+        return len(list((tmp_path / "repo" / "chunks").glob("*/*"))) > 30
 
     env = dict(os.environ)
     kill_mid_upload(args, started, env)
@@ -107,9 +115,8 @@ def test_killed_s3(seeded_dir: Path, tmp_path: Path, s3_repo_url: str, s3_endpoi
     config.write_text(f"backup:\n  target: {s3_repo_url}\n  endpoint_url: {s3_endpoint}\n")
     args = ["backup", "create", "--offline", "--data-dir", str(data), "--config", str(config)]
 
-    def started() -> bool:
-        repo.fs.invalidate_cache()
-        return bool(repo.snapshot_ids()) and bool(repo.fs.find(repo.path(repo.snapshot_ids()[0])))
+    def started() -> bool:  # some chunks are uploaded (under the backup's lock)
+        return len(ChunkStore(repo).listing()) > 10
 
     env = dict(os.environ)
     kill_mid_upload(args, started, env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -120,7 +121,11 @@ class _PruneMidway(NullProgress):
 
     def phase(self, description: str, total_bytes: int) -> None:
         self.phases += 1
-        self.removed += prune(self.repo, RetentionSettings()).removed_incomplete
+        result = prune(self.repo, RetentionSettings(), lock_wait_s=0.3)
+        self.removed += result.removed_incomplete
+        # the backup's shared lock keeps prune's chunk deletion off, and prune says whose it is
+        assert result.chunks_skipped is not None and "shared lock" in result.chunks_skipped
+        assert f"pid {os.getpid()}" in result.chunks_skipped and result.removed_chunks == 0
 
 
 def test_long_running_backup_is_not_pruned(

@@ -20,6 +20,8 @@ from chromactl.backup.fetch import CorruptSnapshotError
 from chromactl.backup.restore import RestoreError
 from chromactl.cli import app
 
+from .helpers import chunk_object
+
 RESTORE_MOD = importlib.import_module("chromactl.backup.restore")
 FETCH_MOD = importlib.import_module("chromactl.backup.fetch")
 
@@ -82,8 +84,9 @@ def test_newer_chroma_refused(repo: Repository, tmp_path: Path) -> None:
 
 
 def _objects(repo: Repository) -> list[Path]:
-    sid = repo.resolve("latest").snapshot_id
-    return sorted((Path(repo.root) / sid / "files").rglob("*.zst"), key=lambda p: p.stat().st_size)
+    """The chunk objects of the latest snapshot, smallest first."""
+    chunks = repo.resolve("latest").chunk_hashes()
+    return sorted((chunk_object(repo, c) for c in chunks), key=lambda p: p.stat().st_size)
 
 
 def test_corrupt_snapshot_refused_target_untouched(repo: Repository, occupied: Path) -> None:

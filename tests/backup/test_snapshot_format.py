@@ -14,9 +14,12 @@ import zstandard
 from chromactl import __version__
 from chromactl.backup import FORMAT_VERSION, NoHold, Repository, create_snapshot
 from chromactl.backup.chromadb_files import MARKER_NAME
+from chromactl.backup.chunkstore import ChunkStore
 from chromactl.backup.hold import CallbackHold
-from chromactl.backup.manifest import Manifest, ManifestError, object_name
+from chromactl.backup.manifest import Manifest, ManifestError
 from chromactl.backup.store import RepositoryError
+
+from .helpers import to_legacy_format
 
 
 def test_manifest_describes_every_file(seeded_dir: Path, tmp_path: Path) -> None:
@@ -33,11 +36,15 @@ def test_manifest_describes_every_file(seeded_dir: Path, tmp_path: Path) -> None
 
     on_disk = sorted(p.relative_to(seeded_dir).as_posix() for p in seeded_dir.rglob("*") if p.is_file())
     assert sorted(f["path"] for f in data["files"]) == on_disk
+    chunks = tmp_path / "repo" / "chunks"
     for entry in data["files"]:
-        stored = (root / "files" / f"{entry['path']}.zst").read_bytes()
-        assert len(stored) == entry["stored_size"]
-        assert hashlib.sha256(stored).hexdigest() == entry["stored_sha256"]
-        content = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(stored)
+        objects = [chunks / c[:2] / c for c in entry["chunks"]]
+        assert [p.stat().st_size for p in objects] == entry["chunk_sizes"]
+        assert sum(entry["chunk_sizes"]) == entry["stored_size"] and entry["stored_sha256"] == ""
+        content = b"".join(zstandard.ZstdDecompressor().decompress(p.read_bytes()) for p in objects)
+        assert [
+            hashlib.sha256(content[i : i + (1 << 20)]).hexdigest() for i in range(0, len(content), 1 << 20)
+        ] == entry["chunks"]
         assert len(content) == entry["size"]
         assert hashlib.sha256(content).hexdigest() == entry["sha256"]
         if entry["path"] != "chroma.sqlite3":  # the database is a backup-API copy
@@ -52,22 +59,26 @@ def test_manifest_describes_every_file(seeded_dir: Path, tmp_path: Path) -> None
 def test_manifest_is_written_last(seeded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = Repository(str(tmp_path / "repo"))
     order: list[str] = []
-    real_open, real_manifest = repo.open_write, repo.write_manifest
+    real_put, real_manifest = repo.put_object, repo.write_manifest
 
-    def open_write(sid: str, name: str):  # type: ignore[no-untyped-def]
-        order.append(name)
-        return real_open(sid, name)
+    def put_object(path: str, data: bytes, what: str) -> None:
+        order.append(path[len(repo.root) + 1 :])
+        real_put(path, data, what)
 
     def write_manifest(manifest: Manifest) -> None:
         order.append("manifest.json")
         real_manifest(manifest)
 
-    monkeypatch.setattr(repo, "open_write", open_write)
+    monkeypatch.setattr(repo, "put_object", put_object)
     monkeypatch.setattr(repo, "write_manifest", write_manifest)
-    create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    result = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    assert order[0] == "config.json"
+    # the shared lock is taken before the first chunk is uploaded
+    assert order[1].startswith("locks/") and order[2].startswith("chunks/")
     assert order[-1] == "manifest.json"
     assert order.count("manifest.json") == 1
-    assert "files/chroma.sqlite3.zst" in order
+    sqlite = next(f for f in repo.read_manifest(str(result.snapshot_id)).files if f.path == "chroma.sqlite3")
+    assert sqlite.chunks and all(f"chunks/{c[:2]}/{c}" in order for c in sqlite.chunks)
 
 
 def test_restore_marker_is_not_part_of_a_snapshot(seeded_dir: Path, tmp_path: Path) -> None:
@@ -114,7 +125,7 @@ def test_not_a_chroma_dir_is_refused(tmp_path: Path) -> None:
         Repository("")
 
 
-def test_objects_are_one_frame_per_chunk_and_read_by_zstd(seeded_dir: Path, tmp_path: Path) -> None:
+def test_chunks_are_one_frame_each_and_read_by_zstd(seeded_dir: Path, tmp_path: Path) -> None:
     import subprocess
 
     repo = Repository(str(tmp_path / "repo"))
@@ -122,20 +133,18 @@ def test_objects_are_one_frame_per_chunk_and_read_by_zstd(seeded_dir: Path, tmp_
     manifest = repo.resolve(str(result.snapshot_id))
     assert manifest.chunk_size == 1 << 20
     big = max(manifest.files, key=lambda f: f.size)
-    assert big.size > manifest.chunk_size  # at least two frames
-    obj = tmp_path / "repo" / str(result.snapshot_id) / "files" / f"{big.path}.zst"
-    frames = 0
-    reader = zstandard.ZstdDecompressor()
-    data = obj.read_bytes()
-    while data:  # walk the frames: each one holds one chunk
+    assert big.chunks is not None and len(big.chunks) == -(-big.size // manifest.chunk_size) > 1
+    objects = [tmp_path / "repo" / "chunks" / c[:2] / c for c in big.chunks]
+    for i, obj in enumerate(objects):  # each object is exactly one frame of one chunk
+        data = obj.read_bytes()
         params = zstandard.get_frame_parameters(data)
-        assert params.content_size in (manifest.chunk_size, big.size % manifest.chunk_size)
-        one = reader.decompressobj()
+        last = i == len(objects) - 1
+        assert params.content_size == (big.size - i * manifest.chunk_size if last else manifest.chunk_size)
+        one = zstandard.ZstdDecompressor().decompressobj()
         one.decompress(data)
-        data = one.unused_data
-        frames += 1
-    assert frames == -(-big.size // manifest.chunk_size)
-    out = subprocess.run(["zstd", "-d", "-c", str(obj)], capture_output=True, check=True).stdout
+        assert one.unused_data == b""
+    # the file is the chunks' frames, concatenated: an ordinary zstd stream
+    out = subprocess.run(["zstd", "-d", "-c", *map(str, objects)], capture_output=True, check=True).stdout
     assert hashlib.sha256(out).hexdigest() == big.sha256
 
 
@@ -146,20 +155,10 @@ def test_format_1_snapshots_still_restore(seeded_dir: Path, tmp_path: Path) -> N
 
     repo = Repository(str(tmp_path / "repo"))
     result = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    to_legacy_format(repo, str(result.snapshot_id), 1)
     root = tmp_path / "repo" / str(result.snapshot_id)
     data = json.loads((root / "manifest.json").read_text())
-    for entry in data["files"]:
-        obj = root / "files" / f"{entry['path']}.zst"
-        content = (
-            zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(obj.read_bytes())
-        )
-        single = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(content)
-        obj.write_bytes(single)
-        entry["stored_size"] = len(single)
-        entry["stored_sha256"] = hashlib.sha256(single).hexdigest()
-    data["format_version"] = 1
-    del data["chunk_size"]
-    (root / "manifest.json").write_text(json.dumps(data))
+    shutil.rmtree(tmp_path / "repo" / "chunks")  # format 1 reads its own objects only
     assert repo.resolve(str(result.snapshot_id)).chunk_size == 0
     restore(repo, tmp_path / "restored")
     for entry in data["files"]:
@@ -199,16 +198,15 @@ def test_cut_uploads_only_files_whose_content_changed(
         return None
 
     repo = Repository(str(tmp_path / "repo"))
-    uploads: list[str] = []
-    real = repo.upload
-    monkeypatch.setattr(
-        repo, "upload", lambda local, sid, name: (uploads.append(name), real(local, sid, name))[1]
-    )
+    first_chunk = hashlib.sha256(changed.read_bytes()[: 1 << 20]).hexdigest()
     result = create_snapshot(data, repo, CallbackHold(acquire, lambda _t: None), chroma_version="1.5.9")
     rel = {p: p.relative_to(data).as_posix() for p in (touched, changed)}
     assert result.recopied_files >= 1
-    assert uploads == [object_name(rel[changed])]
     manifest = repo.read_manifest(str(result.snapshot_id))
+    # every chunk of the snapshot once, and the first-pass chunk the cut replaced: no other upload
+    uploaded = set(ChunkStore(repo).listing())
+    assert uploaded == manifest.chunk_hashes() | {first_chunk}
+    assert result.uploaded_chunks == len(uploaded)
     assert manifest.consistency == "online"
     by_path = {f.path: f for f in manifest.files}
     assert by_path[rel[changed]].sha256 == hashlib.sha256(changed.read_bytes()).hexdigest()

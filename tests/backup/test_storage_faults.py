@@ -99,8 +99,8 @@ def test_storage_lost_mid_backup_fails_clearly(
     assert code != 0
     # The reset connection fails the upload; a connection left stalled by the dying proxy
     # (seen on a CPU-starved machine) ends at the time limit instead.
-    failed = f"object storage at s3://{bucket}/s failed to upload files/" in message
-    stalled = f"object storage at s3://{bucket}/s did not finish to upload files/" in message
+    failed = f"object storage at s3://{bucket}/s failed to upload chunk " in message
+    stalled = f"object storage at s3://{bucket}/s did not finish to upload chunk " in message
     assert failed or stalled, message
     assert "gave up after 2 attempts" in message or "backup.op_timeout_s=20s" in message
     assert took < 60

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from chromactl.backup import Repository
+from chromactl.backup.chunkstore import ChunkStore
 from chromactl.backup.verify import verify
 from tests.backup.helpers import embedding, free_port, stop, wait_http
 from tests.e2e.conftest import SERVER_POD, SERVICE, install, render
@@ -338,11 +339,13 @@ def test_a_drill_job_restores_the_newest_snapshot_and_a_damaged_one_fails_by_nam
         reported = api.client.get("/chromactl/v1/drills").json()["drills"]
         assert reported[0]["outcome"] == "success" and reported[0]["snapshot_id"] == snap.snapshot_id
 
-        # A damaged object: the drill fails, naming the file and the snapshot.
+        # A damaged chunk: the drill fails, naming the file, the chunk and the snapshot.
         repo = s3_repo(s3.endpoint, bucket)
         assert snap.manifest is not None
         entry = max(snap.manifest.files, key=lambda f: f.stored_size)
-        path = repo.path(snap.snapshot_id, entry.object_name)
+        assert entry.chunks
+        store = ChunkStore(repo)
+        path = store.path_of_key(store.key(entry.chunks[0]))
         data = bytearray(repo.fs.cat_file(path))
         data[len(data) // 2] ^= 0xFF
         repo.fs.pipe_file(path, bytes(data))
@@ -350,6 +353,7 @@ def test_a_drill_job_restores_the_newest_snapshot_and_a_damaged_one_fails_by_nam
         assert not failed.succeeded
         log = failed.logs()
         assert f"drill of {snap.snapshot_id} FAILED" in log and entry.path in log, log
+        assert f"chunk {entry.chunks[0]} is damaged" in log, log
         reported = api.client.get("/chromactl/v1/drills").json()["drills"]
         assert reported[0]["outcome"] == "failure" and entry.path in " ".join(reported[0]["problems"])
     finally:

@@ -1,20 +1,17 @@
 """Chunked copies: fixed-size chunks, a fast hash per chunk, one zstd frame per chunk.
 
 Every file is cut into ``CHUNK`` (1 MiB) pieces. A piece's xxh3-128 digest tells
-whether it changed since it was copied; a piece is compressed into its own zstd
-frame, so the frames of one file compress in parallel and their concatenation is
-an ordinary zstd stream (``zstd -d`` reads it). A piece that did not change since an
-earlier copy can keep that copy's frame: the same bytes, without compressing again.
+whether it changed since it was copied (the consistent cut, :mod:`.cut`); a piece is
+compressed into its own zstd frame, so pieces compress in parallel and the frames of a file,
+concatenated, are an ordinary zstd stream (``zstd -d`` reads it). The chunk store
+(:mod:`.chunkstore`) keeps each distinct piece once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -30,17 +27,16 @@ def digest(data: bytes | memoryview) -> bytes:
 
 @dataclass
 class Copied:
-    """What one pass wrote: sizes, hashes of content and stored bytes, chunk digests."""
+    """What one pass wrote: sizes, hashes of content and stored bytes, chunk digests (xxh3,
+    for the cut) and, into a chunk store, each chunk's SHA-256 and stored size."""
 
     size: int = 0
     sha256: str = ""
     stored_size: int = 0
     stored_sha256: str = ""
     digests: list[bytes] = field(default_factory=list)
-
-
-#: Given a chunk's index and content, an earlier frame of exactly that content, or None.
-Reuse = Callable[[int, bytes], bytes | None]
+    hashes: list[str] = field(default_factory=list)
+    chunk_sizes: list[int] = field(default_factory=list)
 
 
 _MAGIC = 0xFD2FB528
@@ -96,66 +92,20 @@ def read_chunks(fh: IO[bytes]) -> Iterator[bytes]:
 
 
 class FrameCompressor:
-    """Compresses chunks into independent zstd frames on a shared thread pool."""
+    """Compresses chunks into independent zstd frames, one compressor per thread."""
 
-    def __init__(self, level: int, pool: ThreadPoolExecutor, window: int) -> None:
+    def __init__(self, level: int) -> None:
         self._level = level
-        self._pool = pool
-        self._window = max(2, window)
         self._local = threading.local()
 
-    def _compress(self, chunk: bytes) -> bytes:
+    def compress(self, chunk: bytes) -> bytes:
+        """One chunk as one zstd frame (with its content size and checksum)."""
         cctx = getattr(self._local, "cctx", None)
         if cctx is None:
             cctx = self._local.cctx = zstandard.ZstdCompressor(
                 level=self._level, write_checksum=True, write_content_size=True
             )
         return bytes(cctx.compress(chunk))
-
-    def write(
-        self,
-        chunks: Iterator[bytes],
-        dst: IO[bytes],
-        on_chunk: Callable[[int], None] | None = None,
-        reuse: Reuse | None = None,
-    ) -> Copied:
-        """Hash and compress ``chunks`` in order into ``dst``; a chunk for which ``reuse``
-        returns a frame is written as that frame instead of being compressed again."""
-        out = Copied()
-        raw, stored = hashlib.sha256(), hashlib.sha256()
-        pending: deque[Future[bytes]] = deque()
-
-        def drain_one() -> None:
-            frame = pending.popleft().result()
-            stored.update(frame)
-            out.stored_size += len(frame)
-            dst.write(frame)
-
-        for i, chunk in enumerate(chunks):
-            out.digests.append(digest(chunk))
-            raw.update(chunk)
-            out.size += len(chunk)
-            earlier = reuse(i, chunk) if reuse is not None else None
-            if earlier is None:
-                pending.append(self._pool.submit(self._compress, chunk))
-            else:
-                done: Future[bytes] = Future()
-                done.set_result(earlier)
-                pending.append(done)
-            if on_chunk is not None:
-                on_chunk(len(chunk))
-            while len(pending) >= self._window:
-                drain_one()
-        while pending:
-            drain_one()
-        if out.size == 0:  # an empty file is one empty frame, as zstd writes it
-            frame = self._compress(b"")
-            stored.update(frame)
-            out.stored_size += len(frame)
-            dst.write(frame)
-        out.sha256 = raw.hexdigest()
-        out.stored_sha256 = stored.hexdigest()
-        return out
 
 
 def copy_raw(src: IO[bytes], dest_fd: int, on_chunk=None) -> Copied:  # type: ignore[no-untyped-def]

@@ -154,7 +154,8 @@ def create_cmd(
     elif result.outcome == "success":
         console.print(
             f"snapshot [bold]{result.snapshot_id}[/]: {result.files} files, "
-            f"{result.bytes:,} bytes ({result.stored_bytes:,} stored), {result.records:,} records,"
+            f"{result.bytes:,} bytes ({result.stored_bytes:,} stored, {result.uploaded_bytes:,} uploaded: "
+            f"{result.uploaded_chunks:,} new chunks), {result.records:,} records,"
             f" writes held {result.hold_s * 1000:.1f} ms, {result.duration_s:.1f} s"
         )
     if result.outcome != "success":
@@ -394,7 +395,8 @@ def copy_cmd(
         for r in results:
             state = "copied" if r.outcome == "success" else f"FAILED ({r.error})"
             console.print(
-                f"{r.target}: {state} {len(r.copied)} snapshot(s), {r.bytes:,} bytes, "
+                f"{r.target}: {state} {len(r.copied)} snapshot(s), {r.bytes:,} bytes "
+                f"({r.chunks:,} new chunks), "
                 f"{r.journal_segments} journal segment(s); {r.already} there already"
             )
     if any(r.outcome != "success" for r in results):
@@ -436,9 +438,12 @@ def prune_cmd(
     verb = "would remove" if dry_run else "removed"
     console.print(
         f"kept {len(result.kept)}, {verb} {len(result.removed)} snapshot(s), "
-        f"{len(result.removed_incomplete)} incomplete one(s) and {len(result.removed_epochs)} "
-        "journal epoch(s)"
+        f"{len(result.removed_incomplete)} incomplete one(s), {len(result.removed_epochs)} "
+        f"journal epoch(s) and {result.removed_chunks} chunk(s) ({result.removed_chunk_bytes:,} bytes) "
+        "no snapshot needs"
     )
+    if result.chunks_skipped:
+        console.print(f"[yellow]no chunk deleted[/]: {result.chunks_skipped}; the next prune deletes them")
 
 
 def restore_cmd(

@@ -8,6 +8,11 @@ the objects of the others are streamed over, each checked against the manifest's
 size and SHA-256 on the way, and the manifest written last, so a copy cut short leaves an
 incomplete snapshot that the next copy completes (and prune removes if it never is). Journal
 segments already in the copy are skipped; heads are copied after their segments.
+
+A format-3 snapshot is copied as the chunks the copy's chunk store lacks (listed once per
+copy, each chunk checked against its name on the way and sealed with the copy's own key when
+it is encrypted), then its manifest; ``config.json`` first if the copy has none. The copy is
+done under a shared lock of the copy target, as a backup is.
 """
 
 from __future__ import annotations
@@ -15,13 +20,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from chromactl.config import BackupSettings, CopySettings, RetentionSettings
 
+from .chunkstore import ChunkStore, decode
 from .crypto import read_secret
+from .locks import SHARED, RepositoryLock
 from .manifest import Manifest
 from .prune import prune
 from .store import Repository, RepositoryError, RetryPolicy, load_credentials_dir, redact_url, storage_options
@@ -46,6 +55,8 @@ class CopyResult:
     copied: list[str] = field(default_factory=list)
     already: int = 0
     bytes: int = 0
+    #: Chunks copied (format 3): only those the copy lacked.
+    chunks: int = 0
     journal_segments: int = 0
     pruned: list[str] = field(default_factory=list)
     duration_s: float = 0.0
@@ -110,8 +121,50 @@ def _copy_object(
     return dst.retry(f"copy {snapshot_id}/{name}", copy)
 
 
-def copy_snapshot(src: Repository, dst: Repository, manifest: Manifest) -> int:
-    """Copy one complete snapshot (objects, then the manifest); the bytes copied."""
+class ChunkCopier:
+    """Copies chunks into one copy target's chunk store: those it lacks, as listed once."""
+
+    THREADS = 8
+
+    def __init__(self, src: Repository, dst: Repository, lock: RepositoryLock) -> None:
+        self.src, self.dst = ChunkStore(src), ChunkStore(dst)
+        self.lock = lock
+        dst.ensure_config()
+        self.have = self.dst.listing()
+        self.bytes = 0
+        self.chunks = 0
+
+    def _copy(self, chunk: str) -> int:
+        frame = self.src.frame(chunk)
+        decode(chunk, frame)  # a damaged chunk is not spread to the copy
+        return self.dst.put(chunk, frame)
+
+    def copy(self, manifest: Manifest) -> Manifest:
+        """The chunks of ``manifest`` the copy lacks; the manifest with the copy's stored sizes."""
+        missing = sorted(c for c in manifest.chunk_hashes() if self.dst.key(c) not in self.have)
+        with ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="copy-chunk") as pool:
+            for chunk, size in zip(missing, pool.map(self._copy, missing), strict=True):
+                self.have[self.dst.key(chunk)] = size
+                self.bytes += size
+                self.chunks += 1
+        files = []
+        for entry in manifest.files:
+            sizes = [self.have[self.dst.key(c)] for c in entry.chunks or ()]
+            files.append(replace(entry, chunk_sizes=sizes, stored_size=sum(sizes)))
+        self.lock.check()  # the chunks are still there: prune of the copy kept off
+        return replace(manifest, files=files)
+
+
+def copy_snapshot(
+    src: Repository, dst: Repository, manifest: Manifest, chunks: ChunkCopier | None = None
+) -> int:
+    """Copy one complete snapshot (objects or missing chunks, then the manifest); the bytes
+    copied. A format-3 snapshot needs ``chunks`` (taken under a shared lock of ``dst``)."""
+    if manifest.chunked:
+        assert chunks is not None, "a format-3 snapshot is copied with a ChunkCopier"
+        before = chunks.bytes
+        dst.write_manifest(chunks.copy(manifest))
+        return chunks.bytes - before
     copied = 0
     for entry in manifest.files:
         copied += _copy_object(
@@ -153,13 +206,18 @@ def copy_to(src: Repository, dst: Repository, retention: RetentionSettings | Non
     result = CopyResult(redact_url(dst.url))
     try:
         done = {s.snapshot_id for s in dst.complete()}
-        for snap in src.complete():
-            assert snap.manifest is not None
-            if snap.snapshot_id in done:
-                result.already += 1
-                continue
-            result.bytes += copy_snapshot(src, dst, snap.manifest)
-            result.copied.append(snap.snapshot_id)
+        todo = [s.manifest for s in src.complete() if s.manifest is not None]
+        result.already = sum(1 for m in todo if m.snapshot_id in done)
+        todo = [m for m in todo if m.snapshot_id not in done]
+        with ExitStack() as held:
+            chunks = None
+            if any(m.chunked for m in todo):
+                lock = held.enter_context(RepositoryLock(dst, SHARED))  # prune of the copy keeps off
+                chunks = ChunkCopier(src, dst, lock)
+            for manifest in todo:
+                result.bytes += copy_snapshot(src, dst, manifest, chunks)
+                result.copied.append(manifest.snapshot_id)
+            result.chunks = chunks.chunks if chunks is not None else 0
         result.journal_segments = copy_journal(src, dst)
         if retention is not None:
             result.pruned = prune(dst, retention).removed

@@ -1,4 +1,6 @@
-"""Reading snapshots back: every object is decompressed and checked against the manifest."""
+"""Reading snapshots back: every object (formats 1 and 2) or chunk (format 3) is
+decompressed and checked against the manifest; a bad chunk is named with every snapshot that
+needs it."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import os
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -16,6 +18,7 @@ import zstandard
 from chromactl.errors import ChromactlError
 
 from .chunks import frames_of
+from .chunkstore import ChunkError, ChunkStore, describe_bad_chunks
 from .crypto import EncryptionError
 from .manifest import FileEntry, Manifest
 from .progress import NullProgress, Progress
@@ -30,11 +33,13 @@ class CorruptSnapshotError(ChromactlError):
     """A stored object does not match the manifest: the snapshot is refused."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class FileCheck:
     path: str
     ok: bool
     problem: str | None = None
+    #: Format 3: chunk → what is wrong with it (missing, damaged).
+    bad_chunks: dict[str, str] = field(default_factory=dict)
 
 
 class _Unframed(Exception):
@@ -45,8 +50,8 @@ class _Decoder:
     """Decompresses frames on a thread pool and writes each at its offset."""
 
     def __init__(self, pool: ThreadPoolExecutor, window: int) -> None:
-        self._pool = pool
-        self._window = window
+        self.pool = pool
+        self.window = window
         self._local = threading.local()
 
     def _decode(self, frame: bytes, fd: int | None, offset: int) -> bytes:
@@ -87,9 +92,9 @@ class _Decoder:
                 content = zstandard.get_frame_parameters(frame).content_size
                 if content == zstandard.CONTENTSIZE_UNKNOWN:
                     raise _Unframed
-                pending.append(self._pool.submit(self._decode, frame, fd, offset))
+                pending.append(self.pool.submit(self._decode, frame, fd, offset))
                 offset += content
-                while len(pending) >= self._window:
+                while len(pending) >= self.window:
                     collect()
             while pending:
                 collect()
@@ -117,14 +122,107 @@ def _stream(src: IO[bytes], fd: int | None, progress: Progress) -> tuple[int, st
     return stored, stored_hash.hexdigest(), size, raw_hash.hexdigest()
 
 
+def _fetch_chunks(
+    store: ChunkStore,
+    entry: FileEntry,
+    chunk_size: int,
+    fd: int | None,
+    progress: Progress,
+    pool: ThreadPoolExecutor,
+    window: int,
+) -> tuple[int, str, dict[str, str]]:
+    """(content size, content sha256, bad chunks) of one format-3 file; each chunk is read on
+    ``pool``, checked against its name and written at its offset."""
+    whole = hashlib.sha256()
+    size = 0
+    bad: dict[str, str] = {}
+    pending: deque[tuple[str, Future[bytes]]] = deque()
+
+    def one(i: int, chunk: str) -> bytes:
+        content = store.read(chunk)
+        if fd is not None:
+            view, at = memoryview(content), i * chunk_size
+            while view:
+                n = os.pwrite(fd, view, at)
+                view, at = view[n:], at + n
+        return content
+
+    flushed = 0
+
+    def collect() -> None:
+        nonlocal size, flushed
+        chunk, fut = pending.popleft()
+        try:
+            content = fut.result()
+        except ChunkError as exc:
+            bad[chunk] = exc.problem
+            return
+        whole.update(content)
+        size += len(content)
+        progress.advance(len(content))
+        if fd is not None and size - flushed >= WRITEBACK_EVERY:
+            # everything before this chunk is written: start writing it back
+            os.posix_fadvise(fd, flushed, size - flushed, os.POSIX_FADV_DONTNEED)
+            flushed = size
+
+    try:
+        for i, chunk in enumerate(entry.chunks or ()):
+            pending.append((chunk, pool.submit(one, i, chunk)))
+            while len(pending) >= window:
+                collect()
+        while pending:
+            collect()
+    finally:  # on an error, no chunk may still write after the caller moves on
+        for _, fut in pending:
+            fut.cancel()
+        wait([fut for _, fut in pending])
+    return size, whole.hexdigest(), bad
+
+
+def _check_chunked(
+    repo: Repository,
+    manifest: Manifest,
+    entry: FileEntry,
+    dest: Path | None,
+    progress: Progress,
+    pool: ThreadPoolExecutor,
+    window: int,
+) -> FileCheck:
+    fd = None
+    if dest is not None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        size, sha, bad = _fetch_chunks(
+            ChunkStore(repo), entry, manifest.chunk_size, fd, progress, pool, window
+        )
+        if fd is not None and not bad:
+            os.fsync(fd)
+    except (RepositoryError, EncryptionError) as exc:
+        return FileCheck(entry.path, False, str(exc))
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if bad:
+        return FileCheck(entry.path, False, f"{len(bad)} bad chunk(s)", bad)
+    if size != entry.size or sha != entry.sha256:
+        return FileCheck(entry.path, False, "content hash or size differs from the manifest")
+    if dest is not None:
+        os.chmod(dest, entry.mode & 0o777 or 0o644)
+    return FileCheck(entry.path, True)
+
+
 def _check_file(
     repo: Repository,
-    snapshot_id: str,
+    manifest: Manifest,
     entry: FileEntry,
     dest: Path | None,
     progress: Progress,
     decoder: _Decoder,
 ) -> FileCheck:
+    if entry.chunked:
+        return _check_chunked(repo, manifest, entry, dest, progress, decoder.pool, decoder.window)
+    snapshot_id = manifest.snapshot_id
     fd = None
     if dest is not None:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -173,22 +271,25 @@ def check_files(
     progress: Progress | None = None,
     workers: int = 4,
 ) -> list[FileCheck]:
-    """Re-hash every object; with ``dest_dir``, also write the decompressed files there."""
+    """Re-hash every object or chunk; with ``dest_dir``, also write the decompressed files
+    there. A bad chunk's problem names the chunk and every complete snapshot that needs it."""
     progress = progress or NullProgress()
     progress.phase(f"verify {manifest.snapshot_id}", manifest.total_size)
     cpus = os.cpu_count() or 1
+    # chunks are downloaded one object each: more threads than cores, so downloads overlap
+    threads = max(cpus, 8) if manifest.chunked else cpus
     # biggest first, so the long file starts at once and small ones fill in around it
     ordered = sorted(manifest.files, key=lambda e: -e.stored_size)
     with (
-        ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="unzstd") as inner,
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unzstd") as inner,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool,
     ):
-        decoder = _Decoder(inner, 2 * cpus)
+        decoder = _Decoder(inner, 2 * threads)
         futures = {
             entry.path: pool.submit(
                 _check_file,
                 repo,
-                manifest.snapshot_id,
+                manifest,
                 entry,
                 None if dest_dir is None else dest_dir / entry.path,
                 progress,
@@ -196,7 +297,14 @@ def check_files(
             )
             for entry in ordered
         }
-        return [futures[e.path].result() for e in manifest.files]
+        checks = [futures[e.path].result() for e in manifest.files]
+    bad = {chunk: problem for c in checks for chunk, problem in c.bad_chunks.items()}
+    if bad:
+        lines = dict(zip(sorted(bad), describe_bad_chunks(repo, bad), strict=True))
+        for check in checks:
+            if check.bad_chunks:
+                check.problem = "; ".join(lines[c] for c in sorted(check.bad_chunks))
+    return checks
 
 
 def fetch_verified(

@@ -67,52 +67,52 @@ class Lease:
             return None
 
 
-class LeaseKeeper:
-    """Holds a snapshot's lease for the length of a ``with`` block.
+class Refresher:
+    """Something a running process keeps fresh in the repository for a ``with`` block.
 
-    Written on entry (a failure fails the backup before any data is read), refreshed by a
-    daemon thread, deleted on exit. A failed refresh is logged and retried at the next
-    interval; the lease then only goes stale if the store stays unreachable for ``ttl_s``.
+    :meth:`refresh` runs on entry (a failure fails the caller before it starts), then every
+    ``ttl_s / 4`` on a daemon thread; :meth:`release` on exit. A failed refresh is logged and
+    retried at the next interval: what it keeps fresh only goes stale if the store stays
+    unreachable for ``ttl_s``. :attr:`refreshed_at` is the clock time of the last refresh
+    that succeeded.
     """
 
-    def __init__(
-        self,
-        repo: LeaseStore,
-        snapshot_id: str,
-        *,
-        ttl_s: float = LEASE_TTL_S,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.repo = repo
-        self.snapshot_id = snapshot_id
+    what = "lease"
+
+    def __init__(self, *, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
         self.ttl_s = ttl_s
         self.clock = clock
+        self.refreshed_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _lease(self) -> Lease:
-        return Lease(self.clock(), self.ttl_s, socket.gethostname(), os.getpid())
+    def write(self, now: float) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
 
     def refresh(self) -> None:
-        """Write the lease with the current time."""
-        self.repo.write_lease(self.snapshot_id, self._lease())
+        """Write it with the current time."""
+        now = self.clock()
+        self.write(now)
+        self.refreshed_at = now
 
     def _run(self) -> None:
         while not self._stop.wait(self.ttl_s / 4):
             try:
                 self.refresh()
-            except Exception as exc:  # the next refresh may work; the backup goes on
-                log.warning(
-                    "could not refresh the lease of snapshot %s: %s: %s",
-                    self.snapshot_id,
-                    type(exc).__name__,
-                    exc,
-                )
+            except Exception as exc:  # the next refresh may work; the holder goes on
+                log.warning("could not refresh the %s: %s: %s", self.what, type(exc).__name__, exc)
 
-    def __enter__(self) -> LeaseKeeper:
-        self.refresh()
-        self._thread = threading.Thread(target=self._run, name="backup-lease", daemon=True)
+    def start(self) -> None:
+        """The refresh thread (after the first :meth:`refresh`)."""
+        self._thread = threading.Thread(target=self._run, name=f"refresh-{self.what}", daemon=True)
         self._thread.start()
+
+    def __enter__(self) -> Refresher:
+        self.refresh()
+        self.start()
         return self
 
     def __exit__(
@@ -122,8 +122,35 @@ class LeaseKeeper:
         if self._thread is not None:
             self._thread.join()
         try:
-            self.repo.delete_lease(self.snapshot_id)
-        except Exception as err:  # a lease left behind goes stale after ttl_s
-            log.warning(
-                "could not remove the lease of snapshot %s: %s: %s", self.snapshot_id, type(err).__name__, err
-            )
+            self.release()
+        except Exception as err:  # what is left behind goes stale after ttl_s
+            log.warning("could not remove the %s: %s: %s", self.what, type(err).__name__, err)
+
+
+def holder() -> tuple[str, int]:
+    """Who holds a lease or lock: this host and process."""
+    return socket.gethostname(), os.getpid()
+
+
+class LeaseKeeper(Refresher):
+    """Holds a snapshot's lease for the length of a ``with`` block (see :class:`Refresher`)."""
+
+    def __init__(
+        self,
+        repo: LeaseStore,
+        snapshot_id: str,
+        *,
+        ttl_s: float = LEASE_TTL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(ttl_s=ttl_s, clock=clock)
+        self.repo = repo
+        self.snapshot_id = snapshot_id
+        self.what = f"lease of snapshot {snapshot_id}"
+
+    def write(self, now: float) -> None:
+        host, pid = holder()
+        self.repo.write_lease(self.snapshot_id, Lease(now, self.ttl_s, host, pid))
+
+    def release(self) -> None:
+        self.repo.delete_lease(self.snapshot_id)

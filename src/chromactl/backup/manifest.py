@@ -10,8 +10,11 @@ from chromactl.errors import ChromactlError
 
 #: Bumped when a reader of the previous format could misread a snapshot.
 #: 1: one zstd frame per file. 2: one zstd frame per ``chunk_size`` bytes of a file
-#: (a reader of format 1 would stop after the first frame).
-FORMAT_VERSION = 2
+#: (a reader of format 1 would stop after the first frame). 3: content-addressed: each file is
+#: a list of chunks stored once in the repository's chunk store (see :mod:`.chunkstore`).
+FORMAT_VERSION = 3
+#: The first format whose files are lists of chunks of the repository's chunk store.
+CHUNKED_FORMAT = 3
 MANIFEST_NAME = "manifest.json"
 #: Where a file's object lives inside a snapshot: ``files/<path>.zst``.
 OBJECT_PREFIX = "files/"
@@ -24,18 +27,38 @@ class ManifestError(ChromactlError):
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One file of the data directory, as stored in the snapshot."""
+    """One file of the data directory, as stored in the snapshot.
+
+    Format 3: ``chunks`` are the SHA-256 of each ``chunk_size`` piece of the file in order,
+    ``chunk_sizes`` the bytes each one's object takes in the target, ``stored_size`` their sum
+    and ``stored_sha256`` empty. Formats 1 and 2: one object per file (``stored_*`` are its
+    length and hash) and no ``chunks``."""
 
     path: str
     size: int
     sha256: str
     stored_size: int
-    stored_sha256: str
+    stored_sha256: str = ""
     mode: int = 0o644
+    chunks: list[str] | None = None
+    chunk_sizes: list[int] | None = None
+    #: Format 3: the xxh3-128 digest (hex) of each chunk, for the next backup (see
+    #: :class:`~.chunkstore.ChunkUploader`).
+    chunk_xxh3: list[str] | None = None
 
     @property
     def object_name(self) -> str:
         return object_name(self.path)
+
+    @property
+    def chunked(self) -> bool:
+        return self.chunks is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.chunks is None:  # formats 1 and 2 keep their fields as they were
+            del data["chunks"], data["chunk_sizes"], data["chunk_xxh3"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -78,8 +101,19 @@ class Manifest:
     def record_count(self) -> int:
         return sum(c.count for c in self.collections)
 
+    @property
+    def chunked(self) -> bool:
+        """Whether the files are chunks of the repository's chunk store (format 3)."""
+        return self.format_version >= CHUNKED_FORMAT
+
+    def chunk_hashes(self) -> set[str]:
+        """Every chunk the snapshot needs (format 3; none for formats 1 and 2)."""
+        return {h for f in self.files for h in f.chunks or ()}
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        data = asdict(self)
+        data["files"] = [f.to_dict() for f in self.files]
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:
@@ -96,9 +130,18 @@ class Manifest:
         try:
             files = [FileEntry(**f) for f in data.pop("files")]
             collections = [CollectionCount(**c) for c in data.pop("collections")]
-            return cls(files=files, collections=collections, **data)
+            manifest = cls(files=files, collections=collections, **data)
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"manifest is missing or has unknown fields: {exc}") from None
+        for entry in files:
+            n = len(entry.chunks or ())
+            fits = len(entry.chunk_sizes or ()) == n and len(entry.chunk_xxh3 or ()) in (0, n)
+            if manifest.chunked != entry.chunked or not fits:
+                raise ManifestError(
+                    f"manifest of {manifest.snapshot_id} (format {version}) describes {entry.path} "
+                    "with chunks that do not fit its format: it is damaged"
+                )
+        return manifest
 
 
 def object_name(path: str) -> str:

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .manifest import Manifest
 from .snapshot import BackupResult
 
 #: Whole backups: seconds to hours.
@@ -218,7 +219,11 @@ class RepositoryMetrics:
       of this process;
     - ``chromactl_backup_earliest_recoverable_timestamp_seconds`` (gauge): the oldest point a
       restore reaches (the oldest complete snapshot);
-    - ``chromactl_backup_repository_bytes`` (gauge): bytes the complete snapshots store.
+    - ``chromactl_backup_repository_bytes`` (gauge): bytes the complete snapshots store: each
+      chunk of the chunk store once, however many snapshots share it (:func:`repository_sizes`);
+    - ``chromactl_backup_repository_logical_bytes`` (gauge): the sum of the complete snapshots'
+      data directory sizes, as if each were stored whole (this over the stored bytes is the
+      deduplication ratio).
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -234,9 +239,36 @@ class RepositoryMetrics:
         )
         self.size = Gauge(
             "chromactl_backup_repository_bytes",
-            "Bytes stored by the complete snapshots in the target.",
+            "Bytes stored by the complete snapshots in the target, each shared chunk once.",
             registry=registry,
         )
+        self.logical = Gauge(
+            "chromactl_backup_repository_logical_bytes",
+            "Sum of the sizes of the data directories the complete snapshots hold.",
+            registry=registry,
+        )
+
+    def measure(self, manifests: list[Manifest]) -> None:
+        """Set the size gauges from the complete snapshots' manifests."""
+        logical, stored = repository_sizes(manifests)
+        self.size.set(stored)
+        self.logical.set(logical)
+
+
+def repository_sizes(manifests: list[Manifest]) -> tuple[int, int]:
+    """(logical, stored) bytes of these snapshots, from their manifests alone: logical is the
+    sum of their files' sizes; stored counts each chunk once (format 3) and each object of a
+    format 1 or 2 snapshot."""
+    logical = sum(m.total_size for m in manifests)
+    chunks: dict[str, int] = {}
+    stored = 0
+    for manifest in manifests:
+        for entry in manifest.files:
+            if entry.chunks is None:
+                stored += entry.stored_size
+                continue
+            chunks.update(zip(entry.chunks, entry.chunk_sizes or [0] * len(entry.chunks), strict=True))
+    return logical, stored + sum(chunks.values())
 
 
 class DrillMetrics:

@@ -305,15 +305,17 @@ class BackupService:
             oldest = manifests[0]
             at = oldest.cut_at or datetime.fromisoformat(oldest.created_at.replace("Z", "+00:00")).timestamp()
             self.repository_metrics.earliest.set(at)
-            self.repository_metrics.size.set(sum(m.stored_size for m in manifests))
+            self.repository_metrics.measure(manifests)
 
     def _prune(self) -> dict[str, Any]:
         backup = self.settings.backup
         outcome = prune(Repository.from_settings(backup), backup.retention).to_dict()
         log.info(
-            "pruned %d snapshot(s) and %d incomplete one(s) in %s",
+            "pruned %d snapshot(s), %d incomplete one(s) and %d chunk(s) (%d bytes) in %s",
             len(outcome["removed"]),
             len(outcome["removed_incomplete"]),
+            outcome["removed_chunks"],
+            outcome["removed_chunk_bytes"],
             redact_url(backup.target),
         )
         return outcome

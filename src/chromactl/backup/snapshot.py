@@ -1,8 +1,9 @@
 """Taking a snapshot: copy, hold writes for a short consistent cut, upload, manifest last.
 
 1. First pass, no hold: every segment file is cut into 1 MiB chunks, each chunk
-   hashed (xxh3) and compressed into its own zstd frame, streamed straight to the
-   repository. ``chroma.sqlite3`` is copied raw to a local staging file (chunk
+   hashed (xxh3 for the cut, SHA-256 for its name) and, if the repository's chunk store
+   lacks it, compressed into its own zstd frame and uploaded (:mod:`.chunkstore`).
+   ``chroma.sqlite3`` is copied raw to a local staging file (chunk
    digests recorded) because it changes under every write and is checked after.
 2. Catch up, then the consistent cut (:mod:`.cut`): what changed since the first
    pass is copied into deltas without a hold; then hold writes, take SQLite's SHARED
@@ -11,15 +12,16 @@
    hold that finds a large one persisted is given back, and the catch-up and hold are
    tried again right after its next persist.
 3. Release. ``PRAGMA quick_check`` on the staged SQLite copy (a failed check
-   fails the snapshot) while it is compressed to the repository; rebuild the few
-   segment objects that changed from their first-pass frames (kept where the chunk
-   did not change) and their delta chunks.
+   fails the snapshot) while its chunks are stored; rebuild the chunk lists of the few
+   segment files that changed from their first-pass chunks and their delta chunks.
 4. ``manifest.json`` last. Until it exists the snapshot is incomplete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import logging
 import os
 import shutil
@@ -31,9 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
-
-import zstandard
+from typing import Any
 
 from chromactl import __version__
 from chromactl.chromadata import SQLITE_NAME
@@ -46,7 +46,8 @@ from .chromadb_files import (
     collection_counts,
     segment_files,
 )
-from .chunks import CHUNK, Copied, FrameCompressor, copy_raw, frames_of, read_chunks
+from .chunks import CHUNK, Copied, FrameCompressor, copy_raw, read_chunks
+from .chunkstore import ChunkStore, ChunkUploader, Earlier
 from .cut import (
     Baseline,
     Cut,
@@ -60,11 +61,14 @@ from .cut import (
 )
 from .hold import NoHold, WriteHold
 from .lease import LEASE_TTL_S, LeaseKeeper
-from .manifest import CollectionCount, FileEntry, Manifest, object_name
+from .locks import LOCK_TTL_S, LOCK_WAIT_S, SHARED, RepositoryLock
+from .manifest import CollectionCount, FileEntry, Manifest
 from .progress import NullProgress, Progress
 from .store import Repository, new_snapshot_id, redact_url
 
 log = logging.getLogger("chromactl.backup")
+#: Threads that compress and upload chunks (at least; one per core if more).
+UPLOAD_THREADS = 8
 
 
 class SnapshotError(ChromactlError):
@@ -91,6 +95,11 @@ class BackupResult:
     holds_given_back: int = 0
     #: Unix time of the cut (see :class:`~.manifest.Manifest`).
     cut_at: float | None = None
+    #: Bytes and chunks uploaded to the chunk store: only chunks it lacked.
+    uploaded_bytes: int = 0
+    uploaded_chunks: int = 0
+    #: Chunks of the snapshot already in the store (or stored once for several files).
+    reused_chunks: int = 0
     error: str | None = None
     phases: dict[str, float] = field(default_factory=dict)
 
@@ -99,23 +108,45 @@ class BackupResult:
 
 
 def _entry(rel: str, copied: Copied, mode: int) -> FileEntry:
-    return FileEntry(rel, copied.size, copied.sha256, copied.stored_size, copied.stored_sha256, mode)
+    return FileEntry(
+        rel,
+        copied.size,
+        copied.sha256,
+        copied.stored_size,
+        mode=mode,
+        chunks=copied.hashes,
+        chunk_sizes=copied.chunk_sizes,
+        chunk_xxh3=[d.hex() for d in copied.digests],
+    )
+
+
+def earlier_chunks(manifest: Manifest | None) -> dict[str, Earlier]:
+    """Each file's chunks in ``manifest`` (the previous snapshot), for :class:`ChunkUploader`."""
+    if manifest is None:
+        return {}
+    return {
+        f.path: list(zip(f.chunk_xxh3, f.chunks, strict=True))
+        for f in manifest.files
+        if f.chunks is not None and f.chunk_xxh3
+    }
 
 
 @dataclass
 class _Engine:
-    """One snapshot's shared machinery: repository, staging, compressor, progress."""
+    """One snapshot's shared machinery: repository, staging, chunk uploader, progress."""
 
     repo: Repository
     snapshot_id: str
     staging: Path
-    frames: FrameCompressor
+    uploader: ChunkUploader
     progress: Progress
     #: Set when one file failed for good: the others stop at their next chunk.
     aborted: threading.Event = field(default_factory=threading.Event)
+    #: The files' chunks in the previous snapshot (unchanged ones are not hashed again).
+    earlier: dict[str, Earlier] = field(default_factory=dict)
 
     def compress_to_repo(self, rel: str, chunks: Callable[[], Iterator[bytes]]) -> Copied:
-        """Stream ``chunks()`` (re-startable: retried from the start) to the file's object."""
+        """Store the chunks of ``chunks()`` the repository lacks; the file's chunk list."""
 
         def checked() -> Iterator[bytes]:
             for chunk in chunks():
@@ -123,14 +154,10 @@ class _Engine:
                     raise _Aborted(ABORTED)
                 yield chunk
 
-        def upload() -> Copied:
-            if self.aborted.is_set():
-                raise _Aborted(ABORTED)
-            with self.repo.open_write(self.snapshot_id, object_name(rel)) as dst:
-                return self.frames.write(checked(), dst, self.progress.advance)
-
+        if self.aborted.is_set():
+            raise _Aborted(ABORTED)
         try:
-            return self.repo.retry(f"upload {object_name(rel)}", upload)
+            return self.uploader.write(checked(), self.progress.advance, self.earlier.get(rel))
         except _Aborted:
             raise
         except BaseException:
@@ -165,46 +192,42 @@ class _Engine:
             os.close(fd)
         return Baseline(FileState.of(st), stat_at, copied.size, copied.digests)
 
-    def rebuild(self, rel: str, patch: Patch, has_base: bool, uploaded: str | None = None) -> Copied:
-        """A changed segment file: first-pass content with the delta chunks laid over it.
-        Unchanged chunks keep their first-pass frames. Not uploaded when the result is the
-        object already uploaded (``uploaded``: its stored sha256)."""
-        staged = self.staging / "rebuilt" / object_name(rel)
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        with open(staged, "wb") as dst:
-            if has_base:
-                with self.repo.open_read(self.snapshot_id, object_name(rel)) as src:
-                    copied = self._patched(frames_of(src), patch, dst)
-            else:
-                copied = self._patched(iter(()), patch, dst)
-        if copied.stored_sha256 != uploaded:
-            self.repo.upload(staged, self.snapshot_id, object_name(rel))
-        staged.unlink()
-        return copied
-
-    def _patched(self, base: Iterator[bytes], patch: Patch, dst: IO[bytes]) -> Copied:
+    def rebuild(self, patch: Patch, old: FileEntry | None, live: Path) -> Copied:
+        """A changed segment file: its first-pass chunks with the delta chunks laid over
+        them; only changed chunks the store lacks are uploaded. An unchanged chunk (the file's
+        SHA-256 needs its content) is read from ``live``, the file in the data directory, when
+        it still hashes to its first-pass name, else downloaded from the chunk store."""
         assert patch.delta is not None
-        kept: dict[int, bytes] = {}
-        dctx = zstandard.ZstdDecompressor()
+        before = (old.chunks or []) if old is not None else []
+
+        def unchanged(i: int, n: int, src: int | None) -> bytes:
+            if i >= len(before):
+                return b""
+            if src is not None:
+                chunk = os.pread(src, n, i * CHUNK)
+                if hashlib.sha256(chunk).hexdigest() == before[i]:
+                    return chunk
+            return self.uploader.store.read(before[i])[:n]
 
         def chunks() -> Iterator[bytes]:
             assert patch.delta is not None
-            with open(patch.delta, "rb", buffering=0) as delta:
+            with contextlib.ExitStack() as files:
+                delta = files.enter_context(open(patch.delta, "rb", buffering=0))
+                try:
+                    src: int | None = files.enter_context(open(live, "rb", buffering=0)).fileno()
+                except FileNotFoundError:
+                    src = None
                 for i, offset in enumerate(range(0, patch.size, CHUNK)):
                     n = min(CHUNK, patch.size - offset)
-                    frame = next(base, None)
                     if i in patch.changed:
                         chunk = os.pread(delta.fileno(), n, offset)
                     else:
-                        old = dctx.decompress(frame) if frame is not None else b""
-                        chunk = old[:n]
-                        if frame is not None and len(old) == n:
-                            kept[i] = frame
+                        chunk = unchanged(i, n, src)
                     if len(chunk) != n:
                         raise SnapshotError(f"cannot rebuild chunk {i}: the first-pass copy is short")
                     yield chunk
 
-        return self.frames.write(chunks(), dst, reuse=lambda i, _chunk: kept.pop(i, None))
+        return self.uploader.write(chunks())
 
 
 ABORTED = "stopped: another file of the snapshot failed"
@@ -401,9 +424,8 @@ class _SnapshotRun:
         return collection_counts(staged)
 
     def catch_up(self, cut: Cut) -> None:
-        """Files the cut found changed: rebuilt from their first-pass frames and delta chunks
-        and uploaded again, unless their content is what was already uploaded (an object
-        is never uploaded twice with the same content in one snapshot)."""
+        """Files the cut found changed: their chunk lists rebuilt from the first pass and the
+        delta chunks (only chunks the store lacks are uploaded)."""
         for rel, patch in cut.patches.items():
             if rel == SQLITE_NAME and self.staged_sqlite is not None:
                 continue  # uploaded from the staged copy by upload_database
@@ -411,17 +433,15 @@ class _SnapshotRun:
                 continue  # caught up, then deleted before the cut
             old = self.entries.get(rel)
             if old is not None and not patch.changed and patch.size == old.size:
-                continue  # only its stat changed: the uploaded object is its content
-            copied = self.engine.rebuild(
-                rel, patch, has_base=old is not None, uploaded=old.stored_sha256 if old is not None else None
-            )
+                continue  # only its stat changed: the uploaded chunks are its content
+            copied = self.engine.rebuild(patch, old, self.data_dir / rel)
             mode = old.mode if old is not None else _mode(self.data_dir / rel)
             self.entries[rel] = _entry(rel, copied, mode)
 
     def drop_deleted(self, cut: Cut) -> None:
-        """Files copied in the first pass but deleted before the cut: their objects go."""
+        """Files copied in the first pass but deleted before the cut leave the manifest (their
+        chunks, if no snapshot names them, go at the next prune)."""
         for rel in set(self.entries) - cut.present:
-            self.repo.remove_object(self.snapshot_id, object_name(rel))
             del self.entries[rel]
 
     def write_manifest(
@@ -477,6 +497,9 @@ class _SnapshotRun:
             recopied_bytes=cut.rewritten_bytes,
             holds_given_back=int(self.phases.get("hold_attempts", 1)) - 1,
             cut_at=manifest.cut_at,
+            uploaded_bytes=self.engine.uploader.uploaded_bytes,
+            uploaded_chunks=self.engine.uploader.uploaded_chunks,
+            reused_chunks=self.engine.uploader.reused_chunks,
             phases=self.phases,
         )
 
@@ -492,17 +515,23 @@ def create_snapshot(
     progress: Progress | None = None,
     workers: int | None = None,
     lease_ttl_s: float = LEASE_TTL_S,
+    lock_ttl_s: float = LOCK_TTL_S,
+    lock_wait_s: float = LOCK_WAIT_S,
 ) -> BackupResult:
     """Take a snapshot of ``data_dir`` into ``repo``; the manifest is written last.
 
     Offline (``hold`` is :class:`NoHold`) or online (a cut under the write hold): the manifest's
     ``consistency`` says which. A lease (:mod:`.lease`) keeps ``backup prune`` off the
-    snapshot while it is written.
+    snapshot while it is written; a shared lock (:mod:`.locks`), held from before the chunk
+    store is listed until the manifest is written, keeps prune from deleting a chunk the
+    snapshot will name.
 
     Raises:
         SnapshotError: the data directory is not Chroma's, the hold failed, the
             copy of the database is not sound, or an upload failed. The partial
             snapshot is removed when possible.
+        LockError: prune held the repository for longer than ``lock_wait_s``, or this
+            backup's lock lapsed (nothing was made complete).
     """
     progress = progress or NullProgress()
     cpus = os.cpu_count() or 1
@@ -513,12 +542,26 @@ def create_snapshot(
     snapshot_id = new_snapshot_id()
     created_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     staging = Path(tempfile.mkdtemp(prefix="chromactl-snapshot-", dir=staging_dir))
-    compress_pool = ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="zstd")
-    engine = _Engine(repo, snapshot_id, staging, FrameCompressor(level, compress_pool, 2 * cpus), progress)
+    # compression runs on every core; the pool is larger so that uploads to object storage overlap
+    threads = max(cpus, UPLOAD_THREADS)
+    compress_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunk")
+    uploader = ChunkUploader(ChunkStore(repo), FrameCompressor(level), compress_pool, 2 * threads, {})
+    engine = _Engine(repo, snapshot_id, staging, uploader, progress)
     run = _SnapshotRun(data_dir, repo, hold, engine, workers or 4)
     try:
         repo.snapshot_ids()  # the target answers (with retries) before any data is read
-        with LeaseKeeper(repo, snapshot_id, ttl_s=lease_ttl_s):  # prune leaves it alone
+        config = repo.ensure_config()
+        if config.chunk_size != CHUNK:
+            raise SnapshotError(
+                f"{redact_url(repo.url)} stores chunks of {config.chunk_size} bytes; this chromactl "
+                f"writes {CHUNK}: back up to a new target"
+            )
+        with (
+            LeaseKeeper(repo, snapshot_id, ttl_s=lease_ttl_s),  # prune leaves the snapshot alone
+            RepositoryLock(repo, SHARED, ttl_s=lock_ttl_s, wait_s=lock_wait_s) as lock,  # and its chunks
+        ):
+            uploader.add_known(uploader.store.listing())
+            engine.earlier = earlier_chunks(repo.latest_complete())
             run.first_pass()
             cut = run.cut()
             t_after = time.perf_counter()
@@ -526,6 +569,7 @@ def create_snapshot(
             run.catch_up(cut)
             run.phases["after_hold_s"] = time.perf_counter() - t_after
             run.drop_deleted(cut)
+            lock.check()  # a lock taken for dead may have let prune remove a chunk: no manifest
             manifest = run.write_manifest(cut, counts, created_at=created_at, chroma_version=chroma_version)
     except BaseException as exc:
         err = run.failed(exc)

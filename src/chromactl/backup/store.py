@@ -5,6 +5,12 @@ Layout under the target URL::
     <snapshot-id>/files/<relative path>.zst   every file, zstd-compressed
     <snapshot-id>/manifest.json              written last; no manifest = incomplete
     <snapshot-id>/lease.json                 while the backup writing it runs (see .lease)
+    config.json                              format 3: how chunks are named (see .repoconfig)
+    chunks/<2 hex>/<sha256>                  format 3: each chunk once (see .chunkstore)
+    locks/<id>.json                          format 3: shared and exclusive locks (see .locks)
+
+Formats 1 and 2 kept every file of a snapshot in ``<snapshot-id>/files/<path>.zst``; they are
+still read.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from chromactl.errors import ChromactlError
 
 from .crypto import KEYS_DIR, EncryptionError, Keyring, key_id, read_secret, unwrap, wrap
 from .lease import LEASE_NAME, Lease
+from .locks import LOCKS_DIR, Lock
 from .manifest import MANIFEST_NAME, Manifest, ManifestError
+from .repoconfig import CONFIG_NAME, RepoConfig
 
 SNAPSHOT_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 log = logging.getLogger("chromactl.backup")
@@ -97,6 +105,9 @@ def storage_options(url: str, settings: BackupSettings) -> dict[str, Any]:
             client_kwargs["region_name"] = settings.region
         if client_kwargs:
             options.setdefault("client_kwargs", client_kwargs)
+        # A chunk is read in one GET: s3fs would first ask for its size to split the read
+        # (a second request per chunk, for objects of at most ~1 MiB).
+        options.setdefault("max_concurrency", 1)
         # One request may take io_timeout_s; chromactl itself retries (RetryPolicy).
         options.setdefault(
             "config_kwargs",
@@ -213,6 +224,7 @@ class Repository:
         self._secret = secret
         self._keyring: Keyring | None = None
         self._keyring_open = False
+        self._config: RepoConfig | None = None
 
     @classmethod
     def from_settings(cls, settings: BackupSettings, url: str | None = None) -> Repository:
@@ -352,6 +364,82 @@ class Repository:
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
 
+    def put_object(self, path: str, data: bytes, what: str) -> None:
+        """Write one object whole (full path): on a local target through a temporary file
+        renamed into place, so that a listing never shows it half-written."""
+        if not self.is_local:
+            self.retry(what, lambda: self.fs.pipe_file(path, data))
+            return
+        final = Path(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".tmp-{final.name}-{secrets.token_hex(4)}")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def cat(self, path: str, what: str) -> bytes | None:
+        """One object by its full path; None when it is not there."""
+
+        def cat() -> bytes | None:
+            try:
+                return self.fs.cat_file(path)  # type: ignore[no-any-return]
+            except FileNotFoundError:
+                return None
+
+        return self.retry(what, cat)
+
+    # -- repository config (format 3, see .repoconfig) --------------------------------
+    def config(self) -> RepoConfig | None:
+        """The repository's ``config.json`` (checked: a newer format is refused); None for a
+        repository that has only format 1 and 2 snapshots, or nothing yet."""
+        if self._config is None:
+            data = self.cat(self.path(CONFIG_NAME), "read the repository config")
+            if data is not None:
+                self._config = RepoConfig.from_json(data, redact_url(self.url))
+        return self._config
+
+    def ensure_config(self) -> RepoConfig:
+        """The config, written first if the repository has none (the first format-3 write)."""
+        config = self.config()
+        if config is None:
+            self.put_object(self.path(CONFIG_NAME), RepoConfig().to_json(), "write the repository config")
+            config = self._config = RepoConfig()
+        return config
+
+    # -- locks (see .locks) --------------------------------------------------------------
+    def write_lock(self, lock_id: str, lock: Lock) -> None:
+        self.put_object(self.path(LOCKS_DIR, f"{lock_id}.json"), lock.to_json(), "write a lock")
+
+    def read_locks(self) -> dict[str, Lock | None]:
+        """Every lock in the repository (None: unreadable); one removed meanwhile is left out."""
+        out: dict[str, Lock | None] = {}
+        for name in self.names(self.path(LOCKS_DIR), "list locks"):
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            data = self.cat(self.path(LOCKS_DIR, name), f"read lock {name}")
+            if data is not None:
+                out[name[:-5]] = Lock.from_json(data)
+        return out
+
+    def delete_lock(self, lock_id: str) -> None:
+        self.remove_path(self.path(LOCKS_DIR, f"{lock_id}.json"), f"remove lock {lock_id}")
+
+    def forget_listings(self, path: str) -> None:
+        """Drop the client's cached listings of ``path`` and everything under it (s3fs keeps
+        them, and would then answer that an object uploaded since by another process is not
+        there)."""
+        self.fs.invalidate_cache(path)
+        cache = getattr(self.fs, "dircache", None)
+        if cache is not None:
+            stripped = self.fs._strip_protocol(path).rstrip("/")
+            for key in [k for k in list(cache) if str(k).startswith(stripped + "/")]:
+                cache.pop(key, None)
+
     # -- listing -----------------------------------------------------------------
     def names(self, path: str, what: str) -> list[str]:
         """The names in the folder ``path`` (full path) as the target lists them now, sorted;
@@ -386,6 +474,7 @@ class Repository:
 
     def snapshots(self) -> list[SnapshotInfo]:
         """Every snapshot, oldest first; incomplete ones have ``complete=False``."""
+        self.config()  # a repository of a newer format is refused before anything is read
         out: list[SnapshotInfo] = []
         for sid in self.snapshot_ids():
             try:
@@ -393,6 +482,16 @@ class Repository:
             except ManifestError:
                 out.append(SnapshotInfo(sid, False, None))
         return out
+
+    def latest_complete(self) -> Manifest | None:
+        """The newest complete snapshot's manifest, reading manifests from the newest id back."""
+        self.config()
+        for sid in reversed(self.snapshot_ids()):
+            try:
+                return self.read_manifest(sid)
+            except ManifestError:
+                continue
+        return None
 
     def complete(self) -> list[SnapshotInfo]:
         return [s for s in self.snapshots() if s.complete]
@@ -408,6 +507,7 @@ class Repository:
             return manifest
         if not SNAPSHOT_ID_RE.match(ref):
             raise RepositoryError(f"{ref!r} is not a snapshot id (like 20250101T120000Z-0a1b2c)")
+        self.config()
         if not self.retry(f"look up {ref}", lambda: self.fs.exists(self.path(ref))):
             raise RepositoryError(f"no snapshot {ref} in {redact_url(self.url)}")
         return self.read_manifest(ref)
@@ -448,16 +548,6 @@ class Repository:
         else:
             self.retry("write the manifest", lambda: self.fs.pipe_file(final, data))
 
-    def upload(self, local: Path, snapshot_id: str, name: str) -> None:
-        """Copy a local file to an object of the snapshot, with retries."""
-
-        def put() -> None:
-            with open(local, "rb") as src, self.open_write(snapshot_id, name) as dst:
-                while chunk := src.read(8 << 20):
-                    dst.write(chunk)
-
-        self.retry(f"upload {name}", put)
-
     def remove_object(self, snapshot_id: str, name: str) -> None:
         """Remove one object of a snapshot (with retries); one already gone is fine."""
 
@@ -494,6 +584,7 @@ class Repository:
         """Remove a snapshot: the manifest first, so it is never half-listed."""
         if not SNAPSHOT_ID_RE.match(snapshot_id):
             raise RepositoryError(f"{snapshot_id!r} is not a snapshot id")
+        self.config()  # a repository of a newer format is not changed
         base = self.path(snapshot_id)
         manifest = self.path(snapshot_id, MANIFEST_NAME)
 

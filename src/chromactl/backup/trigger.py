@@ -81,16 +81,20 @@ def _summary(run: BackupStatus) -> str:
     r = run.get("result") or {}
     line = (
         f"backup {run['backup_id']}: snapshot {r.get('snapshot_id')} in {r.get('target')}, "
-        f"{r.get('files', 0):,} files, {r.get('bytes', 0):,} bytes ({r.get('stored_bytes', 0):,} stored), "
+        f"{r.get('files', 0):,} files, {r.get('bytes', 0):,} bytes ({r.get('stored_bytes', 0):,} stored, "
+        f"{r.get('uploaded_bytes', 0):,} uploaded), "
         f"{r.get('records', 0):,} records, writes held {float(r.get('hold_s', 0)) * 1000:.1f} ms, "
         f"{float(r.get('duration_s', 0)):.1f} s"
     )
     pruned = run.get("prune_result")
     if pruned:
         line += (
-            f"; pruned {len(pruned.get('removed', []))} snapshot(s) and "
-            f"{len(pruned.get('removed_incomplete', []))} incomplete one(s)"
+            f"; pruned {len(pruned.get('removed', []))} snapshot(s), "
+            f"{len(pruned.get('removed_incomplete', []))} incomplete one(s) and "
+            f"{pruned.get('removed_chunks', 0):,} chunk(s)"
         )
+        if pruned.get("chunks_skipped"):
+            line += f" ({pruned['chunks_skipped']})"
     return line
 
 
