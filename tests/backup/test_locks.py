@@ -74,13 +74,13 @@ def test_a_fresh_shared_lock_keeps_chunks_and_shared_locks_coexist(tmp_path: Pat
     repo = Repository(str(tmp_path / "target"))
     first = create_snapshot(data, repo, NoHold(), chroma_version="1.5.9")
     (data / "seg-a" / "data_level0.bin").write_bytes(os.urandom(4 * MiB))
-    create_snapshot(data, repo, NoHold(), chroma_version="1.5.9")
+    second = create_snapshot(data, repo, NoHold(), chroma_version="1.5.9")
     create_snapshot(data, repo, NoHold(), chroma_version="1.5.9")
     put_lock(repo, "backup-elsewhere", SHARED, age_s=1)
     # another backup runs beside a shared lock
     assert create_snapshot(data, repo, NoHold(), chroma_version="1.5.9", lock_wait_s=0.5).outcome == "success"
     held = prune(repo, KEEP_TWO, lock_wait_s=0.5)
-    assert held.removed == [first.snapshot_id, held.removed[1]] and held.removed_chunks == 0
+    assert held.removed == [first.snapshot_id, second.snapshot_id] and held.removed_chunks == 0
     assert held.chunks_skipped is not None and "shared lock backup-elsewhere of other-host pid 4242" in (
         held.chunks_skipped
     )
