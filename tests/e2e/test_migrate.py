@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from chromactl.backup.store import SNAPSHOT_ID_RE
 from tests.backup.helpers import REPO_ROOT
 from tests.chart.amikos import STS, amikos_cluster
 from tests.chart.fake_kube import helm_config
@@ -115,7 +116,7 @@ def client(runner: PodRunner, mode: str, secret: dict[str, Any], name: str) -> d
 
 def pre_1x_snapshots(data: Path) -> list[str]:
     repo = data / ".chromactl-pre-1.x"
-    return sorted(p.name for p in repo.iterdir() if p.is_dir()) if repo.is_dir() else []
+    return sorted(p.name for p in repo.iterdir() if SNAPSHOT_ID_RE.match(p.name)) if repo.is_dir() else []
 
 
 @pytest.mark.parametrize(("case", "version"), CASES, ids=[f"{c}-chroma-{v}" for c, v in CASES])
