@@ -8,7 +8,9 @@ One gateway process in front of Chroma, two credentials of the same role:
   noisy    the same client sending as fast as 16 connections allow (adds and queries), far
            over its limit of 20 requests a second: either waiting as each 429's Retry-After
            says (a client with a retry policy), or ignoring it and sending again at once
-           (the worst case: the gateway spends its time refusing)
+           (the worst case: the gateway spends its time refusing); with that rate alone, and
+           with the rate and ``concurrent_requests: 2`` (its 16 connections coming back
+           together after a Retry-After cannot all reach Chroma at once)
 
 Phases, ``--seconds`` each: the steady client alone, beside the other client at its limit
 (the baseline of the ratios: the load the limit allows), beside the noisy client with
@@ -45,14 +47,19 @@ from tests.security.loadgen import DIM, ChromaProcess, D, GatewayProcess, make_c
 STEADY_TOKEN = "ck_soak-steady-token"
 NOISY_TOKEN = "ck_soak-noisy-token"
 STEADY_RATE = 20.0
-NOISY_LIMIT = {"requests_per_second": 20, "burst": 20}
-#: name, gateway.limits on, the noisy client (None: none; honours or ignores Retry-After).
-PHASES = [
-    ("alone", True, None),
-    ("other_at_its_limit", True, "paced"),
-    ("noisy_limited", True, "honours"),
-    ("noisy_limited_ignoring_retry_after", True, "ignores"),
-    ("noisy_unlimited", False, "ignores"),
+NOISY_LIMIT: dict[str, float] = {"requests_per_second": 20, "burst": 20}
+#: The same rate, and at most 2 of its requests in flight: a burst cannot crowd Chroma.
+NOISY_CAPPED = {**NOISY_LIMIT, "concurrent_requests": 2}
+#: name, the noisy credential's limits (None: no limits at all), the noisy client (None: none;
+#: paced at its limit, honours or ignores Retry-After).
+PHASES: list[tuple[str, dict[str, float] | None, str | None]] = [
+    ("alone", NOISY_LIMIT, None),
+    ("other_at_its_limit", NOISY_LIMIT, "paced"),
+    ("noisy_limited", NOISY_LIMIT, "honours"),
+    ("noisy_limited_ignoring_retry_after", NOISY_LIMIT, "ignores"),
+    ("noisy_limited_and_capped", NOISY_CAPPED, "honours"),
+    ("noisy_limited_and_capped_ignoring_retry_after", NOISY_CAPPED, "ignores"),
+    ("noisy_unlimited", None, "ignores"),
 ]
 
 
@@ -140,7 +147,7 @@ def phase(base: str, seconds: float, noisy_client: str | None) -> dict[str, Any]
     }
 
 
-def gateway(work: Path, chroma_url: str, limits: bool) -> GatewayProcess:
+def gateway(work: Path, chroma_url: str, limits: dict[str, float] | None) -> GatewayProcess:
     creds = [
         {
             "name": "load",
@@ -159,8 +166,8 @@ def gateway(work: Path, chroma_url: str, limits: bool) -> GatewayProcess:
         },
     ]
     extra: dict[str, Any] = {"auth": {"token": {"credentials": creds}}, "workers": 1}
-    if limits:
-        extra["limits"] = {"enabled": True, "credentials": {"noisy": NOISY_LIMIT}}
+    if limits is not None:
+        extra["limits"] = {"enabled": True, "credentials": {"noisy": limits}}
     return GatewayProcess(work, chroma_url, **extra)
 
 
