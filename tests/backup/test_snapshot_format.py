@@ -16,7 +16,7 @@ from chromactl.backup import FORMAT_VERSION, NoHold, Repository, create_snapshot
 from chromactl.backup.chromadb_files import MARKER_NAME
 from chromactl.backup.chunkstore import ChunkStore
 from chromactl.backup.hold import CallbackHold
-from chromactl.backup.manifest import Manifest, ManifestError
+from chromactl.backup.manifest import ManifestError
 from chromactl.backup.store import RepositoryError
 
 from .helpers import to_legacy_format
@@ -59,24 +59,21 @@ def test_manifest_describes_every_file(seeded_dir: Path, tmp_path: Path) -> None
 def test_manifest_is_written_last(seeded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = Repository(str(tmp_path / "repo"))
     order: list[str] = []
-    real_put, real_manifest = repo.put_object, repo.write_manifest
+    real_put = repo.put_object
 
     def put_object(path: str, data: bytes, what: str) -> None:
         order.append(path[len(repo.root) + 1 :])
         real_put(path, data, what)
 
-    def write_manifest(manifest: Manifest) -> None:
-        order.append("manifest.json")
-        real_manifest(manifest)
-
     monkeypatch.setattr(repo, "put_object", put_object)
-    monkeypatch.setattr(repo, "write_manifest", write_manifest)
     result = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
     assert order[0] == "config.json"
     # the shared lock is taken before the first chunk is uploaded
     assert order[1].startswith("locks/") and order[2].startswith("chunks/")
-    assert order[-1] == "manifest.json"
-    assert order.count("manifest.json") == 1
+    manifests = [p for p in order if p.endswith("manifest.json")]
+    assert manifests == [f"{result.snapshot_id}/manifest.json"]
+    # last of the snapshot's objects (only the lock's release may follow)
+    assert all(p.startswith("locks/") for p in order[order.index(manifests[0]) + 1 :])
     sqlite = next(f for f in repo.read_manifest(str(result.snapshot_id)).files if f.path == "chroma.sqlite3")
     assert sqlite.chunks and all(f"chunks/{c[:2]}/{c}" in order for c in sqlite.chunks)
 

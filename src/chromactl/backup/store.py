@@ -536,17 +536,7 @@ class Repository:
     def write_manifest(self, manifest: Manifest) -> None:
         """Written last, atomically where the backend allows it."""
         data = self.seal(manifest.to_json().encode(), f"{manifest.snapshot_id}/{MANIFEST_NAME}")
-        final = self.path(manifest.snapshot_id, MANIFEST_NAME)
-        if self.is_local:
-            tmp = Path(final + ".tmp")
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        else:
-            self.retry("write the manifest", lambda: self.fs.pipe_file(final, data))
+        self.put_object(self.path(manifest.snapshot_id, MANIFEST_NAME), data, "write the manifest")
 
     def remove_object(self, snapshot_id: str, name: str) -> None:
         """Remove one object of a snapshot (with retries); one already gone is fine."""
