@@ -42,6 +42,28 @@ class FileCheck:
     bad_chunks: dict[str, str] = field(default_factory=dict)
 
 
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+class _WriteBack:
+    """Starts the write-back of a file being restored every ``WRITEBACK_EVERY`` bytes done
+    (the final fsync then waits for less)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self.flushed = 0
+
+    def done(self, size: int) -> None:
+        """Everything before ``size`` is written."""
+        if self.fd is not None and size - self.flushed >= WRITEBACK_EVERY:
+            os.posix_fadvise(self.fd, self.flushed, size - self.flushed, os.POSIX_FADV_DONTNEED)
+            self.flushed = size
+
+
 class _Unframed(Exception):
     """An object whose frames do not state their content size (format 1)."""
 
@@ -60,10 +82,7 @@ class _Decoder:
             dctx = self._local.dctx = zstandard.ZstdDecompressor()
         raw = dctx.decompress(frame)
         if fd is not None:
-            view, at = memoryview(raw), offset
-            while view:
-                n = os.pwrite(fd, view, at)
-                view, at = view[n:], at + n
+            _pwrite_all(fd, raw, offset)
         return raw
 
     def run(self, src: IO[bytes], fd: int | None, progress: Progress) -> tuple[int, str, int, str]:
@@ -71,19 +90,15 @@ class _Decoder:
         raw_hash, stored_hash = hashlib.sha256(), hashlib.sha256()
         stored = size = offset = 0
         pending: deque[Future[bytes]] = deque()
-
-        flushed = 0
+        writeback = _WriteBack(fd)
 
         def collect() -> None:
-            nonlocal size, flushed
+            nonlocal size
             raw = pending.popleft().result()
             raw_hash.update(raw)
             size += len(raw)
             progress.advance(len(raw))
-            if fd is not None and size - flushed >= WRITEBACK_EVERY:
-                # start writing back what is done (the final fsync then waits for less)
-                os.posix_fadvise(fd, flushed, size - flushed, os.POSIX_FADV_DONTNEED)
-                flushed = size
+            writeback.done(size)
 
         try:
             for frame in frames_of(src, READ_SIZE):
@@ -138,19 +153,16 @@ def _fetch_chunks(
     bad: dict[str, str] = {}
     pending: deque[tuple[str, Future[bytes]]] = deque()
 
+    writeback = _WriteBack(fd)
+
     def one(i: int, chunk: str) -> bytes:
         content = store.read(chunk)
         if fd is not None:
-            view, at = memoryview(content), i * chunk_size
-            while view:
-                n = os.pwrite(fd, view, at)
-                view, at = view[n:], at + n
+            _pwrite_all(fd, content, i * chunk_size)
         return content
 
-    flushed = 0
-
     def collect() -> None:
-        nonlocal size, flushed
+        nonlocal size
         chunk, fut = pending.popleft()
         try:
             content = fut.result()
@@ -160,10 +172,7 @@ def _fetch_chunks(
         whole.update(content)
         size += len(content)
         progress.advance(len(content))
-        if fd is not None and size - flushed >= WRITEBACK_EVERY:
-            # everything before this chunk is written: start writing it back
-            os.posix_fadvise(fd, flushed, size - flushed, os.POSIX_FADV_DONTNEED)
-            flushed = size
+        writeback.done(size)
 
     try:
         for i, chunk in enumerate(entry.chunks or ()):

@@ -275,7 +275,7 @@ class Repository:
                 "need a target of their own (a new prefix)"
             )
         data_key = os.urandom(32)
-        self._put_raw(f"{keys}/{kid}.json", wrap(secret, data_key), "write the data key")
+        self.put_object(f"{keys}/{kid}.json", wrap(secret, data_key), "write the data key")
         return Keyring(data_key, kid)
 
     def add_key(self, new_secret: bytes) -> str:
@@ -283,7 +283,7 @@ class Repository:
         if self.keyring is None:
             raise EncryptionError(f"{redact_url(self.url)} is not encrypted: there is no key to rotate")
         kid = key_id(new_secret)
-        self._put_raw(
+        self.put_object(
             self.path(KEYS_DIR, f"{kid}.json"), wrap(new_secret, self.keyring.data_key), "write the data key"
         )
         return kid
@@ -304,11 +304,6 @@ class Repository:
                 "the key in use cannot be removed: open the repository with the new key first"
             )
         self.remove_path(self.path(KEYS_DIR, f"{kid}.json"), f"remove key {kid}")
-
-    def _put_raw(self, path: str, data: bytes, what: str) -> None:
-        if self.is_local:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.retry(what, lambda: self.fs.pipe_file(path, data))
 
     def stored(self, name: str) -> str:
         """The name an object of a snapshot has in the bucket."""
