@@ -19,7 +19,6 @@ from tests.chart.helm import (
     render_error,
 )
 
-TIER = {"architecture": "gateway", "scaleOut": {"chromaUrl": TIER_CHROMA_URL}}
 GATEWAY_SELECTOR = {
     "app.kubernetes.io/name": "chromadb",
     "app.kubernetes.io/instance": "chroma",
@@ -28,10 +27,8 @@ GATEWAY_SELECTOR = {
 
 
 def tier(**overrides: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {"architecture": "gateway", "scaleOut": {"chromaUrl": TIER_CHROMA_URL}}
-    for key, value in overrides.items():
-        values[key] = value
-    return values
+    """The tier's values with top-level keys replaced by ``overrides``."""
+    return {"architecture": "gateway", "scaleOut": {"chromaUrl": TIER_CHROMA_URL}, **overrides}
 
 
 def test_only_the_gateway_runs_and_every_selector_finds_its_pods() -> None:

@@ -39,18 +39,17 @@
 {{- if not .Values.gateway.enabled -}}
 {{- fail (printf "%s, so gateway.enabled: false leaves nothing to run. Remove it, or use architecture: single-node." $why) -}}
 {{- end -}}
+{{- if .Values.podDisruptionBudget.enabled -}}
+{{- fail (printf "%s; podDisruptionBudget is the Chroma pod's. The gateway pods' budget is scaleOut.minAvailable: remove podDisruptionBudget.enabled." $why) -}}
+{{- end -}}
 {{- $refused := dict
   "backup.enabled" .Values.backup.enabled
   "backup.restore.enabled" .Values.backup.restore.enabled
   "backup.continuous.enabled" .Values.backup.continuous.enabled
   "backup.drill.enabled" .Values.backup.drill.enabled
-  "podDisruptionBudget.enabled" .Values.podDisruptionBudget.enabled
 -}}
 {{- range $key, $on := $refused -}}
 {{- if $on -}}
-{{- if eq $key "podDisruptionBudget.enabled" -}}
-{{- fail (printf "%s; podDisruptionBudget is the Chroma pod's. The gateway pods' budget is scaleOut.minAvailable: remove podDisruptionBudget.enabled." $why) -}}
-{{- end -}}
 {{- fail (printf "%s, so %s cannot apply: snapshots, the write log and restores work on a local data directory and the write hold on the Chroma beside it. Remove %s; back a distributed Chroma up with its object store's versioning and a backup of its system database (docs/scale-out.md#backups)." $why $key $key) -}}
 {{- end -}}
 {{- end -}}
