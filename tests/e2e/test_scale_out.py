@@ -19,6 +19,7 @@ import pytest
 
 from tests.chart.helm import chart
 from tests.e2e.conftest import NAMESPACE, READY_TIMEOUT_S, RELEASE, SERVICE, probe, run_client
+from tests.gateway.helpers import wait_until
 from tests.podrunner.runner import PodRunner
 
 BACKEND = "backend"
@@ -59,6 +60,8 @@ def install_tier(cluster: PodRunner) -> str:
             "autoscaling": {"enabled": False},
         },
         "terminationGracePeriodSeconds": 5,
+        # the gateway probes Chroma every second (a pod may start before Chroma answers)
+        "metrics": {"internalsIntervalSeconds": 1},
         "chromadb": {
             "auth": {
                 "credentials": [
@@ -139,10 +142,14 @@ def test_two_gateway_pods_serve_clients_enforce_scopes_and_export_metrics(
     assert names == {f"from-{pod}" for pod in GATEWAY_PODS}  # one Chroma behind both
 
     for pod in GATEWAY_PODS:  # each pod exports its own requests, denials included
-        metrics = httpx.get(pod_url(cluster, pod, 9464) + "/metrics", timeout=10).text
+
+        def scrape(pod: str = pod) -> str:
+            return httpx.get(pod_url(cluster, pod, 9464) + "/metrics", timeout=10).text
+
+        wait_until(lambda: "chromactl_chroma_up 1.0" in scrape(), 15, f"{pod} to report Chroma up")
+        metrics = scrape()  # the remote Chroma, probed
         assert counter(metrics, "chromactl_gateway_requests_total") >= 3, pod
         assert counter(metrics, "chromactl_gateway_authorization_denied_total") >= 1, pod
-        assert "chromactl_chroma_up 1.0" in metrics, pod  # the remote Chroma, probed
         assert "chromactl_chroma_volume_free_bytes" not in metrics  # no data directory here
 
 
