@@ -64,6 +64,10 @@ audit: $(BIN)/.installed ## known vulnerabilities in the released images' Python
 test: deps images lint ## run every test (the README's second command)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+.PHONY: test-fresh
+test-fresh: ## make test on a fresh clone with its own empty image storage (before calling image, pod-runner or Makefile work done)
+	scripts/fresh-machine.sh test
+
 SHELL_SCRIPTS := .ci/run $(wildcard scripts/*.sh)
 
 .PHONY: lint

@@ -216,6 +216,28 @@ def run(argv: list[str], *, quiet: bool = False) -> str:
     return done.stdout or ""
 
 
+def json_items(text: str | None) -> list[dict]:
+    """The items of a tool's JSON listing: a list, one object, or nothing.
+
+    ``buildah containers --json`` and ``buildah images --json`` print ``null`` when storage holds
+    none, and some tools print a lone object for a single item; each reads as a list here.
+    """
+    found = json.loads(text) if text and text.strip() else None
+    if found is None:
+        return []
+    if isinstance(found, dict):
+        return [found]
+    if isinstance(found, list) and all(isinstance(item, dict) for item in found):
+        return found
+    raise ValueError(f"expected a JSON list of objects, one object or null, got: {text[:200]!r}")
+
+
+def buildah_list(*argv: str) -> list[dict] | None:
+    """``buildah <argv> --json`` as a list of items; None when buildah fails."""
+    done = subprocess.run(["buildah", *argv, "--json"], capture_output=True, text=True, check=False)
+    return json_items(done.stdout) if done.returncode == 0 else None
+
+
 def buildah_inspect(ref: str) -> dict | None:
     done = subprocess.run(
         ["buildah", "inspect", "--type", "image", ref], capture_output=True, text=True, check=False
@@ -637,12 +659,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def prune_replaced() -> None:
     """Drop the pod runner's mounts of images a rebuild replaced, then those images."""
-    listed = subprocess.run(["buildah", "containers", "--json"], capture_output=True, text=True, check=False)
-    tagged = subprocess.run(["buildah", "images", "--json"], capture_output=True, text=True, check=False)
-    if listed.returncode != 0 or tagged.returncode != 0:
+    containers = buildah_list("containers")
+    tagged = buildah_list("images")
+    if containers is None or tagged is None:
         return
-    named = {i["id"] for i in json.loads(tagged.stdout or "[]") if i.get("names")}
-    for container in json.loads(listed.stdout or "[]"):
+    named = {i["id"] for i in tagged if i.get("names")}
+    for container in containers:
         if container["containername"].startswith("podrunner-") and container["imageid"][:12] not in {
             n[:12] for n in named
         }:
