@@ -94,6 +94,11 @@ dashboard: $(BIN)/.installed ## regenerate the chart's Grafana dashboard (charts
 package: $(BIN)/.installed ## the chart archive and repository index.yaml under dist/ (MERGE=old index.yaml, URL=repo URL)
 	$(BIN)/python scripts/package_chart.py $(CHART) --destination dist $(if $(URL),--url $(URL)) $(if $(MERGE),--merge $(MERGE))
 
+.PHONY: dist
+dist: $(BIN)/.installed ## chromactl's sdist and wheel under dist/python, checked as the release checks them
+	$(BIN)/python scripts/python_dist.py build --outdir dist/python
+	$(BIN)/python scripts/python_dist.py check dist/python
+
 # Real-cluster steps (Docker, kind or minikube, kubectl, helm): docs/development.md.
 KIND_STEPS := images namespace stage install backup-restore
 .PHONY: kind $(addprefix kind-,$(KIND_STEPS))

@@ -15,14 +15,16 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/chromadb-chart-fresh.XXXXXX")
 storage="$work/containers"
 clone="$work/nested/dir/chromadb-chart"
 mkdir -p "$storage"
-# No driver named: containers/storage picks the one the kernel supports, as on a new machine.
+# overlay, as the default storage.conf of Debian's containers-storage names it (STORAGE_DRIVER=vfs to change).
 cat >"$storage/storage.conf" <<EOF
 [storage]
+driver = "${STORAGE_DRIVER:-overlay}"
 graphroot = "$storage/graph"
 runroot = "$storage/run"
 EOF
 export CONTAINERS_STORAGE_CONF="$storage/storage.conf"
 
+# shellcheck disable=SC2329  # run by the EXIT trap
 cleanup() {
   status=$?
   if [[ ${KEEP:-0} == 1 ]]; then

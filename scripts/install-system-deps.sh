@@ -9,6 +9,9 @@ missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# npm runs the gateway tests' JavaScript clients and OIDC provider: Debian ships it apart from
+# nodejs, NodeSource's nodejs brings its own.
+command -v npm >/dev/null || missing+=(npm)
 ((${#missing[@]} == 0)) && exit 0
 sudo=""
 [[ $(id -u) -eq 0 ]] || sudo="sudo"

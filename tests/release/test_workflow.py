@@ -221,3 +221,58 @@ def test_the_kind_workflow_builds_with_the_same_script() -> None:
     kind_sh = (ROOT / "scripts" / "kind.sh").read_text()
     assert 'scripts/images.py" build --builder docker --only' in kind_sh
     assert "docker build " not in kind_sh
+
+
+#: The distribution that provides each third-party module a script of scripts/ imports.
+DISTRIBUTION_OF = {
+    "yaml": "pyyaml",
+    "helm_python": "helm-python-sdk",
+    "grafana_foundation_sdk": "grafana-foundation-sdk",
+}
+
+
+def third_party_imports(script: Path) -> set[str]:
+    """The top-level modules ``script`` imports that are neither the standard library nor ours."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(script.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return {m for m in found if m not in sys.stdlib_module_names and m not in {"__future__", "scripts"}}
+
+
+@pytest.mark.parametrize("path", [RELEASE, KIND], ids=lambda p: p.name)
+def test_every_script_run_by_the_runners_python_has_its_imports_installed_first(path: Path) -> None:
+    """A fresh runner's Python has no PyYAML: each job pip-installs what its scripts import
+    before it runs them (a job never sees what an earlier job or run installed)."""
+    checked = 0
+    for job in kind.workflow(path)["jobs"]:
+        installed: set[str] = set()
+        for job_name, script in kind.run_blocks(path):
+            if job_name != job:
+                continue
+            for line in without_expressions(script).replace("\\\n", " ").splitlines():
+                pip = re.search(r"python3? -m pip install (.*)", line)
+                if pip:
+                    installed.update(
+                        re.split(r"[=<>\[]", word)[0].lower()
+                        for word in shlex.split(pip[1])
+                        if not word.startswith("-") and word != "constraints.txt"
+                    )
+                for name in re.findall(r"python3? scripts/([\w.]+\.py)", line):
+                    needed = {DISTRIBUTION_OF.get(m, m) for m in third_party_imports(ROOT / "scripts" / name)}
+                    assert needed <= installed, (
+                        f"{path.name} job {job} runs scripts/{name} without {needed - installed}"
+                    )
+                    checked += 1
+    assert checked or path == KIND
+    if path == RELEASE:
+        assert checked >= 6
+
+
+def test_the_import_check_sees_a_missing_install() -> None:
+    assert third_party_imports(ROOT / "scripts" / "release_notes.py") == {"yaml"}
+    assert third_party_imports(ROOT / "scripts" / "images.py") == set()

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from chromactl.agentapi import AgentClient, ClientTLS, read_token
 from chromactl.config import CopySettings, Settings, load_config
@@ -17,6 +16,7 @@ from chromactl.errors import ChromactlError
 from chromactl.localstack import local_stack
 from chromactl.logging import configure_logging
 from chromactl.smoke import ca_bundle
+from chromactl.tables import Col, print_table
 
 from .copies import copy_all, copy_repository_of, copy_to
 from .crypto import read_secret
@@ -189,18 +189,30 @@ def list_cmd(
     if as_json:
         _emit({"snapshots": rows})
         return
-    table = Table("snapshot", "created", "chroma", "size", "stored", "records", "complete")
-    for r in rows:
-        table.add_row(
-            str(r["snapshot_id"]),
-            str(r["created_at"] or "-"),
-            str(r["chroma_version"] or "-"),
-            f"{r['bytes']:,}" if r["bytes"] is not None else "-",
-            f"{r['stored_bytes']:,}" if r["stored_bytes"] is not None else "-",
-            f"{r['records']:,}" if r["records"] is not None else "-",
-            "yes" if r["complete"] else "no",
-        )
-    Console().print(table)
+    columns = (
+        Col("snapshot", key=True),
+        Col("created", key=True),
+        Col("chroma"),
+        Col("size", justify="right"),
+        Col("stored", justify="right"),
+        Col("records", justify="right"),
+        Col("complete"),
+    )
+    print_table(
+        columns,
+        [
+            (
+                str(r["snapshot_id"]),
+                str(r["created_at"] or "-"),
+                str(r["chroma_version"] or "-"),
+                f"{r['bytes']:,}" if r["bytes"] is not None else "-",
+                f"{r['stored_bytes']:,}" if r["stored_bytes"] is not None else "-",
+                f"{r['records']:,}" if r["records"] is not None else "-",
+                "yes" if r["complete"] else "no",
+            )
+            for r in rows
+        ],
+    )
 
 
 @backup_app.command("verify")
