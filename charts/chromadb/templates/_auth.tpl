@@ -30,11 +30,12 @@
 {{- end -}}
 {{- end }}
 
-{{/* auth.client_cert of the gateway config: certificate names with their role and scope. */}}
+{{/* auth.client_cert of the gateway config: the certificate names with their role and scope
+     (chromadb.auth.clientCertificates passed through). */}}
 {{- define "chromadb.auth.clientCertConfig" -}}
 {{- $ids := list -}}
 {{- range .Values.chromadb.auth.clientCertificates -}}
-{{- $ids = append $ids (dict "name" .name "role" (.role | default "reader") "tenants" (.tenants | default (list "*")) "databases" (.databases | default (list "*"))) -}}
+{{- $ids = append $ids (include "chromadb.config.grant" . | fromYaml) -}}
 {{- end -}}
 {{- with $ids -}}
 {{- dict "identities" . | toYaml -}}
@@ -47,23 +48,23 @@
 {{- ternary "true" "false" (and .Values.chromadb.auth.enabled (eq .Values.chromadb.auth.type "oidc") (or (not (empty $ca.secretName)) (not (empty $ca.configMapName)))) -}}
 {{- end }}
 
-{{/* The gateway's `auth.oidc` section (chromactl.config.OIDCSettings) as YAML; empty unless oidc. */}}
+{{/* The gateway's `auth.oidc` section (chromactl.config.OIDCSettings) as YAML; empty unless oidc.
+     chromadb.auth.oidc passed through (chromadb.config.snakeKeys), but for the issuer's CA: a
+     Secret or ConfigMap mounted in the pod. */}}
 {{- define "chromadb.auth.oidcConfig" -}}
 {{- $a := .Values.chromadb.auth -}}
 {{- if and $a.enabled (eq $a.type "oidc") -}}
 {{- $o := $a.oidc -}}
-{{- $cfg := dict "issuer" $o.issuer "audience" $o.audience "algorithms" $o.algorithms "clock_skew_s" $o.clockSkewSeconds "user_claim" $o.userClaim -}}
-{{- with $o.discoveryUrl }}{{ $_ := set $cfg "discovery_url" . }}{{ end -}}
-{{- with $o.jwksUrl }}{{ $_ := set $cfg "jwks_url" . }}{{ end -}}
+{{- $cfg := include "chromadb.config.snakeKeys" (omit $o "issuerCA" "defaultGrant" "rules") | fromYaml -}}
 {{- if eq (include "chromadb.auth.oidcCAOn" .) "true" -}}
-{{- $_ := set $cfg "ca_file" (printf "/etc/chromactl/oidc-ca/%s" $o.issuerCA.key) -}}
+{{- $_ := set $cfg "ca_file" (printf "%s/%s" (include "chromadb.path" "oidcCA") $o.issuerCA.key) -}}
 {{- end -}}
 {{- with $o.defaultGrant -}}
-{{- $_ := set $cfg "default_grant" (dict "role" (.role | default "reader") "tenants" (.tenants | default (list "*")) "databases" (.databases | default (list "*"))) -}}
+{{- $_ := set $cfg "default_grant" (include "chromadb.config.grant" . | fromYaml) -}}
 {{- end -}}
 {{- $rules := list -}}
 {{- range $o.rules -}}
-{{- $rules = append $rules (dict "claim" (.claim | default "groups") "value" .value "role" .role "tenants" (.tenants | default (list "*")) "databases" (.databases | default (list "*"))) -}}
+{{- $rules = append $rules (merge (include "chromadb.config.grant" . | fromYaml) (dict "claim" (.claim | default "groups"))) -}}
 {{- end -}}
 {{- $_ := set $cfg "rules" $rules -}}
 {{- toYaml $cfg -}}
@@ -74,7 +75,7 @@
 {{- define "chromadb.auth.volumeMounts" -}}
 {{- if eq (include "chromadb.auth.oidcCAOn" .) "true" }}
 - name: oidc-ca
-  mountPath: /etc/chromactl/oidc-ca
+  mountPath: {{ include "chromadb.path" "oidcCA" }}
   readOnly: true
 {{- end }}
 {{- end }}

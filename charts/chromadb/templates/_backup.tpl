@@ -106,41 +106,40 @@ app.kubernetes.io/component: backup
 {{- end -}}
 {{- end }}
 
-{{/* The `backup:` section of the chromactl config (chromactl.config.BackupSettings). */}}
+{{/* The `backup:` section of the chromactl config (chromactl.config.BackupSettings): backup's own
+     settings passed through (chromadb.config.snakeKeys), with what the chart works out: the
+     target, the mount paths of the Secrets, and what only runs with backup.enabled. */}}
 {{- define "chromadb.backupChromactlConfig" -}}
 {{- if eq (include "chromadb.backupUsed" .) "true" -}}
 {{- $b := .Values.backup -}}
-{{- $config := dict
-  "hold_timeout_s" $b.holdTimeoutSeconds
-  "compression_level" (int $b.compressionLevel)
-  "staging_dir" "/tmp"
-  "retention" (dict "keep_last" (int $b.retention.keepLast) "keep_daily" (int $b.retention.keepDaily) "keep_weekly" (int $b.retention.keepWeekly) "keep_monthly" (int $b.retention.keepMonthly))
--}}
+{{- /* The chart's own keys of backup (the CronJobs, the volume, the restore, Secrets) and those
+       rendered below; every other key of backup is a chromactl setting. */ -}}
+{{- $config := include "chromadb.config.snakeKeys" (omit $b "enabled" "schedule" "timeZone" "target" "existingSecret" "volume" "agent" "cronJob" "encryption" "drill" "restore" "copies" "continuous" "retention") | fromYaml -}}
+{{- $retention := omit $b.retention "enabled" -}}
+{{- $_ := set $config "retention" (include "chromadb.config.snakeKeys" $retention | fromYaml) -}}
+{{- $_ = set $config "staging_dir" "/tmp" -}}
 {{- /* The target only when backups are on: a restore source never receives snapshots. */ -}}
-{{- if $b.enabled }}{{ $_ := set $config "target" (include "chromadb.backupTarget" .) }}{{ end -}}
+{{- if $b.enabled }}{{ $_ = set $config "target" (include "chromadb.backupTarget" .) }}{{ end -}}
 {{- if and $b.enabled $b.copies }}
 {{- $copies := list }}
 {{- range $i, $c := $b.copies }}
-{{- $copy := dict "target" $c.target }}
-{{- with $c.endpointUrl }}{{ $_ := set $copy "endpoint_url" . }}{{ end }}
-{{- with $c.region }}{{ $_ := set $copy "region" . }}{{ end }}
-{{- with $c.storageOptions }}{{ $_ := set $copy "storage_options" . }}{{ end }}
-{{- if $c.existingSecret }}{{ $_ := set $copy "credentials_dir" (printf "/etc/chromactl/backup-copies/%d" $i) }}{{ end }}
+{{- $copy := include "chromadb.config.snakeKeys" (omit $c "existingSecret" "retention") | fromYaml }}
+{{- if $c.existingSecret }}{{ $_ = set $copy "credentials_dir" (printf "%s/%d" (include "chromadb.path" "backupCopies") $i) }}{{ end }}
 {{- with $c.retention }}
-{{- $_ := set $copy "retention" (dict "keep_last" (int (default 0 .keepLast)) "keep_daily" (int (default 0 .keepDaily)) "keep_weekly" (int (default 0 .keepWeekly)) "keep_monthly" (int (default 0 .keepMonthly))) }}
+{{- /* A copy's retention is its own: a window it leaves out keeps nothing. */}}
+{{- $r := deepCopy . }}
+{{- range $window, $_ := $retention }}{{ if not (hasKey $r $window) }}{{ $_ = set $r $window 0 }}{{ end }}{{ end }}
+{{- $_ = set $copy "retention" (include "chromadb.config.snakeKeys" $r | fromYaml) }}
 {{- end }}
 {{- $copies = append $copies $copy }}
 {{- end }}
-{{- $_ := set $config "copies" $copies }}
+{{- $_ = set $config "copies" $copies }}
 {{- end -}}
 {{- if and $b.enabled $b.continuous.enabled }}
-{{- $_ := set $config "continuous" (dict "enabled" true "max_lag_s" $b.continuous.maxLagSeconds "ship_interval_s" $b.continuous.shipIntervalSeconds) }}
+{{- $_ = set $config "continuous" (include "chromadb.config.snakeKeys" $b.continuous | fromYaml) }}
 {{- end -}}
-{{- with $b.endpointUrl }}{{ $_ := set $config "endpoint_url" . }}{{ end -}}
-{{- with $b.region }}{{ $_ := set $config "region" . }}{{ end -}}
-{{- with $b.storageOptions }}{{ $_ := set $config "storage_options" . }}{{ end -}}
-{{- if $b.existingSecret }}{{ $_ := set $config "credentials_dir" "/etc/chromactl/backup-credentials" }}{{ end -}}
-{{- if $b.encryption.existingSecret }}{{ $_ := set $config "encryption" (dict "key_file" (printf "/etc/chromactl/backup-encryption/%s" $b.encryption.key)) }}{{ end -}}
+{{- if $b.existingSecret }}{{ $_ = set $config "credentials_dir" (include "chromadb.path" "backupCredentials") }}{{ end -}}
+{{- if $b.encryption.existingSecret }}{{ $_ = set $config "encryption" (dict "key_file" (printf "%s/%s" (include "chromadb.path" "backupEncryption") $b.encryption.key)) }}{{ end -}}
 {{- toYaml (dict "backup" $config) -}}
 {{- end -}}
 {{- end }}

@@ -23,10 +23,12 @@
 {{- if $c.auth.enabled -}}
 {{- $tokens := list -}}
 {{- if eq (include "chromadb.auth.hasToken" .) "true" -}}
-{{- $tokens = append $tokens (dict "name" "admin" "role" "admin" "token_file" "/etc/chromactl/auth/token") -}}
+{{- $tokens = append $tokens (dict "name" "admin" "role" "admin" "token_file" (printf "%s/token" (include "chromadb.path" "auth"))) -}}
 {{- end -}}
 {{- range $c.auth.credentials -}}
-{{- $tokens = append $tokens (dict "name" .name "role" (.role | default "reader") "tenants" (.tenants | default (list "*")) "databases" (.databases | default (list "*")) "token_file" (printf "/etc/chromactl/credentials/%s/%s" .name (.key | default "token"))) -}}
+{{- $token := include "chromadb.config.grant" (omit . "secretName" "key") | fromYaml -}}
+{{- $_ := set $token "token_file" (printf "%s/%s/%s" (include "chromadb.path" "credentials") .name (.key | default "token")) -}}
+{{- $tokens = append $tokens $token -}}
 {{- end -}}
 {{- $tokens = concat $tokens (include "chromadb.backupAgentCredentials" . | fromYamlArray) -}}
 {{- with $tokens -}}
@@ -39,27 +41,22 @@
 {{- $_ := set $auth "client_cert" . -}}
 {{- end -}}
 {{- if eq $c.auth.type "basic" -}}
-{{- $_ := set $auth "basic" (dict "users" (list (dict "role" "admin" "username_file" "/etc/chromactl/auth/username" "password_file" "/etc/chromactl/auth/password"))) -}}
+{{- $_ := set $auth "basic" (dict "users" (list (dict "role" "admin" "username_file" (printf "%s/username" (include "chromadb.path" "auth")) "password_file" (printf "%s/password" (include "chromadb.path" "auth"))))) -}}
 {{- end -}}
 {{- end -}}
-{{- $gateway := dict
-  "listen_address" $c.serverHost
-  "port" (int $c.serverHttpPort)
-  "metrics_port" (int .Values.gateway.metricsPort)
-  "max_body_bytes" (int64 $c.maxPayloadSizeBytes)
-  "allow_reset" (eq (include "chromadb.allowReset" .) "true")
-  "write_wait_s" .Values.gateway.writeWaitSeconds
-  "metrics" (include "chromadb.gatewayMetricsConfig" . | fromYaml)
-  "auth" $auth
-  "tls" (include "chromadb.tls.gatewayConfig" . | fromYaml)
-  "audit" (dict "enabled" .Values.gateway.audit.enabled "reads" .Values.gateway.audit.reads)
--}}
-{{- include "chromadb.gatewayClientLimits" (dict "ctx" . "gateway" $gateway) -}}
-{{- with .Values.gateway.workers -}}
-{{- $_ := set $gateway "workers" (int .) -}}
-{{- end -}}
+{{- /* gateway's own settings pass through (chromadb.config.snakeKeys): metricsPort, writeWaitSeconds,
+       workers, clientLimits, audit and any new one; the keys omitted are the chart's, or
+       rendered below from other values. */ -}}
+{{- $gateway := include "chromadb.config.snakeKeys" (omit .Values.gateway "enabled" "chromaPort" "logFormat" "limits" "resources") | fromYaml -}}
+{{- $_ := set $gateway "listen_address" $c.serverHost -}}
+{{- $_ = set $gateway "port" (int $c.serverHttpPort) -}}
+{{- $_ = set $gateway "max_body_bytes" (int64 $c.maxPayloadSizeBytes) -}}
+{{- $_ = set $gateway "allow_reset" (eq (include "chromadb.allowReset" .) "true") -}}
+{{- $_ = set $gateway "metrics" (include "chromadb.gatewayMetricsConfig" . | fromYaml) -}}
+{{- $_ = set $gateway "auth" $auth -}}
+{{- $_ = set $gateway "tls" (include "chromadb.tls.gatewayConfig" . | fromYaml) -}}
 {{- if .Values.gateway.limits.enabled -}}
-{{- $_ := set $gateway "limits" (dict "enabled" true "file" "/etc/chromactl/limits/limits.yaml") -}}
+{{- $_ = set $gateway "limits" (dict "enabled" true "file" (printf "%s/limits.yaml" (include "chromadb.path" "limits"))) -}}
 {{- end -}}
 {{- $config := dict
   "chroma" (include "chromadb.gatewayUpstream" . | fromYaml)
@@ -79,33 +76,14 @@
 {{- end -}}
 {{- end }}
 
-{{/* Slow-client limits of the gateway (gateway.clientLimits; docs/security.md): sets `client_limits`
-     on the gateway section of chromactl's config.
-       include "chromadb.gatewayClientLimits" (dict "ctx" . "gateway" $gateway) */}}
-{{- define "chromadb.gatewayClientLimits" -}}
-{{- $l := .ctx.Values.gateway.clientLimits -}}
-{{- $_ := set .gateway "client_limits" (dict
-  "header_timeout_s" $l.headerTimeoutSeconds
-  "body_timeout_s" $l.bodyTimeoutSeconds
-  "body_deadline_s" $l.bodyDeadlineSeconds
-  "keep_alive_s" $l.keepAliveSeconds
-  "max_connections" (int $l.maxConnections)
-  "max_header_bytes" (int $l.maxHeaderBytes)
-) -}}
-{{- end }}
-
-{{/* The rules of gateway.limits as chromactl reads them (snake_case keys), for the limits ConfigMap. */}}
+{{/* The rules of gateway.limits as chromactl reads them, for the limits ConfigMap: by credential
+     and by tenant name (kept as written), each rule passed through (chromadb.config.snakeKeys). */}}
 {{- define "chromadb.gatewayLimitRules" -}}
-{{- $keys := dict "requestsPerSecond" "requests_per_second" "burst" "burst" "concurrentRequests" "concurrent_requests" "recordsPerMinute" "records_per_minute" "maxCollections" "max_collections" "maxRecordsPerCollection" "max_records_per_collection" -}}
 {{- $out := dict -}}
 {{- range $section := list "credentials" "tenants" -}}
 {{- $rules := dict -}}
 {{- range $name, $rule := index $.Values.gateway.limits $section -}}
-{{- $converted := dict -}}
-{{- range $k, $v := $rule -}}
-{{- $_ := set $converted (index $keys $k) $v -}}
-{{- end -}}
-{{- $_ := set $rules $name $converted -}}
+{{- $_ := set $rules $name (include "chromadb.config.snakeKeys" $rule | fromYaml) -}}
 {{- end -}}
 {{- $_ := set $out $section $rules -}}
 {{- end -}}

@@ -30,13 +30,13 @@
 {{- end -}}
 {{- end }}
 
-{{/* The gateway's `metrics` section of the chromactl config. */}}
+{{/* The gateway's `metrics` section of the chromactl config: metrics' own settings passed through
+     (chromadb.config.snakeKeys; the omitted keys are the chart's objects), and whether the data
+     directory is in the pod. */}}
 {{- define "chromadb.gatewayMetricsConfig" -}}
-{{- toYaml (dict
-  "database_series" (int .Values.metrics.databaseSeries)
-  "collection_series" (int .Values.metrics.collectionSeries)
-  "internals_interval_s" .Values.metrics.internalsIntervalSeconds
-  "data_directory" (ne (include "chromadb.gatewayTier" .) "true")) -}}
+{{- $m := include "chromadb.config.snakeKeys" (omit .Values.metrics "service" "serviceMonitor" "podMonitor" "prometheusRule" "dashboard") | fromYaml -}}
+{{- $_ := set $m "data_directory" (ne (include "chromadb.gatewayTier" .) "true") -}}
+{{- toYaml $m -}}
 {{- end }}
 
 {{/* The ports the metrics Service and the monitors scrape. */}}
