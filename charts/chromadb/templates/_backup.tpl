@@ -102,7 +102,7 @@ app.kubernetes.io/component: backup
 {{- if eq (include "chromadb.backupAgentAuth" .) "true" -}}
 - name: backup-agent
   role: admin
-  token_file: /etc/chromactl/backup-agent/token
+  token_file: {{ include "chromadb.path" "backupAgent" }}/token
 {{- end -}}
 {{- end }}
 
@@ -150,7 +150,7 @@ app.kubernetes.io/component: backup
 {{- if eq (include "chromadb.backupUsed" .ctx) "true" -}}
 {{- if $b.existingSecret }}
 - name: backup-credentials
-  mountPath: /etc/chromactl/backup-credentials
+  mountPath: {{ include "chromadb.path" "backupCredentials" }}
   readOnly: true
 {{- end }}
 {{- if $b.volume.enabled }}
@@ -159,21 +159,21 @@ app.kubernetes.io/component: backup
 {{- end }}
 {{- if $b.encryption.existingSecret }}
 - name: backup-encryption
-  mountPath: /etc/chromactl/backup-encryption
+  mountPath: {{ include "chromadb.path" "backupEncryption" }}
   readOnly: true
 {{- end }}
 {{- if .agent }}
 {{- range $i, $c := $b.copies }}
 {{- if $c.existingSecret }}
 - name: backup-copy-{{ $i }}
-  mountPath: /etc/chromactl/backup-copies/{{ $i }}
+  mountPath: {{ include "chromadb.path" "backupCopies" }}/{{ $i }}
   readOnly: true
 {{- end }}
 {{- end }}
 {{- end }}
 {{- if and .agent (eq (include "chromadb.backupAgentAuth" .ctx) "true") }}
 - name: backup-agent
-  mountPath: /etc/chromactl/backup-agent
+  mountPath: {{ include "chromadb.path" "backupAgent" }}
   readOnly: true
 {{- end }}
 {{- end -}}
@@ -235,7 +235,7 @@ app.kubernetes.io/component: backup
   command:
     - chromactl
     - restore
-    - --config=/etc/chromactl/config/chromactl.yaml
+    - --config={{ include "chromadb.path.configFile" . }}
     - {{ printf "--from=%s" (include "chromadb.backupRestoreFrom" .) | quote }}
     {{- if $r.toTime }}
     - {{ printf "--to-time=%s" $r.toTime | quote }}
@@ -254,7 +254,7 @@ app.kubernetes.io/component: backup
     {{- toYaml .Values.securityContext | nindent 4 }}
   volumeMounts:
     - name: chromactl-config
-      mountPath: /etc/chromactl/config
+      mountPath: {{ include "chromadb.path" "config" }}
       readOnly: true
     - name: data
       mountPath: {{ .Values.chromadb.persistDirectory }}

@@ -61,7 +61,7 @@
 
 {{/* Where chromactl's files are mounted in the pods, each named once: the volumeMount and the
      config value (or flag) that points chromactl at it use the same path.
-       include "chromadb.path" "auth"  ->  /etc/chromactl/auth */}}
+       printf "%s/token" (include "chromadb.path" "auth") */}}
 {{- define "chromadb.path" -}}
 {{- $paths := dict
   "config" "/etc/chromactl/config"

@@ -103,7 +103,7 @@
 - name: gateway
   image: {{ include "chromadb.chromactlImage" . }}
   imagePullPolicy: {{ .Values.chromactl.image.pullPolicy }}
-  command: [chromactl, gateway, --config, /etc/chromactl/config/chromactl.yaml]
+  command: [chromactl, gateway, --config, {{ include "chromadb.path.configFile" . }}]
   env:
     {{- /* Without gateway.workers, the workers follow the CPU limit (read from the
            cgroup) or else this request. */}}
@@ -144,7 +144,7 @@
     {{- toYaml .Values.securityContext | nindent 4 }}
   volumeMounts:
     - name: chromactl-config
-      mountPath: /etc/chromactl/config
+      mountPath: {{ include "chromadb.path" "config" }}
       readOnly: true
     {{- if not $tier }}
     - name: data
@@ -154,11 +154,11 @@
       mountPath: /tmp
     {{- if $c.auth.enabled }}
     - name: auth
-      mountPath: /etc/chromactl/auth
+      mountPath: {{ include "chromadb.path" "auth" }}
       readOnly: true
     {{- range $c.auth.credentials }}
     - name: credential-{{ .name }}
-      mountPath: /etc/chromactl/credentials/{{ .name }}
+      mountPath: {{ include "chromadb.path" "credentials" }}/{{ .name }}
       readOnly: true
     {{- end }}
     {{- end }}
@@ -169,7 +169,7 @@
     {{- end }}
     {{- if .Values.gateway.limits.enabled }}
     - name: limits
-      mountPath: /etc/chromactl/limits
+      mountPath: {{ include "chromadb.path" "limits" }}
       readOnly: true
     {{- end }}
 {{- end }}

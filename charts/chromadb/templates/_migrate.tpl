@@ -107,7 +107,7 @@ true
     - chromactl
     - migrate
     - snapshot
-    - --config=/etc/chromactl/config/chromactl.yaml
+    - --config={{ include "chromadb.path.configFile" . }}
     - {{ printf "--data-dir=%s" .Values.chromadb.persistDirectory | quote }}
     - --quiet
   resources:
@@ -116,7 +116,7 @@ true
     {{- toYaml .Values.securityContext | nindent 4 }}
   volumeMounts:
     - name: chromactl-config
-      mountPath: /etc/chromactl/config
+      mountPath: {{ include "chromadb.path" "config" }}
       readOnly: true
     - name: data
       mountPath: {{ .Values.chromadb.persistDirectory }}

@@ -27,14 +27,14 @@ spec:
         {{- if and (eq (include "chromadb.gatewayOn" $) "true") $auth.enabled }}
         {{- if eq (include "chromadb.auth.hasToken" $) "true" }}
         - name: CHROMA_TOKEN_FILE
-          value: /etc/chromactl/auth/token
+          value: {{ include "chromadb.path" "auth" }}/token
         - name: CHROMA_AUTH_TOKEN_TRANSPORT_HEADER
           value: {{ include "chromadb.tokenHeader" $ | quote }}
         {{- else }}
         - name: CHROMA_USERNAME_FILE
-          value: /etc/chromactl/auth/username
+          value: {{ include "chromadb.path" "auth" }}/username
         - name: CHROMA_PASSWORD_FILE
-          value: /etc/chromactl/auth/password
+          value: {{ include "chromadb.path" "auth" }}/password
         {{- end }}
         {{- end }}
         {{- with (include "chromadb.tls.trustEnv" $ | trim) }}{{ . | nindent 8 }}{{ end }}
@@ -43,7 +43,7 @@ spec:
       volumeMounts:
         {{- if $authOn }}
         - name: auth
-          mountPath: /etc/chromactl/auth
+          mountPath: {{ include "chromadb.path" "auth" }}
           readOnly: true
         {{- end }}
         {{- with (include "chromadb.tls.trustVolumeMounts" $ | trim) }}{{ . | nindent 8 }}{{ end }}

@@ -66,12 +66,12 @@
 {{- $t := .Values.chromadb.tls -}}
 {{- $cfg := dict "enabled" (eq (include "chromadb.tls.on" .) "true") -}}
 {{- if $cfg.enabled -}}
-{{- $_ := set $cfg "cert_file" "/etc/chromactl/tls/tls.crt" -}}
-{{- $_ = set $cfg "key_file" "/etc/chromactl/tls/tls.key" -}}
+{{- $_ := set $cfg "cert_file" (printf "%s/tls.crt" (include "chromadb.path" "tls")) -}}
+{{- $_ = set $cfg "key_file" (printf "%s/tls.key" (include "chromadb.path" "tls")) -}}
 {{- $_ = set $cfg "min_version" (toString $t.minVersion) -}}
 {{- $_ = set $cfg "client_auth" $t.clientAuth -}}
 {{- if ne $t.clientAuth "none" -}}
-{{- $_ = set $cfg "client_ca_file" (printf "/etc/chromactl/client-ca/%s" $t.clientCA.key) -}}
+{{- $_ = set $cfg "client_ca_file" (printf "%s/%s" (include "chromadb.path" "clientCA") $t.clientCA.key) -}}
 {{- end -}}
 {{- end -}}
 {{- toYaml $cfg -}}
@@ -81,11 +81,11 @@
 {{- define "chromadb.tls.volumeMounts" -}}
 {{- if eq (include "chromadb.tls.on" .) "true" }}
 - name: tls
-  mountPath: /etc/chromactl/tls
+  mountPath: {{ include "chromadb.path" "tls" }}
   readOnly: true
 {{- if ne .Values.chromadb.tls.clientAuth "none" }}
 - name: tls-client-ca
-  mountPath: /etc/chromactl/client-ca
+  mountPath: {{ include "chromadb.path" "clientCA" }}
   readOnly: true
 {{- end }}
 {{- end }}
@@ -138,7 +138,7 @@ httpGet:
 {{- define "chromadb.tls.trustEnv" -}}
 {{- if eq (include "chromadb.tls.on" .) "true" }}
 - name: CHROMA_CA_FILE
-  value: /etc/chromactl/tls-ca/ca.crt
+  value: {{ include "chromadb.path" "tlsCA" }}/ca.crt
 {{- end }}
 {{- end }}
 
@@ -146,7 +146,7 @@ httpGet:
 {{- define "chromadb.tls.trustVolumeMounts" -}}
 {{- if eq (include "chromadb.tls.on" .) "true" }}
 - name: tls-ca
-  mountPath: /etc/chromactl/tls-ca
+  mountPath: {{ include "chromadb.path" "tlsCA" }}
   readOnly: true
 {{- end }}
 {{- end }}
