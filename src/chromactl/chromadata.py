@@ -2,7 +2,7 @@
 
 The SQLite file's name and journals, its tables and the queries chromactl runs on them
 (collections, segments, records, the write log, schema migrations). Read by the backup
-(:mod:`chromactl.backup`), the gateway's metrics (:mod:`chromactl.gateway.internals`) and
+(:mod:`chromactl.backup`), the gateway's metrics (:mod:`chromactl.gateway.chroma_metrics`) and
 ``chromactl up``; it imports none of them.
 """
 

@@ -16,7 +16,7 @@ from chromactl import __version__
 from chromactl.backup.cli import register as register_backup
 from chromactl.config import load_config
 from chromactl.errors import ChromactlError
-from chromactl.gateway.cli import register as register_gateway
+from chromactl.gateway.token_cli import register as register_gateway
 from chromactl.logging import configure_logging
 from chromactl.pod.cli import register as register_pod
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from chromactl.gateway.classify import ClassifyMiddleware
 from chromactl.gateway.context import SCOPE_KEY, RequestContext, find_context, request_context
+from chromactl.gateway.middleware.classify import ClassifyMiddleware
 from chromactl.gateway.routes import UNKNOWN, Operation
 from chromactl.gateway.types import Message, Receive, Scope, Send
 
@@ -41,10 +41,10 @@ def test_accessor_makes_an_unclassified_context_once() -> None:
 def test_authorization_reports_refusals_with_the_route_operation() -> None:
     from prometheus_client import generate_latest
 
-    from chromactl.gateway.authz import AuthorizationMiddleware
-    from chromactl.gateway.collections import CollectionResolver
-    from chromactl.gateway.metrics import GatewayMetrics
+    from chromactl.gateway.collection_cache import CollectionResolver
+    from chromactl.gateway.middleware.authorization import AuthorizationMiddleware
     from chromactl.gateway.principal import ANONYMOUS_ADMIN
+    from chromactl.gateway.request_metrics import GatewayMetrics
     from chromactl.gateway.routes import classify
 
     class Elsewhere:

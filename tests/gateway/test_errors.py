@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chromactl.gateway.bodylimit import BodyLimitMiddleware
+from chromactl.gateway.middleware.body_limit import BodyLimitMiddleware
 from tests.gateway.conftest import ADMIN_TOKEN, token_config
 from tests.gateway.helpers import Chroma, RunningGateway, free_port, run_gateway
 

@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 
 from chromactl.config import parse_config
 from chromactl.gateway.app import build_gateway
-from chromactl.gateway.errors import ErrorMiddleware
+from chromactl.gateway.middleware.errors import ErrorMiddleware
 from chromactl.gateway.proxy import ReverseProxy
 from chromactl.gateway.types import Receive, Scope, Send
 
@@ -62,7 +62,7 @@ def test_exception_before_the_metrics_step_is_counted_by_the_handler(
     def boom(method: str, path: str) -> None:
         raise RuntimeError("classify failed")
 
-    monkeypatch.setattr("chromactl.gateway.classify.classify", boom)
+    monkeypatch.setattr("chromactl.gateway.middleware.classify.classify", boom)
     gateway = build_gateway(parse_config({}))
     caplog.set_level(logging.ERROR, logger="chromactl.gateway.errors")
     r = asyncio.run(_get(gateway, "/api/v2/heartbeat"))

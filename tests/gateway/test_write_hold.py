@@ -8,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from chromactl.gateway.writegate import DrainTimeout, WriteGate, WritesHeld
+from chromactl.gateway.hold_gate import DrainTimeout, WriteGate, WritesHeld
 from tests.gateway.conftest import ADMIN_TOKEN, READER_TOKEN, WRITER_TOKEN
 from tests.gateway.helpers import RunningGateway, wait_until
 

@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chromactl.gateway.internals import InternalsCollector
+from chromactl.gateway.chroma_metrics import InternalsCollector
 from chromactl.gateway.labels import OTHER, LabelCap
-from chromactl.gateway.metrics import GatewayMetrics, count_ids
+from chromactl.gateway.request_metrics import GatewayMetrics, count_ids
 from chromactl.gateway.routes import classify
 
 D = "/api/v2/tenants/{t}/databases/{d}/collections/{c}/add"

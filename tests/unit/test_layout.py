@@ -72,5 +72,5 @@ def test_the_agent_api_contract_stands_alone() -> None:
 
 def test_the_graph_is_read() -> None:
     """The checks above read real imports: a known edge is present."""
-    assert "chromactl.gateway.writegate" in GRAPH["chromactl.gateway.app"]
+    assert "chromactl.gateway.hold_gate" in GRAPH["chromactl.gateway.app"]
     assert "chromactl.agentapi.contract" in reachable("chromactl.backup.service")

@@ -20,31 +20,30 @@ from starlette.routing import BaseRoute
 
 from chromactl.chromadata import SQLITE_NAME
 from chromactl.config import GatewaySettings, Settings
-from chromactl.gateway.audit import AuditLog, AuditMiddleware
+from chromactl.gateway.audit_log import AuditLog, AuditMiddleware
 from chromactl.gateway.auth.base import Authenticator
 from chromactl.gateway.auth.basic import BasicAuthenticator
 from chromactl.gateway.auth.client_cert import ClientCertAuthenticator
-from chromactl.gateway.auth.middleware import AuthenticationMiddleware
 from chromactl.gateway.auth.oidc import OIDCAuthenticator
 from chromactl.gateway.auth.token import TokenAuthenticator
-from chromactl.gateway.authz import AuthorizationMiddleware
-from chromactl.gateway.bodylimit import BodyLimitMiddleware
-from chromactl.gateway.bodytimeout import BodyTimeoutMiddleware
-from chromactl.gateway.classify import ClassifyMiddleware
-from chromactl.gateway.collections import CollectionResolver
-from chromactl.gateway.context import find_context
-from chromactl.gateway.errors import ErrorMiddleware
-from chromactl.gateway.holds import agent_app
-from chromactl.gateway.identity import IdentityMiddleware
-from chromactl.gateway.journal import Journal, JournalMiddleware
-from chromactl.gateway.limits import build_limits
-from chromactl.gateway.metrics import GatewayMetrics, MetricsMiddleware
+from chromactl.gateway.collection_cache import CollectionResolver
+from chromactl.gateway.hold_api import agent_app
+from chromactl.gateway.hold_gate import WriteGate
+from chromactl.gateway.middleware.agent_switch import AgentSwitch
+from chromactl.gateway.middleware.authentication import AuthenticationMiddleware
+from chromactl.gateway.middleware.authorization import AuthorizationMiddleware
+from chromactl.gateway.middleware.body_limit import BodyLimitMiddleware
+from chromactl.gateway.middleware.body_timeout import BodyTimeoutMiddleware
+from chromactl.gateway.middleware.classify import ClassifyMiddleware
+from chromactl.gateway.middleware.errors import ErrorMiddleware
+from chromactl.gateway.middleware.identity import IdentityMiddleware
+from chromactl.gateway.middleware.journal import Journal, JournalMiddleware
+from chromactl.gateway.middleware.limits import build_limits
+from chromactl.gateway.middleware.write_hold import WriteHoldMiddleware
 from chromactl.gateway.proxy import ReverseProxy
-from chromactl.gateway.routes import Access
+from chromactl.gateway.request_metrics import GatewayMetrics, MetricsMiddleware
 from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 from chromactl.gateway.upstream import Upstream, make_upstream
-from chromactl.gateway.writegate import WriteGate
-from chromactl.gateway.writehold import WriteHoldMiddleware
 
 
 def build_authenticators(gw: GatewaySettings) -> list[Authenticator]:
@@ -69,22 +68,6 @@ def challenges(gw: GatewaySettings) -> list[str]:
     if gw.auth.basic is not None:
         out.append('Basic realm="chroma", charset="UTF-8"')
     return out or ['Bearer realm="chroma"']
-
-
-class _AgentSwitch:
-    """Sends agent routes to the agent app, everything else on."""
-
-    def __init__(self, app: ASGIApp, agent: ASGIApp) -> None:
-        self.app = app
-        self.agent = agent
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ctx = find_context(scope) if scope["type"] == "http" else None
-        route = ctx.route if ctx is not None else None
-        if route is not None and route.access is Access.AGENT:
-            await self.agent(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
 
 
 @dataclass
@@ -181,7 +164,7 @@ def build_gateway(
             on_cross_tenant=metrics.cross_tenant_refusal,
         ),
         *limits,
-        lambda a: _AgentSwitch(a, agent or agent_app(gate, gw.max_hold_s, agent_routes)),
+        lambda a: AgentSwitch(a, agent or agent_app(gate, gw.max_hold_s, agent_routes)),
         lambda a: WriteHoldMiddleware(a, gate, gw.write_wait_s),
     ]
     if journal is not None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from chromactl.config import AuditSettings
 from chromactl.gateway.context import RequestContext, find_context
-from chromactl.gateway.errors import request_id
+from chromactl.gateway.middleware.errors import request_id
 from chromactl.gateway.principal import Principal, Role
 from chromactl.gateway.routes import Operation, Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send

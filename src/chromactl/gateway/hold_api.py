@@ -1,4 +1,4 @@
-"""The agent API's write-hold routes, served by the gateway over its :class:`WriteGate`.
+"""The agent API's hold routes, served by the gateway over its hold gate (:mod:`.hold_gate`).
 
 Paths and payloads: :mod:`chromactl.agentapi.contract`. Routes others add (the pod's
 backup service) are served beside these.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -16,22 +15,7 @@ from starlette.routing import BaseRoute, Route, Router
 
 from chromactl.agentapi import contract
 from chromactl.agentapi.contract import HoldGrant, HoldListing
-from chromactl.gateway.writegate import DrainTimeout, Hold
-
-
-class HoldGate(Protocol):
-    """What the hold routes need: one gateway's :class:`~chromactl.gateway.writegate.WriteGate`,
-    or a gate over several worker processes (``chromactl.pod.control.WorkersGate``)."""
-
-    async def hold(
-        self, timeout_s: float, drain_timeout_s: float | None = None, quiet_s: float = 0.0
-    ) -> Hold: ...
-
-    def release(self, hold_id: str) -> bool: ...
-
-    def holds(self) -> list[Hold]: ...
-
-    async def writes_in_flight(self) -> int: ...
+from chromactl.gateway.hold_gate import DrainTimeout, HoldGate
 
 
 def _error(status: int, error: str, message: str) -> JSONResponse:

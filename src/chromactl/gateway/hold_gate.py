@@ -16,6 +16,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 class WritesHeld(Exception):
@@ -156,3 +157,19 @@ class WriteGate:
             yield hold
         finally:
             self.release(hold.hold_id)
+
+
+class HoldGate(Protocol):
+    """What holding writes needs (the agent API's hold routes, a backup's hold): one
+    gateway's :class:`WriteGate`, or a gate over several worker processes
+    (``chromactl.pod.control.WorkersGate``)."""
+
+    async def hold(
+        self, timeout_s: float, drain_timeout_s: float | None = None, quiet_s: float = 0.0
+    ) -> Hold: ...
+
+    def release(self, hold_id: str) -> bool: ...
+
+    def holds(self) -> list[Hold]: ...
+
+    async def writes_in_flight(self) -> int: ...

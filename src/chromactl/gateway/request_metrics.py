@@ -4,7 +4,7 @@ Per request: counts by operation, tenant, database and status class; latency, re
 and response sizes by operation; records per write; requests in flight. Security:
 authentication failures by reason, authorization denials by reason and operation,
 collection ids refused for another tenant/database, 413 rejections. Chroma's
-internals (read from its data directory) live in :mod:`chromactl.gateway.internals`.
+internals (read from its data directory) live in :mod:`chromactl.gateway.chroma_metrics`.
 
 Every label that carries a client-chosen name is bounded (:mod:`chromactl.gateway.labels`).
 """

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from chromactl.config import Settings
 from chromactl.gateway.app import Gateway
-from chromactl.gateway.internals import InternalsCollector
+from chromactl.gateway.chroma_metrics import InternalsCollector
 from chromactl.gateway.protocol import ServerConfig
 from chromactl.gateway.tls import ReloadingTLS
 

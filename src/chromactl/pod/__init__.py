@@ -2,7 +2,7 @@
 
 The gateway and the backup package know nothing of each other; this is where they meet.
 The backup service's routes join the gateway's agent API, and its write hold is the
-gateway's own :class:`~chromactl.gateway.writegate.WriteGate` (see :mod:`.holds`). With
+gateway's own :class:`~chromactl.gateway.hold_gate.WriteGate` (see :mod:`.hold`). With
 ``gateway.workers`` above 1, a supervisor (:mod:`.supervisor`) runs the workers
 (:mod:`.worker`) and holds all their gates as one (:mod:`.control`).
 """
@@ -17,14 +17,14 @@ from chromactl.backup.run import run_backup
 from chromactl.backup.service import BackupService, Runner
 from chromactl.config import Settings
 from chromactl.gateway.app import Gateway, build_gateway
-from chromactl.gateway.journal import Journal
-from chromactl.gateway.metrics import GatewayMetrics
+from chromactl.gateway.hold_gate import WriteGate
+from chromactl.gateway.middleware.journal import Journal
+from chromactl.gateway.request_metrics import GatewayMetrics
 from chromactl.gateway.server import serve
-from chromactl.gateway.writegate import WriteGate
 
 from . import continuous
 from .cpus import default_workers
-from .holds import gate_hold
+from .hold import gate_hold
 
 
 @dataclass(frozen=True)

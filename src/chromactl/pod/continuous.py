@@ -23,7 +23,7 @@ from chromactl.backup.timeline import Timeline
 from chromactl.chromadata import SQLITE_NAME
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError
-from chromactl.gateway.journal import Journal
+from chromactl.gateway.middleware.journal import Journal
 from chromactl.journal import Spool
 
 

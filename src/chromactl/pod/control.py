@@ -1,6 +1,6 @@
 """One write hold over every gateway worker: the supervisor's side and the worker's side.
 
-Each worker keeps its own :class:`~chromactl.gateway.writegate.WriteGate` (writes wait at
+Each worker keeps its own :class:`~chromactl.gateway.hold_gate.WriteGate` (writes wait at
 the worker that received them). The supervisor holds all of them through a control
 connection per worker, a Unix socket speaking JSON lines::
 
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chromactl.gateway.writegate import DrainTimeout, Hold, WriteGate, end_hold
+from chromactl.gateway.hold_gate import DrainTimeout, Hold, WriteGate, end_hold
 
 log = logging.getLogger("chromactl.pod.control")
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from chromactl.backup.hold import QUIET_S, CallbackHold, HoldError
-from chromactl.gateway.holds import HoldGate
-from chromactl.gateway.writegate import DrainTimeout, Hold
+from chromactl.gateway.hold_gate import DrainTimeout, Hold, HoldGate
 
 #: Extra seconds a worker waits for the event loop beyond the hold timeout.
 LOOP_GRACE_S = 30.0

@@ -41,13 +41,13 @@ from chromactl.backup.run import run_backup
 from chromactl.backup.service import BackupService, Runner
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError
-from chromactl.gateway.holds import agent_app
+from chromactl.gateway.hold_api import agent_app
 from chromactl.gateway.server import start_internals
 
 from . import continuous
 from . import worker as worker_mod
 from .control import WorkersGate
-from .holds import gate_hold
+from .hold import gate_hold
 
 log = logging.getLogger("chromactl.pod")
 

@@ -22,11 +22,11 @@ import uvicorn
 
 from chromactl.config import Settings
 from chromactl.gateway.app import build_gateway
-from chromactl.gateway.metrics import GatewayMetrics
+from chromactl.gateway.hold_gate import WriteGate
 from chromactl.gateway.proxy import ReverseProxy
+from chromactl.gateway.request_metrics import GatewayMetrics
 from chromactl.gateway.server import serve
 from chromactl.gateway.upstream import AiohttpUpstream
-from chromactl.gateway.writegate import WriteGate
 from chromactl.logging import configure_logging
 
 from . import continuous

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from chromactl.gateway.collections import CollectionResolver
+from chromactl.gateway.collection_cache import CollectionResolver
 from chromactl.gateway.context import request_context
 from chromactl.gateway.responses import send_error
 from chromactl.gateway.routes import Access, Operation, Route

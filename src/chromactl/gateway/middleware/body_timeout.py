@@ -1,7 +1,7 @@
 """Slow request bodies: every wait for a piece of the body is bounded, and so is the whole body.
 
 Too slow: a Chroma-shaped 408 ``RequestTimeoutError`` and the connection is closed.
-(Slow headers are the HTTP server's business: :mod:`chromactl.gateway.httpserver`.)
+(Slow headers are the HTTP server's business: :mod:`chromactl.gateway.protocol`.)
 """
 
 from __future__ import annotations

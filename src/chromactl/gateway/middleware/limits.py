@@ -48,9 +48,9 @@ import yaml
 from chromactl import chromadata
 from chromactl.config import LimitRule, LimitsSettings
 from chromactl.gateway.context import RequestContext, find_context
-from chromactl.gateway.metrics import count_ids
 from chromactl.gateway.podlocks import BUCKETS, PodLocks
 from chromactl.gateway.proxy import read_body
+from chromactl.gateway.request_metrics import count_ids
 from chromactl.gateway.responses import send_error
 from chromactl.gateway.routes import Access, Operation, Route
 from chromactl.gateway.types import ASGIApp, Receive, Scope, Send

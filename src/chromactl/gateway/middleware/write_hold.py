@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from chromactl.gateway.context import find_context
+from chromactl.gateway.hold_gate import WriteGate, WritesHeld
 from chromactl.gateway.responses import send_error
 from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
-from chromactl.gateway.writegate import WriteGate, WritesHeld
 
 
 class WriteHoldMiddleware:
