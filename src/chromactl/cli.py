@@ -19,6 +19,7 @@ from chromactl.errors import ChromactlError
 from chromactl.gateway.token_cli import register as register_gateway
 from chromactl.logging import configure_logging
 from chromactl.pod.cli import register as register_pod
+from chromactl.secrets import require_secret
 
 app = typer.Typer(
     name="chromactl",
@@ -89,11 +90,12 @@ def smoke(
     """Check a running Chroma: heartbeat, then a collection round trip."""
     from chromactl import smoke as checks
 
-    def read(file: Path | None, value: str | None) -> str | None:
-        return file.read_text(encoding="utf-8").strip() if file else value
+    def read(file: Path | None, value: str | None, what: str) -> str | None:
+        return require_secret(file, what=what) if file else value
 
-    token = read(token_file, token)
-    username, password = read(username_file, username), read(password_file, password)
+    token = read(token_file, token, "the token")
+    username = read(username_file, username, "the user name")
+    password = read(password_file, password, "the password")
     client = checks.SmokeClient(
         url,
         checks.Credentials(token, token_header, username, password),

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chromactl.errors import ConfigError
+from chromactl.secrets import TLS_DIR
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -77,17 +78,29 @@ class ContinuousSettings(Section):
     journal_dir: Path | None = None
 
 
-class CopySettings(Section):
+class TargetSettings(Section):
+    """Where a backup target is: its URL, and for object storage how to reach it."""
+
+    #: Storage URL of the target: a path, ``s3://``, ``gs://``, ``az://``
+    #: (:mod:`chromactl.storage.schemes`).
+    target: str = ""
+    #: S3-compatible endpoint (MinIO and others); empty for AWS.
+    endpoint_url: str | None = None
+    #: The S3 region.
+    region: str | None = None
+    #: Extra non-secret options of the target's storage client.
+    storage_options: dict[str, str | int | float | bool] = {}
+    #: Directory of a mounted Secret with this target's credentials, each file named as the
+    #: client's environment variable (``AWS_ACCESS_KEY_ID``, ``AZURE_STORAGE_CONNECTION_STRING``,
+    #: ...): given to this target's client only, never put into the environment.
+    credentials_dir: Path | None = None
+
+
+class CopySettings(TargetSettings):
     """A further target each complete snapshot (and the journal) is copied to, off-site."""
 
-    #: fsspec URL: another bucket, region or provider, or a path.
+    #: Another bucket, region or provider, or a path.
     target: str
-    endpoint_url: str | None = None
-    region: str | None = None
-    storage_options: dict[str, str | int | float | bool] = {}
-    #: Directory of a mounted Secret with this target's own keys (``AWS_ACCESS_KEY_ID``,
-    #: ``AWS_SECRET_ACCESS_KEY``...): given to this target's client only.
-    credentials_dir: Path | None = None
     #: What the copy keeps (default: ``backup.retention``).
     retention: RetentionSettings | None = None
 
@@ -100,19 +113,9 @@ class EncryptionSettings(Section):
     key_env: str | None = None
 
 
-class BackupSettings(Section):
+class BackupSettings(TargetSettings):
     """Where snapshots go and how they are taken (``chromactl backup``)."""
 
-    #: fsspec URL of the snapshot repository: a path, ``s3://``, ``gs://``, ``az://``.
-    target: str = ""
-    #: S3-compatible endpoint (MinIO and others); empty for AWS.
-    endpoint_url: str | None = None
-    region: str | None = None
-    #: Extra non-secret fsspec options for the target's backend.
-    storage_options: dict[str, str | int | float | bool] = {}
-    #: Directory of a mounted Secret: each file name is an environment variable
-    #: (``AWS_ACCESS_KEY_ID``, ``AZURE_STORAGE_CONNECTION_STRING``, ...).
-    credentials_dir: Path | None = None
     #: The gateway whose agent API holds writes during a snapshot taken from outside the pod.
     gateway_url: str | None = None
     #: File or environment variable holding the gateway admin token.
@@ -303,8 +306,8 @@ class TLSSettings(Section):
 
     enabled: bool = False
     #: PEM certificate chain and private key (e.g. a mounted ``kubernetes.io/tls`` Secret).
-    cert_file: Path = Path("/etc/chromactl/tls/tls.crt")
-    key_file: Path = Path("/etc/chromactl/tls/tls.key")
+    cert_file: Path = TLS_DIR / "tls.crt"
+    key_file: Path = TLS_DIR / "tls.key"
     #: Lowest protocol version accepted.
     min_version: Literal["1.2", "1.3"] = "1.2"
     #: Client certificates: ``none``, ``optional`` or ``required``; verified against

@@ -8,7 +8,7 @@ import pytest
 
 from chromactl.backup.store import Repository
 
-from .helpers import make_bucket, moto_s3, run_chroma, seed
+from .helpers import make_bucket, moto_s3, run_chroma, s3_repository, seed
 
 
 @pytest.fixture(scope="session")
@@ -37,4 +37,5 @@ def s3_repo_url(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def s3_repo(url: str, endpoint: str) -> Repository:
-    return Repository(url, {"endpoint_url": endpoint, "skip_instance_cache": True})
+    repo: Repository = s3_repository(url, endpoint)
+    return repo

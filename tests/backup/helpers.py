@@ -474,7 +474,7 @@ def to_legacy_format(repo: Any, snapshot_id: str, version: int) -> None:
     from chromactl.backup.chunkstore import ChunkStore
 
     store = ChunkStore(repo)
-    root = Path(repo.root) / snapshot_id
+    root = Path(repo.url) / snapshot_id
     data = json.loads((root / "manifest.json").read_text())
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
     for entry in data["files"]:
@@ -499,7 +499,26 @@ def to_legacy_format(repo: Any, snapshot_id: str, version: int) -> None:
 
 def chunk_object(repo: Any, chunk: str) -> Path:
     """Where one chunk of a local ``repo`` is stored."""
+    return Path(repo.url) / chunk_key(repo, chunk)
+
+
+def chunk_key(repo: Any, chunk: str) -> str:
+    """The key of one chunk's object in ``repo``'s store."""
     from chromactl.backup.chunkstore import ChunkStore
 
     store = ChunkStore(repo)
-    return Path(store.path_of_key(store.key(chunk)))
+    return store.object_key(store.key(chunk))
+
+
+def s3_repository(url: str, endpoint: str, *, secret: bytes | None = None, **options: Any) -> Any:
+    """The repository at an ``s3://`` URL of the moto server at ``endpoint``."""
+    from chromactl.backup.store import Repository
+    from chromactl.storage import Location, open_store
+
+    location = Location(url, endpoint_url=endpoint, options={"skip_instance_cache": True, **options})
+    return Repository(open_store(location), secret=secret)
+
+
+def stored_keys(repo: Any) -> list[str]:
+    """Every object in ``repo``'s store, by key."""
+    return sorted(repo.store.walk(""))

@@ -31,7 +31,7 @@ from chromactl.config import RetentionSettings
 from chromactl.journal import Entry, Spool
 
 from .continuous_workload import DB, Op, State, Workload, model, nearest, read_state
-from .helpers import ADMIN, free_port, gateway_process, run_chroma
+from .helpers import ADMIN, free_port, gateway_process, run_chroma, s3_repository
 
 pytestmark = pytest.mark.timeout(600)
 HEADERS = {"Authorization": f"Bearer {ADMIN}"}
@@ -138,7 +138,7 @@ def test_killed_pod_restores_to_latest_and_to_an_earlier_second(
         endpoint = request.getfixturevalue("s3_endpoint")
         target = request.getfixturevalue("s3_repo_url")
         env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret"})
-        repo = Repository(target, {"endpoint_url": endpoint, "skip_instance_cache": True})
+        repo = s3_repository(target, endpoint)
     else:
         target = str(tmp_path / "backups")
         repo = Repository(target)

@@ -13,7 +13,8 @@ import yaml
 
 from chromactl.backup import NoHold, Repository, create_snapshot, restore
 from chromactl.backup.chunkstore import ChunkStore
-from chromactl.backup.copies import copy_repository_of, copy_to
+from chromactl.backup.copies import copy_to
+from chromactl.backup.store import repository_of
 from chromactl.backup.verify import verify
 from chromactl.config import BackupSettings, CopySettings, RetentionSettings
 
@@ -61,7 +62,7 @@ def test_a_copy_has_its_own_credentials_and_retention(
     (keys / "AWS_ACCESS_KEY_ID").write_text("offsite-key\n")
     (keys / "AWS_SECRET_ACCESS_KEY").write_text("offsite-secret\n")
     settings = CopySettings(target="s3://offsite/chroma", endpoint_url=s3_endpoint, credentials_dir=keys)
-    copy = copy_repository_of(settings, BackupSettings(target=str(tmp_path / "primary")))
+    copy = repository_of(BackupSettings(target=str(tmp_path / "primary")), settings)
     primary = Repository(str(tmp_path / "primary"))
     for _ in range(2):
         create_snapshot(seeded_dir, primary, NoHold(), chroma_version="1.5.9")

@@ -17,6 +17,7 @@ from chromactl.backup.shipper import Shipper
 from chromactl.backup.timeline import Timeline
 from chromactl.journal import Spool
 
+from .helpers import s3_repository, stored_keys
 from .test_round_trip import round_trip
 
 SECRET = b"a-secret-from-a-kubernetes-secret-0123"
@@ -24,9 +25,7 @@ OTHER = b"another-secret-entirely-4567890123"
 
 
 def stored_objects(repo: Repository) -> dict[str, bytes]:
-    if repo.is_local:
-        return {str(p): p.read_bytes() for p in Path(repo.root).rglob("*") if p.is_file()}
-    return {p: repo.fs.cat_file(p) for p in repo.fs.find(repo.root)}
+    return {key: repo.store.load(key) for key in stored_keys(repo)}
 
 
 def assert_opaque(repo: Repository, *plaintexts: bytes) -> None:
@@ -47,13 +46,13 @@ def test_round_trip_under_a_writer_with_encryption(
     if where == "s3":
         endpoint = request.getfixturevalue("s3_endpoint")
         url = request.getfixturevalue("s3_repo_url")
-        repo = Repository(url, {"endpoint_url": endpoint, "skip_instance_cache": True}, secret=SECRET)
+        repo = s3_repository(url, endpoint, secret=SECRET)
     else:
         repo = Repository(str(tmp_path / "target"), secret=SECRET)
     round_trip(tmp_path, repo)
     # Documents, ids and collection names the round trip wrote: none in the bucket.
     assert_opaque(repo, b"document static-1", b"document busy-", b"static-17", b"busy")
-    assert json.loads(stored_objects(repo)[next(p for p in stored_objects(repo) if "/keys/" in p)])[
+    assert json.loads(stored_objects(repo)[next(p for p in stored_objects(repo) if p.startswith("keys/"))])[
         "key_id"
     ] == key_id(SECRET)
 
@@ -78,11 +77,11 @@ def test_key_rotation_keeps_the_data_and_retires_the_old_key(tmp_path: Path, see
     url = str(tmp_path / "target")
     old = Repository(url, secret=SECRET)
     snap = create_snapshot(seeded_dir, old, NoHold(), chroma_version="1.5.9")
-    before = {p: d for p, d in stored_objects(old).items() if "/keys/" not in p}
+    before = {p: d for p, d in stored_objects(old).items() if not p.startswith("keys/")}
     new_id = old.add_key(OTHER)
     rotated = Repository(url, secret=OTHER)
     rotated.remove_key(key_id(SECRET))
-    after = {p: d for p, d in stored_objects(rotated).items() if "/keys/" not in p}
+    after = {p: d for p, d in stored_objects(rotated).items() if not p.startswith("keys/")}
     assert after == before  # nothing uploaded again
     result = restore(rotated, tmp_path / "restored", snapshot=snap.snapshot_id or "")
     assert result.outcome == "restored" and rotated.keyring is not None and rotated.keyring.key_id == new_id

@@ -18,7 +18,7 @@ import pytest
 
 from chromactl.backup.migrate import LOCAL_REPO, generation, snapshot_before_upgrade
 from chromactl.backup.restore import restore
-from chromactl.backup.store import Repository
+from chromactl.backup.store import repository_of
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError
 from tests.backup.helpers import REPO_ROOT
@@ -116,7 +116,7 @@ def test_0x_cannot_read_what_1x_converted_but_the_snapshot_brings_it_back(
         assert run(python_of(version), READ, str(data)).returncode != 0
     # going back: restore the snapshot, Chroma 0.x reads exactly what it wrote
     assert taken.repository is not None
-    repo = Repository.from_settings(Settings().backup, taken.repository)
+    repo = repository_of(Settings().backup, url=taken.repository)
     manifest = repo.resolve(taken.snapshot_id or "")
     assert manifest.chroma_version == "0" and [(c.name, c.count) for c in manifest.collections] == [
         ("docs", RECORDS)
@@ -134,7 +134,7 @@ def test_a_restart_before_1x_ran_does_not_snapshot_twice(written: tuple[str, Pat
     second = snapshot_before_upgrade(Settings(), data)
     assert second.outcome == "already-taken" and second.snapshot_id == first.snapshot_id
     assert first.repository is not None
-    assert len(Repository.from_settings(Settings().backup, first.repository).snapshots()) == 1
+    assert len(repository_of(Settings().backup, url=first.repository).snapshots()) == 1
 
 
 def test_the_snapshot_goes_to_the_backup_target_when_one_is_set(
@@ -145,7 +145,7 @@ def test_the_snapshot_goes_to_the_backup_target_when_one_is_set(
     target = (tmp_path / "backups").as_uri()
     taken = snapshot_before_upgrade(Settings(), data, repo=target)
     assert taken.repository == target
-    assert [s.snapshot_id for s in Repository.from_settings(Settings().backup, target).snapshots()] == [
+    assert [s.snapshot_id for s in repository_of(Settings().backup, url=target).snapshots()] == [
         taken.snapshot_id
     ]
     assert not (data / LOCAL_REPO / taken.snapshot_id).exists()  # only the record is kept locally

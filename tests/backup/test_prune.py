@@ -29,7 +29,7 @@ def sid(t: datetime, n: int = 0) -> str:
 
 
 def fake(repo: Repository, snapshot_id: str, *, complete: bool = True) -> None:
-    root = Path(repo.root) / snapshot_id
+    root = Path(repo.url) / snapshot_id
     (root / "files").mkdir(parents=True)
     (root / "files" / "chroma.sqlite3.zst").write_bytes(b"x")
     if complete:
@@ -143,7 +143,7 @@ def test_long_running_backup_is_not_pruned(
     assert progress.removed == []
     assert result.snapshot_id == started
     assert [s.snapshot_id for s in repo.complete()] == [started]
-    assert not (Path(repo.root) / started / LEASE_NAME).exists()  # removed at the end
+    assert not (Path(repo.url) / started / LEASE_NAME).exists()  # removed at the end
 
 
 def test_dead_backup_is_pruned_once_its_lease_is_stale(tmp_path: Path) -> None:

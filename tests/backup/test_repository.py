@@ -18,7 +18,7 @@ from chromactl.backup.manifest import ManifestError
 from chromactl.backup.verify import verify
 
 from .conftest import s3_repo
-from .helpers import to_legacy_format
+from .helpers import s3_repository, stored_keys, to_legacy_format
 
 SECRET = b"a-secret-from-a-kubernetes-secret-0123"
 
@@ -32,9 +32,7 @@ def tree(path: Path) -> dict[str, str]:
 
 
 def stored_paths(repo: Repository) -> list[str]:
-    if repo.is_local:
-        return [p.relative_to(repo.root).as_posix() for p in Path(repo.root).rglob("*") if p.is_file()]
-    return [p[len(repo.root) + 1 :] for p in repo.fs.find(repo.root)]
+    return stored_keys(repo)
 
 
 def open_repo(where: str, encrypted: bool, tmp_path: Path, request: pytest.FixtureRequest) -> Repository:
@@ -42,7 +40,7 @@ def open_repo(where: str, encrypted: bool, tmp_path: Path, request: pytest.Fixtu
     if where == "s3":
         endpoint = request.getfixturevalue("s3_endpoint")
         url = request.getfixturevalue("s3_repo_url")
-        return Repository(url, {"endpoint_url": endpoint, "skip_instance_cache": True}, secret=secret)
+        return s3_repository(url, endpoint, secret=secret)
     return Repository(str(tmp_path / "target"), secret=secret)
 
 
@@ -64,7 +62,7 @@ def test_round_trip_stores_each_chunk_once(
 
     paths = stored_paths(repo)
     assert "config.json" in paths
-    config = json.loads(repo.fs.cat_file(repo.path("config.json")))
+    config = json.loads(repo.store.load("config.json"))
     assert config == {
         "format_version": 3,
         "chunk_hash": "sha256",
@@ -78,7 +76,7 @@ def test_round_trip_stores_each_chunk_once(
     if encrypted:
         assert not names & hashes  # the bucket never sees a content hash
         for path in chunk_paths:
-            raw = repo.fs.cat_file(repo.path(path))
+            raw = repo.store.load(path)
             assert raw.startswith(b"CHXE1") and b"default_tenant" not in raw
     else:
         assert names == hashes
@@ -213,8 +211,7 @@ def test_prune_deletes_the_chunks_no_snapshot_needs_on_s3(
     from chromactl.config import RetentionSettings
 
     def repo() -> Repository:
-        options = {"endpoint_url": s3_endpoint, "skip_instance_cache": True}
-        return Repository(s3_repo_url, options, secret=SECRET if encrypted else None)
+        return s3_repository(s3_repo_url, s3_endpoint, secret=SECRET if encrypted else None)
 
     data = tmp_path / "data"
     shutil.copytree(seeded_dir, data)
@@ -291,20 +288,17 @@ def test_a_listing_of_the_chunk_store_does_not_hide_chunks_uploaded_since(
 def test_s3_reads_each_chunk_in_one_request(
     seeded_dir: Path, s3_endpoint: str, s3_repo_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chromactl.backup.store import storage_options
-    from chromactl.config import BackupSettings
-
-    options = storage_options(s3_repo_url, BackupSettings(endpoint_url=s3_endpoint))
-    repo = Repository(s3_repo_url, {**options, "skip_instance_cache": True})
+    repo = s3_repository(s3_repo_url, s3_endpoint)  # the s3 scheme's options: one GET a chunk
     create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
     chunk = sorted(repo.resolve().chunk_hashes())[0]
     calls: list[str] = []
-    real = repo.fs._call_s3
+    s3 = repo.store.inner.fs  # the s3fs client under the retry wrapper
+    real = s3._call_s3
 
     async def counting(method: str, *args: object, **kwargs: object) -> object:
         calls.append(method)
         return await real(method, *args, **kwargs)
 
-    monkeypatch.setattr(repo.fs, "_call_s3", counting)
+    monkeypatch.setattr(s3, "_call_s3", counting)
     ChunkStore(repo).read(chunk)
     assert calls == ["get_object"]

@@ -17,7 +17,7 @@ from chromactl.backup.chromadb_files import MARKER_NAME
 from chromactl.backup.chunkstore import ChunkStore
 from chromactl.backup.hold import CallbackHold
 from chromactl.backup.manifest import ManifestError
-from chromactl.backup.store import RepositoryError
+from chromactl.storage import StoreError
 
 from .helpers import to_legacy_format
 
@@ -59,14 +59,18 @@ def test_manifest_describes_every_file(seeded_dir: Path, tmp_path: Path) -> None
 def test_manifest_is_written_last(seeded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = Repository(str(tmp_path / "repo"))
     order: list[str] = []
-    real_put = repo.put_object
+    real_save = repo.store.save
 
-    def put_object(path: str, data: bytes, what: str) -> None:
-        order.append(path[len(repo.root) + 1 :])
-        real_put(path, data, what)
+    def save(key: str, data: bytes, *, what: str = "") -> None:
+        order.append(key)
+        real_save(key, data, what=what)
 
-    monkeypatch.setattr(repo, "put_object", put_object)
+    monkeypatch.setattr(repo.store, "save", save)
     result = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
+    # the lease of the running backup is written like every object, before the first chunk
+    lease = f"{result.snapshot_id}/lease.json"
+    assert order.index(lease) < min(i for i, k in enumerate(order) if k.startswith("chunks/"))
+    order = [k for k in order if k != lease]
     assert order[0] == "config.json"
     # the shared lock is taken before the first chunk is uploaded
     assert order[1].startswith("locks/") and order[2].startswith("chunks/")
@@ -118,7 +122,7 @@ def test_not_a_chroma_dir_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(SnapshotError, match="not a Chroma data directory"):
         create_snapshot(tmp_path / "empty", Repository(str(tmp_path / "r")), NoHold(), chroma_version="1.5.9")
-    with pytest.raises(RepositoryError):
+    with pytest.raises(StoreError, match="no backup target"):
         Repository("")
 
 

@@ -8,23 +8,26 @@ import time
 
 import pytest
 
-from chromactl.backup.store import Repository, RepositoryError, RetryPolicy
+from chromactl.storage import RetryPolicy, StoreError, open_store
 
 
 def test_a_stalled_call_fails_at_the_time_limit() -> None:
-    repo = Repository("memory://stalled/snapshots", retry=RetryPolicy(attempts=3, time_limit_s=0.5))
-    assert not repo.is_local
+    store = open_store("memory://stalled/snapshots", retry=RetryPolicy(attempts=3, time_limit_s=0.5))
+    assert not store.is_local
+    store.save("files/x", b"x")
     never = threading.Event()
     start = time.monotonic()
-    with pytest.raises(RepositoryError) as err:
-        repo.retry("upload files/x", lambda: never.wait(30))
+    with pytest.raises(StoreError) as err:
+        store.load_stream("files/x", lambda fh: never.wait(30), what="upload files/x")
     took = time.monotonic() - start
     assert 0.4 < took < 5
     assert "did not finish to upload files/x within backup.op_timeout_s=0.5s" in str(err.value)
 
 
 def test_answers_and_errors_of_a_call_in_time_come_back_unchanged() -> None:
-    repo = Repository("memory://quick/snapshots", retry=RetryPolicy(attempts=1, time_limit_s=5))
-    assert repo.retry("list", lambda: ["a", "b"]) == ["a", "b"]
+    store = open_store("memory://quick/snapshots", retry=RetryPolicy(attempts=1, time_limit_s=5))
+    store.save("a/1", b"one")
+    store.save("a/2", b"two")
+    assert store.list("a", what="list") == ["1", "2"]
     with pytest.raises(FileNotFoundError):  # not transient: raised as it is
-        repo.retry("read", lambda: (_ for _ in ()).throw(FileNotFoundError("gone")))
+        store.load_stream("a/gone", lambda fh: fh.read(), what="read")

@@ -59,7 +59,7 @@ def test_corrupt_object_is_reported(repo: Repository) -> None:
 @pytest.mark.slow
 def test_count_mismatch_is_reported(repo: Repository) -> None:
     sid = repo.resolve().snapshot_id
-    path = Path(repo.root) / sid / "manifest.json"
+    path = Path(repo.url) / sid / "manifest.json"
     data = json.loads(path.read_text())
     for col in data["collections"]:
         if col["name"] == "beta":

@@ -22,7 +22,8 @@ import pytest
 from chromactl.backup import Repository
 from chromactl.backup.chunkstore import ChunkStore
 from chromactl.backup.verify import verify
-from tests.backup.helpers import embedding, free_port, stop, wait_http
+from tests.backup.helpers import embedding, free_port, s3_repository, stop, wait_http
+from tests.backup.helpers import make_bucket as make_s3_bucket
 from tests.e2e.conftest import SERVER_POD, SERVICE, install, render
 from tests.podrunner.runner import PodRunner
 
@@ -130,15 +131,13 @@ def expected(ids: list[str]) -> dict[str, tuple[bytes, str, dict[str, Any]]]:
 
 
 def s3_repo(endpoint: str, bucket: str) -> Repository:
-    return Repository(
-        f"s3://{bucket}/chroma",
-        {"endpoint_url": endpoint, "key": "testing", "secret": "testing-secret", "skip_instance_cache": True},
-    )
+    repo: Repository = s3_repository(f"s3://{bucket}/chroma", endpoint, key="testing", secret="testing-secret")
+    return repo
 
 
 def make_bucket(endpoint: str) -> str:
     bucket = f"chroma-{uuid.uuid4().hex[:8]}"
-    s3_repo(endpoint, bucket).fs.mkdir(bucket)
+    make_s3_bucket(endpoint, bucket)
     return bucket
 
 
@@ -345,10 +344,10 @@ def test_a_drill_job_restores_the_newest_snapshot_and_a_damaged_one_fails_by_nam
         entry = max(snap.manifest.files, key=lambda f: f.stored_size)
         assert entry.chunks
         store = ChunkStore(repo)
-        path = store.path_of_key(store.key(entry.chunks[0]))
-        data = bytearray(repo.fs.cat_file(path))
+        key = store.object_key(store.key(entry.chunks[0]))
+        data = bytearray(repo.store.load(key))
         data[len(data) // 2] ^= 0xFF
-        repo.fs.pipe_file(path, bytes(data))
+        repo.store.save(key, bytes(data))
         failed = cluster.run_cronjob("chroma-chromadb-drill", timeout=240)
         assert not failed.succeeded
         log = failed.logs()

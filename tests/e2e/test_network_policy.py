@@ -22,6 +22,7 @@ import pytest
 
 from tests.chart.helm import chart
 from tests.e2e.conftest import RELEASE, SERVER_POD, assert_helm_tests_pass, probe
+from tests.backup.helpers import make_bucket as make_s3_bucket
 from tests.e2e.test_backup import credentials_secret, s3_repo, values
 from tests.podrunner.images import CLIENT_IMAGE
 from tests.podrunner.runner import PodRunner
@@ -164,7 +165,7 @@ print(col.count())
 def test_backup_and_restore_work_under_the_policy_and_other_egress_is_refused(cluster: PodRunner) -> None:
     endpoint = start_s3(cluster)
     bucket = f"chroma-{uuid.uuid4().hex[:8]}"
-    s3_repo(endpoint, bucket).fs.mkdir(bucket)  # from the node: the s3 pod is not isolated
+    make_s3_bucket(endpoint, bucket)  # from the node: the s3 pod is not isolated
     cluster.apply([credentials_secret()])
     values = backup_values(endpoint, bucket, restore={"enabled": True, "requireSnapshot": False})
     start(cluster, values)
@@ -196,7 +197,7 @@ def test_without_the_backup_jobs_rule_the_backup_fails(cluster: PodRunner) -> No
     values or template change that dropped it would render) refuses the job's call to the agent."""
     endpoint = start_s3(cluster)
     bucket = f"chroma-{uuid.uuid4().hex[:8]}"
-    s3_repo(endpoint, bucket).fs.mkdir(bucket)
+    make_s3_bucket(endpoint, bucket)
     cluster.apply([credentials_secret()])
     rendered = render(backup_values(endpoint, bucket))
     cluster.apply(rendered)

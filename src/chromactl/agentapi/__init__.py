@@ -3,6 +3,6 @@
 :mod:`.contract` has its paths and payloads, :mod:`.client` the one client for it.
 """
 
-from .client import AgentClient, AgentError, AgentUnreachable, ClientTLS, read_token
+from .client import AgentClient, AgentError, AgentUnreachable, ClientTLS
 
-__all__ = ["AgentClient", "AgentError", "AgentUnreachable", "ClientTLS", "read_token"]
+__all__ = ["AgentClient", "AgentError", "AgentUnreachable", "ClientTLS"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +25,6 @@ class AgentError(ChromactlError):
 
 class AgentUnreachable(AgentError):
     """The gateway could not be reached (connection refused, reset, timed out)."""
-
-
-def read_token(token_file: Path | None, token_env: str | None) -> str | None:
-    """A token from its file (a mounted Secret) or else from an environment variable."""
-    if token_file is not None:
-        try:
-            return token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ChromactlError(
-                f"cannot read the token file {token_file}: {exc.strerror}", exit_code=2
-            ) from None
-    return (os.environ.get(token_env) if token_env else None) or None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ complete manifest names, under the exclusive lock.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import threading
 from collections import deque
@@ -57,34 +56,19 @@ class ChunkStore:
     def key(self, chunk: str) -> str:
         return chunk_key(self.repo, chunk)
 
-    def path_of_key(self, key: str) -> str:
-        return self.repo.path(CHUNKS_DIR, key[:2], key)
+    def object_key(self, key: str) -> str:
+        """Where a chunk of that key is in the store."""
+        return f"{CHUNKS_DIR}/{key[:2]}/{key}"
 
     def listing(self) -> dict[str, int]:
         """Every chunk object (by key, see :meth:`key`) with its size in bytes: one listing."""
-        root = self.repo.path(CHUNKS_DIR)
-
-        def find() -> dict[str, int]:
-            self.repo.forget_listings(root)
-            try:
-                found = self.repo.fs.find(root, detail=True)
-            except FileNotFoundError:
-                return {}
-            finally:  # a chunk uploaded later by another process must not read as missing
-                self.repo.forget_listings(root)
-            out: dict[str, int] = {}
-            for path, info in found.items():
-                name = str(path).rsplit("/", 1)[-1]
-                if not name.startswith("."):  # a local upload's temporary file
-                    out[name] = int(info.get("size") or 0)
-            return out
-
-        return self.repo.retry("list the chunk store", find)
+        found = self.repo.store.walk(CHUNKS_DIR, what="list the chunk store")
+        return {name.rsplit("/", 1)[-1]: size for name, size in found.items()}
 
     def put(self, chunk: str, frame: bytes) -> int:
         """Store one chunk's frame (sealed on an encrypted target); the bytes stored."""
         data = self.repo.seal(frame, f"{CHUNKS_DIR}/{chunk}")
-        self.repo.put_object(self.path_of_key(self.key(chunk)), data, f"upload chunk {chunk}")
+        self.repo.store.save(self.object_key(self.key(chunk)), data, what=f"upload chunk {chunk}")
         return len(data)
 
     def frame(self, chunk: str) -> bytes:
@@ -93,7 +77,7 @@ class ChunkStore:
         Raises:
             ChunkError: it is missing or does not decrypt.
         """
-        data = self.repo.cat(self.path_of_key(self.key(chunk)), f"download chunk {chunk}")
+        data = self.repo.store.load(self.object_key(self.key(chunk)), what=f"download chunk {chunk}")
         if data is None:
             raise ChunkError(chunk, "is missing from the chunk store")
         try:
@@ -111,17 +95,7 @@ class ChunkStore:
 
     def delete_keys(self, keys: list[str]) -> None:
         """Remove these chunks (one request per batch where the store deletes in bulk)."""
-        paths = [self.path_of_key(k) for k in keys]
-
-        def rm() -> None:
-            try:
-                self.repo.fs.rm(paths)
-            except FileNotFoundError:  # some already gone: the others one by one
-                for path in paths:
-                    with contextlib.suppress(FileNotFoundError):
-                        self.repo.fs.rm(path)
-
-        self.repo.retry(f"remove {len(keys)} chunks", rm)
+        self.repo.store.remove([self.object_key(k) for k in keys], what=f"remove {len(keys)} chunks")
 
 
 def decode(chunk: str, frame: bytes) -> bytes:

@@ -10,16 +10,17 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from chromactl.agentapi import AgentClient, ClientTLS, read_token
+from chromactl.agentapi import AgentClient, ClientTLS
 from chromactl.config import CopySettings, Settings, load_config
 from chromactl.errors import ChromactlError
 from chromactl.localstack import local_stack
 from chromactl.logging import configure_logging
+from chromactl.secrets import read_secret, require_secret
 from chromactl.smoke import ca_bundle
+from chromactl.storage import redact_url
 from chromactl.tables import Col, print_table
 
-from .copies import copy_all, copy_repository_of, copy_to
-from .crypto import read_secret
+from .copies import copy_all, copy_to
 from .drill import drill, record
 from .logical import ChromaApi, export, import_export
 from .migrate import snapshot_before_upgrade
@@ -27,7 +28,7 @@ from .progress import NullProgress, Progress, RichBars
 from .prune import prune
 from .restore import RestoreResult, read_marker, restore
 from .run import gateway_tls, hold_from_settings, run_backup
-from .store import Repository, redact_url
+from .store import MIN_SECRET_BYTES, Repository, repository_of, store_of
 from .trigger import trigger_cmd
 from .verify import verify
 
@@ -89,7 +90,7 @@ def _emit(data: dict[str, Any]) -> None:
 
 
 def _repo(settings: Settings, url: str | None) -> Repository:
-    return Repository.from_settings(settings.backup, url)
+    return repository_of(settings.backup, url=url)
 
 
 def _headers(header: list[str] | None, token_env: str | None) -> dict[str, str]:
@@ -100,7 +101,7 @@ def _headers(header: list[str] | None, token_env: str | None) -> dict[str, str]:
         name, value = h.split(":", 1)
         out[name.strip()] = value.strip()
     if token_env:
-        token = read_token(None, token_env)
+        token = read_secret(None, token_env, what="the bearer token (--token-env)", optional=True)
         if not token:
             raise ChromactlError(f"environment variable {token_env} is empty", exit_code=2)
         out["Authorization"] = f"Bearer {token}"
@@ -330,7 +331,12 @@ def drill_cmd(
     )
     record(source, report)
     if report_to is not None:
-        token = read_token(token_file or settings.backup.token_file, settings.backup.token_env)
+        token = read_secret(
+            token_file or settings.backup.token_file,
+            settings.backup.token_env,
+            what="the gateway admin token",
+            optional=True,
+        )
         tls = gateway_tls(settings.backup)
         ca = ca_bundle(ca_file)
         pair = (client_cert, client_key) if client_cert and client_key else tls.cert
@@ -365,11 +371,12 @@ def rekey_cmd(
     """Rotate the encryption secret: wrap the data key under a new one (nothing is re-uploaded)."""
     settings = _settings(config)
     current = _repo(settings, repo)
-    new_secret = read_secret(new_key_file, None)
-    assert new_secret is not None
+    new_secret = require_secret(
+        new_key_file, what="the new encryption key", min_length=MIN_SECRET_BYTES
+    ).encode()
     new_id = current.add_key(new_secret)
     # The new secret must open the repository before the old one goes.
-    reopened = Repository(current.url, current.options, retry=current.retry_policy, secret=new_secret)
+    reopened = Repository(current.store, secret=new_secret)
     assert reopened.keyring is not None and current.keyring is not None
     old_id = current.keyring.key_id
     if remove_old:
@@ -396,7 +403,7 @@ def copy_cmd(
     settings = _settings(config)
     source = _repo(settings, repo)
     if to is not None:
-        results = [copy_to(source, copy_repository_of(CopySettings(target=to), settings.backup))]
+        results = [copy_to(source, repository_of(settings.backup, CopySettings(target=to)))]
     elif settings.backup.copies:
         results = copy_all(settings.backup, source)
     else:
@@ -568,7 +575,7 @@ def export_cmd(
     try:
         result = export(
             api,
-            _repo(settings, out),
+            store_of(settings.backup, url=out),
             collections=collection,
             page_size=page_size,
             progress=_progress(as_json, quiet),
@@ -602,7 +609,7 @@ def import_cmd(
     api = ChromaApi(url, headers=_headers(header, token_env), tenant=tenant, database=database)
     try:
         result = import_export(
-            _repo(settings, source),
+            store_of(settings.backup, url=source),
             api,
             collections=collection,
             batch_size=batch_size,

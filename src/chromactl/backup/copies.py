@@ -23,24 +23,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from chromactl.config import BackupSettings, CopySettings, RetentionSettings
+from chromactl.config import BackupSettings, RetentionSettings
+from chromactl.errors import ChromactlError
+from chromactl.storage import redact_url
 
 from .chunkstore import ChunkStore, decode
-from .crypto import read_secret
 from .locks import SHARED, RepositoryLock
 from .manifest import Manifest
 from .prune import prune
-from .store import Repository, RepositoryError, RetryPolicy, load_credentials_dir, redact_url, storage_options
+from .store import Repository, RepositoryError, repository_of
 from .timeline import HEAD_NAME, PREFIX, Timeline, segment_name
 
 log = logging.getLogger("chromactl.backup.copies")
 
-#: Credentials of a copy target: files of its Secret, passed to its client only (another
-#: target's keys in the environment stay untouched).
-S3_KEYS = {"AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_SESSION_TOKEN": "token"}
 COPY_BLOCK = 8 << 20
 
 
@@ -66,59 +63,28 @@ class CopyResult:
         return asdict(self)
 
 
-def copy_repository_of(copy: CopySettings, backup: BackupSettings) -> Repository:
-    """The repository of one copy target, with its own endpoint and credentials."""
-    settings = backup.model_copy(
-        update={
-            "target": copy.target,
-            "endpoint_url": copy.endpoint_url,
-            "region": copy.region,
-            "storage_options": copy.storage_options,
-            "credentials_dir": None,
-        }
-    )
-    options = storage_options(copy.target, settings)
-    if copy.credentials_dir is not None:
-        scheme = copy.target.split("://", 1)[0] if "://" in copy.target else "file"
-        found = _read_secret_dir(copy.credentials_dir)
-        if scheme in ("s3", "s3a"):
-            options.update({S3_KEYS[k]: v for k, v in found.items() if k in S3_KEYS})
-        else:
-            load_credentials_dir(copy.credentials_dir)
-    secret = read_secret(backup.encryption.key_file, backup.encryption.key_env)
-    return Repository(copy.target, options, retry=RetryPolicy.from_settings(backup), secret=secret)
-
-
-def _read_secret_dir(directory: Path) -> dict[str, str]:
-    if not directory.is_dir():
-        raise RepositoryError(f"credentials directory {directory} does not exist")
-    return {
-        entry.name: entry.read_text(encoding="utf-8").strip()
-        for entry in sorted(directory.iterdir())
-        if entry.is_file() and not entry.name.startswith(".")
-    }
-
-
 def _copy_object(
     src: Repository, dst: Repository, snapshot_id: str, name: str, size: int, sha256: str
 ) -> int:
-    def copy() -> int:
-        digest = hashlib.sha256()
-        n = 0
-        with src.open_read(snapshot_id, name) as reader, dst.open_write(snapshot_id, name) as writer:
+    def copy(reader: IO[bytes]) -> int:
+        def write(writer: IO[bytes]) -> int:
+            digest = hashlib.sha256()
+            n = 0
             while block := reader.read(COPY_BLOCK):
                 digest.update(block)
                 n += len(block)
                 writer.write(block)
-        if n != size or digest.hexdigest() != sha256:
-            raise CopyError(
-                f"{snapshot_id}/{name} in {redact_url(src.url)} is {n} bytes with sha256 "
-                f"{digest.hexdigest()[:12]}..., its manifest says {size} bytes, {sha256[:12]}...: "
-                "not copied (backup verify names what is damaged)"
-            )
-        return n
+            if n != size or digest.hexdigest() != sha256:
+                raise CopyError(
+                    f"{snapshot_id}/{name} in {src.display} is {n} bytes with sha256 "
+                    f"{digest.hexdigest()[:12]}..., its manifest says {size} bytes, {sha256[:12]}...: "
+                    "not copied (backup verify names what is damaged)"
+                )
+            return n
 
-    return dst.retry(f"copy {snapshot_id}/{name}", copy)
+        return dst.write_object(snapshot_id, name, write, what=f"copy {snapshot_id}/{name}")
+
+    return src.read_object(snapshot_id, name, copy, what=f"copy {snapshot_id}/{name}")
 
 
 class ChunkCopier:
@@ -184,19 +150,16 @@ def copy_journal(src: Repository, dst: Repository) -> int:
         for number in source.segment_numbers(head.epoch):
             if number in present:
                 continue
-            path = src.path(PREFIX, head.epoch, segment_name(number))
-            data = source.get(path, f"read journal {head.epoch}/{number}")
+            key = f"{PREFIX}/{head.epoch}/{segment_name(number)}"
+            data = src.load(key, what=f"read journal {head.epoch}/{number}")
             if data is None:
                 raise RepositoryError(
                     f"journal segment {head.epoch}/{number} disappeared while it was copied"
                 )
-            target.put(
-                dst.path(PREFIX, head.epoch, segment_name(number)),
-                data,
-                f"copy journal {head.epoch}/{number}",
-            )
+            dst.save(key, data, what=f"copy journal {head.epoch}/{number}")
             copied += 1
-        target.put(dst.path(PREFIX, head.epoch, HEAD_NAME), head.to_json(), f"copy journal head {head.epoch}")
+        head_key = f"{PREFIX}/{head.epoch}/{HEAD_NAME}"
+        dst.save(head_key, head.to_json(), what=f"copy journal head {head.epoch}")
     return copied
 
 
@@ -232,11 +195,11 @@ def copy_to(src: Repository, dst: Repository, retention: RetentionSettings | Non
 def copy_all(backup: BackupSettings, src: Repository | None = None) -> list[CopyResult]:
     """Every configured copy target brought up to date with the primary target."""
     results = []
-    primary = src or Repository.from_settings(backup)
+    primary = src or repository_of(backup)
     for copy in backup.copies:
         try:
-            dst = copy_repository_of(copy, backup)
-        except RepositoryError as exc:
+            dst = repository_of(backup, copy)
+        except ChromactlError as exc:
             results.append(CopyResult(redact_url(copy.target), "failure", error=str(exc)))
             continue
         result = copy_to(primary, dst, copy.retention or backup.retention)

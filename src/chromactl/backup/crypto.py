@@ -221,23 +221,3 @@ class DecryptingReader:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def read_secret(key_file: Any, key_env: str | None) -> bytes | None:
-    """The encryption secret from a file (a mounted Secret) or an environment variable."""
-    if key_file is not None:
-        try:
-            secret = open(key_file, "rb").read().strip()  # noqa: SIM115
-        except OSError as exc:
-            raise EncryptionError(f"cannot read backup.encryption.key_file {key_file}: {exc}") from None
-        if len(secret) < 16:
-            raise EncryptionError(
-                f"{key_file} holds {len(secret)} bytes: a backup encryption key needs 16 or more"
-            )
-        return secret
-    if key_env:
-        value = os.environ.get(key_env, "").strip().encode()
-        if not value:
-            raise EncryptionError(f"backup.encryption.key_env names {key_env}, which is empty or unset")
-        return value
-    return None

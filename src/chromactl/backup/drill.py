@@ -32,7 +32,6 @@ from chromactl.errors import ChromactlError
 from .manifest import Manifest
 from .restore import restore
 from .store import Repository
-from .timeline import Timeline
 from .verify import throwaway_chroma
 
 #: Drill reports kept in the target, beside the snapshots: ``drills/<time>-<outcome>.json``.
@@ -199,14 +198,14 @@ def _report_name(report: DrillReport) -> str:
 def record(repo: Repository, report: DrillReport) -> None:
     """Keep the report in the target (the last :data:`KEEP_REPORTS`), so that a restarted
     gateway still knows when a drill last passed."""
-    path = repo.path(REPORTS, _report_name(report))
-    Timeline(repo).put(path, json.dumps(report.to_dict(), indent=2).encode(), "write the drill report")
+    key = f"{REPORTS}/{_report_name(report)}"
+    repo.save(key, json.dumps(report.to_dict(), indent=2).encode(), what="write the drill report")
     for old in _report_names(repo)[:-KEEP_REPORTS]:
-        repo.remove_path(repo.path(REPORTS, old), "remove an old drill report")
+        repo.store.remove([f"{REPORTS}/{old}"], what="remove an old drill report")
 
 
 def _report_names(repo: Repository) -> list[str]:
-    return [n for n in repo.names(repo.path(REPORTS), "list drill reports") if n.endswith(".json")]
+    return [n for n in repo.store.list(REPORTS, what="list drill reports") if n.endswith(".json")]
 
 
 def last_success(repo: Repository) -> float | None:

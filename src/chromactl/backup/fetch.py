@@ -16,13 +16,14 @@ from typing import IO
 import zstandard
 
 from chromactl.errors import ChromactlError
+from chromactl.storage import StoreError
 
 from .chunks import frames_of
 from .chunkstore import ChunkError, ChunkStore, describe_bad_chunks
 from .crypto import EncryptionError
 from .manifest import FileEntry, Manifest
 from .progress import NullProgress, Progress
-from .store import Repository, RepositoryError
+from .store import Repository
 
 READ_SIZE = 4 << 20
 #: Restored bytes after which their write-back to disk is started.
@@ -207,7 +208,7 @@ def _check_chunked(
         )
         if fd is not None and not bad:
             os.fsync(fd)
-    except (RepositoryError, EncryptionError) as exc:
+    except (StoreError, EncryptionError) as exc:
         return FileCheck(entry.path, False, str(exc))
     finally:
         if fd is not None:
@@ -237,28 +238,33 @@ def _check_file(
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 
-    def fetch() -> tuple[int, str, int, str]:
+    def rewind() -> None:
         if fd is not None:
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
-        with repo.open_read(snapshot_id, entry.object_name) as src:
-            try:
-                return decoder.run(src, fd, progress)
-            except _Unframed:
-                pass
-        if fd is not None:
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-        with repo.open_read(snapshot_id, entry.object_name) as src:
-            return _stream(src, fd, progress)
 
+    def framed(src: IO[bytes]) -> tuple[int, str, int, str] | None:
+        rewind()
+        try:
+            return decoder.run(src, fd, progress)
+        except _Unframed:
+            return None
+
+    def unframed(src: IO[bytes]) -> tuple[int, str, int, str]:
+        rewind()
+        return _stream(src, fd, progress)
+
+    what = f"download {entry.object_name}"
     try:
-        stored, stored_sha, size, sha = repo.retry(f"download {entry.object_name}", fetch)
+        found = repo.read_object(snapshot_id, entry.object_name, framed, what=what)
+        if found is None:
+            found = repo.read_object(snapshot_id, entry.object_name, unframed, what=what)
+        stored, stored_sha, size, sha = found
         if fd is not None:
             os.fsync(fd)
     except zstandard.ZstdError as exc:
         return FileCheck(entry.path, False, f"cannot decompress: {exc}")
-    except (RepositoryError, EncryptionError) as exc:
+    except (StoreError, EncryptionError) as exc:
         return FileCheck(entry.path, False, str(exc))
     finally:
         if fd is not None:

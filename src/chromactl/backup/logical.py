@@ -1,6 +1,6 @@
 """Logical export and import through Chroma's HTTP API, to and from Parquet.
 
-Layout under the export URL (any fsspec URL)::
+Layout under the export URL (a path, s3://, gs:// or az://)::
 
     export.json                                     what was exported, ``complete`` at the end
     <tenant>/<database>/<collection>/collection.json  name, id, metadata, configuration
@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 
 from chromactl import __version__
 from chromactl.errors import ChromactlError
+from chromactl.storage import ObjectStore, redact_url
 
 from .progress import NullProgress, Progress
-from .store import Repository, redact_url
 
 log = logging.getLogger("chromactl.backup")
 
@@ -179,27 +179,18 @@ def _page_table(page: dict[str, Any]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
-def _put(repo: Repository, path: str, data: bytes) -> None:
-    full = repo.path(path)
-    if repo.is_local:
-        repo.fs.makedirs(full.rsplit("/", 1)[0], exist_ok=True)
-    repo.fs.pipe_file(full, data)
+def _write_json(store: ObjectStore, key: str, data: Any) -> None:
+    store.save(key, (json.dumps(data, indent=2) + "\n").encode(), what=f"write {key}")
 
 
-def _write_json(repo: Repository, path: str, data: Any) -> None:
-    _put(repo, path, (json.dumps(data, indent=2) + "\n").encode())
-
-
-def _read_json(repo: Repository, path: str) -> Any:
-    try:
-        return json.loads(repo.fs.cat_file(repo.path(path)))
-    except FileNotFoundError:
-        return None
+def _read_json(store: ObjectStore, key: str) -> Any:
+    data = store.load(key, what=f"read {key}")
+    return None if data is None else json.loads(data)
 
 
 def export(
     api: ChromaApi,
-    out: Repository,
+    out: ObjectStore,
     *,
     collections: list[str] | None = None,
     page_size: int = 1000,
@@ -209,8 +200,6 @@ def export(
     progress = progress or NullProgress()
     start = time.perf_counter()
     result = TransferResult()
-    if out.is_local:
-        out.fs.makedirs(out.root, exist_ok=True)
     cols = api.collections()
     if collections:
         missing = set(collections) - {c["name"] for c in cols}
@@ -264,7 +253,8 @@ def export(
             if n:
                 buf = io.BytesIO()
                 pq.write_table(_page_table(page), buf, compression="zstd")
-                _put(out, f"{base}/part-{int(state['parts']):05d}.parquet", buf.getvalue())
+                part = f"{base}/part-{int(state['parts']):05d}.parquet"
+                out.save(part, buf.getvalue(), what=f"write {part}")
                 state["parts"] += 1
                 state["next_offset"] += n
                 result.records += n
@@ -312,12 +302,8 @@ def _legacy_configuration(col: dict[str, Any]) -> tuple[dict[str, Any] | None, d
     return ({"hnsw": hnsw} if hnsw else None), metadata
 
 
-def _parts(src: Repository, base: str) -> list[str]:
-    try:
-        names = src.fs.ls(src.path(base), detail=False)
-    except FileNotFoundError:
-        return []
-    return sorted(str(n) for n in names if str(n).endswith(".parquet"))
+def _parts(src: ObjectStore, base: str) -> list[str]:
+    return [f"{base}/{n}" for n in src.list(base, what=f"list {base}") if n.endswith(".parquet")]
 
 
 def _batches(table: pa.Table, size: int) -> Iterator[dict[str, Any]]:
@@ -337,7 +323,7 @@ def _batches(table: pa.Table, size: int) -> Iterator[dict[str, Any]]:
 
 
 def import_export(
-    src: Repository,
+    src: ObjectStore,
     api: ChromaApi,
     *,
     collections: list[str] | None = None,
@@ -349,7 +335,7 @@ def import_export(
     start = time.perf_counter()
     index = _read_json(src, "export.json")
     if not index or index.get("format") != EXPORT_FORMAT:
-        raise ExportError(f"{redact_url(src.url)} holds no chromactl export (no export.json)")
+        raise ExportError(f"{redact_url(src.url)} holds no chromactl export (no export.json)", exit_code=2)
     if index.get("format_version", 0) > EXPORT_VERSION:
         raise ExportError("this export is from a newer chromactl; upgrade chromactl")
     if not index.get("complete"):
@@ -366,8 +352,7 @@ def import_export(
         progress.phase(f"import {col['name']}", int(col.get("count") or 0))
         n = 0
         for part in _parts(src, entry["dir"]):
-            with src.fs.open(part, "rb") as fh:
-                table = pq.read_table(fh, schema=SCHEMA)
+            table = src.load_stream(part, lambda fh: pq.read_table(fh, schema=SCHEMA), what=f"read {part}")
             for batch in _batches(table, size):
                 api.upsert(created["id"], batch)
                 n += len(batch["ids"])

@@ -21,12 +21,12 @@ from typing import Literal
 from chromactl.chromadata import SQLITE_NAME, applied_migrations
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError
+from chromactl.storage import redact_url
 
 from .chromadb_files import PRE_1X_REPO
 from .hold import NoHold
 from .progress import Progress
 from .run import run_backup
-from .store import redact_url
 
 #: Where, in the data directory, the snapshot goes when no backup target is configured.
 LOCAL_REPO = PRE_1X_REPO

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from chromactl.errors import ChromactlError
+from chromactl.storage import redact_url
 
 from . import replay
 from .chromadb_files import MARKER_NAME, PRE_1X_REPO
 from .fetch import fetch_verified
 from .manifest import Manifest, parse_version
 from .progress import Progress
-from .store import Repository, redact_url
+from .store import Repository
 from .timeline import Timeline
 
 log = logging.getLogger("chromactl.backup")

@@ -6,14 +6,16 @@ import logging
 import time
 from pathlib import Path
 
-from chromactl.agentapi import ClientTLS, read_token
+from chromactl.agentapi import ClientTLS
 from chromactl.config import BackupSettings, Settings
 from chromactl.errors import ChromactlError
+from chromactl.secrets import read_secret
+from chromactl.storage import redact_url
 
 from .hold import GatewayHold, NoHold, WriteHold
 from .progress import Progress
 from .snapshot import BackupResult, create_snapshot
-from .store import Repository, redact_url
+from .store import repository_of
 
 log = logging.getLogger("chromactl.backup")
 
@@ -43,7 +45,7 @@ def hold_from_settings(settings: Settings, *, offline: bool = False) -> WriteHol
         )
     return GatewayHold(
         backup.gateway_url,
-        read_token(backup.token_file, backup.token_env),
+        read_secret(backup.token_file, backup.token_env, what="the gateway admin token", optional=True),
         timeout_s=backup.hold_timeout_s,
         tls=gateway_tls(backup),
     )
@@ -65,7 +67,7 @@ def run_backup(
     start = time.perf_counter()
     url = target or settings.backup.target
     try:
-        repo = Repository.from_settings(settings.backup, url)
+        repo = repository_of(settings.backup, url=url)
         return create_snapshot(
             data_dir or settings.chroma.persist_path,
             repo,

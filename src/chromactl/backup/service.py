@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute, Route
 from chromactl.agentapi import contract
 from chromactl.agentapi.contract import BackupListing, BackupState, BackupStatus
 from chromactl.config import Settings
+from chromactl.storage import redact_url
 
 from .copies import copy_all
 from .drill import last_success
@@ -39,7 +40,7 @@ from .metrics import BackupMetrics, CopyMetrics, DrillMetrics, RepositoryMetrics
 from .prune import prune
 from .run import run_backup
 from .snapshot import BackupResult
-from .store import Repository, SnapshotInfo, redact_url
+from .store import SnapshotInfo, repository_of
 
 log = logging.getLogger("chromactl.backup.service")
 
@@ -296,7 +297,7 @@ class BackupService:
         """Earliest recoverable point and stored bytes of the primary target."""
         if done is None:
             try:
-                done = Repository.from_settings(self.settings.backup).complete()
+                done = repository_of(self.settings.backup).complete()
             except Exception as exc:
                 log.warning("cannot read the backup target to measure it: %s", exc)
                 return
@@ -309,7 +310,7 @@ class BackupService:
 
     def _prune(self) -> dict[str, Any]:
         backup = self.settings.backup
-        outcome = prune(Repository.from_settings(backup), backup.retention).to_dict()
+        outcome = prune(repository_of(backup), backup.retention).to_dict()
         log.info(
             "pruned %d snapshot(s), %d incomplete one(s) and %d chunk(s) (%d bytes) in %s",
             len(outcome["removed"]),
@@ -333,12 +334,12 @@ class BackupService:
 
         def seed() -> None:
             try:
-                done = Repository.from_settings(self.settings.backup).complete()
+                done = repository_of(self.settings.backup).complete()
             except Exception as exc:
                 log.warning("cannot read the backup target to report the last backup: %s", exc)
                 return
             self._measure_repository(done)
-            drilled = last_success(Repository.from_settings(self.settings.backup))
+            drilled = last_success(repository_of(self.settings.backup))
             if drilled is not None:
                 self.drill_metrics.seed(drilled)
             if not done or done[-1].manifest is None:

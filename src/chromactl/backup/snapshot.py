@@ -38,6 +38,7 @@ from typing import Any
 from chromactl import __version__
 from chromactl.chromadata import SQLITE_NAME
 from chromactl.errors import ChromactlError
+from chromactl.storage import redact_url
 
 from . import cut as cut_policy
 from .chromadb_files import (
@@ -64,7 +65,7 @@ from .lease import LEASE_TTL_S, LeaseKeeper
 from .locks import LOCK_TTL_S, LOCK_WAIT_S, SHARED, RepositoryLock
 from .manifest import CollectionCount, FileEntry, Manifest
 from .progress import NullProgress, Progress
-from .store import Repository, new_snapshot_id, redact_url
+from .store import Repository, new_snapshot_id
 
 log = logging.getLogger("chromactl.backup")
 #: Threads that compress and upload chunks (at least; one per core if more).

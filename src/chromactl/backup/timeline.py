@@ -17,12 +17,9 @@ a segment that is not there; a segment the head does not count yet is read all t
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import zstandard
 
@@ -120,61 +117,34 @@ class Timeline:
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
 
-    def _path(self, *parts: str) -> str:
-        return self.repo.path(PREFIX, *parts)
-
-    def _relative(self, path: str) -> str:
-        return path[len(self.repo.root) + 1 :] if path.startswith(self.repo.root + "/") else path
-
-    def put(self, path: str, data: bytes, what: str) -> None:
-        """Write one object whole (a local file: fsynced, then renamed into place), encrypted
-        when the repository is."""
-        data = self.repo.seal(data, self._relative(path))
-        if self.repo.is_local:
-            final = Path(path)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.with_name(final.name + ".tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-            return
-        self.repo.retry(what, lambda: self.repo.fs.pipe_file(path, data))
-
-    def get(self, path: str, what: str) -> bytes | None:
-        """One object's bytes, or None when it is not there."""
-
-        def cat() -> bytes | None:
-            try:
-                return self.repo.fs.cat_file(path)  # type: ignore[no-any-return]
-            except FileNotFoundError:
-                return None
-
-        data = self.repo.retry(what, cat)
-        return None if data is None else self.repo.unseal(data, self._relative(path))
+    def _key(self, *parts: str) -> str:
+        return "/".join([PREFIX, *parts])
 
     # -- writing (the shipper) -------------------------------------------------------------
     def write_segment(self, epoch: str, number: int, entries: list[Entry]) -> int:
         data = encode_segment(epoch, number, entries)
-        self.put(self._path(epoch, segment_name(number)), data, f"ship journal segment {epoch}/{number}")
+        self.repo.save(
+            self._key(epoch, segment_name(number)), data, what=f"ship journal segment {epoch}/{number}"
+        )
         return len(data)
 
     def write_head(self, head: Head) -> None:
-        self.put(self._path(head.epoch, HEAD_NAME), head.to_json(), f"write journal head {head.epoch}")
+        self.repo.save(
+            self._key(head.epoch, HEAD_NAME), head.to_json(), what=f"write journal head {head.epoch}"
+        )
 
     # -- reading (restore, prune) ----------------------------------------------------------
     def epochs(self) -> list[Head]:
         """Every epoch with a head, oldest first."""
         heads = []
-        for name in self.repo.names(self._path(), "list the journal"):
-            data = self.get(self._path(name, HEAD_NAME), f"read journal head {name}")
+        for name in self.repo.store.list(self._key(), what="list the journal"):
+            data = self.repo.load(self._key(name, HEAD_NAME), what=f"read journal head {name}")
             if data is not None:
                 heads.append(Head.from_json(data))
         return heads
 
     def segment_numbers(self, epoch: str) -> list[int]:
-        names = self.repo.names(self._path(epoch), f"list journal {epoch}")
+        names = self.repo.store.list(self._key(epoch), what=f"list journal {epoch}")
         return sorted(
             int(n[: -len(SEGMENT_SUFFIX)]) for n in names if n.endswith(SEGMENT_SUFFIX) and n[:-4].isdigit()
         )
@@ -190,7 +160,7 @@ class Timeline:
         out: list[Entry] = []
         for number in numbers:
             where = f"journal segment {head.epoch}/{segment_name(number)}"
-            data = self.get(self._path(head.epoch, segment_name(number)), f"read {where}")
+            data = self.repo.load(self._key(head.epoch, segment_name(number)), what=f"read {where}")
             if data is None:
                 raise TimelineError(f"{where} disappeared while it was read")
             header, entries = decode_segment(data, where)
@@ -202,11 +172,7 @@ class Timeline:
         return out
 
     def delete_epoch(self, epoch: str) -> None:
-        def rm() -> None:
-            with contextlib.suppress(FileNotFoundError):
-                self.repo.fs.rm(self._path(epoch, HEAD_NAME))
-            with contextlib.suppress(FileNotFoundError):
-                self.repo.fs.rm(self._path(epoch), recursive=True)
-            self.repo.fs.invalidate_cache()
-
-        self.repo.retry(f"delete journal epoch {epoch}", rm)
+        """The head first, so that a half-deleted epoch is never read as whole."""
+        what = f"delete journal epoch {epoch}"
+        self.repo.store.remove([self._key(epoch, HEAD_NAME)], what=what)
+        self.repo.store.remove_tree(self._key(epoch), what=what)

@@ -18,9 +18,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from chromactl.agentapi import AgentClient, AgentUnreachable, ClientTLS, read_token
+from chromactl.agentapi import AgentClient, AgentUnreachable, ClientTLS
 from chromactl.agentapi.contract import BackupStatus
 from chromactl.errors import ChromactlError
+from chromactl.secrets import read_secret
 
 console = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -133,7 +134,8 @@ def trigger_cmd(
         raise TriggerError("--client-cert and --client-key go together", exit_code=2)
     pair = (client_cert, client_key) if client_cert and client_key else None
     tls = ClientTLS(Path(ca) if ca else None, pair)
-    client = AgentClient(gateway, read_token(token_file, token_env), tls=tls)
+    token = read_secret(token_file, token_env, what="the gateway admin token", optional=True)
+    client = AgentClient(gateway, token, tls=tls)
     try:
         run, started = start(client, prune=prune)
         verb = "started" if started else "already running, following"

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from chromactl.backup.metrics import JournalMetrics
 from chromactl.backup.service import BackupService
 from chromactl.backup.shipper import Shipper
-from chromactl.backup.store import Repository
+from chromactl.backup.store import repository_of
 from chromactl.backup.timeline import Timeline
 from chromactl.chromadata import SQLITE_NAME
 from chromactl.config import Settings
@@ -79,7 +79,7 @@ def shipper(
 
     return Shipper(
         cont.journal_dir,
-        Timeline(Repository.from_settings(settings.backup)),
+        Timeline(repository_of(settings.backup)),
         JournalMetrics(registry, cont.max_lag_s),
         request_base=request_base,
         last_cut=backups.last_cut_at,

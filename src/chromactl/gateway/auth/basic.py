@@ -16,7 +16,7 @@ from chromactl.config import BasicAuthSettings
 from chromactl.errors import ConfigError
 from chromactl.gateway.auth.base import AuthFailure, Kind, Presented
 from chromactl.gateway.principal import Grant, Principal
-from chromactl.gateway.secrets_source import read_secret
+from chromactl.secrets import require_secret
 
 
 class BasicAuthenticator:
@@ -40,14 +40,16 @@ class BasicAuthenticator:
     def from_settings(cls, settings: BasicAuthSettings) -> BasicAuthenticator:
         users: dict[str, tuple[bytes, Principal]] = {}
         for cred in settings.users:
-            username = cred.username or read_secret(cred.username_file, None, "basic username")
+            username = cred.username or require_secret(cred.username_file, None, what="basic username")
             if cred.password_hash_file is not None:
-                hashed = read_secret(cred.password_hash_file, None, f"password hash of {username}")
+                hashed = require_secret(cred.password_hash_file, None, what=f"password hash of {username}")
                 if not hashed.startswith(("$2a$", "$2b$", "$2y$")):
                     raise ConfigError(f"{cred.password_hash_file} does not hold a bcrypt hash")
                 pw_hash = hashed.encode()
             else:
-                password = read_secret(cred.password_file, cred.password_env, f"password of {username}")
+                password = require_secret(
+                    cred.password_file, cred.password_env, what=f"password of {username}"
+                )
                 pw_hash = bcrypt.hashpw(password.encode(), bcrypt.gensalt(settings.bcrypt_rounds))
                 del password
             if username in users:

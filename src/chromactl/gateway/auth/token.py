@@ -10,7 +10,7 @@ from chromactl.config import TokenAuthSettings
 from chromactl.gateway.auth.base import AuthFailure, Kind, Presented
 from chromactl.gateway.auth.jwtshape import looks_like_jwt
 from chromactl.gateway.principal import Grant, Principal
-from chromactl.gateway.secrets_source import read_secret
+from chromactl.secrets import require_secret
 
 
 def _digest(token: str) -> bytes:
@@ -44,7 +44,7 @@ class TokenAuthenticator:
     def from_settings(cls, settings: TokenAuthSettings, *, defer_jwt: bool = False) -> TokenAuthenticator:
         entries = []
         for cred in settings.credentials:
-            token = read_secret(cred.token_file, cred.token_env, f"token {cred.name!r}")
+            token = require_secret(cred.token_file, cred.token_env, what=f"token {cred.name!r}")
             entries.append((token, Principal(cred.name, "token", (Grant.from_config(cred),))))
         kinds = {Kind.BEARER if h == "authorization" else Kind.CHROMA_TOKEN for h in settings.headers}
         return cls(entries, kinds, defer_jwt=defer_jwt)

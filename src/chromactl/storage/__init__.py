@@ -1,0 +1,32 @@
+"""Object storage: where backups, copies, exports and the journal are kept.
+
+One interface (:class:`ObjectStore`: save, load, list, stat and remove objects by key), one
+implementation over fsspec (:class:`FsspecStore`), a wrapper that retries and bounds each
+operation (:class:`RetryingStore`), and one module per URL scheme under :mod:`.schemes`,
+registered by scheme with its own options, credentials and URL redaction. Nothing outside this
+package touches fsspec; :func:`open_store` is the one way to get a store.
+"""
+
+from __future__ import annotations
+
+from .errors import ObjectMissing, StoreError
+from .registry import Location, Scheme, known_schemes, open_store, redact_url, register, scheme_of
+from .retrying import RetryingStore, RetryPolicy, is_transient, without_retries
+from .store import ObjectStore
+
+__all__ = [
+    "Location",
+    "ObjectMissing",
+    "ObjectStore",
+    "RetryPolicy",
+    "RetryingStore",
+    "Scheme",
+    "StoreError",
+    "is_transient",
+    "known_schemes",
+    "open_store",
+    "redact_url",
+    "register",
+    "scheme_of",
+    "without_retries",
+]
