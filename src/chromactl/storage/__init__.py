@@ -10,7 +10,8 @@ package touches fsspec; :func:`open_store` is the one way to get a store.
 from __future__ import annotations
 
 from .errors import ObjectMissing, StoreError
-from .registry import Location, Scheme, known_schemes, open_store, redact_url, register, scheme_of
+from .opening import open_store, scheme_of
+from .registry import Location, Scheme, redact_url, register, registered
 from .retrying import RetryingStore, RetryPolicy, is_transient, without_retries
 from .store import ObjectStore
 
@@ -23,10 +24,10 @@ __all__ = [
     "Scheme",
     "StoreError",
     "is_transient",
-    "known_schemes",
     "open_store",
     "redact_url",
     "register",
+    "registered",
     "scheme_of",
     "without_retries",
 ]
