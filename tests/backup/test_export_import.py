@@ -93,7 +93,7 @@ def test_export_resume_and_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
                 "import",
                 "--url",
                 chroma.url,
-                "--from",
+                "--source",
                 out.url,
                 "--database",
                 "copy",
@@ -148,14 +148,14 @@ def test_legacy_06_to_1x(tmp_path: Path) -> None:
                 timeout=60,
             ).raise_for_status()
         exported = CliRunner().invoke(
-            app, ["export", "--url", legacy.url, "--to", str(out), "--page-size", "300", "--json"]
+            app, ["export", "--url", legacy.url, "--dest", str(out), "--page-size", "300", "--json"]
         )
         assert exported.exit_code == 0, exported.output
         legacy_records = records(legacy.url, "legacy-docs")
         legacy_cos = records(legacy.url, "legacy-cos")
     assert len(legacy_records) == 700
     with run_chroma(tmp_path / "new") as new:
-        imported = CliRunner().invoke(app, ["import", "--url", new.url, "--from", str(out), "--json"])
+        imported = CliRunner().invoke(app, ["import", "--url", new.url, "--source", str(out), "--json"])
         assert imported.exit_code == 0, imported.output
         assert records(new.url, "legacy-docs") == legacy_records
         cols = {c["name"]: c for c in httpx.get(f"{new.url}{DB}/collections").json()}

@@ -64,7 +64,7 @@ def check_after_kill(
     )
     assert json.loads(listed.stdout)["snapshots"] == []
     failed = subprocess.run(
-        [*CHROMACTL, "restore", "--from", repo.url, "--to", str(tmp_path / "r1"), *common],
+        [*CHROMACTL, "restore", "--repo", repo.url, "--data-dir", str(tmp_path / "r1"), *common],
         env=env,
         capture_output=True,
         text=True,

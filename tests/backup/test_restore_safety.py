@@ -183,7 +183,7 @@ def test_mount_point_target_is_swapped_in_place(
 
 def test_restore_cli(repo: Repository, tmp_path: Path) -> None:
     runner = CliRunner()
-    args = ["restore", "--from", repo.url, "--to", str(tmp_path / "d"), "--json"]
+    args = ["restore", "--repo", repo.url, "--data-dir", str(tmp_path / "d"), "--json"]
     out = runner.invoke(app, args)
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["outcome"] == "restored"
@@ -258,7 +258,7 @@ def test_not_enough_space_on_a_real_filesystem(repo: Repository, small_disk: Pat
     target.mkdir()
     (target / "chroma.sqlite3").write_bytes(b"kept")
     _fill(small_disk, leave=repo.resolve().total_size // 2)
-    result = CliRunner().invoke(app, ["restore", "--from", repo.url, "--to", str(target), "--force"])
+    result = CliRunner().invoke(app, ["restore", "--repo", repo.url, "--data-dir", str(target), "--force"])
     assert result.exit_code != 0
     assert "not enough space" in str(result.exception) or "not enough space" in result.output
     assert (target / "chroma.sqlite3").read_bytes() == b"kept"

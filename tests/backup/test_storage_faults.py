@@ -140,7 +140,7 @@ def test_flaky_and_slowish_storage_is_ridden_out(
         assert code == 0, message
         assert proxy.dropped == 3
         restored = CliRunner().invoke(
-            app, ["restore", "--config", str(config), "--to", str(tmp_path / "restored")]
+            app, ["restore", "--config", str(config), "--data-dir", str(tmp_path / "restored")]
         )
         assert restored.exit_code == 0, restored.output
     repo: Repository = s3_repo(f"s3://{bucket}/s", s3_endpoint)

@@ -289,9 +289,9 @@ def test_restore_runs_first_idempotently_from_the_target() -> None:
         "chromactl",
         "restore",
         "--config=/etc/chromactl/config/chromactl.yaml",
-        "--from=s3://backups/chroma",
+        "--repo=s3://backups/chroma",
         "--snapshot=latest",
-        "--to=/data",
+        "--data-dir=/data",
         "--if-not-restored",
         "--quiet",
     ]
@@ -337,9 +337,9 @@ def test_restore_alone_reads_its_source_and_never_backs_up_into_it() -> None:
         }
     )
     init = next(c for c in r.pod_spec["initContainers"] if c["name"] == "restore")
-    assert "--from=s3://old/chroma" in init["command"]
+    assert "--repo=s3://old/chroma" in init["command"]
     assert "--snapshot=20260315T120000Z-3fa9c1" in init["command"]
-    assert "--to=/var/lib/chroma" in init["command"]
+    assert "--data-dir=/var/lib/chroma" in init["command"]
     settings = parse_config(config(r))
     assert settings.backup.target == ""  # the agent takes no backups into the restore source
     assert settings.backup.endpoint_url == "http://minio:9000"
@@ -355,7 +355,7 @@ def test_restore_can_start_empty_when_the_source_has_no_snapshot_yet() -> None:
 def test_restore_from_the_backup_volume() -> None:
     r = render({"backup": {"volume": {"enabled": True}, "restore": {"enabled": True}}})
     init = next(c for c in r.pod_spec["initContainers"] if c["name"] == "restore")
-    assert "--from=/backups" in init["command"] and mounts(init)["backup"] == "/backups"
+    assert "--repo=/backups" in init["command"] and mounts(init)["backup"] == "/backups"
 
 
 def test_networkpolicy_lets_the_backup_job_reach_the_gateway() -> None:

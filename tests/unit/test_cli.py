@@ -64,3 +64,46 @@ def test_error_messages_keep_their_brackets() -> None:
     )
     assert proc.returncode != 0
     assert "pip install 'chromactl[chroma]'" in proc.stderr, proc.stderr
+
+
+def test_repo_means_the_repository_in_every_backup_command() -> None:
+    from chromactl.backup.cli import BACKUP_COMMANDS
+
+    for name in ("create", "list", "verify", "drill", "prune", "delete", "rekey", "copy"):
+        shown = run("backup", name, "--help").stdout
+        assert "--repo" in shown, name
+        assert "--to " not in shown and "--from " not in shown, name  # former names: hidden
+    assert set(BACKUP_COMMANDS) >= {"create", "list", "verify", "drill", "prune", "delete", "rekey", "copy"}
+    shown = run("restore", "--help").stdout
+    assert "--repo" in shown and "--data-dir" in shown and "--to " not in shown
+
+
+def test_two_repositories_by_two_names_are_refused(tmp_path: Path) -> None:
+    proc = run("backup", "list", "--repo", str(tmp_path / "a"), "--from", str(tmp_path / "b"))
+    assert proc.returncode == 2
+    assert "name two repositories: pass --repo alone" in proc.stderr
+
+
+def test_the_former_names_still_work_and_say_the_new_one(tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    listed = run("backup", "list", "--from", str(tmp_path / "repo"), "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == {"snapshots": []}
+    restored = run(
+        "restore",
+        "--from",
+        str(tmp_path / "repo"),
+        "--to",
+        str(tmp_path / "data"),
+        "--skip-if-no-snapshot",
+        "--json",
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert json.loads(restored.stdout)["outcome"] == "skipped"
+    assert "--to is now --data-dir" in restored.stderr
+
+
+def test_an_export_without_a_destination_says_which_flag(tmp_path: Path) -> None:
+    proc = run("export", "--url", "http://127.0.0.1:9")
+    assert proc.returncode == 2 and "--dest is required" in proc.stderr
+    proc = run("import", "--url", "http://127.0.0.1:9")
+    assert proc.returncode == 2 and "--source is required" in proc.stderr

@@ -331,8 +331,8 @@ def test_chroma_failing_to_start_is_reported_with_its_log(tmp_path: Path) -> Non
 
 
 def test_backup_and_restore_find_the_local_stack(tmp_path: Path, running: list[Up]) -> None:
-    """In the directory of `make run`, `chromactl backup create --to DIR` finds the running stack
-    (its gateway holds writes, its token) and `chromactl restore --from DIR` its stopped data."""
+    """In the directory of `make run`, `chromactl backup create --repo DIR` finds the running stack
+    (its gateway holds writes, its token) and `chromactl restore --repo DIR` its stopped data."""
     port = free_port()
     up = start_up(None, port, cwd=tmp_path)  # type: ignore[arg-type]
     running.append(up)
@@ -346,17 +346,17 @@ def test_backup_and_restore_find_the_local_stack(tmp_path: Path, running: list[U
             [CHROMACTL, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
         )
 
-    made = chromactl("backup", "create", "--to", str(backups), "--json")
+    made = chromactl("backup", "create", "--repo", str(backups), "--json")
     assert made.returncode == 0, made.stderr
     result = json.loads(made.stdout)
     assert result["outcome"] == "success"
     manifest = json.loads((backups / result["snapshot_id"] / "manifest.json").read_text())
     assert manifest["consistency"] == "online"  # through the running gateway's write hold
-    refused = chromactl("restore", "--from", str(backups))  # Chroma still runs on that directory
+    refused = chromactl("restore", "--repo", str(backups))  # Chroma still runs on that directory
     assert refused.returncode == 2 and "is running on" in " ".join(refused.stderr.split())
 
     assert up.stop()[0] == 0
-    restored = chromactl("restore", "--from", str(backups), "--force", "--json")
+    restored = chromactl("restore", "--repo", str(backups), "--force", "--json")
     assert restored.returncode == 0, restored.stderr
     assert json.loads(restored.stdout)["target"] == str(tmp_path / ".chroma-data")
     again = start_up(None, port, cwd=tmp_path)  # type: ignore[arg-type]
@@ -409,7 +409,7 @@ def test_an_online_backup_of_a_tls_stack_trusts_its_ca(tmp_path: Path, running: 
             [CHROMACTL, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
         )
 
-    found = chromactl("backup", "create", "--to", str(tmp_path / "found"), "--json")
+    found = chromactl("backup", "create", "--repo", str(tmp_path / "found"), "--json")
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["outcome"] == "success"
 
@@ -423,7 +423,7 @@ def test_an_online_backup_of_a_tls_stack_trusts_its_ca(tmp_path: Path, running: 
             }
         )
     )
-    by_hand = ["backup", "create", "--config", str(config), "--to", str(tmp_path / "by-hand"), "--json"]
+    by_hand = ["backup", "create", "--config", str(config), "--repo", str(tmp_path / "by-hand"), "--json"]
     gateway = ["--gateway", f"https://localhost:{port}"]
     untrusted = chromactl(*by_hand, *gateway)
     assert untrusted.returncode == 1

@@ -236,13 +236,13 @@ app.kubernetes.io/component: backup
     - chromactl
     - restore
     - --config={{ include "chromadb.path.configFile" . }}
-    - {{ printf "--from=%s" (include "chromadb.backupRestoreFrom" .) | quote }}
+    - {{ printf "--repo=%s" (include "chromadb.backupRestoreFrom" .) | quote }}
     {{- if $r.toTime }}
     - {{ printf "--to-time=%s" $r.toTime | quote }}
     {{- else }}
     - {{ printf "--snapshot=%s" $r.snapshot | quote }}
     {{- end }}
-    - {{ printf "--to=%s" .Values.chromadb.persistDirectory | quote }}
+    - {{ printf "--data-dir=%s" .Values.chromadb.persistDirectory | quote }}
     - --if-not-restored
     {{- if not $r.requireSnapshot }}
     - --skip-if-no-snapshot

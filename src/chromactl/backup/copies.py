@@ -2,7 +2,7 @@
 further targets (``backup.copies``), each with its own retention.
 
 A copy target holds the same layout as the primary (docs/backup-format.md), so every command
-that reads a repository reads a copy: ``restore --from <copy>``, ``backup verify``, ``backup
+that reads a repository reads a copy: ``restore --repo <copy>``, ``backup verify``, ``backup
 list``. Copying is incremental: a snapshot whose manifest is already in the copy is skipped;
 the objects of the others are streamed over, each checked against the manifest's stored
 size and SHA-256 on the way, and the manifest written last, so a copy cut short leaves an

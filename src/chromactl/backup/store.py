@@ -96,7 +96,7 @@ def location_of(target: TargetSettings, backup: BackupSettings, url: str | None 
 def store_of(
     backup: BackupSettings, target: TargetSettings | None = None, url: str | None = None
 ) -> ObjectStore:
-    """The store of the primary target (``url``, from ``--repo`` or an export's ``--to``,
+    """The store of the primary target (``url``, from ``--repo`` or an export's ``--dest``,
     overrides its URL), or of ``target``, one of its copies, with the retries of ``backup``."""
     retry = RetryPolicy(backup.retry_attempts, backup.retry_backoff_s, backup.op_timeout_s)
     return open_store(location_of(target or backup, backup, url), retry=retry)
