@@ -131,7 +131,9 @@ def expected(ids: list[str]) -> dict[str, tuple[bytes, str, dict[str, Any]]]:
 
 
 def s3_repo(endpoint: str, bucket: str) -> Repository:
-    repo: Repository = s3_repository(f"s3://{bucket}/chroma", endpoint, key="testing", secret="testing-secret")
+    repo: Repository = s3_repository(
+        f"s3://{bucket}/chroma", endpoint, key="testing", secret="testing-secret"
+    )
     return repo
 
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from tests.backup.helpers import make_bucket as make_s3_bucket
 from tests.chart.helm import chart
 from tests.e2e.conftest import RELEASE, SERVER_POD, assert_helm_tests_pass, probe
-from tests.backup.helpers import make_bucket as make_s3_bucket
 from tests.e2e.test_backup import credentials_secret, s3_repo, values
 from tests.podrunner.images import CLIENT_IMAGE
 from tests.podrunner.runner import PodRunner
