@@ -510,12 +510,15 @@ def chunk_key(repo: Any, chunk: str) -> str:
     return store.object_key(store.key(chunk))
 
 
-def s3_repository(url: str, endpoint: str, *, secret: bytes | None = None, **options: Any) -> Any:
-    """The repository at an ``s3://`` URL of the moto server at ``endpoint``."""
+def s3_repository(
+    url: str, endpoint: str, *, secret: bytes | None = None, options: dict[str, Any] | None = None
+) -> Any:
+    """The repository at an ``s3://`` URL of the moto server at ``endpoint`` (``secret``: its
+    encryption secret; ``options``: more s3fs options, such as keys)."""
     from chromactl.backup.store import Repository
     from chromactl.storage import Location, open_store
 
-    location = Location(url, endpoint_url=endpoint, options={"skip_instance_cache": True, **options})
+    location = Location(url, endpoint_url=endpoint, options={"skip_instance_cache": True, **(options or {})})
     return Repository(open_store(location), secret=secret)
 
 

@@ -131,9 +131,8 @@ def expected(ids: list[str]) -> dict[str, tuple[bytes, str, dict[str, Any]]]:
 
 
 def s3_repo(endpoint: str, bucket: str) -> Repository:
-    repo: Repository = s3_repository(
-        f"s3://{bucket}/chroma", endpoint, key="testing", secret="testing-secret"
-    )
+    keys = {"key": "testing", "secret": "testing-secret"}
+    repo: Repository = s3_repository(f"s3://{bucket}/chroma", endpoint, options=keys)
     return repo
 
 
