@@ -186,6 +186,3 @@ class SpoolReader:
                 del self._offsets[path]
         found.sort(key=lambda e: e.key)
         return found
-
-    def pending_bytes(self) -> int:
-        return sum(max(0, p.stat().st_size - self._offsets.get(p, 0)) for p in self.files())
