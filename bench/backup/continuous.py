@@ -58,9 +58,9 @@ from tests.backup.helpers import (  # noqa: E402
 )
 
 from chromactl.backup import NoHold, Repository, create_snapshot, restore  # noqa: E402
+from chromactl.backup.continuous.shipper import Shipper  # noqa: E402
+from chromactl.backup.continuous.timeline import Timeline, decode_segment  # noqa: E402
 from chromactl.backup.metrics import JournalMetrics  # noqa: E402
-from chromactl.backup.shipper import Shipper  # noqa: E402
-from chromactl.backup.timeline import Timeline, decode_segment  # noqa: E402
 from chromactl.journal import Spool  # noqa: E402
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}

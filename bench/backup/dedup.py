@@ -54,9 +54,9 @@ from bench.backup.hold import DIM, collection_ids, seed  # noqa: E402
 from tests.backup.helpers import DB, run_chroma  # noqa: E402
 
 from chromactl.backup import NoHold, Repository, create_snapshot  # noqa: E402
+from chromactl.backup.continuous.shipper import Shipper  # noqa: E402
+from chromactl.backup.continuous.timeline import Timeline  # noqa: E402
 from chromactl.backup.metrics import JournalMetrics  # noqa: E402
-from chromactl.backup.shipper import Shipper  # noqa: E402
-from chromactl.backup.timeline import Timeline  # noqa: E402
 from chromactl.journal import Spool  # noqa: E402
 
 CHUNKS = {"1 MiB": 1 << 20, "64 KiB": 64 << 10}

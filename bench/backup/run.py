@@ -38,7 +38,7 @@ from tests.backup.helpers import (  # noqa: E402
 )
 
 from chromactl.backup import GatewayHold, NoHold, Repository, create_snapshot, restore  # noqa: E402
-from chromactl.backup.logical import ChromaApi, export, import_export  # noqa: E402
+from chromactl.backup.recovery.logical import ChromaApi, export, import_export  # noqa: E402
 
 DIM = 128
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chromactl.backup.store import Repository
+from chromactl.backup.repository.repository import Repository
 
 from .helpers import make_bucket, moto_s3, run_chroma, s3_repository, seed
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from tests.gateway.helpers import stop_process as stop
 
 VENV_BIN = Path(sys.executable).parent
@@ -471,7 +470,7 @@ def to_legacy_format(repo: Any, snapshot_id: str, version: int) -> None:
     format 1: a single frame) and a manifest without chunk lists."""
     import zstandard
 
-    from chromactl.backup.chunkstore import ChunkStore
+    from chromactl.backup.repository.chunkstore import ChunkStore
 
     store = ChunkStore(repo)
     root = Path(repo.url) / snapshot_id
@@ -504,7 +503,7 @@ def chunk_object(repo: Any, chunk: str) -> Path:
 
 def chunk_key(repo: Any, chunk: str) -> str:
     """The key of one chunk's object in ``repo``'s store."""
-    from chromactl.backup.chunkstore import ChunkStore
+    from chromactl.backup.repository.chunkstore import ChunkStore
 
     store = ChunkStore(repo)
     return store.object_key(store.key(chunk))
@@ -515,7 +514,7 @@ def s3_repository(
 ) -> Any:
     """The repository at an ``s3://`` URL of the moto server at ``endpoint`` (``secret``: its
     encryption secret; ``options``: more s3fs options, such as keys)."""
-    from chromactl.backup.store import Repository
+    from chromactl.backup.repository.repository import Repository
     from chromactl.storage import Location, open_store
 
     location = Location(url, endpoint_url=endpoint, options={"skip_instance_cache": True, **(options or {})})

@@ -20,10 +20,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from chromactl.backup import Repository
-from chromactl.backup.hold import WriteHold
-from chromactl.backup.service import BackupService
-from chromactl.backup.snapshot import BackupResult
-from chromactl.backup.verify import verify
+from chromactl.backup.operations.service import BackupService
+from chromactl.backup.recovery.verify import verify
+from chromactl.backup.snapshot.create import BackupResult
+from chromactl.backup.snapshot.hold import WriteHold
 from chromactl.config import Settings, parse_config
 from chromactl.gateway.server import serve
 from chromactl.pod import build_pod

@@ -21,12 +21,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from chromactl.backup import NoHold, create_snapshot, restore
+from chromactl.backup.continuous.shipper import Shipper
+from chromactl.backup.continuous.timeline import Head, Timeline, TimelineError
 from chromactl.backup.metrics import JournalMetrics
-from chromactl.backup.prune import prune
-from chromactl.backup.replay import PointInTimeError, iso, plan
-from chromactl.backup.shipper import Shipper
-from chromactl.backup.store import Repository
-from chromactl.backup.timeline import Head, Timeline, TimelineError
+from chromactl.backup.operations.prune import prune
+from chromactl.backup.recovery.replay import PointInTimeError, iso, plan
+from chromactl.backup.repository.repository import Repository
 from chromactl.config import RetentionSettings
 from chromactl.journal import Entry, Spool
 

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from chromactl.backup import NoHold, Repository, create_snapshot, restore
-from chromactl.backup.chunkstore import ChunkStore
-from chromactl.backup.copies import copy_to
-from chromactl.backup.store import repository_of
-from chromactl.backup.verify import verify
+from chromactl.backup.operations.copies import copy_to
+from chromactl.backup.recovery.verify import verify
+from chromactl.backup.repository.chunkstore import ChunkStore
+from chromactl.backup.repository.repository import repository_of
 from chromactl.config import BackupSettings, CopySettings, RetentionSettings
 
 from .conftest import s3_repo

@@ -15,12 +15,12 @@ import pytest
 import zstandard
 
 from chromactl.backup import Repository, create_snapshot, cut, restore
-from chromactl.backup.chromadb_files import FileState, check_sqlite
-from chromactl.backup.chunks import CHUNK, FrameCompressor
-from chromactl.backup.chunkstore import ChunkStore
-from chromactl.backup.cut import Baseline
 from chromactl.backup.progress import NullProgress
-from chromactl.backup.snapshot import SnapshotError
+from chromactl.backup.repository.chunks import CHUNK, FrameCompressor
+from chromactl.backup.repository.chunkstore import ChunkStore
+from chromactl.backup.snapshot.create import SnapshotError
+from chromactl.backup.snapshot.cut import Baseline
+from chromactl.backup.snapshot.files import FileState, check_sqlite
 
 from .helpers import chunk_object
 

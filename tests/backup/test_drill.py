@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from chromactl.backup import NoHold, Repository, create_snapshot
-from chromactl.backup.drill import DrillReport, drill, last_success, record
-from chromactl.backup.verify import verify
+from chromactl.backup.recovery.drill import DrillReport, drill, last_success, record
+from chromactl.backup.recovery.verify import verify
 
 from .helpers import chunk_object, copy_tree
 

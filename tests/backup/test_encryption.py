@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from chromactl.backup import NoHold, Repository, create_snapshot, restore
-from chromactl.backup.crypto import EncryptionError, key_id
+from chromactl.backup.continuous.shipper import Shipper
+from chromactl.backup.continuous.timeline import Timeline
 from chromactl.backup.metrics import JournalMetrics
-from chromactl.backup.shipper import Shipper
-from chromactl.backup.timeline import Timeline
+from chromactl.backup.repository.crypto import EncryptionError, key_id
 from chromactl.journal import Spool
 
 from .helpers import s3_repository, stored_keys

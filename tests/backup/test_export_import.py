@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from chromactl.backup.logical import ChromaApi, ExportError, export
-from chromactl.backup.store import Repository
+from chromactl.backup.recovery.logical import ChromaApi, ExportError, export
+from chromactl.backup.repository.repository import Repository
 from chromactl.cli import app
 
 from .helpers import DB, get_all, run_chroma, seed

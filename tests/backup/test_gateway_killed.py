@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from chromactl.backup import GatewayHold, HoldError, Repository, create_snapshot, restore
-from chromactl.backup.snapshot import SnapshotError
+from chromactl.backup.snapshot.create import SnapshotError
 
 from .helpers import ADMIN, DB, add, free_port, gateway_process, run_chroma, seed
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from chromactl.backup import Repository, restore
-from chromactl.backup.chunkstore import ChunkStore
-from chromactl.backup.lease import LEASE_TTL_S
-from chromactl.backup.prune import prune
+from chromactl.backup.operations.prune import prune
+from chromactl.backup.repository.chunkstore import ChunkStore
+from chromactl.backup.repository.lease import LEASE_TTL_S
 from chromactl.config import RetentionSettings
 
 from .conftest import s3_repo

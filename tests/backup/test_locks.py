@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from chromactl.backup import NoHold, Repository, create_snapshot, restore
-from chromactl.backup.locks import EXCLUSIVE, SHARED, Lock, LockError, RepositoryLock
-from chromactl.backup.prune import prune
-from chromactl.backup.verify import verify
+from chromactl.backup.operations.prune import prune
+from chromactl.backup.recovery.verify import verify
+from chromactl.backup.repository.locks import EXCLUSIVE, SHARED, Lock, LockError, RepositoryLock
 from chromactl.config import RetentionSettings
 
 MiB = 1 << 20
@@ -208,6 +208,6 @@ def test_concurrent_backups_and_prunes_never_lose_a_chunk(tmp_path: Path) -> Non
     final = prune(repo, KEEP_TWO, lock_wait_s=5)
     assert final.chunks_skipped is None
     needed = set().union(*(s.manifest.chunk_hashes() for s in repo.complete() if s.manifest))
-    from chromactl.backup.chunkstore import ChunkStore
+    from chromactl.backup.repository.chunkstore import ChunkStore
 
     assert set(ChunkStore(repo).listing()) == needed

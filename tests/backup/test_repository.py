@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from chromactl.backup import FORMAT_VERSION, NoHold, Repository, create_snapshot, restore
-from chromactl.backup.chunkstore import ChunkStore
-from chromactl.backup.manifest import ManifestError
-from chromactl.backup.verify import verify
+from chromactl.backup.recovery.verify import verify
+from chromactl.backup.repository.chunkstore import ChunkStore
+from chromactl.backup.repository.manifest import ManifestError
 
 from .conftest import s3_repo
 from .helpers import s3_repository, stored_keys, to_legacy_format
@@ -136,7 +136,7 @@ def test_format_1_and_2_snapshots_still_list_verify_and_restore(
 
     # a format-3 snapshot beside it: both restore, and prune's chunk deletion spares the old one
     new = create_snapshot(seeded_dir, repo, NoHold(), chroma_version="1.5.9")
-    from chromactl.backup.prune import prune
+    from chromactl.backup.operations.prune import prune
     from chromactl.config import RetentionSettings
 
     result = prune(repo, RetentionSettings(keep_last=2))
@@ -207,7 +207,7 @@ def test_repository_sizes_count_shared_chunks_once(seeded_dir: Path, tmp_path: P
 def test_prune_deletes_the_chunks_no_snapshot_needs_on_s3(
     seeded_dir: Path, tmp_path: Path, s3_endpoint: str, s3_repo_url: str, encrypted: bool
 ) -> None:
-    from chromactl.backup.prune import prune
+    from chromactl.backup.operations.prune import prune
     from chromactl.config import RetentionSettings
 
     def repo() -> Repository:
@@ -237,7 +237,7 @@ def test_prune_deletes_the_chunks_no_snapshot_needs_on_s3(
 def test_chunks_unchanged_since_the_previous_snapshot_are_not_hashed_again(
     seeded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chromactl.backup.chunkstore import ChunkUploader
+    from chromactl.backup.repository.chunkstore import ChunkUploader
 
     hashed: list[int] = []
     real = ChunkUploader._store_one

@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from chromactl.backup import NoHold, Repository, create_snapshot, restore
-from chromactl.backup.chromadb_files import MARKER_NAME
 from chromactl.backup.fetch import CorruptSnapshotError
 from chromactl.backup.restore import RestoreError
+from chromactl.backup.snapshot.files import MARKER_NAME
 from chromactl.cli import app
 
 from .helpers import chunk_object

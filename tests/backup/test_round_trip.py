@@ -168,7 +168,7 @@ def test_round_trip_s3(tmp_path: Path, s3_repo_url: str, s3_endpoint: str) -> No
 
 
 def test_chroma_records_each_rewrite_before_the_write_answers(tmp_path: Path) -> None:
-    """What the cut relies on (see chromactl.backup.cut): Chroma rewrites a collection's HNSW
+    """What the cut relies on (see chromactl.backup.snapshot.cut): Chroma rewrites a collection's HNSW
     files only inside a write, and records the new generation before that write answers;
     nothing changes afterwards until the next write."""
     data = tmp_path / "data"

@@ -13,10 +13,10 @@ import zstandard
 
 from chromactl import __version__
 from chromactl.backup import FORMAT_VERSION, NoHold, Repository, create_snapshot
-from chromactl.backup.chromadb_files import MARKER_NAME
-from chromactl.backup.chunkstore import ChunkStore
-from chromactl.backup.hold import CallbackHold
-from chromactl.backup.manifest import ManifestError
+from chromactl.backup.repository.chunkstore import ChunkStore
+from chromactl.backup.repository.manifest import ManifestError
+from chromactl.backup.snapshot.files import MARKER_NAME
+from chromactl.backup.snapshot.hold import CallbackHold
 from chromactl.storage import StoreError
 
 from .helpers import to_legacy_format
@@ -117,7 +117,7 @@ def test_newer_format_is_refused(seeded_dir: Path, tmp_path: Path) -> None:
 
 
 def test_not_a_chroma_dir_is_refused(tmp_path: Path) -> None:
-    from chromactl.backup.snapshot import SnapshotError
+    from chromactl.backup.snapshot.create import SnapshotError
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(SnapshotError, match="not a Chroma data directory"):
@@ -171,7 +171,7 @@ def test_ids_of_snapshots_taken_within_one_second_sort_in_creation_order() -> No
     # prune keeps the newest by id: two snapshots in the same second must not swap places
     from datetime import UTC, datetime
 
-    from chromactl.backup.store import SNAPSHOT_ID_RE, new_snapshot_id
+    from chromactl.backup.repository.repository import SNAPSHOT_ID_RE, new_snapshot_id
 
     times = [datetime(2026, 3, 15, 12, 0, 0, ms * 1000, tzinfo=UTC) for ms in range(0, 1000, 7)]
     ids = [new_snapshot_id(t) for t in times]

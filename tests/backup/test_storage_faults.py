@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from chromactl.backup import NoHold, run_backup
-from chromactl.backup.store import Repository
+from chromactl.backup.repository.repository import Repository
 from chromactl.cli import app
 from chromactl.config import parse_config
 

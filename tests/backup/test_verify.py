@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from chromactl.backup import NoHold, Repository, create_snapshot
 from chromactl.backup.fetch import CorruptSnapshotError
-from chromactl.backup.verify import verify
+from chromactl.backup.recovery.verify import verify
 from chromactl.cli import app
 
 from .helpers import chunk_object

@@ -63,7 +63,7 @@ def test_gateway_and_backup_do_not_import_each_other(package: str, forbidden: st
 
 def test_the_pod_composes_both() -> None:
     pod = reachable("chromactl.pod")
-    assert "chromactl.gateway.app" in pod and "chromactl.backup.service" in pod
+    assert "chromactl.gateway.app" in pod and "chromactl.backup.operations.service" in pod
 
 
 def test_the_agent_api_contract_stands_alone() -> None:
@@ -73,4 +73,4 @@ def test_the_agent_api_contract_stands_alone() -> None:
 def test_the_graph_is_read() -> None:
     """The checks above read real imports: a known edge is present."""
     assert "chromactl.gateway.hold_gate" in GRAPH["chromactl.gateway.app"]
-    assert "chromactl.agentapi.contract" in reachable("chromactl.backup.service")
+    assert "chromactl.agentapi.contract" in reachable("chromactl.backup.operations.service")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from chromactl.backup.manifest import Manifest
-from chromactl.backup.store import Repository
+from chromactl.backup.repository.manifest import Manifest
+from chromactl.backup.repository.repository import Repository
 from chromactl.tables import Col, print_table
 
 SNAPSHOT = "20261206T231509Z-00a3f1"

@@ -1,11 +1,11 @@
 """Backups of Chroma: consistent online snapshots, verified restores, logical export."""
 
-from .hold import CallbackHold, GatewayHold, HoldError, NoHold, WriteHold
-from .manifest import FORMAT_VERSION, Manifest
-from .restore import RestoreResult, restore
-from .run import hold_from_settings, run_backup
-from .snapshot import BackupResult, create_snapshot
-from .store import Repository
+from chromactl.backup.repository.manifest import FORMAT_VERSION, Manifest
+from chromactl.backup.repository.repository import Repository
+from chromactl.backup.restore import RestoreResult, restore
+from chromactl.backup.snapshot.create import BackupResult, create_snapshot
+from chromactl.backup.snapshot.hold import CallbackHold, GatewayHold, HoldError, NoHold, WriteHold
+from chromactl.backup.snapshot.run import hold_from_settings, run_backup
 
 __all__ = [
     "FORMAT_VERSION",

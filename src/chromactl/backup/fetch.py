@@ -14,16 +14,14 @@ from pathlib import Path
 from typing import IO
 
 import zstandard
-
+from chromactl.backup.progress import NullProgress, Progress
+from chromactl.backup.repository.chunks import frames_of
+from chromactl.backup.repository.chunkstore import ChunkError, ChunkStore, describe_bad_chunks
+from chromactl.backup.repository.crypto import EncryptionError
+from chromactl.backup.repository.manifest import FileEntry, Manifest
+from chromactl.backup.repository.repository import Repository
 from chromactl.errors import ChromactlError
 from chromactl.storage import StoreError
-
-from .chunks import frames_of
-from .chunkstore import ChunkError, ChunkStore, describe_bad_chunks
-from .crypto import EncryptionError
-from .manifest import FileEntry, Manifest
-from .progress import NullProgress, Progress
-from .store import Repository
 
 READ_SIZE = 4 << 20
 #: Restored bytes after which their write-back to disk is started.

@@ -29,8 +29,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .manifest import Manifest
-from .snapshot import BackupResult
+from chromactl.backup.repository.manifest import Manifest
+from chromactl.backup.snapshot.create import BackupResult
 
 #: Whole backups: seconds to hours.
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800)

@@ -21,16 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chromactl.backup.continuous.timeline import Timeline
+from chromactl.backup.fetch import fetch_verified
+from chromactl.backup.progress import Progress
+from chromactl.backup.recovery import replay
+from chromactl.backup.repository.manifest import Manifest, parse_version
+from chromactl.backup.repository.repository import Repository
+from chromactl.backup.snapshot.files import MARKER_NAME, PRE_1X_REPO
 from chromactl.errors import ChromactlError
 from chromactl.storage import redact_url
-
-from . import replay
-from .chromadb_files import MARKER_NAME, PRE_1X_REPO
-from .fetch import fetch_verified
-from .manifest import Manifest, parse_version
-from .progress import Progress
-from .store import Repository
-from .timeline import Timeline
 
 log = logging.getLogger("chromactl.backup")
 

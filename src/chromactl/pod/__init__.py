@@ -13,8 +13,8 @@ import asyncio
 import signal
 from dataclasses import dataclass
 
-from chromactl.backup.run import run_backup
-from chromactl.backup.service import BackupService, Runner
+from chromactl.backup.operations.service import BackupService, Runner
+from chromactl.backup.snapshot.run import run_backup
 from chromactl.config import Settings
 from chromactl.gateway.app import Gateway, build_gateway
 from chromactl.gateway.hold_gate import WriteGate

@@ -2,7 +2,7 @@
 
 Each gateway process writes its own spool file in the journal directory
 (``backup.continuous.journal_dir``, else a temporary directory of the pod's process); the
-shipper (:mod:`chromactl.backup.shipper`) runs in the process that runs the backup service,
+shipper (:mod:`chromactl.backup.continuous.shipper`) runs in the process that runs the backup service,
 and asks it for the base snapshots.
 """
 
@@ -15,11 +15,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from chromactl.backup.continuous.shipper import Shipper
+from chromactl.backup.continuous.timeline import Timeline
 from chromactl.backup.metrics import JournalMetrics
-from chromactl.backup.service import BackupService
-from chromactl.backup.shipper import Shipper
-from chromactl.backup.store import repository_of
-from chromactl.backup.timeline import Timeline
+from chromactl.backup.operations.service import BackupService
+from chromactl.backup.repository.repository import repository_of
 from chromactl.chromadata import SQLITE_NAME
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError

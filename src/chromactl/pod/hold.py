@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from chromactl.backup.hold import QUIET_S, CallbackHold, HoldError
+from chromactl.backup.snapshot.hold import QUIET_S, CallbackHold, HoldError
 from chromactl.gateway.hold_gate import DrainTimeout, Hold, HoldGate
 
 #: Extra seconds a worker waits for the event loop beyond the hold timeout.

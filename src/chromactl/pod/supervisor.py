@@ -37,8 +37,8 @@ import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from chromactl.backup.run import run_backup
-from chromactl.backup.service import BackupService, Runner
+from chromactl.backup.operations.service import BackupService, Runner
+from chromactl.backup.snapshot.run import run_backup
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError
 from chromactl.gateway.hold_api import agent_app

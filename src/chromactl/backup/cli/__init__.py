@@ -12,19 +12,19 @@ from typing import Any
 
 import typer
 
-from .cmd_copy import copy_cmd
-from .cmd_create import create_cmd
-from .cmd_delete import delete_cmd
-from .cmd_drill import drill_cmd
-from .cmd_export import export_cmd
-from .cmd_import import import_cmd
-from .cmd_list import list_cmd
-from .cmd_migrate import migrate_snapshot_cmd
-from .cmd_prune import prune_cmd
-from .cmd_rekey import rekey_cmd
-from .cmd_restore import restore_cmd
-from .cmd_trigger import trigger_cmd
-from .cmd_verify import verify_cmd
+from chromactl.backup.cli.cmd_copy import copy_cmd
+from chromactl.backup.cli.cmd_create import create_cmd
+from chromactl.backup.cli.cmd_delete import delete_cmd
+from chromactl.backup.cli.cmd_drill import drill_cmd
+from chromactl.backup.cli.cmd_export import export_cmd
+from chromactl.backup.cli.cmd_import import import_cmd
+from chromactl.backup.cli.cmd_list import list_cmd
+from chromactl.backup.cli.cmd_migrate import migrate_snapshot_cmd
+from chromactl.backup.cli.cmd_prune import prune_cmd
+from chromactl.backup.cli.cmd_rekey import rekey_cmd
+from chromactl.backup.cli.cmd_restore import restore_cmd
+from chromactl.backup.cli.cmd_trigger import trigger_cmd
+from chromactl.backup.cli.cmd_verify import verify_cmd
 
 #: ``chromactl backup <name>``, in the order ``--help`` lists them.
 BACKUP_COMMANDS: dict[str, Callable[..., Any]] = {

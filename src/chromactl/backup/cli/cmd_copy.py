@@ -6,12 +6,7 @@ from typing import Annotated
 
 import typer
 
-from chromactl.config import CopySettings
-from chromactl.errors import ChromactlError
-
-from ..copies import copy_all, copy_to
-from ..store import repository_of
-from .options import (
+from chromactl.backup.cli.options import (
     ConfigOpt,
     JsonOpt,
     RepoOpt,
@@ -22,6 +17,10 @@ from .options import (
     repo_url,
     settings_of,
 )
+from chromactl.backup.operations.copies import copy_all, copy_to
+from chromactl.backup.repository.repository import repository_of
+from chromactl.config import CopySettings
+from chromactl.errors import ChromactlError
 
 
 def copy_cmd(

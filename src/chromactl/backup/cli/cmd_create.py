@@ -7,10 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from chromactl.errors import ChromactlError
-
-from ..run import hold_from_settings, run_backup
-from .options import (
+from chromactl.backup.cli.options import (
     ConfigOpt,
     JsonOpt,
     QuietOpt,
@@ -22,6 +19,8 @@ from .options import (
     repo_url,
     settings_of,
 )
+from chromactl.backup.snapshot.run import hold_from_settings, run_backup
+from chromactl.errors import ChromactlError
 
 
 def create_cmd(

@@ -6,9 +6,7 @@ from typing import Annotated
 
 import typer
 
-from chromactl.errors import ChromactlError
-
-from .options import (
+from chromactl.backup.cli.options import (
     ConfigOpt,
     JsonOpt,
     RepoAliasOpt,
@@ -19,6 +17,7 @@ from .options import (
     repo_url,
     settings_of,
 )
+from chromactl.errors import ChromactlError
 
 
 def delete_cmd(

@@ -8,12 +8,7 @@ from typing import Annotated
 import typer
 
 from chromactl.agentapi import AgentClient, ClientTLS
-from chromactl.secrets import read_secret
-from chromactl.smoke import ca_bundle
-
-from ..drill import drill, record
-from ..run import gateway_tls
-from .options import (
+from chromactl.backup.cli.options import (
     ConfigOpt,
     JsonOpt,
     RepoAliasOpt,
@@ -24,6 +19,10 @@ from .options import (
     repo_url,
     settings_of,
 )
+from chromactl.backup.recovery.drill import drill, record
+from chromactl.backup.snapshot.run import gateway_tls
+from chromactl.secrets import read_secret
+from chromactl.smoke import ca_bundle
 
 
 def drill_cmd(

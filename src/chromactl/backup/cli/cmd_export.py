@@ -6,11 +6,7 @@ from typing import Annotated
 
 import typer
 
-from chromactl.errors import ChromactlError
-
-from ..logical import ChromaApi, export
-from ..store import store_of
-from .options import (
+from chromactl.backup.cli.options import (
     ConfigOpt,
     JsonOpt,
     QuietOpt,
@@ -21,6 +17,9 @@ from .options import (
     renamed,
     settings_of,
 )
+from chromactl.backup.recovery.logical import ChromaApi, export
+from chromactl.backup.repository.repository import store_of
+from chromactl.errors import ChromactlError
 
 ApiUrl = Annotated[str, typer.Option("--url", help="Chroma (or gateway) URL.")]
 HeaderOpt = Annotated[

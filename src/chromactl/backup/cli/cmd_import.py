@@ -6,12 +6,15 @@ from typing import Annotated
 
 import typer
 
-from chromactl.errors import ChromactlError
-
-from ..logical import ChromaApi, import_export
-from ..store import store_of
-from .cmd_export import ApiUrl, CollectionOpt, DatabaseOpt, HeaderOpt, TenantOpt, TokenEnvOpt
-from .options import (
+from chromactl.backup.cli.cmd_export import (
+    ApiUrl,
+    CollectionOpt,
+    DatabaseOpt,
+    HeaderOpt,
+    TenantOpt,
+    TokenEnvOpt,
+)
+from chromactl.backup.cli.options import (
     ConfigOpt,
     JsonOpt,
     QuietOpt,
@@ -22,6 +25,9 @@ from .options import (
     renamed,
     settings_of,
 )
+from chromactl.backup.recovery.logical import ChromaApi, import_export
+from chromactl.backup.repository.repository import store_of
+from chromactl.errors import ChromactlError
 
 
 def import_cmd(

@@ -6,9 +6,7 @@ from typing import Annotated
 
 import typer
 
-from chromactl.tables import Col, print_table
-
-from .options import (
+from chromactl.backup.cli.options import (
     ConfigOpt,
     JsonOpt,
     RepoAliasOpt,
@@ -18,6 +16,7 @@ from .options import (
     repo_url,
     settings_of,
 )
+from chromactl.tables import Col, print_table
 
 
 def list_cmd(

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..migrate import snapshot_before_upgrade
-from .options import (
+from chromactl.backup.cli.options import (
     ConfigOpt,
     JsonOpt,
     QuietOpt,
@@ -20,6 +19,7 @@ from .options import (
     repo_url,
     settings_of,
 )
+from chromactl.backup.snapshot.migrate import snapshot_before_upgrade
 
 
 def migrate_snapshot_cmd(

@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..prune import prune
-from .options import (
+from chromactl.backup.cli.options import (
     ConfigOpt,
     JsonOpt,
     RepoAliasOpt,
@@ -18,6 +17,7 @@ from .options import (
     repo_url,
     settings_of,
 )
+from chromactl.backup.operations.prune import prune
 
 
 def prune_cmd(

@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-from chromactl.secrets import require_secret
-
-from ..store import MIN_SECRET_BYTES, Repository
-from .options import (
+from chromactl.backup.cli.options import (
     ConfigOpt,
     JsonOpt,
     RepoAliasOpt,
@@ -21,6 +18,8 @@ from .options import (
     repo_url,
     settings_of,
 )
+from chromactl.backup.repository.repository import MIN_SECRET_BYTES, Repository
+from chromactl.secrets import require_secret
 
 
 def rekey_cmd(

@@ -7,11 +7,7 @@ from typing import Annotated
 
 import typer
 
-from chromactl.errors import ChromactlError
-from chromactl.localstack import local_stack
-
-from ..restore import RestoreResult, read_marker, restore
-from .options import (
+from chromactl.backup.cli.options import (
     ConfigOpt,
     JsonOpt,
     QuietOpt,
@@ -24,6 +20,9 @@ from .options import (
     repo_url,
     settings_of,
 )
+from chromactl.backup.restore import RestoreResult, read_marker, restore
+from chromactl.errors import ChromactlError
+from chromactl.localstack import local_stack
 
 
 def _up_data_dir() -> Path:

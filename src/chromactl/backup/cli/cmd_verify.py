@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..verify import verify
-from .options import (
+from chromactl.backup.cli.options import (
     ConfigOpt,
     JsonOpt,
     QuietOpt,
@@ -20,6 +19,7 @@ from .options import (
     repo_url,
     settings_of,
 )
+from chromactl.backup.recovery.verify import verify
 
 
 def verify_cmd(

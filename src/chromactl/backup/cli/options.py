@@ -10,14 +10,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from chromactl.backup.progress import NullProgress, Progress, RichBars
+from chromactl.backup.repository.repository import Repository, repository_of
 from chromactl.config import Settings, load_config
 from chromactl.errors import ChromactlError
 from chromactl.localstack import local_stack
 from chromactl.logging import configure_logging
 from chromactl.secrets import read_secret
-
-from ..progress import NullProgress, Progress, RichBars
-from ..store import Repository, repository_of
 
 console = Console(stderr=True, soft_wrap=True)  # log lines are not cut at 80 columns
 

@@ -21,12 +21,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from chromactl.backup.continuous.timeline import Head, Timeline, new_epoch_id
+from chromactl.backup.metrics import JournalMetrics
 from chromactl.journal import Entry, SpoolReader
 
-from .metrics import JournalMetrics
-from .timeline import Head, Timeline, new_epoch_id
-
-log = logging.getLogger("chromactl.backup.shipper")
+log = logging.getLogger("chromactl.backup.continuous.shipper")
 
 #: An entry's time is taken just before it is appended; entries older than this before a
 #: read of the spool files are all in it.

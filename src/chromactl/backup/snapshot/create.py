@@ -36,20 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from chromactl import __version__
-from chromactl.chromadata import SQLITE_NAME
-from chromactl.errors import ChromactlError
-from chromactl.storage import redact_url
-
-from . import cut as cut_policy
-from .chromadb_files import (
-    FileState,
-    check_sqlite,
-    collection_counts,
-    segment_files,
-)
-from .chunks import CHUNK, Copied, FrameCompressor, copy_raw, read_chunks
-from .chunkstore import ChunkStore, ChunkUploader, Earlier
-from .cut import (
+from chromactl.backup.progress import NullProgress, Progress
+from chromactl.backup.repository.chunks import CHUNK, Copied, FrameCompressor, copy_raw, read_chunks
+from chromactl.backup.repository.chunkstore import ChunkStore, ChunkUploader, Earlier
+from chromactl.backup.repository.lease import LEASE_TTL_S, LeaseKeeper
+from chromactl.backup.repository.locks import LOCK_TTL_S, LOCK_WAIT_S, SHARED, RepositoryLock
+from chromactl.backup.repository.manifest import CollectionCount, FileEntry, Manifest
+from chromactl.backup.repository.repository import Repository, new_snapshot_id
+from chromactl.backup.snapshot import cut as cut_policy
+from chromactl.backup.snapshot.cut import (
     Baseline,
     Cut,
     Patch,
@@ -60,12 +55,16 @@ from .cut import (
     segment_dir,
     take_cut,
 )
-from .hold import NoHold, WriteHold
-from .lease import LEASE_TTL_S, LeaseKeeper
-from .locks import LOCK_TTL_S, LOCK_WAIT_S, SHARED, RepositoryLock
-from .manifest import CollectionCount, FileEntry, Manifest
-from .progress import NullProgress, Progress
-from .store import Repository, new_snapshot_id
+from chromactl.backup.snapshot.files import (
+    FileState,
+    check_sqlite,
+    collection_counts,
+    segment_files,
+)
+from chromactl.backup.snapshot.hold import NoHold, WriteHold
+from chromactl.chromadata import SQLITE_NAME
+from chromactl.errors import ChromactlError
+from chromactl.storage import redact_url
 
 log = logging.getLogger("chromactl.backup")
 #: Threads that compress and upload chunks (at least; one per core if more).

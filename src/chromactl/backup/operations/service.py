@@ -30,19 +30,18 @@ from starlette.routing import BaseRoute, Route
 
 from chromactl.agentapi import contract
 from chromactl.agentapi.contract import BackupListing, BackupState, BackupStatus
+from chromactl.backup.metrics import BackupMetrics, CopyMetrics, DrillMetrics, RepositoryMetrics
+from chromactl.backup.operations.copies import copy_all
+from chromactl.backup.operations.prune import prune
+from chromactl.backup.recovery.drill import last_success
+from chromactl.backup.repository.repository import SnapshotInfo, repository_of
+from chromactl.backup.snapshot.create import BackupResult
+from chromactl.backup.snapshot.hold import WriteHold
+from chromactl.backup.snapshot.run import run_backup
 from chromactl.config import Settings
 from chromactl.storage import redact_url
 
-from .copies import copy_all
-from .drill import last_success
-from .hold import WriteHold
-from .metrics import BackupMetrics, CopyMetrics, DrillMetrics, RepositoryMetrics
-from .prune import prune
-from .run import run_backup
-from .snapshot import BackupResult
-from .store import SnapshotInfo, repository_of
-
-log = logging.getLogger("chromactl.backup.service")
+log = logging.getLogger("chromactl.backup.operations.service")
 
 #: Finished runs remembered for ``GET`` (the running one is always kept).
 KEEP_RUNS = 20

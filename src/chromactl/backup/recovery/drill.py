@@ -27,12 +27,11 @@ from typing import Any
 import httpx
 import yaml
 
+from chromactl.backup.recovery.verify import throwaway_chroma
+from chromactl.backup.repository.manifest import Manifest
+from chromactl.backup.repository.repository import Repository
+from chromactl.backup.restore import restore
 from chromactl.errors import ChromactlError
-
-from .manifest import Manifest
-from .restore import restore
-from .store import Repository
-from .verify import throwaway_chroma
 
 #: Drill reports kept in the target, beside the snapshots: ``drills/<time>-<outcome>.json``.
 REPORTS = "drills"

@@ -30,10 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from chromactl import __version__
+from chromactl.backup.progress import NullProgress, Progress
 from chromactl.errors import ChromactlError
 from chromactl.storage import ObjectStore, redact_url
-
-from .progress import NullProgress, Progress
 
 log = logging.getLogger("chromactl.backup")
 

@@ -17,14 +17,13 @@ from typing import Any
 
 import httpx
 
+from chromactl.backup.fetch import check_files
+from chromactl.backup.progress import Progress
+from chromactl.backup.repository.manifest import Manifest
+from chromactl.backup.repository.repository import Repository
+from chromactl.backup.snapshot.files import check_sqlite
 from chromactl.chromadata import SQLITE_NAME
 from chromactl.errors import ChromactlError
-
-from .chromadb_files import check_sqlite
-from .fetch import check_files
-from .manifest import Manifest
-from .progress import Progress
-from .store import Repository
 
 
 @dataclass

@@ -11,8 +11,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .chunks import CHUNK
-from .manifest import FORMAT_VERSION, ManifestError
+from chromactl.backup.repository.chunks import CHUNK
+from chromactl.backup.repository.manifest import FORMAT_VERSION, ManifestError
 
 CONFIG_NAME = "config.json"
 

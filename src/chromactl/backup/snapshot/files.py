@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from chromactl.backup.repository.manifest import CollectionCount
 from chromactl.chromadata import SQLITE_JOURNAL_SUFFIXES, SQLITE_NAME, collection_rows
-
-from .manifest import CollectionCount
 
 #: The restore marker, kept in the data directory and never part of a snapshot.
 MARKER_NAME = ".chromactl-restore.json"

@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass
 
 import zstandard
 
+from chromactl.backup.repository.repository import Repository, new_snapshot_id
 from chromactl.errors import ChromactlError
 from chromactl.journal import Entry, decode
-
-from .store import Repository, new_snapshot_id
 
 PREFIX = "journal"
 HEAD_NAME = "head.json"

@@ -23,12 +23,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from chromactl.backup.continuous.timeline import Timeline
+from chromactl.backup.repository.chunkstore import ChunkStore
+from chromactl.backup.repository.locks import EXCLUSIVE, LOCK_TTL_S, LockError, RepositoryLock, stale_locks
+from chromactl.backup.repository.repository import Repository, SnapshotInfo
 from chromactl.config import RetentionSettings
-
-from .chunkstore import ChunkStore
-from .locks import EXCLUSIVE, LOCK_TTL_S, LockError, RepositoryLock, stale_locks
-from .store import Repository, SnapshotInfo
-from .timeline import Timeline
 
 log = logging.getLogger("chromactl.backup")
 #: How long prune waits for running backups before it leaves the chunks to the next prune.

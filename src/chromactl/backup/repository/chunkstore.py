@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import zstandard
 
-from .chunks import Copied, FrameCompressor, digest
-from .crypto import EncryptionError
-from .store import Repository, RepositoryError
+from chromactl.backup.repository.chunks import Copied, FrameCompressor, digest
+from chromactl.backup.repository.crypto import EncryptionError
+from chromactl.backup.repository.repository import Repository, RepositoryError
 
 CHUNKS_DIR = "chunks"
 #: A file's chunks in an earlier snapshot, in order: (xxh3-128 of the content, hex; SHA-256).

@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from chromactl import chromadata
+from chromactl.backup.continuous.timeline import Head, Timeline
+from chromactl.backup.repository.manifest import Manifest
+from chromactl.backup.repository.repository import Repository
 from chromactl.errors import ChromactlError
 from chromactl.journal import RECORD_OPS, Entry
-
-from .manifest import Manifest
-from .store import Repository
-from .timeline import Head, Timeline
 
 
 class PointInTimeError(ChromactlError):

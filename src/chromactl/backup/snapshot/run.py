@@ -7,15 +7,14 @@ import time
 from pathlib import Path
 
 from chromactl.agentapi import ClientTLS
+from chromactl.backup.progress import Progress
+from chromactl.backup.repository.repository import repository_of
+from chromactl.backup.snapshot.create import BackupResult, create_snapshot
+from chromactl.backup.snapshot.hold import GatewayHold, NoHold, WriteHold
 from chromactl.config import BackupSettings, Settings
 from chromactl.errors import ChromactlError
 from chromactl.secrets import read_secret
 from chromactl.storage import redact_url
-
-from .hold import GatewayHold, NoHold, WriteHold
-from .progress import Progress
-from .snapshot import BackupResult, create_snapshot
-from .store import repository_of
 
 log = logging.getLogger("chromactl.backup")
 

@@ -18,15 +18,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from chromactl.backup.progress import Progress
+from chromactl.backup.snapshot.files import PRE_1X_REPO
+from chromactl.backup.snapshot.hold import NoHold
+from chromactl.backup.snapshot.run import run_backup
 from chromactl.chromadata import SQLITE_NAME, applied_migrations
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError
 from chromactl.storage import redact_url
-
-from .chromadb_files import PRE_1X_REPO
-from .hold import NoHold
-from .progress import Progress
-from .run import run_backup
 
 #: Where, in the data directory, the snapshot goes when no backup target is configured.
 LOCAL_REPO = PRE_1X_REPO

@@ -25,6 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TypeVar
 
+from chromactl.backup.repository.config import CONFIG_NAME, RepoConfig
+from chromactl.backup.repository.crypto import KEYS_DIR, EncryptionError, Keyring, key_id, unwrap, wrap
+from chromactl.backup.repository.lease import LEASE_NAME, Lease
+from chromactl.backup.repository.locks import LOCKS_DIR, Lock
+from chromactl.backup.repository.manifest import MANIFEST_NAME, Manifest, ManifestError
 from chromactl.config import BackupSettings, TargetSettings
 from chromactl.secrets import read_secret
 from chromactl.storage import (
@@ -36,12 +41,6 @@ from chromactl.storage import (
     redact_url,
     without_retries,
 )
-
-from .crypto import KEYS_DIR, EncryptionError, Keyring, key_id, unwrap, wrap
-from .lease import LEASE_NAME, Lease
-from .locks import LOCKS_DIR, Lock
-from .manifest import MANIFEST_NAME, Manifest, ManifestError
-from .repoconfig import CONFIG_NAME, RepoConfig
 
 SNAPSHOT_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 T = TypeVar("T")

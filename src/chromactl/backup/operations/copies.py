@@ -25,18 +25,17 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from typing import IO, Any
 
+from chromactl.backup.continuous.timeline import HEAD_NAME, PREFIX, Timeline, segment_name
+from chromactl.backup.operations.prune import prune
+from chromactl.backup.repository.chunkstore import ChunkStore, decode
+from chromactl.backup.repository.locks import SHARED, RepositoryLock
+from chromactl.backup.repository.manifest import Manifest
+from chromactl.backup.repository.repository import Repository, RepositoryError, repository_of
 from chromactl.config import BackupSettings, RetentionSettings
 from chromactl.errors import ChromactlError
 from chromactl.storage import redact_url
 
-from .chunkstore import ChunkStore, decode
-from .locks import SHARED, RepositoryLock
-from .manifest import Manifest
-from .prune import prune
-from .store import Repository, RepositoryError, repository_of
-from .timeline import HEAD_NAME, PREFIX, Timeline, segment_name
-
-log = logging.getLogger("chromactl.backup.copies")
+log = logging.getLogger("chromactl.backup.operations.copies")
 
 COPY_BLOCK = 8 << 20
 

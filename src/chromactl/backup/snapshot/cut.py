@@ -31,11 +31,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chromactl.backup.repository.chunks import CHUNK, digest
+from chromactl.backup.snapshot.files import FileState, segment_files
+from chromactl.backup.snapshot.hold import WriteHold
 from chromactl.chromadata import GENERATIONS_SQL, LOG_HEADS_SQL, SQLITE_NAME
-
-from .chromadb_files import FileState, segment_files
-from .chunks import CHUNK, digest
-from .hold import WriteHold
 
 #: A file modified this close to its first-pass stat may change again within
 #: the same timestamp tick; its chunks are always compared inside the hold.

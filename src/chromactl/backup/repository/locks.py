@@ -33,9 +33,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from chromactl.backup.repository.lease import Refresher, holder
 from chromactl.errors import ChromactlError
-
-from .lease import Refresher, holder
 
 LOCKS_DIR = "locks"
 SHARED = "shared"
