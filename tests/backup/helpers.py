@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from tests.gateway.helpers import stop_process as stop
 
 VENV_BIN = Path(sys.executable).parent

@@ -114,7 +114,7 @@ def test_changes_between_first_pass_and_hold_are_in_the_snapshot(tmp_path: Path)
 
 def test_a_failed_quick_check_fails_the_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = make_dir(tmp_path)
-    monkeypatch.setattr("chromactl.backup.snapshot.check_sqlite", lambda p: "*** page 7: corrupt")
+    monkeypatch.setattr("chromactl.backup.snapshot.create.check_sqlite", lambda p: "*** page 7: corrupt")
     repo = Repository(str(tmp_path / "repo"))
     with pytest.raises(SnapshotError, match="quick_check"):
         create_snapshot(data, repo, MutatingHold(lambda: None), chroma_version="1.5.9")

@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.backup.helpers import REPO_ROOT
 
 from chromactl.backup.repository.repository import repository_of
 from chromactl.backup.restore import restore
 from chromactl.backup.snapshot.migrate import LOCAL_REPO, generation, snapshot_before_upgrade
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError
+from tests.backup.helpers import REPO_ROOT
 
 VERSIONS = ["0.4.14", "0.5.23", "0.6.3"]
 RECORDS = 1200

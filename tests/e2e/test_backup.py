@@ -18,14 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.backup.helpers import embedding, free_port, s3_repository, stop, wait_http
-from tests.backup.helpers import make_bucket as make_s3_bucket
-from tests.e2e.conftest import SERVER_POD, SERVICE, install, render
-from tests.podrunner.runner import PodRunner
 
 from chromactl.backup import Repository
 from chromactl.backup.recovery.verify import verify
 from chromactl.backup.repository.chunkstore import ChunkStore
+from tests.backup.helpers import embedding, free_port, s3_repository, stop, wait_http
+from tests.backup.helpers import make_bucket as make_s3_bucket
+from tests.e2e.conftest import SERVER_POD, SERVICE, install, render
+from tests.podrunner.runner import PodRunner
 
 pytestmark = pytest.mark.slow
 

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from chromactl.backup.repository.repository import SNAPSHOT_ID_RE
 from tests.backup.helpers import REPO_ROOT
 from tests.chart.amikos import STS, amikos_cluster
 from tests.chart.fake_kube import helm_config
 from tests.chart.helm import NAMESPACE, RELEASE, chart, set_values
 from tests.podrunner.images import CLIENT_IMAGE
 from tests.podrunner.runner import PodRunner
-
-from chromactl.backup.repository.repository import SNAPSHOT_ID_RE
 
 POD = f"{STS}-0"
 RECORDS = 600

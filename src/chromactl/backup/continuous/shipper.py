@@ -25,7 +25,7 @@ from chromactl.backup.continuous.timeline import Head, Timeline, new_epoch_id
 from chromactl.backup.metrics import JournalMetrics
 from chromactl.journal import Entry, SpoolReader
 
-log = logging.getLogger("chromactl.backup.continuous.shipper")
+log = logging.getLogger("chromactl.backup.shipper")
 
 #: An entry's time is taken just before it is appended; entries older than this before a
 #: read of the spool files are all in it.

@@ -35,7 +35,7 @@ from chromactl.config import BackupSettings, RetentionSettings
 from chromactl.errors import ChromactlError
 from chromactl.storage import redact_url
 
-log = logging.getLogger("chromactl.backup.operations.copies")
+log = logging.getLogger("chromactl.backup.copies")
 
 COPY_BLOCK = 8 << 20
 

@@ -41,7 +41,7 @@ from chromactl.backup.snapshot.run import run_backup
 from chromactl.config import Settings
 from chromactl.storage import redact_url
 
-log = logging.getLogger("chromactl.backup.operations.service")
+log = logging.getLogger("chromactl.backup.service")
 
 #: Finished runs remembered for ``GET`` (the running one is always kept).
 KEEP_RUNS = 20
