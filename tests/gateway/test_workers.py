@@ -25,11 +25,11 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
-from tests.gateway.helpers import Chroma, free_port, run_chroma, wait_until
 
 from chromactl.backup.continuous.timeline import Timeline
 from chromactl.backup.repository.repository import Repository
 from chromactl.pod.cpus import default_workers
+from tests.gateway.helpers import Chroma, free_port, run_chroma, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO
 
 import zstandard
+
 from chromactl.backup.progress import NullProgress, Progress
 from chromactl.backup.repository.chunks import frames_of
 from chromactl.backup.repository.chunkstore import ChunkError, ChunkStore, describe_bad_chunks
