@@ -44,7 +44,7 @@ echo "fresh clone of $(git -C "$clone" rev-parse --short HEAD) in $clone"
 echo "image storage: $CONTAINERS_STORAGE_CONF"
 start=$(date +%s)
 status=0
-make -C "$clone" "${@:-test}" || status=$?
+make -C "$clone" "${@:-test}" PYTEST_ARGS="${PYTEST_ARGS:---durations=20}" || status=$?
 elapsed=$(($(date +%s) - start))
 printf 'make %s on a fresh clone: exit %d after %dm%02ds\n' "${*:-test}" "$status" $((elapsed / 60)) $((elapsed % 60))
 exit "$status"
