@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chromactl.gateway.middleware.journal import Journal
+from chromactl.gateway.journal_writer import Journal
 from chromactl.gateway.podlocks import PodLocks
 from chromactl.journal import Entry, SpoolReader
 

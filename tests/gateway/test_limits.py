@@ -16,7 +16,7 @@ import yaml
 from chromadb.errors import QuotaError, RateLimitError
 
 from chromactl.config import LimitRule
-from chromactl.gateway.middleware.limits import Refused, SharedTable
+from chromactl.gateway.limits_table import Refused, SharedTable
 
 from .conftest import ADMIN_TOKEN, READER_TOKEN, WRITER_TOKEN, token_config
 from .helpers import Chroma, RunningGateway, run_gateway

@@ -1,9 +1,9 @@
-"""Compose the gateway from its steps.
+"""Compose the gateway from its steps (:mod:`chromactl.gateway.middleware`, one module each).
 
 Request path, outermost first (as :func:`build_gateway` lists the steps)::
 
     errors -> classify (prefix) -> audit -> metrics -> body timeout -> body limit
-      -> authentication -> identity -> authorization -> [limits] -> agent API | write-hold
+      -> authentication -> identity -> authorization -> [limits] -> agent API | write hold
       -> [journal] -> reverse proxy
 
 The limits step is there with ``gateway.limits``, the journal step with continuous backup
@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute
 
 from chromactl.chromadata import SQLITE_NAME
 from chromactl.config import GatewaySettings, Settings
-from chromactl.gateway.audit_log import AuditLog, AuditMiddleware
+from chromactl.gateway.audit_log import AuditLog
 from chromactl.gateway.auth.base import Authenticator
 from chromactl.gateway.auth.basic import BasicAuthenticator
 from chromactl.gateway.auth.client_cert import ClientCertAuthenticator
@@ -29,7 +29,9 @@ from chromactl.gateway.auth.token import TokenAuthenticator
 from chromactl.gateway.collection_cache import CollectionResolver
 from chromactl.gateway.hold_api import agent_app
 from chromactl.gateway.hold_gate import WriteGate
+from chromactl.gateway.journal_writer import Journal
 from chromactl.gateway.middleware.agent_switch import AgentSwitch
+from chromactl.gateway.middleware.audit import AuditMiddleware
 from chromactl.gateway.middleware.authentication import AuthenticationMiddleware
 from chromactl.gateway.middleware.authorization import AuthorizationMiddleware
 from chromactl.gateway.middleware.body_limit import BodyLimitMiddleware
@@ -37,11 +39,12 @@ from chromactl.gateway.middleware.body_timeout import BodyTimeoutMiddleware
 from chromactl.gateway.middleware.classify import ClassifyMiddleware
 from chromactl.gateway.middleware.errors import ErrorMiddleware
 from chromactl.gateway.middleware.identity import IdentityMiddleware
-from chromactl.gateway.middleware.journal import Journal, JournalMiddleware
+from chromactl.gateway.middleware.journal import JournalMiddleware
 from chromactl.gateway.middleware.limits import build_limits
+from chromactl.gateway.middleware.metrics import MetricsMiddleware
 from chromactl.gateway.middleware.write_hold import WriteHoldMiddleware
 from chromactl.gateway.proxy import ReverseProxy
-from chromactl.gateway.request_metrics import GatewayMetrics, MetricsMiddleware
+from chromactl.gateway.request_metrics import GatewayMetrics
 from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 from chromactl.gateway.upstream import Upstream, make_upstream
 

@@ -9,7 +9,8 @@ request body but the number of ids in a write and the name of a collection creat
 
 Admin operations and writes are always audited; reads when ``gateway.audit.reads`` is on.
 Lines go to standard output (the gateway's own logs go to standard error), or to a file
-rotated by size. Every decision is counted in ``chromactl_gateway_audit_events_total``.
+rotated by size. Every decision is counted in ``chromactl_gateway_audit_events_total``. The
+audit step (:mod:`chromactl.gateway.middleware.audit`) writes the lines.
 """
 
 from __future__ import annotations
@@ -18,24 +19,18 @@ import json
 import logging
 import logging.handlers
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from chromactl.config import AuditSettings
-from chromactl.gateway.context import RequestContext, find_context
-from chromactl.gateway.middleware.errors import request_id
+from chromactl.gateway.context import RequestContext, request_id
 from chromactl.gateway.principal import Principal, Role
-from chromactl.gateway.routes import Operation, Route
-from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
+from chromactl.gateway.routes import Route
+from chromactl.gateway.types import Scope
 from chromactl.logging import JsonFormatter
 
 #: The logger name the lines carry (what log shippers route on).
 AUDIT_LOGGER = "chromactl.audit"
 _CLASSES = {Role.READER: "read", Role.WRITER: "write", Role.ADMIN: "admin"}
-
-
-#: A create-collection body is read for its name up to this size.
-_NAME_BODY_BYTES = 65536
 
 
 def _created_name(body: bytes) -> str:
@@ -119,41 +114,3 @@ def audit_fields(scope: Scope, ctx: RequestContext, body: bytes = b"") -> dict[s
             duration_ms=round(outcome.seconds * 1000, 3),
         )
     return fields
-
-
-class AuditMiddleware:
-    """Writes the audit line of each request the authorization step decided, once it ended
-    (placed outside the metrics step, whose measurements the line carries)."""
-
-    def __init__(
-        self, app: ASGIApp, log: AuditLog, on_event: Callable[[str, str], None] | None = None
-    ) -> None:
-        self.app = app
-        self.log = log
-        self.on_event = on_event
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        ctx = find_context(scope)
-        body: list[bytes] = []
-        if ctx is not None and ctx.route.operation is Operation.CREATE_COLLECTION:
-            inner = receive
-
-            async def keeping_receive() -> Message:
-                message = await inner()
-                if sum(map(len, body)) < _NAME_BODY_BYTES:
-                    body.append(message.get("body", b""))
-                return message
-
-            receive = keeping_receive
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            if ctx is not None and ctx.allowed is not None:
-                klass = audit_class(ctx.route)
-                if self.on_event is not None:
-                    self.on_event(klass, "allowed" if ctx.allowed else "denied")
-                if self.log.wants(klass):
-                    self.log.write(audit_fields(scope, ctx, b"".join(body)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from chromactl.gateway.principal import Principal
@@ -57,3 +58,18 @@ def request_context(scope: Scope) -> RequestContext:
         found = RequestContext()
         scope[SCOPE_KEY] = found
     return found
+
+
+#: Request header whose value is used as the request id when present (bounded length).
+REQUEST_ID_HEADER = "x-request-id"
+_MAX_REQUEST_ID = 128
+
+
+def request_id(scope: Scope) -> str:
+    """The client's ``X-Request-Id`` (printable, at most 128 characters) or a fresh one."""
+    for name, value in scope.get("headers") or ():
+        if name.lower() == REQUEST_ID_HEADER.encode():
+            text = bytes(value).decode("latin-1")
+            if 0 < len(text) <= _MAX_REQUEST_ID and text.isprintable():
+                return text
+    return uuid.uuid4().hex

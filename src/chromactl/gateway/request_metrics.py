@@ -1,10 +1,11 @@
-"""Prometheus metrics of the gateway, served on their own port.
+"""Prometheus metrics of the gateway's requests, served on their own port.
 
 Per request: counts by operation, tenant, database and status class; latency, request
 and response sizes by operation; records per write; requests in flight. Security:
 authentication failures by reason, authorization denials by reason and operation,
 collection ids refused for another tenant/database, 413 rejections. Chroma's
-internals (read from its data directory) live in :mod:`chromactl.gateway.chroma_metrics`.
+internals (read from its data directory) live in :mod:`chromactl.gateway.chroma_metrics`; the
+metrics step (:mod:`chromactl.gateway.middleware.metrics`) measures each request.
 
 Every label that carries a client-chosen name is bounded (:mod:`chromactl.gateway.labels`).
 """
@@ -12,15 +13,14 @@ Every label that carries a client-chosen name is bounded (:mod:`chromactl.gatewa
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from chromactl.gateway.context import Outcome, find_context, request_context
+from chromactl.gateway.context import find_context
 from chromactl.gateway.labels import LabelCap
 from chromactl.gateway.routes import Operation, Route
-from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
+from chromactl.gateway.types import Scope
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 #: Coarser latency buckets for the per-database histogram (fewer series per database).
@@ -35,17 +35,6 @@ LIMITS = (
     "max_collections",
     "max_records_per_collection",
 )
-#: Operations whose body carries records (``ids``).
-WRITE_OPERATIONS = frozenset(
-    {
-        Operation.COLLECTION_ADD,
-        Operation.COLLECTION_UPSERT,
-        Operation.COLLECTION_UPDATE,
-        Operation.COLLECTION_DELETE_RECORDS,
-    }
-)
-#: Records are counted from the ``ids`` array within this many leading bytes of the body.
-IDS_PREFIX_BYTES = 4 * 1024 * 1024
 #: Default caps (``gateway.metrics`` in the config).
 DEFAULT_DATABASE_SERIES = 20
 
@@ -272,68 +261,3 @@ def count_ids(body: bytes) -> int | None:
             size *= 4
             continue
         return len(value) if isinstance(value, list) else None
-
-
-class MetricsMiddleware:
-    """Counts, sizes and times every request by the route of its context (set by the classify step)."""
-
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        ctx = request_context(scope)
-        route = ctx.route
-        op = route.operation if route is not None else Operation.UNKNOWN
-        status = 500
-        sent = 0
-        received = 0
-        head: list[bytes] | None = [] if op in WRITE_OPERATIONS else None
-        head_size = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received, head_size
-            message = await receive()
-            body = message.get("body")
-            if body:
-                received += len(body)
-                if head is not None and head_size < IDS_PREFIX_BYTES:
-                    head.append(body)
-                    head_size += len(body)
-            return message
-
-        async def counting_send(message: Message) -> None:
-            nonlocal status, sent
-            if message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
-            elif message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        metrics = self.metrics
-        metrics.in_flight.inc()
-        try:
-            await self.app(scope, counting_receive, counting_send)
-        finally:
-            metrics.in_flight.dec()
-            ctx.counted = True
-            outcome = ctx.outcome = Outcome(
-                status,
-                time.perf_counter() - start,
-                received,
-                sent,
-                count_ids(b"".join(head)) if head else None,
-            )
-            metrics.observe(
-                route,
-                status,
-                seconds=outcome.seconds,
-                request_bytes=received,
-                response_bytes=sent,
-                authorized=ctx.principal is not None and status != 401 and status != 403,
-                records=outcome.records,
-            )

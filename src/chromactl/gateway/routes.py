@@ -68,6 +68,17 @@ class Operation(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
+#: Writes whose body carries records (``ids``): what is counted as records written.
+RECORD_WRITES = frozenset(
+    {
+        Operation.COLLECTION_ADD,
+        Operation.COLLECTION_UPDATE,
+        Operation.COLLECTION_UPSERT,
+        Operation.COLLECTION_DELETE_RECORDS,
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """What one request is, for authorization, write-hold and metrics."""

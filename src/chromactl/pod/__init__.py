@@ -18,7 +18,7 @@ from chromactl.backup.snapshot.run import run_backup
 from chromactl.config import Settings
 from chromactl.gateway.app import Gateway, build_gateway
 from chromactl.gateway.hold_gate import WriteGate
-from chromactl.gateway.middleware.journal import Journal
+from chromactl.gateway.journal_writer import Journal
 from chromactl.gateway.request_metrics import GatewayMetrics
 from chromactl.gateway.server import serve
 

@@ -23,7 +23,7 @@ from chromactl.backup.repository.repository import repository_of
 from chromactl.chromadata import SQLITE_NAME
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError
-from chromactl.gateway.middleware.journal import Journal
+from chromactl.gateway.journal_writer import Journal
 from chromactl.journal import Spool
 
 

@@ -12,28 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 
-from chromactl.gateway.context import find_context
+from chromactl.gateway.context import REQUEST_ID_HEADER, find_context, request_id
 from chromactl.gateway.responses import send_error
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("chromactl.gateway.errors")
-
-#: Request header whose value is used as the request id when present (bounded length).
-REQUEST_ID_HEADER = "x-request-id"
-_MAX_REQUEST_ID = 128
-
-
-def request_id(scope: Scope) -> str:
-    """The client's ``X-Request-Id`` (printable, at most 128 characters) or a fresh one."""
-    for name, value in scope.get("headers") or ():
-        if name.lower() == REQUEST_ID_HEADER.encode():
-            text = bytes(value).decode("latin-1")
-            if 0 < len(text) <= _MAX_REQUEST_ID and text.isprintable():
-                return text
-    return uuid.uuid4().hex
 
 
 class ErrorMiddleware:

@@ -1,4 +1,4 @@
-"""The journal step: writes Chroma acknowledged go to the journal (:mod:`chromactl.journal`).
+"""The journal step: writes Chroma acknowledged go to the journal (:mod:`chromactl.gateway.journal_writer`).
 
 It runs inside the write gate, so a snapshot's hold never falls between a write and its
 entry. Writes to one collection take that collection's journal lock (one lock of
@@ -15,22 +15,18 @@ order Chroma applied them; catalog changes take one lock of their own. What is r
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any
 
 from chromactl import chromadata
 from chromactl.gateway.context import find_context
+from chromactl.gateway.journal_writer import Journal
 from chromactl.gateway.podlocks import BUCKETS, PodLocks
 from chromactl.gateway.proxy import read_body
 from chromactl.gateway.routes import Operation, Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 from chromactl.gateway.upstream import Upstream
-from chromactl.journal import Kind, Spool
 
 log = logging.getLogger("chromactl.gateway.journal")
 
@@ -52,43 +48,6 @@ CATALOG_OPS = {
     Operation.UPDATE_TENANT,
 }
 _FILTERS = ("where", "where_document")
-
-
-class Journal:
-    """What the journal step writes to: this process's spool and the pod's journal locks."""
-
-    def __init__(self, directory: Path, origin: str, database: Path) -> None:
-        self.spool = Spool(directory, origin)
-        self.locks = PodLocks(directory / "locks")
-        self.database = database
-
-    def record(self, kind: Kind, **fields: Any) -> None:
-        self.spool.append(time.time(), kind, **fields)
-
-    async def catalog(self, collection_ids: list[str]) -> dict[str, object]:
-        def read() -> dict[str, object]:
-            conn = chromadata.read_only(self.database)
-            try:
-                conn.isolation_level = None
-                return chromadata.read_catalog(conn, collection_ids)
-            finally:
-                conn.close()
-
-        return await asyncio.to_thread(read)
-
-    async def lookup(self, sql: str, *params: str) -> list[str]:
-        def read() -> list[str]:
-            conn = chromadata.read_only(self.database)
-            try:
-                return [str(r[0]) for r in conn.execute(sql, params)]
-            finally:
-                conn.close()
-
-        return await asyncio.to_thread(read)
-
-    def close(self) -> None:
-        self.spool.close()
-        self.locks.close()
 
 
 OnAnswer = Callable[[int, bytes], Awaitable[None]]

@@ -18,272 +18,37 @@ is there). Over a cap: ``400 {"error": "QuotaError"}``, as Chroma answers for it
 retrying cannot help. Both are what Chroma's clients raise as ``RateLimitError`` and
 ``QuotaError``.
 
-The counters live in a table of shared memory (a file the gateway processes of the pod map),
-each slot locked with ``fcntl`` while it is updated, so that the limits hold for the pod and
-not per worker. In-flight counts are kept per process, so a worker that dies leaves none
-behind. The rules are re-read when ``gateway.limits.file`` changes (a mounted ConfigMap),
-without a restart.
+The counters live in a table of shared memory (:mod:`chromactl.gateway.limits_table`), so that
+the limits hold for the pod and not per worker; the rules
+(:mod:`chromactl.gateway.limits_rules`) are re-read when ``gateway.limits.file`` changes (a
+mounted ConfigMap), without a restart; the caps are counted in Chroma's database
+(:mod:`chromactl.gateway.quotas`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
-import logging
 import math
-import mmap
-import os
-import struct
 import tempfile
 import time
-import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import yaml
-
-from chromactl import chromadata
 from chromactl.config import LimitRule, LimitsSettings
 from chromactl.gateway.context import RequestContext, find_context
+from chromactl.gateway.limits_rules import RulesFile
+from chromactl.gateway.limits_table import Refused, SharedTable
 from chromactl.gateway.podlocks import BUCKETS, PodLocks
 from chromactl.gateway.proxy import read_body
+from chromactl.gateway.quotas import Quotas
 from chromactl.gateway.request_metrics import count_ids
 from chromactl.gateway.responses import send_error
-from chromactl.gateway.routes import Access, Operation, Route
+from chromactl.gateway.routes import RECORD_WRITES, Access, Operation, Route
 from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 
-log = logging.getLogger("chromactl.gateway.limits")
-
-#: Slots of the shared table, and the gateway processes one slot counts in-flight requests for.
-SLOTS = 4096
-PROCESSES = 64
-#: key hash, request tokens, their time, record tokens, their time, then in-flight per process.
-_HEAD = struct.Struct("<Qdddd")
-_FLIGHT = struct.Struct(f"<{PROCESSES}i")
-SLOT_BYTES = _HEAD.size + _FLIGHT.size
-PROBES = 8
-RECORD_OPS = {
-    Operation.COLLECTION_ADD,
-    Operation.COLLECTION_UPDATE,
-    Operation.COLLECTION_UPSERT,
-    Operation.COLLECTION_DELETE_RECORDS,
-}
 GROWING_OPS = {Operation.COLLECTION_ADD, Operation.COLLECTION_UPSERT}
-
-
-class Refused(Exception):
-    """A request over a limit: ``limit`` names it (the rule's field)."""
-
-    def __init__(self, limit: str, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.limit = limit
-        self.retry_after = retry_after
-
-    @property
-    def is_quota(self) -> bool:
-        return self.limit.startswith("max_")
-
-
-class SharedTable:
-    """Token buckets and in-flight counts in a file every gateway process maps."""
-
-    def __init__(self, path: Path, process: int) -> None:
-        if not 0 <= process < PROCESSES:
-            raise ValueError(f"gateway process number {process} is not below {PROCESSES}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        if os.fstat(self._fd).st_size < SLOTS * SLOT_BYTES:
-            os.ftruncate(self._fd, SLOTS * SLOT_BYTES)
-        self._map = mmap.mmap(self._fd, SLOTS * SLOT_BYTES)
-        self.process = process
-        self._forget_own_flights()
-
-    def _forget_own_flights(self) -> None:
-        """A process starting again (a restarted worker) had no request in flight."""
-        for slot in range(SLOTS):
-            with self._locked(slot):
-                self._set_flight(slot, 0)
-
-    @contextlib.contextmanager
-    def _locked(self, slot: int) -> Iterator[None]:
-        fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, slot * SLOT_BYTES)
-        try:
-            yield
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, slot * SLOT_BYTES)
-
-    def _slot(self, key: str) -> int:
-        """The slot of ``key`` (claimed when free); shared with another key when all probed
-        slots are taken (they then share limits)."""
-        digest = zlib.crc32(key.encode()) | (len(key) << 32) | 1
-        first = digest % SLOTS
-        for i in range(PROBES):
-            slot = (first + i) % SLOTS
-            with self._locked(slot):
-                found = _HEAD.unpack_from(self._map, slot * SLOT_BYTES)[0]
-                if found == digest:
-                    return slot
-                if found == 0:
-                    _HEAD.pack_into(self._map, slot * SLOT_BYTES, digest, math.nan, 0.0, math.nan, 0.0)
-                    return slot
-        return first
-
-    def _set_flight(self, slot: int, value: int) -> None:
-        struct.pack_into("<i", self._map, slot * SLOT_BYTES + _HEAD.size + 4 * self.process, value)
-
-    def take(self, key: str, rule: LimitRule, records: int, now: float) -> None:
-        """Count one request of ``records`` records against ``rule``; :class:`Refused` when
-        it is over (nothing is taken then)."""
-        slot = self._slot(key)
-        base = slot * SLOT_BYTES
-        who = key.replace(":", " ", 1)
-        with self._locked(slot):
-            digest, tokens, stamp, rtokens, rstamp = _HEAD.unpack_from(self._map, base)
-            flights = _FLIGHT.unpack_from(self._map, base + _HEAD.size)
-            if rule.concurrent_requests is not None and sum(flights) >= rule.concurrent_requests:
-                raise Refused(
-                    "concurrent_requests",
-                    f"{who}: more than {rule.concurrent_requests} requests at once",
-                    retry_after=1.0,
-                )
-            rps = rule.requests_per_second
-            if rps is not None:
-                burst = float(rule.burst or max(1, math.ceil(rps)))
-                tokens = burst if math.isnan(tokens) else min(burst, tokens + (now - stamp) * rps)
-                if tokens < 1.0:
-                    raise Refused(
-                        "requests_per_second",
-                        f"{who}: over {rps:g} requests per second",
-                        retry_after=(1.0 - tokens) / rps,
-                    )
-                tokens -= 1.0
-                stamp = now
-            rpm = rule.records_per_minute
-            if rpm is not None and records:
-                rate = rpm / 60.0
-                rtokens = (
-                    float(rpm) if math.isnan(rtokens) else min(float(rpm), rtokens + (now - rstamp) * rate)
-                )
-                need = min(records, rpm)
-                if rtokens < need:
-                    raise Refused(
-                        "records_per_minute",
-                        f"{who}: over {rpm} records written per minute",
-                        retry_after=(need - rtokens) / rate,
-                    )
-                rtokens -= records
-                rstamp = now
-            _HEAD.pack_into(self._map, base, digest, tokens, stamp, rtokens, rstamp)
-            if rule.concurrent_requests is not None:
-                self._set_flight(slot, flights[self.process] + 1)
-
-    def done(self, key: str, rule: LimitRule) -> None:
-        """The request counted by :meth:`take` has ended."""
-        if rule.concurrent_requests is None:
-            return
-        slot = self._slot(key)
-        with self._locked(slot):
-            mine = _FLIGHT.unpack_from(self._map, slot * SLOT_BYTES + _HEAD.size)[self.process]
-            self._set_flight(slot, max(0, mine - 1))
-
-    def close(self) -> None:
-        self._map.close()
-        os.close(self._fd)
-
-
-@dataclass(frozen=True)
-class Rules:
-    credentials: dict[str, LimitRule]
-    tenants: dict[str, LimitRule]
-
-    @classmethod
-    def of(cls, settings: LimitsSettings) -> Rules:
-        return cls(dict(settings.credentials), dict(settings.tenants))
-
-    def credential(self, name: str) -> LimitRule | None:
-        return self.credentials.get(name) or self.credentials.get("*")
-
-    def tenant(self, name: str) -> LimitRule | None:
-        return self.tenants.get(name) or self.tenants.get("*")
-
-
-class RulesFile:
-    """``gateway.limits.file``: rules that replace the configured ones, re-read when the file
-    changes. A file that cannot be read keeps the rules in force (and says why)."""
-
-    def __init__(self, settings: LimitsSettings, check_every_s: float = 2.0) -> None:
-        self.settings = settings
-        self.rules = Rules.of(settings)
-        self.check_every_s = check_every_s
-        self._seen: tuple[float, int] | None = None
-        self._checked = time.monotonic()
-        self.reload()
-
-    def current(self) -> Rules:
-        """The rules in force; the file is looked at again every ``check_every_s``."""
-        now = time.monotonic()
-        if self.settings.file is not None and now - self._checked >= self.check_every_s:
-            self._checked = now
-            self.reload()
-        return self.rules
-
-    def reload(self) -> bool:
-        path = self.settings.file
-        if path is None:
-            return False
-        try:
-            st = path.stat()
-            seen = (st.st_mtime, st.st_size)
-            if seen == self._seen:
-                return False
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            merged = self.settings.model_validate({**self.settings.model_dump(), **data, "file": path})
-        except Exception as exc:
-            log.error("limits file %s not applied (the rules in force stay): %s", path, exc)
-            return False
-        self._seen = seen
-        self.rules = Rules.of(merged)
-        log.info("limits from %s applied", path)
-        return True
-
-
-class Quotas:
-    """The hard caps, read from Chroma's database (read-only)."""
-
-    def __init__(self, database: Path) -> None:
-        self.database = database
-
-    def _query(self, sql: str, *params: object) -> int:
-        conn = chromadata.read_only(self.database)
-        try:
-            return int(conn.execute(sql, params).fetchone()[0])
-        finally:
-            conn.close()
-
-    def collections(self, tenant: str) -> int:
-        return self._query(chromadata.TENANT_COLLECTIONS_SQL, tenant)
-
-    def records_after(self, collection: str, ids: list[str]) -> int:
-        """Records the collection would hold once ``ids`` are in it."""
-        conn = chromadata.read_only(self.database)
-        try:
-            segment = conn.execute(chromadata.METADATA_SEGMENT_SQL, (collection,)).fetchone()
-            if segment is None:
-                return len(set(ids))
-            held = int(conn.execute(chromadata.RECORDS_SQL, (segment[0],)).fetchone()[0])
-            known = 0
-            unique = sorted(set(ids))
-            for start in range(0, len(unique), 500):
-                part = unique[start : start + 500]
-                marks = ", ".join("?" * len(part))
-                sql = chromadata.KNOWN_IDS_SQL.format(marks=marks)
-                known += int(conn.execute(sql, (segment[0], *part)).fetchone()[0])
-            return held + len(unique) - known
-        finally:
-            conn.close()
 
 
 def _ids(body: bytes) -> list[str]:
@@ -337,7 +102,7 @@ class LimitsMiddleware:
             await self.app(scope, receive, send)
             return
         records = 0
-        if route.operation in RECORD_OPS and any(r.records_per_minute for _, _, r in found):
+        if route.operation in RECORD_WRITES and any(r.records_per_minute for _, _, r in found):
             if ctx.body is None:
                 ctx.body = await read_body(receive)
             records = count_ids(ctx.body) or 0
