@@ -54,8 +54,8 @@ from bench.plot import pyplot  # noqa: E402
 from tests.backup.helpers import ADMIN, DB, create_collection, free_port, gateway_process, run_chroma  # noqa: E402
 
 from chromactl.backup import GatewayHold, Repository, create_snapshot  # noqa: E402
-from chromactl.backup import cut as cut_policy  # noqa: E402
-from chromactl.backup import snapshot as snapshot_mod  # noqa: E402
+from chromactl.backup.snapshot import create as snapshot_mod  # noqa: E402
+from chromactl.backup.snapshot import cut as cut_policy  # noqa: E402
 
 DIM = 384
 BATCH = 50

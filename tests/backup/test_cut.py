@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from chromactl.backup import Repository, create_snapshot, cut, restore
+from chromactl.backup import Repository, create_snapshot, restore
 from chromactl.backup.progress import NullProgress
 from chromactl.backup.repository.chunks import CHUNK, FrameCompressor
 from chromactl.backup.repository.chunkstore import ChunkStore
+from chromactl.backup.snapshot import cut
 from chromactl.backup.snapshot.create import SnapshotError
 from chromactl.backup.snapshot.cut import Baseline
 from chromactl.backup.snapshot.files import FileState, check_sqlite
@@ -331,7 +332,7 @@ def snapshot_and_restore(tmp_path: Path, data: Path, hold: MutatingHold) -> dict
 def test_a_segment_persisted_before_the_catch_up_is_not_read_in_the_hold(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rehold: None
 ) -> None:
-    from chromactl.backup import snapshot
+    from chromactl.backup.snapshot import create as snapshot
 
     data = make_chroma_dir(tmp_path)
     real = snapshot.catch_up_files
@@ -422,7 +423,7 @@ def test_a_catch_up_cut_short_by_a_shrinking_file_leaves_no_stale_chunk(
     """The catch-up copied chunk 0's new content, then the file read short: if chunk 0 goes
     back to its first-pass content before the hold, the snapshot must hold that content,
     not the one the catch-up copied."""
-    from chromactl.backup import snapshot
+    from chromactl.backup.snapshot import create as snapshot
 
     data = make_dir(tmp_path)
     level0 = data / "seg-a" / "data_level0.bin"
@@ -460,7 +461,7 @@ def test_a_file_caught_up_then_deleted_before_the_hold_is_not_in_the_snapshot(
 ) -> None:
     """A temporary file (a persist's pickle before its rename) seen by the catch-up and
     gone at the cut: not uploaded, not in the manifest."""
-    from chromactl.backup import snapshot
+    from chromactl.backup.snapshot import create as snapshot
 
     data = make_dir(tmp_path)
     temp = data / "seg-a" / ".tmp-index_metadata"

@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from chromactl.backup import Manifest, Repository
-from chromactl.backup import snapshot as snapshot_mod
 from chromactl.backup.operations.prune import prune
 from chromactl.backup.progress import NullProgress
 from chromactl.backup.repository.lease import LEASE_NAME, LEASE_TTL_S, Lease, LeaseKeeper
+from chromactl.backup.snapshot import create as snapshot_mod
 from chromactl.backup.snapshot.create import create_snapshot
 from chromactl.backup.snapshot.hold import NoHold
 from chromactl.cli import app

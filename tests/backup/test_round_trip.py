@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chromactl.backup import GatewayHold, Repository, create_snapshot, cut, restore
+from chromactl.backup import GatewayHold, Repository, create_snapshot, restore
+from chromactl.backup.snapshot import cut
 
 from .conftest import s3_repo
 from .helpers import (
