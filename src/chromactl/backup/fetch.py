@@ -21,6 +21,7 @@ from chromactl.backup.repository.chunkstore import ChunkError, ChunkStore, descr
 from chromactl.backup.repository.crypto import EncryptionError
 from chromactl.backup.repository.manifest import FileEntry, Manifest
 from chromactl.backup.repository.repository import Repository
+from chromactl.backup.restored import close_restored, open_restored, pwrite_restored
 from chromactl.errors import ChromactlError
 from chromactl.storage import StoreError
 
@@ -40,13 +41,6 @@ class FileCheck:
     problem: str | None = None
     #: Format 3: chunk → what is wrong with it (missing, damaged).
     bad_chunks: dict[str, str] = field(default_factory=dict)
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view, offset = view[n:], offset + n
 
 
 class _WriteBack:
@@ -82,7 +76,7 @@ class _Decoder:
             dctx = self._local.dctx = zstandard.ZstdDecompressor()
         raw = dctx.decompress(frame)
         if fd is not None:
-            _pwrite_all(fd, raw, offset)
+            pwrite_restored(fd, raw, offset)
         return raw
 
     def run(self, src: IO[bytes], fd: int | None, progress: Progress) -> tuple[int, str, int, str]:
@@ -158,7 +152,7 @@ def _fetch_chunks(
     def one(i: int, chunk: str) -> bytes:
         content = store.read(chunk)
         if fd is not None:
-            _pwrite_all(fd, content, i * chunk_size)
+            pwrite_restored(fd, content, i * chunk_size)
         return content
 
     def collect() -> None:
@@ -200,7 +194,7 @@ def _check_chunked(
     fd = None
     if dest is not None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = open_restored(dest, entry.size)
     try:
         size, sha, bad = _fetch_chunks(
             ChunkStore(repo), entry, manifest.chunk_size, fd, progress, pool, window
@@ -211,7 +205,7 @@ def _check_chunked(
         return FileCheck(entry.path, False, str(exc))
     finally:
         if fd is not None:
-            os.close(fd)
+            close_restored(fd)
     if bad:
         return FileCheck(entry.path, False, f"{len(bad)} bad chunk(s)", bad)
     if size != entry.size or sha != entry.sha256:
@@ -235,7 +229,7 @@ def _check_file(
     fd = None
     if dest is not None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = open_restored(dest, entry.size)
 
     def rewind() -> None:
         if fd is not None:
@@ -267,7 +261,7 @@ def _check_file(
         return FileCheck(entry.path, False, str(exc))
     finally:
         if fd is not None:
-            os.close(fd)
+            close_restored(fd)
     if stored != entry.stored_size or stored_sha != entry.stored_sha256:
         return FileCheck(entry.path, False, "stored object hash or size differs from the manifest")
     if size != entry.size or sha != entry.sha256:
