@@ -69,10 +69,6 @@ class WriteGate:
     async def writes_in_flight(self) -> int:
         return self._in_flight
 
-    @property
-    def is_held(self) -> bool:
-        return bool(self._holds)
-
     def holds(self) -> list[Hold]:
         return list(self._holds.values())
 

@@ -109,10 +109,6 @@ class WorkersGate:
         """Accept worker control connections on the Unix socket ``path``."""
         return await asyncio.start_unix_server(self._connected, path=str(path))
 
-    @property
-    def pids(self) -> list[int]:
-        return sorted(self._workers)
-
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         hello = json.loads(await reader.readline() or b"{}")
         if hello.get("op") != "hello":
