@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from chromactl.backup.recovery.restore import restore
 from chromactl.backup.repository.repository import repository_of
-from chromactl.backup.restore import restore
 from chromactl.backup.snapshot.migrate import LOCAL_REPO, generation, snapshot_before_upgrade
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError

@@ -15,15 +15,15 @@ import pytest
 from typer.testing import CliRunner
 
 from chromactl.backup import NoHold, Repository, create_snapshot, restore
-from chromactl.backup.fetch import CorruptSnapshotError
-from chromactl.backup.restore import RestoreError
+from chromactl.backup.recovery.fetch import CorruptSnapshotError
+from chromactl.backup.recovery.restore import RestoreError
 from chromactl.backup.snapshot.files import MARKER_NAME
 from chromactl.cli import app
 
 from .helpers import chunk_object
 
-RESTORE_MOD = importlib.import_module("chromactl.backup.restore")
-FETCH_MOD = importlib.import_module("chromactl.backup.fetch")
+RESTORE_MOD = importlib.import_module("chromactl.backup.recovery.restore")
+FETCH_MOD = importlib.import_module("chromactl.backup.recovery.fetch")
 
 
 @pytest.fixture

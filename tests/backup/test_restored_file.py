@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from chromactl.backup import restored
-from chromactl.backup.restored import close_restored, open_restored, pwrite_restored
+from chromactl.backup.recovery import restored
+from chromactl.backup.recovery.restored import close_restored, open_restored, pwrite_restored
 
 CHUNK = 1 << 20
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from chromactl.backup import NoHold, Repository, create_snapshot
-from chromactl.backup.fetch import CorruptSnapshotError
+from chromactl.backup.recovery.fetch import CorruptSnapshotError
 from chromactl.backup.recovery.verify import verify
 from chromactl.cli import app
 

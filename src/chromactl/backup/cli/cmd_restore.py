@@ -20,7 +20,7 @@ from chromactl.backup.cli.options import (
     repo_url,
     settings_of,
 )
-from chromactl.backup.restore import RestoreResult, read_marker, restore
+from chromactl.backup.recovery.restore import RestoreResult, read_marker, restore
 from chromactl.errors import ChromactlError
 from chromactl.localstack import local_stack
 

@@ -27,10 +27,10 @@ from typing import Any
 import httpx
 import yaml
 
+from chromactl.backup.recovery.restore import restore
 from chromactl.backup.recovery.verify import throwaway_chroma
 from chromactl.backup.repository.manifest import Manifest
 from chromactl.backup.repository.repository import Repository
-from chromactl.backup.restore import restore
 from chromactl.errors import ChromactlError
 
 #: Drill reports kept in the target, beside the snapshots: ``drills/<time>-<outcome>.json``.

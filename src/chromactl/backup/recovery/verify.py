@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from chromactl.backup.fetch import check_files
 from chromactl.backup.progress import Progress
+from chromactl.backup.recovery.fetch import check_files
 from chromactl.backup.repository.manifest import Manifest
 from chromactl.backup.repository.repository import Repository
 from chromactl.backup.snapshot.files import check_sqlite

@@ -16,12 +16,12 @@ from typing import IO
 import zstandard
 
 from chromactl.backup.progress import NullProgress, Progress
+from chromactl.backup.recovery.restored import close_restored, open_restored, pwrite_restored
 from chromactl.backup.repository.chunks import frames_of
 from chromactl.backup.repository.chunkstore import ChunkError, ChunkStore, describe_bad_chunks
 from chromactl.backup.repository.crypto import EncryptionError
 from chromactl.backup.repository.manifest import FileEntry, Manifest
 from chromactl.backup.repository.repository import Repository
-from chromactl.backup.restored import close_restored, open_restored, pwrite_restored
 from chromactl.errors import ChromactlError
 from chromactl.storage import StoreError
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from chromactl.backup.continuous.timeline import Timeline
-from chromactl.backup.fetch import fetch_verified
 from chromactl.backup.progress import Progress
 from chromactl.backup.recovery import replay
+from chromactl.backup.recovery.fetch import fetch_verified
 from chromactl.backup.repository.manifest import Manifest, parse_version
 from chromactl.backup.repository.repository import Repository
 from chromactl.backup.snapshot.files import MARKER_NAME, PRE_1X_REPO
