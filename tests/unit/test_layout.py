@@ -74,3 +74,40 @@ def test_the_graph_is_read() -> None:
     """The checks above read real imports: a known edge is present."""
     assert "chromactl.gateway.hold_gate" in GRAPH["chromactl.gateway.app"]
     assert "chromactl.agentapi.contract" in reachable("chromactl.backup.operations.service")
+
+
+def test_the_storage_layer_depends_on_nothing_of_backup() -> None:
+    for module in _package("storage"):
+        above = {m.split(".")[1] for m in reachable(module)} - {"storage"}
+        assert above <= {"secrets", "errors"}, f"{module} reaches {sorted(above)}"
+
+
+def _third_party(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_only_the_storage_layer_speaks_fsspec() -> None:
+    speaking = sorted(
+        _module(p)
+        for p in (SRC / "chromactl").rglob("*.py")
+        if {"fsspec", "s3fs", "gcsfs", "adlfs"} & _third_party(p)
+    )
+    assert speaking and all(m.startswith("chromactl.storage.") for m in speaking), speaking
+
+
+def test_every_backup_layer_imports_only_the_layers_below_it() -> None:
+    order = ["repository", "snapshot", "continuous", "recovery", "operations", "cli"]
+    for i, layer in enumerate(order):
+        for module in _package(f"backup.{layer}"):
+            higher = {
+                m.split(".")[2]
+                for m in GRAPH[module]
+                if m.startswith("chromactl.backup.") and m.split(".")[2] in order[i + 1 :]
+            }
+            assert not higher, f"{module} imports the layer(s) above it: {sorted(higher)}"
