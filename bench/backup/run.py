@@ -41,6 +41,8 @@ from chromactl.backup import GatewayHold, NoHold, Repository, create_snapshot, r
 from chromactl.backup.recovery.logical import ChromaApi, export, import_export  # noqa: E402
 
 DIM = 128
+#: What the ``--data`` directories are, unless ``--data-note`` says otherwise.
+DATA_NOTE = "the data directories of `bench/backup/hold.py` (384-dim vectors, no documents)"
 
 
 #: Bytes on disk per seeded record (dim 128 vector, ~1 KB document): HNSW, and in
@@ -298,8 +300,8 @@ def render(results: dict[str, Any]) -> str:
             "The rows above are from format 2 (one object per file). Format 3 stores each 1 MiB "
             "chunk as its own object (`chunks/`), fsynced and renamed into place on a local "
             f"target. Measured on {results['format3_machine']}, with `run.py --data`, into an "
-            "empty repository (every chunk uploaded), on the data directories of "
-            "`bench/backup/hold.py` (384-dim vectors, no documents):",
+            "empty repository (every chunk uploaded), on "
+            f"{results.get('format3_data', DATA_NOTE)}:",
             "",
             "| data | snapshot offline | online | tar\\|zstd | offline ratio | online ratio | "
             "restore | zstd -d\\|tar -x | ratio | with sync | ratio |",
@@ -382,6 +384,7 @@ def main() -> None:
         help="comma-separated stopped data directories: measure only snapshot/restore throughput "
         "on them (no seeding, hold or export) into results.json's format3 rows",
     )
+    parser.add_argument("--data-note", default=DATA_NOTE, help="what the --data directories are (results.md)")
     args = parser.parse_args()
     if args.data:
         results = json.loads((HERE / "results.json").read_text())
@@ -389,6 +392,7 @@ def main() -> None:
             f"{platform.machine()}, {os.cpu_count()} cores, "
             f"load average {os.getloadavg()[0]:.2f} at the start"
         )
+        results["format3_data"] = args.data_note
         results["format3"] = []
         for data in args.data.split(","):
             with tempfile.TemporaryDirectory(prefix="chromactl-bench-") as tmp:
