@@ -2,10 +2,10 @@
 
 On a terminal a table is drawn with rich: the key columns (ids, names, times, the values a user
 copies into the next command) keep their full width, and the other columns fold onto more lines
-when the terminal is narrow; where even that does not fit, the table keeps its natural width and
-the terminal wraps it. Through a pipe or into a file it is
-plain text, one row a line, columns separated by two spaces and never truncated, for ``grep``,
-``awk`` and ``cut``.
+when the terminal is narrow; where even that does not fit, each row is printed as a block of
+``column  value`` lines (psql's expanded display), so the terminal never splits a value.
+Through a pipe or into a file it is plain text, one row a line, columns separated by two spaces
+and never truncated, for ``grep``, ``awk`` and ``cut``.
 """
 
 from __future__ import annotations
@@ -59,15 +59,22 @@ def print_table(
     for row in rows:
         table.add_row(*row)
     frame = 3 * len(columns) + 1  # a space either side of each value, and the borders
-    terminal = out.width
-    if sum(least) + frame > terminal:
-        # Even folded it would not fit: drawn at its natural width, every value whole, and the
-        # terminal wraps the lines (folding the other columns too would only make it taller).
-        out.width = sum(widths) + frame
-    try:
-        out.print(table, crop=False)
-    finally:
-        out.width = terminal
+    if sum(least) + frame > out.width:
+        # Even folded it would not fit: one block of ``column  value`` lines a row, as psql's
+        # expanded display, so that no value is split by the terminal's wrapping.
+        write_expanded(columns, rows, out)
+        return
+    out.print(table, crop=False)
+
+
+def write_expanded(columns: Sequence[Col], rows: Sequence[Sequence[str]], out: Console) -> None:
+    """Each row as ``header  value`` lines, rows apart by a blank line."""
+    width = max(len(c.header) for c in columns)
+    for n, row in enumerate(rows):
+        if n:
+            out.print()
+        for column, value in zip(columns, row, strict=True):
+            out.print(f"[bold]{column.header.ljust(width)}[/]  {value}", highlight=False, soft_wrap=True)
 
 
 def write_plain(columns: Sequence[Col], rows: Sequence[Sequence[str]], file: IO[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import io
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -61,10 +62,12 @@ def test_backup_list_on_a_60_column_terminal_keeps_the_id_and_time_whole(repo: P
             screen += chunk
     finally:
         os.close(leader)
-    text = screen.decode()
-    assert "│" in text  # drawn as a table: it saw a terminal
-    assert SNAPSHOT in text and CREATED in text
-    assert "…" not in text
+    text = re.sub(r"\x1b\[[0-9;]*m", "", screen.decode())  # no colours
+    lines = text.splitlines()
+    # too narrow for the id and the time side by side: one "column  value" line each
+    assert any(re.fullmatch(rf"snapshot +{SNAPSHOT}", line.strip()) for line in lines), text
+    assert any(re.fullmatch(rf"created +{re.escape(CREATED)}", line.strip()) for line in lines), text
+    assert max(len(line) for line in lines) <= 60 and "…" not in text
 
 
 def _read(fd: int) -> bytes:
@@ -88,13 +91,18 @@ def test_narrow_terminal_folds_the_other_columns_and_never_elides() -> None:
     assert " ".join(cells) == note  # ... with nothing left out
 
 
-def test_where_even_folding_cannot_fit_the_table_keeps_its_natural_width() -> None:
+def test_where_even_folding_cannot_fit_each_row_is_a_block_of_lines() -> None:
     buffer = io.StringIO()
     console = Console(file=buffer, width=30, force_terminal=True, color_system=None)
-    print_table(
-        [Col("id", key=True), Col("note")], [("an-identifier-of-27-letters", "short words")], console=console
-    )
-    assert "│ an-identifier-of-27-letters │ short words │" in buffer.getvalue()
+    rows = [("an-identifier-of-27-letters", "short words"), ("second-identifier", "more")]
+    print_table([Col("id", key=True), Col("note")], rows, console=console)
+    assert buffer.getvalue().splitlines() == [
+        "id    an-identifier-of-27-letters",
+        "note  short words",
+        "",
+        "id    second-identifier",
+        "note  more",
+    ]
 
 
 def test_plain_output_aligns_columns_and_right_justifies_numbers() -> None:
