@@ -11,7 +11,9 @@ depend on it:
 - the refusal of a StatefulSet update that changes a field Kubernetes never lets change
   (selector, serviceName, volumeClaimTemplates, podManagementPolicy, ...), with the real
   status (422 Invalid) and message text;
-- 409 AlreadyExists on create, 404 NotFound, resourceVersion and uid;
+- 409 AlreadyExists on create, 404 NotFound, resourceVersion and uid, and 409 Conflict on a
+  PUT whose resourceVersion is not the live one (what leader election on a Lease relies on);
+- an outage: with ``down`` set every request is answered 503, as an API server that is away;
 - the patch types Helm sends: strategic merge (with the merge keys of the fields a chart
   renders: containers, volumes, env, ports, ...), JSON merge, JSON patch, and server-side apply
   (taken as a merge of the applied object: field ownership is not modelled).
@@ -54,6 +56,7 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "NetworkPolicy": ("apis/networking.k8s.io/v1", "networkpolicies", True),
     "PodDisruptionBudget": ("apis/policy/v1", "poddisruptionbudgets", True),
     "CustomResourceDefinition": ("apis/apiextensions.k8s.io/v1", "customresourcedefinitions", False),
+    "Lease": ("apis/coordination.k8s.io/v1", "leases", True),
 }
 
 #: StatefulSet spec fields an update may change; any other change is refused (apps validation).
@@ -339,6 +342,8 @@ class FakeCluster:
         self.writes: list[tuple[str, str]] = []
         self._version = 0
         self._lock = threading.Lock()
+        #: While set, every request is answered 503 (the API server is away).
+        self.down = False
         for obj in objects or []:
             self.add(obj)
 
@@ -460,6 +465,8 @@ class FakeCluster:
         url = urlsplit(path)
         query = parse_qs(url.query)
         path = url.path.strip("/")
+        if self.down:
+            return 503, ApiError(503, "ServiceUnavailable", "the API server is away").status()
         with self._lock:
             try:
                 return self._answer(method, path, query, body, content_type)
@@ -530,6 +537,14 @@ class FakeCluster:
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
         if method == "PUT":
             new = json.loads(body)
+            sent = (new.get("metadata") or {}).get("resourceVersion")
+            if sent and sent != live["metadata"]["resourceVersion"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {ref} "{name}": the object has been modified; '
+                    "please apply your changes to the latest version and try again",
+                )
         elif method == "PATCH":
             new = self._patched(live, body, content_type)
             if live is None:

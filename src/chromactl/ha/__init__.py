@@ -1,0 +1,1 @@
+"""High availability: which pod of a release is the primary (leader election on a Lease)."""

@@ -1,0 +1,105 @@
+"""The few Kubernetes API calls chromactl makes from inside a pod: read and write one Lease.
+
+In a pod the API server, the service account's token and CA and the namespace come from the
+standard places (``KUBERNETES_SERVICE_HOST``, ``/var/run/secrets/kubernetes.io/serviceaccount``);
+:meth:`KubeApi.in_cluster` reads them. Every call has a short timeout: a lease that cannot be
+renewed in time must be noticed in time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chromactl.errors import ChromactlError
+
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+LEASES = "apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+
+
+class KubeApiError(ChromactlError):
+    """The API server could not be reached or refused the call."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Conflict(KubeApiError):
+    """The object changed since it was read (409): read it again."""
+
+
+@dataclass(frozen=True)
+class KubeApi:
+    """One API server, as one service account, in one namespace."""
+
+    url: str
+    namespace: str
+    token: str | None = None
+    ca_file: Path | None = None
+    timeout_s: float = 2.0
+
+    @classmethod
+    def in_cluster(cls, timeout_s: float = 2.0) -> KubeApi:
+        host, port = (
+            os.environ.get("KUBERNETES_SERVICE_HOST"),
+            os.environ.get("KUBERNETES_SERVICE_PORT", "443"),
+        )
+        if not host:
+            raise KubeApiError("not in a pod: KUBERNETES_SERVICE_HOST is not set")
+        return cls(
+            f"https://{host}:{port}",
+            (SERVICE_ACCOUNT / "namespace").read_text().strip(),
+            (SERVICE_ACCOUNT / "token").read_text().strip(),
+            SERVICE_ACCOUNT / "ca.crt",
+            timeout_s,
+        )
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        verify: str | bool = str(self.ca_file) if self.ca_file else True
+        try:
+            with httpx.Client(base_url=self.url, timeout=self.timeout_s, verify=verify) as client:
+                answer = client.request(method, "/" + path, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise KubeApiError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+        if answer.status_code == 404:
+            return None
+        if answer.status_code == 409:
+            raise Conflict(f"{method} {path}: {answer.json().get('message', 'conflict')}", 409)
+        if answer.status_code >= 400:
+            raise KubeApiError(
+                f"{method} {path}: HTTP {answer.status_code}: {answer.text[:200]}", answer.status_code
+            )
+        found: dict[str, Any] = answer.json()
+        return found
+
+    def get_lease(self, name: str) -> dict[str, Any] | None:
+        """The Lease ``name``, or None when there is none."""
+        return self._call("GET", f"{LEASES.format(namespace=self.namespace)}/{name}")
+
+    def create_lease(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Create the Lease; :class:`Conflict` when another pod created it first."""
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        created = self._call("POST", LEASES.format(namespace=self.namespace), body)
+        assert created is not None
+        return created
+
+    def replace_lease(self, lease: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        """Write ``spec`` over the Lease as read (its resourceVersion): :class:`Conflict` when it
+        changed since."""
+        body = {**lease, "spec": spec}
+        name = lease["metadata"]["name"]
+        replaced = self._call("PUT", f"{LEASES.format(namespace=self.namespace)}/{name}", body)
+        if replaced is None:
+            raise Conflict(f"lease {name} was deleted", 409)
+        return replaced
