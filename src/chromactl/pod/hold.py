@@ -1,4 +1,5 @@
-"""The gateway's write gate (or the workers' gate) as the backup's :class:`~chromactl.backup.hold.WriteHold`.
+"""The gateway's write gate (or the workers' gate) as the backup's write hold
+(:class:`~chromactl.backup.snapshot.hold.WriteHold`).
 
 A backup runs in a worker thread; the gate lives on the event loop that serves the
 gateway, so holding and releasing go through that loop.
