@@ -22,29 +22,30 @@ class SecretError(ConfigError):
     """A secret is missing, unreadable, empty or too short."""
 
 
-def read_secret(
+def read_secret_bytes(
     file: Path | None = None,
     env: str | None = None,
     *,
     what: str,
     optional: bool = False,
     min_length: int = 1,
-) -> str | None:
-    """The secret in ``file`` (surrounding whitespace stripped), else in the variable ``env``.
+) -> bytes | None:
+    """The secret in ``file`` (its bytes as they are, surrounding ASCII whitespace stripped: a
+    key may be binary), else in the variable ``env``.
 
     With ``optional``, None when neither is given or the variable is unset; a file that is
     given must be readable and hold a value either way.
     """
     if file is not None:
         try:
-            value = Path(file).read_text(encoding="utf-8").strip()
+            value = Path(file).read_bytes().strip()
         except OSError as exc:
             raise SecretError(f"cannot read {what} from {file}: {exc.strerror}") from None
         where = str(file)
         if not value:
             raise SecretError(f"{what} file {file} is empty")
     elif env:
-        value = os.environ.get(env, "").strip()
+        value = os.environ.get(env, "").strip().encode()
         where = f"${env}"
         if not value:
             if optional:
@@ -54,9 +55,27 @@ def read_secret(
         if optional:
             return None
         raise SecretError(f"{what}: no file or environment variable given")
-    if len(value.encode()) < min_length:
-        raise SecretError(f"{what}: {where} holds {len(value.encode())} bytes, it needs {min_length} or more")
+    if len(value) < min_length:
+        raise SecretError(f"{what}: {where} holds {len(value)} bytes, it needs {min_length} or more")
     return value
+
+
+def read_secret(
+    file: Path | None = None,
+    env: str | None = None,
+    *,
+    what: str,
+    optional: bool = False,
+    min_length: int = 1,
+) -> str | None:
+    """:func:`read_secret_bytes` of a secret that is text (a token, a password), as text."""
+    value = read_secret_bytes(file, env, what=what, optional=optional, min_length=min_length)
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SecretError(f"{what}: {file or '$' + str(env)} is not UTF-8 text") from None
 
 
 def require_secret(
@@ -78,7 +97,9 @@ def read_secret_dir(directory: Path, *, what: str) -> dict[str, str]:
         if entry.name.startswith(".") or not entry.is_file():
             continue
         try:
-            out[entry.name] = entry.read_text(encoding="utf-8").strip()
+            out[entry.name] = entry.read_bytes().decode("utf-8").strip()
         except OSError as exc:
             raise SecretError(f"cannot read {what} from {entry}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise SecretError(f"{what}: {entry} is not UTF-8 text") from None
     return out

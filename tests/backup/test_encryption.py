@@ -120,3 +120,19 @@ def test_the_journal_is_encrypted_too(tmp_path: Path) -> None:
     assert_opaque(repo, b"a very private document", b"secret-id-1")
     (head,) = Timeline(repo).epochs()
     assert [e.json_body()["ids"] for e in Timeline(repo).read(head, 0, 2000)] == [["secret-id-1"]]
+
+
+def test_a_binary_key_file_opens_the_repository_as_its_bytes(tmp_path: Path, seeded_dir: Path) -> None:
+    """A Kubernetes Secret may hold any bytes: the key is read as they are, not as text."""
+    from chromactl.backup.repository.repository import repository_of
+    from chromactl.config import BackupSettings, EncryptionSettings
+
+    raw = bytes(range(256))[128:160] + b"\xff\xfe"  # not UTF-8
+    key = tmp_path / "key"
+    key.write_bytes(raw + b"\n")
+    url = str(tmp_path / "target")
+    create_snapshot(seeded_dir, Repository(url, secret=raw), NoHold(), chroma_version="1.5.9")
+    backup = BackupSettings(target=url, encryption=EncryptionSettings(key_file=key))
+    repo = repository_of(backup)
+    assert repo.keyring is not None and repo.keyring.key_id == key_id(raw)
+    assert len(repo.complete()) == 1

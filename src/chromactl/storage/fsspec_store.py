@@ -67,14 +67,12 @@ class FsspecStore:
     def list(self, prefix: str = "", *, what: str = "") -> list[str]:
         path = self._path(prefix)
         try:
-            found = self.fs.ls(path, detail=False, refresh=True)
+            try:
+                found = self.fs.ls(path, detail=False, refresh=True)
+            except TypeError:  # a filesystem without ``refresh``
+                found = self.fs.ls(path, detail=False)
         except FileNotFoundError:
             return []
-        except TypeError:  # a filesystem without ``refresh``
-            try:
-                found = self.fs.ls(path, detail=False)
-            except FileNotFoundError:
-                return []
         return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in found)
 
     def walk(self, prefix: str, *, what: str = "") -> dict[str, int]:

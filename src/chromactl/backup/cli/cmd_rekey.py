@@ -19,7 +19,7 @@ from chromactl.backup.cli.options import (
     settings_of,
 )
 from chromactl.backup.repository.repository import MIN_SECRET_BYTES, Repository
-from chromactl.secrets import require_secret
+from chromactl.secrets import read_secret_bytes
 
 
 def rekey_cmd(
@@ -36,9 +36,8 @@ def rekey_cmd(
     repo = repo_url(repo, repo_alias)
     settings = settings_of(config)
     current = open_repo(settings, repo)
-    new_secret = require_secret(
-        new_key_file, what="the new encryption key", min_length=MIN_SECRET_BYTES
-    ).encode()
+    new_secret = read_secret_bytes(new_key_file, what="the new encryption key", min_length=MIN_SECRET_BYTES)
+    assert new_secret is not None
     new_id = current.add_key(new_secret)
     # The new secret must open the repository before the old one goes.
     reopened = Repository(current.store, secret=new_secret)

@@ -31,7 +31,7 @@ from chromactl.backup.repository.lease import LEASE_NAME, Lease
 from chromactl.backup.repository.locks import LOCKS_DIR, Lock
 from chromactl.backup.repository.manifest import MANIFEST_NAME, Manifest, ManifestError
 from chromactl.config import BackupSettings, TargetSettings
-from chromactl.secrets import read_secret
+from chromactl.secrets import read_secret_bytes
 from chromactl.storage import (
     Location,
     ObjectStore,
@@ -64,19 +64,17 @@ def snapshot_time(snapshot_id: str) -> datetime:
 
 
 def encryption_secret(backup: BackupSettings) -> bytes | None:
-    """The secret that opens the repositories of ``backup`` (None: not encrypted)."""
-    value = read_secret(
-        backup.encryption.key_file,
-        backup.encryption.key_env,
+    """The secret that opens the repositories of ``backup`` (None: not encrypted); its bytes
+    as they are, for a key may be binary."""
+    key = backup.encryption
+    if key.key_file is None and not key.key_env:
+        return None
+    return read_secret_bytes(
+        key.key_file,
+        key.key_env,
         what="the backup encryption key (backup.encryption)",
-        optional=backup.encryption.key_file is None,
         min_length=MIN_SECRET_BYTES,
     )
-    if value is None and backup.encryption.key_env and backup.encryption.key_file is None:
-        raise EncryptionError(
-            f"backup.encryption.key_env names {backup.encryption.key_env}, which is empty or unset"
-        )
-    return None if value is None else value.encode()
 
 
 def location_of(target: TargetSettings, backup: BackupSettings, url: str | None = None) -> Location:
