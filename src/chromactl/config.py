@@ -463,6 +463,39 @@ class GatewaySettings(Section):
         return self
 
 
+class HaSettings(Section):
+    """``highAvailability``: this pod is one of several, each with its own Chroma; a Lease
+    names the primary, standbys follow its writes (docs/high-availability.md)."""
+
+    enabled: bool = False
+    #: The Lease (``coordination.k8s.io/v1``, in the pod's namespace) whose holder is the primary.
+    lease_name: str = "chromadb-leader"
+    #: This pod's name (the Lease's holder identity); ``null``: ``$POD_NAME``, else the host name.
+    pod_name: str | None = None
+    #: A peer's gateway by its pod name: ``{pod}`` is replaced (the chart: the headless Service).
+    peer_url: str = "http://{pod}:8000"
+    #: CA that signed the peers' gateway certificates (``https`` peer URLs).
+    peer_ca_file: Path | None = None
+    #: File holding the token a standby presents to the primary's agent API (an admin credential).
+    token_file: Path | None = None
+    #: Where this pod keeps its replication log and state (on its data volume, survives restarts).
+    state_dir: Path | None = None
+    lease_duration_s: float = Field(15.0, gt=0)
+    renew_deadline_s: float = Field(10.0, gt=0)
+    retry_period_s: float = Field(2.0, gt=0)
+    #: A standby further behind than this many seconds leaves the read-only Service.
+    max_lag_s: float = Field(10.0, gt=0)
+    #: A standby takes the lease only with at most this many entries not applied (Patroni's name).
+    maximum_lag_on_failover: int = Field(1000, ge=0)
+    #: Answer a write only once a standby has applied it (RPO 0).
+    synchronous: bool = False
+    #: How long a synchronous write waits for a standby before it is answered 503.
+    synchronous_timeout_s: float = Field(10.0, gt=0)
+    #: Bytes of replication log the primary keeps for standbys that reconnect; one further
+    #: behind is rebuilt from a base copy.
+    retained_log_bytes: int = Field(256 << 20, ge=1 << 20)
+
+
 class Settings(Section):
     """The whole chromactl configuration file."""
 
@@ -470,6 +503,7 @@ class Settings(Section):
     log: LogSettings = LogSettings()
     gateway: GatewaySettings = GatewaySettings()
     backup: BackupSettings = BackupSettings()
+    ha: HaSettings = HaSettings()
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

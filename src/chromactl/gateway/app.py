@@ -4,10 +4,10 @@ Request path, outermost first (as :func:`build_gateway` lists the steps)::
 
     errors -> classify (prefix) -> audit -> metrics -> body timeout -> body limit
       -> authentication -> identity -> authorization -> [limits] -> agent API | write hold
-      -> [journal] -> reverse proxy
+      -> [role] -> [journal] -> reverse proxy
 
-The limits step is there with ``gateway.limits``, the journal step with continuous backup
-(``backup.continuous``).
+The limits step is there with ``gateway.limits``, the role step with high availability
+(``ha``), the journal step with continuous backup (``backup.continuous``) or high availability.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from chromactl.gateway.middleware.identity import IdentityMiddleware
 from chromactl.gateway.middleware.journal import JournalMiddleware
 from chromactl.gateway.middleware.limits import build_limits
 from chromactl.gateway.middleware.metrics import MetricsMiddleware
+from chromactl.gateway.middleware.role import Role, RoleMiddleware
 from chromactl.gateway.middleware.write_hold import WriteHoldMiddleware
 from chromactl.gateway.proxy import ReverseProxy
 from chromactl.gateway.request_metrics import GatewayMetrics
@@ -118,6 +119,7 @@ def build_gateway(
     agent: ASGIApp | None = None,
     audit_suffix: str = "",
     journal: Journal | None = None,
+    role: Role | None = None,
     process: int = 0,
 ) -> Gateway:
     """The gateway for ``settings``; pass ``gate`` to share it with in-process users.
@@ -126,7 +128,8 @@ def build_gateway(
     unless ``agent`` is given: then agent requests, once authorized, go to that app (a
     worker process forwards them to its supervisor). ``audit_suffix`` is appended to the
     audit file's name (each worker process writes its own file). Writes Chroma
-    acknowledged go to ``journal`` when one is given. ``process``: this gateway process's
+    acknowledged go to ``journal`` when one is given; with ``role`` only the primary takes
+    writes (high availability). ``process``: this gateway process's
     number in the pod (the limits count in-flight requests per process).
     """
     gw = settings.gateway
@@ -170,6 +173,8 @@ def build_gateway(
         lambda a: AgentSwitch(a, agent or agent_app(gate, gw.max_hold_s, agent_routes)),
         lambda a: WriteHoldMiddleware(a, gate, gw.write_wait_s),
     ]
+    if role is not None:
+        steps.append(lambda a: RoleMiddleware(a, role))
     if journal is not None:
         steps.append(lambda a: JournalMiddleware(a, journal, upstream))
     app: ASGIApp = ReverseProxy(upstream, scheme="https" if gw.tls.enabled else "http")

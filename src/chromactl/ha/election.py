@@ -69,12 +69,16 @@ class LeaderElector:
         *,
         on_started_leading: Callable[[], None] = lambda: None,
         on_stopped_leading: Callable[[], None] = lambda: None,
+        eligible: Callable[[], bool] = lambda: True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api, self.name, self.identity = api, name, identity
         self.timings = timings or Timings()
         self.timings.check(api.timeout_s)
         self.on_started_leading, self.on_stopped_leading = on_started_leading, on_stopped_leading
+        #: Whether this candidate may take a lease another held (a standby that is caught up);
+        #: renewing its own lease needs no permission.
+        self.eligible = eligible
         self.clock = clock
         self.leading = False
         self._observed: dict[str, Any] | None = None
@@ -85,6 +89,11 @@ class LeaderElector:
     def holder(self) -> str | None:
         """Who held the lease when this candidate last read it."""
         return (self._observed or {}).get("holderIdentity") or None
+
+    def leads_now(self) -> bool:
+        """Whether this candidate may act as the primary at this instant: it leads and renewed
+        within the renew deadline (asked on every write, so a stalled renewal loop fences too)."""
+        return self.leading and self.clock() - self._renewed_at < self.timings.renew_deadline_s
 
     def _observe(self, spec: dict[str, Any], now: float) -> None:
         if spec != self._observed:
@@ -104,6 +113,8 @@ class LeaderElector:
         try:
             lease = self.api.get_lease(self.name)
             if lease is None:
+                if not self.eligible():
+                    return False
                 created = self.api.create_lease(self.name, mine)
                 self._observe(created["spec"], now)
                 return True
@@ -112,6 +123,8 @@ class LeaderElector:
             holder = spec.get("holderIdentity")
             if holder and holder != self.identity and self._observed_at + duration > now:
                 return False  # another's, and not lapsed by our own clock
+            if holder != self.identity and not self.eligible():
+                return False
             if holder == self.identity:
                 mine["acquireTime"] = spec.get("acquireTime", mine["acquireTime"])
                 mine["leaseTransitions"] = spec.get("leaseTransitions", 0)
@@ -162,6 +175,31 @@ class LeaderElector:
                 exc,
                 self.timings.lease_duration_s,
             )
+
+    def hand_over(self, to: str) -> None:
+        """Stop leading and write ``to`` as the holder (a switchover): ``to`` renews it as its
+        own at its next try. Raises :class:`KubeApiError` (this candidate still leads then)."""
+        lease = self.api.get_lease(self.name)
+        spec = dict((lease or {}).get("spec") or {})
+        if lease is None or spec.get("holderIdentity") != self.identity:
+            raise KubeApiError(f"lease {self.name} is not held by {self.identity}")
+        self.leading = False
+        try:
+            self.api.replace_lease(
+                lease,
+                {
+                    **spec,
+                    "holderIdentity": to,
+                    "acquireTime": _now_rfc3339(),
+                    "renewTime": _now_rfc3339(),
+                    "leaseTransitions": int(spec.get("leaseTransitions", 0)) + 1,
+                },
+            )
+        except KubeApiError:
+            self.leading = True
+            raise
+        log.info("lease %s: handed over from %s to %s", self.name, self.identity, to)
+        self.on_stopped_leading()
 
     def run(self, stop: threading.Event) -> None:
         """Take part until ``stop`` is set, then release the lease if held."""

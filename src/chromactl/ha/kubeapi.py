@@ -1,4 +1,5 @@
-"""The few Kubernetes API calls chromactl makes from inside a pod: read and write one Lease.
+"""The few Kubernetes API calls chromactl makes from inside a pod: read and write one Lease, label
+its own pod with its role, and delete its own pod (to be rebuilt by its init container).
 
 In a pod the API server, the service account's token and CA and the namespace come from the
 standard places (``KUBERNETES_SERVICE_HOST``, ``/var/run/secrets/kubernetes.io/serviceaccount``);
@@ -8,6 +9,7 @@ renewed in time must be noticed in time.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from chromactl.errors import ChromactlError
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 LEASES = "apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+PODS = "api/v1/namespaces/{namespace}/pods"
 
 
 class KubeApiError(ChromactlError):
@@ -59,12 +62,18 @@ class KubeApi:
             timeout_s,
         )
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, content_type: str | None = None
+    ) -> dict[str, Any] | None:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if content_type:
+            headers["Content-Type"] = content_type
         verify: str | bool = str(self.ca_file) if self.ca_file else True
         try:
             with httpx.Client(base_url=self.url, timeout=self.timeout_s, verify=verify) as client:
-                answer = client.request(method, "/" + path, json=body, headers=headers)
+                data = json.dumps(body).encode() if body is not None else None
+                headers.setdefault("Content-Type", "application/json")
+                answer = client.request(method, "/" + path, content=data, headers=headers)
         except httpx.HTTPError as exc:
             raise KubeApiError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
         if answer.status_code == 404:
@@ -103,3 +112,18 @@ class KubeApi:
         if replaced is None:
             raise Conflict(f"lease {name} was deleted", 409)
         return replaced
+
+    def label_pod(self, name: str, labels: dict[str, str]) -> None:
+        """Set ``labels`` on the pod ``name`` (a JSON merge patch: other labels stay)."""
+        found = self._call(
+            "PATCH",
+            f"{PODS.format(namespace=self.namespace)}/{name}",
+            {"metadata": {"labels": labels}},
+            content_type="application/merge-patch+json",
+        )
+        if found is None:
+            raise KubeApiError(f"pod {name} not found", 404)
+
+    def delete_pod(self, name: str) -> None:
+        """Delete the pod ``name``: its StatefulSet makes it again, init containers first."""
+        self._call("DELETE", f"{PODS.format(namespace=self.namespace)}/{name}")

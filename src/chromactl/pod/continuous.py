@@ -23,7 +23,7 @@ from chromactl.backup.repository.repository import repository_of
 from chromactl.chromadata import SQLITE_NAME
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError
-from chromactl.gateway.journal_writer import Journal
+from chromactl.gateway.journal_writer import Journal, Replication
 from chromactl.journal import Spool
 
 
@@ -49,11 +49,12 @@ def with_journal_dir(settings: Settings, default: Path | None = None) -> Setting
     return settings.model_copy(update={"backup": backup})
 
 
-def journal(settings: Settings, origin: str) -> Journal:
-    """The journal a gateway process writes (``origin`` names its spool file)."""
+def journal(settings: Settings, origin: str, replication: Replication | None = None) -> Journal:
+    """The journal a gateway process writes (``origin`` names its spool file); with high
+    availability its entries go to ``replication`` too."""
     directory = settings.backup.continuous.journal_dir
     assert directory is not None, "with_journal_dir() first"
-    return Journal(directory, origin, settings.chroma.persist_path / SQLITE_NAME)
+    return Journal(directory, origin, settings.chroma.persist_path / SQLITE_NAME, replication=replication)
 
 
 def break_journal(settings: Settings, reason: str) -> None:

@@ -20,10 +20,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from chromactl import chromadata
+from chromactl.errors import ChromactlError
 from chromactl.gateway.context import find_context
 from chromactl.gateway.journal_writer import Journal
 from chromactl.gateway.podlocks import BUCKETS, PodLocks
 from chromactl.gateway.proxy import read_body
+from chromactl.gateway.responses import send_error
 from chromactl.gateway.routes import Operation, Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 from chromactl.gateway.upstream import Upstream
@@ -50,17 +52,21 @@ CATALOG_OPS = {
 _FILTERS = ("where", "where_document")
 
 
-OnAnswer = Callable[[int, bytes], Awaitable[None]]
+#: Journals Chroma's answer (status, body); the entry's replication index, if any.
+OnAnswer = Callable[[int, bytes], Awaitable[int | None]]
+#: Called with that index before the answer goes out; raises to answer 503 instead.
+Confirm = Callable[[int | None], Awaitable[None]]
 
 
 class _Answer:
     """Wraps ``send``: Chroma's answer is held until it is whole, journaled by ``on_answer``
-    (status, body), and only then passed on, so that a write the client saw acknowledged
-    is in the journal."""
+    (status, body), confirmed by ``confirm`` (high availability), and only then passed on,
+    so that a write the client saw acknowledged is in the journal (and on a standby)."""
 
-    def __init__(self, send: Send, on_answer: OnAnswer) -> None:
+    def __init__(self, send: Send, on_answer: OnAnswer, confirm: Confirm) -> None:
         self._send = send
         self._on_answer = on_answer
+        self._confirm = confirm
         self._held: list[Message] = []
         self.status: int | None = None
         #: ``on_answer`` ran: the outcome is journaled.
@@ -79,7 +85,13 @@ class _Answer:
             return
         assert self.status is not None
         self.journaled = True
-        await self._on_answer(self.status, b"".join(m.get("body", b"") for m in self._held[1:]))
+        index = await self._on_answer(self.status, b"".join(m.get("body", b"") for m in self._held[1:]))
+        try:
+            await self._confirm(index)
+        except ChromactlError as exc:
+            self._held = []
+            await send_error(self._send, 503, "ServiceUnavailable", str(exc), [("retry-after", "1")])
+            return
         held, self._held = self._held, []
         for m in held:
             await self._send(m)
@@ -112,31 +124,33 @@ class JournalMiddleware:
         op = RECORD_OPS[route.operation]
         ids = await self._filtered_ids(scope, body) if op == "delete" else None
 
-        async def on_answer(status: int, _: bytes) -> None:
+        async def on_answer(status: int, _: bytes) -> int | None:
             if not 200 <= status < 300:
-                self._unless_refused(scope, status)
-            elif op == "delete" and ids is None and _has_filter(body):
-                self.journal.record("break", reason=f"delete by filter in {route.collection}: ids unknown")
-            else:
-                self.journal.record("records", op=op, collection=route.collection, ids=ids, body=body)
+                return self._unless_refused(scope, status)
+            if op == "delete" and ids is None and _has_filter(body):
+                return self.journal.record(
+                    "break", reason=f"delete by filter in {route.collection}: ids unknown"
+                )
+            return self.journal.record("records", op=op, collection=route.collection, ids=ids, body=body)
 
         await self._forward(scope, receive, send, on_answer)
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, on_answer: OnAnswer) -> None:
         """Forward to Chroma, journaling its answer with ``on_answer``; a write left without
         a whole answer has an unknown outcome."""
-        answer = _Answer(send, on_answer)
+        answer = _Answer(send, on_answer, self.journal.confirm)
         try:
             await self.app(scope, receive, answer)
         finally:
             if not answer.journaled:
                 self._unless_refused(scope, answer.status)
 
-    def _unless_refused(self, scope: Scope, status: int | None) -> None:
+    def _unless_refused(self, scope: Scope, status: int | None) -> int | None:
         """A break, unless Chroma refused the write (4xx: nothing changed)."""
         if status is None or status >= 500:
             what = f"{scope['method']} {scope['path']}"
-            self.journal.record("break", reason=f"{what}: {status or 'no answer'} from Chroma")
+            return self.journal.record("break", reason=f"{what}: {status or 'no answer'} from Chroma")
+        return None
 
     async def _filtered_ids(self, scope: Scope, body: bytes) -> list[str] | None:
         """The ids a delete by filter matches now; None when it has no filter (or Chroma
@@ -177,20 +191,17 @@ class JournalMiddleware:
                 chromadata.DATABASE_COLLECTIONS_SQL, route.tenant, route.database
             )
 
-        async def on_answer(status: int, answer: bytes) -> None:
+        async def on_answer(status: int, answer: bytes) -> int | None:
             if not 200 <= status < 300:
-                self._unless_refused(scope, status)
-                return
+                return self._unless_refused(scope, status)
             if not known:
-                self.journal.record("break", reason=f"{op.value}: not replayable")
-                return
+                return self.journal.record("break", reason=f"{op.value}: not replayable")
             found = _created_id(answer) if op is Operation.CREATE_COLLECTION else affected
             try:
                 catalog = await self.journal.catalog(found)
             except Exception as exc:
-                self.journal.record("break", reason=f"cannot read the catalog after {op.value}: {exc}")
-            else:
-                self.journal.record("catalog", op=op.value, catalog=catalog)
+                return self.journal.record("break", reason=f"cannot read the catalog after {op.value}: {exc}")
+            return self.journal.record("catalog", op=op.value, catalog=catalog)
 
         await self._forward(scope, receive, send, on_answer)
 

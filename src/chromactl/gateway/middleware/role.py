@@ -1,0 +1,38 @@
+"""The role step (high availability): only the primary takes writes.
+
+It runs inside the write hold, so a write that waited through a switchover is asked again
+once the hold ends, and is refused on the pod that handed the primary over. A standby, and a
+primary that could not renew its lease within the renew deadline (fenced), answer 503 with
+``{"error": "NotPrimary"}`` and ``Retry-After``: the client retries through the Service,
+which follows the primary's label.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from chromactl.gateway.context import find_context
+from chromactl.gateway.responses import send_error
+from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
+
+
+class Role(Protocol):
+    """What the step asks of this pod's role (``chromactl.ha.node.Node``)."""
+
+    def accepts_writes(self) -> bool: ...
+
+    def refusal(self) -> str: ...
+
+
+class RoleMiddleware:
+    def __init__(self, app: ASGIApp, role: Role) -> None:
+        self.app = app
+        self.role = role
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = find_context(scope) if scope["type"] == "http" else None
+        route = ctx.route if ctx is not None else None
+        if route is not None and route.is_write and not self.role.accepts_writes():
+            await send_error(send, 503, "NotPrimary", self.role.refusal(), [("retry-after", "1")])
+            return
+        await self.app(scope, receive, send)

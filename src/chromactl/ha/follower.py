@@ -1,0 +1,226 @@
+"""A standby follows the primary: it receives the replication stream, stores each record in its own
+log, applies it to its own Chroma (:mod:`.applier`) and tells the primary how far it is.
+
+Receiving and applying are two tasks joined by a queue, so a standby knows what it holds
+but has not applied yet: it may take the lease only when that queue is empty
+(:meth:`Follower.caught_up`). After a reconnect, or a restart, it asks the stream for the
+records after the last one it stored; the ones stored but not applied are applied first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import httpx
+
+from chromactl.errors import ChromactlError
+from chromactl.journal import Entry
+
+from . import contract
+from .applier import Applier, NeedsRebuild
+from .replication_log import Record, ReplicationLog
+from .state import NodeState
+
+log = logging.getLogger("chromactl.ha.follower")
+
+#: Seconds between tries to reach the primary.
+RETRY_S = 0.5
+#: Acks go at least this often while records are applied, and at once when the queue empties.
+ACK_EVERY_S = 0.2
+
+
+class StreamRefused(ChromactlError):
+    """The primary cannot stream to this standby (409 Diverged, TooFarBehind, NeedsBase)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Follower:
+    """Follows the pod ``primary()`` names (None: nobody leads now) while running."""
+
+    def __init__(
+        self,
+        pod: str,
+        state: NodeState,
+        replog: ReplicationLog,
+        applier: Applier,
+        *,
+        primary: Callable[[], str | None],
+        peer_url: Callable[[str], str],
+        client: httpx.AsyncClient,
+        save: Callable[[], None],
+    ) -> None:
+        self.pod, self.state, self.log, self.applier = pod, state, replog, applier
+        self.primary, self.peer_url, self.client, self.save = primary, peer_url, client, save
+        self.queue: asyncio.Queue[Record] = asyncio.Queue()
+        self.applying = False
+        #: The primary's last index as it last said, and when this pod first lacked one.
+        self.primary_last = replog.last_index
+        self.behind_since: float | None = None
+        self.last_contact = time.monotonic()
+        self.connected_to: str | None = None
+        #: Set when this standby cannot follow by replay any more (it is to be rebuilt).
+        self.rebuild: BaseException | None = None
+        self._acked = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- what the node asks --------------------------------------------------------------
+
+    def caught_up(self, max_entries: int) -> bool:
+        """Every stored record applied, and at most ``max_entries`` behind what the primary last said."""
+        return (
+            self.rebuild is None
+            and self.queue.empty()
+            and not self.applying
+            and self.lag_entries() <= max_entries
+        )
+
+    def lag_entries(self) -> int:
+        return max(0, self.primary_last - self.state.applied)
+
+    def lag_s(self) -> float:
+        """Seconds since this standby last held everything the primary had (or heard from it)."""
+        now = time.monotonic()
+        behind = now - self.behind_since if self.behind_since is not None else 0.0
+        return max(behind, now - self.last_contact - contract.HEARTBEAT_S * 2, 0.0)
+
+    # -- running -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for record in self.log.read(self.state.applied):
+            self.queue.put_nowait(record)
+        self._tasks = [
+            asyncio.create_task(self._receive()),
+            asyncio.create_task(self._apply()),
+            asyncio.create_task(self._ack()),
+        ]
+
+    async def stop(self) -> None:
+        """Stop receiving; apply what was received; stop."""
+        receive, apply, ack = self._tasks
+        receive.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await receive
+        while (not self.queue.empty() or self.applying) and self.rebuild is None and not apply.done():
+            await asyncio.sleep(0.01)
+        for task in (apply, ack):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.save()
+
+    async def _receive(self) -> None:
+        while self.rebuild is None:
+            primary = self.primary()
+            if not primary or primary == self.pod:
+                self.connected_to = None
+                await asyncio.sleep(RETRY_S)
+                continue
+            try:
+                await self._stream_from(primary)
+            except StreamRefused as exc:
+                log.error("the primary %s refuses to stream to this pod: %s", primary, exc)
+                self.rebuild = exc
+                return
+            except (httpx.HTTPError, ValueError, ChromactlError) as exc:
+                log.info("replication stream from %s ended: %s", primary, exc)
+            self.connected_to = None
+            await asyncio.sleep(RETRY_S)
+
+    async def _stream_from(self, primary: str) -> None:
+        params = {
+            "after": str(self.log.last_index),
+            "term": self.state.term_at(self.log.last_index),
+            "pod": self.pod,
+        }
+        url = self.peer_url(primary) + contract.STREAM
+        timeout = httpx.Timeout(5.0, read=contract.HEARTBEAT_S * 5)
+        async with self.client.stream("GET", url, params=params, timeout=timeout) as answer:
+            if answer.status_code == 409:
+                body = json.loads(await answer.aread())
+                raise StreamRefused(body.get("error", "Refused"), body.get("message", ""))
+            if answer.status_code != 200:
+                raise httpx.HTTPError(f"HTTP {answer.status_code}: {(await answer.aread())[:200]!r}")
+            history = json.loads(answer.headers.get(contract.HISTORY_HEADER, "[]"))
+            self.state.history = [(str(t), int(f)) for t, f in history]
+            origin = answer.headers.get(contract.ORIGIN_HEADER, self.state.origin)
+            self.state.origin = "empty" if origin == "empty" else "data"
+            self.state.role, self.state.clean = "standby", True
+            self.save()
+            self.connected_to = primary
+            log.info("following %s from index %d", primary, self.log.last_index)
+            await self._read(answer)
+
+    async def _read(self, answer: httpx.Response) -> None:
+        buffer = b""
+        async for chunk in answer.aiter_bytes():
+            self.last_contact = time.monotonic()
+            buffer += chunk
+            while True:
+                end = buffer.find(b"\n")
+                if end < 0:
+                    break
+                head = json.loads(buffer[:end])
+                if "hb" in head:
+                    self._heard(int(head["last"]))
+                    buffer = buffer[end + 1 :]
+                    continue
+                entry_end = buffer.find(b"\n", end + 1)
+                if entry_end < 0:
+                    break
+                fields = json.loads(buffer[end + 1 : entry_end])
+                size = int(fields.pop("size"))
+                if len(buffer) < entry_end + 1 + size:
+                    break
+                body = buffer[entry_end + 1 : entry_end + 1 + size]
+                buffer = buffer[entry_end + 1 + size :]
+                record = Record(int(head["i"]), str(head["term"]), Entry(body=body, **fields))
+                self.log.add(record)
+                self._heard(record.index)
+                self.queue.put_nowait(record)
+
+    def _heard(self, last: int) -> None:
+        self.primary_last = max(self.primary_last, last)
+        if self.primary_last > self.state.applied and self.behind_since is None:
+            self.behind_since = time.monotonic()
+
+    async def _apply(self) -> None:
+        saved = time.monotonic()
+        while True:
+            record = await self.queue.get()
+            self.applying = True
+            try:
+                await self.applier.apply(record.entry)
+            except NeedsRebuild as exc:
+                log.error("cannot follow by replay: %s", exc)
+                self.rebuild = exc
+                return
+            finally:
+                self.applying = False
+            self.state.applied = record.index
+            if self.state.applied >= self.primary_last:
+                self.behind_since = None
+            if self.queue.empty() or time.monotonic() - saved > 1.0:
+                self.save()
+                saved = time.monotonic()
+            if self.queue.empty():
+                self._acked.set()
+
+    async def _ack(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._acked.wait(), ACK_EVERY_S)
+            self._acked.clear()
+            primary = self.connected_to
+            if primary is None:
+                continue
+            ack: contract.Ack = {"pod": self.pod, "applied": self.state.applied, "lag_s": self.lag_s()}
+            with contextlib.suppress(httpx.HTTPError):
+                await self.client.post(self.peer_url(primary) + contract.ACK, json=ack, timeout=2.0)

@@ -1,0 +1,196 @@
+"""The replication log: every write the primary's Chroma acknowledged, numbered, as standbys get it.
+
+The primary's journal step (:mod:`chromactl.gateway.middleware.journal`) hands each entry to
+:meth:`ReplicationLog.append` inside the collection's journal lock, so the log holds one
+collection's writes in the order Chroma applied them. Each record is one JSON line with its
+index and term, then the journal entry as :mod:`chromactl.journal` encodes it::
+
+    {"i": 42, "term": "3f2a9c1b0d4e"}\\n{"t": ..., "kind": "records", ..., "size": 1234}\\n<body>
+
+A standby stores the records it receives with the same numbers (:meth:`add`), so that once
+promoted it serves the others from where they are. Records live in segment files
+``<first index>.rlog`` in the log directory; once more than ``retained_bytes`` are kept the
+oldest segment goes, and a standby that needs it is rebuilt from a base copy instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from chromactl.journal import Entry, JournalFormatError
+
+SEGMENT_SUFFIX = ".rlog"
+SEGMENT_BYTES = 16 << 20
+#: The newest records are kept in memory too, for standbys that follow closely.
+TAIL_RECORDS = 4096
+
+
+@dataclass(frozen=True)
+class Record:
+    index: int
+    term: str
+    entry: Entry
+
+    def encode(self) -> bytes:
+        return json.dumps({"i": self.index, "term": self.term}).encode() + b"\n" + self.entry.encode()
+
+
+def decode_records(data: bytes) -> tuple[list[Record], int]:
+    """The whole records at the start of ``data`` and the bytes they take (a record still
+    being written is left for later)."""
+    out: list[Record] = []
+    pos = 0
+    while True:
+        head_end = data.find(b"\n", pos)
+        entry_end = data.find(b"\n", head_end + 1) if head_end >= 0 else -1
+        if entry_end < 0:
+            return out, pos
+        try:
+            head = json.loads(data[pos:head_end])
+            fields = json.loads(data[head_end + 1 : entry_end])
+            size = int(fields.pop("size"))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise JournalFormatError(f"bad replication record at byte {pos}: {exc}") from None
+        if entry_end + 1 + size > len(data):
+            return out, pos
+        body = data[entry_end + 1 : entry_end + 1 + size]
+        out.append(Record(int(head["i"]), str(head["term"]), Entry(body=body, **fields)))
+        pos = entry_end + 1 + size
+
+
+class LogGap(Exception):
+    """A record that does not follow the last one (a standby missed some)."""
+
+
+class ReplicationLog:
+    """Segments of records in ``directory``; records ``first_index .. last_index`` are kept."""
+
+    def __init__(self, directory: Path, *, base: int = 0, retained_bytes: int = 256 << 20) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.retained_bytes = retained_bytes
+        self._changed = asyncio.Condition()
+        self.first_index = base + 1
+        self.last_index = base
+        self.last_term = ""
+        self._fd: int | None = None
+        self._segment_bytes = 0
+        self._tail: deque[Record] = deque(maxlen=TAIL_RECORDS)
+        segments = self.segments()
+        if segments:
+            self.first_index = int(segments[0].stem)
+            for record in self.read(self.first_index - 1, segments=segments[-1:]):
+                self.last_index, self.last_term = record.index, record.term
+            if self.last_index < self.first_index:
+                self.last_index = self.first_index - 1
+            self._segment_bytes = segments[-1].stat().st_size
+
+    def segments(self) -> list[Path]:
+        return sorted(self.directory.glob(f"*{SEGMENT_SUFFIX}"), key=lambda p: int(p.stem))
+
+    def reset(self, base: int) -> None:
+        """Drop every record: the log starts after ``base`` (a rebuilt pod's base copy)."""
+        self.close()
+        for segment in self.segments():
+            segment.unlink()
+        self.first_index, self.last_index, self.last_term = base + 1, base, ""
+        self._tail.clear()
+
+    # -- writing -----------------------------------------------------------------------
+
+    def append(self, entry: Entry, term: str) -> int:
+        """The primary: number ``entry`` and store it; its index."""
+        record = Record(self.last_index + 1, term, entry)
+        self._write(record)
+        return record.index
+
+    def add(self, record: Record) -> None:
+        """A standby: store a record the primary numbered."""
+        if record.index != self.last_index + 1:
+            raise LogGap(f"record {record.index} does not follow {self.last_index}")
+        self._write(record)
+
+    def _write(self, record: Record) -> None:
+        data = record.encode()
+        if self._fd is None or self._segment_bytes + len(data) > SEGMENT_BYTES:
+            self._roll(record.index)
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._segment_bytes += len(data)
+        self._tail.append(record)
+        self.last_index, self.last_term = record.index, record.term
+        self._notify()
+
+    def _roll(self, first: int) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        path = self.directory / f"{first:016d}{SEGMENT_SUFFIX}"
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._segment_bytes = os.fstat(self._fd).st_size
+        self._trim()
+
+    def _trim(self) -> None:
+        segments = self.segments()
+        total = sum(p.stat().st_size for p in segments)
+        while len(segments) > 1 and total > self.retained_bytes:
+            oldest = segments.pop(0)
+            total -= oldest.stat().st_size
+            oldest.unlink()
+            self.first_index = int(segments[0].stem)
+
+    def _notify(self) -> None:
+        async def wake() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+
+        try:
+            asyncio.get_running_loop().create_task(wake())
+        except RuntimeError:
+            pass  # no loop: nobody waits
+
+    async def wait_beyond(self, index: int, timeout_s: float) -> bool:
+        """Wait until a record past ``index`` exists (at most ``timeout_s``)."""
+        if self.last_index > index:
+            return True
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.last_index > index), timeout_s)
+            except TimeoutError:
+                return False
+        return True
+
+    # -- reading -----------------------------------------------------------------------
+
+    def read(self, after: int, *, segments: list[Path] | None = None, limit: int = 0) -> Iterator[Record]:
+        """Records past ``after``, in order (at most ``limit`` when given)."""
+        if segments is None and self._tail and self._tail[0].index <= after + 1:
+            records = [r for r in self._tail if r.index > after]
+            yield from records[:limit] if limit else records
+            return
+        found = 0
+        chosen = segments if segments is not None else self.segments()
+        for i, segment in enumerate(chosen):
+            following = chosen[i + 1] if i + 1 < len(chosen) else None
+            if following is not None and int(following.stem) <= after + 1:
+                continue
+            data = segment.read_bytes()
+            records, _ = decode_records(data)
+            for record in records:
+                if record.index > after:
+                    yield record
+                    found += 1
+                    if limit and found >= limit:
+                        return
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
