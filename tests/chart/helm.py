@@ -52,6 +52,26 @@ def gateway_tier_values() -> dict[str, Any]:
     return values
 
 
+def high_availability_values() -> dict[str, Any]:
+    """ci/everything-values.yaml with highAvailability on: 3 pods, required anti-affinity,
+    egress restricted to a given API server (every object HA adds, beside every other feature)."""
+    values = everything_values()
+    values["highAvailability"] = {
+        "enabled": True,
+        "replicas": 3,
+        "podAntiAffinity": "required",
+        "synchronous": True,
+    }
+    values.setdefault("networkPolicy", {}).setdefault("egress", {}).update(
+        {"enabled": True, "kubernetesApiTo": [{"ipBlock": {"cidr": "10.96.0.1/32"}}]}
+    )
+    values.setdefault("gateway", {}).pop("workers", None)
+    # The chart's own anti-affinity and zone spread, rather than the user's.
+    values.pop("affinity", None)
+    values.pop("topologySpreadConstraints", None)
+    return values
+
+
 def set_values(*expressions: str) -> dict[str, Any]:
     """Values as `helm install --set a=b --set c=d` builds them."""
     merged: dict[str, Any] = {}

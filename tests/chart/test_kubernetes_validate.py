@@ -11,7 +11,7 @@ import pytest
 
 from tests.chart.crd_schemas import SCHEMAS
 from tests.chart.crds import is_custom, validate_custom
-from tests.chart.helm import Render, everything_values, gateway_tier_values, render
+from tests.chart.helm import Render, everything_values, gateway_tier_values, high_availability_values, render
 
 VERSIONS = ["1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0"]
 RENDERS = {
@@ -19,6 +19,7 @@ RENDERS = {
     "everything": lambda: render(everything_values()),
     "gateway-tier": lambda: render(gateway_tier_values()),
     "legacy": lambda: render({"chromadb": {"apiVersion": "0.6.3", "isPersistent": False}}),
+    "high-availability": lambda: render(high_availability_values()),
     # The collector sidecar stays out of ci/ (the pod runner cannot run its image).
     "otel-collector": lambda: render(
         {"openTelemetry": {"enabled": True, "collector": {"enabled": True, "tracesEndpoint": "tempo:4317"}}}

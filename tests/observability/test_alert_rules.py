@@ -14,6 +14,10 @@ from tests.chart.helm import render
 
 HERE = Path(__file__).parent
 TESTS_FILE = HERE / "alerts.test.yaml"
+#: The alerts highAvailability adds, unit-tested against a render with it on.
+HA_TESTS_FILE = HERE / "alerts-ha.test.yaml"
+HA_VALUES: dict[str, Any] = {"highAvailability": {"enabled": True}}
+HA_ALERTS = {"ChromaNoStandbyInSync", "ChromaReplicationLagHigh", "ChromaFailover"}
 PROMTOOL = shutil.which("promtool")
 
 
@@ -85,3 +89,38 @@ def test_unit_tests_fail_when_a_threshold_moves(tmp_path: Path) -> None:
     proc = promtool("test", "rules", TESTS_FILE.name, cwd=tmp_path)
     assert proc.returncode != 0
     assert "ChromaHighErrorRate" in proc.stdout + proc.stderr
+
+
+def test_promtool_check_rules_with_high_availability(tmp_path: Path) -> None:
+    path = write_rules(tmp_path, rule_groups(dict(HA_VALUES)))
+    proc = promtool("check", "rules", str(path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS: 18 rules found" in proc.stdout
+
+
+def test_promtool_unit_tests_of_the_high_availability_alerts(tmp_path: Path) -> None:
+    write_rules(tmp_path, rule_groups(dict(HA_VALUES)))
+    shutil.copy(HA_TESTS_FILE, tmp_path / HA_TESTS_FILE.name)
+    proc = promtool("test", "rules", HA_TESTS_FILE.name, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_high_availability_unit_tests_cover_its_alerts_both_ways() -> None:
+    alerts = {r["alert"] for r in rule_groups(dict(HA_VALUES))[0]["rules"]}
+    assert alerts - {r["alert"] for r in rule_groups()[0]["rules"]} == HA_ALERTS
+    doc = yaml.safe_load(HA_TESTS_FILE.read_text())
+    fired: set[str] = set()
+    quiet: set[str] = set()
+    for test in doc["tests"]:
+        for case in test["alert_rule_test"]:
+            (fired if case["exp_alerts"] else quiet).add(case["alertname"])
+    assert fired == HA_ALERTS and quiet == HA_ALERTS
+
+
+def test_high_availability_unit_tests_fail_when_max_lag_moves(tmp_path: Path) -> None:
+    write_rules(tmp_path, rule_groups({"highAvailability": {"enabled": True, "maxLagSeconds": 60}}))
+    shutil.copy(HA_TESTS_FILE, tmp_path / HA_TESTS_FILE.name)
+    proc = promtool("test", "rules", HA_TESTS_FILE.name, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "ChromaReplicationLagHigh" in proc.stdout + proc.stderr

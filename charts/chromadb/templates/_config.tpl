@@ -77,6 +77,7 @@
   "backupCopies" "/etc/chromactl/backup-copies"
   "backupAgent" "/etc/chromactl/backup-agent"
   "backupClient" "/etc/chromactl/backup-client"
+  "ha" "/etc/chromactl/ha"
 -}}
 {{- index $paths . | required (printf "chromadb.path: no path named %q" .) -}}
 {{- end }}

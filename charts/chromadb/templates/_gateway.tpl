@@ -31,6 +31,7 @@
 {{- $tokens = append $tokens $token -}}
 {{- end -}}
 {{- $tokens = concat $tokens (include "chromadb.backupAgentCredentials" . | fromYamlArray) -}}
+{{- $tokens = concat $tokens (include "chromadb.haCredentials" . | fromYamlArray) -}}
 {{- with $tokens -}}
 {{- $_ := set $auth "token" (dict "credentials" .) -}}
 {{- end -}}
@@ -55,6 +56,8 @@
 {{- $_ = set $gateway "metrics" (include "chromadb.gatewayMetricsConfig" . | fromYaml) -}}
 {{- $_ = set $gateway "auth" $auth -}}
 {{- $_ = set $gateway "tls" (include "chromadb.tls.gatewayConfig" . | fromYaml) -}}
+{{- /* With HA one process writes the replication log, in order (chromadb.haValidate refuses more). */ -}}
+{{- if eq (include "chromadb.haOn" .) "true" }}{{ $_ = set $gateway "workers" 1 }}{{ end -}}
 {{- if .Values.gateway.limits.enabled -}}
 {{- $_ = set $gateway "limits" (dict "enabled" true "file" (printf "%s/limits.yaml" (include "chromadb.path" "limits"))) -}}
 {{- end -}}
@@ -113,6 +116,7 @@
           containerName: gateway
           resource: requests.cpu
           divisor: 1m
+    {{- with (include "chromadb.haGatewayEnv" . | trim) }}{{ . | nindent 4 }}{{ end }}
   ports:
     - name: http
       containerPort: {{ $c.serverHttpPort }}
@@ -166,6 +170,7 @@
     {{- with (include "chromadb.auth.volumeMounts" . | trim) }}{{ . | nindent 4 }}{{ end }}
     {{- if not $tier }}
     {{- with include "chromadb.backupGatewayVolumeMounts" . | trim }}{{ . | nindent 4 }}{{ end }}
+    {{- with include "chromadb.haVolumeMounts" . | trim }}{{ . | nindent 4 }}{{ end }}
     {{- end }}
     {{- if .Values.gateway.limits.enabled }}
     - name: limits
@@ -199,4 +204,5 @@
 {{- end }}
 {{- with (include "chromadb.tls.volumes" . | trim) }}{{ . | nindent 0 }}{{ end }}
 {{- with (include "chromadb.auth.volumes" . | trim) }}{{ . | nindent 0 }}{{ end }}
+{{- with (include "chromadb.haVolumes" . | trim) }}{{ . | nindent 0 }}{{ end }}
 {{- end }}

@@ -21,6 +21,7 @@
   (include "chromadb.metricsNetworkPolicyIngress" .)
   (include "chromadb.testNetworkPolicyIngress" .)
   (include "chromadb.backupNetworkPolicyIngress" .)
+  (include "chromadb.haNetworkPolicyIngress" .)
 ) -}}
 {{- end }}
 
@@ -30,6 +31,7 @@
   (include "chromadb.networkPolicy.dnsEgress" .)
   (include "chromadb.networkPolicy.releaseEgress" .)
   (include "chromadb.networkPolicy.userEgress" .)
+  (include "chromadb.haNetworkPolicyEgress" .)
 ) -}}
 {{- end }}
 

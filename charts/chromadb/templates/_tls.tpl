@@ -19,7 +19,8 @@
 {{- end }}
 
 {{/* Every name the server is reached by, as a JSON list: the Service and (single-node) the
-     headless Service (short, .ns, .ns.svc, .ns.svc.cluster.local) and the pod's stable names, localhost
+     headless Service (short, .ns, .ns.svc, .ns.svc.cluster.local), with HA the -rw and -ro Services,
+     and the pods' stable names, localhost
      (port-forward), then chromadb.tls.extraDnsNames. */}}
 {{- define "chromadb.tls.dnsNames" -}}
 {{- $full := include "chromadb.fullname" . -}}
@@ -28,7 +29,11 @@
 {{- $hosts := list $full -}}
 {{- if ne (include "chromadb.gatewayTier" .) "true" -}}{{- /* the tier's pods have no stable names */}}
 {{- $hosts = append $hosts $headless -}}
-{{- range $i := until (max 1 (int .Values.replicaCount) | int) -}}
+{{- if eq (include "chromadb.haOn" .) "true" -}}{{- /* the Services by role */}}
+{{- $hosts = concat $hosts (list (printf "%s-rw" $full) (printf "%s-ro" $full)) -}}
+{{- end -}}
+{{- $pods := ternary .Values.highAvailability.replicas .Values.replicaCount (eq (include "chromadb.haOn" .) "true") -}}
+{{- range $i := until (max 1 (int $pods) | int) -}}
 {{- $hosts = append $hosts (printf "%s-%d.%s" $full $i $headless) -}}
 {{- end -}}
 {{- end -}}

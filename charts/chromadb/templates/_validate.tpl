@@ -2,6 +2,7 @@
 
 {{/* Checks across values that a schema cannot express; rendered once, by the StatefulSet. */}}
 {{- define "chromadb.validate" -}}
+{{- include "chromadb.haValidate" . -}}
 {{- if eq (include "chromadb.gatewayTier" .) "true" -}}
 {{- include "chromadb.validateGatewayTier" . -}}
 {{- end -}}
