@@ -17,6 +17,7 @@ from chromactl.backup.cli import register as register_backup
 from chromactl.config import load_config
 from chromactl.errors import ChromactlError
 from chromactl.gateway.token_cli import register as register_gateway
+from chromactl.ha.cli import register as register_ha
 from chromactl.logging import configure_logging
 from chromactl.pod.cli import register as register_pod
 from chromactl.secrets import require_secret
@@ -33,6 +34,7 @@ app.add_typer(config_app, name="config")
 register_backup(app)
 register_gateway(app)
 register_pod(app)
+register_ha(app)
 
 console = Console(stderr=True, soft_wrap=True)  # log lines are not cut at 80 columns
 

@@ -19,10 +19,10 @@ import httpx
 import uvicorn
 
 from chromactl.config import parse_config
+from chromactl.gateway.server import serve
 from chromactl.ha.kubeapi import KubeApi
 from chromactl.ha.node import Node
 from chromactl.pod import build_pod
-from chromactl.gateway.server import serve
 from tests.chart.fake_kube import FakeCluster
 from tests.gateway.helpers import Chroma, free_port, wait_until
 
@@ -30,6 +30,7 @@ from tests.gateway.helpers import Chroma, free_port, wait_until
 TIMINGS = {"lease_duration_s": 3.0, "renew_deadline_s": 1.5, "retry_period_s": 0.3}
 API_TIMEOUT_S = 0.5
 LEASE = "chroma-leader"
+DB = "/api/v2/tenants/default_tenant/databases/default_database"
 
 
 @dataclass
@@ -83,7 +84,9 @@ def run_ha_pod(
             assert pod.node is not None
             pod.node.start()
             try:
-                await serve(settings, pod.gateway, on_started=lambda s: (holder.update(server=s), started.set()))
+                await serve(
+                    settings, pod.gateway, on_started=lambda s: (holder.update(server=s), started.set())
+                )
             finally:
                 if not holder.get("crashed"):
                     await pod.node.stop()

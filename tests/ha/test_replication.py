@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.chart.fake_kube import FakeCluster
-from tests.chart.servers import serve
-from tests.gateway.helpers import Chroma, run_chroma, wait_until
-from tests.ha.helpers import LEASE, HaPod, add_pod_object, free_ha_port, run_ha_pod
+from tests.gateway.helpers import wait_until
+from tests.ha.conftest import Chromas, Kube
+from tests.ha.helpers import DB, HaPod, free_ha_port, run_ha_pod
 
-DB = "/api/v2/tenants/default_tenant/databases/default_database"
 A, B = "127.0.0.11", "127.0.0.12"
-
-
-@pytest.fixture
-def kube() -> Iterator[tuple[FakeCluster, str]]:
-    cluster = FakeCluster()
-    for name in (A, B):
-        add_pod_object(cluster, name)
-    with serve(cluster.handler()) as url:
-        yield cluster, url
-
-
-@pytest.fixture
-def chromas(tmp_path: Path) -> Iterator[tuple[Chroma, Chroma]]:
-    with run_chroma(tmp_path / "a") as a, run_chroma(tmp_path / "b") as b:
-        yield a, b
-
-
-def holder(cluster: FakeCluster) -> str | None:
-    lease = cluster.find("Lease", LEASE, "default")
-    return (lease or {}).get("spec", {}).get("holderIdentity") or None
 
 
 def add(pod: HaPod, cid: str, ids: list[str]) -> httpx.Response:
@@ -42,7 +18,7 @@ def add(pod: HaPod, cid: str, ids: list[str]) -> httpx.Response:
     return httpx.post(f"{pod.url}{DB}/collections/{cid}/add", json=body, timeout=30)
 
 
-def test_standby_applies_writes_with_the_same_ids(kube, chromas, tmp_path: Path) -> None:
+def test_standby_applies_writes_with_the_same_ids(kube: Kube, chromas: Chromas, tmp_path: Path) -> None:
     cluster, url = kube
     port = free_ha_port()
     with run_ha_pod(A, chromas[0], url, port, tmp_path / "sa") as a:
@@ -63,8 +39,10 @@ def test_standby_applies_writes_with_the_same_ids(kube, chromas, tmp_path: Path)
             assert httpx.get(f"{b.url}{DB}/collections/{cid}/count", timeout=30).json() == 2
             assert cluster.get("Pod", A, "default")["metadata"]["labels"]["chromactl.io/role"] == "primary"
             wait_until(
-                lambda: cluster.get("Pod", B, "default")["metadata"]["labels"].get("chromactl.io/role")
-                == "standby",
+                lambda: (
+                    cluster.get("Pod", B, "default")["metadata"]["labels"].get("chromactl.io/role")
+                    == "standby"
+                ),
                 10,
                 "the standby's label",
             )

@@ -84,6 +84,8 @@ class LeaderElector:
         self._observed: dict[str, Any] | None = None
         self._observed_at = 0.0
         self._renewed_at = 0.0
+        #: One try at a time: a hand-over never races a renewal.
+        self._lock = threading.Lock()
 
     @property
     def holder(self) -> str | None:
@@ -139,6 +141,10 @@ class LeaderElector:
 
     def step(self) -> bool:
         """One round: try, then start or stop leading; whether this candidate leads now."""
+        with self._lock:
+            return self._step()
+
+    def _step(self) -> bool:
         started = self.clock()
         if self.try_acquire_or_renew():
             self._renewed_at = started
@@ -179,6 +185,10 @@ class LeaderElector:
     def hand_over(self, to: str) -> None:
         """Stop leading and write ``to`` as the holder (a switchover): ``to`` renews it as its
         own at its next try. Raises :class:`KubeApiError` (this candidate still leads then)."""
+        with self._lock:
+            self._hand_over(to)
+
+    def _hand_over(self, to: str) -> None:
         lease = self.api.get_lease(self.name)
         spec = dict((lease or {}).get("spec") or {})
         if lease is None or spec.get("holderIdentity") != self.identity:

@@ -204,7 +204,7 @@ class Node:
     # -- roles -----------------------------------------------------------------------------
 
     def _promote(self) -> None:
-        if not self.elector.leading:
+        if not self.elector.leading or self.role == "primary":
             return
         self._spawn(self._promoted())
 

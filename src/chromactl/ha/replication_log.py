@@ -16,6 +16,7 @@ oldest segment goes, and a standby that needs it is rebuilt from a base copy ins
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections import deque
@@ -151,10 +152,8 @@ class ReplicationLog:
             async with self._changed:
                 self._changed.notify_all()
 
-        try:
+        with contextlib.suppress(RuntimeError):  # no loop: nobody waits
             asyncio.get_running_loop().create_task(wake())
-        except RuntimeError:
-            pass  # no loop: nobody waits
 
     async def wait_beyond(self, index: int, timeout_s: float) -> bool:
         """Wait until a record past ``index`` exists (at most ``timeout_s``)."""
