@@ -46,7 +46,8 @@ class HaPod:
         return httpx.Client(base_url=self.url, timeout=30.0)
 
     def status(self) -> dict[str, Any]:
-        return httpx.get(self.url + "/chromactl/v1/ha/status", timeout=5).json()
+        found: dict[str, Any] = httpx.get(self.url + "/chromactl/v1/ha/status", timeout=5).json()
+        return found
 
 
 def add_pod_object(kube: FakeCluster, name: str) -> None:
@@ -76,6 +77,10 @@ def run_ha_pod(
     holder: dict[str, Any] = {}
     started = threading.Event()
 
+    def on_started(server: uvicorn.Server) -> None:
+        holder["server"] = server
+        started.set()
+
     def main() -> None:
         async def go() -> None:
             pod = build_pod(settings, kube=kube)
@@ -84,12 +89,9 @@ def run_ha_pod(
             assert pod.node is not None
             pod.node.start()
             try:
-                await serve(
-                    settings, pod.gateway, on_started=lambda s: (holder.update(server=s), started.set())
-                )
+                await serve(settings, pod.gateway, on_started=on_started)
             finally:
-                if not holder.get("crashed"):
-                    await pod.node.stop()
+                await pod.node.stop()
 
         try:
             asyncio.run(go())
