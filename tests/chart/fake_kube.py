@@ -18,7 +18,13 @@ depend on it:
   renders: containers, volumes, env, ports, ...), JSON merge, JSON patch, and server-side apply
   (taken as a merge of the applied object: field ownership is not modelled).
 
-Every request is recorded (method and path) so that a test can prove the chart really asked.
+Every request is recorded (method and path) so that a test can prove the chart really asked,
+and with the bearer token it came with (``callers``), so that a request can be traced to the pod
+whose service account token it carried.
+
+``serve_tls`` serves a cluster over HTTPS with a CA of its own, as pods reach the real API server
+(the pod runner does that for ``PodRunner(kube=...)``); ``on_write`` lets a test tool (the pod
+runner: pods as API objects) follow what clients change.
 """
 
 from __future__ import annotations
@@ -26,17 +32,22 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import ssl
+import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import helm_python
 import yaml
 
+from chromactl import selfsigned
 from tests.chart.servers import serve
 
 #: kind -> (group/version path, plural, namespaced)
@@ -334,14 +345,25 @@ def matches_selector(labels: dict[str, str], selector: str) -> bool:
 # ------------------------------------------------------------------------------------ cluster
 
 
+#: What ``FakeCluster.on_write`` callbacks get: the method ("POST", "PUT", "PATCH", "DELETE"), the
+#: object before (None for a create) and after (None for a delete).
+WriteCallback = Callable[[str, dict[str, Any] | None, dict[str, Any] | None], None]
+
+
 class FakeCluster:
     def __init__(self, objects: list[dict[str, Any]] | None = None) -> None:
         self.objects: list[dict[str, Any]] = []
         self.requests: list[str] = []
+        #: (bearer token or None, request as in ``requests``) of every request
+        self.callers: list[tuple[str | None, str]] = []
         #: (method, path) of every request that changed something
         self.writes: list[tuple[str, str]] = []
+        #: Called after each successful write through the API (``answer``), outside the
+        #: cluster's lock, before the answer goes back: ``callback(method, before, after)``.
+        self.on_write: list[WriteCallback] = []
         self._version = 0
         self._lock = threading.Lock()
+        self._events: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = []
         #: While set, every request is answered 503 (the API server is away).
         self.down = False
         for obj in objects or []:
@@ -384,6 +406,50 @@ class FakeCluster:
     def remove(self, kind: str, name: str, namespace: str | None = None) -> None:
         """`kubectl delete <kind> <name>` (with `--cascade=orphan`: nothing else goes with it)."""
         self.objects.remove(self.get(kind, name, namespace))
+
+    def put(self, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        """Create or replace ``obj`` (by kind, name and namespace) as a controller would, under
+        the cluster's lock; no ``on_write`` callback (they follow what API clients do)."""
+        with self._lock:
+            meta = obj["metadata"]
+            live = self.find(obj["kind"], meta["name"], meta.get("namespace") or namespace)
+            if live is None:
+                return self.add(obj, namespace)
+            new: dict[str, Any] = json.loads(json.dumps(obj))
+            new["metadata"].setdefault("namespace", live["metadata"].get("namespace"))
+            self._bump(new)
+            self.objects[self.objects.index(live)] = new
+            return new
+
+    def modify(
+        self,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        change: Callable[[dict[str, Any]], None],
+        uid: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Change the live object in place under the cluster's lock (a controller's status
+        update: nothing a client writes at the same time is lost); None when it is not there
+        (or has another ``uid``)."""
+        with self._lock:
+            live = self.find(kind, name, namespace)
+            if live is None or (uid is not None and live["metadata"].get("uid") != uid):
+                return None
+            new: dict[str, Any] = json.loads(json.dumps(live))
+            change(new)
+            self._bump(new)
+            self.objects[self.objects.index(live)] = new
+            return new
+
+    def discard(self, kind: str, name: str, namespace: str | None = None, uid: str | None = None) -> bool:
+        """Remove the object if it is there (and has ``uid``, when given); whether it was."""
+        with self._lock:
+            live = self.find(kind, name, namespace)
+            if live is None or (uid is not None and live["metadata"].get("uid") != uid):
+                return False
+            self.objects.remove(live)
+            return True
 
     def _bump(self, obj: dict[str, Any]) -> None:
         self._version += 1
@@ -459,9 +525,16 @@ class FakeCluster:
         return None
 
     def answer(
-        self, path: str, method: str = "GET", body: bytes = b"", content_type: str = ""
+        self,
+        path: str,
+        method: str = "GET",
+        body: bytes = b"",
+        content_type: str = "",
+        token: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        self.requests.append(path if method == "GET" else f"{method} {path}")
+        line = path if method == "GET" else f"{method} {path}"
+        self.requests.append(line)
+        self.callers.append((token, line))
         url = urlsplit(path)
         query = parse_qs(url.query)
         path = url.path.strip("/")
@@ -469,9 +542,14 @@ class FakeCluster:
             return 503, ApiError(503, "ServiceUnavailable", "the API server is away").status()
         with self._lock:
             try:
-                return self._answer(method, path, query, body, content_type)
+                result = self._answer(method, path, query, body, content_type)
             except ApiError as exc:
-                return exc.code, exc.status()
+                result = exc.code, exc.status()
+            events, self._events = self._events, []
+        for event in events:
+            for callback in list(self.on_write):
+                callback(*event)
+        return result
 
     def _answer(
         self, method: str, path: str, query: dict[str, list[str]], body: bytes, content_type: str
@@ -521,7 +599,9 @@ class FakeCluster:
             if self.find(kind, name, namespace):
                 raise ApiError(409, "AlreadyExists", f'{kind.lower()}s "{name}" already exists')
             self.writes.append((method, f"{kind}/{name}"))
-            return 201, self.add(obj, namespace)
+            created = self.add(obj, namespace)
+            self._events.append((method, None, created))
+            return 201, created
         assert name is not None
         live = self.find(kind, name, namespace)
         ref = ".".join(filter(None, [RESOURCES[kind][1], group_of(kind)]))
@@ -534,6 +614,7 @@ class FakeCluster:
         if method == "DELETE":
             assert live is not None
             self.objects.remove(live)
+            self._events.append((method, live, None))
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
         if method == "PUT":
             new = json.loads(body)
@@ -548,11 +629,15 @@ class FakeCluster:
         elif method == "PATCH":
             new = self._patched(live, body, content_type)
             if live is None:
-                return 201, self.add(new, namespace)
+                created = self.add(new, namespace)
+                self._events.append((method, None, created))
+                return 201, created
         else:
             raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
         assert live is not None
-        return 200, self._replace(live, new)
+        replaced = self._replace(live, new)
+        self._events.append((method, live, replaced))
+        return 200, replaced
 
     def _patched(self, live: dict[str, Any] | None, body: bytes, content_type: str) -> dict[str, Any]:
         if "apply-patch" in content_type:  # server-side apply: the applied object, merged
@@ -616,7 +701,9 @@ class FakeCluster:
                         code, answer = error.code, error.status()
                         return self._send(code, answer)
                     content_type = "application/json"
-                code, answer = cluster.answer(self.path, self.command, body, content_type)
+                auth = self.headers.get("Authorization", "")
+                token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
+                code, answer = cluster.answer(self.path, self.command, body, content_type, token)
                 self._send(code, answer)
 
             def _send(self, code: int, answer: dict[str, Any]) -> None:
@@ -630,6 +717,85 @@ class FakeCluster:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
         return Handler
+
+
+class _TlsServer(ThreadingHTTPServer):
+    """A threading HTTP server whose connections are TLS, each handshake in the connection's own
+    thread (a client that stalls mid-handshake holds up nobody else)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any, context: ssl.SSLContext) -> None:
+        self.context = context
+        super().__init__(address, handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(30)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            request.close()
+            return
+        super().finish_request(tls, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that went away mid-request (a partitioned pod, a closed test)
+
+
+@dataclass
+class TlsEndpoint:
+    """A FakeCluster served over HTTPS: where (``host``, ``port``, ``url``) and the CA that
+    signed its certificate (``ca_crt`` as PEM, ``ca_file`` on disk for clients on the host)."""
+
+    cluster: FakeCluster
+    host: str
+    port: int
+    ca_crt: str
+    ca_file: Path
+    _server: _TlsServer
+    _dir: tempfile.TemporaryDirectory[str]
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._dir.cleanup()
+
+
+#: The names the API server's certificate carries (the `kubernetes` Service in `default`).
+KUBERNETES_NAMES = [
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+    "localhost",
+]
+
+
+def serve_tls(cluster: FakeCluster, host: str = "127.0.0.1", port: int = 0) -> TlsEndpoint:
+    """Serve ``cluster`` over HTTPS on ``host:port`` (0: any free port) with a new CA; the
+    certificate names ``host`` and the `kubernetes` Service's names. ``close()`` stops it."""
+    pem = selfsigned.generate(KUBERNETES_NAMES, [host])
+    directory = tempfile.TemporaryDirectory(prefix="fake-kube-")
+    root = Path(directory.name)
+    (root / "ca.crt").write_text(pem.ca_crt)
+    (root / "tls.crt").write_text(pem.tls_crt)
+    (root / "tls.key").write_text(pem.tls_key)
+    (root / "tls.key").chmod(0o600)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(root / "tls.crt", root / "tls.key")
+    try:
+        server = _TlsServer((host, port), cluster.handler(), context)
+    except OSError as exc:
+        directory.cleanup()
+        raise OSError(exc.errno, f"cannot serve the fake API server on {host}:{port}: {exc}") from None
+    threading.Thread(target=server.serve_forever, name="fake-kube-tls", daemon=True).start()
+    return TlsEndpoint(
+        cluster, host, server.server_address[1], pem.ca_crt, root / "ca.crt", server, directory
+    )
 
 
 KUBECONFIG = """apiVersion: v1

@@ -4,7 +4,8 @@
 that differs from its target port on the pod's address. ``pod_network_changed`` rewrites
 every pod's ``/etc/hosts`` (Service names, StatefulSet pods through their headless
 Service) and loads each pod's NetworkPolicy rules (``tests/podrunner/netpol.py``) into its
-network namespace with nftables.
+network namespace with nftables. ``partition``/``heal`` cut a pod off the network (an
+nftables table of their own in its network namespace) and join it again.
 """
 
 from __future__ import annotations
@@ -273,6 +274,10 @@ def pod_network_changed(runner: PodRunner) -> None:
                     f"{host}.{sub}.{runner.namespace}.svc.cluster.local",
                 ]
                 lines.append(f"{pod.ip}\t{' '.join(names)}")
+        if runner.kube is not None:
+            names = ["kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+            names.append("kubernetes.default.svc.cluster.local")
+            lines.append(f"{runner.kube.endpoint.host}\t{' '.join(names)}")
         for svc in runner.store.of_kind("Service"):
             target = service_pod(runner, svc)
             if target is None:
@@ -310,6 +315,43 @@ def _enforce_network_policy(runner: PodRunner, pods: list[Pod]) -> None:
         if rules != pod.nft_rules and pod.holder is not None:
             _run(NSENTER, f"--net=/proc/{pod.holder.pid}/ns/net", NFT, "-f", "-", stdin=rules)
             pod.nft_rules = rules
+
+
+#: The table ``partition`` loads; NetworkPolicy's (``inet podrunner``) is another, so a policy
+#: reload leaves the cut in place. Its chains come first (priority -10) and drop everything but
+#: loopback: no reset, no ICMP, so peers and open connections time out as on a real cut.
+PARTITION_TABLE = "podrunner-partition"
+PARTITION_RULES = f"""table inet {PARTITION_TABLE} {{
+  chain input {{
+    type filter hook input priority -10; policy accept;
+    iif lo accept
+    drop
+  }}
+  chain output {{
+    type filter hook output priority -10; policy accept;
+    oif lo accept
+    drop
+  }}
+}}
+"""
+
+
+def partition(pod: Pod) -> None:
+    """Drop every packet into and out of the pod's network namespace but loopback's."""
+    if pod.holder is None or pod.holder.poll() is not None:
+        raise PodError(f"pod {pod.name} has no network namespace to cut")
+    ns = f"--net=/proc/{pod.holder.pid}/ns/net"
+    script = f"table inet {PARTITION_TABLE}\ndelete table inet {PARTITION_TABLE}\n{PARTITION_RULES}"
+    _run(NSENTER, ns, NFT, "-f", "-", stdin=script)
+
+
+def heal(pod: Pod) -> None:
+    """Undo ``partition``: the pod's packets flow again (open connections resume)."""
+    if pod.holder is None or pod.holder.poll() is not None:
+        return
+    ns = f"--net=/proc/{pod.holder.pid}/ns/net"
+    script = f"table inet {PARTITION_TABLE}\ndelete table inet {PARTITION_TABLE}\n"
+    _run(NSENTER, ns, NFT, "-f", "-", stdin=script)
 
 
 def _forward_ports(runner: PodRunner, svc: Obj, pod: Pod) -> None:

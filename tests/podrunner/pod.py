@@ -65,6 +65,8 @@ class Container:
     restarts: int = 0
     liveness_restarts: int = 0
     crashes: int = 0
+    #: Exits a test caused on purpose (``PodRunner.kill_containers``): restarts, not crashes.
+    kills: int = 0
     exit_codes: list[int] = field(default_factory=list)
     started: bool = False
     ready: bool = False
@@ -114,7 +116,9 @@ class Pod:
         self.meta["uid"] = self.uid
         self.spec: Obj = manifest["spec"]
         self.origin = origin
-        self.labels: dict[str, str] = self.meta.get("labels") or {}
+        #: The pod's labels, the same dict as ``meta["labels"]`` (with ``PodRunner(kube=...)``
+        #: replaced as a whole when the API object's labels change).
+        self.labels: dict[str, str] = self.meta.setdefault("labels", {})
         self.namespace: str = self.meta.get("namespace") or runner.namespace
         if self.namespace not in runner.namespaces:
             raise PodError(
@@ -134,6 +138,11 @@ class Pod:
         self.forwards: list[PortForward] = []
         #: A Job's backoffLimit: restarts (OnFailure) after which the pod fails.
         self.max_restarts: int | None = None
+        #: The service account token it was given (``PodRunner(kube=...)``), else None.
+        self.token: str | None = None
+        #: Cut off the network (``PodRunner.partition``): its probes wait, as a kubelet on its
+        #: side of the cut would neither restart it nor mark it unready.
+        self.partitioned = False
         self._stop = threading.Event()
         self._live = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"pod-{self.name}", daemon=True)
@@ -268,6 +277,8 @@ class Pod:
         self._probe_all(c, now)
 
     def _probe_all(self, c: Container, now: float) -> None:
+        if self.partitioned:
+            return
         if not c.started:
             if c.startup is None:
                 c.started = True
@@ -367,6 +378,25 @@ class Pod:
         c.exit_codes.append(code)
         c.proc = None
         c.ready = c.started = False
+
+    def kill_containers(self, container: str | None = None) -> list[str]:
+        """SIGKILL the processes of the pod's running containers (or of one): they restart by
+        ``restartPolicy`` with the usual back-off; the exits are not counted as crashes by
+        ``crashed``. The names of the containers killed."""
+        targets = [self.container(container)] if container else self.containers
+        killed = []
+        for c in targets:
+            proc = c.proc
+            if proc is None or proc.poll() is not None:
+                continue
+            c.kills += 1
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+            c.ready = False  # before it returns: a waiter must not see the dead one ready
+            killed.append(c.name)
+        return killed
 
     def exec(self, container: str, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` inside a running container (its mounts, network, env)."""
@@ -479,8 +509,9 @@ class Pod:
         return self.phase == "Running" and all(c.ready for c in self.containers)
 
     def crashed(self) -> Container | None:
+        """The first container that exited on its own (not through ``kill_containers``)."""
         for c in self.init_containers + self.containers:
-            if c.crashes:
+            if c.crashes > c.kills:
                 return c
         return None
 

@@ -21,10 +21,20 @@ pods the way a kubelet would, close enough that a chart mistake fails a test:
 * volumes (PVCs as directories that outlive the pod, emptyDir, configMap,
   secret, projected, downwardAPI), env (value, valueFrom, envFrom, Service
   links), ``$(VAR)`` expansion, init containers, probes, restart policies;
-* Jobs, CronJobs (on demand) and helm test hooks.
+* Jobs, CronJobs (on demand) and helm test hooks;
+* with ``PodRunner(kube=FakeCluster())`` (``tests/chart/fake_kube.py``), the Kubernetes API
+  from inside pods (``tests/podrunner/kube.py``): the fake API server over HTTPS on the bridge's
+  host address, the ``KUBERNETES_SERVICE_*`` variables, the service account's token, ``ca.crt``
+  and namespace mounted as a kubelet mounts them; every pod is a ``Pod`` object of that cluster
+  (labels changed through the API are the pod's labels, and Services follow them at once; a
+  DELETE through the API has the StatefulSet make the pod again: ``wait_recreated``);
+* faults for tests: ``kill_containers`` (SIGKILL; restarts by ``restartPolicy``),
+  ``partition``/``heal`` (every packet in and out of the pod dropped but loopback's; open
+  connections stall as on a real cut) and the API server's outage (``FakeCluster.down``).
 
 It is not a cluster: no scheduler, no controllers beyond "start the pods of a
-StatefulSet/Deployment, run a Job's pod until done". Every wait is bounded and
+StatefulSet/Deployment, run a Job's pod until done" (and "make a StatefulSet's pod again
+when it is deleted through the API"). Every wait is bounded and
 every process is killed when the runner closes (and by the kernel if the test
 process dies: sandboxes die with their parent).
 
@@ -34,7 +44,8 @@ containers: lifecycle, probes, restarts), ``network.py`` (the bridge, addresses,
 ``/etc/hosts``, Service port forwards, loading the NetworkPolicy rules of ``netpol.py``),
 ``volumes.py``, ``environment.py`` (env and command), ``sandbox.py`` (the container's user,
 root filesystem and bubblewrap command line; ``exec.c``), ``images.py``, ``objects.py``
-(parsed manifests) and ``common.py`` (the error, host tools, process helpers).
+(parsed manifests), ``kube.py`` (the pods' API server, pods as API objects) and ``common.py``
+(the error, host tools, process helpers).
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.podrunner import images as image_table
 from tests.podrunner import network
@@ -55,6 +67,10 @@ from tests.podrunner.network import Network
 from tests.podrunner.objects import Store, hook_kinds, parse_manifests
 from tests.podrunner.pod import Container, Pod
 from tests.podrunner.sandbox import ExecShim
+
+if TYPE_CHECKING:
+    from tests.chart.fake_kube import FakeCluster
+    from tests.podrunner.kube import KubeLink
 
 #: What tests import from here (the modules above hold them).
 __all__ = [
@@ -107,6 +123,8 @@ class PodRunner:
         grace_cap_s: float = 10.0,
         mirrors: dict[str, str] | None = None,
         network_policy: bool = True,
+        kube: FakeCluster | None = None,
+        kube_port: int = 443,
     ) -> None:
         self.workdir = workdir
         #: Registry mirrors, as a container runtime has them: ``{"registry.example.com":
@@ -132,6 +150,23 @@ class PodRunner:
         self.images = image_table.STORE
         self.shim = ExecShim()
         self.network = Network()
+        self._closing = False
+        self._controllers: list[threading.Thread] = []
+        #: What the StatefulSet stand-in could not do (a pod deleted through the API that did
+        #: not start again); ``wait_recreated`` raises it.
+        self.controller_errors: list[str] = []
+        #: The pods' API server (``kube.py``): ``kube.cluster``, ``kube.endpoint.url``,
+        #: ``kube.endpoint.ca_file``, ``kube.tokens``; None without ``kube=``.
+        self.kube: KubeLink | None = None
+        if kube is not None:
+            from tests.podrunner.kube import KubeLink
+
+            try:
+                self.kube = KubeLink(self, kube, kube_port)
+            except BaseException:
+                self.network.close()
+                self.shim.close()
+                raise
 
     def __enter__(self) -> PodRunner:
         return self
@@ -140,8 +175,11 @@ class PodRunner:
         self.close()
 
     def close(self) -> None:
+        self._closing = True
         for balancer in self._balancers:
             balancer.close()
+        for thread in list(self._controllers):
+            thread.join(60)
         errors = []
         for pod in list(self.pods.values()):
             try:
@@ -149,6 +187,8 @@ class PodRunner:
             except PodError as exc:
                 errors.append(str(exc))
         self.pods.clear()
+        if self.kube is not None:
+            self.kube.close()
         self.network.close()
         self.shim.close()
         if errors:
@@ -210,20 +250,32 @@ class PodRunner:
                 old.stop()
             pod = Pod(self, json.loads(json.dumps(manifest)), origin)
             pod.max_restarts = max_restarts
+            if self.kube is not None:
+                if old is not None:
+                    self.kube.unregister(old)
+                self.kube.register(pod)
             self.pods[name] = pod
             self.ran.add(origin)
         pod.start()
         return pod
 
     def _pod_from_template(self, template: Obj, name: str, owner: Obj) -> Obj:
-        meta = dict(template.get("metadata") or {})
+        meta = json.loads(json.dumps(template.get("metadata") or {}))
         meta |= {"name": name, "namespace": self.namespace}
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": owner.get("apiVersion", "apps/v1"),
+                "kind": owner["kind"],
+                "name": owner["metadata"]["name"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
         return {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": meta,
             "spec": json.loads(json.dumps(template["spec"])),
-            "ownerReferences": [{"kind": owner["kind"], "name": owner["metadata"]["name"]}],
         }
 
     def statefulset_pods(self, name: str) -> list[Obj]:
@@ -291,23 +343,116 @@ class PodRunner:
         if pod is None:
             raise PodError(f"no pod {name}")
         pod.stop()
+        if self.kube is not None:
+            self.kube.unregister(pod)
         self.pod_network_changed()
+
+    def _recreate(self, pod: Pod, *, owned_only: bool = False) -> Pod | None:
+        """Delete ``pod`` and start it again as its owner would (the same name, a new uid; a
+        StatefulSet's from its template). With ``owned_only`` a pod no StatefulSet or
+        Deployment owns stays deleted (None)."""
+        kind, owner = pod.origin.split("/", 1)
+        self.delete_pod(pod.name)
+        if kind == "StatefulSet":
+            manifest = next(p for p in self.statefulset_pods(owner) if p["metadata"]["name"] == pod.name)
+        elif kind == "Deployment" or not owned_only:
+            manifest = pod.manifest
+        else:
+            return None
+        return self.start_pod(manifest, pod.origin)
 
     def restart_pod(self, name: str, timeout: float = 120) -> Pod:
         """Delete a StatefulSet/Deployment pod and let its owner make it again.
 
         A new pod: fresh emptyDirs and network namespace, the same PVCs.
         """
-        pod = self.pod(name)
-        kind, owner = pod.origin.split("/", 1)
-        self.delete_pod(name)
-        if kind == "StatefulSet":
-            manifest = next(p for p in self.statefulset_pods(owner) if p["metadata"]["name"] == name)
-        else:
-            manifest = pod.manifest
-        new = self.start_pod(manifest, pod.origin)
+        new = self._recreate(self.pod(name))
+        assert new is not None
         self.wait_ready(name, timeout)
         return new
+
+    def _replace_deleted(self, pod: Pod) -> None:
+        """A pod deleted through the API: stop it and let its owner make it again, in the
+        background (the DELETE has been answered; the pod comes back a moment later)."""
+
+        def run() -> None:
+            if self._closing:
+                return
+            with self._lock:
+                if self.pods.get(pod.name) is not pod:
+                    return
+            try:
+                self._recreate(pod, owned_only=True)
+            except Exception as exc:
+                self.controller_errors.append(f"pod {pod.name} deleted through the API: {exc}")
+
+        thread = threading.Thread(target=run, name=f"controller-{pod.name}", daemon=True)
+        self._controllers = [t for t in self._controllers if t.is_alive()] + [thread]
+        thread.start()
+
+    def wait_recreated(self, name: str, old_uid: str, timeout: float = 120) -> Pod:
+        """Wait until the pod ``name`` is a new one (not ``old_uid``: deleted through the API
+        and made again by its owner) and ready."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.controller_errors:
+                raise PodError("; ".join(self.controller_errors))
+            with self._lock:
+                pod = self.pods.get(name)
+            if pod is not None and pod.uid != old_uid:
+                return self.wait_ready(name, max(deadline - time.monotonic(), 0.1))
+            if time.monotonic() > deadline:
+                raise PodError(f"pod {name} (uid {old_uid}) was not made again within {timeout:.0f}s")
+            time.sleep(TICK_S)
+
+    # -- the API and faults --------------------------------------------------------
+
+    def set_labels(self, name: str, labels: dict[str, str | None]) -> None:
+        """Change a pod's labels as ``kubectl label`` does (None removes one): through the API
+        (a merge patch) with ``kube=``, else directly; Services follow at once."""
+        pod = self.pod(name)
+        if self.kube is not None:
+            path = f"/api/v1/namespaces/{pod.namespace}/pods/{name}"
+            body = json.dumps({"metadata": {"labels": labels}}).encode()
+            code, answer = self.kube.cluster.answer(path, "PATCH", body, "application/merge-patch+json")
+            if code != 200:
+                raise PodError(f"label pod {name}: HTTP {code}: {answer.get('message')}")
+            return
+        new = {k: v for k, v in {**pod.labels, **labels}.items() if v is not None}
+        with self._lock:
+            pod.labels = new
+            pod.meta["labels"] = new
+        self.pod_network_changed()
+
+    def api_requests(self, name: str) -> list[str]:
+        """The API requests made with the service account tokens of the pod ``name`` (every
+        pod of that name the runner ran), as ``FakeCluster.requests`` writes them."""
+        if self.kube is None:
+            raise PodError("the runner has no API server (PodRunner(kube=...))")
+        tokens = {t for t, pod in self.kube.tokens.items() if pod == name}
+        return [line for token, line in self.kube.cluster.callers if token in tokens]
+
+    def kill_containers(self, pod: str, container: str | None = None) -> list[str]:
+        """SIGKILL the processes of a pod's containers (or of one), as an OOM kill or a crash
+        would end them: they start again by ``restartPolicy`` with the usual back-off, and
+        ``wait_ready`` waits for them instead of reporting a crash. The names killed."""
+        return self.pod(pod).kill_containers(container)
+
+    def partition(self, pod: str) -> None:
+        """Cut the pod off the network while its processes run: every packet into and out of
+        its network namespace is dropped (not rejected) but loopback's, to and from other
+        pods, the host's clients and balancers, and the API server; open TCP connections stall
+        until they time out. Its probes wait meanwhile (it is neither restarted nor marked
+        unready: the kubelet is on its side of the cut). A pod made again starts connected."""
+        p = self.pod(pod)
+        network.partition(p)
+        p.partitioned = True
+
+    def heal(self, pod: str) -> None:
+        """Undo :meth:`partition`: packets flow again, stalled connections resume."""
+        p = self.pod(pod)
+        network.heal(p)
+        p.partitioned = False
 
     # -- jobs and tests ----------------------------------------------------------
 

@@ -97,6 +97,8 @@ def container_command(
     env = dict(image.env)
     env |= {"HOSTNAME": pod.spec.get("hostname", pod.name)}
     env |= environment.service_env(runner, pod)
+    if runner.kube is not None:
+        env |= runner.kube.env()
     env |= environment.container_env(runner, pod, c)
     who = identity(runner, pod, c, image)
     if "HOME" not in env:
@@ -127,6 +129,13 @@ def container_command(
     hostname = pod.dir / "hostname"
     hostname.write_text(pod.spec.get("hostname", pod.name) + "\n")
     mounts += [("--ro-bind", "/etc/hosts", pod.hosts), ("--ro-bind", "/etc/hostname", hostname)]
+    account = runner.kube.service_account_dir(pod) if runner.kube is not None else None
+    if account is not None:
+        from tests.podrunner.kube import SERVICE_ACCOUNT_PATH
+
+        target = in_root(image.root, SERVICE_ACCOUNT_PATH)
+        if not any(in_root(image.root, t) == target for _, t, _ in mounts):
+            mounts.append(("--ro-bind", target, account))
     if not pod.hosts.exists():
         pod.hosts.write_text("127.0.0.1\tlocalhost\n")
         runner.pod_network_changed()
@@ -185,6 +194,34 @@ def container_command(
         args += ["--remount-ro", "/"]
     args += ["--chdir", workdir, "--", *exec_argv(runner, who, argv)]
     return argv, env, args, who
+
+
+def in_root(root: Path, path: str) -> str:
+    """``path`` as the container sees it with the image's symlinks resolved inside ``root``
+    (``/var/run`` -> ``/run``), as a runtime resolves a mount point: never out onto the host."""
+    parts = [p for p in path.split("/") if p]
+    done: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = root.joinpath(*done, part)
+        if candidate.is_symlink():
+            hops += 1
+            if hops > 40:
+                raise PodError(f"too many symlinks resolving {path} in the image")
+            link = os.readlink(candidate)
+            parts = [p for p in link.split("/") if p] + parts
+            if link.startswith("/"):
+                done = []
+            continue
+        done.append(part)
+    return "/" + "/".join(done)
 
 
 @dataclass(frozen=True)
