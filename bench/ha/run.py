@@ -1,0 +1,635 @@
+"""High availability: what it costs a write, what the standby costs, how far it lags, and how
+long a failover takes, on this machine, as ratios against the gateway with HA off in the same run.
+
+Every pod is a process of its own (``bench/ha/pod.py``) in front of its own real Chroma, with the
+fake Kubernetes API server of the tests (``tests/chart/fake_kube.py``) in this process; pods
+listen on their own loopback addresses (127.0.0.11, 127.0.0.12), which are also their pod names.
+CPU times are user + system from ``/proc`` for each pod process and each Chroma's process tree.
+
+Workloads (README.md says what each stands for):
+
+  write     one client, batches of 10 records (384-dim + a document) into one collection
+            preloaded with --preload records: HA off, HA asynchronous, HA synchronous
+  standby   the standby's CPU per replicated write against the primary's (from the write runs)
+  lag       a steady writer (--rate batches/s) while the standby's lag is sampled every 100 ms
+  failover  the primary pod (gateway and Chroma) SIGKILLed under a writer that retries on both
+            pods; RTO = kill to the first write the other pod acknowledges; acked writes lost.
+            Chart default lease timings (15 s / 10 s / 2 s).
+
+Writes results.json, results.md and results.png (with matplotlib) here.
+
+    .venv/bin/python bench/ha/run.py [--seconds 20] [--preload 20000] [--failovers 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.plot import pyplot  # noqa: E402
+from tests.chart.fake_kube import FakeCluster  # noqa: E402
+from tests.chart.servers import serve  # noqa: E402
+from tests.gateway.helpers import Chroma, free_port, run_chroma, wait_until  # noqa: E402
+
+from chromactl.config import parse_config  # noqa: E402
+from chromactl.ha.cli import prepare  # noqa: E402
+from chromactl.ha.kubeapi import KubeApi  # noqa: E402
+
+DIM = 384
+BATCH = 10
+D = "/api/v2/tenants/default_tenant/databases/default_database"
+A, B, C = "127.0.0.11", "127.0.0.12", "127.0.0.13"
+SA, SB, FA, FB = "127.0.0.14", "127.0.0.15", "127.0.0.16", "127.0.0.17"
+LEASE = "chroma-leader"
+#: Short lease timings for the cost and lag runs (as the tests use); the failover run uses the chart's.
+FAST = {"lease_duration_s": 15.0, "renew_deadline_s": 10.0, "retry_period_s": 2.0}  # see README
+CHART = {"lease_duration_s": 15.0, "renew_deadline_s": 10.0, "retry_period_s": 2.0}
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def tree(pid: int) -> list[int]:
+    out = [pid]
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            out += tree(int(child))
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    total = 0.0
+    for p in tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) * TICK_S
+    return total
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+@dataclass
+class Pod:
+    name: str
+    url: str
+    proc: subprocess.Popen[bytes]
+    chroma: Chroma
+    chroma_stack: contextlib.ExitStack
+    config: dict[str, Any]
+
+    def status(self) -> dict[str, Any]:
+        found: dict[str, Any] = httpx.get(self.url + "/chromactl/v1/ha/status", timeout=5).json()
+        return found
+
+
+@dataclass
+class Cluster:
+    work: Path
+    kube_url: str
+    port: int
+    pods: dict[str, Pod] = field(default_factory=dict)
+
+    def config(self, name: str, chroma: Chroma, ha: dict[str, Any] | None) -> dict[str, Any]:
+        cfg: dict[str, Any] = {
+            "chroma": {"url": chroma.url, "persist_path": str(chroma.path / "data")},
+            "log": {"level": "WARNING"},
+            "gateway": {
+                "listen_address": name,
+                "port": self.port,
+                "metrics_port": None,
+                "auth": {"enabled": False},
+            },
+        }
+        if ha is not None:
+            cfg["ha"] = {
+                "enabled": True,
+                "lease_name": LEASE,
+                "pod_name": name,
+                "peer_url": f"http://{{pod}}:{self.port}",
+                "state_dir": str(self.work / f"state-{name}"),
+                **ha,
+            }
+        return cfg
+
+    def start_chroma(self, name: str) -> tuple[Chroma, contextlib.ExitStack]:
+        stack = contextlib.ExitStack()
+        chroma = stack.enter_context(run_chroma(self.work / f"chroma-{name}"))
+        return chroma, stack
+
+    def start_pod(
+        self, name: str, ha: dict[str, Any] | None, chroma: tuple[Chroma, contextlib.ExitStack]
+    ) -> Pod:
+        cfg = self.config(name, chroma[0], ha)
+        path = self.work / f"pod-{name}.json"
+        path.write_text(json.dumps(cfg))
+        log = (self.work / f"pod-{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "pod.py"), str(path), f"http://{self.kube_url}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        pod = Pod(name, f"http://{name}:{self.port}", proc, chroma[0], chroma[1], cfg)
+
+        def up() -> bool:
+            try:
+                return httpx.get(pod.url + "/api/v2/heartbeat", timeout=1).status_code < 500
+            except httpx.HTTPError:
+                return proc.poll() is not None
+
+        wait_until(up, 60, f"pod {name}")
+        if proc.poll() is not None:
+            tail = (self.work / f"pod-{name}.log").read_text()[-3000:]
+            raise RuntimeError(f"pod {name} exited:\n{tail}")
+        self.pods[name] = pod
+        return pod
+
+    def stop_pod(self, name: str, *, kill: bool = False, chroma_too: bool = True) -> None:
+        pod = self.pods.pop(name)
+        if kill:
+            pod.proc.kill()
+            if chroma_too:
+                pod.chroma.process.kill()
+        else:
+            pod.proc.terminate()
+        pod.proc.wait(30)
+        if chroma_too:
+            pod.chroma_stack.close()
+
+
+class Records:
+    """Batches of 10 new records: 384-dim embeddings and a document each (unique ids)."""
+
+    def __init__(self, seed: int = 7) -> None:
+        rng = random.Random(seed)
+        self.blobs = [
+            json.dumps([[rng.random() for _ in range(DIM)] for _ in range(BATCH)]) for _ in range(16)
+        ]
+        self.docs = json.dumps([f"document {i}: " + "lorem ipsum dolor sit amet " * 8 for i in range(BATCH)])
+        self.n = 0
+
+    def body(self, prefix: str) -> tuple[list[str], bytes]:
+        n = self.n
+        self.n += 1
+        ids = [f"{prefix}{n}-{i}" for i in range(BATCH)]
+        return (
+            ids,
+            f'{{"ids": {json.dumps(ids)}, "embeddings": {self.blobs[n % 16]}, "documents": {self.docs}}}'.encode(),
+        )
+
+
+def create(url: str, name: str = "big") -> str:
+    answer = httpx.post(f"{url}{D}/collections", json={"name": name, "get_or_create": True}, timeout=30)
+    answer.raise_for_status()
+    return str(answer.json()["id"])
+
+
+def preload(url: str, cid: str, count: int) -> None:
+    rng = random.Random(3)
+    blob = [[rng.random() for _ in range(DIM)] for _ in range(500)]
+    with httpx.Client(base_url=url, timeout=300) as c:
+        for start in range(0, count, 500):
+            ids = [f"p{i}" for i in range(start, min(start + 500, count))]
+            c.post(
+                f"{D}/collections/{cid}/add",
+                json={"ids": ids, "embeddings": blob[: len(ids)], "documents": [f"doc {i}" for i in ids]},
+            ).raise_for_status()
+
+
+def write_run(url: str, cid: str, seconds: float, records: Records, prefix: str) -> list[float]:
+    latencies = []
+    with httpx.Client(base_url=url, timeout=60, headers={"content-type": "application/json"}) as c:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            _, body = records.body(prefix)
+            t = time.perf_counter()
+            c.post(f"{D}/collections/{cid}/add", content=body).raise_for_status()
+            latencies.append(time.perf_counter() - t)
+    return latencies
+
+
+def caught_up(primary: Pod, standby: Pod) -> bool:
+    try:
+        return bool(standby.status()["applied"] >= primary.status()["last_index"])
+    except (httpx.HTTPError, KeyError):
+        return False
+
+
+def measure_writes(
+    primary: Pod, standby: Pod | None, cid: str, seconds: float, records: Records, prefix: str
+) -> dict[str, float]:
+    pids = {"primary": primary.proc.pid, "primary_chroma": primary.chroma.process.pid}
+    if standby is not None:
+        pids |= {"standby": standby.proc.pid, "standby_chroma": standby.chroma.process.pid}
+    write_run(primary.url, cid, 2.0, records, prefix + "warm")  # warm-up, not measured
+    if standby is not None:
+        wait_until(lambda: caught_up(primary, standby), 120, "the standby after the warm-up")
+    before = {k: cpu_s(p) for k, p in pids.items()}
+    lat = write_run(primary.url, cid, seconds, records, prefix)
+    after = {k: cpu_s(p) for k, p in pids.items() if k.startswith("primary")}
+    drain = 0.0
+    if standby is not None:
+        t = time.monotonic()
+        wait_until(lambda: caught_up(primary, standby), 300, "the standby to apply the run")
+        drain = time.monotonic() - t
+        after |= {k: cpu_s(p) for k, p in pids.items() if k.startswith("standby")}
+    n = len(lat)
+    out: dict[str, float] = {
+        "requests": n,
+        "rps": n / seconds,
+        "p50_ms": pct(lat, 0.5) * 1000,
+        "p99_ms": pct(lat, 0.99) * 1000,
+        "mean_ms": statistics.fmean(lat) * 1000,
+        "standby_drain_s": drain,
+    }
+    for k in pids:
+        out[f"{k}_cpu_ms"] = (after[k] - before[k]) * 1000 / n
+    return out
+
+
+def lag_run(
+    primary: Pod, standby: Pod, cid: str, seconds: float, rate: float, records: Records
+) -> dict[str, Any]:
+    stop = threading.Event()
+    samples: list[tuple[float, float, int, int]] = []
+
+    def sampler() -> None:
+        with httpx.Client(timeout=5) as c:
+            t0 = time.monotonic()
+            while not stop.is_set():
+                t = time.monotonic()
+                with contextlib.suppress(httpx.HTTPError, KeyError):
+                    p = c.get(primary.url + "/chromactl/v1/ha/status").json()
+                    s = c.get(standby.url + "/chromactl/v1/ha/status").json()
+                    samples.append((s["lag_s"], t - t0, s["lag_entries"], p["last_index"] - s["applied"]))
+                time.sleep(max(0.0, 0.1 - (time.monotonic() - t)))
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    thread.start()
+    lat = []
+    late = 0
+    with httpx.Client(base_url=primary.url, timeout=60, headers={"content-type": "application/json"}) as c:
+        start = time.monotonic()
+        for i in range(int(seconds * rate)):
+            due = start + i / rate
+            now = time.monotonic()
+            if now < due:
+                time.sleep(due - now)
+            else:
+                late += 1
+            _, body = records.body("lag")
+            t = time.perf_counter()
+            c.post(f"{D}/collections/{cid}/add", content=body).raise_for_status()
+            lat.append(time.perf_counter() - t)
+        elapsed = time.monotonic() - start
+    stop.set()
+    thread.join(5)
+    lag_s = [x[0] for x in samples]
+    entries = [float(x[2]) for x in samples]
+    behind = [float(x[3]) for x in samples]
+    return {
+        "writes": len(lat),
+        "achieved_rate": len(lat) / elapsed,
+        "late_writes": late,
+        "samples": len(samples),
+        "lag_s": {"p50": pct(lag_s, 0.5), "p99": pct(lag_s, 0.99), "max": max(lag_s)},
+        "lag_entries": {"p50": pct(entries, 0.5), "p99": pct(entries, 0.99), "max": max(entries)},
+        "last_minus_applied": {"p50": pct(behind, 0.5), "p99": pct(behind, 0.99), "max": max(behind)},
+        "series": [[x[1], x[0], x[3]] for x in samples],
+    }
+
+
+class Writer:
+    """One record batch at a time to whichever pod takes it (as a client retrying through the
+    Service would): every id acknowledged, by which pod and when."""
+
+    def __init__(self, pods: list[Pod], cid: str, records: Records) -> None:
+        self.pods, self.cid, self.records = pods, cid, records
+        self.acked: list[tuple[float, str, list[str]]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5, headers={"content-type": "application/json"}) as c:
+            ids, body = self.records.body("fo")
+            while not self.stop.is_set():
+                for pod in list(self.pods):
+                    try:
+                        answer = c.post(f"{pod.url}{D}/collections/{self.cid}/add", content=body)
+                    except httpx.HTTPError:
+                        continue
+                    if answer.status_code == 200:
+                        self.acked.append((time.monotonic(), pod.name, ids))
+                        ids, body = self.records.body("fo")
+                        break
+                time.sleep(0.05)
+
+    def __enter__(self) -> Writer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(20)
+
+
+def present(pod: Pod, cid: str, ids: list[str]) -> set[str]:
+    found = httpx.post(f"{pod.url}{D}/collections/{cid}/get", json={"ids": ids, "include": []}, timeout=60)
+    found.raise_for_status()
+    return set(found.json()["ids"])
+
+
+def failover_rounds(
+    cluster: Cluster, cid: str, rounds: int, records: Records, out: list[dict[str, Any]]
+) -> None:
+    for r in range(rounds):
+        primary = next(p for p in cluster.pods.values() if p.status()["role"] == "primary")
+        standby = next(p for p in cluster.pods.values() if p is not primary)
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: caught_up(primary, standby), 30, "the standby before the kill")
+        with Writer([primary, standby], cid, records) as writer:
+            wait_until(lambda: len(writer.acked) >= 20, 30, "writes before the kill")
+            killed = time.monotonic()
+            cluster.stop_pod(primary.name, kill=True)
+            wait_until(
+                lambda: any(a[1] == standby.name and a[0] > killed for a in writer.acked),
+                120,
+                "a new primary",
+            )
+            first = min(a[0] for a in writer.acked if a[1] == standby.name and a[0] > killed)
+            time.sleep(1.0)
+        by_old = [i for a in writer.acked if a[1] == primary.name for i in a[2]]
+        lost = len(by_old) - len(present(standby, cid, by_old))
+        rto = first - killed
+        print(f"failover {r + 1}/{rounds}: RTO {rto:.1f} s, acked writes lost {lost}", flush=True)
+        # the killed pod comes back as a standby: Chroma stopped, prepare() (rebuild when it must), Chroma, pod
+        settings = parse_config(primary.config)
+        t = time.monotonic()
+        rebuilt = prepare(
+            settings, KubeApi(f"http://{cluster.kube_url}", "default", timeout_s=2.0), wait_s=120
+        )
+        chroma = cluster.start_chroma(primary.name)
+        cluster.start_pod(primary.name, primary.config["ha"], chroma)
+        back = cluster.pods[primary.name]
+        try:
+            wait_until(lambda: caught_up(standby, back), 120, "the restarted pod to catch up")
+            stuck = 0
+        except TimeoutError:
+            stuck = standby.status()["last_index"] - back.status()["applied"]
+            print(f"the restarted pod stays {stuck} entries behind", flush=True)
+        out.append(
+            {
+                "rto_s": rto,
+                "acked_lost": lost,
+                "acked_by_old": len(by_old),
+                "rebuilt": rebuilt,
+                "rejoin_s": time.monotonic() - t,
+                "stuck_behind": stuck,
+            }
+        )
+
+
+def primary_of(cluster: Cluster, names: tuple[str, ...] = (A, B)) -> Pod:
+    pods = [cluster.pods[n] for n in names if n in cluster.pods]
+
+    def found() -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return any(p.status()["role"] == "primary" for p in pods)
+        return False
+
+    wait_until(found, 60, "a primary")
+    return next(p for p in pods if p.status()["role"] == "primary")
+
+
+def standby_ready(primary: Pod, standby: Pod, work: Path | None = None) -> None:
+    try:
+        wait_until(
+            lambda: caught_up(primary, standby) and standby.status()["role"] != "primary", 60, "the standby"
+        )
+    except TimeoutError:
+        for pod in (primary, standby):
+            with contextlib.suppress(Exception):
+                print(pod.name, pod.status())
+            if work is not None:
+                print((work / f"pod-{pod.name}.log").read_text()[-2000:])
+        raise
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per write mode")
+    parser.add_argument("--preload", type=int, default=20_000, help="records in the big collection")
+    parser.add_argument("--rate", type=float, default=20.0, help="batches/s of the lag run's writer")
+    parser.add_argument("--lag-seconds", type=float, default=30.0)
+    parser.add_argument("--failovers", type=int, default=5, help="failover rounds (0: none)")
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args()
+    started = datetime.datetime.now(datetime.UTC)
+    load_before = os.getloadavg()[0]
+    records = Records()
+    results: dict[str, Any] = {}
+    kube = FakeCluster()
+    for name in (A, B, SA, SB, FA, FB):
+        kube.add({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {}}}, "default")
+    with tempfile.TemporaryDirectory() as tmp, serve(kube.handler()) as kube_url:
+        cluster = Cluster(Path(tmp), kube_url, free_port())
+        try:
+            # (a) HA off: a plain gateway (one process) on a Chroma of its own with the same preload
+            off = cluster.start_pod(C, None, cluster.start_chroma(C))
+            cid = create(off.url)
+            t = time.monotonic()
+            preload(off.url, cid, args.preload)
+            print(f"preloaded {args.preload} records (HA off) in {time.monotonic() - t:.0f} s", flush=True)
+            results["off"] = measure_writes(off, None, cid, args.seconds, records, "off")
+            print("off", results["off"], flush=True)
+            cluster.stop_pod(C)
+
+            # (b) HA asynchronous: primary A and standby B; the preload replicates to B
+            chromas = {n: cluster.start_chroma(n) for n in (A, B)}
+            cluster.start_pod(A, FAST, chromas[A])
+            primary = primary_of(cluster)
+            cluster.start_pod(B, FAST, chromas[B])
+            standby = cluster.pods[B]
+            cid = create(primary.url)
+            t = time.monotonic()
+            preload(primary.url, cid, args.preload)
+            standby_ready(primary, standby)
+            print(
+                f"preloaded {args.preload} records (HA) and replicated in {time.monotonic() - t:.0f} s",
+                flush=True,
+            )
+            results["async"] = measure_writes(primary, standby, cid, args.seconds, records, "async")
+            print("async", results["async"], flush=True)
+            results["lag"] = lag_run(primary, standby, cid, args.lag_seconds, args.rate, records)
+            print("lag", {k: v for k, v in results["lag"].items() if k != "series"}, flush=True)
+
+            # (c) HA synchronous: a fresh pair (own Chromas, Lease and state) with the same preload.
+            # Restarting the async pair instead leaves its standby one entry behind for good (see README).
+            sync = {**FAST, "synchronous": True, "lease_name": "chroma-leader-sync"}
+            primary = cluster.start_pod(SA, sync, cluster.start_chroma(SA))
+            primary = primary_of(cluster, (SA, SB))
+            standby = cluster.start_pod(SB, sync, cluster.start_chroma(SB))
+            cid = create(primary.url)
+            preload(primary.url, cid, args.preload)
+            standby_ready(primary, standby, cluster.work)
+            results["sync"] = measure_writes(primary, standby, cid, args.seconds, records, "sync")
+            print("sync", results["sync"], flush=True)
+            for name in list(cluster.pods):
+                cluster.stop_pod(name)
+
+            # (d) failover with the chart's lease timings, asynchronous, a fresh pair and collection
+            if args.failovers:
+                fo = {**CHART, "lease_name": "chroma-leader-fo"}
+                cluster.start_pod(FA, fo, cluster.start_chroma(FA))
+                primary = primary_of(cluster, (FA, FB))
+                cluster.start_pod(FB, fo, cluster.start_chroma(FB))
+                cid = create(primary.url, "failover")
+                results["failover"] = []
+                try:
+                    failover_rounds(cluster, cid, args.failovers, records, results["failover"])
+                except TimeoutError as exc:
+                    print(f"failover stopped: {exc}", flush=True)
+                    results["failover_error"] = str(exc)
+        finally:
+            for name in list(cluster.pods):
+                with contextlib.suppress(Exception):
+                    cluster.stop_pod(name)
+    results["meta"] = {
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "load_before": load_before,
+        "command": "python bench/ha/run.py " + " ".join(sys.argv[1:]),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_md(results, args.out)
+    plot(results, args.out)
+
+
+def write_md(r: dict[str, Any], out: Path) -> None:
+    m = r["meta"]
+    lines = [
+        "# High availability benchmark",
+        "",
+        f"{m['date']}, {m['machine']}, Python {m['python']}; load average before: {m['load_before']:.2f}.",
+        f"Command: `{m['command']}` (preload {m['args']['preload']} records, {m['args']['seconds']:g} s per write mode).",
+        "Every pod, Chroma and the load generator share the same CPUs; CPU is user + system from /proc",
+        "over the measured interval (the standby's until it has applied the whole run), per request.",
+        "",
+        "## Write cost (batches of 10 x 384-dim records + documents, one client, big collection)",
+        "",
+        "| mode | requests | req/s | p50 ms | p99 ms | gateway CPU ms/req | Chroma CPU ms/req | standby gw CPU ms/req | standby Chroma CPU ms/req | latency vs off (mean) | primary gw CPU vs off |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    off = r["off"]
+    for mode in ("off", "async", "sync"):
+        x = r[mode]
+        sb = f"{x['standby_cpu_ms']:.2f}" if "standby_cpu_ms" in x else "-"
+        sc = f"{x['standby_chroma_cpu_ms']:.2f}" if "standby_chroma_cpu_ms" in x else "-"
+        lines.append(
+            f"| {mode} | {x['requests']} | {x['rps']:.1f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | "
+            f"{x['primary_cpu_ms']:.2f} | {x['primary_chroma_cpu_ms']:.2f} | {sb} | {sc} | "
+            f"{x['mean_ms'] / off['mean_ms']:.2f}x | {x['primary_cpu_ms'] / off['primary_cpu_ms']:.2f}x |"
+        )
+    lines += [
+        "",
+        "## Standby cost (from the write runs)",
+        "",
+        "| mode | standby gateway / primary gateway CPU per write | standby Chroma / primary Chroma CPU per write |",
+        "|---|---|---|",
+    ]
+    for mode in ("async", "sync"):
+        x = r[mode]
+        lines.append(
+            f"| {mode} | {x['standby_cpu_ms'] / x['primary_cpu_ms']:.2f} | "
+            f"{x['standby_chroma_cpu_ms'] / x['primary_chroma_cpu_ms']:.2f} |"
+        )
+    lag = r["lag"]
+    lines += [
+        "",
+        f"## Lag (steady writer: {m['args']['rate']:g} batches/s of 10 records for {m['args']['lag_seconds']:g} s, sampled every 100 ms)",
+        "",
+        f"{lag['writes']} writes at {lag['achieved_rate']:.1f}/s ({lag['late_writes']} started late), {lag['samples']} samples.",
+        "",
+        "| measure | p50 | p99 | max |",
+        "|---|---|---|---|",
+    ]
+    for key, label in (
+        ("lag_s", "standby lag_s"),
+        ("lag_entries", "standby lag_entries"),
+        ("last_minus_applied", "primary last_index - standby applied"),
+    ):
+        v = lag[key]
+        lines.append(f"| {label} | {v['p50']:.3f} | {v['p99']:.3f} | {v['max']:.3f} |")
+    if r.get("failover_error"):
+        lines += ["", f"Failover run stopped early: {r['failover_error']}"]
+    if r.get("failover"):
+        fo = r["failover"]
+        rto = [x["rto_s"] for x in fo]
+        lines += [
+            "",
+            "## Failover (primary pod SIGKILLed, gateway and Chroma; chart lease timings 15 s / 10 s / 2 s)",
+            "",
+            "| round | RTO s | acked writes lost | acked by the killed primary | rejoined by rebuild | rejoin s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for i, x in enumerate(fo, 1):
+            lines.append(
+                f"| {i} | {x['rto_s']:.1f} | {x['acked_lost']} | {x['acked_by_old']} | {x['rebuilt']} | {x['rejoin_s']:.1f} |"
+            )
+        lines.append(
+            f"| **all {len(fo)}** | p50 {pct(rto, 0.5):.1f}, max {max(rto):.1f} | {sum(x['acked_lost'] for x in fo)} | | | |"
+        )
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def plot(r: dict[str, Any], out: Path) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    modes = ["off", "async", "sync"]
+    ax1.bar(modes, [r[m]["p50_ms"] for m in modes], label="p50")
+    ax1.bar(
+        modes,
+        [r[m]["p99_ms"] - r[m]["p50_ms"] for m in modes],
+        bottom=[r[m]["p50_ms"] for m in modes],
+        label="p99",
+    )
+    ax1.set_ylabel("write latency, ms (10 records)")
+    ax1.legend()
+    series = r["lag"]["series"]
+    ax2.plot([s[0] for s in series], [s[1] for s in series])
+    ax2.set_xlabel("s")
+    ax2.set_ylabel("standby lag_s")
+    fig.tight_layout()
+    fig.savefig(out / "results.png", dpi=100)
+
+
+if __name__ == "__main__":
+    main()
