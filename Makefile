@@ -128,6 +128,7 @@ bench: $(BIN)/.installed $(LEGACY_CHROMA_VENV)/.installed ## run the benchmarks 
 	$(BIN)/python bench/backup/hold.py
 	$(BIN)/python bench/backup/continuous.py
 	$(BIN)/python bench/scale-out/sizing.py
+	$(BIN)/python bench/ha/run.py
 
 .PHONY: soak
 soak: $(BIN)/.installed ## long load (5 min, concurrency 64) and Chroma-fault runs through the gateway; writes bench/soak/
