@@ -68,7 +68,13 @@ def install(data_dir: Path, tar_path: Path, work: Path) -> None:
     shutil.rmtree(incoming, ignore_errors=True)
     incoming.mkdir(parents=True)
     with tarfile.open(tar_path) as tar:
-        tar.extractall(incoming, filter="data")
+        if hasattr(tarfile, "data_filter"):  # refuses links out of the directory, devices, ...
+            tar.extractall(incoming, filter="data")
+        else:
+            for member in tar.getmembers():
+                if not (member.isfile() or member.isdir()) or member.name.startswith(("/", "..")):
+                    raise ValueError(f"a base copy holds only files and folders, not {member.name}")
+            tar.extractall(incoming)
     for path in chroma_files(data_dir):
         if path.is_dir():
             shutil.rmtree(path)

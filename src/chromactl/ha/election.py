@@ -125,8 +125,8 @@ class LeaderElector:
             holder = spec.get("holderIdentity")
             if holder and holder != self.identity and self._observed_at + duration > now:
                 return False  # another's, and not lapsed by our own clock
-            if holder != self.identity and not self.eligible():
-                return False
+            if not self.leading and not self.eligible():
+                return False  # a candidate that may not lead does not even renew a lease it held
             if holder == self.identity:
                 mine["acquireTime"] = spec.get("acquireTime", mine["acquireTime"])
                 mine["leaseTransitions"] = spec.get("leaseTransitions", 0)
@@ -181,6 +181,23 @@ class LeaderElector:
                 exc,
                 self.timings.lease_duration_s,
             )
+
+    def give_up(self) -> bool:
+        """A candidate that held the lease in an earlier life but may not lead now (it was
+        restarted) writes an empty holder, so that a standby takes it at its next try instead
+        of waiting for it to lapse. Whether it did."""
+        with self._lock:
+            try:
+                lease = self.api.get_lease(self.name)
+                spec = dict((lease or {}).get("spec") or {})
+                if lease is None or self.leading or spec.get("holderIdentity") != self.identity:
+                    return False
+                self.api.replace_lease(lease, {**spec, "holderIdentity": "", "renewTime": _now_rfc3339()})
+            except KubeApiError as exc:
+                log.warning("lease %s: not given up (%s); it lapses by itself", self.name, exc)
+                return False
+        log.warning("lease %s: %s gives up the lease it held before it restarted", self.name, self.identity)
+        return True
 
     def hand_over(self, to: str) -> None:
         """Stop leading and write ``to`` as the holder (a switchover): ``to`` renews it as its

@@ -160,6 +160,10 @@ class Node:
         self._loop = asyncio.get_running_loop()
         self._become_standby()
         self._spawn(self._watch())
+        if self._unclean():
+            # It led and stopped without handing over (its gateway was killed): it never leads
+            # again before it is rebuilt; a standby need not wait for the lease to lapse.
+            self._spawn(self._give_up())
         self._thread = threading.Thread(
             target=self.elector.run, args=(self._stop,), name="ha-election", daemon=True
         )
@@ -192,11 +196,17 @@ class Node:
 
     # -- the election asks ---------------------------------------------------------------
 
+    async def _give_up(self) -> None:
+        await asyncio.to_thread(self.elector.give_up)
+
+    def _unclean(self) -> bool:
+        return self.state.role == "primary" and not self.state.clean and bool(self.state.history)
+
     def eligible(self) -> bool:
-        """Whether this pod may take the Lease from another (or a free one)."""
-        if self.state.role == "primary" and not self.state.clean and self.state.history:
-            # It led and stopped without handing over: it may hold writes nobody has; it
-            # leads again only if it is still the holder (renewal needs no permission).
+        """Whether this pod may take the Lease (a free one, a lapsed one, or one it held before
+        this process started)."""
+        if self._unclean():
+            # It led and stopped without handing over: it may hold writes nobody has.
             return False
         follower = self.follower
         return follower is not None and follower.caught_up(self.ha.maximum_lag_on_failover)
@@ -216,15 +226,9 @@ class Node:
         if not self.elector.leading:
             self._become_standby()
             return
-        continuing = self.state.role == "primary" and self.state.history
-        if continuing and not self.state.clean:
-            # Back after a crash, still the holder: a write Chroma took just before the
-            # crash may have no record; standbys rebuild rather than miss it.
-            self.state.start_term(self.log.last_index + 1)
-            self.log.append(
-                Entry(time.time(), "ha", 0, "break", reason="the primary restarted"), self.state.term
-            )
-        elif not continuing:
+        # A pod that led before and stopped cleanly goes on in its term; any other starts one.
+        continuing = self.state.role == "primary" and self.state.clean and self.state.history
+        if not continuing:
             if not self.state.origin:
                 self.state.origin = "empty" if self.log.last_index == 0 and self.chroma_empty() else "data"
             self.state.start_term(self.log.last_index + 1)
@@ -236,6 +240,10 @@ class Node:
             self.metrics.failovers.inc()
         self.standbys.clear()
         self._set_role("primary")
+        if previous is not None and previous != self.pod:
+            # The old primary may be cut off and unable to take its own label off: the
+            # Services must not send it clients (its writes are fenced anyway).
+            self._spawn(self._label_other(previous, "lagging"))
         log.warning(
             "%s is the primary (term %s, from index %d)", self.pod, self.state.term, self.log.last_index + 1
         )
@@ -275,9 +283,14 @@ class Node:
         """Keep the pod's label, the lag figures and the rebuild decision current."""
         while True:
             follower = self.follower
+            holder = self.elector.holder
             if self.role != "primary" and follower is not None:
                 if follower.rebuild is not None:
                     await self._rebuild(str(follower.rebuild))
+                elif self._unclean() and holder not in (None, self.pod):
+                    # It led and stopped without handing over (its gateway was killed): a write
+                    # its Chroma took just before may have no record. Rebuilt, never trusted.
+                    await self._rebuild(f"it led and stopped without handing over; {holder} leads now")
                 lagging = follower.lag_s() > self.ha.max_lag_s or follower.connected_to is None
                 self._set_role("lagging" if lagging else "standby")
                 self.metrics.lag_s.set(follower.lag_s())
@@ -294,6 +307,12 @@ class Node:
                 except KubeApiError as exc:
                     log.warning("cannot label pod %s %s: %s", self.pod, self.role, exc)
             await asyncio.sleep(0.25)
+
+    async def _label_other(self, pod: str, role: contract.RoleName) -> None:
+        try:
+            await asyncio.to_thread(self.api.label_pod, pod, {contract.ROLE_LABEL: role})
+        except KubeApiError as exc:
+            log.warning("cannot label the former primary %s %s: %s", pod, role, exc)
 
     async def _rebuild(self, why: str) -> None:
         self.state.rebuild = True

@@ -85,7 +85,7 @@ async def serve_pod(settings: Settings) -> None:
     pod = build_pod(settings)
     pod.backups.seed_metrics()
     shipper = None
-    if pod.journal is not None:
+    if pod.journal is not None and pod.journal.spool is not None:
         shipper = continuous.shipper(
             pod.settings, pod.backups, pod.gateway.metrics.registry, asyncio.get_running_loop()
         )
