@@ -72,6 +72,7 @@ def test_off_renders_none_of_it(default: Render) -> None:
     assert "affinity" not in default.pod_spec and "topologySpreadConstraints" not in default.pod_spec
     assert "ha-init" not in [c["name"] for c in init_containers(default)]
     assert "POD_NAME" not in default.env("gateway")
+    assert "lifecycle" not in default.container("gateway")
     assert "ha-token" not in mounts(default.container("gateway"))
     credentials = config(default)["gateway"]["auth"]["token"]["credentials"]
     assert [c["name"] for c in credentials] == ["admin"]
@@ -105,6 +106,12 @@ def test_service_account_token_is_mounted_and_the_account_not_changed(on: Render
 def test_gateway_knows_its_pod_name(on: Render) -> None:
     assert on.env("gateway")["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert "CHROMACTL_CPU_REQUEST" in on.env("gateway")
+
+
+def test_a_stopped_primary_hands_over_first(on: Render) -> None:
+    hook = on.container("gateway")["lifecycle"]["preStop"]["exec"]["command"]
+    assert hook[:4] == ["chromactl", "ha", "switchover", "--if-primary"]
+    assert hook[4] == "--config=/etc/chromactl/config/chromactl.yaml"
 
 
 def test_default_anti_affinity_is_preferred_on_hostname(on: Render) -> None:

@@ -36,6 +36,8 @@ def test_standby_applies_writes_with_the_same_ids(kube: Kube, chromas: Chromas, 
             # writes to a standby are refused, reads are served
             refused = add(b, cid, ["y"])
             assert refused.status_code == 503 and refused.json()["error"] == "NotPrimary"
+            # the client's retry opens a new connection, which the Service sends to the primary
+            assert refused.headers["connection"] == "close"
             assert httpx.get(f"{b.url}{DB}/collections/{cid}/count", timeout=30).json() == 2
             assert cluster.get("Pod", A, "default")["metadata"]["labels"]["chromactl.io/role"] == "primary"
             wait_until(

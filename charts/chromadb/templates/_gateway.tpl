@@ -142,6 +142,7 @@
     periodSeconds: {{ .Values.livenessProbe.periodSeconds }}
     timeoutSeconds: {{ .Values.livenessProbe.timeoutSeconds }}
     failureThreshold: {{ .Values.livenessProbe.failureThreshold }}
+  {{- with (include "chromadb.haGatewayLifecycle" . | trim) }}{{ . | nindent 2 }}{{ end }}
   resources:
     {{- toYaml .Values.gateway.resources | nindent 4 }}
   securityContext:

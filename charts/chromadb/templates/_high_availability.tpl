@@ -114,6 +114,17 @@
 {{- end }}
 {{- end }}
 
+{{/* The gateway's preStop hook with HA: a primary that is stopped (helm upgrade, a drained
+     node) hands over to a standby in sync first, so that a planned restart loses no write. */}}
+{{- define "chromadb.haGatewayLifecycle" -}}
+{{- if eq (include "chromadb.haOn" .) "true" }}
+lifecycle:
+  preStop:
+    exec:
+      command: [chromactl, ha, switchover, --if-primary, {{ printf "--config=%s" (include "chromadb.path.configFile" .) }}]
+{{- end }}
+{{- end }}
+
 {{/* Volume mounts of the HA token (list items for the gateway and ha-init containers). */}}
 {{- define "chromadb.haVolumeMounts" -}}
 {{- if eq (include "chromadb.haOn" .) "true" }}

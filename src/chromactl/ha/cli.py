@@ -157,6 +157,14 @@ def switchover_cmd(
     to: Annotated[
         str | None, typer.Option("--to", help="The standby to promote (default: the one furthest ahead).")
     ] = None,
+    if_primary: Annotated[
+        bool,
+        typer.Option(
+            "--if-primary",
+            help="Only when the pod asked is the primary and has a standby in sync, else do nothing "
+            "(the chart's preStop hook: a primary that is stopped hands over first).",
+        ),
+    ] = False,
     config: ConfigOption = None,
     url: UrlOption = None,
     token_file: TokenOption = None,
@@ -165,6 +173,12 @@ def switchover_cmd(
     settings = _settings(config)
     peers = _Peers(settings.ha, url, token_file)
     mine = peers.get(None, contract.STATUS)
+    if if_primary and mine["role"] != "primary":
+        print(f"{mine['pod']} is not the primary: nothing to hand over")
+        return
+    if if_primary and not any(s["in_sync"] for s in mine["standbys"]):
+        print(f"{mine['pod']} has no standby in sync: the lease is released when it stops")
+        return
     primary = mine["pod"] if mine["role"] == "primary" else mine.get("holder")
     if not primary:
         raise ChromactlError("no pod is the primary now: nothing to switch over")

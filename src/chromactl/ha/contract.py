@@ -33,6 +33,8 @@ SWITCHOVER = f"{HA}/switchover"
 HISTORY_HEADER = "x-chromactl-ha-history"
 INDEX_HEADER = "x-chromactl-ha-index"
 ORIGIN_HEADER = "x-chromactl-ha-origin"
+#: On the stream: "1" when the primary waits for a standby's ack before it answers a write.
+SYNCHRONOUS_HEADER = "x-chromactl-ha-synchronous"
 HEARTBEAT_S = 1.0
 #: The label a pod sets on itself, which the Services select.
 ROLE_LABEL = "chromactl.io/role"

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 import httpx
@@ -30,8 +31,8 @@ log = logging.getLogger("chromactl.ha.follower")
 
 #: Seconds between tries to reach the primary.
 RETRY_S = 0.5
-#: Acks go at least this often while records are applied, and at once when the queue empties.
-ACK_EVERY_S = 0.2
+#: Acks go this often; to a synchronous primary also at once when the queue empties.
+ACK_EVERY_S = 0.5
 
 
 class StreamRefused(ChromactlError):
@@ -61,9 +62,12 @@ class Follower:
         self.primary, self.peer_url, self.client, self.save = primary, peer_url, client, save
         self.queue: asyncio.Queue[Record] = asyncio.Queue()
         self.applying = False
-        #: The primary's last index as it last said, and when this pod first lacked one.
+        #: The primary's last index as it last said, and when this pod first heard of each
+        #: index it has not applied yet (as (index, monotonic time) steps).
         self.primary_last = replog.last_index
-        self.behind_since: float | None = None
+        self._heard_at: deque[tuple[int, float]] = deque()
+        #: Whether the primary answers writes only once a standby applied them (ack at once).
+        self.synchronous = False
         self.last_contact = time.monotonic()
         self.connected_to: str | None = None
         #: Set when this standby cannot follow by replay any more (it is to be rebuilt).
@@ -86,9 +90,10 @@ class Follower:
         return max(0, self.primary_last - self.state.applied)
 
     def lag_s(self) -> float:
-        """Seconds since this standby last held everything the primary had (or heard from it)."""
+        """How long ago this standby heard of the oldest write it has not applied (or, when
+        the primary is silent, since it last heard from it beyond the heartbeat)."""
         now = time.monotonic()
-        behind = now - self.behind_since if self.behind_since is not None else 0.0
+        behind = now - self._heard_at[0][1] if self._heard_at else 0.0
         return max(behind, now - self.last_contact - contract.HEARTBEAT_S * 2, 0.0)
 
     # -- running -------------------------------------------------------------------------
@@ -149,6 +154,7 @@ class Follower:
             if answer.status_code != 200:
                 raise httpx.HTTPError(f"HTTP {answer.status_code}: {(await answer.aread())[:200]!r}")
             history = json.loads(answer.headers.get(contract.HISTORY_HEADER, "[]"))
+            self.synchronous = answer.headers.get(contract.SYNCHRONOUS_HEADER) == "1"
             self.state.history = [(str(t), int(f)) for t, f in history]
             origin = answer.headers.get(contract.ORIGIN_HEADER, self.state.origin)
             self.state.origin = "empty" if origin == "empty" else "data"
@@ -187,9 +193,14 @@ class Follower:
                 self.queue.put_nowait(record)
 
     def _heard(self, last: int) -> None:
-        self.primary_last = max(self.primary_last, last)
-        if self.primary_last > self.state.applied and self.behind_since is None:
-            self.behind_since = time.monotonic()
+        if last > self.primary_last:
+            self.primary_last = last
+            self._heard_at.append((last, time.monotonic()))
+
+    def _applied(self, index: int) -> None:
+        self.state.applied = index
+        while self._heard_at and self._heard_at[0][0] <= index:
+            self._heard_at.popleft()
 
     async def _apply(self) -> None:
         saved = time.monotonic()
@@ -204,14 +215,12 @@ class Follower:
                 return
             finally:
                 self.applying = False
-            self.state.applied = record.index
-            if self.state.applied >= self.primary_last:
-                self.behind_since = None
+            self._applied(record.index)
             if self.queue.empty() or time.monotonic() - saved > 1.0:
                 self.save()
                 saved = time.monotonic()
-            if self.queue.empty():
-                self._acked.set()
+            if self.queue.empty() and self.synchronous:
+                self._acked.set()  # a write waits for this ack; asynchronous ones go in batches
 
     async def _ack(self) -> None:
         while True:

@@ -282,31 +282,39 @@ class Node:
     async def _watch(self) -> None:
         """Keep the pod's label, the lag figures and the rebuild decision current."""
         while True:
-            follower = self.follower
-            holder = self.elector.holder
-            if self.role != "primary" and follower is not None:
-                if follower.rebuild is not None:
-                    await self._rebuild(str(follower.rebuild))
-                elif self._unclean() and holder not in (None, self.pod):
-                    # It led and stopped without handing over (its gateway was killed): a write
-                    # its Chroma took just before may have no record. Rebuilt, never trusted.
-                    await self._rebuild(f"it led and stopped without handing over; {holder} leads now")
-                lagging = follower.lag_s() > self.ha.max_lag_s or follower.connected_to is None
-                self._set_role("lagging" if lagging else "standby")
-                self.metrics.lag_s.set(follower.lag_s())
-                self.metrics.lag_entries.set(follower.lag_entries())
-            else:
-                self.metrics.lag_s.set(0)
-                self.metrics.lag_entries.set(0)
-                self.metrics.in_sync.set(sum(1 for s in self.standby_status() if s["in_sync"]))
-            self.metrics.last_index.set(self.log.last_index)
-            if self._labelled != self.role:
-                try:
-                    await asyncio.to_thread(self.api.label_pod, self.pod, {contract.ROLE_LABEL: self.role})
-                    self._labelled = self.role
-                except KubeApiError as exc:
-                    log.warning("cannot label pod %s %s: %s", self.pod, self.role, exc)
+            try:
+                await self._watch_once()
+            except Exception:
+                log.exception("high-availability watch failed; trying again")
             await asyncio.sleep(0.25)
+
+    async def _watch_once(self) -> None:
+        follower = self.follower
+        holder = self.elector.holder
+        if self.role != "primary" and follower is not None:
+            if follower.rebuild is not None:
+                await self._rebuild(str(follower.rebuild))
+            elif self._unclean() and holder not in (None, self.pod):
+                # It led and stopped without handing over (its gateway was killed): a write
+                # its Chroma took just before may have no record. Rebuilt, never trusted.
+                await self._rebuild(f"it led and stopped without handing over; {holder} leads now")
+            lagging = follower.lag_s() > self.ha.max_lag_s or follower.connected_to is None
+            self._set_role("lagging" if lagging else "standby")
+            self.metrics.lag_s.set(follower.lag_s())
+            self.metrics.lag_entries.set(follower.lag_entries())
+        else:
+            self.metrics.lag_s.set(0)
+            self.metrics.lag_entries.set(0)
+            self.metrics.in_sync.set(sum(1 for s in self.standby_status() if s["in_sync"]))
+        self.metrics.last_index.set(self.log.last_index)
+        if self._labelled != self.role:
+            role = self.role
+            try:
+                await asyncio.to_thread(self.api.label_pod, self.pod, {contract.ROLE_LABEL: role})
+                self._labelled = role
+                log.info("pod %s labelled %s", self.pod, role)
+            except KubeApiError as exc:
+                log.warning("cannot label pod %s %s: %s", self.pod, role, exc)
 
     async def _label_other(self, pod: str, role: contract.RoleName) -> None:
         try:

@@ -105,6 +105,7 @@ def ha_routes(node: Node, gate: HoldGate) -> list[BaseRoute]:
         headers = {
             contract.HISTORY_HEADER: json.dumps(node.state.history),
             contract.ORIGIN_HEADER: node.state.origin,
+            contract.SYNCHRONOUS_HEADER: "1" if node.ha.synchronous else "0",
         }
         return StreamingResponse(records(), media_type="application/octet-stream", headers=headers)
 

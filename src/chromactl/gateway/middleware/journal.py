@@ -90,7 +90,8 @@ class _Answer:
             await self._confirm(index)
         except ChromactlError as exc:
             self._held = []
-            await send_error(self._send, 503, "ServiceUnavailable", str(exc), [("retry-after", "1")])
+            headers = [("retry-after", "1"), ("connection", "close")]
+            await send_error(self._send, 503, "ServiceUnavailable", str(exc), headers)
             return
         held, self._held = self._held, []
         for m in held:

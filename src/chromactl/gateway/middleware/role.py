@@ -3,8 +3,9 @@
 It runs inside the write hold, so a write that waited through a switchover is asked again
 once the hold ends, and is refused on the pod that handed the primary over. A standby, and a
 primary that could not renew its lease within the renew deadline (fenced), answer 503 with
-``{"error": "NotPrimary"}`` and ``Retry-After``: the client retries through the Service,
-which follows the primary's label.
+``{"error": "NotPrimary"}``, ``Retry-After`` and ``Connection: close``: the client's next try
+opens a new connection through the Service, which follows the primary's label (a kept-alive
+connection would take it back to this pod).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class RoleMiddleware:
         ctx = find_context(scope) if scope["type"] == "http" else None
         route = ctx.route if ctx is not None else None
         if route is not None and route.is_write and not self.role.accepts_writes():
-            await send_error(send, 503, "NotPrimary", self.role.refusal(), [("retry-after", "1")])
+            headers = [("retry-after", "1"), ("connection", "close")]
+            await send_error(send, 503, "NotPrimary", self.role.refusal(), headers)
             return
         await self.app(scope, receive, send)
