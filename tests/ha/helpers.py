@@ -56,10 +56,17 @@ def add_pod_object(kube: FakeCluster, name: str) -> None:
 
 @contextlib.contextmanager
 def run_ha_pod(
-    name: str, chroma: Chroma, kube_url: str, port: int, state_dir: Path, **ha: Any
+    name: str,
+    chroma: Chroma,
+    kube_url: str,
+    port: int,
+    state_dir: Path,
+    backup: dict[str, Any] | None = None,
+    **ha: Any,
 ) -> Iterator[HaPod]:
-    """One pod: ``name`` is its loopback address; every pod of a test uses the same ``port``."""
-    config = {
+    """One pod: ``name`` is its loopback address; every pod of a test uses the same ``port``;
+    ``backup``: the config's backup section."""
+    config: dict[str, Any] = {
         "chroma": {"url": chroma.url, "persist_path": str(chroma.path / "data")},
         "gateway": {"listen_address": name, "port": port, "metrics_port": None, "auth": {"enabled": False}},
         "ha": {
@@ -72,6 +79,8 @@ def run_ha_pod(
             **ha,
         },
     }
+    if backup is not None:
+        config["backup"] = backup
     settings = parse_config(config)
     kube = KubeApi(f"http://{kube_url}", "default", timeout_s=API_TIMEOUT_S)
     holder: dict[str, Any] = {}

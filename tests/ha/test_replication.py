@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 
+from chromactl.journal import decode
 from tests.gateway.helpers import wait_until
 from tests.ha.conftest import Chromas, Kube
 from tests.ha.helpers import DB, HaPod, free_ha_port, run_ha_pod
@@ -48,3 +49,26 @@ def test_standby_applies_writes_with_the_same_ids(kube: Kube, chromas: Chromas, 
                 10,
                 "the standby's label",
             )
+
+
+def test_continuous_backup_journals_what_the_standby_applies(
+    kube: Kube, chromas: Chromas, tmp_path: Path
+) -> None:
+    """With continuous backup on, the primary's journal spool and its replication log get the
+    same writes: backups keep working from the primary with high availability."""
+    _, url = kube
+    port = free_ha_port()
+    journal_dir = tmp_path / "journal"
+    backup = {
+        "target": f"file://{tmp_path / 'repo'}",
+        "continuous": {"enabled": True, "journal_dir": str(journal_dir)},
+    }
+    with run_ha_pod(A, chromas[0], url, port, tmp_path / "sa", backup=backup) as a:
+        wait_until(lambda: a.node.role == "primary", 15, "the first pod to lead")
+        with run_ha_pod(B, chromas[1], url, port, tmp_path / "sb") as b:
+            cid = httpx.post(f"{a.url}{DB}/collections", json={"name": "docs"}, timeout=30).json()["id"]
+            assert add(a, cid, ["j1", "j2"]).status_code == 201
+            wait_until(lambda: b.node.state.applied == a.node.log.last_index, 15, "the standby")
+    spooled = [e for f in sorted(journal_dir.glob("*.journal")) for e in decode(f.read_bytes())[0]]
+    assert [e.kind for e in spooled] == ["catalog", "records"]
+    assert spooled[1].collection == cid and b'"j1"' in spooled[1].body
