@@ -87,29 +87,35 @@ class JournalFormatError(ValueError):
     """Bytes that are not journal entries."""
 
 
+def decode_entry(data: bytes, pos: int = 0) -> tuple[Entry, int] | None:
+    """The entry at ``pos`` and the position after it; None while it is not whole yet."""
+    end = data.find(b"\n", pos)
+    if end < 0:
+        return None
+    try:
+        header = json.loads(data[pos:end])
+        size = int(header.pop("size"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise JournalFormatError(f"bad journal header at byte {pos}: {exc}") from None
+    if end + 1 + size > len(data):
+        return None
+    try:
+        entry = Entry(body=data[end + 1 : end + 1 + size], **header)
+    except TypeError as exc:
+        raise JournalFormatError(f"bad journal header at byte {pos}: {exc}") from None
+    return entry, end + 1 + size
+
+
 def decode(data: bytes | memoryview) -> tuple[list[Entry], int]:
     """The complete entries at the start of ``data`` and how many bytes they take (a trailing
     partial entry, still being appended, is left for later)."""
     out: list[Entry] = []
     pos = 0
     view = bytes(data)
-    while True:
-        end = view.find(b"\n", pos)
-        if end < 0:
-            return out, pos
-        try:
-            header = json.loads(view[pos:end])
-            size = int(header.pop("size"))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise JournalFormatError(f"bad journal header at byte {pos}: {exc}") from None
-        if end + 1 + size > len(view):
-            return out, pos
-        body = view[end + 1 : end + 1 + size]
-        try:
-            out.append(Entry(body=body, **header))
-        except TypeError as exc:
-            raise JournalFormatError(f"bad journal header at byte {pos}: {exc}") from None
-        pos = end + 1 + size
+    while (found := decode_entry(view, pos)) is not None:
+        entry, pos = found
+        out.append(entry)
+    return out, pos
 
 
 class Spool:

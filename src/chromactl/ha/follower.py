@@ -20,11 +20,10 @@ from collections.abc import Callable
 import httpx
 
 from chromactl.errors import ChromactlError
-from chromactl.journal import Entry
 
 from . import contract
 from .applier import Applier, NeedsRebuild
-from .replication_log import Record, ReplicationLog
+from .replication_log import Heartbeat, Record, ReplicationLog, decode_records
 from .state import NodeState
 
 log = logging.getLogger("chromactl.ha.follower")
@@ -169,28 +168,15 @@ class Follower:
         async for chunk in answer.aiter_bytes():
             self.last_contact = time.monotonic()
             buffer += chunk
-            while True:
-                end = buffer.find(b"\n")
-                if end < 0:
-                    break
-                head = json.loads(buffer[:end])
-                if "hb" in head:
-                    self._heard(int(head["last"]))
-                    buffer = buffer[end + 1 :]
+            items, used = decode_records(buffer)
+            buffer = buffer[used:]
+            for item in items:
+                if isinstance(item, Heartbeat):
+                    self._heard(item.last)
                     continue
-                entry_end = buffer.find(b"\n", end + 1)
-                if entry_end < 0:
-                    break
-                fields = json.loads(buffer[end + 1 : entry_end])
-                size = int(fields.pop("size"))
-                if len(buffer) < entry_end + 1 + size:
-                    break
-                body = buffer[entry_end + 1 : entry_end + 1 + size]
-                buffer = buffer[entry_end + 1 + size :]
-                record = Record(int(head["i"]), str(head["term"]), Entry(body=body, **fields))
-                self.log.add(record)
-                self._heard(record.index)
-                self.queue.put_nowait(record)
+                self.log.add(item)
+                self._heard(item.index)
+                self.queue.put_nowait(item)
 
     def _heard(self, last: int) -> None:
         if last > self.primary_last:

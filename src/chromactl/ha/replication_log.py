@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from chromactl.journal import Entry, JournalFormatError
+from chromactl.journal import Entry, JournalFormatError, decode_entry
 
 SEGMENT_SUFFIX = ".rlog"
 SEGMENT_BYTES = 16 << 20
@@ -42,27 +42,37 @@ class Record:
         return json.dumps({"i": self.index, "term": self.term}).encode() + b"\n" + self.entry.encode()
 
 
-def decode_records(data: bytes) -> tuple[list[Record], int]:
-    """The whole records at the start of ``data`` and the bytes they take (a record still
-    being written is left for later)."""
-    out: list[Record] = []
+@dataclass(frozen=True)
+class Heartbeat:
+    """On the stream only: the primary's last index, while it has no record to send."""
+
+    last: int
+
+    def encode(self) -> bytes:
+        return json.dumps({"hb": 1, "last": self.last}).encode() + b"\n"
+
+
+def decode_records(data: bytes) -> tuple[list[Record | Heartbeat], int]:
+    """The whole records (and, on the stream, heartbeats) at the start of ``data`` and the
+    bytes they take (one still being written or sent is left for later)."""
+    out: list[Record | Heartbeat] = []
     pos = 0
-    while True:
-        head_end = data.find(b"\n", pos)
-        entry_end = data.find(b"\n", head_end + 1) if head_end >= 0 else -1
-        if entry_end < 0:
-            return out, pos
+    while (head_end := data.find(b"\n", pos)) >= 0:
         try:
             head = json.loads(data[pos:head_end])
-            fields = json.loads(data[head_end + 1 : entry_end])
-            size = int(fields.pop("size"))
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             raise JournalFormatError(f"bad replication record at byte {pos}: {exc}") from None
-        if entry_end + 1 + size > len(data):
-            return out, pos
-        body = data[entry_end + 1 : entry_end + 1 + size]
-        out.append(Record(int(head["i"]), str(head["term"]), Entry(body=body, **fields)))
-        pos = entry_end + 1 + size
+        if "hb" in head:
+            out.append(Heartbeat(int(head["last"])))
+            pos = head_end + 1
+            continue
+        found = decode_entry(data, head_end + 1)
+        if found is None:
+            break
+        entry, after = found
+        out.append(Record(int(head["i"]), str(head["term"]), entry))
+        pos = after
+    return out, pos
 
 
 class LogGap(Exception):
@@ -180,10 +190,9 @@ class ReplicationLog:
             following = chosen[i + 1] if i + 1 < len(chosen) else None
             if following is not None and int(following.stem) <= after + 1:
                 continue
-            data = segment.read_bytes()
-            records, _ = decode_records(data)
-            for record in records:
-                if record.index > after:
+            stored, _ = decode_records(segment.read_bytes())
+            for record in stored:
+                if isinstance(record, Record) and record.index > after:
                     yield record
                     found += 1
                     if limit and found >= limit:

@@ -21,6 +21,7 @@ from chromactl.gateway.hold_gate import DrainTimeout, HoldGate
 
 from . import base, contract
 from .node import Node
+from .replication_log import Heartbeat
 
 log = logging.getLogger("chromactl.ha.routes")
 
@@ -98,7 +99,7 @@ def ha_routes(node: Node, gate: HoldGate) -> list[BaseRoute]:
                     continue
                 if time.monotonic() - heartbeat >= contract.HEARTBEAT_S / 2:
                     heartbeat = time.monotonic()
-                    yield json.dumps({"hb": 1, "last": node.log.last_index}).encode() + b"\n"
+                    yield Heartbeat(node.log.last_index).encode()
                 await node.log.wait_beyond(position, contract.HEARTBEAT_S / 2)
             log.info("stream to %s ends: this pod is no longer the primary", pod)
 
