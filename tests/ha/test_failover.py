@@ -128,6 +128,7 @@ def test_switchover_under_a_steady_writer_loses_nothing(kube: Kube, chromas: Chr
             assert set(writer.acked) <= ids_in(a, cid)
             holder = cluster.get("Lease", LEASE, "default")["spec"]["holderIdentity"]
             assert holder == B
+            assert b.node.failovers == 0  # a switchover, not a failover (the alert stays quiet)
 
 
 def test_a_standby_with_writes_not_applied_may_not_take_the_lease(

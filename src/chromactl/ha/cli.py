@@ -100,9 +100,7 @@ def status_cmd(
     settings = _settings(config)
     peers = _Peers(settings.ha, url, token_file)
     mine = peers.get(None, contract.STATUS)
-    primary = mine if mine["role"] == "primary" else None
-    if primary is None and mine.get("holder") and not url:
-        primary = peers.get(mine["holder"], contract.STATUS)
+    primary = mine if mine["role"] == "primary" else mine.get("primary")
     if as_json:
         print(json.dumps({"asked": mine, "primary": primary}))
         return

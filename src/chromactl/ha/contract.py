@@ -2,7 +2,8 @@
 
 Served by every pod's gateway to admins (the pods present the ``ha-replication`` credential)::
 
-    GET  /chromactl/v1/ha/status                        -> Status (any pod: what it knows)
+    GET  /chromactl/v1/ha/status                        -> Status (any pod; a standby adds the
+                                                           primary's under "primary")
     GET  /chromactl/v1/ha/stream?after=I&term=T&pod=P   -> the replication stream (primary only)
     POST /chromactl/v1/ha/ack        Ack                -> {} (a standby's position)
     GET  /chromactl/v1/ha/base                          -> a tar of a consistent copy (primary only)

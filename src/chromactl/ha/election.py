@@ -84,6 +84,8 @@ class LeaderElector:
         self._observed: dict[str, Any] | None = None
         self._observed_at = 0.0
         self._renewed_at = 0.0
+        #: Whether this candidate last came to lead by taking the lease (not by a hand-over).
+        self.took_over = False
         #: One try at a time: a hand-over never races a renewal.
         self._lock = threading.Lock()
 
@@ -132,6 +134,10 @@ class LeaderElector:
                 mine["leaseTransitions"] = spec.get("leaseTransitions", 0)
             else:
                 mine["leaseTransitions"] = int(spec.get("leaseTransitions", 0)) + 1
+            if not self.leading:
+                # Taken from another holder (lapsed) or a free lease: a failover; a lease
+                # already naming this candidate was handed over (a switchover).
+                self.took_over = holder != self.identity
             replaced = self.api.replace_lease(lease, mine)
             self._observe(replaced["spec"], now)
             return True

@@ -84,6 +84,8 @@ class StandbyView:
 
 
 class HaMetrics:
+    """The pod's high-availability metrics (the chart's alerts use them)."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.role = Gauge("chromactl_ha_role", "1 for this pod's current role.", ["role"], registry=registry)
         self.lag_s = Gauge(
@@ -235,7 +237,8 @@ class Node:
         self.state.role, self.state.clean = "primary", False
         self.state.applied = self.log.last_index
         self.state_file.save(self.state)
-        if previous is not None or self.state.history[:-1]:
+        if self.elector.took_over and self.state.history[:-1]:
+            # another pod led before and did not hand the lease over
             self.failovers += 1
             self.metrics.failovers.inc()
         self.standbys.clear()

@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 
+import httpx
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -42,7 +43,18 @@ def _not_primary(node: Node) -> JSONResponse:
 
 def ha_routes(node: Node, gate: HoldGate) -> list[BaseRoute]:
     async def status(request: Request) -> JSONResponse:
-        return JSONResponse(node.status())
+        """This pod's status; a standby adds the primary's as it answers (``primary``), so one
+        call to any pod shows the whole cluster."""
+        mine: dict[str, object] = dict(node.status())
+        holder = node.elector.holder
+        if node.role != "primary" and holder and holder != node.pod and "local" not in request.query_params:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                answer = await node.client.get(
+                    node.peer_url(holder) + contract.STATUS, params={"local": "1"}, timeout=3.0
+                )
+                if answer.status_code == 200:
+                    mine["primary"] = answer.json()
+        return JSONResponse(mine)
 
     async def ack(request: Request) -> JSONResponse:
         try:
