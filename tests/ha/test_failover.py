@@ -16,7 +16,16 @@ from chromactl.ha.replication_log import Record
 from chromactl.journal import Entry
 from tests.gateway.helpers import run_chroma, wait_until
 from tests.ha.conftest import Chromas, Kube
-from tests.ha.helpers import API_TIMEOUT_S, DB, LEASE, TIMINGS, HaPod, free_ha_port, run_ha_pod
+from tests.ha.helpers import (
+    API_TIMEOUT_S,
+    DB,
+    LEASE,
+    TIMINGS,
+    HaPod,
+    add_pod_object,
+    free_ha_port,
+    run_ha_pod,
+)
 
 A, B = "127.0.0.11", "127.0.0.12"
 
@@ -190,3 +199,38 @@ def test_a_pod_that_cannot_follow_is_rebuilt_from_the_primary(
             assert got["ids"] == ["k"] and got["embeddings"] == [[1.0, 2.0]]
         # a second start keeps what it has: it can follow now
         assert not prepare(settings, KubeApi(f"http://{url}", "default", timeout_s=API_TIMEOUT_S), wait_s=20)
+
+
+def test_three_pods_follow_the_new_primary_without_a_rebuild(
+    kube: Kube, chromas: Chromas, tmp_path: Path
+) -> None:
+    """replicas: 3: after a switchover the other standby follows the new primary from where it
+    is (their logs agree up to it), and the old primary does too."""
+    cluster, url = kube
+    c_name = "127.0.0.13"
+    add_pod_object(cluster, c_name)
+    port = free_ha_port()
+    with (
+        run_chroma(tmp_path / "c") as chroma_c,
+        run_ha_pod(A, chromas[0], url, port, tmp_path / "sa") as a,
+    ):
+        wait_until(lambda: a.node.role == "primary", 15, "the first pod to lead")
+        with (
+            run_ha_pod(B, chromas[1], url, port, tmp_path / "sb") as b,
+            run_ha_pod(c_name, chroma_c, url, port, tmp_path / "sc") as c,
+        ):
+            cid = create(a)
+            httpx.post(f"{a.url}{DB}/collections/{cid}/add", json={"ids": ["a1"], "embeddings": [[1.0, 0.0]]})
+            wait_until(lambda: {B, c_name} <= set(a.node.standbys), 15, "both standbys' acks")
+            answer = httpx.post(f"{a.url}/chromactl/v1/ha/switchover", json={"to": B}, timeout=30)
+            assert answer.status_code == 200, answer.text
+            wait_until(lambda: b.node.role == "primary", 15, "the new primary")
+            wait_until(lambda: {A, c_name} <= set(b.node.standbys), 20, "both to follow the new primary")
+            added = httpx.post(
+                f"{b.url}{DB}/collections/{cid}/add", json={"ids": ["b1"], "embeddings": [[0.0, 1.0]]}
+            )
+            assert added.status_code == 201
+            for pod in (a, c):
+                wait_until(lambda pod=pod: pod.node.state.applied == b.node.log.last_index, 15, f"{pod.name}")
+                assert ids_in(pod, cid) == {"a1", "b1"}
+                assert not pod.node.state.rebuild
