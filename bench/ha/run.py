@@ -13,12 +13,14 @@ Workloads (README.md says what each stands for):
   standby   the standby's CPU per replicated write against the primary's (from the write runs)
   lag       a steady writer (--rate batches/s) while the standby's lag is sampled every 100 ms
   failover  the primary pod (gateway and Chroma) SIGKILLed under a writer that retries on both
-            pods; RTO = kill to the first write the other pod acknowledges; acked writes lost.
-            Chart default lease timings (15 s / 10 s / 2 s).
+            pods; RTO = kill to the first write the other pod acknowledges; acked records lost;
+            the killed pod made again (prepare(), Chroma, gateway) once the lease has moved.
+            Chart default lease timings (15 s / 10 s / 2 s); asynchronous and synchronous pairs.
+  profile   py-spy on the primary gateway under the write load, HA off and async
 
 Writes results.json, results.md and results.png (with matplotlib) here.
 
-    .venv/bin/python bench/ha/run.py [--seconds 20] [--preload 20000] [--failovers 5]
+    .venv/bin/python bench/ha/run.py [--seconds 20] [--preload 20000] [--failovers 20] [--sync-failovers 5]
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ BATCH = 10
 D = "/api/v2/tenants/default_tenant/databases/default_database"
 A, B, C = "127.0.0.11", "127.0.0.12", "127.0.0.13"
 SA, SB, FA, FB = "127.0.0.14", "127.0.0.15", "127.0.0.16", "127.0.0.17"
+FSA, FSB = "127.0.0.18", "127.0.0.19"
 LEASE = "chroma-leader"
-#: Short lease timings for the cost and lag runs (as the tests use); the failover run uses the chart's.
+#: Lease timings of the cost and lag runs: the chart's too (the tests' short ones fenced the preload here).
 FAST = {"lease_duration_s": 15.0, "renew_deadline_s": 10.0, "retry_period_s": 2.0}  # see README
 CHART = {"lease_duration_s": 15.0, "renew_deadline_s": 10.0, "retry_period_s": 2.0}
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -110,6 +113,7 @@ class Cluster:
     work: Path
     kube_url: str
     port: int
+    kube: FakeCluster
     pods: dict[str, Pod] = field(default_factory=dict)
 
     def config(self, name: str, chroma: Chroma, ha: dict[str, Any] | None) -> dict[str, Any]:
@@ -167,6 +171,28 @@ class Cluster:
         self.pods[name] = pod
         return pod
 
+    def deleted(self, name: str) -> bool:
+        """True when the pod deleted its own Pod object (a standby that must be rebuilt does)."""
+        return self.kube.find("Pod", name, "default") is None
+
+    def init_and_start(self, name: str, ha: dict[str, Any]) -> bool:
+        """The pod made again as its StatefulSet would: the Pod object, the init container
+        (``prepare``: keeps its data if it can follow, else a base copy), Chroma, the gateway.
+        True when it was rebuilt."""
+        if self.deleted(name):
+            self.kube.add(
+                {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {}}}, "default"
+            )
+        chroma_dir = self.work / f"chroma-{name}"
+        settings = parse_config(self.config(name, Chroma("http://127.0.0.1:1", None, chroma_dir), ha))  # type: ignore[arg-type]
+        rebuilt = prepare(settings, KubeApi(f"http://{self.kube_url}", "default", timeout_s=2.0), wait_s=120)
+        self.start_pod(name, ha, self.start_chroma(name))
+        return rebuilt
+
+    def holder(self, lease: str) -> str | None:
+        found = self.kube.find("Lease", lease, "default")
+        return ((found or {}).get("spec") or {}).get("holderIdentity") or None
+
     def stop_pod(self, name: str, *, kill: bool = False, chroma_too: bool = True) -> None:
         pod = self.pods.pop(name)
         if kill:
@@ -175,7 +201,15 @@ class Cluster:
                 pod.chroma.process.kill()
         else:
             pod.proc.terminate()
-        pod.proc.wait(30)
+        try:
+            pod.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            tail = (self.work / f"pod-{name}.log").read_text()[-1500:]
+            print(
+                f"pod {name} did not stop within 30 s of SIGTERM: killed; its log ends:\n{tail}", flush=True
+            )
+            pod.proc.kill()
+            pod.proc.wait(10)
         if chroma_too:
             pod.chroma_stack.close()
 
@@ -333,7 +367,8 @@ class Writer:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=5, headers={"content-type": "application/json"}) as c:
+        # above ha.synchronous_timeout_s (10 s): a synchronous write may wait that long for a standby
+        with httpx.Client(timeout=15, headers={"content-type": "application/json"}) as c:
             ids, body = self.records.body("fo")
             while not self.stop.is_set():
                 for pod in list(self.pods):
@@ -341,7 +376,7 @@ class Writer:
                         answer = c.post(f"{pod.url}{D}/collections/{self.cid}/add", content=body)
                     except httpx.HTTPError:
                         continue
-                    if answer.status_code == 200:
+                    if answer.is_success:  # Chroma answers an add 201
                         self.acked.append((time.monotonic(), pod.name, ids))
                         ids, body = self.records.body("fo")
                         break
@@ -363,53 +398,143 @@ def present(pod: Pod, cid: str, ids: list[str]) -> set[str]:
 
 
 def failover_rounds(
-    cluster: Cluster, cid: str, rounds: int, records: Records, out: list[dict[str, Any]]
+    cluster: Cluster, cid: str, rounds: int, records: Records, out: list[dict[str, Any]], label: str
 ) -> None:
+    """SIGKILL the primary pod (gateway and Chroma) under a writer retrying on both pods. The
+    killed pod is made again once the lease has moved (as a pod rescheduled after its node was
+    lost): the init step, then Chroma and the gateway; it rejoins as a standby."""
     for r in range(rounds):
-        primary = next(p for p in cluster.pods.values() if p.status()["role"] == "primary")
+        primary = primary_of(cluster, tuple(cluster.pods))
         standby = next(p for p in cluster.pods.values() if p is not primary)
+        lease = primary.config["ha"]["lease_name"]
+        ha = primary.config["ha"]
         with contextlib.suppress(TimeoutError):
             wait_until(lambda: caught_up(primary, standby), 30, "the standby before the kill")
+        rejoin: dict[str, Any] = {}
+
+        def restart() -> None:
+            try:
+                wait_until(
+                    lambda: cluster.holder(lease) not in (None, primary.name), 120, "the lease to move"
+                )
+                t = time.monotonic()
+                rejoin["rebuilt"] = cluster.init_and_start(primary.name, ha)
+                rejoin["started_s"] = time.monotonic() - t
+            except Exception as exc:  # reported below
+                rejoin["error"] = repr(exc)
+
         with Writer([primary, standby], cid, records) as writer:
-            wait_until(lambda: len(writer.acked) >= 20, 30, "writes before the kill")
+            wait_until(lambda: len(writer.acked) >= 20, 60, "writes before the kill")
             killed = time.monotonic()
             cluster.stop_pod(primary.name, kill=True)
+            thread = threading.Thread(target=restart, daemon=True)
+            thread.start()
             wait_until(
                 lambda: any(a[1] == standby.name and a[0] > killed for a in writer.acked),
-                120,
-                "a new primary",
+                180,
+                "a write acknowledged by the new primary",
             )
             first = min(a[0] for a in writer.acked if a[1] == standby.name and a[0] > killed)
             time.sleep(1.0)
+        thread.join(300)
+        if "error" in rejoin:
+            raise RuntimeError(f"the killed pod did not come back: {rejoin['error']}")
         by_old = [i for a in writer.acked if a[1] == primary.name for i in a[2]]
         lost = len(by_old) - len(present(standby, cid, by_old))
         rto = first - killed
-        print(f"failover {r + 1}/{rounds}: RTO {rto:.1f} s, acked writes lost {lost}", flush=True)
-        # the killed pod comes back as a standby: Chroma stopped, prepare() (rebuild when it must), Chroma, pod
-        settings = parse_config(primary.config)
-        t = time.monotonic()
-        rebuilt = prepare(
-            settings, KubeApi(f"http://{cluster.kube_url}", "default", timeout_s=2.0), wait_s=120
-        )
-        chroma = cluster.start_chroma(primary.name)
-        cluster.start_pod(primary.name, primary.config["ha"], chroma)
         back = cluster.pods[primary.name]
-        try:
-            wait_until(lambda: caught_up(standby, back), 120, "the restarted pod to catch up")
-            stuck = 0
-        except TimeoutError:
-            stuck = standby.status()["last_index"] - back.status()["applied"]
-            print(f"the restarted pod stays {stuck} entries behind", flush=True)
+        redone = 0
+        deadline = time.monotonic() + 180
+        stuck = 0
+        while not caught_up(standby, back):
+            if cluster.deleted(primary.name):  # it must be rebuilt: its init container does it
+                cluster.stop_pod(primary.name)
+                cluster.init_and_start(primary.name, ha)
+                back = cluster.pods[primary.name]
+                redone += 1
+            if time.monotonic() > deadline:
+                stuck = standby.status()["last_index"] - back.status()["applied"]
+                print(f"the restarted pod stays {stuck} entries behind", flush=True)
+                break
+            time.sleep(0.2)
+        rejoined = time.monotonic() - killed
+        print(
+            f"failover {label} {r + 1}/{rounds}: RTO {rto:.1f} s, acked writes lost {lost} of {len(by_old)}, "
+            f"rebuilt {rejoin['rebuilt']}, in sync again {rejoined:.1f} s after the kill",
+            flush=True,
+        )
         out.append(
             {
                 "rto_s": rto,
                 "acked_lost": lost,
                 "acked_by_old": len(by_old),
-                "rebuilt": rebuilt,
-                "rejoin_s": time.monotonic() - t,
+                "rebuilt": rejoin["rebuilt"],
+                "self_deleted_after_start": redone,
+                "rejoin_s": rejoined,
                 "stuck_behind": stuck,
             }
         )
+
+
+PY_SPY = Path(sys.executable).parent / "py-spy"
+
+
+def profile(pod: Pod, cid: str, seconds: float, records: Records, prefix: str, raw: Path) -> dict[str, Any]:
+    """py-spy (sampling, non-blocking, CPU only) on the pod's gateway process while one client
+    writes for ``seconds``: the functions the gateway's CPU goes to, inclusive and self, as a
+    share of the samples, with the requests answered."""
+    if not PY_SPY.exists():
+        return {"error": "py-spy not installed"}
+    spy = subprocess.Popen(
+        [
+            str(PY_SPY),
+            "record",
+            "-p",
+            str(pod.proc.pid),
+            "-d",
+            str(int(seconds) + 1),
+            "-r",
+            "200",
+            "--nonblocking",
+            "-f",
+            "raw",
+            "-o",
+            str(raw),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    n = len(write_run(pod.url, cid, seconds, records, prefix))
+    spy.wait(60)
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        k = int(count)
+        total += k
+        frames = []
+        for frame in stack.split(";"):
+            name, _, where = frame.partition(" (")
+            path = where.rsplit(":", 1)[0].rstrip(")")
+            frames.append(f"{name} ({'/'.join(Path(path).parts[-2:])})")
+        for f in set(frames):
+            inclusive[f] = inclusive.get(f, 0) + k
+        own[frames[-1]] = own.get(frames[-1], 0) + k
+
+    def top(d: dict[str, int], count: int) -> list[list[Any]]:
+        return [[f, v / total] for f, v in sorted(d.items(), key=lambda x: -x[1])[:count]]
+
+    return {
+        "requests": n,
+        "samples": total,
+        "samples_per_request": total / max(n, 1),
+        "inclusive": top(inclusive, 40),
+        "self": top(own, 25),
+    }
 
 
 def primary_of(cluster: Cluster, names: tuple[str, ...] = (A, B)) -> Pod:
@@ -444,7 +569,14 @@ def main() -> None:
     parser.add_argument("--preload", type=int, default=20_000, help="records in the big collection")
     parser.add_argument("--rate", type=float, default=20.0, help="batches/s of the lag run's writer")
     parser.add_argument("--lag-seconds", type=float, default=30.0)
-    parser.add_argument("--failovers", type=int, default=5, help="failover rounds (0: none)")
+    parser.add_argument("--failovers", type=int, default=20, help="asynchronous failover rounds (0: none)")
+    parser.add_argument("--sync-failovers", type=int, default=5, help="synchronous failover rounds (0: none)")
+    parser.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=10.0,
+        help="py-spy on the primary gateway, off and async (0: none)",
+    )
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     started = datetime.datetime.now(datetime.UTC)
@@ -452,10 +584,10 @@ def main() -> None:
     records = Records()
     results: dict[str, Any] = {}
     kube = FakeCluster()
-    for name in (A, B, SA, SB, FA, FB):
+    for name in (A, B, SA, SB, FA, FB, FSA, FSB):
         kube.add({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {}}}, "default")
     with tempfile.TemporaryDirectory() as tmp, serve(kube.handler()) as kube_url:
-        cluster = Cluster(Path(tmp), kube_url, free_port())
+        cluster = Cluster(Path(tmp), kube_url, free_port(), kube)
         try:
             # (a) HA off: a plain gateway (one process) on a Chroma of its own with the same preload
             off = cluster.start_pod(C, None, cluster.start_chroma(C))
@@ -465,6 +597,10 @@ def main() -> None:
             print(f"preloaded {args.preload} records (HA off) in {time.monotonic() - t:.0f} s", flush=True)
             results["off"] = measure_writes(off, None, cid, args.seconds, records, "off")
             print("off", results["off"], flush=True)
+            if args.profile_seconds:
+                results["profile_off"] = profile(
+                    off, cid, args.profile_seconds, records, "prof", cluster.work / "pyspy-off.txt"
+                )
             cluster.stop_pod(C)
 
             # (b) HA asynchronous: primary A and standby B; the preload replicates to B
@@ -485,6 +621,12 @@ def main() -> None:
             print("async", results["async"], flush=True)
             results["lag"] = lag_run(primary, standby, cid, args.lag_seconds, args.rate, records)
             print("lag", {k: v for k, v in results["lag"].items() if k != "series"}, flush=True)
+            if args.profile_seconds:
+                results["profile_async"] = profile(
+                    primary, cid, args.profile_seconds, records, "prof", cluster.work / "pyspy-async.txt"
+                )
+                for k in ("profile_off", "profile_async"):
+                    print(k, json.dumps(results[k])[:3000], flush=True)
 
             # (c) HA synchronous: a fresh pair (own Chromas, Lease and state) with the same preload.
             # Restarting the async pair instead leaves its standby one entry behind for good (see README).
@@ -500,19 +642,31 @@ def main() -> None:
             for name in list(cluster.pods):
                 cluster.stop_pod(name)
 
-            # (d) failover with the chart's lease timings, asynchronous, a fresh pair and collection
-            if args.failovers:
-                fo = {**CHART, "lease_name": "chroma-leader-fo"}
-                cluster.start_pod(FA, fo, cluster.start_chroma(FA))
-                primary = primary_of(cluster, (FA, FB))
-                cluster.start_pod(FB, fo, cluster.start_chroma(FB))
+            # (d) failover with the chart's lease timings: fresh pairs (own Chromas, Lease, state)
+            for label, rounds, pair, extra in (
+                ("async", args.failovers, (FA, FB), {}),
+                ("sync", args.sync_failovers, (FSA, FSB), {"synchronous": True}),
+            ):
+                if not rounds:
+                    continue
+                fo = {**CHART, **extra, "lease_name": f"chroma-leader-fo-{label}"}
+                cluster.start_pod(pair[0], fo, cluster.start_chroma(pair[0]))
+                primary = primary_of(cluster, pair)
+                standby = cluster.start_pod(pair[1], fo, cluster.start_chroma(pair[1]))
                 cid = create(primary.url, "failover")
-                results["failover"] = []
+                standby_ready(primary, standby, cluster.work)
+                key = f"failover_{label}"
+                results[key] = []
                 try:
-                    failover_rounds(cluster, cid, args.failovers, records, results["failover"])
-                except TimeoutError as exc:
-                    print(f"failover stopped: {exc}", flush=True)
-                    results["failover_error"] = str(exc)
+                    failover_rounds(cluster, cid, rounds, records, results[key], label)
+                except (TimeoutError, RuntimeError) as exc:
+                    print(f"failover {label} stopped: {exc}", flush=True)
+                    for name in pair:
+                        with contextlib.suppress(OSError):
+                            print((cluster.work / f"pod-{name}.log").read_text()[-3000:], flush=True)
+                    results[f"{key}_error"] = str(exc)
+                for name in list(cluster.pods):
+                    cluster.stop_pod(name)
         finally:
             for name in list(cluster.pods):
                 with contextlib.suppress(Exception):
@@ -586,16 +740,19 @@ def write_md(r: dict[str, Any], out: Path) -> None:
     ):
         v = lag[key]
         lines.append(f"| {label} | {v['p50']:.3f} | {v['p99']:.3f} | {v['max']:.3f} |")
-    if r.get("failover_error"):
-        lines += ["", f"Failover run stopped early: {r['failover_error']}"]
-    if r.get("failover"):
-        fo = r["failover"]
+    for label in ("async", "sync"):
+        key = f"failover_{label}"
+        if r.get(f"{key}_error"):
+            lines += ["", f"Failover run ({label}) stopped early: {r[f'{key}_error']}"]
+        fo = r.get(key)
+        if not fo:
+            continue
         rto = [x["rto_s"] for x in fo]
         lines += [
             "",
-            "## Failover (primary pod SIGKILLed, gateway and Chroma; chart lease timings 15 s / 10 s / 2 s)",
+            f"## Failover, {label} (primary pod SIGKILLed, gateway and Chroma; chart lease timings 15 s / 10 s / 2 s)",
             "",
-            "| round | RTO s | acked writes lost | acked by the killed primary | rejoined by rebuild | rejoin s |",
+            "| round | RTO s | acked records lost | records acked by the killed primary | rejoined by rebuild | in sync again, s after the kill |",
             "|---|---|---|---|---|---|",
         ]
         for i, x in enumerate(fo, 1):
@@ -603,8 +760,26 @@ def write_md(r: dict[str, Any], out: Path) -> None:
                 f"| {i} | {x['rto_s']:.1f} | {x['acked_lost']} | {x['acked_by_old']} | {x['rebuilt']} | {x['rejoin_s']:.1f} |"
             )
         lines.append(
-            f"| **all {len(fo)}** | p50 {pct(rto, 0.5):.1f}, max {max(rto):.1f} | {sum(x['acked_lost'] for x in fo)} | | | |"
+            f"| **{len(fo)} rounds** | p50 {pct(rto, 0.5):.1f}, p99 {pct(rto, 0.99):.1f}, max {max(rto):.1f} | "
+            f"{sum(x['acked_lost'] for x in fo)} | {sum(x['acked_by_old'] for x in fo)} | | |"
         )
+    for key in ("profile_off", "profile_async"):
+        prof = r.get(key)
+        if not prof or "error" in prof:
+            continue
+        lines += [
+            "",
+            f"## Profile of the primary gateway, {key.split('_')[1]} (py-spy, {prof['samples']} CPU samples at 200 Hz, "
+            f"{prof['requests']} writes, {prof['samples_per_request']:.2f} samples per write)",
+            "",
+            "| function (inclusive) | share of samples |",
+            "|---|---|",
+        ]
+        skip = ("asyncio/", "<module>", "main (pod.py)", "run (", "serve (", "Server.")
+        shown = [f for f in prof["inclusive"] if not any(x in f[0] for x in skip)][:20]
+        lines += [f"| {f} | {v:.1%} |" for f, v in shown]
+        lines += ["", "| function (self) | share of samples |", "|---|---|"]
+        lines += [f"| {f} | {v:.1%} |" for f, v in prof["self"][:15]]
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 
