@@ -86,13 +86,14 @@ class ReplicationLog:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.retained_bytes = retained_bytes
-        self._changed = asyncio.Condition()
         self.first_index = base + 1
         self.last_index = base
         self.last_term = ""
         self._fd: int | None = None
         self._segment_bytes = 0
-        self._tail: deque[Record] = deque(maxlen=TAIL_RECORDS)
+        #: The newest records with their encoding, as the stream sends them.
+        self._tail: deque[tuple[Record, bytes]] = deque(maxlen=TAIL_RECORDS)
+        self._waiters: list[asyncio.Future[None]] = []
         segments = self.segments()
         if segments:
             self.first_index = int(segments[0].stem)
@@ -136,7 +137,7 @@ class ReplicationLog:
         while view:
             view = view[os.write(self._fd, view) :]
         self._segment_bytes += len(data)
-        self._tail.append(record)
+        self._tail.append((record, data))
         self.last_index, self.last_term = record.index, record.term
         self._notify()
 
@@ -158,30 +159,28 @@ class ReplicationLog:
             self.first_index = int(segments[0].stem)
 
     def _notify(self) -> None:
-        async def wake() -> None:
-            async with self._changed:
-                self._changed.notify_all()
-
-        with contextlib.suppress(RuntimeError):  # no loop: nobody waits
-            asyncio.get_running_loop().create_task(wake())
+        """Wake the streams waiting for a record (all on the event loop that appends)."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def wait_beyond(self, index: int, timeout_s: float) -> bool:
         """Wait until a record past ``index`` exists (at most ``timeout_s``)."""
         if self.last_index > index:
             return True
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self.last_index > index), timeout_s)
-            except TimeoutError:
-                return False
-        return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter, timeout_s)
+        return self.last_index > index
 
     # -- reading -----------------------------------------------------------------------
 
     def read(self, after: int, *, segments: list[Path] | None = None, limit: int = 0) -> Iterator[Record]:
         """Records past ``after``, in order (at most ``limit`` when given)."""
-        if segments is None and self._tail and self._tail[0].index <= after + 1:
-            records = [r for r in self._tail if r.index > after]
+        if segments is None and self._tail and self._tail[0][0].index <= after + 1:
+            records = [r for r, _ in self._tail if r.index > after]
             yield from records[:limit] if limit else records
             return
         found = 0
@@ -197,6 +196,17 @@ class ReplicationLog:
                     found += 1
                     if limit and found >= limit:
                         return
+
+    def read_encoded(self, after: int, limit: int) -> tuple[int, bytes]:
+        """Up to ``limit`` records past ``after`` as the stream sends them, and the last index
+        among them (``after`` when there is none)."""
+        if self._tail and self._tail[0][0].index <= after + 1:
+            found = [(r.index, data) for r, data in self._tail if r.index > after][:limit]
+        else:
+            found = [(r.index, r.encode()) for r in self.read(after, limit=limit)]
+        if not found:
+            return after, b""
+        return found[-1][0], b"".join(data for _, data in found)
 
     def close(self) -> None:
         if self._fd is not None:

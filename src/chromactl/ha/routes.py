@@ -104,10 +104,10 @@ def ha_routes(node: Node, gate: HoldGate) -> list[BaseRoute]:
             position = after
             heartbeat = 0.0
             while node.role == "primary":
-                batch = list(node.log.read(position, limit=BATCH))
-                if batch:
-                    position = batch[-1].index
-                    yield b"".join(r.encode() for r in batch)
+                last, data = node.log.read_encoded(position, BATCH)
+                if data:
+                    position = last
+                    yield data
                     continue
                 if time.monotonic() - heartbeat >= contract.HEARTBEAT_S / 2:
                     heartbeat = time.monotonic()
