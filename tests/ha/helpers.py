@@ -88,6 +88,7 @@ def run_ha_pod(
 
     def on_started(server: uvicorn.Server) -> None:
         holder["server"] = server
+        holder["node"].shutting_down = lambda: server.should_exit
         started.set()
 
     def main() -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +37,31 @@ class Conflict(KubeApiError):
     """The object changed since it was read (409): read it again."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class KubeApi:
-    """One API server, as one service account, in one namespace."""
+    """One API server, as one service account, in one namespace; one connection pool (and one
+    TLS context) for all its calls, from any thread."""
 
     url: str
     namespace: str
     token: str | None = None
     ca_file: Path | None = None
     timeout_s: float = 2.0
+    _client: httpx.Client | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                verify: str | bool = str(self.ca_file) if self.ca_file else True
+                self._client = httpx.Client(base_url=self.url, timeout=self.timeout_s, verify=verify)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     @classmethod
     def in_cluster(cls, timeout_s: float = 2.0) -> KubeApi:
@@ -68,12 +85,10 @@ class KubeApi:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         if content_type:
             headers["Content-Type"] = content_type
-        verify: str | bool = str(self.ca_file) if self.ca_file else True
+        data = json.dumps(body).encode() if body is not None else None
+        headers.setdefault("Content-Type", "application/json")
         try:
-            with httpx.Client(base_url=self.url, timeout=self.timeout_s, verify=verify) as client:
-                data = json.dumps(body).encode() if body is not None else None
-                headers.setdefault("Content-Type", "application/json")
-                answer = client.request(method, "/" + path, content=data, headers=headers)
+            answer = self.client().request(method, "/" + path, content=data, headers=headers)
         except httpx.HTTPError as exc:
             raise KubeApiError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
         if answer.status_code == 404:

@@ -47,6 +47,8 @@ from .replication_log import ReplicationLog
 from .state import StateFile
 
 log = logging.getLogger("chromactl.ha.node")
+#: A standby not heard from (acks) for this long cannot confirm a synchronous write.
+STANDBY_GONE_S = 3.0
 
 
 class NotPrimary(ChromactlError):
@@ -154,6 +156,9 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._labelled: str | None = None
         self._handing_over = False
+        #: Whether the gateway is shutting down (set by the pod once its server runs): the
+        #: replication streams end then, so that the server's graceful stop does not wait on them.
+        self.shutting_down: Callable[[], bool] = lambda: False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -186,6 +191,7 @@ class Node:
         self.log.close()
         await self.client.aclose()
         await self.applier.aclose()
+        self.api.close()
 
     def _soon(self, fn: Callable[[], None]) -> None:
         assert self._loop is not None
@@ -364,6 +370,13 @@ class Node:
             )
         if not self.ha.synchronous:
             return
+        if not any(time.monotonic() - v.seen < STANDBY_GONE_S for v in self.standbys.values()):
+            # Nobody could confirm it (the only standby is down or being rebuilt): say so now,
+            # rather than hold the write (and a base copy's hold behind it) for the timeout.
+            raise ReplicationTimeout(
+                f"the write is applied on the primary {self.pod} but no standby is connected to "
+                "confirm it (ha.synchronous): it may be lost on a failover"
+            )
         async with self._acked:
             try:
                 await asyncio.wait_for(

@@ -103,7 +103,7 @@ def ha_routes(node: Node, gate: HoldGate) -> list[BaseRoute]:
         async def records() -> AsyncIterator[bytes]:
             position = after
             heartbeat = 0.0
-            while node.role == "primary":
+            while node.role == "primary" and not node.shutting_down():
                 last, data = node.log.read_encoded(position, BATCH)
                 if data:
                     position = last
@@ -113,7 +113,7 @@ def ha_routes(node: Node, gate: HoldGate) -> list[BaseRoute]:
                     heartbeat = time.monotonic()
                     yield Heartbeat(node.log.last_index).encode()
                 await node.log.wait_beyond(position, contract.HEARTBEAT_S / 2)
-            log.info("stream to %s ends: this pod is no longer the primary", pod)
+            log.info("stream to %s ends: this pod is no longer the primary, or stops", pod)
 
         headers = {
             contract.HISTORY_HEADER: json.dumps(node.state.history),

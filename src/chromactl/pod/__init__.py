@@ -16,6 +16,8 @@ import asyncio
 import signal
 from dataclasses import dataclass
 
+import uvicorn
+
 from chromactl import chromadata
 from chromactl.backup.operations.service import BackupService, Runner
 from chromactl.backup.snapshot.run import run_backup
@@ -94,10 +96,16 @@ async def serve_pod(settings: Settings) -> None:
         # handler SIGTERM would end the process before the last journal entries are shipped.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
+    on_started = None
     if pod.node is not None:
-        pod.node.start()
+        node = pod.node
+        node.start()
+
+        def on_started(server: uvicorn.Server) -> None:
+            node.shutting_down = lambda: server.should_exit
+
     try:
-        await serve(pod.settings, pod.gateway)
+        await serve(pod.settings, pod.gateway, on_started=on_started)
     finally:
         if pod.node is not None:
             await pod.node.stop()
