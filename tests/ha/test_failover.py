@@ -234,3 +234,29 @@ def test_three_pods_follow_the_new_primary_without_a_rebuild(
                 wait_until(lambda pod=pod: pod.node.state.applied == b.node.log.last_index, 15, f"{pod.name}")
                 assert ids_in(pod, cid) == {"a1", "b1"}
                 assert not pod.node.state.rebuild
+
+
+def test_a_pod_starts_with_its_data_when_the_primary_is_gone(kube: Kube, tmp_path: Path) -> None:
+    """The whole release was down: the Lease names a pod that no longer renews it. A pod's init
+    step does not wait for it (a StatefulSet starting pods in order would never start the
+    primary), it starts with its own data once the lease has not changed for its duration."""
+    _, url = kube
+    api = KubeApi(f"http://{url}", "default", timeout_s=API_TIMEOUT_S)
+    api.create_lease(LEASE, {"holderIdentity": "127.0.0.19", "leaseDurationSeconds": 3})
+    settings = parse_config(
+        {
+            "chroma": {"persist_path": str(tmp_path / "data")},
+            "ha": {
+                "enabled": True,
+                "lease_name": LEASE,
+                "pod_name": A,
+                "peer_url": "http://{pod}:9",
+                "state_dir": str(tmp_path / "state"),
+                **TIMINGS,
+            },
+        }
+    )
+    started = time.monotonic()
+    assert not prepare(settings, api, wait_s=60)
+    took = time.monotonic() - started
+    assert TIMINGS["lease_duration_s"] <= took < TIMINGS["lease_duration_s"] + 10

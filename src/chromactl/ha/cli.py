@@ -198,7 +198,13 @@ def init_cmd(
 
 def prepare(settings: Settings, api: KubeApi, *, wait_s: float = 600.0) -> bool:
     """Before Chroma starts: keep this pod's data if it can follow the primary, else replace it
-    with a base copy from the primary. True when it was rebuilt."""
+    with a base copy from the primary. True when it was rebuilt.
+
+    With no live primary (no holder, this pod, or a holder that has not renewed the lease for
+    its duration: the whole release was down) the pod starts with its own data, so that a
+    StatefulSet starting its pods in order is never stuck on a pod waiting for a later one; a
+    pod that must be rebuilt does not lead before it is (``Node.eligible``).
+    """
     ha = settings.ha
     pod = pod_name(ha)
     files = StateFile(state_dir(settings))
@@ -206,25 +212,40 @@ def prepare(settings: Settings, api: KubeApi, *, wait_s: float = 600.0) -> bool:
     replog = ReplicationLog(files.path.parent / "log", base=state.base, retained_bytes=ha.retained_log_bytes)
     peers = _Peers(ha, None, None)
     deadline = time.monotonic() + wait_s
+    seen: tuple[str | None, float] = (None, time.monotonic())
     try:
         while True:
-            holder = _holder(api, ha.lease_name)
-            if holder in (None, pod):
-                if not state.rebuild:
-                    log.info("no other pod is the primary: %s starts with its own data", pod)
+            lease = _lease(api, ha.lease_name)
+            holder = ((lease or {}).get("spec") or {}).get("holderIdentity") or None
+            version = ((lease or {}).get("metadata") or {}).get("resourceVersion")
+            if version != seen[0]:
+                seen = (version, time.monotonic())
+            lapsed = time.monotonic() - seen[1] > ha.lease_duration_s
+            if holder in (None, pod) or lapsed:
+                who = (
+                    f"the primary {holder} has not renewed the lease"
+                    if lapsed
+                    else "no other pod is the primary"
+                )
+                if state.rebuild:
+                    log.warning(
+                        "%s: %s starts with its own data, to be rebuilt once a primary leads", who, pod
+                    )
+                else:
+                    log.info("%s: %s starts with its own data", who, pod)
+                return False
+            try:
+                if not _must_rebuild(settings, state, replog, peers, holder):
+                    log.info("%s can follow %s from index %d", pod, holder, replog.last_index)
                     return False
-            else:
-                try:
-                    if not _must_rebuild(settings, state, replog, peers, holder):
-                        log.info("%s can follow %s from index %d", pod, holder, replog.last_index)
-                        return False
-                    _rebuild(settings, state, files, replog, peers, holder)
-                    return True
-                except (httpx.HTTPError, ChromactlError) as exc:
-                    log.warning("cannot reach the primary %s yet: %s", holder, exc)
+                _rebuild(settings, state, files, replog, peers, holder)
+                return True
+            except (httpx.HTTPError, ChromactlError) as exc:
+                log.warning("cannot reach the primary %s yet: %s", holder, exc)
             if time.monotonic() > deadline:
                 raise ChromactlError(
-                    f"{pod} must be rebuilt from the primary but none answered within {wait_s:g}s",
+                    f"{pod} must be rebuilt from the primary {holder}, "
+                    f"which did not answer within {wait_s:g}s",
                     exit_code=1,
                 )
             time.sleep(2.0)
@@ -232,13 +253,12 @@ def prepare(settings: Settings, api: KubeApi, *, wait_s: float = 600.0) -> bool:
         replog.close()
 
 
-def _holder(api: KubeApi, name: str) -> str | None:
+def _lease(api: KubeApi, name: str) -> dict[str, Any] | None:
     try:
-        lease = api.get_lease(name)
+        return api.get_lease(name)
     except KubeApiError as exc:
         log.warning("cannot read the lease %s: %s", name, exc)
         return None
-    return ((lease or {}).get("spec") or {}).get("holderIdentity") or None
 
 
 def _chroma_empty(settings: Settings) -> bool:

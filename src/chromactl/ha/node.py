@@ -213,8 +213,9 @@ class Node:
     def eligible(self) -> bool:
         """Whether this pod may take the Lease (a free one, a lapsed one, or one it held before
         this process started)."""
-        if self._unclean():
-            # It led and stopped without handing over: it may hold writes nobody has.
+        if self._unclean() or self.state.rebuild:
+            # It led and stopped without handing over (it may hold writes nobody has), or it
+            # cannot follow by replay: it leads only once rebuilt from a primary.
             return False
         follower = self.follower
         return follower is not None and follower.caught_up(self.ha.maximum_lag_on_failover)
