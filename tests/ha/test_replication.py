@@ -49,6 +49,21 @@ def test_standby_applies_writes_with_the_same_ids(kube: Kube, chromas: Chromas, 
                 10,
                 "the standby's label",
             )
+            # the metrics the chart's alerts read
+            ra, rb = a.node.metrics.registry, b.node.metrics.registry
+            wait_until(
+                lambda: rb.get_sample_value("chromactl_ha_role", {"role": "standby"}) == 1,
+                10,
+                "the standby's role metric",
+            )
+            assert ra.get_sample_value("chromactl_ha_role", {"role": "primary"}) == 1
+            assert ra.get_sample_value("chromactl_ha_role", {"role": "standby"}) == 0
+            assert rb.get_sample_value("chromactl_ha_lease_holder", {"pod": A}) == 1
+            assert rb.get_sample_value("chromactl_ha_lag_entries") == 0
+            wait_until(
+                lambda: ra.get_sample_value("chromactl_ha_standbys_in_sync") == 1, 10, "one standby in sync"
+            )
+            assert ra.get_sample_value("chromactl_ha_failovers_total") == 0
 
 
 def test_continuous_backup_journals_what_the_standby_applies(

@@ -89,6 +89,14 @@ class HaMetrics:
     """The pod's high-availability metrics (the chart's alerts use them)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.holder = Gauge(
+            "chromactl_ha_lease_holder",
+            "1 for the pod holding the lease, as this pod last read it.",
+            ["pod"],
+            registry=registry,
+        )
+        self._holder: str | None = None
         self.role = Gauge("chromactl_ha_role", "1 for this pod's current role.", ["role"], registry=registry)
         self.lag_s = Gauge(
             "chromactl_ha_lag_seconds", "How far this standby is behind, in seconds.", registry=registry
@@ -104,9 +112,18 @@ class HaMetrics:
         self.failovers = Counter(
             "chromactl_ha_failovers", "Times this pod became the primary after another.", registry=registry
         )
-        self.last_index = Gauge(
+        self.last_index_gauge = Gauge(
             "chromactl_ha_log_index", "The last index of this pod's replication log.", registry=registry
         )
+
+    def lease_holder(self, holder: str | None) -> None:
+        if holder == self._holder:
+            return
+        if self._holder is not None:
+            self.holder.remove(self._holder)
+        if holder is not None:
+            self.holder.labels(holder).set(1)
+        self._holder = holder
 
 
 class Node:
@@ -316,7 +333,8 @@ class Node:
             self.metrics.lag_s.set(0)
             self.metrics.lag_entries.set(0)
             self.metrics.in_sync.set(sum(1 for s in self.standby_status() if s["in_sync"]))
-        self.metrics.last_index.set(self.log.last_index)
+        self.metrics.last_index_gauge.set(self.log.last_index)
+        self.metrics.lease_holder(holder)
         if self._labelled != self.role:
             role = self.role
             try:
