@@ -13,7 +13,7 @@ LEGACY_CHROMA_VENV := .venvs/chroma-0.6.3
 CHROMA_0X_VENVS := $(foreach v,0.4.14 0.5.23 0.6.3,.venvs/chroma-$(v)/.installed)
 CHART  := charts/chromadb
 PYTEST_ARGS ?=
-# Test processes make test runs (pytest-xdist; each test file stays in one process).
+# Test processes make test runs (pytest-xdist; tests/conftest.py keeps each file in one).
 TEST_WORKERS ?= auto
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -68,7 +68,7 @@ audit: $(BIN)/.installed ## known vulnerabilities in the released images' Python
 test: ## run every test (the README's second command)
 	$(MAKE) --no-print-directory -j4 --output-sync=target deps images
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 .PHONY: test-fresh
 test-fresh: ## make test on a fresh clone with its own empty image storage (before calling image, pod-runner or Makefile work done)

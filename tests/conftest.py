@@ -1,21 +1,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Suites whose files share one session (a package-scoped capture of every secret they use).
+#: Suites whose files share one process (a package-scoped capture of every secret they use).
 ONE_PROCESS = ("tests/security/",)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``pytest -n`` (make test), each test file runs whole in one process, so that its
-    module fixtures (servers, pods) start once; the suites of :data:`ONE_PROCESS` run whole in one."""
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = next((suite for suite in ONE_PROCESS if path.startswith(suite)), path)
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``pytest -n`` (make test): each test file runs whole in one process, so that its
+    module fixtures (servers, pods) start once, and each suite of :data:`ONE_PROCESS` runs
+    whole in one (xdist's ``loadfile``, with those suites as one file)."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class SuiteScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return next((suite for suite in ONE_PROCESS if path.startswith(suite)), path)
+
+    return SuiteScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
