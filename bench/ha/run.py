@@ -5,6 +5,9 @@ Every pod is a process of its own (``bench/ha/pod.py``) in front of its own real
 fake Kubernetes API server of the tests (``tests/chart/fake_kube.py``) in this process; pods
 listen on their own loopback addresses (127.0.0.11, 127.0.0.12), which are also their pod names.
 CPU times are user + system from ``/proc`` for each pod process and each Chroma's process tree.
+The write modes, lag, idle and profile runs pin the primary pod to one CPU and the standby pod and
+the load generator to the other (a node per pod, as the chart's anti-affinity has it); each write
+mode also runs unpinned first.
 
 Workloads (README.md says what each stands for):
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -38,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,12 +75,56 @@ CHART = {"lease_duration_s": 15.0, "renew_deadline_s": 10.0, "retry_period_s": 2
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
+def threads(pid: int) -> list[int]:
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
 def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the children of every thread, not only the main one's)."""
     out = [pid]
-    with contextlib.suppress(OSError):
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            out += tree(int(child))
+    for tid in threads(pid):
+        with contextlib.suppress(OSError):
+            for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split():
+                out += tree(int(child))
     return out
+
+
+ALL_CPUS = frozenset(os.sched_getaffinity(0))
+#: Where each pod runs when pinned: the primary pod on one CPU, the standby pod and the load
+#: generator on the other, as with the chart's anti-affinity (a node per pod), on a 2-CPU machine.
+CPU_PRIMARY, CPU_OTHER = (sorted(ALL_CPUS) + sorted(ALL_CPUS))[:2]
+
+
+def pin(pid: int, cpus: frozenset[int] | set[int]) -> None:
+    """Every thread of ``pid`` and of its descendants onto ``cpus`` (threads and processes they
+    start later inherit it from their creator)."""
+    for p in tree(pid):
+        for tid in threads(p):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cpus)
+
+
+@contextlib.contextmanager
+def placed(primary: Pod, standby: Pod | None, pinned: bool) -> Iterator[None]:
+    """Pinned: the primary pod (gateway and Chroma) on ``CPU_PRIMARY``; the standby pod and this
+    thread (the load generator, and whatever it starts) on ``CPU_OTHER``. Undone on exit."""
+    pods = [primary] + ([standby] if standby is not None else [])
+    if pinned:
+        for pod, cpu in zip(pods, (CPU_PRIMARY, CPU_OTHER), strict=False):
+            pin(pod.proc.pid, {cpu})
+            pin(pod.chroma.process.pid, {cpu})
+        os.sched_setaffinity(0, {CPU_OTHER})
+    try:
+        yield
+    finally:
+        if pinned:
+            os.sched_setaffinity(0, ALL_CPUS)
+            for pod in pods:
+                pin(pod.proc.pid, ALL_CPUS)
+                pin(pod.chroma.process.pid, ALL_CPUS)
 
 
 def cpu_s(pid: int) -> float:
@@ -85,6 +134,23 @@ def cpu_s(pid: int) -> float:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) * TICK_S
     return total
+
+
+def runq_s(pid: int) -> float:
+    """Seconds the threads of ``pid`` and its descendants have waited for a CPU while runnable
+    (``/proc/<pid>/task/<tid>/schedstat``, second field)."""
+    total = 0
+    for p in tree(pid):
+        for tid in threads(p):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(Path(f"/proc/{p}/task/{tid}/schedstat").read_text().split()[1])
+    return total / 1e9
+
+
+def client_sched() -> tuple[float, float]:
+    """CPU seconds and run-queue wait seconds of this thread (the load generator)."""
+    fields = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat").read_text().split()
+    return int(fields[0]) / 1e9, int(fields[1]) / 1e9
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -115,6 +181,8 @@ class Cluster:
     port: int
     kube: FakeCluster
     pods: dict[str, Pod] = field(default_factory=dict)
+    #: pods that did not exit within 30 s of SIGTERM (then SIGKILLed)
+    hung: list[str] = field(default_factory=list)
 
     def config(self, name: str, chroma: Chroma, ha: dict[str, Any] | None) -> dict[str, Any]:
         cfg: dict[str, Any] = {
@@ -208,6 +276,7 @@ class Cluster:
             print(
                 f"pod {name} did not stop within 30 s of SIGTERM: killed; its log ends:\n{tail}", flush=True
             )
+            self.hung.append(name)
             pod.proc.kill()
             pod.proc.wait(10)
         if chroma_too:
@@ -236,7 +305,14 @@ class Records:
 
 
 def create(url: str, name: str = "big") -> str:
-    answer = httpx.post(f"{url}{D}/collections", json={"name": name, "get_or_create": True}, timeout=30)
+    """The collection, retried while the primary answers 503 (a synchronous primary does until
+    its standby has connected)."""
+    deadline = time.monotonic() + 60
+    while True:
+        answer = httpx.post(f"{url}{D}/collections", json={"name": name, "get_or_create": True}, timeout=30)
+        if answer.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     answer.raise_for_status()
     return str(answer.json()["id"])
 
@@ -282,7 +358,11 @@ def measure_writes(
     if standby is not None:
         wait_until(lambda: caught_up(primary, standby), 120, "the standby after the warm-up")
     before = {k: cpu_s(p) for k, p in pids.items()}
+    waits = {k: runq_s(p) for k, p in pids.items() if k.startswith("primary")}
+    client = client_sched()
     lat = write_run(primary.url, cid, seconds, records, prefix)
+    client_after = client_sched()
+    waits = {k: runq_s(p) - waits[k] for k, p in pids.items() if k.startswith("primary")}
     after = {k: cpu_s(p) for k, p in pids.items() if k.startswith("primary")}
     drain = 0.0
     if standby is not None:
@@ -301,7 +381,19 @@ def measure_writes(
     }
     for k in pids:
         out[f"{k}_cpu_ms"] = (after[k] - before[k]) * 1000 / n
+    for k, v in waits.items():
+        out[f"{k}_runq_ms"] = v * 1000 / n
+    out["client_cpu_ms"] = (client_after[0] - client[0]) * 1000 / n
+    out["client_runq_ms"] = (client_after[1] - client[1]) * 1000 / n
     return out
+
+
+def idle_cpu(pods: dict[str, int], seconds: float) -> dict[str, float]:
+    """CPU ms per second of each process (``pods``: name to pid) with no requests at all: what
+    a pod burns on its own (lease renewals, the replication stream's keep-alives)."""
+    before = {k: cpu_s(p) for k, p in pods.items()}
+    time.sleep(seconds)
+    return {k: (cpu_s(p) - before[k]) * 1000 / seconds for k, p in pods.items()}
 
 
 def lag_run(
@@ -537,6 +629,27 @@ def profile(pod: Pod, cid: str, seconds: float, records: Records, prefix: str, r
     }
 
 
+def write_modes(
+    results: dict[str, Any],
+    mode: str,
+    primary: Pod,
+    standby: Pod | None,
+    cid: str,
+    args: argparse.Namespace,
+    records: Records,
+) -> None:
+    """The write load on one mode: unpinned (every process on every CPU; ``<mode>_unpinned``),
+    then pinned as a pod per node would be (``<mode>``), on the same pods."""
+    if not args.no_unpinned:
+        results[f"{mode}_unpinned"] = measure_writes(primary, standby, cid, args.seconds, records, mode + "u")
+        print(f"{mode} unpinned", results[f"{mode}_unpinned"], flush=True)
+    pinned = len(ALL_CPUS) >= 2
+    with placed(primary, standby, pinned):
+        results[mode] = measure_writes(primary, standby, cid, args.seconds, records, mode)
+    results[mode]["pinned"] = pinned
+    print(f"{mode} pinned", results[mode], flush=True)
+
+
 def primary_of(cluster: Cluster, names: tuple[str, ...] = (A, B)) -> Pod:
     pods = [cluster.pods[n] for n in names if n in cluster.pods]
 
@@ -577,9 +690,17 @@ def main() -> None:
         default=10.0,
         help="py-spy on the primary gateway, off and async (0: none)",
     )
+    parser.add_argument(
+        "--idle-seconds", type=float, default=10.0, help="CPU of idle gateways, off and async (0: none)"
+    )
+    parser.add_argument(
+        "--no-unpinned", action="store_true", help="measure the write modes pinned only (see README)"
+    )
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
+    pinned = len(ALL_CPUS) >= 2
     started = datetime.datetime.now(datetime.UTC)
+    t_start = time.monotonic()
     load_before = os.getloadavg()[0]
     records = Records()
     results: dict[str, Any] = {}
@@ -595,12 +716,14 @@ def main() -> None:
             t = time.monotonic()
             preload(off.url, cid, args.preload)
             print(f"preloaded {args.preload} records (HA off) in {time.monotonic() - t:.0f} s", flush=True)
-            results["off"] = measure_writes(off, None, cid, args.seconds, records, "off")
-            print("off", results["off"], flush=True)
-            if args.profile_seconds:
-                results["profile_off"] = profile(
-                    off, cid, args.profile_seconds, records, "prof", cluster.work / "pyspy-off.txt"
-                )
+            write_modes(results, "off", off, None, cid, args, records)
+            with placed(off, None, pinned):
+                if args.idle_seconds:
+                    results["idle_off"] = idle_cpu({"primary": off.proc.pid}, args.idle_seconds)
+                if args.profile_seconds:
+                    results["profile_off"] = profile(
+                        off, cid, args.profile_seconds, records, "prof", cluster.work / "pyspy-off.txt"
+                    )
             cluster.stop_pod(C)
 
             # (b) HA asynchronous: primary A and standby B; the preload replicates to B
@@ -617,16 +740,23 @@ def main() -> None:
                 f"preloaded {args.preload} records (HA) and replicated in {time.monotonic() - t:.0f} s",
                 flush=True,
             )
-            results["async"] = measure_writes(primary, standby, cid, args.seconds, records, "async")
-            print("async", results["async"], flush=True)
-            results["lag"] = lag_run(primary, standby, cid, args.lag_seconds, args.rate, records)
-            print("lag", {k: v for k, v in results["lag"].items() if k != "series"}, flush=True)
-            if args.profile_seconds:
-                results["profile_async"] = profile(
-                    primary, cid, args.profile_seconds, records, "prof", cluster.work / "pyspy-async.txt"
-                )
-                for k in ("profile_off", "profile_async"):
-                    print(k, json.dumps(results[k])[:3000], flush=True)
+            write_modes(results, "async", primary, standby, cid, args, records)
+            with placed(primary, standby, pinned):
+                results["lag"] = lag_run(primary, standby, cid, args.lag_seconds, args.rate, records)
+                print("lag", {k: v for k, v in results["lag"].items() if k != "series"}, flush=True)
+                if args.idle_seconds:
+                    wait_until(lambda: caught_up(primary, standby), 120, "the standby after the lag run")
+                    time.sleep(1.0)
+                    results["idle_async"] = idle_cpu(
+                        {"primary": primary.proc.pid, "standby": standby.proc.pid}, args.idle_seconds
+                    )
+                    print("idle", results["idle_off"], results["idle_async"], flush=True)
+                if args.profile_seconds:
+                    results["profile_async"] = profile(
+                        primary, cid, args.profile_seconds, records, "prof", cluster.work / "pyspy-async.txt"
+                    )
+                    for k in ("profile_off", "profile_async"):
+                        print(k, json.dumps(results[k])[:3000], flush=True)
 
             # (c) HA synchronous: a fresh pair (own Chromas, Lease and state) with the same preload.
             # Restarting the async pair instead leaves its standby one entry behind for good (see README).
@@ -637,8 +767,7 @@ def main() -> None:
             cid = create(primary.url)
             preload(primary.url, cid, args.preload)
             standby_ready(primary, standby, cluster.work)
-            results["sync"] = measure_writes(primary, standby, cid, args.seconds, records, "sync")
-            print("sync", results["sync"], flush=True)
+            write_modes(results, "sync", primary, standby, cid, args, records)
             for name in list(cluster.pods):
                 cluster.stop_pod(name)
 
@@ -671,7 +800,10 @@ def main() -> None:
             for name in list(cluster.pods):
                 with contextlib.suppress(Exception):
                     cluster.stop_pod(name)
+    results["sigterm_hung"] = cluster.hung
     results["meta"] = {
+        "elapsed_s": time.monotonic() - t_start,
+        "chromactl": str(Path(importlib.import_module("chromactl").__file__ or "").parent),
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
         "python": platform.python_version(),
@@ -685,48 +817,120 @@ def main() -> None:
     plot(results, args.out)
 
 
+def goals(r: dict[str, Any]) -> list[str]:
+    """Each goal, met or missed and by how much."""
+    out = []
+    ratio = r["async"]["mean_ms"] / r["off"]["mean_ms"]
+    verdict = "met" if ratio <= 1.10 else f"missed by {ratio - 1.10:.2f}x"
+    out.append(f"- async write latency <= 1.10x of HA off (pinned, mean): {ratio:.2f}x, **{verdict}**")
+    if "async_unpinned" in r and "off_unpinned" in r:
+        u = r["async_unpinned"]["mean_ms"] / r["off_unpinned"]["mean_ms"]
+        out.append(f"  (unpinned, every process on both CPUs: {u:.2f}x, not the goal's measure)")
+    p99 = r["lag"]["lag_s"]["p99"]
+    verdict = "met" if p99 <= 1.0 else f"missed by {p99 - 1.0:.2f} s"
+    out.append(f"- lag p99 <= 1 s: {p99:.2f} s, **{verdict}**")
+    for label in ("async", "sync"):
+        fo = r.get(f"failover_{label}")
+        if fo:
+            p = pct([x["rto_s"] for x in fo], 0.99)
+            verdict = "met" if p <= 30.0 else f"missed by {p - 30.0:.1f} s"
+            out.append(
+                f"- RTO p99 <= 30 s with default settings, {label} ({len(fo)} rounds): {p:.1f} s, **{verdict}**"
+            )
+    return out
+
+
 def write_md(r: dict[str, Any], out: Path) -> None:
     m = r["meta"]
     lines = [
         "# High availability benchmark",
         "",
-        f"{m['date']}, {m['machine']}, Python {m['python']}; load average before: {m['load_before']:.2f}.",
+        f"{m['date']}, {m['machine']}, Python {m['python']}; load average before: {m['load_before']:.2f}; "
+        f"{m.get('elapsed_s', 0) / 60:.0f} min.",
         f"Command: `{m['command']}` (preload {m['args']['preload']} records, {m['args']['seconds']:g} s per write mode).",
-        "Every pod, Chroma and the load generator share the same CPUs; CPU is user + system from /proc",
-        "over the measured interval (the standby's until it has applied the whole run), per request.",
+        "CPU is user + system from /proc over the measured interval (the standby's until it has applied",
+        "the whole run), per request. Pinned: the primary pod (gateway and Chroma) on CPU "
+        f"{CPU_PRIMARY}, the standby pod and the load generator on CPU {CPU_OTHER}; unpinned: all on both.",
+        "",
+        "Pods that did not exit within 30 s of SIGTERM (then SIGKILLed): "
+        + (", ".join(r.get("sigterm_hung", [])) or "none")
+        + ".",
+        "",
+        "Goals:",
+        "",
+        *goals(r),
         "",
         "## Write cost (batches of 10 x 384-dim records + documents, one client, big collection)",
         "",
-        "| mode | requests | req/s | p50 ms | p99 ms | gateway CPU ms/req | Chroma CPU ms/req | standby gw CPU ms/req | standby Chroma CPU ms/req | latency vs off (mean) | primary gw CPU vs off |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mode | placement | requests | req/s | p50 ms | p99 ms | mean ms | gateway CPU ms/req | Chroma CPU ms/req "
+        "| standby gw CPU ms/req | standby Chroma CPU ms/req | latency vs off (mean) | primary gw CPU vs off "
+        "| primary pod CPU vs off |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    off = r["off"]
-    for mode in ("off", "async", "sync"):
-        x = r[mode]
-        sb = f"{x['standby_cpu_ms']:.2f}" if "standby_cpu_ms" in x else "-"
-        sc = f"{x['standby_chroma_cpu_ms']:.2f}" if "standby_chroma_cpu_ms" in x else "-"
-        lines.append(
-            f"| {mode} | {x['requests']} | {x['rps']:.1f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | "
-            f"{x['primary_cpu_ms']:.2f} | {x['primary_chroma_cpu_ms']:.2f} | {sb} | {sc} | "
-            f"{x['mean_ms'] / off['mean_ms']:.2f}x | {x['primary_cpu_ms'] / off['primary_cpu_ms']:.2f}x |"
-        )
+    for suffix, placement in (("", "pinned"), ("_unpinned", "unpinned")):
+        off = r.get("off" + suffix)
+        if off is None:
+            continue
+        for mode in ("off", "async", "sync"):
+            x = r[mode + suffix]
+            sb = f"{x['standby_cpu_ms']:.2f}" if "standby_cpu_ms" in x else "-"
+            sc = f"{x['standby_chroma_cpu_ms']:.2f}" if "standby_chroma_cpu_ms" in x else "-"
+            pod = x["primary_cpu_ms"] + x["primary_chroma_cpu_ms"]
+            pod_off = off["primary_cpu_ms"] + off["primary_chroma_cpu_ms"]
+            lines.append(
+                f"| {mode} | {placement} | {x['requests']} | {x['rps']:.1f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | "
+                f"{x['mean_ms']:.1f} | {x['primary_cpu_ms']:.2f} | {x['primary_chroma_cpu_ms']:.2f} | {sb} | {sc} | "
+                f"{x['mean_ms'] / off['mean_ms']:.2f}x | {x['primary_cpu_ms'] / off['primary_cpu_ms']:.2f}x | "
+                f"{pod / pod_off:.2f}x |"
+            )
+    lines += [
+        "",
+        "## Waiting for a CPU (from the write runs: run-queue wait per write, /proc schedstat)",
+        "",
+        "| mode | placement | mean latency ms | client CPU ms/req | client run-queue wait ms/req "
+        "| primary gateway threads' wait ms/req | primary Chroma threads' wait ms/req |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for suffix, placement in (("", "pinned"), ("_unpinned", "unpinned")):
+        for mode in ("off", "async", "sync"):
+            x = r.get(mode + suffix)
+            if x is None or "client_runq_ms" not in x:
+                continue
+            lines.append(
+                f"| {mode} | {placement} | {x['mean_ms']:.1f} | {x['client_cpu_ms']:.2f} | {x['client_runq_ms']:.2f} | "
+                f"{x['primary_runq_ms']:.2f} | {x['primary_chroma_runq_ms']:.2f} |"
+            )
     lines += [
         "",
         "## Standby cost (from the write runs)",
         "",
-        "| mode | standby gateway / primary gateway CPU per write | standby Chroma / primary Chroma CPU per write |",
-        "|---|---|---|",
+        "| mode | placement | standby gateway / primary gateway CPU per write | standby Chroma / primary Chroma CPU per write |",
+        "|---|---|---|---|",
     ]
-    for mode in ("async", "sync"):
-        x = r[mode]
-        lines.append(
-            f"| {mode} | {x['standby_cpu_ms'] / x['primary_cpu_ms']:.2f} | "
-            f"{x['standby_chroma_cpu_ms'] / x['primary_chroma_cpu_ms']:.2f} |"
-        )
+    for suffix, placement in (("", "pinned"), ("_unpinned", "unpinned")):
+        for mode in ("async", "sync"):
+            x = r.get(mode + suffix)
+            if x is None:
+                continue
+            lines.append(
+                f"| {mode} | {placement} | {x['standby_cpu_ms'] / x['primary_cpu_ms']:.2f} | "
+                f"{x['standby_chroma_cpu_ms'] / x['primary_chroma_cpu_ms']:.2f} |"
+            )
+    if "idle_off" in r and "idle_async" in r:
+        lines += [
+            "",
+            f"## Idle gateways (no requests, {m['args']['idle_seconds']:g} s, pinned)",
+            "",
+            "| gateway | CPU ms per second |",
+            "|---|---|",
+            f"| HA off | {r['idle_off']['primary']:.1f} |",
+            f"| async primary | {r['idle_async']['primary']:.1f} |",
+            f"| async standby | {r['idle_async']['standby']:.1f} |",
+        ]
     lag = r["lag"]
     lines += [
         "",
-        f"## Lag (steady writer: {m['args']['rate']:g} batches/s of 10 records for {m['args']['lag_seconds']:g} s, sampled every 100 ms)",
+        f"## Lag (steady writer: {m['args']['rate']:g} batches/s of 10 records for {m['args']['lag_seconds']:g} s, sampled every 100 ms, pinned)",
         "",
         f"{lag['writes']} writes at {lag['achieved_rate']:.1f}/s ({lag['late_writes']} started late), {lag['samples']} samples.",
         "",
