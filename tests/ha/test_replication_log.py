@@ -59,3 +59,16 @@ def test_terms_say_where_two_logs_agree() -> None:
     assert state.term_at(39) == "a"
     assert state.term_at(40) == "b"
     assert state.start_term(70) != "b" and state.term_at(70) == state.term
+
+
+def test_the_stream_reads_what_a_standby_lacks_from_the_newest_records(tmp_path: Path) -> None:
+    log = ReplicationLog(tmp_path)
+    for i in range(10):
+        log.append(entry(i), "t")
+    last, data = log.read_encoded(7, 256)
+    items, used = decode_records(data)
+    assert last == 10 and used == len(data)
+    assert [r.index for r in items if isinstance(r, Record)] == [8, 9, 10]
+    assert log.read_encoded(3, 2)[0] == 5
+    assert [r.index for r in log.read(3, limit=2)] == [4, 5]
+    assert log.read_encoded(10, 256) == (10, b"")

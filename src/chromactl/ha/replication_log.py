@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 from collections import deque
@@ -180,8 +181,7 @@ class ReplicationLog:
     def read(self, after: int, *, segments: list[Path] | None = None, limit: int = 0) -> Iterator[Record]:
         """Records past ``after``, in order (at most ``limit`` when given)."""
         if segments is None and self._tail and self._tail[0][0].index <= after + 1:
-            records = [r for r, _ in self._tail if r.index > after]
-            yield from records[:limit] if limit else records
+            yield from (r for r, _ in self._newest(after, limit))
             return
         found = 0
         chosen = segments if segments is not None else self.segments()
@@ -197,11 +197,18 @@ class ReplicationLog:
                     if limit and found >= limit:
                         return
 
+    def _newest(self, after: int, limit: int) -> list[tuple[Record, bytes]]:
+        """The tail's records past ``after`` (at most ``limit``), counted from its newest end:
+        the tail's indexes follow each other, so a standby close behind costs what it lacks."""
+        newer = list(itertools.islice(reversed(self._tail), max(0, self.last_index - after)))
+        newer.reverse()
+        return newer[:limit] if limit else newer
+
     def read_encoded(self, after: int, limit: int) -> tuple[int, bytes]:
         """Up to ``limit`` records past ``after`` as the stream sends them, and the last index
         among them (``after`` when there is none)."""
         if self._tail and self._tail[0][0].index <= after + 1:
-            found = [(r.index, data) for r, data in self._tail if r.index > after][:limit]
+            found = [(r.index, data) for r, data in self._newest(after, limit)]
         else:
             found = [(r.index, r.encode()) for r in self.read(after, limit=limit)]
         if not found:
