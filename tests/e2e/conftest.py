@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.chart.helm import chart
+from tests.podrunner.common import log_tail
 from tests.podrunner.images import CLIENT_IMAGE
 from tests.podrunner.runner import JobResult, Pod, PodRunner
 
@@ -110,7 +111,11 @@ def assert_helm_tests_pass(cluster: PodRunner) -> None:
     results = cluster.run_tests(timeout=90)
     assert set(results) == {"chroma-chromadb-test-heartbeat", "chroma-chromadb-test-collection"}
     for name, result in results.items():
-        assert result.succeeded, f"helm test {name} failed ({result.error}):\n{result.logs()}"
+        if not result.succeeded:
+            # What the server saw of it (its gateway, when there is one) goes with the failure.
+            server = cluster.pod(SERVER_POD)
+            seen = "\n".join(f"{c.name}:\n{log_tail(c.log)}" for c in server.containers)
+            raise AssertionError(f"helm test {name} failed ({result.error}):\n{result.logs()}\n{seen}")
 
 
 #: Tries one TCP connection (3 s) and, when it opens and a path is given, one HTTP GET.

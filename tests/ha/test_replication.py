@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
+from chromactl.ha import contract
 from chromactl.journal import decode
 from tests.gateway.helpers import wait_until
 from tests.ha.conftest import Chromas, Kube
@@ -88,3 +90,37 @@ def test_continuous_backup_journals_what_the_standby_applies(
     spooled = [e for f in sorted(journal_dir.glob("*.journal")) for e in decode(f.read_bytes())[0]]
     assert [e.kind for e in spooled] == ["catalog", "records"]
     assert spooled[1].collection == cid and b'"j1"' in spooled[1].body
+
+
+def test_a_synchronous_write_counts_a_standby_from_its_stream_and_waits_for_its_ack(
+    kube: Kube, chromas: Chromas, tmp_path: Path
+) -> None:
+    """With no standby, a synchronous write is refused at once; a standby whose stream is open
+    but has not acked yet is waited for (not refused), and its ack releases the write."""
+    _, url = kube
+    port = free_ha_port()
+    with run_ha_pod(A, chromas[0], url, port, tmp_path / "sa", synchronous=True, synchronous_timeout_s=2.0) as a:
+        wait_until(lambda: a.node.role == "primary", 15, "the first pod to lead")
+        created = httpx.post(f"{a.url}{DB}/collections", json={"name": "sync"}, timeout=30)
+        assert created.status_code == 503, created.text
+        assert "no standby is connected" in created.json()["message"]
+
+        stream_url = f"{a.url}{contract.STREAM}"
+        last = a.node.log.last_index
+        follow = {"after": last, "term": a.node.state.term_at(last), "pod": "s1"}
+        with httpx.stream("GET", stream_url, params=follow, timeout=30) as s:
+            assert s.status_code == 200
+            wait_until(lambda: "s1" in a.node.standbys, 5, "the stream to count")
+            # connected but silent: the write waits the synchronous timeout, then says so
+            waited = httpx.post(f"{a.url}{DB}/collections", json={"name": "sync2"}, timeout=30)
+            assert waited.status_code == 503
+            assert "no standby confirmed it within 2s" in waited.json()["message"]
+
+            with ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(
+                    httpx.post, f"{a.url}{DB}/collections", json={"name": "sync3"}, timeout=30
+                )
+                wait_until(lambda: a.node.log.last_index >= 3, 10, "the write to reach the log")
+                ack = {"pod": "s1", "applied": a.node.log.last_index, "lag_s": 0.0}
+                assert httpx.post(f"{a.url}{contract.ACK}", json=ack, timeout=10).status_code == 200
+                assert pending.result(timeout=10).status_code == 200

@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.podrunner import netpol
@@ -51,6 +52,11 @@ class Network:
             self.gateway = str(self.subnet[1])
             _run(IP, "link", "add", self.bridge, "type", "bridge")
             (RUN_DIR / self.bridge).write_text(str(os.getpid()))
+        # Whatever the host's ip_forward says, nothing from these pods is routed on (to another
+        # test's pod network, or off the host).
+        # (A host whose /proc/sys is read-only keeps its own setting.)
+        with contextlib.suppress(OSError):
+            Path(f"/proc/sys/net/ipv4/conf/{self.bridge}/forwarding").write_text("0")
         _run(IP, "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
         _run(IP, "link", "set", self.bridge, "up")
         self._next = 2

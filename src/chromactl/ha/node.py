@@ -82,7 +82,13 @@ class StandbyView:
 
     applied: int
     lag_s: float
+    #: When its last ack came.
     seen: float = field(default_factory=time.monotonic)
+    #: When its stream last sent (records or a heartbeat): connected, if not yet acking.
+    streamed: float = 0.0
+
+    def connected(self, now: float) -> bool:
+        return now - max(self.seen, self.streamed) < STANDBY_GONE_S
 
 
 class HaMetrics:
@@ -389,7 +395,8 @@ class Node:
             )
         if not self.ha.synchronous:
             return
-        if not any(time.monotonic() - v.seen < STANDBY_GONE_S for v in self.standbys.values()):
+        now = time.monotonic()
+        if not any(v.connected(now) for v in self.standbys.values()):
             # Nobody could confirm it (the only standby is down or being rebuilt): say so now,
             # rather than hold the write (and a base copy's hold behind it) for the timeout.
             raise ReplicationTimeout(
@@ -408,8 +415,20 @@ class Node:
                     f"{self.ha.synchronous_timeout_s:g}s (ha.synchronous): it may be lost on a failover"
                 ) from None
 
+    def streaming(self, pod: str, position: int) -> None:
+        """The stream to standby ``pod`` is open and has sent up to ``position``: it counts as
+        connected from its first byte, before its first ack (a synchronous write made then
+        waits for that ack rather than failing for want of a standby)."""
+        view = self.standbys.get(pod)
+        if view is None:
+            view = self.standbys[pod] = StandbyView(min(position, self.log.last_index), 0.0)
+        view.streamed = time.monotonic()
+
     async def acked(self, ack: contract.Ack) -> None:
-        self.standbys[ack["pod"]] = StandbyView(int(ack["applied"]), float(ack["lag_s"]))
+        before = self.standbys.get(ack["pod"])
+        self.standbys[ack["pod"]] = StandbyView(
+            int(ack["applied"]), float(ack["lag_s"]), streamed=before.streamed if before else 0.0
+        )
         async with self._acked:
             self._acked.notify_all()
 

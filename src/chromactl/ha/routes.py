@@ -104,6 +104,7 @@ def ha_routes(node: Node, gate: HoldGate) -> list[BaseRoute]:
             position = after
             heartbeat = 0.0
             while node.role == "primary" and not node.shutting_down():
+                node.streaming(pod, position)
                 last, data = node.log.read_encoded(position, BATCH)
                 if data:
                     position = last
