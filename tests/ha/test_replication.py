@@ -99,7 +99,8 @@ def test_a_synchronous_write_counts_a_standby_from_its_stream_and_waits_for_its_
     but has not acked yet is waited for (not refused), and its ack releases the write."""
     _, url = kube
     port = free_ha_port()
-    with run_ha_pod(A, chromas[0], url, port, tmp_path / "sa", synchronous=True, synchronous_timeout_s=2.0) as a:
+    sync = {"synchronous": True, "synchronous_timeout_s": 2.0}
+    with run_ha_pod(A, chromas[0], url, port, tmp_path / "sa", **sync) as a:
         wait_until(lambda: a.node.role == "primary", 15, "the first pod to lead")
         created = httpx.post(f"{a.url}{DB}/collections", json={"name": "sync"}, timeout=30)
         assert created.status_code == 503, created.text
