@@ -437,6 +437,10 @@ class GatewaySettings(Section):
     upstream_keepalive: int = Field(64, ge=1)
     #: Time limit for Chroma to answer one request.
     upstream_timeout_s: float = Field(300.0, gt=0)
+    #: Serve Chroma's routes on the fast path (:mod:`chromactl.gateway.fastpath`): the same
+    #: decisions without ASGI, forwarded over raw kept-alive connections. ``false`` serves
+    #: every request through the ASGI app.
+    fast_path: bool = True
     #: Seconds a new write waits while writes are held before it gets 503.
     write_wait_s: float = Field(30.0, gt=0)
     #: Longest hold the agent API grants (holds end by themselves after their timeout).

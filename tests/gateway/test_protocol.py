@@ -27,9 +27,31 @@ HOOKS = (
     "on_response_complete",
     "shutdown",
     "timeout_keep_alive_handler",
+    "_start_asgi_task",  # the fast path starts its cycles as uvicorn starts ASGI ones
 )
 #: uvicorn attributes the protocol reads on itself.
-ATTRIBUTES = ("loop", "transport", "client", "connections", "tasks", "cycle", "scope")
+ATTRIBUTES = (
+    "loop",
+    "transport",
+    "client",
+    "connections",
+    "tasks",
+    "cycle",
+    "scope",
+    # the fast path's cycles
+    "parser",
+    "url",
+    "headers",
+    "root_path",
+    "flow",
+    "pipeline",
+    "server_state",
+    "logger",
+    "access_logger",
+    "access_log",
+    "expect_100_continue",
+    "app",
+)
 
 
 class FakeTransport:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
 
 from starlette.routing import BaseRoute
 
@@ -27,6 +29,8 @@ from chromactl.gateway.auth.client_cert import ClientCertAuthenticator
 from chromactl.gateway.auth.oidc import OIDCAuthenticator
 from chromactl.gateway.auth.token import TokenAuthenticator
 from chromactl.gateway.collection_cache import CollectionResolver
+from chromactl.gateway.fastpath.handler import FastPath
+from chromactl.gateway.fastpath.upstream import RawUpstream
 from chromactl.gateway.hold_api import agent_app
 from chromactl.gateway.hold_gate import WriteGate
 from chromactl.gateway.journal_writer import Journal
@@ -40,7 +44,7 @@ from chromactl.gateway.middleware.classify import ClassifyMiddleware
 from chromactl.gateway.middleware.errors import ErrorMiddleware
 from chromactl.gateway.middleware.identity import IdentityMiddleware
 from chromactl.gateway.middleware.journal import JournalMiddleware
-from chromactl.gateway.middleware.limits import build_limits
+from chromactl.gateway.middleware.limits import LimitsMiddleware, build_limits
 from chromactl.gateway.middleware.metrics import MetricsMiddleware
 from chromactl.gateway.middleware.role import Role, RoleMiddleware
 from chromactl.gateway.middleware.write_hold import WriteHoldMiddleware
@@ -48,6 +52,8 @@ from chromactl.gateway.proxy import ReverseProxy
 from chromactl.gateway.request_metrics import GatewayMetrics
 from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 from chromactl.gateway.upstream import Upstream, make_upstream
+
+_T = TypeVar("_T")
 
 
 def build_authenticators(gw: GatewaySettings) -> list[Authenticator]:
@@ -85,6 +91,8 @@ class Gateway:
     resolver: CollectionResolver
     authenticators: list[Authenticator]
     audit: AuditLog
+    #: Serves Chroma's routes below ASGI with the same steps (None: the ASGI app serves all).
+    fast: FastPath | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -93,6 +101,8 @@ class Gateway:
         await self.app(scope, receive, send)
 
     async def aclose(self) -> None:
+        if self.fast is not None:
+            self.fast.upstream.close()
         await self.upstream.aclose()
         self.audit.close()
 
@@ -177,10 +187,41 @@ def build_gateway(
         steps.append(lambda a: RoleMiddleware(a, role))
     if journal is not None:
         steps.append(lambda a: JournalMiddleware(a, journal, upstream))
-    app: ASGIApp = ReverseProxy(upstream, scheme="https" if gw.tls.enabled else "http")
+    scheme = "https" if gw.tls.enabled else "http"
+    app: ASGIApp = ReverseProxy(upstream, scheme=scheme)
     for step in reversed(steps):
         app = step(app)
-    return Gateway(app, gate, metrics, upstream, resolver, authenticators, audit)
+    gateway = Gateway(app, gate, metrics, upstream, resolver, authenticators, audit)
+    if gw.fast_path and urlsplit(settings.chroma.url).scheme == "http":
+        gateway.fast = FastPath(
+            RawUpstream(settings.chroma.url, keepalive=gw.upstream_keepalive),
+            classifier=_step(app, ClassifyMiddleware),
+            audit=_step(app, AuditMiddleware),
+            metrics=metrics,
+            max_body_bytes=gw.max_body_bytes,
+            body_timeout_s=gw.client_limits.body_timeout_s,
+            body_deadline_s=gw.client_limits.body_deadline_s,
+            authentication=_step(app, AuthenticationMiddleware),
+            authorization=_step(app, AuthorizationMiddleware),
+            limits=_step(app, LimitsMiddleware) if gw.limits.enabled else None,
+            gate=gate,
+            write_wait_s=gw.write_wait_s,
+            role=_step(app, RoleMiddleware) if role is not None else None,
+            journaled=journal is not None,
+            upstream_timeout_s=gw.upstream_timeout_s,
+            scheme=scheme,
+        )
+    return gateway
+
+
+def _step(app: object, kind: type[_T]) -> _T:
+    """The step of ``kind`` in the chain that starts at ``app`` (the fast path calls the same
+    instances' decisions)."""
+    while app is not None:
+        if isinstance(app, kind):
+            return app
+        app = getattr(app, "app", None)
+    raise LookupError(f"no {kind.__name__} step in the gateway")
 
 
 @contextlib.asynccontextmanager

@@ -22,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import urllib.parse
 from typing import Any
 
+import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -31,6 +33,8 @@ from uvicorn.server import ServerState
 from chromactl.config import ClientLimitsSettings
 from chromactl.gateway.auth.client_cert import peer_tls
 from chromactl.gateway.coalesce import CoalescingTransport
+from chromactl.gateway.fastpath.cycle import ProxyCycle
+from chromactl.gateway.fastpath.handler import FastPath
 from chromactl.gateway.responses import ORIGIN_HEADER
 
 log = logging.getLogger("chromactl.gateway.clients")
@@ -54,11 +58,13 @@ class ServerConfig(uvicorn.Config):
         *,
         client_limits: ClientLimitsSettings,
         peer_certificates: bool = False,
+        fast_path: FastPath | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, http=GatewayHttpProtocol, **kwargs)
         self.client_limits = client_limits
         self.peer_certificates = peer_certificates
+        self.fast_path = fast_path
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
@@ -76,6 +82,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             raise TypeError("GatewayHttpProtocol is served with a ServerConfig")
         self.limits = config.client_limits
         self._peer_certificates = config.peer_certificates
+        self._fast = config.fast_path
         self._peer_tls: dict[str, Any] | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         #: Loop time by which the headers must be complete; None while no deadline runs.
@@ -138,9 +145,54 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             # uvicorn's own answer here is a plain-text 503 without Retry-After.
             self._refuse(503, "the gateway has too many open connections; retry shortly")
             return
+        if self._fast is not None and not self.parser.should_upgrade() and self._serve_fast(self._fast):
+            return
         super().on_headers_complete()
         if self.cycle is not None:
             self.cycle.transport = self._coalescing  # type: ignore[assignment]
+
+    def _serve_fast(self, fast: FastPath) -> bool:
+        """Start (or queue behind the one in flight) a :class:`ProxyCycle` when the fast path
+        serves this request, as uvicorn's ``on_headers_complete`` starts an ASGI cycle."""
+        method = self.parser.get_method().decode("ascii")
+        parsed = httptools.parse_url(self.url)
+        raw_path = parsed.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        route = fast.route_for(method, path, self.headers)
+        if route is None:
+            return False
+        scope = self.scope
+        scope["method"] = method
+        http_version = self.parser.get_http_version()
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        scope["query_string"] = parsed.query or b""
+        existing = self.cycle
+        self.cycle = ProxyCycle(
+            fast,
+            route,
+            scope=scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(self.cycle, self.app)
+        else:
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, self.app))
+        return True
 
     def on_response_complete(self) -> None:
         # The next request's header deadline starts with its first byte (data_received);

@@ -29,6 +29,7 @@ def uvicorn_config(settings: Settings, gateway: Gateway, tls: ReloadingTLS | Non
         port=gw.port,
         client_limits=limits,
         peer_certificates=gw.auth.client_cert is not None,
+        fast_path=gateway.fast,
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from chromactl.gateway.audit_log import AuditLog, audit_class, audit_fields
-from chromactl.gateway.context import find_context
+from chromactl.gateway.context import RequestContext, find_context
 from chromactl.gateway.routes import Operation
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,9 +44,16 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, send)
         finally:
-            if ctx is not None and ctx.allowed is not None:
-                klass = audit_class(ctx.route)
-                if self.on_event is not None:
-                    self.on_event(klass, "allowed" if ctx.allowed else "denied")
-                if self.log.wants(klass):
-                    self.log.write(audit_fields(scope, ctx, b"".join(body)))
+            if ctx is not None:
+                self.finish(scope, ctx, b"".join(body))
+
+    def finish(self, scope: Scope, ctx: RequestContext, body: bytes = b"") -> None:
+        """The request ended: its line, when the authorization step decided it (``body``: a
+        create-collection request's, for the name)."""
+        if ctx.allowed is None:
+            return
+        klass = audit_class(ctx.route)
+        if self.on_event is not None:
+            self.on_event(klass, "allowed" if ctx.allowed else "denied")
+        if self.log.wants(klass):
+            self.log.write(audit_fields(scope, ctx, body))

@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 
 from chromactl.gateway.auth.base import Authenticator, AuthFailure, presented_credentials
 from chromactl.gateway.auth.client_cert import certificate_credentials
-from chromactl.gateway.context import request_context
+from chromactl.gateway.context import RequestContext, request_context
 from chromactl.gateway.principal import ANONYMOUS_ADMIN, Principal
-from chromactl.gateway.responses import send_error
+from chromactl.gateway.responses import Refusal, send_refusal
 from chromactl.gateway.routes import Access
 from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 
@@ -54,19 +54,13 @@ class AuthenticationMiddleware:
                     return principal
         raise first_failure or AuthFailure("unsupported", "no accepted credentials")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        ctx = request_context(scope)
-        route = ctx.route
-        if route.access is Access.PUBLIC:
-            await self.app(scope, receive, send)
-            return
+    async def decide(self, scope: Scope, ctx: RequestContext) -> Refusal | None:
+        """Set ``ctx.principal`` for a route that needs one, or the 401 to answer."""
+        if ctx.route.access is Access.PUBLIC:
+            return None
         if not self.enabled:
             ctx.principal = ANONYMOUS_ADMIN
-            await self.app(scope, receive, send)
-            return
+            return None
         try:
             ctx.principal = await self.authenticate(scope)
         except AuthFailure as failure:
@@ -81,10 +75,15 @@ class AuthenticationMiddleware:
                 challenge = challenge.replace(
                     'Bearer realm="chroma"', 'Bearer realm="chroma", error="invalid_token"'
                 )
-            await send_error(
-                send, 401, "AuthError", f"Unauthorized: {failure}", [("www-authenticate", challenge)]
-            )
-            return
+            return Refusal(401, "AuthError", f"Unauthorized: {failure}", (("www-authenticate", challenge),))
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = await self.decide(scope, request_context(scope))
+            if refusal is not None:
+                await send_refusal(send, refusal)
+                return
         await self.app(scope, receive, send)
 
 

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable
 
 from chromactl.gateway.collection_cache import CollectionResolver
-from chromactl.gateway.context import request_context
-from chromactl.gateway.responses import send_error
+from chromactl.gateway.context import RequestContext, request_context
+from chromactl.gateway.responses import Refusal, send_refusal
 from chromactl.gateway.routes import Access, Operation, Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 from chromactl.gateway.upstream import UpstreamTimeout, UpstreamUnavailable
@@ -38,77 +38,73 @@ class AuthorizationMiddleware:
         self.on_denied = on_denied
         self.on_cross_tenant = on_cross_tenant
 
-    async def _deny(self, scope: Scope, send: Send, route: Route, reason: str, message: str) -> None:
-        ctx = request_context(scope)
+    def _deny(self, ctx: RequestContext, reason: str, message: str) -> Refusal:
         ctx.allowed, ctx.denied_because = False, reason
         if self.on_denied is not None:
-            self.on_denied(reason, route.operation)
-        await send_error(send, 403, "AuthorizationError", message)
+            self.on_denied(reason, ctx.route.operation)
+        return Refusal(403, "AuthorizationError", message)
+
+    async def decide(self, scope: Scope, ctx: RequestContext) -> Refusal | None:
+        """Whether ``ctx.principal`` may do what ``ctx.route`` does: None (allowed) or the answer."""
+        route = ctx.route
+        if route.access is Access.PUBLIC:
+            return None
+        principal = ctx.principal
+        if principal is None:
+            raise RuntimeError("authorization step reached without a principal")
+        if route.access is Access.BLOCKED:
+            return self._deny(ctx, "blocked", f"{scope['path']} is not served by the gateway")
+        if route.operation is Operation.RESET and not self.allow_reset:
+            return self._deny(ctx, "reset_disabled", "reset is disabled")
+        if not principal.may(route.needed_role, route.reach, route.tenant, route.database):
+            log.info("denied", extra={"user": principal.user_id, "operation": route.operation})
+            return self._deny(
+                ctx,
+                "forbidden",
+                f"{principal.user_id or 'caller'} may not {route.operation}"
+                + (f" in {route.tenant}/{route.database}" if route.database else ""),
+            )
+        if route.resolve_collection:
+            try:
+                ok = await self.resolver.belongs(route.tenant, route.database, route.collection)
+            except (UpstreamUnavailable, UpstreamTimeout):
+                return Refusal(503, "ServiceUnavailable", "Chroma is not reachable", (("retry-after", "2"),))
+            if not ok:
+                ctx.allowed, ctx.denied_because = False, "cross_tenant"
+                if self.on_cross_tenant is not None:
+                    self.on_cross_tenant(route.operation)
+                return Refusal(404, "NotFoundError", f"Collection [{route.collection}] does not exist")
+        ctx.allowed = True
+        return None
+
+    def answered(self, route: Route, status: int) -> None:
+        """Chroma answered ``status``: what the resolver cached is forgotten after a change."""
+        if route.operation not in _FORGETTING or status >= 400:
+            return
+        if route.operation is Operation.RESET:
+            self.resolver.forget()
+        elif route.operation is Operation.DELETE_DATABASE:
+            self.resolver.forget(tenant=route.tenant, database=route.database)
+        else:
+            self.resolver.forget(tenant=route.tenant, database=route.database, name_or_id=route.collection)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         ctx = request_context(scope)
-        route = ctx.route
-        if route.access is Access.PUBLIC:
-            await self.app(scope, receive, send)
+        refusal = await self.decide(scope, ctx)
+        if refusal is not None:
+            await send_refusal(send, refusal)
             return
-        principal = ctx.principal
-        if principal is None:
-            raise RuntimeError("authorization step reached without a principal")
-        if route.access is Access.BLOCKED:
-            await self._deny(scope, send, route, "blocked", f"{scope['path']} is not served by the gateway")
-            return
-        if route.operation is Operation.RESET and not self.allow_reset:
-            await self._deny(scope, send, route, "reset_disabled", "reset is disabled")
-            return
-        if not principal.may(route.needed_role, route.reach, route.tenant, route.database):
-            log.info(
-                "denied",
-                extra={"user": principal.user_id, "operation": route.operation},
-            )
-            await self._deny(
-                scope,
-                send,
-                route,
-                "forbidden",
-                f"{principal.user_id or 'caller'} may not {route.operation}"
-                + (f" in {route.tenant}/{route.database}" if route.database else ""),
-            )
-            return
-        if route.resolve_collection:
-            try:
-                ok = await self.resolver.belongs(route.tenant, route.database, route.collection)
-            except (UpstreamUnavailable, UpstreamTimeout):
-                await send_error(
-                    send, 503, "ServiceUnavailable", "Chroma is not reachable", [("retry-after", "2")]
-                )
-                return
-            if not ok:
-                ctx.allowed, ctx.denied_because = False, "cross_tenant"
-                if self.on_cross_tenant is not None:
-                    self.on_cross_tenant(route.operation)
-                await send_error(
-                    send, 404, "NotFoundError", f"Collection [{route.collection}] does not exist"
-                )
-                return
-        ctx.allowed = True
-        if route.operation in _FORGETTING:
-            send = self._forget_on_success(route, send)
+        if ctx.route.operation in _FORGETTING:
+            send = self._forget_on_success(ctx.route, send)
         await self.app(scope, receive, send)
 
     def _forget_on_success(self, route: Route, send: Send) -> Send:
         async def wrapped(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] < 400:
-                if route.operation is Operation.RESET:
-                    self.resolver.forget()
-                elif route.operation is Operation.DELETE_DATABASE:
-                    self.resolver.forget(tenant=route.tenant, database=route.database)
-                else:
-                    self.resolver.forget(
-                        tenant=route.tenant, database=route.database, name_or_id=route.collection
-                    )
+            if message["type"] == "http.response.start":
+                self.answered(route, message["status"])
             await send(message)
 
         return wrapped

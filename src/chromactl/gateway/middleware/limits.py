@@ -44,7 +44,7 @@ from chromactl.gateway.podlocks import BUCKETS, PodLocks
 from chromactl.gateway.proxy import read_body
 from chromactl.gateway.quotas import Quotas
 from chromactl.gateway.request_metrics import count_ids
-from chromactl.gateway.responses import send_error
+from chromactl.gateway.responses import Refusal, send_refusal
 from chromactl.gateway.routes import RECORD_WRITES, Access, Operation, Route
 from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 
@@ -85,11 +85,9 @@ class LimitsMiddleware:
         self.on_limited = on_limited
         self.clock = clock
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ctx = find_context(scope) if scope["type"] == "http" else None
-        if ctx is None or ctx.principal is None or not ctx.allowed or ctx.route.access is Access.AGENT:
-            await self.app(scope, receive, send)
-            return
+    def _rules(self, ctx: RequestContext) -> tuple[list[tuple[str, str, LimitRule]], LimitRule | None]:
+        """The rules that count this request (key, credential|tenant, rule), and its tenant's."""
+        assert ctx.principal is not None
         rules = self.rules.current()
         route = ctx.route
         tenant_rule = rules.tenant(route.tenant) if route.tenant else None
@@ -97,7 +95,43 @@ class LimitsMiddleware:
             (f"credential:{ctx.principal.user_id}", "credential", rules.credential(ctx.principal.user_id)),
             (f"tenant:{route.tenant}", "tenant", tenant_rule),
         ]
-        found = [(key, kind, rule) for key, kind, rule in counted if rule is not None]
+        return [(key, kind, rule) for key, kind, rule in counted if rule is not None], tenant_rule
+
+    def _refusal(self, kind: str, refused: Refused) -> Refusal:
+        self.on_limited(kind, refused.limit)
+        if refused.is_quota:
+            return Refusal(400, "QuotaError", str(refused))
+        wait = str(max(1, math.ceil(refused.retry_after or 1.0)))
+        return Refusal(429, "RateLimitError", str(refused), (("retry-after", wait),))
+
+    def admit(self, ctx: RequestContext) -> tuple[list[tuple[str, LimitRule]], Refusal | None]:
+        """Count a request that writes no records against its rates: what it took (give it
+        back with :meth:`release` once answered), or the refusal."""
+        found, _ = self._rules(ctx)
+        taken: list[tuple[str, LimitRule]] = []
+        kind = "credential"
+        try:
+            now = self.clock()
+            for key, scope_kind, rule in found:
+                kind = scope_kind
+                self.table.take(key, rule, 0, now)
+                taken.append((key, rule))
+        except Refused as refused:
+            self.release(taken)
+            return [], self._refusal(kind, refused)
+        return taken, None
+
+    def release(self, taken: list[tuple[str, LimitRule]]) -> None:
+        for key, rule in taken:
+            self.table.done(key, rule)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = find_context(scope) if scope["type"] == "http" else None
+        if ctx is None or ctx.principal is None or not ctx.allowed or ctx.route.access is Access.AGENT:
+            await self.app(scope, receive, send)
+            return
+        route = ctx.route
+        found, tenant_rule = self._rules(ctx)
         if not found:
             await self.app(scope, receive, send)
             return
@@ -120,15 +154,9 @@ class LimitsMiddleware:
                     await self._check_caps(route, tenant_rule, ctx, receive)
                 await self.app(scope, receive, send)
         except Refused as refused:
-            self.on_limited(kind, refused.limit)
-            if refused.is_quota:
-                await send_error(send, 400, "QuotaError", str(refused))
-            else:
-                wait = str(max(1, math.ceil(refused.retry_after or 1.0)))
-                await send_error(send, 429, "RateLimitError", str(refused), [("retry-after", wait)])
+            await send_refusal(send, self._refusal(kind, refused))
         finally:
-            for key, rule in taken:
-                self.table.done(key, rule)
+            self.release(taken)
 
     @contextlib.asynccontextmanager
     async def _capped(self, route: Route, rule: LimitRule | None) -> AsyncIterator[None]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from chromactl.gateway.context import find_context
-from chromactl.gateway.responses import send_error
+from chromactl.gateway.responses import Refusal, send_refusal
+from chromactl.gateway.routes import Route
 from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 
 
@@ -30,11 +31,16 @@ class RoleMiddleware:
         self.app = app
         self.role = role
 
+    def decide(self, route: Route) -> Refusal | None:
+        if route.is_write and not self.role.accepts_writes():
+            headers = (("retry-after", "1"), ("connection", "close"))
+            return Refusal(503, "NotPrimary", self.role.refusal(), headers)
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = find_context(scope) if scope["type"] == "http" else None
-        route = ctx.route if ctx is not None else None
-        if route is not None and route.is_write and not self.role.accepts_writes():
-            headers = [("retry-after", "1"), ("connection", "close")]
-            await send_error(send, 503, "NotPrimary", self.role.refusal(), headers)
+        refusal = self.decide(ctx.route) if ctx is not None else None
+        if refusal is not None:
+            await send_refusal(send, refusal)
             return
         await self.app(scope, receive, send)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chromactl.gateway.context import find_context
 from chromactl.gateway.hold_gate import WriteGate, WritesHeld
-from chromactl.gateway.responses import send_error
+from chromactl.gateway.responses import Refusal, send_refusal
 from chromactl.gateway.types import ASGIApp, Receive, Scope, Send
 
 
@@ -26,9 +26,14 @@ class WriteHoldMiddleware:
         try:
             await write.__aenter__()
         except WritesHeld as exc:
-            await send_error(send, 503, "ServiceUnavailable", str(exc), [("retry-after", "1")])
+            await send_refusal(send, held(exc))
             return
         try:
             await self.app(scope, receive, send)
         finally:
             await write.__aexit__(None, None, None)
+
+
+def held(exc: WritesHeld) -> Refusal:
+    """The answer to a write that waited out a hold."""
+    return Refusal(503, "ServiceUnavailable", str(exc), (("retry-after", "1"),))

@@ -1,0 +1,308 @@
+"""The fast path's decisions: the gateway's steps, called in their order, without ASGI.
+
+Each decision is the step's own (``decide``/``admit``/``refusal``: one code path for both
+paths); only the plumbing differs. In the order of :func:`chromactl.gateway.app.build_gateway`::
+
+    classify -> [audit, metrics around the rest] -> body limit -> authentication
+      -> authorization -> [limits] -> write hold -> [role] -> forward to Chroma
+
+:meth:`FastPath.route_for` says, from a request's head, whether the request is served here
+or by the ASGI app (the table in :mod:`chromactl.gateway.fastpath`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import cast
+
+from chromactl.config import LimitRule
+from chromactl.gateway.context import REQUEST_ID_HEADER, Outcome, RequestContext, request_id
+from chromactl.gateway.fastpath.cycle import Answer, ProxyCycle
+from chromactl.gateway.fastpath.upstream import RawUpstream, UpstreamConnection
+from chromactl.gateway.hold_gate import WriteGate, WritesHeld
+from chromactl.gateway.middleware.audit import AuditMiddleware
+from chromactl.gateway.middleware.authentication import AuthenticationMiddleware
+from chromactl.gateway.middleware.authorization import AuthorizationMiddleware
+from chromactl.gateway.middleware.body_timeout import RequestBodyTimeout
+from chromactl.gateway.middleware.classify import ClassifyMiddleware
+from chromactl.gateway.middleware.limits import LimitsMiddleware
+from chromactl.gateway.middleware.metrics import IDS_PREFIX_BYTES
+from chromactl.gateway.middleware.role import RoleMiddleware
+from chromactl.gateway.middleware.write_hold import held
+from chromactl.gateway.proxy import _DROP_REQUEST, BUFFER_BELOW
+from chromactl.gateway.request_metrics import GatewayMetrics, count_ids
+from chromactl.gateway.responses import Refusal
+from chromactl.gateway.routes import RECORD_WRITES, Access, Operation, Route, classify
+from chromactl.gateway.types import Scope
+from chromactl.gateway.upstream import UpstreamTimeout, UpstreamUnavailable
+
+log = logging.getLogger("chromactl.gateway.fastpath")
+
+#: Routes the ASGI app keeps whatever the request: answered by the gateway itself, or
+#: refused there.
+_ASGI_OPERATIONS = frozenset({Operation.IDENTITY, Operation.UNKNOWN, Operation.AGENT})
+#: A created collection's name is read for the audit line from this much of the body.
+_NAME_BODY_BYTES = 65536
+
+
+class FastPath:
+    """Serves a :class:`ProxyCycle` with the gateway's steps (their instances, shared with the
+    ASGI app) and a pool of raw connections to Chroma."""
+
+    def __init__(
+        self,
+        upstream: RawUpstream,
+        *,
+        classifier: ClassifyMiddleware,
+        audit: AuditMiddleware,
+        metrics: GatewayMetrics,
+        max_body_bytes: int,
+        body_timeout_s: float,
+        body_deadline_s: float,
+        authentication: AuthenticationMiddleware,
+        authorization: AuthorizationMiddleware,
+        limits: LimitsMiddleware | None,
+        gate: WriteGate,
+        write_wait_s: float,
+        role: RoleMiddleware | None,
+        journaled: bool,
+        upstream_timeout_s: float,
+        scheme: str,
+    ) -> None:
+        self.upstream = upstream
+        self.classifier = classifier
+        self.audit = audit
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
+        self.body_deadline_s = body_deadline_s
+        self.authentication = authentication
+        self.authorization = authorization
+        self.limits = limits
+        self.gate = gate
+        self.write_wait_s = write_wait_s
+        self.role = role
+        #: Writes go to the journal (continuous backup, high availability): the ASGI app's.
+        self.journaled = journaled
+        self.upstream_timeout_s = upstream_timeout_s
+        self.scheme = scheme
+
+    # -- which path -------------------------------------------------------------------------
+
+    def route_for(self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]]) -> Route | None:
+        """The route when this request is served here; None sends it to the ASGI app."""
+        if method == "HEAD":
+            return None
+        stripped = self.classifier.unprefixed(path)
+        route = classify(method, stripped if stripped is not None else path)
+        if route.operation in _ASGI_OPERATIONS or route.access is Access.BLOCKED:
+            return None
+        if route.is_write and (self.journaled or self.limits is not None):
+            return None  # these steps read the body before Chroma does
+        for name, _ in headers:
+            if name == b"transfer-encoding":
+                return None  # a chunked body is read whole (and bounded) by the body-limit step
+        return route
+
+    # -- one request --------------------------------------------------------------------------
+
+    async def handle(self, cycle: ProxyCycle) -> None:
+        scope = cast(Scope, cycle.scope)
+        refusal = self.classifier.refusal(scope)
+        if refusal is not None:
+            cycle.refuse(refusal)
+            return
+        ctx = self.classifier.prepare(scope, cycle.route)
+        start = time.perf_counter()
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        kept: list[bytes] = []
+        try:
+            await self._serve(cycle, ctx, kept)
+        except RequestBodyTimeout:
+            if not cycle.response_started:
+                log.info("request body too slow", extra={"client": _peer(scope.get("client"))})
+                refusal = Refusal(
+                    408,
+                    "RequestTimeoutError",
+                    "the request body did not arrive in time",
+                    (("connection", "close"),),
+                )
+                cycle.refuse(refusal)
+            else:
+                cycle.abort()
+        except Exception:
+            rid = request_id(scope)
+            log.exception(
+                "unhandled error request_id=%s method=%s path=%s", rid, scope.get("method"), scope.get("path")
+            )
+            if cycle.response_started:
+                cycle.abort()
+            else:
+                cycle.status = 500
+                message = f"internal error in the gateway (request id {rid})"
+                cycle.refuse(Refusal(500, "InternalError", message, ((REQUEST_ID_HEADER, rid),)))
+        finally:
+            metrics.in_flight.dec()
+            route = ctx.route
+            head = b"".join(kept)
+            ctx.counted = True
+            ctx.outcome = Outcome(
+                cycle.status or 500,
+                time.perf_counter() - start,
+                cycle.received,
+                cycle.sent,
+                count_ids(head) if route.operation in RECORD_WRITES and head else None,
+            )
+            metrics.observe(
+                route,
+                ctx.outcome.status,
+                seconds=ctx.outcome.seconds,
+                request_bytes=cycle.received,
+                response_bytes=cycle.sent,
+                authorized=ctx.principal is not None and cycle.status not in (401, 403),
+                records=ctx.outcome.records,
+            )
+            self.audit.finish(
+                scope, ctx, head[:_NAME_BODY_BYTES] if route.operation is Operation.CREATE_COLLECTION else b""
+            )
+
+    async def _serve(self, cycle: ProxyCycle, ctx: RequestContext, kept: list[bytes]) -> None:
+        scope = cast(Scope, cycle.scope)
+        length = 0
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    cycle.refuse(Refusal(400, "InvalidArgumentError", "bad Content-Length"))
+                    return
+        if length > self.max_body_bytes:
+            message = f"request body is larger than {self.max_body_bytes} bytes"
+            cycle.refuse(Refusal(413, "PayloadTooLargeError", message, (("connection", "close"),)))
+            return
+        refusal = await self.authentication.decide(scope, ctx)
+        if refusal is None:
+            refusal = await self.authorization.decide(scope, ctx)
+        if refusal is not None:
+            cycle.refuse(refusal)
+            return
+        taken: list[tuple[str, LimitRule]] = []
+        if self.limits is not None and ctx.principal is not None and ctx.allowed:
+            taken, refusal = self.limits.admit(ctx)
+            if refusal is not None:
+                cycle.refuse(refusal)
+                return
+        try:
+            route = ctx.route
+            if not route.is_write:
+                await self._forward(cycle, route, length, kept)
+                return
+            try:
+                async with self.gate.write(self.write_wait_s):
+                    refusal = self.role.decide(route) if self.role is not None else None
+                    if refusal is not None:
+                        cycle.refuse(refusal)
+                        return
+                    await self._forward(cycle, route, length, kept)
+            except WritesHeld as exc:
+                cycle.refuse(held(exc))
+        finally:
+            if taken and self.limits is not None:
+                self.limits.release(taken)
+
+    # -- forwarding ---------------------------------------------------------------------------
+
+    def _head(self, cycle: ProxyCycle, length: int) -> bytes:
+        scope = cycle.scope
+        upstream = self.upstream
+        target = upstream.prefix + (scope.get("raw_path") or scope["path"].encode())
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        parts = [scope["method"].encode(), b" ", target, b" HTTP/1.1\r\nhost: ", upstream.authority, b"\r\n"]
+        for name, value in scope["headers"]:
+            if name not in _DROP_REQUEST and name != b"expect":
+                parts += (name, b": ", value, b"\r\n")
+        client = scope.get("client")
+        if client:
+            parts += (b"x-forwarded-for: ", client[0].encode(), b"\r\n")
+        parts += (b"x-forwarded-proto: ", scope.get("scheme", self.scheme).encode(), b"\r\n")
+        parts += (b"content-length: ", str(length).encode(), b"\r\n\r\n")
+        return b"".join(parts)
+
+    async def _forward(self, cycle: ProxyCycle, route: Route, length: int, kept: list[bytes]) -> None:
+        deadline = time.monotonic() + self.body_deadline_s
+        keep = IDS_PREFIX_BYTES if route.operation in RECORD_WRITES else 0
+        if route.operation is Operation.CREATE_COLLECTION:
+            keep = _NAME_BODY_BYTES
+        body: bytes | None = None
+        if length <= BUFFER_BELOW:
+            body = await cycle.read_all(deadline, self.body_timeout_s) if length else b""
+            if keep:
+                kept.append(body[:keep])
+        head = self._head(cycle, length)
+        for attempt in (1, 2):
+            try:
+                conn = await self.upstream.connection()
+            except UpstreamTimeout:
+                cycle.refuse(Refusal(504, "GatewayTimeout", "Chroma did not answer in time"))
+                return
+            except UpstreamUnavailable as exc:
+                log.warning("Chroma is not reachable: %s", exc)
+                cycle.refuse(_unreachable())
+                return
+            answer = Answer(cycle, conn)
+            try:
+                await self._exchange(cycle, conn, answer, head, body, deadline, keep, kept)
+            except (UpstreamUnavailable, TimeoutError) as exc:
+                conn.close()
+                if answer.started:
+                    log.warning("Chroma's answer broke off: %s", exc)
+                    cycle.abort()
+                    return
+                if attempt == 1 and conn.reused and not conn.answered and body is not None:
+                    continue  # a kept-alive connection Chroma had closed: once more on a new one
+                if isinstance(exc, TimeoutError):
+                    cycle.refuse(Refusal(504, "GatewayTimeout", "Chroma did not answer in time"))
+                else:
+                    log.warning("Chroma is not reachable: %s", exc)
+                    cycle.refuse(_unreachable())
+                return
+            self.authorization.answered(route, cycle.status)
+            answer.finish()
+            return
+
+    async def _exchange(
+        self,
+        cycle: ProxyCycle,
+        conn: UpstreamConnection,
+        answer: Answer,
+        head: bytes,
+        body: bytes | None,
+        deadline: float,
+        keep: int,
+        kept: list[bytes],
+    ) -> None:
+        if body is not None:
+            conn.start(head + body, answer)
+        else:
+            conn.start(head, answer)
+            size = 0
+            while (chunk := await cycle.read(deadline, self.body_timeout_s)) is not None:
+                if size < keep:
+                    kept.append(chunk)
+                size += len(chunk)
+                await conn.write(chunk)
+        async with asyncio.timeout(self.upstream_timeout_s):
+            await conn.answered_whole()
+
+
+def _unreachable() -> Refusal:
+    return Refusal(503, "ServiceUnavailable", "Chroma is not reachable", (("retry-after", "2"),))
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else ""
