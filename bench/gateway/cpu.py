@@ -14,7 +14,9 @@ Workloads (one collection of 10k x 384-dim vectors, as in ``run.py``):
   get     one record by id: the smallest request, where per-request overhead shows most
   add     batches of 100 new 384-dim records: the write path
 
-Targets: ``direct`` (Chroma, the baseline), ``gateway-wN`` for each ``--workers`` count, and
+Targets: ``direct`` (Chroma, the baseline), ``gateway-wN`` for each ``--workers`` count (the
+fast path, the default), ``gateway-w1-asgi`` (one worker, ``fast_path: false``: every request
+through the ASGI app, the path before it), ``gateway-w1-tls`` (the fast path behind TLS), and
 ``nginx`` (one worker, keep-alive upstream) as a plain C proxy. Throughput per target is
 written too. ``--cores`` pins Chroma's threads to its first N CPUs, one matrix row per
 count: with ``--workers 1,2,4,8 --cores 4,8,16`` on a bigger machine the same script shows
@@ -138,6 +140,14 @@ def main() -> None:
                 targets[f"gateway-w{w}"] = stack.enter_context(
                     base.gateway(work, chroma.url, tls=False, client="aiohttp", workers=w)
                 )
+            # The same gateway with every request through the ASGI app (the path before the
+            # fast path), and the fast path behind TLS.
+            targets["gateway-w1-asgi"] = stack.enter_context(
+                base.gateway(work, chroma.url, tls=False, client="aiohttp", fast_path=False)
+            )
+            targets["gateway-w1-tls"] = stack.enter_context(
+                base.gateway(work, chroma.url, tls=True, client="aiohttp")
+            )
             targets["nginx"] = stack.enter_context(base.nginx(work, chroma.url))
             for cores, (target, url) in itertools.product(core_counts, targets.items()):
                 if url is None:

@@ -71,7 +71,9 @@ PIDS: dict[str, int] = {}
 
 
 @contextlib.contextmanager
-def gateway(work: Path, chroma_url: str, *, tls: bool, client: str, workers: int = 1) -> Iterator[str]:
+def gateway(
+    work: Path, chroma_url: str, *, tls: bool, client: str, workers: int = 1, fast_path: bool = True
+) -> Iterator[str]:
     port = free_port()
     token_file = work / "token"
     token_file.write_text(TOKEN)
@@ -83,6 +85,7 @@ def gateway(work: Path, chroma_url: str, *, tls: bool, client: str, workers: int
             "port": port,
             "metrics_port": free_port(),
             "workers": workers,
+            "fast_path": fast_path,
             "auth": {
                 "token": {"credentials": [{"name": "bench", "token_file": str(token_file), "role": "admin"}]}
             },

@@ -535,3 +535,15 @@ def test_fast_path_keeps_chroma_connections_alive(upstream: RecordingUpstream) -
         time.sleep(0.1)
     assert len(upstream.seen) == 20
     assert upstream.connections == 1
+
+
+def test_chroma_that_does_not_answer_in_time_gets_504() -> None:
+    """The pool's sweep ends an exchange past ``upstream_timeout_s``: 504, and the connection to
+    Chroma is not reused."""
+    up = RecordingUpstream(lambda _: (time.sleep(3), json_answer(_))[1])
+    try:
+        with gateway_before(up, upstream_timeout_s=1.0) as gw:
+            resp = httpx.get(f"{gw.url}/api/v2/heartbeat", timeout=10)
+            assert resp.status_code == 504 and resp.json()["error"] == "GatewayTimeout"
+    finally:
+        up.close()

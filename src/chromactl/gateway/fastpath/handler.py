@@ -257,7 +257,7 @@ class FastPath:
             answer = Answer(cycle, conn)
             try:
                 await self._exchange(cycle, conn, answer, head, body, deadline, keep, kept)
-            except (UpstreamUnavailable, TimeoutError) as exc:
+            except (UpstreamUnavailable, UpstreamTimeout) as exc:
                 conn.close()
                 if answer.started:
                     log.warning("Chroma's answer broke off: %s", exc)
@@ -265,7 +265,7 @@ class FastPath:
                     return
                 if attempt == 1 and conn.reused and not conn.answered and body is not None:
                     continue  # a kept-alive connection Chroma had closed: once more on a new one
-                if isinstance(exc, TimeoutError):
+                if isinstance(exc, UpstreamTimeout):
                     cycle.refuse(Refusal(504, "GatewayTimeout", "Chroma did not answer in time"))
                 else:
                     log.warning("Chroma is not reachable: %s", exc)
@@ -286,18 +286,18 @@ class FastPath:
         keep: int,
         kept: list[bytes],
     ) -> None:
+        answer_by = asyncio.get_running_loop().time() + self.upstream_timeout_s
         if body is not None:
-            conn.start(head + body, answer)
+            conn.start(head + body, answer, answer_by)
         else:
-            conn.start(head, answer)
+            conn.start(head, answer, answer_by)
             size = 0
             while (chunk := await cycle.read(deadline, self.body_timeout_s)) is not None:
                 if size < keep:
                     kept.append(chunk)
                 size += len(chunk)
                 await conn.write(chunk)
-        async with asyncio.timeout(self.upstream_timeout_s):
-            await conn.answered_whole()
+        await conn.answered_whole()
 
 
 def _unreachable() -> Refusal:

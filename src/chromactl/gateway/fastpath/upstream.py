@@ -20,6 +20,8 @@ import httptools
 from chromactl.gateway.upstream import UpstreamTimeout, UpstreamUnavailable
 
 CONNECT_TIMEOUT_S = 5.0
+#: How often the pool looks for exchanges past their deadline.
+SWEEP_S = 1.0
 
 
 class Sink(Protocol):
@@ -36,8 +38,11 @@ class Sink(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     """One connection to Chroma; one exchange at a time."""
 
-    def __init__(self, release: Callable[[UpstreamConnection], None]) -> None:
+    def __init__(self, release: Callable[[UpstreamConnection], None], busy: set[UpstreamConnection]) -> None:
         self._release = release
+        #: The pool's connections with an exchange in flight (its sweep ends overdue ones).
+        self._busy = busy
+        self.deadline = 0.0
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._sink: Sink | None = None
@@ -121,12 +126,15 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- the exchange -----------------------------------------------------------------------
 
-    def start(self, head: bytes, sink: Sink) -> None:
-        """Send a request's head (and a body known whole, appended to it); the answer goes to ``sink``."""
+    def start(self, head: bytes, sink: Sink, deadline: float) -> None:
+        """Send a request's head (and a body known whole, appended to it); the answer goes to
+        ``sink`` and must have ended by the loop time ``deadline``."""
         assert self.transport is not None
         self._sink, self._headers, self._complete, self.answered = sink, [], False, False
         self._begun = False
+        self.deadline = deadline
         self._done = asyncio.get_running_loop().create_future()
+        self._busy.add(self)
         self.transport.write(head)
 
     async def write(self, chunk: bytes) -> None:
@@ -139,12 +147,20 @@ class UpstreamConnection(asyncio.Protocol):
             await self._writable
 
     async def answered_whole(self) -> None:
-        """Until the answer has ended (raises :class:`UpstreamUnavailable` when it broke off)."""
+        """Until the answer has ended (raises :class:`UpstreamUnavailable` when it broke off,
+        :class:`UpstreamTimeout` when the pool's sweep found it overdue)."""
         assert self._done is not None
         await self._done
 
+    def overdue(self) -> None:
+        """Chroma took longer than the pool's timeout: the exchange ends with a timeout."""
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(UpstreamTimeout("Chroma did not answer in time"))
+        self.close()
+
     def _finish(self) -> None:
         self._sink = None
+        self._busy.discard(self)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
         if self._keep_alive and not self.closed:
@@ -160,6 +176,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._busy.discard(self)
         if self._done is not None and not self._done.done():
             self._done.cancel()  # nobody waits for this exchange any more
         if self.transport is not None and not self.transport.is_closing():
@@ -180,8 +197,21 @@ class RawUpstream:
         self.authority = parts.netloc.encode()
         self._keepalive = keepalive
         self._idle: list[UpstreamConnection] = []
+        self._busy: set[UpstreamConnection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def _sweep(self) -> None:
+        """Once a second: exchanges past their deadline end (one timer for the pool, not one
+        per request)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in [c for c in self._busy if c.deadline <= now]:
+            conn.overdue()
+        self._sweeper = loop.call_later(SWEEP_S, self._sweep)
 
     async def connection(self) -> UpstreamConnection:
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_S, self._sweep)
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed:
@@ -194,7 +224,7 @@ class RawUpstream:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 _, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(self._release), self.host, self.port
+                    lambda: UpstreamConnection(self._release, self._busy), self.host, self.port
                 )
         except TimeoutError as exc:
             raise UpstreamTimeout("connecting to Chroma timed out") from exc
@@ -209,6 +239,9 @@ class RawUpstream:
             conn.close()
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         idle, self._idle = self._idle, []
         for conn in idle:
             with contextlib.suppress(Exception):
