@@ -224,3 +224,11 @@ def test_limits_go_to_a_configmap_the_gateway_rereads_without_a_restart() -> Non
     assert "/gateway/limits/credentials/a" in render_error(
         {"gateway": {"limits": {"credentials": {"a": {"maxCollections": 3}}}}}
     )
+
+
+def test_the_fast_path_is_on_unless_turned_off() -> None:
+    """gateway.fastPath reaches the gateway's config (docs/gateway.md#the-fast-path)."""
+    assert parse_config(chromactl_config(render())).gateway.fast_path is True
+    off = chromactl_config(render({"gateway": {"fastPath": False}}))
+    assert off["gateway"]["fast_path"] is False and parse_config(off).gateway.fast_path is False
+    assert "fastPath" in render_error({"gateway": {"fastPath": "sometimes"}})
