@@ -213,9 +213,10 @@ def _fast(config: dict[str, Any]) -> Any:
         ("GET", "/api/v2/heartbeat", {}, True),
         ("POST", f"{DB}/collections/c1/add", {}, True),
         ("POST", f"{DB}/collections", {}, True),
-        ("POST", f"{DB}/collections/c1/add", {"journal": True}, False),
-        ("POST", f"{DB}/collections/c1/add", {"limits": True}, False),
-        ("POST", f"{DB}/collections/c1/query", {"limits": True}, True),
+        ("POST", f"{DB}/collections/c1/add", {"limits": True}, True),
+        ("POST", f"{DB}/collections/c1/add", {"records_limit": True}, False),
+        ("POST", f"{DB}/collections", {"cap": True}, False),
+        ("POST", f"{DB}/collections/c1/query", {"records_limit": True}, True),
         ("POST", f"{DB}/collections/c1/query", {"chunked": True}, False),
         ("HEAD", "/api/v2/heartbeat", {}, False),
         ("GET", "/api/v2/auth/identity", {}, False),
@@ -231,11 +232,14 @@ def test_which_requests_take_the_fast_path(
         "chroma": {"url": "http://127.0.0.1:1"},
         "gateway": {"auth": {"enabled": False}},
     }
-    if extra.get("limits"):
-        config["gateway"]["limits"] = {"enabled": True, "credentials": {"*": {"requests_per_second": 10}}}
+    limits: dict[str, Any] = {"enabled": True, "credentials": {"*": {"requests_per_second": 10}}}
+    if extra.get("records_limit"):
+        limits["credentials"]["*"]["records_per_minute"] = 1000
+    if extra.get("cap"):
+        limits["tenants"] = {"team-a": {"max_collections": 3}}
+    if extra:
+        config["gateway"]["limits"] = limits
     path_ = _fast(config)
-    if extra.get("journal"):
-        path_.journaled = True
     headers = [(b"transfer-encoding", b"chunked")] if extra.get("chunked") else []
     assert (path_.route_for(method, path, headers) is not None) is fast
 

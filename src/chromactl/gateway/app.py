@@ -207,7 +207,7 @@ def build_gateway(
             gate=gate,
             write_wait_s=gw.write_wait_s,
             role=_step(app, RoleMiddleware) if role is not None else None,
-            journaled=journal is not None,
+            journal=_step(app, JournalMiddleware) if journal is not None else None,
             upstream_timeout_s=gw.upstream_timeout_s,
             scheme=scheme,
         )

@@ -134,15 +134,15 @@ class Answer:
     hop-by-hop headers dropped, the body passed as it comes, re-chunked only when Chroma sent
     no length. What one read of Chroma's socket brought goes out in one write."""
 
-    def __init__(self, cycle: ProxyCycle, conn: UpstreamConnection) -> None:
+    def __init__(self, cycle: ProxyCycle, conn: UpstreamConnection, *, held: bool = False) -> None:
         self.cycle = cycle
         self.conn = conn
         self._out: list[bytes] = []
         self._chunked = False
         self.started = False
-        #: The first bytes of the answer's body, for the steps that read it (none by default).
-        self.keep = 0
-        self.kept: list[bytes] = []
+        #: Held until :meth:`release` (a journaled write: out only once it is journaled).
+        self.held = held
+        self._body: list[bytes] = []
 
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         cycle = self.cycle
@@ -167,15 +167,24 @@ class Answer:
 
     def body(self, chunk: bytes) -> None:
         self.cycle.sent += len(chunk)
-        if self.keep and sum(map(len, self.kept)) < self.keep:
-            self.kept.append(chunk)
+        if self.held:
+            self._body.append(chunk)
         if self._chunked:
             self._out += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
         else:
             self._out.append(chunk)
 
+    def whole_body(self) -> bytes:
+        """The body of a held answer."""
+        return b"".join(self._body)
+
+    def release(self) -> None:
+        """A held answer goes out."""
+        self.held = False
+        self.flush()
+
     def flush(self) -> None:
-        if not self._out:
+        if not self._out or self.held:
             return
         data = b"".join(self._out)
         self._out.clear()

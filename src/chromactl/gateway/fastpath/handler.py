@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
 
 from chromactl.config import LimitRule
@@ -28,6 +28,7 @@ from chromactl.gateway.middleware.authentication import AuthenticationMiddleware
 from chromactl.gateway.middleware.authorization import AuthorizationMiddleware
 from chromactl.gateway.middleware.body_timeout import RequestBodyTimeout
 from chromactl.gateway.middleware.classify import ClassifyMiddleware
+from chromactl.gateway.middleware.journal import JournalMiddleware, OnAnswer
 from chromactl.gateway.middleware.limits import LimitsMiddleware
 from chromactl.gateway.middleware.metrics import IDS_PREFIX_BYTES
 from chromactl.gateway.middleware.role import RoleMiddleware
@@ -46,6 +47,8 @@ log = logging.getLogger("chromactl.gateway.fastpath")
 _ASGI_OPERATIONS = frozenset({Operation.IDENTITY, Operation.UNKNOWN, Operation.AGENT})
 #: A created collection's name is read for the audit line from this much of the body.
 _NAME_BODY_BYTES = 65536
+#: Decides on Chroma's whole answer (status, body) before it goes out: None, or a refusal instead.
+Settle = Callable[[int, bytes], Awaitable[Refusal | None]]
 
 
 class FastPath:
@@ -68,7 +71,7 @@ class FastPath:
         gate: WriteGate,
         write_wait_s: float,
         role: RoleMiddleware | None,
-        journaled: bool,
+        journal: JournalMiddleware | None,
         upstream_timeout_s: float,
         scheme: str,
     ) -> None:
@@ -85,8 +88,8 @@ class FastPath:
         self.gate = gate
         self.write_wait_s = write_wait_s
         self.role = role
-        #: Writes go to the journal (continuous backup, high availability): the ASGI app's.
-        self.journaled = journaled
+        #: Writes go to the journal (continuous backup, high availability) through its step.
+        self.journal = journal
         self.upstream_timeout_s = upstream_timeout_s
         self.scheme = scheme
 
@@ -100,8 +103,8 @@ class FastPath:
         route = classify(method, stripped if stripped is not None else path)
         if route.operation in _ASGI_OPERATIONS or route.access is Access.BLOCKED:
             return None
-        if route.is_write and (self.journaled or self.limits is not None):
-            return None  # these steps read the body before Chroma does
+        if route.is_write and self.limits is not None and self.limits.reads_body(route):
+            return None  # records_per_minute and the caps: the limits step reads the body
         for name, _ in headers:
             if name == b"transfer-encoding":
                 return None  # a chunked body is read whole (and bounded) by the body-limit step
@@ -207,7 +210,10 @@ class FastPath:
                     if refusal is not None:
                         cycle.refuse(refusal)
                         return
-                    await self._forward(cycle, route, length, kept)
+                    if self.journal is not None:
+                        await self._journaled(cycle, ctx, length, kept, self.journal)
+                    else:
+                        await self._forward(cycle, route, length, kept)
             except WritesHeld as exc:
                 cycle.refuse(held(exc))
         finally:
@@ -233,13 +239,56 @@ class FastPath:
         parts += (b"content-length: ", str(length).encode(), b"\r\n\r\n")
         return b"".join(parts)
 
-    async def _forward(self, cycle: ProxyCycle, route: Route, length: int, kept: list[bytes]) -> None:
+    async def _journaled(
+        self,
+        cycle: ProxyCycle,
+        ctx: RequestContext,
+        length: int,
+        kept: list[bytes],
+        journal: JournalMiddleware,
+    ) -> None:
+        """A write the journal records: read whole, forwarded under its journal lock, its answer
+        held until journaled (and confirmed by a standby with synchronous replication)."""
+        scope = cast(Scope, cycle.scope)
+        route = ctx.route
+        deadline = time.monotonic() + self.body_deadline_s
+        body = await cycle.read_all(deadline, self.body_timeout_s) if length else b""
+        ctx.body = body
+        kept.append(body[:IDS_PREFIX_BYTES])
+
+        async def forward(on_answer: OnAnswer) -> None:
+            settled = False
+
+            async def settle(status: int, answer: bytes) -> Refusal | None:
+                nonlocal settled
+                settled = True
+                return await journal.settle(on_answer, status, answer)
+
+            try:
+                await self._forward(cycle, route, length, [], body=body, settle=settle)
+            finally:
+                if not settled:
+                    journal.unless_refused(scope, cycle.status or None)
+
+        await journal.journaled(scope, route, body, forward)
+
+    async def _forward(
+        self,
+        cycle: ProxyCycle,
+        route: Route,
+        length: int,
+        kept: list[bytes],
+        *,
+        body: bytes | None = None,
+        settle: Settle | None = None,
+    ) -> None:
+        """Forward to Chroma and pass its answer on; with ``settle``, the answer is held until
+        ``settle`` (status, body) allowed it (or answered a refusal instead)."""
         deadline = time.monotonic() + self.body_deadline_s
         keep = IDS_PREFIX_BYTES if route.operation in RECORD_WRITES else 0
         if route.operation is Operation.CREATE_COLLECTION:
             keep = _NAME_BODY_BYTES
-        body: bytes | None = None
-        if length <= BUFFER_BELOW:
+        if body is None and length <= BUFFER_BELOW:
             body = await cycle.read_all(deadline, self.body_timeout_s) if length else b""
             if keep:
                 kept.append(body[:keep])
@@ -254,7 +303,7 @@ class FastPath:
                 log.warning("Chroma is not reachable: %s", exc)
                 cycle.refuse(_unreachable())
                 return
-            answer = Answer(cycle, conn)
+            answer = Answer(cycle, conn, held=settle is not None)
             try:
                 await self._exchange(cycle, conn, answer, head, body, deadline, keep, kept)
             except (UpstreamUnavailable, UpstreamTimeout) as exc:
@@ -272,6 +321,13 @@ class FastPath:
                     cycle.refuse(_unreachable())
                 return
             self.authorization.answered(route, cycle.status)
+            if settle is not None:
+                refusal = await settle(cycle.status, answer.whole_body())
+                if refusal is not None:
+                    cycle.sent = 0
+                    cycle.refuse(refusal)
+                    return
+                answer.release()
             answer.finish()
             return
 

@@ -25,7 +25,7 @@ from chromactl.gateway.context import find_context
 from chromactl.gateway.journal_writer import Journal
 from chromactl.gateway.podlocks import BUCKETS, PodLocks
 from chromactl.gateway.proxy import read_body
-from chromactl.gateway.responses import send_error
+from chromactl.gateway.responses import Refusal, send_refusal
 from chromactl.gateway.routes import Operation, Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 from chromactl.gateway.upstream import Upstream
@@ -56,6 +56,14 @@ _FILTERS = ("where", "where_document")
 OnAnswer = Callable[[int, bytes], Awaitable[int | None]]
 #: Called with that index before the answer goes out; raises to answer 503 instead.
 Confirm = Callable[[int | None], Awaitable[None]]
+#: Forwards the write to Chroma, calling ``on_answer`` once its answer is whole and before it
+#: goes out (the ASGI app's proxy, or the fast path's connection).
+Forward = Callable[[OnAnswer], Awaitable[None]]
+
+
+def unconfirmed(exc: ChromactlError) -> Refusal:
+    """The answer to a write Chroma applied but that could not be confirmed (high availability)."""
+    return Refusal(503, "ServiceUnavailable", str(exc), (("retry-after", "1"), ("connection", "close")))
 
 
 class _Answer:
@@ -90,8 +98,7 @@ class _Answer:
             await self._confirm(index)
         except ChromactlError as exc:
             self._held = []
-            headers = [("retry-after", "1"), ("connection", "close")]
-            await send_error(self._send, 503, "ServiceUnavailable", str(exc), headers)
+            await send_refusal(self._send, unconfirmed(exc))
             return
         held, self._held = self._held, []
         for m in held:
@@ -114,27 +121,33 @@ class JournalMiddleware:
             return
         body = ctx.body if ctx.body is not None else await read_body(receive)
         ctx.body = body
+        await self.journaled(
+            scope, route, body, lambda on_answer: self._forward(scope, receive, send, on_answer)
+        )
+
+    async def journaled(self, scope: Scope, route: Route, body: bytes, forward: Forward) -> None:
+        """The write (its whole ``body``) under its journal lock, forwarded by ``forward``."""
         if route.operation in RECORD_OPS:
             async with self.journal.locks.held(PodLocks.bucket(route.collection)):
-                await self._records(scope, route, body, receive, send)
+                await self._records(scope, route, body, forward)
         else:
             async with self.journal.locks.held(_CATALOG_BUCKET):
-                await self._catalog(scope, route, body, receive, send)
+                await self._catalog(scope, route, body, forward)
 
-    async def _records(self, scope: Scope, route: Route, body: bytes, receive: Receive, send: Send) -> None:
+    async def _records(self, scope: Scope, route: Route, body: bytes, forward: Forward) -> None:
         op = RECORD_OPS[route.operation]
         ids = await self._filtered_ids(scope, body) if op == "delete" else None
 
         async def on_answer(status: int, _: bytes) -> int | None:
             if not 200 <= status < 300:
-                return self._unless_refused(scope, status)
+                return self.unless_refused(scope, status)
             if op == "delete" and ids is None and _has_filter(body):
                 return self.journal.record(
                     "break", reason=f"delete by filter in {route.collection}: ids unknown"
                 )
             return self.journal.record("records", op=op, collection=route.collection, ids=ids, body=body)
 
-        await self._forward(scope, receive, send, on_answer)
+        await forward(on_answer)
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, on_answer: OnAnswer) -> None:
         """Forward to Chroma, journaling its answer with ``on_answer``; a write left without
@@ -144,9 +157,19 @@ class JournalMiddleware:
             await self.app(scope, receive, answer)
         finally:
             if not answer.journaled:
-                self._unless_refused(scope, answer.status)
+                self.unless_refused(scope, answer.status)
 
-    def _unless_refused(self, scope: Scope, status: int | None) -> int | None:
+    async def settle(self, on_answer: OnAnswer, status: int, body: bytes) -> Refusal | None:
+        """Journal Chroma's whole answer and confirm it (the fast path's ``_Answer``): None, or
+        the refusal to send instead when it could not be confirmed."""
+        index = await on_answer(status, body)
+        try:
+            await self.journal.confirm(index)
+        except ChromactlError as exc:
+            return unconfirmed(exc)
+        return None
+
+    def unless_refused(self, scope: Scope, status: int | None) -> int | None:
         """A break, unless Chroma refused the write (4xx: nothing changed)."""
         if status is None or status >= 500:
             what = f"{scope['method']} {scope['path']}"
@@ -177,7 +200,7 @@ class JournalMiddleware:
             return None
         return [str(i) for i in found["ids"]]
 
-    async def _catalog(self, scope: Scope, route: Route, body: bytes, receive: Receive, send: Send) -> None:
+    async def _catalog(self, scope: Scope, route: Route, body: bytes, forward: Forward) -> None:
         op = route.operation
         known = op in CATALOG_OPS
         affected: list[str] = []
@@ -194,7 +217,7 @@ class JournalMiddleware:
 
         async def on_answer(status: int, answer: bytes) -> int | None:
             if not 200 <= status < 300:
-                return self._unless_refused(scope, status)
+                return self.unless_refused(scope, status)
             if not known:
                 return self.journal.record("break", reason=f"{op.value}: not replayable")
             found = _created_id(answer) if op is Operation.CREATE_COLLECTION else affected
@@ -204,7 +227,7 @@ class JournalMiddleware:
                 return self.journal.record("break", reason=f"cannot read the catalog after {op.value}: {exc}")
             return self.journal.record("catalog", op=op.value, catalog=catalog)
 
-        await self._forward(scope, receive, send, on_answer)
+        await forward(on_answer)
 
 
 def _has_filter(body: bytes) -> bool:

@@ -104,6 +104,18 @@ class LimitsMiddleware:
         wait = str(max(1, math.ceil(refused.retry_after or 1.0)))
         return Refusal(429, "RateLimitError", str(refused), (("retry-after", wait),))
 
+    def reads_body(self, route: Route) -> bool:
+        """A rule may need this write's body (``records_per_minute``, the tenant caps), whoever
+        sends it: such writes are this step's to serve whole."""
+        rules = self.rules.current()
+        every = [*rules.credentials.values(), *rules.tenants.values()]
+        if route.operation in RECORD_WRITES and any(r.records_per_minute for r in every):
+            return True
+        capped = route.operation is Operation.CREATE_COLLECTION or route.operation in GROWING_OPS
+        return capped and any(
+            r.max_collections is not None or r.max_records_per_collection is not None for r in every
+        )
+
     def admit(self, ctx: RequestContext) -> tuple[list[tuple[str, LimitRule]], Refusal | None]:
         """Count a request that writes no records against its rates: what it took (give it
         back with :meth:`release` once answered), or the refusal."""
