@@ -452,6 +452,7 @@ def test_a_client_that_stops_sending_its_body_gets_408(upstream: RecordingUpstre
     with gateway_before(upstream, client_limits={"body_timeout_s": 0.5}) as gw:
         raw = exchange(gw.url, b"POST /api/v2/heartbeat HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
     assert raw.startswith(b"HTTP/1.1 408"), raw[:100]
+    assert raw.lower().count(b"connection: close") == 1
     assert upstream.seen == []
 
 

@@ -40,7 +40,6 @@ ATTRIBUTES = (
     "scope",
     # the fast path's cycles
     "parser",
-    "url",
     "headers",
     "root_path",
     "flow",

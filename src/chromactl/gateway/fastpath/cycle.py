@@ -84,9 +84,10 @@ class ProxyCycle(RequestResponseCycle):
     def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """A whole answer the gateway makes itself, in one write."""
         self.waiting_for_100_continue = False
-        if any(n == b"connection" and v.lower() == b"close" for n, v in headers):
+        closes = any(n == b"connection" and v.lower() == b"close" for n, v in headers)
+        if closes:
             self.keep_alive = False
-        self._start(status, headers, close_header=True)
+        self._start(status, headers, close_header=not closes)
         self._write_and_end([self._head_bytes, body])
 
     def refuse(self, refusal: Refusal) -> int:
