@@ -13,6 +13,7 @@ Workloads (one collection of 10k x 384-dim vectors, as in ``run.py``):
   query   n_results=10, one query vector: the most common read
   get     one record by id: the smallest request, where per-request overhead shows most
   add     batches of 100 new 384-dim records: the write path
+  upsert_4mb  500 records (a 4 MB body) rewritten in place: a body the gateway streams
 
 Targets: ``direct`` (Chroma, the baseline), ``gateway-wN`` for each ``--workers`` count (the
 fast path, the default), ``gateway-w1-asgi`` (one worker, ``fast_path: false``: every request
@@ -128,6 +129,11 @@ def main() -> None:
         ids = json.dumps([f"a{n}-{i}" for i in range(100)])
         return f'{{"ids": {ids}, "embeddings": {blobs[n % 16]}}}'.encode()
 
+    # One 4 MB upsert body (500 records rewritten in place): a body the gateway streams.
+    big = json.dumps(
+        {"ids": [f"u{i}" for i in range(500)], "embeddings": [base._vec(rng) for _ in range(500)]}
+    ).encode()
+
     load_before = os.getloadavg()[0]
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp, base.run_chroma(Path(tmp) / "chroma") as chroma:
@@ -171,6 +177,14 @@ def main() -> None:
                         url,
                         f"{base.D}/collections/{adds}/add",
                         add_body,
+                        args.seconds / 2,
+                        chroma.process.pid,
+                        proxy,
+                    ),
+                    "upsert_4mb": measure_cpu(
+                        url,
+                        f"{base.D}/collections/{adds}/upsert",
+                        [big],
                         args.seconds / 2,
                         chroma.process.pid,
                         proxy,
@@ -222,7 +236,7 @@ def write(
     if plt is None:
         return
     proxies = [n for n in results if not n.startswith("direct")]
-    cases = ["query", "get", "add"]
+    cases = ["query", "get", "add", "upsert_4mb"]
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(proxies)
     for i, name in enumerate(proxies):

@@ -261,7 +261,9 @@ def main() -> None:
             targets = {
                 "direct": chroma.url,
                 "gateway": stack.enter_context(gateway(work, chroma.url, tls=False, client="aiohttp")),
-                "gateway-httpx": stack.enter_context(gateway(work, chroma.url, tls=False, client="httpx")),
+                "gateway-asgi": stack.enter_context(
+                    gateway(work, chroma.url, tls=False, client="aiohttp", fast_path=False)
+                ),
                 "gateway-tls": stack.enter_context(gateway(work, chroma.url, tls=True, client="aiohttp")),
                 "nginx": stack.enter_context(nginx(work, chroma.url)),
             }
