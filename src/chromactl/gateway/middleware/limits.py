@@ -116,17 +116,20 @@ class LimitsMiddleware:
             r.max_collections is not None or r.max_records_per_collection is not None for r in every
         )
 
-    def admit(self, ctx: RequestContext) -> tuple[list[tuple[str, LimitRule]], Refusal | None]:
-        """Count a request that writes no records against its rates: what it took (give it
-        back with :meth:`release` once answered), or the refusal."""
-        found, _ = self._rules(ctx)
+    def admit(
+        self, ctx: RequestContext, records: int = 0, found: list[tuple[str, str, LimitRule]] | None = None
+    ) -> tuple[list[tuple[str, LimitRule]], Refusal | None]:
+        """Count a request (writing ``records``) against its rates: what it took (give it back
+        with :meth:`release` once answered), or the refusal."""
+        if found is None:
+            found, _ = self._rules(ctx)
         taken: list[tuple[str, LimitRule]] = []
         kind = "credential"
         try:
             now = self.clock()
             for key, scope_kind, rule in found:
                 kind = scope_kind
-                self.table.take(key, rule, 0, now)
+                self.table.take(key, rule, records, now)
                 taken.append((key, rule))
         except Refused as refused:
             self.release(taken)
@@ -152,21 +155,17 @@ class LimitsMiddleware:
             if ctx.body is None:
                 ctx.body = await read_body(receive)
             records = count_ids(ctx.body) or 0
-        taken: list[tuple[str, LimitRule]] = []
-        kind = "credential"
+        taken, refusal = self.admit(ctx, records, found)
+        if refusal is not None:
+            await send_refusal(send, refusal)
+            return
         try:
-            now = self.clock()
-            for key, scope_kind, rule in found:
-                kind = scope_kind
-                self.table.take(key, rule, records, now)
-                taken.append((key, rule))
-            kind = "tenant"
             async with self._capped(route, tenant_rule):
                 if tenant_rule is not None:
                     await self._check_caps(route, tenant_rule, ctx, receive)
                 await self.app(scope, receive, send)
         except Refused as refused:
-            await send_refusal(send, self._refusal(kind, refused))
+            await send_refusal(send, self._refusal("tenant", refused))
         finally:
             self.release(taken)
 
