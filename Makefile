@@ -9,6 +9,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CHECKOV_VENV := .venvs/checkov
 LEGACY_CHROMA_VENV := .venvs/chroma-0.6.3
+#: Chroma 1.x's own client tests (the wheel's chromadb/test/, with the pytest they need), run
+#: through the gateway by tests/gateway/test_chroma_client_suite.py
+CLIENT_TESTS_VENV := .venvs/chroma-client-tests/.installed
 #: Chroma 0.x servers whose data directories the migration tests write (0.6.3 is also the legacy server)
 CHROMA_0X_VENVS := $(foreach v,0.4.14 0.5.23 0.6.3,.venvs/chroma-$(v)/.installed)
 CHART  := charts/chromadb
@@ -52,7 +55,7 @@ system-deps: ## the Debian packages the tests and image builds use (root or sudo
 	@scripts/install-system-deps.sh
 
 .PHONY: deps
-deps: $(BIN)/.installed $(CHECKOV_VENV)/.installed $(CHROMA_0X_VENVS) system-deps ## install everything the tests need
+deps: $(BIN)/.installed $(CHECKOV_VENV)/.installed $(CHROMA_0X_VENVS) $(CLIENT_TESTS_VENV) system-deps ## install everything the tests need
 
 .PHONY: images
 images: system-deps ## build every image the chart and the tests run (buildah, stand-in bases; cached by input hash)
@@ -133,6 +136,7 @@ bench: $(BIN)/.installed $(LEGACY_CHROMA_VENV)/.installed ## run the benchmarks 
 	$(BIN)/python bench/ha/run.py
 
 .PHONY: soak
-soak: $(BIN)/.installed ## long load (5 min, concurrency 64) and Chroma-fault runs through the gateway; writes bench/soak/
+soak: $(BIN)/.installed $(CLIENT_TESTS_VENV) ## long load (5 min, concurrency 64) and Chroma-fault runs through the gateway; writes bench/soak/; Chroma's whole client test suite through the gateway
 	$(BIN)/python bench/soak/run.py
 	$(BIN)/python bench/soak/limits.py
+	CHROMA_CLIENT_SUITE=full $(BIN)/pytest -p no:cacheprovider tests/gateway/test_chroma_client_suite.py
