@@ -11,7 +11,7 @@ CHECKOV_VENV := .venvs/checkov
 LEGACY_CHROMA_VENV := .venvs/chroma-0.6.3
 #: Chroma 1.x's own client tests (the wheel's chromadb/test/, with the pytest they need), run
 #: through the gateway by tests/gateway/test_chroma_client_suite.py
-CLIENT_TESTS_VENV := .venvs/chroma-client-tests/.installed
+CLIENT_TESTS_VENV := .venvs/client-tests/.installed
 #: Chroma 0.x servers whose data directories the migration tests write (0.6.3 is also the legacy server)
 CHROMA_0X_VENVS := $(foreach v,0.4.14 0.5.23 0.6.3,.venvs/chroma-$(v)/.installed)
 CHART  := charts/chromadb
@@ -45,6 +45,11 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 .venvs/chroma-%/.installed: requirements/migrate/chroma-%.txt
 	test -x .venvs/chroma-$*/bin/python || $(PYTHON) -m venv .venvs/chroma-$*
 	.venvs/chroma-$*/bin/pip install -q -r $<
+	touch $@
+
+$(CLIENT_TESTS_VENV): requirements/client-tests.txt
+	test -x .venvs/client-tests/bin/python || $(PYTHON) -m venv .venvs/client-tests
+	.venvs/client-tests/bin/pip install -q -r $<
 	touch $@
 
 .PHONY: legacy-chroma

@@ -88,6 +88,8 @@ class Writer:
         #: When each id was acknowledged (monotonic).
         self.acked_at: dict[str, float] = {}
         self.refused = 0
+        #: The last refusal (status and body, or the exception), for a failure's message.
+        self.last_refusal = ""
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -101,8 +103,11 @@ class Writer:
                     json={"ids": [rid], "embeddings": [[float(n), 1.0]]},
                 )
                 ok = answer.status_code == 200
-            except httpx.HTTPError:
+                if not ok:
+                    self.last_refusal = f"{answer.status_code} {answer.text[:300]}"
+            except httpx.HTTPError as exc:
                 ok = False
+                self.last_refusal = repr(exc)
             if ok:
                 self.acked.append(rid)
                 self.acked_at[rid] = time.monotonic()
@@ -114,7 +119,13 @@ class Writer:
 
     def wait_more(self, count: int, timeout: float, what: str) -> None:
         target = len(self.acked) + count
-        wait_for(lambda: len(self.acked) >= target, timeout, what)
+        refused = self.refused
+        try:
+            wait_for(lambda: len(self.acked) >= target, timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}: {self.refused - refused} refused meanwhile, the last: {self.last_refusal}"
+            ) from None
 
     def __enter__(self) -> Writer:
         self.thread.start()

@@ -2,7 +2,7 @@
 
 The tests shipped in the ``chromadb`` 1.5.9 wheel (``chromadb/test/``) run in their integration
 mode (``CHROMA_INTEGRATION_TEST_ONLY``: clients over HTTP to ``CHROMA_SERVER_HOST``, reset
-allowed), seeded, in a virtualenv of their own (``requirements/chroma-client-tests.txt``: they
+allowed), seeded, in a virtualenv of their own (``requirements/client-tests.txt``: they
 need pytest 8, FastAPI and OpenTelemetry's FastAPI instrumentation). They run twice: against a
 Chroma, and against a gateway with the fast path in front of another Chroma. The tests send no
 credentials, so that gateway takes none. The two runs must end with the same counts: passed,
@@ -25,7 +25,7 @@ import pytest
 from tests.gateway.helpers import Chroma, run_chroma, run_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV = ROOT / ".venvs" / "chroma-client-tests"
+VENV = ROOT / ".venvs" / "client-tests"
 #: chromadb/test/ in that virtualenv (whichever Python made it).
 TESTS = next(
     iter(sorted(VENV.glob("lib/python3.*/site-packages/chromadb/test"))), VENV / "chromadb-test-missing"

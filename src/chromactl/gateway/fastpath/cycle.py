@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
@@ -135,9 +136,18 @@ class Answer:
     hop-by-hop headers dropped, the body passed as it comes, re-chunked only when Chroma sent
     no length. What one read of Chroma's socket brought goes out in one write."""
 
-    def __init__(self, cycle: ProxyCycle, conn: UpstreamConnection, *, held: bool = False) -> None:
+    def __init__(
+        self,
+        cycle: ProxyCycle,
+        conn: UpstreamConnection,
+        *,
+        held: bool = False,
+        on_status: Callable[[int], None] | None = None,
+    ) -> None:
         self.cycle = cycle
         self.conn = conn
+        #: Told Chroma's status before any of the answer goes out (the resolver forgets then).
+        self.on_status = on_status
         self._out: list[bytes] = []
         self._chunked = False
         self.started = False
@@ -146,6 +156,8 @@ class Answer:
         self._body: list[bytes] = []
 
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        if self.on_status is not None:
+            self.on_status(status)
         cycle = self.cycle
         out: list[tuple[bytes, bytes]] = []
         length = False

@@ -288,6 +288,12 @@ class FastPath:
         keep = IDS_PREFIX_BYTES if route.operation in RECORD_WRITES else 0
         if route.operation is Operation.CREATE_COLLECTION:
             keep = _NAME_BODY_BYTES
+
+        def forget(status: int) -> None:
+            # Before the answer goes out: a client that saw its delete answered finds the
+            # collection gone from the resolver too.
+            self.authorization.answered(route, status)
+
         if body is None and length <= BUFFER_BELOW:
             body = await cycle.read_all(deadline, self.body_timeout_s) if length else b""
             if keep:
@@ -303,7 +309,7 @@ class FastPath:
                 log.warning("Chroma is not reachable: %s", exc)
                 cycle.refuse(_unreachable())
                 return
-            answer = Answer(cycle, conn, held=settle is not None)
+            answer = Answer(cycle, conn, held=settle is not None, on_status=forget)
             try:
                 await self._exchange(cycle, conn, answer, head, body, deadline, keep, kept)
             except (UpstreamUnavailable, UpstreamTimeout) as exc:
@@ -320,7 +326,6 @@ class FastPath:
                     log.warning("Chroma is not reachable: %s", exc)
                     cycle.refuse(_unreachable())
                 return
-            self.authorization.answered(route, cycle.status)
             if settle is not None:
                 refusal = await settle(cycle.status, answer.whole_body())
                 if refusal is not None:
