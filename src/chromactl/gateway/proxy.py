@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from chromactl.gateway.context import request_context
-from chromactl.gateway.responses import send_error
+from chromactl.gateway.responses import Refusal, send_refusal
 from chromactl.gateway.types import Receive, Scope, Send
 from chromactl.gateway.upstream import Body, Headers, Upstream, UpstreamTimeout, UpstreamUnavailable
 
@@ -29,6 +29,10 @@ HOP_BY_HOP = frozenset(
 _DROP_REQUEST = HOP_BY_HOP | {b"host", b"authorization", b"x-chroma-token", b"content-length"}
 #: Bodies up to this size are read before forwarding (faster); larger ones stream.
 BUFFER_BELOW = 256 * 1024
+#: Chroma did not answer within ``upstream_timeout_s``.
+TIMED_OUT = Refusal(504, "GatewayTimeout", "Chroma did not answer in time")
+#: Chroma could not be reached (refused, reset, DNS).
+UNREACHABLE = Refusal(503, "ServiceUnavailable", "Chroma is not reachable", (("retry-after", "2"),))
 
 
 class ReverseProxy:
@@ -69,13 +73,11 @@ class ReverseProxy:
         try:
             resp = await self.upstream.request(scope["method"], target, headers, body)
         except UpstreamTimeout:
-            await send_error(send, 504, "GatewayTimeout", "Chroma did not answer in time")
+            await send_refusal(send, TIMED_OUT)
             return
         except UpstreamUnavailable as exc:
             log.warning("Chroma is not reachable: %s", exc)
-            await send_error(
-                send, 503, "ServiceUnavailable", "Chroma is not reachable", [("retry-after", "2")]
-            )
+            await send_refusal(send, UNREACHABLE)
             return
         try:
             out: Headers = []

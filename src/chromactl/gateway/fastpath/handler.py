@@ -19,21 +19,23 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
 
 from chromactl.config import LimitRule
-from chromactl.gateway.context import REQUEST_ID_HEADER, Outcome, RequestContext, request_id
+from chromactl.gateway.context import Outcome, RequestContext, request_id
 from chromactl.gateway.fastpath.cycle import Answer, ProxyCycle
 from chromactl.gateway.fastpath.upstream import RawUpstream, UpstreamConnection
 from chromactl.gateway.hold_gate import WriteGate, WritesHeld
-from chromactl.gateway.middleware.audit import AuditMiddleware
+from chromactl.gateway.middleware.audit import NAME_BODY_BYTES, AuditMiddleware
 from chromactl.gateway.middleware.authentication import AuthenticationMiddleware
 from chromactl.gateway.middleware.authorization import AuthorizationMiddleware
-from chromactl.gateway.middleware.body_timeout import RequestBodyTimeout
+from chromactl.gateway.middleware.body_limit import BAD_LENGTH, too_large
+from chromactl.gateway.middleware.body_timeout import TOO_SLOW, RequestBodyTimeout, peer
 from chromactl.gateway.middleware.classify import ClassifyMiddleware
+from chromactl.gateway.middleware.errors import internal
 from chromactl.gateway.middleware.journal import JournalMiddleware, OnAnswer
 from chromactl.gateway.middleware.limits import LimitsMiddleware
 from chromactl.gateway.middleware.metrics import IDS_PREFIX_BYTES
 from chromactl.gateway.middleware.role import RoleMiddleware
 from chromactl.gateway.middleware.write_hold import held
-from chromactl.gateway.proxy import _DROP_REQUEST, BUFFER_BELOW
+from chromactl.gateway.proxy import _DROP_REQUEST, BUFFER_BELOW, TIMED_OUT, UNREACHABLE
 from chromactl.gateway.request_metrics import GatewayMetrics, count_ids
 from chromactl.gateway.responses import Refusal
 from chromactl.gateway.routes import RECORD_WRITES, Access, Operation, Route, classify
@@ -45,8 +47,6 @@ log = logging.getLogger("chromactl.gateway.fastpath")
 #: Routes the ASGI app keeps whatever the request: answered by the gateway itself, or
 #: refused there.
 _ASGI_OPERATIONS = frozenset({Operation.IDENTITY, Operation.UNKNOWN, Operation.AGENT})
-#: A created collection's name is read for the audit line from this much of the body.
-_NAME_BODY_BYTES = 65536
 #: Decides on Chroma's whole answer (status, body) before it goes out: None, or a refusal instead.
 Settle = Callable[[int, bytes], Awaitable[Refusal | None]]
 
@@ -127,14 +127,8 @@ class FastPath:
             await self._serve(cycle, ctx, kept)
         except RequestBodyTimeout:
             if not cycle.response_started:
-                log.info("request body too slow", extra={"client": _peer(scope.get("client"))})
-                refusal = Refusal(
-                    408,
-                    "RequestTimeoutError",
-                    "the request body did not arrive in time",
-                    (("connection", "close"),),
-                )
-                cycle.refuse(refusal)
+                log.info("request body too slow", extra={"client": peer(scope.get("client"))})
+                cycle.refuse(TOO_SLOW)
             else:
                 cycle.abort()
         except Exception:
@@ -145,9 +139,7 @@ class FastPath:
             if cycle.response_started:
                 cycle.abort()
             else:
-                cycle.status = 500
-                message = f"internal error in the gateway (request id {rid})"
-                cycle.refuse(Refusal(500, "InternalError", message, ((REQUEST_ID_HEADER, rid),)))
+                cycle.refuse(internal(rid))
         finally:
             metrics.in_flight.dec()
             route = ctx.route
@@ -170,7 +162,7 @@ class FastPath:
                 records=ctx.outcome.records,
             )
             self.audit.finish(
-                scope, ctx, head[:_NAME_BODY_BYTES] if route.operation is Operation.CREATE_COLLECTION else b""
+                scope, ctx, head[:NAME_BODY_BYTES] if route.operation is Operation.CREATE_COLLECTION else b""
             )
 
     async def _serve(self, cycle: ProxyCycle, ctx: RequestContext, kept: list[bytes]) -> None:
@@ -181,11 +173,10 @@ class FastPath:
                 try:
                     length = int(value)
                 except ValueError:
-                    cycle.refuse(Refusal(400, "InvalidArgumentError", "bad Content-Length"))
+                    cycle.refuse(BAD_LENGTH)
                     return
         if length > self.max_body_bytes:
-            message = f"request body is larger than {self.max_body_bytes} bytes"
-            cycle.refuse(Refusal(413, "PayloadTooLargeError", message, (("connection", "close"),)))
+            cycle.refuse(too_large(self.max_body_bytes))
             return
         refusal = await self.authentication.decide(scope, ctx)
         if refusal is None:
@@ -287,7 +278,7 @@ class FastPath:
         deadline = time.monotonic() + self.body_deadline_s
         keep = IDS_PREFIX_BYTES if route.operation in RECORD_WRITES else 0
         if route.operation is Operation.CREATE_COLLECTION:
-            keep = _NAME_BODY_BYTES
+            keep = NAME_BODY_BYTES
 
         def forget(status: int) -> None:
             # Before the answer goes out: a client that saw its delete answered finds the
@@ -303,11 +294,11 @@ class FastPath:
             try:
                 conn = await self.upstream.connection()
             except UpstreamTimeout:
-                cycle.refuse(Refusal(504, "GatewayTimeout", "Chroma did not answer in time"))
+                cycle.refuse(TIMED_OUT)
                 return
             except UpstreamUnavailable as exc:
                 log.warning("Chroma is not reachable: %s", exc)
-                cycle.refuse(_unreachable())
+                cycle.refuse(UNREACHABLE)
                 return
             answer = Answer(cycle, conn, held=settle is not None, on_status=forget)
             try:
@@ -321,10 +312,10 @@ class FastPath:
                 if attempt == 1 and conn.reused and not conn.answered and body is not None:
                     continue  # a kept-alive connection Chroma had closed: once more on a new one
                 if isinstance(exc, UpstreamTimeout):
-                    cycle.refuse(Refusal(504, "GatewayTimeout", "Chroma did not answer in time"))
+                    cycle.refuse(TIMED_OUT)
                 else:
                     log.warning("Chroma is not reachable: %s", exc)
-                    cycle.refuse(_unreachable())
+                    cycle.refuse(UNREACHABLE)
                 return
             if settle is not None:
                 refusal = await settle(cycle.status, answer.whole_body())
@@ -359,11 +350,3 @@ class FastPath:
                 size += len(chunk)
                 await conn.write(chunk)
         await conn.answered_whole()
-
-
-def _unreachable() -> Refusal:
-    return Refusal(503, "ServiceUnavailable", "Chroma is not reachable", (("retry-after", "2"),))
-
-
-def _peer(client: tuple[str, int] | None) -> str:
-    return f"{client[0]}:{client[1]}" if client else ""

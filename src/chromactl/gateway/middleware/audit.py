@@ -11,7 +11,7 @@ from chromactl.gateway.routes import Operation
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 #: A create-collection body is read for its name up to this size.
-_NAME_BODY_BYTES = 65536
+NAME_BODY_BYTES = 65536
 
 
 class AuditMiddleware:
@@ -36,7 +36,7 @@ class AuditMiddleware:
 
             async def keeping_receive() -> Message:
                 message = await inner()
-                if sum(map(len, body)) < _NAME_BODY_BYTES:
+                if sum(map(len, body)) < NAME_BODY_BYTES:
                     body.append(message.get("body", b""))
                 return message
 

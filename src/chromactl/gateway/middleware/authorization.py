@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from chromactl.gateway.collection_cache import CollectionResolver
 from chromactl.gateway.context import RequestContext, request_context
+from chromactl.gateway.proxy import UNREACHABLE
 from chromactl.gateway.responses import Refusal, send_refusal
 from chromactl.gateway.routes import Access, Operation, Route
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
@@ -68,7 +69,7 @@ class AuthorizationMiddleware:
             try:
                 ok = await self.resolver.belongs(route.tenant, route.database, route.collection)
             except (UpstreamUnavailable, UpstreamTimeout):
-                return Refusal(503, "ServiceUnavailable", "Chroma is not reachable", (("retry-after", "2"),))
+                return UNREACHABLE
             if not ok:
                 ctx.allowed, ctx.denied_because = False, "cross_tenant"
                 if self.on_cross_tenant is not None:

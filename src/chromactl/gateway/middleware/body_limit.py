@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chromactl.gateway.context import request_context
-from chromactl.gateway.responses import send_error
+from chromactl.gateway.responses import Refusal, send_refusal
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -19,13 +19,7 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def _too_large(self, send: Send) -> None:
-        await send_error(
-            send,
-            413,
-            "PayloadTooLargeError",
-            f"request body is larger than {self.max_bytes} bytes",
-            [("connection", "close")],
-        )
+        await send_refusal(send, too_large(self.max_bytes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,7 +32,7 @@ class BodyLimitMiddleware:
                 try:
                     length = int(value)
                 except ValueError:
-                    await send_error(send, 400, "InvalidArgumentError", "bad Content-Length")
+                    await send_refusal(send, BAD_LENGTH)
                     return
             elif name == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True
@@ -68,3 +62,13 @@ class BodyLimitMiddleware:
             await self.app(scope, replay, send)
             return
         await self.app(scope, receive, send)
+
+
+#: A ``Content-Length`` that is not a number.
+BAD_LENGTH = Refusal(400, "InvalidArgumentError", "bad Content-Length")
+
+
+def too_large(max_bytes: int) -> Refusal:
+    """The answer to a body over ``max_bytes`` (the rest of it is not read: the connection ends)."""
+    message = f"request body is larger than {max_bytes} bytes"
+    return Refusal(413, "PayloadTooLargeError", message, (("connection", "close"),))

@@ -10,13 +10,19 @@ import asyncio
 import logging
 import time
 
-from chromactl.gateway.responses import send_error
+from chromactl.gateway.responses import Refusal, send_refusal
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("chromactl.gateway.clients")
 
 
-def _peer(client: tuple[str, int] | None) -> str:
+#: The answer to a body that did not arrive in time (the connection cannot go on).
+TOO_SLOW = Refusal(
+    408, "RequestTimeoutError", "the request body did not arrive in time", (("connection", "close"),)
+)
+
+
+def peer(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else ""
 
 
@@ -69,11 +75,5 @@ class BodyTimeoutMiddleware:
             if not timed_out:
                 raise
             if not started:
-                log.info("request body too slow", extra={"client": _peer(scope.get("client"))})
-                await send_error(
-                    send,
-                    408,
-                    "RequestTimeoutError",
-                    "the request body did not arrive in time",
-                    [("connection", "close")],
-                )
+                log.info("request body too slow", extra={"client": peer(scope.get("client"))})
+                await send_refusal(send, TOO_SLOW)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from chromactl.gateway.context import REQUEST_ID_HEADER, find_context, request_id
-from chromactl.gateway.responses import send_error
+from chromactl.gateway.responses import Refusal, send_refusal
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("chromactl.gateway.errors")
@@ -56,10 +56,11 @@ class ErrorMiddleware:
                 self.on_uncounted(scope, time.perf_counter() - start)
             if started:
                 raise
-            await send_error(
-                send,
-                500,
-                "InternalError",
-                f"internal error in the gateway (request id {rid})",
-                [(REQUEST_ID_HEADER, rid)],
-            )
+            await send_refusal(send, internal(rid))
+
+
+def internal(rid: str) -> Refusal:
+    """The 500 for an unhandled error, naming the request id that the log line names too."""
+    return Refusal(
+        500, "InternalError", f"internal error in the gateway (request id {rid})", ((REQUEST_ID_HEADER, rid),)
+    )
