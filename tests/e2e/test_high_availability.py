@@ -14,7 +14,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ def primary(runner: PodRunner) -> str | None:
 class Writer:
     """Upserts one id at a time through the Service URL, retrying as a client would."""
 
-    def __init__(self, url: str, token: str, cid: str) -> None:
+    def __init__(self, url: str, token: str, cid: str, diagnose: Callable[[], str] = str) -> None:
         self.client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         self.cid = cid
         self.acked: list[str] = []
@@ -90,6 +90,8 @@ class Writer:
         self.refused = 0
         #: The last refusal (status and body, or the exception), for a failure's message.
         self.last_refusal = ""
+        #: What the cluster looks like, for a stall's message.
+        self.diagnose = diagnose
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -124,7 +126,8 @@ class Writer:
             wait_for(lambda: len(self.acked) >= target, timeout, what)
         except AssertionError as exc:
             raise AssertionError(
-                f"{exc}: {self.refused - refused} refused meanwhile, the last: {self.last_refusal}"
+                f"{exc}: {self.refused - refused} refused meanwhile, the last: {self.last_refusal}\n"
+                f"{self.diagnose()}"
             ) from None
 
     def __enter__(self) -> Writer:
@@ -138,6 +141,11 @@ class Writer:
 
     def __exit__(self, *exc: object) -> None:
         self.finish()
+
+
+def cluster_state(runner: PodRunner) -> str:
+    lines = [f"roles {roles(runner)}; the balancer last closed: {runner.balancer_failures()}"]
+    return "\n".join(lines + [runner.describe(pod) for pod in PODS])
 
 
 def ids_on(runner: PodRunner, pod: str, token: str, cid: str) -> set[str]:
@@ -184,7 +192,7 @@ def ha_release(tmp_path: Path, synchronous: bool) -> Iterator[tuple[PodRunner, s
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         created = client.post(f"{DB}/collections", json={"name": "ha-writes"})
         assert created.status_code == 200, created.text
-        with Writer(url, token, created.json()["id"]) as writer:
+        with Writer(url, token, created.json()["id"], lambda: cluster_state(runner)) as writer:
             writer.wait_more(20, 60, "writes through the Service")
             yield runner, token, first, other, writer
 

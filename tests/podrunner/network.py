@@ -147,6 +147,8 @@ class PortForward:
     def __init__(self, holder_pid: int | None, address: str, port: int, target: int) -> None:
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        #: Why the last connection was closed unforwarded (no endpoint, or the connect's error).
+        self.last_failure = ""
         self._sock: socket.socket | None = None
         self.address, self.port, self.target = address, port, target
         self._thread = threading.Thread(target=self._serve, args=(holder_pid,), daemon=True)
@@ -182,7 +184,8 @@ class PortForward:
                 if destination is None:
                     raise OSError("no endpoint")
                 upstream = socket.create_connection(destination, timeout=5)
-            except OSError:
+            except OSError as exc:
+                self.last_failure = f"{destination}: {exc}"
                 client.close()
                 continue
             upstream.settimeout(None)

@@ -618,6 +618,20 @@ class PodRunner:
         self._balancers.append(balancer)
         return f"{scheme}://127.0.0.1:{balancer.port}"
 
+    def balancer_failures(self) -> list[str]:
+        """Why each balanced Service URL last closed a connection unforwarded ('' if never)."""
+        return [b.last_failure for b in self._balancers]
+
+    def describe(self, pod: str) -> str:
+        """A pod at a glance, for a failure's message: phase, labels, each container's readiness,
+        restarts and last probe error, and its logs' tails."""
+        p = self.pod(pod)
+        lines = [f"pod {p.name} {p.ip} phase={p.phase} labels={p.labels}"]
+        for c in p.containers:
+            probes = [f"{q.last_error}" for q in (c.startup, c.readiness) if q and q.last_error]
+            lines.append(f"  {c.name}: ready={c.ready} kills={c.kills} crashes={c.crashes} probes={probes}")
+        return self._with_logs(p, "\n".join(lines))
+
     def service_url(self, service: str, port: int, scheme: str = "http") -> str:
         host, port = self.service_address(service, port)
         return f"{scheme}://{host}:{port}"
