@@ -388,6 +388,10 @@ class LimitsSettings(Section):
     #: Where the gateway processes of the pod share their counters (default: a temporary
     #: directory of the pod's process).
     state_dir: Path | None = None
+    #: After a 429 over ``requests_per_second``, the connection it went out on is not read
+    #: again until the wait it named has passed: a client that ignores ``Retry-After`` waits
+    #: anyway, instead of making the gateway spend its time refusing (``docs/limits.md``).
+    pause_refused_connections: bool = True
 
     @model_validator(mode="after")
     def _caps_are_per_tenant(self) -> LimitsSettings:

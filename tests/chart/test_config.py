@@ -148,6 +148,13 @@ def test_names_and_fsspec_options_keep_their_keys() -> None:
         "credentials": {"batchLoader": {"records_per_minute": 6000}},
         "tenants": {"teamA": {"max_collections": 5}},
     }
+    assert chromactl_config(r)["gateway"]["limits"]["pause_refused_connections"] is True
+
+
+def test_pause_refused_connections_reaches_the_gateway() -> None:
+    r = render({"gateway": {"limits": {"enabled": True, "pauseRefusedConnections": False}}})
+    settings = parse_config(chromactl_config(r))
+    assert settings.gateway.limits.pause_refused_connections is False
 
 
 def test_settings_left_empty_take_chromactls_default() -> None:

@@ -1,10 +1,12 @@
 """Rate limits through the rendered chart (docs/limits.md): clients and helm tests pass under
 limits above what they use; a credential over its own rate is refused with 429 and
-Retry-After while the release's credential keeps being served."""
+Retry-After (its connection then waits out the wait) while the release's credential keeps
+being served."""
 
 from __future__ import annotations
 
 import base64
+import time
 
 import httpx
 
@@ -53,9 +55,14 @@ def test_limits_refuse_the_noisy_credential_and_serve_the_others(cluster: PodRun
         base_url=url, headers={"Authorization": f"Bearer {secret['token'].decode()}"}, timeout=10
     )
     dash = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {DASH_TOKEN}"}, timeout=10)
+    started = time.monotonic()
     with admin, dash:
-        answers = [(dash.get(COLLECTIONS), admin.get(COLLECTIONS)) for _ in range(10)]
-    assert [d.status_code for d, _ in answers] == [200] * 3 + [429] * 7
+        answers = [(dash.get(COLLECTIONS), admin.get(COLLECTIONS)) for _ in range(6)]
+    elapsed = time.monotonic() - started
+    dashed = [d.status_code for d, _ in answers]
+    # its burst, then refused; sending again at once, it waits on its connection for a token
+    assert dashed[:4] == [200] * 3 + [429] and set(dashed) == {200, 429}, dashed
+    assert dashed.count(200) <= 3 + 0.5 * elapsed + 1, (dashed, elapsed)
     assert {a.status_code for _, a in answers} == {200}
     refused = answers[-1][0]
     assert refused.json()["error"] == "RateLimitError" and int(refused.headers["retry-after"]) >= 1

@@ -28,11 +28,12 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _limited(chroma: Chroma, secrets_dir: Path, tmp_path: Path, **limits: Any) -> Any:
+def _limited(chroma: Chroma, secrets_dir: Path, tmp_path: Path, fast_path: bool = True, **limits: Any) -> Any:
     config = token_config(chroma, secrets_dir)
     config["chroma"] = {"url": chroma.url, "persist_path": str(chroma.path / "data")}
     gateway = config["gateway"]
     assert isinstance(gateway, dict)
+    gateway["fast_path"] = fast_path
     gateway["limits"] = {"enabled": True, "state_dir": str(tmp_path / "limits"), **limits}
     return run_gateway(config)
 
@@ -54,15 +55,19 @@ def test_a_noisy_client_gets_429_with_retry_after_and_the_others_are_served(
 
         thread = threading.Thread(target=other)
         thread.start()
+        started = time.monotonic()
         with gw.client(**_auth(READER_TOKEN)) as noisy:
             for _ in range(40):
                 resp = noisy.get(f"{DB}/collections")
                 statuses.append(resp.status_code)
                 if resp.status_code == 429:
                     refused = resp
+        elapsed = time.monotonic() - started
         stop.set()
         thread.join()
-        assert statuses[:5] == [200] * 5 and statuses.count(429) >= 30, statuses
+        # It ignores Retry-After, yet gets no more than its rate: each refused connection waits.
+        assert statuses[:5] == [200] * 5 and statuses.count(429) >= 10, statuses
+        assert statuses.count(200) <= 5 + 5 * elapsed + 1, (statuses, elapsed)
         assert refused.json()["error"] == "RateLimitError"
         assert int(refused.headers["retry-after"]) >= 1
         assert others and set(others) == {200}
@@ -77,6 +82,43 @@ def test_a_noisy_client_gets_429_with_retry_after_and_the_others_are_served(
             'chromactl_gateway_limited_requests_total{limit="requests_per_second",scope="credential"}'
             in metrics
         )
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "asgi"])
+def test_a_refused_connection_is_not_read_until_its_wait_passed(
+    chroma: Chroma, secrets_dir: Path, tmp_path: Path, fast_path: bool
+) -> None:
+    """A client that ignores Retry-After and sends again at once on the same connection is
+    read only once a token is there; other connections are served meanwhile."""
+    rules = {"credentials": {"reader": {"requests_per_second": 0.5, "burst": 1}}}
+    with (
+        _limited(chroma, secrets_dir, tmp_path, fast_path, **rules) as gw,
+        gw.client(**_auth(READER_TOKEN)) as noisy,
+        gw.client(**_auth(WRITER_TOKEN)) as other,
+    ):
+        assert noisy.get(f"{DB}/collections").status_code == 200
+        assert noisy.get(f"{DB}/collections").status_code == 429
+        refused_at = time.monotonic()
+        # the other credential's connection is answered while the refused one waits
+        assert other.get(f"{DB}/collections").status_code == 200
+        assert time.monotonic() - refused_at < 1.5
+        again = noisy.get(f"{DB}/collections")
+        waited = time.monotonic() - refused_at
+        # a token comes every 2 s: the refused connection was read once it was there
+        assert again.status_code == 200 and waited >= 1.8, (again.status_code, waited)
+
+
+def test_with_pause_refused_connections_off_a_refused_client_is_read_at_once(
+    chroma: Chroma, secrets_dir: Path, tmp_path: Path
+) -> None:
+    rules = {"credentials": {"reader": {"requests_per_second": 0.2, "burst": 1}}}
+    with (
+        _limited(chroma, secrets_dir, tmp_path, pause_refused_connections=False, **rules) as gw,
+        gw.client(**_auth(READER_TOKEN)) as noisy,
+    ):
+        assert noisy.get(f"{DB}/collections").status_code == 200
+        # a token every 5 s: each request sent at once is read and refused at once
+        assert [noisy.get(f"{DB}/collections").status_code for _ in range(5)] == [429] * 5
 
 
 def test_records_per_minute_refuse_the_write_that_would_cross_them(
@@ -137,8 +179,9 @@ def test_quotas_refuse_what_would_cross_them_and_nothing_past_it_is_stored(
 def test_limits_change_without_a_restart(chroma: Chroma, secrets_dir: Path, tmp_path: Path) -> None:
     rules_file = tmp_path / "limits.yaml"
     rules_file.write_text(yaml.safe_dump({"credentials": {"reader": {"requests_per_second": 1000}}}))
+    # refusals read at once, so that a burst of requests shows the rule in force
     with (
-        _limited(chroma, secrets_dir, tmp_path, file=str(rules_file)) as gw,
+        _limited(chroma, secrets_dir, tmp_path, file=str(rules_file), pause_refused_connections=False) as gw,
         gw.client(**_auth(READER_TOKEN)) as c,
     ):
         assert all(c.get(f"{DB}/collections").status_code == 200 for _ in range(20))

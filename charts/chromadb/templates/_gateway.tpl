@@ -59,7 +59,7 @@
 {{- /* With HA one process writes the replication log, in order (chromadb.haValidate refuses more). */ -}}
 {{- if eq (include "chromadb.haOn" .) "true" }}{{ $_ = set $gateway "workers" 1 }}{{ end -}}
 {{- if .Values.gateway.limits.enabled -}}
-{{- $_ = set $gateway "limits" (dict "enabled" true "file" (printf "%s/limits.yaml" (include "chromadb.path" "limits"))) -}}
+{{- $_ = set $gateway "limits" (dict "enabled" true "file" (printf "%s/limits.yaml" (include "chromadb.path" "limits")) "pause_refused_connections" .Values.gateway.limits.pauseRefusedConnections) -}}
 {{- end -}}
 {{- $config := dict
   "chroma" (include "chromadb.gatewayUpstream" . | fromYaml)

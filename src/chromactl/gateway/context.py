@@ -31,6 +31,8 @@ class RequestContext:
     denied_because: str = ""
     #: What the metrics step measured, once the answer is sent.
     outcome: Outcome | None = None
+    #: Seconds the connection is not read after this answer (a rate limit's wait).
+    pause_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

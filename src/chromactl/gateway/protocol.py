@@ -12,7 +12,9 @@ httptools parser takes headers of any size. :class:`GatewayHttpProtocol` adds:
   ``limit_concurrency`` answers in plain text);
 - an answer's head and body in one socket write (:mod:`.coalesce`);
 - with ``peer_certificates``, the verified client certificate in each request's scope
-  (the ASGI ``tls`` extension), for client-certificate authentication.
+  (the ASGI ``tls`` extension), for client-certificate authentication;
+- a connection left unread for a while after an answer that asks it (a rate limit's 429:
+  ``RequestContext.pause_s``), so that a client ignoring ``Retry-After`` waits anyway.
 
 It is configured through :class:`ServerConfig`, uvicorn's ``Config`` with our settings.
 """
@@ -23,19 +25,21 @@ import asyncio
 import json
 import logging
 import urllib.parse
-from typing import Any
+from typing import Any, cast
 
 import httptools
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from chromactl.config import ClientLimitsSettings
 from chromactl.gateway.auth.client_cert import peer_tls
 from chromactl.gateway.coalesce import CoalescingTransport
+from chromactl.gateway.context import find_context
 from chromactl.gateway.fastpath.cycle import ProxyCycle
 from chromactl.gateway.fastpath.handler import FastPath
 from chromactl.gateway.responses import ORIGIN_HEADER
+from chromactl.gateway.types import Scope
 
 log = logging.getLogger("chromactl.gateway.clients")
 
@@ -90,6 +94,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._awaiting_headers = True
         self._header_bytes = 0
         self._header_tail = b""
+        #: The cycle whose request is being answered (the one a completed answer belongs to).
+        self._answering: RequestResponseCycle | None = None
+        #: Resumes reading once a refused connection's pause is over.
+        self._unpause_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if self._peer_certificates:
@@ -102,6 +110,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        if self._unpause_timer is not None:
+            self._unpause_timer.cancel()
+            self._unpause_timer = None
         super().connection_lost(exc)
 
     def shutdown(self) -> None:
@@ -194,13 +205,34 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self.pipeline.appendleft((self.cycle, self.app))
         return True
 
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        self._answering = cycle
+        super()._start_asgi_task(cycle, app)
+
     def on_response_complete(self) -> None:
         # The next request's header deadline starts with its first byte (data_received);
         # until then the keep-alive timeout applies.
         self._awaiting_headers = True
         self._header_bytes = 0
         self._header_tail = b""
+        answered = self._answering
+        ctx = find_context(cast(Scope, answered.scope)) if answered is not None else None
         super().on_response_complete()
+        if ctx is not None and ctx.pause_s > 0 and not self.transport.is_closing():
+            self._pause_reading(ctx.pause_s)
+
+    def _pause_reading(self, seconds: float) -> None:
+        """Leave the connection unread for ``seconds`` (what the client sends meanwhile waits
+        in the socket; the keep-alive timeout still runs)."""
+        self.flow.pause_reading()
+        if self._unpause_timer is not None:
+            self._unpause_timer.cancel()
+        self._unpause_timer = self.loop.call_later(seconds, self._unpause)
+
+    def _unpause(self) -> None:
+        self._unpause_timer = None
+        if not self.transport.is_closing() and not self.pipeline:
+            self.flow.resume_reading()
 
     def _start_header_deadline(self) -> None:
         self._header_deadline = self.loop.time() + self.limits.header_timeout_s

@@ -16,7 +16,10 @@ one of its own):
 Over a rate: ``429 {"error": "RateLimitError"}`` with ``Retry-After`` (seconds until a token
 is there). Over a cap: ``400 {"error": "QuotaError"}``, as Chroma answers for its own quotas;
 retrying cannot help. Both are what Chroma's clients raise as ``RateLimitError`` and
-``QuotaError``.
+``QuotaError``. After a 429 over ``requests_per_second`` the connection is not read again
+until that wait has passed (``pause_refused_connections``; the protocol pauses it): a client
+that ignores ``Retry-After`` and sends again at once waits anyway, and the gateway's time goes
+to other clients.
 
 The counters live in a table of shared memory (:mod:`chromactl.gateway.limits_table`), so that
 the limits hold for the pod and not per worker; the rules
@@ -60,6 +63,13 @@ def _ids(body: bytes) -> list[str]:
     return [str(i) for i in ids] if isinstance(ids, list) else []
 
 
+#: The refusal whose connection is left unread until its wait passed: over the request rate,
+#: the credential's next request would be refused too. (Over ``records_per_minute`` its reads
+#: may still pass; over ``concurrent_requests`` the wait is not known.)
+PAUSED_LIMIT = "requests_per_second"
+#: The longest a refused connection is left unread (a very low rate names a longer wait).
+MAX_PAUSE_S = 10.0
+
 #: The lock bucket of tenant-wide caps (collections per tenant): past the collections'.
 _TENANT_BUCKET = BUCKETS + 1
 
@@ -76,8 +86,12 @@ class LimitsMiddleware:
         locks: PodLocks,
         on_limited: Callable[[str, str], None],
         clock: Callable[[], float] = time.monotonic,
+        *,
+        pause_refused: bool = True,
     ) -> None:
         self.app = app
+        #: A 429's connection waits out the refusal's wait before its next request is read.
+        self.pause_refused = pause_refused
         self.table = table
         self.rules = rules
         self.quotas = quotas
@@ -133,6 +147,8 @@ class LimitsMiddleware:
                 taken.append((key, rule))
         except Refused as refused:
             self.release(taken)
+            if self.pause_refused and refused.limit == PAUSED_LIMIT and refused.retry_after:
+                ctx.pause_s = min(refused.retry_after, MAX_PAUSE_S)
             return [], self._refusal(kind, refused)
         return taken, None
 
@@ -235,4 +251,5 @@ def build_limits(
         quotas,
         PodLocks(state / "limits.locks"),
         on_limited,
+        pause_refused=settings.pause_refused_connections,
     )
