@@ -1,4 +1,4 @@
-"""Static tokens: both headers, any header case, constant-time compare, real clients."""
+"""Static tokens: both headers, any header case, found by digest, real clients."""
 
 from __future__ import annotations
 

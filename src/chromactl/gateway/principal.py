@@ -39,6 +39,10 @@ class Reach(enum.Enum):
     EVERYTHING = "everything"
 
 
+#: How many decisions a principal remembers (it forgets them all past this).
+_DECISIONS = 1024
+
+
 def _is_literal(pattern: str) -> bool:
     return not any(ch in pattern for ch in "*?[")
 
@@ -84,9 +88,23 @@ class Principal:
     user_id: str
     method: str
     grants: tuple[Grant, ...] = field(default_factory=tuple)
+    #: The answers of :meth:`may` so far (the grants never change): the tenants and databases
+    #: a caller works in are decided once, not matched against the patterns per request.
+    _decided: dict[tuple[Role, Reach, str, str], bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def may(self, role: Role, reach: Reach, tenant: str = "", database: str = "") -> bool:
         """Whether one grant of at least ``role`` covers ``reach`` of tenant/database."""
+        key = (role, reach, tenant, database)
+        decided = self._decided.get(key)
+        if decided is None:
+            if len(self._decided) >= _DECISIONS:
+                self._decided.clear()
+            decided = self._decided[key] = self._may(role, reach, tenant, database)
+        return decided
+
+    def _may(self, role: Role, reach: Reach, tenant: str, database: str) -> bool:
         for g in self.grants:
             if g.role < role:
                 continue

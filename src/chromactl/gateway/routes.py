@@ -8,6 +8,7 @@ grant over everything, so a route added by a newer Chroma is closed until it is 
 from __future__ import annotations
 
 import enum
+import functools
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -211,8 +212,11 @@ _PREFIX_ROWS = tuple(r for r in ROUTES if r.path.endswith("*"))
 UNKNOWN = Route(Operation.UNKNOWN, Access.ADMIN, Reach.EVERYTHING)
 
 
+@functools.lru_cache(maxsize=4096)
 def classify(method: str, path: str) -> Route:
-    """Classify ``method path`` (``path`` without the gateway's prefix or query)."""
+    """Classify ``method path`` (``path`` without the gateway's prefix or query). A pure
+    function of its arguments, so the routes of recent paths (the collections in use) are
+    remembered: a request to one of them is a dictionary lookup."""
     if len(path) > 1 and path.endswith("/"):
         path = path.rstrip("/")
     segments = path.split("/")

@@ -12,7 +12,6 @@ or by the ASGI app (the table in :mod:`chromactl.gateway.fastpath`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -338,7 +337,7 @@ class FastPath:
         keep: int,
         kept: list[bytes],
     ) -> None:
-        answer_by = asyncio.get_running_loop().time() + self.upstream_timeout_s
+        answer_by = conn.loop.time() + self.upstream_timeout_s
         if body is not None:
             conn.start(head + body, answer, answer_by)
         else:

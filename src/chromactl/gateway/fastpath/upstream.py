@@ -62,6 +62,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        #: The loop it runs on (looked up once, not per request).
+        self.loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         if self._sink is None or self._complete:
@@ -133,7 +135,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._sink, self._headers, self._complete, self.answered = sink, [], False, False
         self._begun = False
         self.deadline = deadline
-        self._done = asyncio.get_running_loop().create_future()
+        self._done = self.loop.create_future()
         self._busy.add(self)
         self.transport.write(head)
 
