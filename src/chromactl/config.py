@@ -445,6 +445,9 @@ class GatewaySettings(Section):
     #: decisions without ASGI, forwarded over raw kept-alive connections. ``false`` serves
     #: every request through the ASGI app.
     fast_path: bool = True
+    #: Serve Chroma 0.4-0.6 clients too (:mod:`chromactl.gateway.legacy`): their requests
+    #: translated to 1.x and the answers back. ``false``: they get what Chroma 1.x answers.
+    legacy_clients: bool = True
     #: Seconds a new write waits while writes are held before it gets 503.
     write_wait_s: float = Field(30.0, gt=0)
     #: Longest hold the agent API grants (holds end by themselves after their timeout).

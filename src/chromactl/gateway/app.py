@@ -44,6 +44,7 @@ from chromactl.gateway.middleware.classify import ClassifyMiddleware
 from chromactl.gateway.middleware.errors import ErrorMiddleware
 from chromactl.gateway.middleware.identity import IdentityMiddleware
 from chromactl.gateway.middleware.journal import JournalMiddleware
+from chromactl.gateway.middleware.legacy_clients import LegacyClientsMiddleware
 from chromactl.gateway.middleware.limits import LimitsMiddleware, build_limits
 from chromactl.gateway.middleware.metrics import MetricsMiddleware
 from chromactl.gateway.middleware.role import Role, RoleMiddleware
@@ -156,9 +157,17 @@ def build_gateway(
     limits: list[Callable[[ASGIApp], ASGIApp]] = []
     if gw.limits.enabled:
         limits.append(lambda a: build_limits(a, gw.limits, database, process, metrics.limited_request))
+    legacy: list[Callable[[ASGIApp], ASGIApp]] = []
+    if gw.legacy_clients:
+        legacy.append(
+            lambda a: LegacyClientsMiddleware(
+                a, prefix=gw.path_prefix, max_body_bytes=gw.max_body_bytes, on_request=metrics.legacy_request
+            )
+        )
     #: Outermost first: each step wraps the ones after it.
     steps: list[Callable[[ASGIApp], ASGIApp]] = [
         lambda a: ErrorMiddleware(a, on_uncounted=metrics.unhandled),
+        *legacy,
         lambda a: ClassifyMiddleware(a, gw.path_prefix),
         lambda a: AuditMiddleware(a, audit, metrics.audit_event),
         lambda a: MetricsMiddleware(a, metrics),
@@ -210,6 +219,7 @@ def build_gateway(
             journal=_step(app, JournalMiddleware) if journal is not None else None,
             upstream_timeout_s=gw.upstream_timeout_s,
             scheme=scheme,
+            legacy=_step(app, LegacyClientsMiddleware) if gw.legacy_clients else None,
         )
     return gateway
 

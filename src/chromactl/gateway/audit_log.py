@@ -2,7 +2,8 @@
 
 A line says when, which request (``request_id``: the client's ``X-Request-Id`` or a fresh
 one), who (principal name, how it authenticated, its highest role), what (operation, its
-class, tenant, database, collection, method and path), and how it ended (``allowed`` or
+class, tenant, database, collection, method and path; ``client_api`` for an old client's
+request, translated: ``v1`` or ``v2-0.x``), and how it ended (``allowed`` or
 ``denied`` with the reason, Chroma's status, records written, bytes in and out,
 milliseconds). Never a credential, a document, an embedding or a query: nothing from a
 request body but the number of ids in a write and the name of a collection created.
@@ -22,7 +23,7 @@ import sys
 from typing import Any
 
 from chromactl.config import AuditSettings
-from chromactl.gateway.context import RequestContext, request_id
+from chromactl.gateway.context import CLIENT_API_KEY, RequestContext, request_id
 from chromactl.gateway.principal import Principal, Role
 from chromactl.gateway.routes import Route
 from chromactl.gateway.types import Scope
@@ -103,6 +104,8 @@ def audit_fields(scope: Scope, ctx: RequestContext, body: bytes = b"") -> dict[s
         "client": client[0] if client else "",
         "outcome": "allowed" if ctx.allowed else "denied",
     }
+    if CLIENT_API_KEY in scope:
+        fields["client_api"] = scope[CLIENT_API_KEY]
     if not ctx.allowed:
         fields["reason"] = ctx.denied_because
     if outcome is not None:

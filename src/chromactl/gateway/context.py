@@ -11,6 +11,9 @@ from chromactl.gateway.types import Scope
 
 #: The scope key that holds the :class:`RequestContext`.
 SCOPE_KEY = "chromactl.context"
+#: The scope key naming the API of an old client whose request was translated (``v1``,
+#: ``v2-0.x``: :class:`chromactl.gateway.legacy.ClientApi`); absent for a 1.x request.
+CLIENT_API_KEY = "chromactl.client_api"
 
 
 @dataclass

@@ -125,6 +125,14 @@ class GatewayMetrics:
         for scope in ("credential", "tenant"):
             for limit in LIMITS:
                 self.limited.labels(scope, limit)
+        self.legacy_requests = Counter(
+            "chromactl_gateway_legacy_client_requests",
+            "Requests of Chroma 0.x clients, translated to 1.x (gateway.legacy_clients), by the API "
+            "they speak (v1, v2-0.x) and credential (a configured name, or oidc): who still has "
+            "apps to upgrade.",
+            ["client_api", "credential"],
+            registry=r,
+        )
         self.cross_tenant = Counter(
             "chromactl_gateway_cross_tenant_refusals",
             "Requests refused because the collection id is not in the tenant/database of the path.",
@@ -168,6 +176,10 @@ class GatewayMetrics:
     def cross_tenant_refusal(self, operation: Operation) -> None:
         """A collection id refused for not being in the tenant/database of the path."""
         self.cross_tenant.labels(operation).inc()
+
+    def legacy_request(self, client_api: str, credential: str) -> None:
+        """An old client's request, translated."""
+        self._child(self.legacy_requests, client_api, credential).inc()
 
     def unhandled(self, scope: Scope, seconds: float) -> None:
         """Count a request whose exception escaped before the metrics step saw it (as a 500)."""

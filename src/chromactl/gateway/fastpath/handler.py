@@ -22,6 +22,7 @@ from chromactl.gateway.context import Outcome, RequestContext, request_id
 from chromactl.gateway.fastpath.cycle import Answer, ProxyCycle
 from chromactl.gateway.fastpath.upstream import RawUpstream, UpstreamConnection
 from chromactl.gateway.hold_gate import WriteGate, WritesHeld
+from chromactl.gateway.legacy import is_current_client
 from chromactl.gateway.middleware.audit import NAME_BODY_BYTES, AuditMiddleware
 from chromactl.gateway.middleware.authentication import AuthenticationMiddleware
 from chromactl.gateway.middleware.authorization import AuthorizationMiddleware
@@ -30,6 +31,7 @@ from chromactl.gateway.middleware.body_timeout import TOO_SLOW, RequestBodyTimeo
 from chromactl.gateway.middleware.classify import ClassifyMiddleware
 from chromactl.gateway.middleware.errors import internal
 from chromactl.gateway.middleware.journal import JournalMiddleware, OnAnswer
+from chromactl.gateway.middleware.legacy_clients import LegacyClientsMiddleware
 from chromactl.gateway.middleware.limits import LimitsMiddleware
 from chromactl.gateway.middleware.metrics import IDS_PREFIX_BYTES
 from chromactl.gateway.middleware.role import RoleMiddleware
@@ -46,6 +48,10 @@ log = logging.getLogger("chromactl.gateway.fastpath")
 #: Routes the ASGI app keeps whatever the request: answered by the gateway itself, or
 #: refused there.
 _ASGI_OPERATIONS = frozenset({Operation.IDENTITY, Operation.UNKNOWN, Operation.AGENT})
+#: Routes whose answer is a collection, which a 0.5/0.6 client parses in 0.x's shape.
+_COLLECTION_ANSWERS = frozenset(
+    {Operation.LIST_COLLECTIONS, Operation.CREATE_COLLECTION, Operation.GET_COLLECTION}
+)
 #: Decides on Chroma's whole answer (status, body) before it goes out: None, or a refusal instead.
 Settle = Callable[[int, bytes], Awaitable[Refusal | None]]
 
@@ -73,6 +79,7 @@ class FastPath:
         journal: JournalMiddleware | None,
         upstream_timeout_s: float,
         scheme: str,
+        legacy: LegacyClientsMiddleware | None = None,
     ) -> None:
         self.upstream = upstream
         self.classifier = classifier
@@ -91,6 +98,8 @@ class FastPath:
         self.journal = journal
         self.upstream_timeout_s = upstream_timeout_s
         self.scheme = scheme
+        #: Old clients' requests are translated by this step, on the ASGI path.
+        self.legacy = legacy
 
     # -- which path -------------------------------------------------------------------------
 
@@ -107,6 +116,11 @@ class FastPath:
         for name, _ in headers:
             if name == b"transfer-encoding":
                 return None  # a chunked body is read whole (and bounded) by the body-limit step
+        if self.legacy is not None and (
+            route.operation is Operation.V1
+            or (route.operation in _COLLECTION_ANSWERS and not is_current_client(headers))
+        ):
+            return None  # an old client's, or perhaps one (0.5/0.6 parse collections as 0.x did)
         return route
 
     # -- one request --------------------------------------------------------------------------

@@ -1,0 +1,292 @@
+"""Chroma 0.x clients against a 1.x server: which API a request speaks, and how its request and
+answer are translated (``docs/legacy-clients.md``).
+
+Two generations of old clients reach the gateway:
+
+- ``v1``: the 0.4.x Python client (and the JavaScript client ``chromadb`` 1.5-1.10) speaks
+  ``/api/v1``: collections at ``/api/v1/collections``, tenant and database (from 0.4.15) as
+  query parameters, ``where: {}`` for "no filter". Chroma 1.x has no ``/api/v1``.
+- ``v2-0.x``: the 0.5.x and 0.6.x Python clients speak ``/api/v2`` as 1.x does, but parse a
+  collection as 0.x served it: ``configuration_json`` holds ``hnsw_configuration`` and
+  ``_type`` tags, and nothing else (an unknown key is an error to them). On the wire they are
+  told from a 1.x client by what they do not send: the 1.x clients name themselves in
+  ``User-Agent`` (``Chroma Python Client v1...``); the 0.x ones send their HTTP library's.
+
+A ``v1`` request is rewritten to its 1.x path (and its ``where: {}`` dropped) before any
+other step sees it, so authentication, authorization with its tenant scope, limits, the
+write hold and the journal all see and record the 1.x request Chroma applies. Answers are
+rewritten back: collections in the shape the client parses, Chroma's errors as the names its
+exception classes are registered under.
+
+Everything here is a pure function of bytes and strings; the ASGI step is
+:mod:`chromactl.gateway.middleware.legacy_clients`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+V1_PREFIX = "/api/v1"
+V2_PREFIX = "/api/v2"
+DEFAULT_TENANT = "default_tenant"
+DEFAULT_DATABASE = "default_database"
+#: How the 1.x clients start their ``User-Agent`` (Python: ``Chroma Python Client v1.x``).
+CURRENT_CLIENT_AGENT = b"chroma "
+
+
+class ClientApi(enum.StrEnum):
+    """The API an old client speaks (the audit log's ``client_api``)."""
+
+    V1 = "v1"
+    V2_0X = "v2-0.x"
+
+
+class Answer(enum.Enum):
+    """What an answer holds, for its translation back."""
+
+    COLLECTION = "collection"
+    COLLECTIONS = "collections"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """A request as Chroma 1.x takes it, and how its answer goes back."""
+
+    client_api: ClientApi
+    path: str
+    query_string: bytes
+    answer: Answer
+    #: The request body is a record operation's, whose ``where: {}`` 1.x refuses.
+    fix_filters: bool = False
+    #: The request creates a collection (a 0.x ``configuration`` goes to 1.x's shape).
+    creates_collection: bool = False
+    #: Why the request cannot be translated (answered 400 with it); empty when it can.
+    error: str = ""
+
+
+#: v1 collection sub-resources that keep their name in v2.
+_RECORD_OPS = frozenset({"add", "update", "upsert", "get", "query", "delete", "count"})
+_FILTERED_OPS = frozenset({"get", "query", "delete"})
+
+
+def is_current_client(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """The request names a 1.x client in ``User-Agent``."""
+    for name, value in headers:
+        if name == b"user-agent":
+            return value[: len(CURRENT_CLIENT_AGENT)].lower() == CURRENT_CLIENT_AGENT
+    return False
+
+
+def translate(
+    method: str, path: str, query_string: bytes, headers: Iterable[tuple[bytes, bytes]]
+) -> Translation | None:
+    """How an old client's request goes to 1.x, or None for a 1.x request (left alone)."""
+    if path == V1_PREFIX or path.startswith(V1_PREFIX + "/"):
+        return _v1(method, path[len(V1_PREFIX) :].rstrip("/"), query_string)
+    if path.startswith(V2_PREFIX + "/") and not is_current_client(headers):
+        answer = _v2_answer(method, path[len(V2_PREFIX) :].rstrip("/"))
+        if answer is not None:
+            return Translation(
+                ClientApi.V2_0X,
+                path,
+                query_string,
+                answer,
+                creates_collection=answer is Answer.COLLECTION and method == "POST",
+            )
+    return None
+
+
+def _v2_answer(method: str, rest: str) -> Answer | None:
+    """The answers of /api/v2 a 0.5/0.6 client parses differently: its collections."""
+    parts = rest.split("/")
+    # /tenants/{t}/databases/{d}/collections[/{name}]
+    if len(parts) < 6 or parts[1] != "tenants" or parts[3] != "databases" or parts[5] != "collections":
+        return None
+    if len(parts) == 6:
+        return Answer.COLLECTIONS if method == "GET" else Answer.COLLECTION if method == "POST" else None
+    if len(parts) == 7 and method == "GET":
+        return Answer.COLLECTION
+    return None
+
+
+def _v1(method: str, rest: str, query_string: bytes) -> Translation:
+    params = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    tenant = next((v for k, v in params if k == "tenant"), DEFAULT_TENANT)
+    database = next((v for k, v in params if k == "database"), DEFAULT_DATABASE)
+    kept = urlencode([(k, v) for k, v in params if k not in ("tenant", "database")]).encode()
+    if "/" in tenant + database:
+        refused = "a tenant or database name has no '/'"
+        return Translation(ClientApi.V1, V1_PREFIX, kept, Answer.OTHER, error=refused)
+    scoped = f"{V2_PREFIX}/tenants/{tenant}/databases/{database}"
+    parts = rest.split("/")[1:] if rest else []
+
+    def to(
+        path: str, answer: Answer = Answer.OTHER, *, fix_filters: bool = False, creates: bool = False
+    ) -> Translation:
+        return Translation(ClientApi.V1, path, kept, answer, fix_filters, creates)
+
+    if not parts or parts == ["heartbeat"]:
+        return to(f"{V2_PREFIX}/heartbeat")
+    head = parts[0]
+    if len(parts) == 1 and head in ("version", "pre-flight-checks", "reset"):
+        return to(f"{V2_PREFIX}/{head}")
+    if head == "count_collections" and len(parts) == 1:
+        return to(f"{scoped}/collections_count")
+    if head == "tenants":
+        return to(f"{V2_PREFIX}/{'/'.join(parts)}")
+    if head == "databases":
+        return to(f"{V2_PREFIX}/tenants/{tenant}/{'/'.join(parts)}")
+    if head == "collections":
+        if len(parts) == 1:
+            answer = Answer.COLLECTIONS if method == "GET" else Answer.COLLECTION
+            return to(f"{scoped}/collections", answer, creates=method == "POST")
+        if len(parts) == 2:
+            answer = Answer.COLLECTION if method == "GET" else Answer.OTHER
+            return to(f"{scoped}/collections/{parts[1]}", answer)
+        if len(parts) == 3 and parts[2] in _RECORD_OPS:
+            return to(f"{scoped}/collections/{parts[1]}/{parts[2]}", fix_filters=parts[2] in _FILTERED_OPS)
+    # Not an API the old clients had: 1.x answers it as it answers any unknown path.
+    return to(f"{V2_PREFIX}/{rest.lstrip('/')}")
+
+
+# -- request bodies ---------------------------------------------------------------------------
+
+
+def request_body(translation: Translation, body: bytes) -> bytes:
+    """The body 1.x takes for an old client's ``body`` (unchanged unless it needs to be)."""
+    if not body or not (translation.fix_filters or translation.creates_collection):
+        return body
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body  # Chroma answers what it answers for a malformed body
+    if not isinstance(doc, dict):
+        return body
+    changed = False
+    if translation.fix_filters:
+        for key in ("where", "where_document"):
+            if key in doc and doc[key] in ({}, None):
+                del doc[key]  # 0.4's "no filter"; 1.x refuses an empty one
+                changed = True
+        for key in ("sort", "page", "page_size"):
+            if key in doc and doc[key] is None:
+                del doc[key]
+                changed = True
+    if translation.creates_collection and isinstance(doc.get("configuration"), dict):
+        doc["configuration"] = _configuration_to_1x(doc["configuration"])
+        changed = True
+    return json.dumps(doc, separators=(",", ":")).encode() if changed else body
+
+
+#: 0.x HNSW settings that 1.x names another way (the rest keep their names).
+_HNSW_TO_1X = {"M": "max_neighbors"}
+_HNSW_FROM_1X = {v: k for k, v in _HNSW_TO_1X.items()}
+#: The HNSW settings a 0.5/0.6 client knows, with 0.x's defaults (it refuses any other key).
+HNSW_0X_DEFAULTS: dict[str, Any] = {
+    "space": "l2",
+    "ef_construction": 100,
+    "ef_search": 10,
+    "num_threads": 1,
+    "M": 16,
+    "resize_factor": 1.2,
+    "batch_size": 100,
+    "sync_threshold": 1000,
+}
+
+
+def _configuration_to_1x(config: dict[str, Any]) -> dict[str, Any]:
+    hnsw = config.get("hnsw_configuration")
+    if not isinstance(hnsw, dict):
+        return {}
+    return {"hnsw": {_HNSW_TO_1X.get(k, k): v for k, v in hnsw.items() if k != "_type"}}
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+def answer_body(translation: Translation, status: int, body: bytes) -> bytes:
+    """The answer the old client parses for 1.x's ``status`` and ``body``."""
+    try:
+        doc = json.loads(body) if body else None
+    except ValueError:
+        return body
+    if status >= 400:
+        return _json(_error(translation, doc)) if isinstance(doc, dict) else body
+    if translation.answer is Answer.COLLECTION and isinstance(doc, dict):
+        return _json(collection(translation.client_api, doc))
+    if translation.answer is Answer.COLLECTIONS and isinstance(doc, list):
+        return _json([collection(translation.client_api, c) for c in doc if isinstance(c, dict)])
+    return body
+
+
+def collection(client_api: ClientApi, doc: dict[str, Any]) -> dict[str, Any]:
+    """A 1.x collection as the 0.x clients parse it: 0.x's keys only (0.4's model takes id,
+    name and metadata, and no other key)."""
+    out = {"id": doc.get("id"), "name": doc.get("name"), "metadata": doc.get("metadata")}
+    if client_api is ClientApi.V1:
+        return out
+    return {
+        **out,
+        "tenant": doc.get("tenant", DEFAULT_TENANT),
+        "database": doc.get("database", DEFAULT_DATABASE),
+        "configuration_json": _configuration_to_0x(doc),
+        "dimension": doc.get("dimension"),
+        "version": doc.get("version", 0),
+        "log_position": doc.get("log_position", 0),
+    }
+
+
+def _configuration_to_0x(doc: dict[str, Any]) -> dict[str, Any]:
+    config = doc.get("configuration_json") or {}
+    hnsw_1x = config.get("hnsw") if isinstance(config, dict) else None
+    hnsw = dict(HNSW_0X_DEFAULTS)
+    # What the schema records for the vector index (num_threads, batch_size live there).
+    indexed = (
+        (((doc.get("schema") or {}).get("keys") or {}).get("#embedding") or {}).get("float_list") or {}
+    ).get("vector_index") or {}
+    for source in ((indexed.get("config") or {}).get("hnsw"), hnsw_1x):
+        if isinstance(source, dict):
+            for key, value in source.items():
+                name = _HNSW_FROM_1X.get(key, key)
+                if name in hnsw and value is not None:
+                    hnsw[name] = value
+    space = (indexed.get("config") or {}).get("space") or (hnsw_1x or {}).get("space")
+    if space:
+        hnsw["space"] = space
+    hnsw["resize_factor"] = float(hnsw["resize_factor"])
+    return {
+        "hnsw_configuration": {**hnsw, "_type": "HNSWConfigurationInternal"},
+        "_type": "CollectionConfigurationInternal",
+    }
+
+
+#: 1.x's collection errors, and the name a 0.5/0.6 server gave them (their clients' exception).
+_COLLECTION_ERRORS = {"does not exist": "InvalidCollection", "already exists": "UniqueConstraintError"}
+
+
+def _error(translation: Translation, doc: dict[str, Any]) -> dict[str, Any]:
+    """1.x's error as the old client's exception: 0.5/0.6 raise ``InvalidCollectionException``
+    for a missing collection and ``UniqueConstraintError`` for a taken name; a 0.4 server
+    answered both as a ``ValueError``'s text, which its client raises as a plain exception."""
+    message = str(doc.get("message", ""))
+    if not message.startswith("Collection [") or "]" not in message:
+        return doc
+    # "Collection [x] does not exist" (1.x) -> "Collection x does not exist." (0.x)
+    subject, rest = message[len("Collection [") :].split("]", 1)
+    for phrase, name in _COLLECTION_ERRORS.items():
+        if phrase in rest:
+            text = f"Collection {subject} {phrase}."
+            if translation.client_api is ClientApi.V1:
+                return {"error": f"ValueError('{text}')"}
+            return {"error": name, "message": text}
+    return doc
+
+
+def _json(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
