@@ -266,8 +266,12 @@ def _configuration_to_0x(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-#: 1.x's collection errors, and the name a 0.5/0.6 server gave them (their clients' exception).
-_COLLECTION_ERRORS = {"does not exist": "InvalidCollection", "already exists": "UniqueConstraintError"}
+#: 1.x's collection errors: the name a 0.5/0.6 server gave them (their clients' exception), and
+#: its message's end.
+_COLLECTION_ERRORS = {
+    "does not exist": ("InvalidCollection", "."),
+    "already exists": ("UniqueConstraintError", ""),
+}
 
 
 def _error(translation: Translation, doc: dict[str, Any]) -> dict[str, Any]:
@@ -279,11 +283,11 @@ def _error(translation: Translation, doc: dict[str, Any]) -> dict[str, Any]:
         return doc
     # "Collection [x] does not exist" (1.x) -> "Collection x does not exist." (0.x)
     subject, rest = message[len("Collection [") :].split("]", 1)
-    for phrase, name in _COLLECTION_ERRORS.items():
+    for phrase, (name, end) in _COLLECTION_ERRORS.items():
         if phrase in rest:
-            text = f"Collection {subject} {phrase}."
+            text = f"Collection {subject} {phrase}{end}"
             if translation.client_api is ClientApi.V1:
-                return {"error": f"ValueError('{text}')"}
+                return {"error": f"ValueError('Collection {subject} {phrase}.')"}
             return {"error": name, "message": text}
     return doc
 

@@ -1,0 +1,198 @@
+"""Chroma 0.4-0.6 clients through the gateway in front of Chroma 1.x (docs/legacy-clients.md).
+
+The real old clients (the 0.4.14, 0.5.23 and 0.6.3 venvs ``make test`` builds) run one app's
+flow (``legacy_flow.py``: every operation of the docs' matrix) through the gateway, and the
+same flow against Chroma 0.6.3, the server the 0.5 and 0.6 clients were made for: the same
+ids, documents, metadatas, embeddings, query results (distances within 1e-5) and exception
+classes. (The 0.4.14 and 0.5.23 venvs' own servers cannot create a collection over HTTP with
+the FastAPI they resolve, so 0.6.3 is the reference server for both v2 clients.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.backup.helpers import run_chroma as run_reference_chroma
+
+from .conftest import ADMIN_TOKEN, TENANT_B_TOKEN, token_config
+from .helpers import Chroma, RunningGateway, run_gateway
+
+ROOT = Path(__file__).resolve().parents[2]
+FLOW = Path(__file__).with_name("legacy_flow.py")
+OLD_CLIENTS = ["0.4.14", "0.5.23", "0.6.3"]
+V2_CLIENTS = ["0.5.23", "0.6.3"]
+#: What a 0.4 server answered for these (a ValueError's text, raised by its client as such).
+V1_ERRORS = {
+    "get_missing": "Collection no-such-collection does not exist.",
+    "create_taken": "Collection legacy-flow-renamed already exists.",
+}
+
+
+def python_of(version: str) -> Path:
+    found = ROOT / ".venvs" / f"chroma-{version}" / "bin" / "python"
+    assert found.exists(), f"{found} is missing: make legacy-chroma"
+    return found
+
+
+def run_flow(python: Path, url: str, token: str = ADMIN_TOKEN) -> dict[str, Any]:
+    host, port = url.removeprefix("http://").split(":")
+    done = subprocess.run(
+        [str(python), str(FLOW), host, port, token], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+def assert_same(got: Any, want: Any, where: str = "") -> None:
+    """Equal, floats within 1e-5 (the HNSW of 1.x and of 0.6 may differ in the last bits)."""
+    if isinstance(want, float) and isinstance(got, (int, float)):
+        assert abs(got - want) <= 1e-5, f"{where}: {got} != {want}"
+    elif isinstance(want, dict) and isinstance(got, dict):
+        assert set(got) == set(want), f"{where}: keys {sorted(got)} != {sorted(want)}"
+        for key in want:
+            assert_same(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list) and isinstance(got, list):
+        assert len(got) == len(want), f"{where}: {got} != {want}"
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert_same(g, w, f"{where}[{i}]")
+    else:
+        assert got == want, f"{where}: {got!r} != {want!r}"
+
+
+@pytest.fixture(scope="module")
+def audited_gateway(
+    chroma: Chroma, secrets_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningGateway, Path]]:
+    audit = tmp_path_factory.mktemp("legacy-audit") / "audit.log"
+    with run_gateway(token_config(chroma, secrets_dir, audit={"file": str(audit), "reads": True})) as gw:
+        yield gw, audit
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Each v2 client's flow against Chroma 0.6.3 (a fresh server each)."""
+    out = {}
+    for version in V2_CLIENTS:
+        with run_reference_chroma(tmp_path_factory.mktemp(f"ref-{version}") / "data", legacy=True) as server:
+            out[version] = run_flow(python_of(version), server.url)
+    return out
+
+
+@pytest.mark.parametrize("version", V2_CLIENTS)
+def test_a_0_5_or_0_6_client_sees_through_the_gateway_what_chroma_0_6_shows_it(
+    audited_gateway: tuple[RunningGateway, Path], reference: dict[str, dict[str, Any]], version: str
+) -> None:
+    gw, _ = audited_gateway
+    got = run_flow(python_of(version), gw.url)
+    want = reference[version]
+    assert got["version"] == version
+    assert "error" not in want["query"], want  # the reference flow itself ran
+    for step in want:
+        if step != "version":
+            assert_same(got[step], want[step], step)
+
+
+def test_a_0_4_client_speaks_v1_through_the_gateway(
+    audited_gateway: tuple[RunningGateway, Path], reference: dict[str, dict[str, Any]]
+) -> None:
+    """The same data as the 0.6 client gets, and 0.4's errors: the ValueError text its own
+    server answered, raised by its client as a plain exception."""
+    gw, _ = audited_gateway
+    got = run_flow(python_of("0.4.14"), gw.url)
+    want = reference["0.6.3"]
+    assert got["version"] == "0.4.14"
+    for step in want:
+        if step == "version":
+            continue
+        if step in V1_ERRORS:
+            assert got[step]["error"] == "builtins.Exception", got[step]
+            assert json.loads(got[step]["text"]) == {"error": f"ValueError('{V1_ERRORS[step]}')"}
+        elif step in ("delete_ids", "delete_where"):
+            assert got[step] == {"result": None}
+        else:
+            assert_same(got[step], want[step], step)
+
+
+def test_a_1x_client_is_answered_as_chroma_answers_it(
+    chroma: Chroma, audited_gateway: tuple[RunningGateway, Path]
+) -> None:
+    gw, audit = audited_gateway
+    python = ROOT / ".venv" / "bin" / "python"
+    through = run_flow(python, gw.url)
+    direct = run_flow(python, chroma.url)
+    assert through == direct
+    assert "hnsw_configuration" not in json.dumps(through)
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    # its requests are not taken for an old client's (the 1.x client names itself)
+    created = [
+        line for line in lines if line["operation"] == "create_collection" and "client_api" not in line
+    ]
+    assert created, "the 1.x client's create_collection is in the audit log without client_api"
+
+
+def test_the_audit_log_and_a_metric_say_which_credentials_use_old_clients(
+    audited_gateway: tuple[RunningGateway, Path],
+) -> None:
+    gw, audit = audited_gateway
+    run_flow(python_of("0.4.14"), gw.url)
+    run_flow(python_of("0.6.3"), gw.url)
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    by_api = {line.get("client_api") for line in lines if line["principal"]["name"] == "admin"}
+    assert {"v1", "v2-0.x"} <= by_api
+    v1 = next(
+        line for line in lines if line.get("client_api") == "v1" and line["operation"] == "collection_add"
+    )
+    # the 1.x request Chroma applied: its path, tenant and database
+    assert v1["path"].startswith("/api/v2/tenants/default_tenant/databases/default_database/collections/")
+    assert v1["tenant"] == "default_tenant" and v1["records"] == 4
+    metrics = httpx.get(gw.metrics_url or "", timeout=5).text
+    for api in ("v1", "v2-0.x"):
+        assert (
+            f'chromactl_gateway_legacy_client_requests_total{{client_api="{api}",credential="admin"}}'
+            in metrics
+        )
+
+
+def test_a_v1_tenant_parameter_is_checked_as_a_path_is(audited_gateway: tuple[RunningGateway, Path]) -> None:
+    gw, _ = audited_gateway
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    tenant_b = {"Authorization": f"Bearer {TENANT_B_TOKEN}"}
+    httpx.post(f"{gw.url}/api/v2/tenants", json={"name": "tenant-b"}, headers=admin, timeout=10)
+    httpx.post(
+        f"{gw.url}/api/v2/tenants/tenant-b/databases", json={"name": "main"}, headers=admin, timeout=10
+    )
+    own = httpx.get(
+        f"{gw.url}/api/v1/collections?tenant=tenant-b&database=main", headers=tenant_b, timeout=10
+    )
+    assert own.status_code == 200 and isinstance(own.json(), list)
+    other = httpx.get(
+        f"{gw.url}/api/v1/collections?tenant=default_tenant&database=default_database",
+        headers=tenant_b,
+        timeout=10,
+    )
+    assert other.status_code == 403 and other.json()["error"] == "AuthorizationError"
+    # a name that would add path segments is refused, not forwarded
+    odd = httpx.get(f"{gw.url}/api/v1/collections?tenant=tenant-b/databases/x", headers=admin, timeout=10)
+    assert odd.status_code == 400 and "no '/'" in odd.json()["message"]
+
+
+def test_with_legacy_clients_off_old_clients_get_what_chroma_answers(
+    chroma: Chroma, secrets_dir: Path
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with run_gateway(token_config(chroma, secrets_dir, legacy_clients=False)) as gw:
+        assert httpx.get(f"{gw.url}/api/v1/heartbeat", headers=admin, timeout=10).status_code == 410
+        listed = httpx.get(
+            f"{gw.url}/api/v2/tenants/default_tenant/databases/default_database/collections",
+            headers={**admin, "User-Agent": "python-httpx/0.27"},
+            timeout=10,
+        )
+        assert listed.status_code == 200 and "hnsw_configuration" not in listed.text
