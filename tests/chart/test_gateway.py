@@ -226,6 +226,14 @@ def test_limits_go_to_a_configmap_the_gateway_rereads_without_a_restart() -> Non
     )
 
 
+def test_legacy_clients_are_served_unless_turned_off() -> None:
+    """gateway.legacyClients reaches the gateway's config (docs/legacy-clients.md)."""
+    assert parse_config(chromactl_config(render())).gateway.legacy_clients is True
+    off = chromactl_config(render({"gateway": {"legacyClients": False}}))
+    assert parse_config(off).gateway.legacy_clients is False
+    assert "legacyClients" in render_error({"gateway": {"legacyClients": "v1"}})
+
+
 def test_the_fast_path_is_on_unless_turned_off() -> None:
     """gateway.fastPath reaches the gateway's config (docs/gateway.md#the-fast-path)."""
     assert parse_config(chromactl_config(render())).gateway.fast_path is True
