@@ -1,6 +1,7 @@
 """Chroma 0.4-0.6 clients through the gateway in front of Chroma 1.x (docs/legacy-clients.md).
 
-The real old clients (the 0.4.14, 0.5.23 and 0.6.3 venvs ``make test`` builds) run one app's
+The real old clients (the 0.4.14, 0.5.23 and 0.6.3 venvs ``make test`` builds, and npm
+``chromadb`` 1.10 from tests/gateway/js) run one app's
 flow (``legacy_flow.py``: every operation of the docs' matrix) through the gateway, and the
 same flow against Chroma 0.6.3, the server the 0.5 and 0.6 clients were made for: the same
 ids, documents, metadatas, embeddings, query results (distances within 1e-5) and exception
@@ -117,6 +118,38 @@ def test_a_0_4_client_speaks_v1_through_the_gateway(
             assert json.loads(got[step]["text"]) == {"error": f"ValueError('{V1_ERRORS[step]}')"}
         elif step in ("delete_ids", "delete_where"):
             assert got[step] == {"result": None}
+        else:
+            assert_same(got[step], want[step], step)
+
+
+#: What the JavaScript client of those years raises for these (its own classes, as against a 0.5
+#: or 0.6 server: the error name InvalidCollection, and a 409).
+JS_ERRORS = {"get_missing": "InvalidCollectionError", "create_taken": "ChromaUniqueError"}
+
+
+def test_the_javascript_client_of_those_years_works_through_the_gateway(
+    audited_gateway: tuple[RunningGateway, Path], reference: dict[str, dict[str, Any]], js_dir: Path
+) -> None:
+    """npm chromadb 1.10 runs the same flow: the same data as the Python 0.6 client gets."""
+    gw, _ = audited_gateway
+    done = subprocess.run(
+        ["node", str(js_dir / "legacy_flow.mjs"), gw.url, ADMIN_TOKEN],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    want = reference["0.6.3"]
+    for step in want:
+        if step == "version":
+            continue
+        if step in JS_ERRORS:
+            assert got[step]["error"] == JS_ERRORS[step], got[step]
+        elif step == "peek":  # the JS client's peek leaves the embeddings out
+            for key in ("ids", "documents", "metadatas"):
+                assert_same(got[step]["result"][key], want[step]["result"][key], f"peek.{key}")
         else:
             assert_same(got[step], want[step], step)
 
