@@ -50,6 +50,12 @@ def step(name: str, fn: Callable[[], Any]) -> Any:
     return found
 
 
+def ours(listed: Any) -> list[str]:
+    """The flow's collections among those listed (the server may hold others)."""
+    names = (c if isinstance(c, str) else c.name for c in listed)
+    return sorted(str(n) for n in names if str(n).startswith(NAME))
+
+
 headers = {"Authorization": f"Bearer {token}"}
 if VERSION.startswith("0.4"):
     from chromadb.config import Settings
@@ -72,7 +78,7 @@ step(
 )
 step("get_or_create", lambda: client.get_or_create_collection(NAME, **create))
 col = step("get", lambda: client.get_collection(NAME, **create))
-step("list", lambda: sorted(c if isinstance(c, str) else c.name for c in client.list_collections()))
+step("list", lambda: ours(client.list_collections()))
 if col is None:
     print(json.dumps(out))
     sys.exit(0)
@@ -133,5 +139,5 @@ step("get_renamed", lambda: client.get_collection(NAME + "-renamed", **create))
 step("get_missing", lambda: client.get_collection("no-such-collection", **create))
 step("create_taken", lambda: client.create_collection(NAME + "-renamed", **create))
 step("delete_collection", lambda: client.delete_collection(NAME + "-renamed"))
-step("list_after", lambda: sorted(c if isinstance(c, str) else c.name for c in client.list_collections()))
+step("list_after", lambda: ours(client.list_collections()))
 print(json.dumps(out))

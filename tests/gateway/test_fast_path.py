@@ -31,6 +31,10 @@ from tests.gateway.conftest import ADMIN_TOKEN, READER_TOKEN, token_config
 from tests.gateway.helpers import Chroma, RunningGateway, run_gateway
 
 DB = "/api/v2/tenants/default_tenant/databases/default_database"
+#: How Chroma 1.x's Python client names itself, and what a 0.5/0.6 one sends (its collection
+#: requests are translated on the ASGI path: docs/legacy-clients.md).
+CURRENT_AGENT = b"Chroma Python Client v1.5.9 (https://github.com/chroma-core/chroma)"
+LEGACY_AGENT = b"python-httpx/0.27.2"
 #: A request that ends the connection (so an exchange ends when it is answered).
 LAST = b"GET /api/v2/heartbeat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
@@ -212,10 +216,17 @@ def _fast(config: dict[str, Any]) -> Any:
         ("GET", f"{DB}/collections/c1/count", {}, True),
         ("GET", "/api/v2/heartbeat", {}, True),
         ("POST", f"{DB}/collections/c1/add", {}, True),
-        ("POST", f"{DB}/collections", {}, True),
+        ("POST", f"{DB}/collections", {"current_client": True}, True),
+        ("GET", f"{DB}/collections/c1", {}, True),
+        # collections asked for by a 0.5/0.6 client, and 0.4's v1
+        ("POST", f"{DB}/collections", {"legacy_client": True}, False),
+        ("GET", f"{DB}/collections", {"legacy_client": True}, False),
+        ("GET", f"{DB}/collections/c1", {"legacy_client": True}, False),
+        ("POST", f"{DB}/collections/c1/query", {"legacy_client": True}, True),
+        ("GET", "/api/v1/collections", {"current_client": True}, False),
         ("POST", f"{DB}/collections/c1/add", {"limits": True}, True),
         ("POST", f"{DB}/collections/c1/add", {"records_limit": True}, False),
-        ("POST", f"{DB}/collections", {"cap": True}, False),
+        ("POST", f"{DB}/collections", {"cap": True, "current_client": True}, False),
         ("POST", f"{DB}/collections/c1/query", {"records_limit": True}, True),
         ("POST", f"{DB}/collections/c1/query", {"chunked": True}, False),
         ("HEAD", "/api/v2/heartbeat", {}, False),
@@ -237,10 +248,12 @@ def test_which_requests_take_the_fast_path(
         limits["credentials"]["*"]["records_per_minute"] = 1000
     if extra.get("cap"):
         limits["tenants"] = {"team-a": {"max_collections": 3}}
-    if extra:
+    if set(extra) - {"current_client", "legacy_client"}:
         config["gateway"]["limits"] = limits
     path_ = _fast(config)
     headers = [(b"transfer-encoding", b"chunked")] if extra.get("chunked") else []
+    if extra.get("current_client") or extra.get("legacy_client"):
+        headers.append((b"user-agent", CURRENT_AGENT if extra.get("current_client") else LEGACY_AGENT))
     assert (path_.route_for(method, path, headers) is not None) is fast
 
 
@@ -359,6 +372,7 @@ def test_forwarded_heads_are_rebuilt_not_copied(upstream: RecordingUpstream) -> 
         b"POST " + DB.encode() + b"/collections?limit=1 HTTP/1.1\r\nHost: evil.example\r\n"
         b"Authorization: Bearer secret\r\nX-Chroma-Token: secret\r\nConnection: keep-alive, X-Hop\r\n"
         b"Keep-Alive: timeout=5\r\nTE: trailers\r\nExpect: 100-continue\r\nX-Forwarded-For: 6.6.6.6\r\n"
+        b"User-Agent: " + CURRENT_AGENT + b"\r\n"
         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     )
     with gateway_before(upstream) as gw:
@@ -443,7 +457,12 @@ def test_a_chunked_answer_is_passed_on_whole() -> None:
 def test_a_large_body_streams_both_ways(upstream: RecordingUpstream) -> None:
     body = json.dumps({"name": "big", "metadata": {"k": "v" * 2_000_000}}).encode()
     with gateway_before(upstream) as gw:
-        resp = httpx.post(f"{gw.url}{DB}/collections", content=body, timeout=30)
+        resp = httpx.post(
+            f"{gw.url}{DB}/collections",
+            content=body,
+            headers={"user-agent": CURRENT_AGENT.decode()},
+            timeout=30,
+        )
     assert resp.status_code == 200 and resp.json()["size"] == len(body)
     assert upstream.seen[-1].body == body
 

@@ -122,9 +122,10 @@ def test_a_0_4_client_speaks_v1_through_the_gateway(
             assert_same(got[step], want[step], step)
 
 
-#: What the JavaScript client of those years raises for these (its own classes, as against a 0.5
-#: or 0.6 server: the error name InvalidCollection, and a 409).
-JS_ERRORS = {"get_missing": "InvalidCollectionError", "create_taken": "ChromaUniqueError"}
+#: What the JavaScript client of those years raises for these against 1.x's answers, which pass
+#: untouched (it cannot be told from the 1.x JavaScript client): a 404 and a 409. (Against a 0.5
+#: or 0.6 server it raised InvalidCollectionError for the first.)
+JS_ERRORS = {"get_missing": "ChromaNotFoundError", "create_taken": "ChromaUniqueError"}
 
 
 def test_the_javascript_client_of_those_years_works_through_the_gateway(

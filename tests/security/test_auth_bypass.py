@@ -50,8 +50,6 @@ AUTHN = {401}
 GONE = {404}
 #: The gateway's 400 for paths it refuses to classify (dot segments, encoded slashes).
 BAD = {400}
-#: Chroma 1.x answers 410 to every /api/v1 route.
-V1_GONE = {410}
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -221,12 +219,25 @@ CASES: list[Case] = [
         BAD,
     ),
     case("public-probe-trailing-slash-no-auth", "GET", "/api/v2/heartbeat/", "none", {200, 404}),
+    # The v1 API of 0.4 clients is translated to the 1.x path (docs/legacy-clients.md): its
+    # tenant and database parameters are checked as the path's would be.
     case(
         "v1-collections-other-tenant",
         "GET",
         "/api/v1/collections?tenant=tenant-b&database=data",
         "reader",
-        V1_GONE,
+        DENY,
+    ),
+    case("v1-tenant-dot-dot", "GET", "/api/v1/collections?tenant=..&database=data", "reader", BAD),
+    case(
+        "v1-tenant-with-a-slash", "GET", "/api/v1/collections?tenant=tenant-a%2F..%2Ftenant-b", "reader", BAD
+    ),
+    case(
+        "v1-collection-dot-dot-delete",
+        "DELETE",
+        "/api/v1/collections/..?tenant=tenant-a&database=data",
+        "writer",
+        BAD,
     ),
     case("v1-no-auth", "GET", "/api/v1/collections", "none", AUTHN),
     # Dot segments after a known route: the upstream client (yarl) normalises them away,

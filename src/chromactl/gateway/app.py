@@ -161,7 +161,12 @@ def build_gateway(
     if gw.legacy_clients:
         legacy.append(
             lambda a: LegacyClientsMiddleware(
-                a, prefix=gw.path_prefix, max_body_bytes=gw.max_body_bytes, on_request=metrics.legacy_request
+                a,
+                prefix=gw.path_prefix,
+                max_body_bytes=gw.max_body_bytes,
+                body_timeout_s=gw.client_limits.body_timeout_s,
+                body_deadline_s=gw.client_limits.body_deadline_s,
+                on_request=metrics.legacy_request,
             )
         )
     #: Outermost first: each step wraps the ones after it.

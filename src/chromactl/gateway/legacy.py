@@ -8,9 +8,11 @@ Two generations of old clients reach the gateway:
   query parameters, ``where: {}`` for "no filter". Chroma 1.x has no ``/api/v1``.
 - ``v2-0.x``: the 0.5.x and 0.6.x Python clients speak ``/api/v2`` as 1.x does, but parse a
   collection as 0.x served it: ``configuration_json`` holds ``hnsw_configuration`` and
-  ``_type`` tags, and nothing else (an unknown key is an error to them). On the wire they are
-  told from a 1.x client by what they do not send: the 1.x clients name themselves in
-  ``User-Agent`` (``Chroma Python Client v1...``); the 0.x ones send their HTTP library's.
+  ``_type`` tags, and nothing else (an unknown key is an error to them). On the wire they send
+  their HTTP library's ``User-Agent`` (``python-httpx/...``), where the 1.x Python client names
+  itself (``Chroma Python Client v1...``). The JavaScript clients of both generations send
+  the same headers; the old one (npm ``chromadb`` 1.10) reads 1.x's answers as they are, so
+  they pass untouched.
 
 A ``v1`` request is rewritten to its 1.x path (and its ``where: {}`` dropped) before any
 other step sees it, so authentication, authorization with its tenant scope, limits, the
@@ -28,15 +30,15 @@ import enum
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, urlencode
 
 V1_PREFIX = "/api/v1"
 V2_PREFIX = "/api/v2"
 DEFAULT_TENANT = "default_tenant"
 DEFAULT_DATABASE = "default_database"
-#: How the 1.x clients start their ``User-Agent`` (Python: ``Chroma Python Client v1.x``).
-CURRENT_CLIENT_AGENT = b"chroma "
+#: How the 0.5 and 0.6 Python clients start their ``User-Agent`` (httpx's own).
+LEGACY_V2_AGENT = b"python-httpx/"
 
 
 class ClientApi(enum.StrEnum):
@@ -75,11 +77,11 @@ _RECORD_OPS = frozenset({"add", "update", "upsert", "get", "query", "delete", "c
 _FILTERED_OPS = frozenset({"get", "query", "delete"})
 
 
-def is_current_client(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """The request names a 1.x client in ``User-Agent``."""
+def is_legacy_v2_client(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """The request's ``User-Agent`` is a 0.5/0.6 Python client's (httpx's, not Chroma's name)."""
     for name, value in headers:
         if name == b"user-agent":
-            return value[: len(CURRENT_CLIENT_AGENT)].lower() == CURRENT_CLIENT_AGENT
+            return value.startswith(LEGACY_V2_AGENT)
     return False
 
 
@@ -89,7 +91,7 @@ def translate(
     """How an old client's request goes to 1.x, or None for a 1.x request (left alone)."""
     if path == V1_PREFIX or path.startswith(V1_PREFIX + "/"):
         return _v1(method, path[len(V1_PREFIX) :].rstrip("/"), query_string)
-    if path.startswith(V2_PREFIX + "/") and not is_current_client(headers):
+    if path.startswith(V2_PREFIX + "/") and is_legacy_v2_client(headers):
         answer = _v2_answer(method, path[len(V2_PREFIX) :].rstrip("/"))
         if answer is not None:
             return Translation(
@@ -218,11 +220,16 @@ def answer_body(translation: Translation, status: int, body: bytes) -> bytes:
         return body
     if status >= 400:
         return _json(_error(translation, doc)) if isinstance(doc, dict) else body
-    if translation.answer is Answer.COLLECTION and isinstance(doc, dict):
+    if translation.answer is Answer.COLLECTION and _is_collection(doc):
         return _json(collection(translation.client_api, doc))
-    if translation.answer is Answer.COLLECTIONS and isinstance(doc, list):
-        return _json([collection(translation.client_api, c) for c in doc if isinstance(c, dict)])
+    if translation.answer is Answer.COLLECTIONS and isinstance(doc, list) and all(map(_is_collection, doc)):
+        return _json([collection(translation.client_api, c) for c in doc])
     return body
+
+
+def _is_collection(doc: Any) -> TypeGuard[dict[str, Any]]:
+    """``doc`` is a collection as Chroma answers one (anything else passes unchanged)."""
+    return isinstance(doc, dict) and "id" in doc and "name" in doc
 
 
 def collection(client_api: ClientApi, doc: dict[str, Any]) -> dict[str, Any]:

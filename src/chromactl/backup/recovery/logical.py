@@ -84,7 +84,9 @@ class ChromaApi:
         self.url = url.rstrip("/")
         self.tenant = tenant
         self.database = database
-        self._client = httpx.Client(base_url=f"{self.url}/api/v2", headers=headers or {}, timeout=timeout_s)
+        # Named, so that a gateway does not take it for a 0.5/0.6 client (docs/legacy-clients.md).
+        named = {"User-Agent": f"chromactl/{__version__}", **(headers or {})}
+        self._client = httpx.Client(base_url=f"{self.url}/api/v2", headers=named, timeout=timeout_s)
 
     def close(self) -> None:
         self._client.close()

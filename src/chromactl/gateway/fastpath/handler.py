@@ -22,7 +22,7 @@ from chromactl.gateway.context import Outcome, RequestContext, request_id
 from chromactl.gateway.fastpath.cycle import Answer, ProxyCycle
 from chromactl.gateway.fastpath.upstream import RawUpstream, UpstreamConnection
 from chromactl.gateway.hold_gate import WriteGate, WritesHeld
-from chromactl.gateway.legacy import is_current_client
+from chromactl.gateway.legacy import is_legacy_v2_client
 from chromactl.gateway.middleware.audit import NAME_BODY_BYTES, AuditMiddleware
 from chromactl.gateway.middleware.authentication import AuthenticationMiddleware
 from chromactl.gateway.middleware.authorization import AuthorizationMiddleware
@@ -118,9 +118,9 @@ class FastPath:
                 return None  # a chunked body is read whole (and bounded) by the body-limit step
         if self.legacy is not None and (
             route.operation is Operation.V1
-            or (route.operation in _COLLECTION_ANSWERS and not is_current_client(headers))
+            or (route.operation in _COLLECTION_ANSWERS and is_legacy_v2_client(headers))
         ):
-            return None  # an old client's, or perhaps one (0.5/0.6 parse collections as 0.x did)
+            return None  # an old client's: 0.4's v1, or a 0.5/0.6 one's collections (0.x's shape)
         return route
 
     # -- one request --------------------------------------------------------------------------

@@ -9,13 +9,19 @@ clients' requests to the ASGI app). ``gateway.legacy_clients: false`` leaves the
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Callable
 
 from chromactl.gateway import legacy
 from chromactl.gateway.context import CLIENT_API_KEY, find_context
+from chromactl.gateway.middleware.body_timeout import TOO_SLOW, RequestBodyTimeout, peer
 from chromactl.gateway.principal import Principal
 from chromactl.gateway.responses import Refusal, send_refusal
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("chromactl.gateway.clients")
 
 #: Credentials counted by name in the metric (configured ones: a bounded set); an OIDC subject
 #: is counted as its method.
@@ -29,11 +35,16 @@ class LegacyClientsMiddleware:
         *,
         prefix: str = "",
         max_body_bytes: int,
+        body_timeout_s: float,
+        body_deadline_s: float,
         on_request: Callable[[str, str], None] | None = None,
     ) -> None:
         self.app = app
         self.prefix = prefix.rstrip("/")
+        #: A body it rewrites is read here, before the body steps: bounded as they bound it.
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
+        self.body_deadline_s = body_deadline_s
         #: Counts a translated request: (client_api, credential).
         self.on_request = on_request
 
@@ -58,7 +69,12 @@ class LegacyClientsMiddleware:
         scope["path"], scope["raw_path"] = path, path.encode()
         scope["query_string"] = translation.query_string
         if translation.fix_filters or translation.creates_collection:
-            receive = await self._translated_body(scope, receive, translation)
+            try:
+                receive = await self._translated_body(scope, receive, translation)
+            except RequestBodyTimeout:
+                log.info("request body too slow", extra={"client": peer(scope.get("client"))})
+                await send_refusal(send, TOO_SLOW)
+                return
         try:
             await self.app(scope, receive, _answer_back(send, translation))
         finally:
@@ -69,24 +85,35 @@ class LegacyClientsMiddleware:
     async def _translated_body(
         self, scope: Scope, receive: Receive, translation: legacy.Translation
     ) -> Receive:
-        """The body rewritten for 1.x, replayed to the later steps (a body over the limit is
-        left as it is: the body-limit step refuses it)."""
+        """The body rewritten for 1.x, replayed to the later steps. It is read as the body steps
+        read one (each wait and the whole body bounded: :class:`RequestBodyTimeout`); a body
+        without a length or over the limit is passed on as it is, for the body-limit step."""
         length = _content_length(scope)
         if length is None or length > self.max_body_bytes:
             return receive
         chunks: list[bytes] = []
+        size = 0
+        deadline = time.monotonic() + self.body_deadline_s
         while True:
-            message = await receive()
+            wait = min(self.body_timeout_s, deadline - time.monotonic())
+            try:
+                async with asyncio.timeout(max(wait, 0.0)):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestBodyTimeout("the request body did not arrive in time") from None
             if message["type"] != "http.request":
-                return _replay(b"".join(chunks), disconnected=True)
+                return _replay([b"".join(chunks)], receive)
             chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
+            size += len(chunks[-1])
+            if size > self.max_body_bytes or not message.get("more_body", False):
                 break
+        if message.get("more_body", False):  # more than its length said: the limit step refuses it
+            return _replay(chunks, receive, more=True)
         body = legacy.request_body(translation, b"".join(chunks))
         scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"content-length"] + [
             (b"content-length", str(len(body)).encode())
         ]
-        return _replay(body)
+        return _replay([body], receive)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -99,15 +126,16 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _replay(body: bytes, *, disconnected: bool = False) -> Receive:
-    sent = False
+def _replay(chunks: list[bytes], rest: Receive, *, more: bool = False) -> Receive:
+    """``chunks`` (what was read of the body) as the body's first messages, then ``rest``
+    (the rest of the body when ``more``; else what comes after a body: a disconnect)."""
+    pending = list(chunks)
 
     async def receive() -> Message:
-        nonlocal sent
-        if sent or disconnected:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        if pending:
+            body = pending.pop(0)
+            return {"type": "http.request", "body": body, "more_body": bool(pending) or more}
+        return await rest()
 
     return receive
 
