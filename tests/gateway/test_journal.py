@@ -84,6 +84,31 @@ def test_acknowledged_writes_are_journaled_in_order_and_refused_ones_are_not(
     assert drop.catalog is not None and drop.catalog["collections"] == {cid: None}
 
 
+def test_an_old_clients_writes_are_journaled_as_the_1x_requests_chroma_applied(
+    journaled: tuple[RunningGateway, SpoolReader],
+) -> None:
+    """A 0.4 client's v1 writes (docs/legacy-clients.md) reach the journal translated: the 1.x
+    request, without 0.4's empty filters, so that a replay is what Chroma applied."""
+    gw, reader = journaled
+    with gw.client(**AUTH) as client:
+        cid = client.post("/api/v1/collections", json={"name": "journal-v1", "metadata": None}).json()["id"]
+        assert client.post(f"/api/v1/collections/{cid}/add", json=_records(4)).is_success
+        zero_four = {"ids": None, "where": {"grp": 1}, "where_document": {}}
+        assert client.post(f"/api/v1/collections/{cid}/delete", json=zero_four).is_success
+        assert client.delete("/api/v1/collections/journal-v1").is_success
+    entries = reader.poll()
+    assert [(e.kind, e.op) for e in entries] == [
+        ("catalog", "create_collection"),
+        ("records", "add"),
+        ("records", "delete"),
+        ("catalog", "delete_collection"),
+    ]
+    _, add, delete, _ = entries
+    assert add.collection == cid and add.json_body()["ids"] == [f"r-{i}" for i in range(4)]
+    assert sorted(delete.ids or []) == ["r-1", "r-3"]
+    assert "where_document" not in delete.json_body()
+
+
 def test_a_write_without_an_answer_from_chroma_breaks_the_journal(
     chroma: Chroma, secrets_dir: Path, tmp_path: Path
 ) -> None:
