@@ -7,11 +7,14 @@ written by a real Chroma 0.x running as root (the amikos pods had no security co
 ConfigMap. `helm upgrade` of this chart runs against the fake API server holding that release
 (tests/chart/amikos.py); the objects it leaves there are what the pod runner starts. Then:
 every record is read through the gateway with the old credentials, a new write works, the
-pre-1.x snapshot was taken once, and a restart neither snapshots nor migrates again.
+pre-1.x snapshot was taken once, and a restart neither snapshots nor migrates again. The app's
+own old client (the Chroma 0.x version that wrote the volume) goes on reading and writing
+through the gateway with no change of its own (docs/legacy-clients.md).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import subprocess
@@ -65,6 +68,49 @@ rows = sorted(zip(got["ids"], got["documents"], [(m or {}).get("n") for m in got
 nearest = col.query(query_embeddings=[[3.0, 1.0, 0.0]], n_results=1)["ids"][0]
 print(json.dumps({"count": col.count(), "rows": rows, "nearest": nearest}))
 """
+
+
+OLD_APP = """
+import base64, json, os, sys, chromadb
+host, port = sys.argv[1], int(sys.argv[2])
+headers = {}
+if os.environ.get("CHROMA_TOKEN"):
+    headers["Authorization"] = "Bearer " + os.environ["CHROMA_TOKEN"]
+if os.environ.get("CHROMA_USER"):
+    pair = os.environ["CHROMA_USER"] + ":" + os.environ["CHROMA_PASSWORD"]
+    headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+if chromadb.__version__.startswith("0.4"):
+    from chromadb.config import Settings
+    settings = Settings(anonymized_telemetry=False)
+    client = chromadb.HttpClient(host=host, port=str(port), headers=headers, settings=settings)
+else:
+    client = chromadb.HttpClient(host=host, port=port, headers=headers)
+col = client.get_collection("docs", embedding_function=None)
+col.add(ids=["old-app"], embeddings=[[0.1, 0.2, 0.3]], documents=["written by the old client"])
+got = col.get(ids=["id-5", "old-app"], include=["documents"])
+nearest = col.query(query_embeddings=[[3.0, 1.0, 0.0]], n_results=1)["ids"][0]
+print(json.dumps({"version": chromadb.__version__, "count": col.count(),
+                  "docs": dict(zip(got["ids"], got["documents"])), "nearest": nearest}))
+"""
+
+
+def old_app(runner: PodRunner, version: str, secret: dict[str, Any]) -> dict[str, Any]:
+    """:data:`OLD_APP` with the Chroma 0.x client of ``version``, from the host through the
+    Service, with the credentials the amikos chart made."""
+    python = REPO_ROOT / ".venvs" / f"chroma-{version}" / "bin" / "python"
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    env = {"ANONYMIZED_TELEMETRY": "False", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    if "token" in data:
+        env["CHROMA_TOKEN"] = data["token"]
+    else:
+        env |= {"CHROMA_USER": data["username"], "CHROMA_PASSWORD": data["password"]}
+    host, port = runner.service_address(f"{RELEASE}-chromadb", 8000)
+    done = subprocess.run(
+        [str(python), "-c", OLD_APP, host, str(port)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
 
 
 def write_as_amikos_did(version: str, data: Path) -> None:
@@ -153,6 +199,15 @@ def test_switch_keeps_records_and_credentials(tmp_path: Path, case: str, version
         assert pre_1x_snapshots(data) == [snapshot]
         assert "no snapshot needed" in runner.logs(POD, "migrate")
         assert api.get("Secret", "chromadb-auth")["data"] == secret["data"]
+
+        # the app's own 0.x client, unchanged, reads and writes through the gateway
+        app = old_app(runner, version, secret)
+        assert app["version"] == version
+        assert app["count"] == RECORDS + 2
+        assert app["docs"] == {"id-5": "doc id-5", "old-app": "written by the old client"}
+        # an exact match of the query (several records tie: i % 7 == 3 and i % 3 == 0)
+        (nearest,) = app["nearest"]
+        assert int(nearest[3:]) % 7 == 3 and int(nearest[3:]) % 3 == 0
 
         # going back (the doc's commands): Chroma stopped, the snapshot restored by the doc's pod
         runner.delete_pod(POD)
