@@ -218,6 +218,19 @@ def test_a_v1_tenant_parameter_is_checked_as_a_path_is(audited_gateway: tuple[Ru
     assert odd.status_code == 400 and "no '/'" in odd.json()["message"]
 
 
+def test_a_v1_call_without_a_1x_counterpart_says_what_to_do(
+    audited_gateway: tuple[RunningGateway, Path],
+) -> None:
+    gw, _ = audited_gateway
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    answer = httpx.post(f"{gw.url}/api/v1/collections/c1/create_index", headers=admin, timeout=10)
+    assert answer.status_code == 400 and answer.json()["error"] == "InvalidArgumentError"
+    assert (
+        "POST /api/v1/collections/c1/create_index has no Chroma 1.x counterpart" in answer.json()["message"]
+    )
+    assert "chromadb>=1.0" in answer.json()["message"]
+
+
 def test_with_legacy_clients_off_old_clients_get_what_chroma_answers(
     chroma: Chroma, secrets_dir: Path
 ) -> None:

@@ -153,8 +153,10 @@ def _v1(method: str, rest: str, query_string: bytes) -> Translation:
             return to(f"{scoped}/collections/{parts[1]}", answer)
         if len(parts) == 3 and parts[2] in _RECORD_OPS:
             return to(f"{scoped}/collections/{parts[1]}/{parts[2]}", fix_filters=parts[2] in _FILTERED_OPS)
-    # Not an API the old clients had: 1.x answers it as it answers any unknown path.
-    return to(f"{V2_PREFIX}/{rest.lstrip('/')}")
+    # No 1.x counterpart: say so, and what to do, rather than forward a path 1.x does not know.
+    what = f"{method} {V1_PREFIX}{rest}"
+    refused = f"{what} has no Chroma 1.x counterpart; move this app to a Chroma 1.x client (chromadb>=1.0)"
+    return Translation(ClientApi.V1, V1_PREFIX, kept, Answer.OTHER, error=refused)
 
 
 # -- request bodies ---------------------------------------------------------------------------
