@@ -170,6 +170,9 @@ class Grant(Section):
     tenants: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     #: Databases this grant covers.
     databases: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    #: ``false``: requests of a Chroma 0.x client (``gateway.legacy_clients``) are refused for
+    #: it, saying to upgrade the client: apps that were moved stay moved.
+    legacy_clients: bool = True
 
 
 class TokenCredential(Grant):

@@ -234,6 +234,14 @@ def test_legacy_clients_are_served_unless_turned_off() -> None:
     assert "legacyClients" in render_error({"gateway": {"legacyClients": "v1"}})
 
 
+def test_a_credential_can_be_set_to_1x_clients_only() -> None:
+    cred = {"name": "dash", "role": "reader", "secretName": "dash-token", "legacyClients": False}
+    config = chromactl_config(render({"chromadb": {"auth": {"credentials": [cred]}}}))
+    _, dash = config["gateway"]["auth"]["token"]["credentials"]
+    assert dash["legacy_clients"] is False
+    assert parse_config(config).gateway.auth.token.credentials[1].legacy_clients is False
+
+
 def test_the_fast_path_is_on_unless_turned_off() -> None:
     """gateway.fastPath reaches the gateway's config (docs/gateway.md#the-fast-path)."""
     assert parse_config(chromactl_config(render())).gateway.fast_path is True

@@ -23,11 +23,11 @@ import pytest
 from tests.backup.helpers import run_chroma as run_reference_chroma
 
 from .conftest import ADMIN_TOKEN, TENANT_B_TOKEN, token_config
-from .helpers import Chroma, RunningGateway, run_gateway
+from .helpers import Chroma, RunningGateway, run_gateway, write_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOW = Path(__file__).with_name("legacy_flow.py")
-OLD_CLIENTS = ["0.4.14", "0.5.23", "0.6.3"]
+MOVED_TOKEN = "ck_moved-to-a-1x-client"
 V2_CLIENTS = ["0.5.23", "0.6.3"]
 #: What a 0.4 server answered for these (a ValueError's text, raised by its client as such).
 V1_ERRORS = {
@@ -229,6 +229,29 @@ def test_a_v1_call_without_a_1x_counterpart_says_what_to_do(
         "POST /api/v1/collections/c1/create_index has no Chroma 1.x counterpart" in answer.json()["message"]
     )
     assert "chromadb>=1.0" in answer.json()["message"]
+
+
+def test_a_credential_set_to_1x_clients_only_is_refused_an_old_clients_requests(
+    chroma: Chroma, secrets_dir: Path
+) -> None:
+    config = token_config(chroma, secrets_dir)
+    auth = config["gateway"]["auth"]  # type: ignore[index]
+    path = write_secret(secrets_dir, "moved.token", MOVED_TOKEN)
+    auth["token"]["credentials"].append(
+        {"name": "moved", "token_file": str(path), "role": "writer", "legacy_clients": False}
+    )
+    moved = {"Authorization": f"Bearer {MOVED_TOKEN}"}
+    with run_gateway(config) as gw:
+        old = httpx.get(f"{gw.url}/api/v1/collections", headers=moved, timeout=10)
+        assert old.status_code == 403 and old.json()["error"] == "AuthorizationError"
+        assert "legacy_clients: false" in old.json()["message"] and "chromadb>=1.0" in old.json()["message"]
+        listed = f"{gw.url}/api/v2/tenants/default_tenant/databases/default_database/collections"
+        old_v2 = httpx.get(listed, headers={**moved, "User-Agent": "python-httpx/0.27.2"}, timeout=10)
+        assert old_v2.status_code == 403
+        # its 1.x client is served, and another credential's old client too
+        assert httpx.get(listed, headers={**moved, "User-Agent": "curl/8.5.0"}, timeout=10).status_code == 200
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert httpx.get(f"{gw.url}/api/v1/collections", headers=admin, timeout=10).status_code == 200
 
 
 def test_with_legacy_clients_off_old_clients_get_what_chroma_answers(

@@ -54,10 +54,12 @@ class Grant:
     role: Role
     tenants: tuple[str, ...] = (ALL,)
     databases: tuple[str, ...] = (ALL,)
+    #: Requests of a Chroma 0.x client, translated by the gateway, are allowed.
+    legacy_clients: bool = True
 
     @classmethod
     def from_config(cls, cfg: GrantConfig) -> Grant:
-        return cls(Role.parse(cfg.role), tuple(cfg.tenants), tuple(cfg.databases))
+        return cls(Role.parse(cfg.role), tuple(cfg.tenants), tuple(cfg.databases), cfg.legacy_clients)
 
     def covers_tenant(self, tenant: str) -> bool:
         """Some part of ``tenant`` is covered (enough to read the tenant itself)."""
@@ -117,6 +119,11 @@ class Principal:
             ):
                 return True
         return False
+
+    @property
+    def legacy_clients(self) -> bool:
+        """Requests of Chroma 0.x clients are allowed (no grant of this caller says otherwise)."""
+        return all(g.legacy_clients for g in self.grants)
 
     def identity(self) -> dict[str, object]:
         """The ``/api/v2/auth/identity`` answer: exactly user_id, tenant, databases."""

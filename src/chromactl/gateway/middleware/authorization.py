@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 
 from chromactl.gateway.collection_cache import CollectionResolver
-from chromactl.gateway.context import RequestContext, request_context
+from chromactl.gateway.context import CLIENT_API_KEY, RequestContext, request_context
 from chromactl.gateway.proxy import UNREACHABLE
 from chromactl.gateway.responses import Refusal, send_refusal
 from chromactl.gateway.routes import Access, Operation, Route
@@ -57,6 +57,13 @@ class AuthorizationMiddleware:
             return self._deny(ctx, "blocked", f"{scope['path']} is not served by the gateway")
         if route.operation is Operation.RESET and not self.allow_reset:
             return self._deny(ctx, "reset_disabled", "reset is disabled")
+        if CLIENT_API_KEY in scope and not principal.legacy_clients:
+            return self._deny(
+                ctx,
+                "legacy_client",
+                f"{principal.user_id or 'this credential'} is set to Chroma 1.x clients only "
+                "(legacy_clients: false): upgrade this app's client to chromadb>=1.0",
+            )
         if not principal.may(route.needed_role, route.reach, route.tenant, route.database):
             log.info("denied", extra={"user": principal.user_id, "operation": route.operation})
             return self._deny(
