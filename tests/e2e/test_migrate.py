@@ -50,15 +50,22 @@ for start in range(0, RECORDS, 200):
             documents=[f"doc {i}" for i in ids], metadatas=[{"n": int(i[3:])} for i in ids])
 """.replace("RECORDS", str(RECORDS))
 
-CLIENT = """
+#: The credentials the amikos chart made (CHROMA_TOKEN, or CHROMA_USER and CHROMA_PASSWORD) as
+#: the app sends them: ``headers``.
+HEADERS = """
 import base64, json, os, sys, chromadb
-mode = sys.argv[1]
 headers = {}
 if os.environ.get("CHROMA_TOKEN"):
     headers["Authorization"] = "Bearer " + os.environ["CHROMA_TOKEN"]
 if os.environ.get("CHROMA_USER"):
     pair = os.environ["CHROMA_USER"] + ":" + os.environ["CHROMA_PASSWORD"]
     headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+"""
+
+CLIENT = (
+    HEADERS
+    + """
+mode = sys.argv[1]
 client = chromadb.HttpClient(host="chroma-chromadb", port=8000, headers=headers)
 col = client.get_collection("docs")
 if mode == "add":
@@ -68,17 +75,13 @@ rows = sorted(zip(got["ids"], got["documents"], [(m or {}).get("n") for m in got
 nearest = col.query(query_embeddings=[[3.0, 1.0, 0.0]], n_results=1)["ids"][0]
 print(json.dumps({"count": col.count(), "rows": rows, "nearest": nearest}))
 """
+)
 
 
-OLD_APP = """
-import base64, json, os, sys, chromadb
+OLD_APP = (
+    HEADERS
+    + """
 host, port = sys.argv[1], int(sys.argv[2])
-headers = {}
-if os.environ.get("CHROMA_TOKEN"):
-    headers["Authorization"] = "Bearer " + os.environ["CHROMA_TOKEN"]
-if os.environ.get("CHROMA_USER"):
-    pair = os.environ["CHROMA_USER"] + ":" + os.environ["CHROMA_PASSWORD"]
-    headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
 if chromadb.__version__.startswith("0.4"):
     from chromadb.config import Settings
     settings = Settings(anonymized_telemetry=False)
@@ -92,6 +95,7 @@ nearest = col.query(query_embeddings=[[3.0, 1.0, 0.0]], n_results=1)["ids"][0]
 print(json.dumps({"version": chromadb.__version__, "count": col.count(),
                   "docs": dict(zip(got["ids"], got["documents"])), "nearest": nearest}))
 """
+)
 
 
 def old_app(runner: PodRunner, version: str, secret: dict[str, Any]) -> dict[str, Any]:
