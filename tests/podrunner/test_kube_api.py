@@ -66,14 +66,22 @@ def runner(tmp_path: Path, cluster: FakeCluster) -> Iterator[PodRunner]:
         yield r
 
 
-def api(runner: PodRunner, pod_name: str, container: str, *argv: str, timeout: float = 5) -> tuple[str, str]:
-    """Run the in-pod client; (status or "ERROR", the rest of its line)."""
+def api(
+    runner: PodRunner,
+    pod_name: str,
+    container: str,
+    *argv: str,
+    timeout: float = 5,
+    allow_killed: bool = False,
+) -> tuple[str, str]:
+    """Run the in-pod client; (status or "ERROR", the rest of its line). ``allow_killed``: the
+    request may stop the client itself (its pod deleted): no line is then ("", "")."""
     python = "python" if runner.pod(pod_name).container(container).spec["image"] == CHROMACTL else "python3"
     done = runner.exec(
         pod_name, container, ["env", f"API_TIMEOUT={timeout}", python, "-c", API, *argv], timeout + 20
     )
     status, _, rest = done.stdout.strip().partition(" ")
-    assert status, done.stderr
+    assert status or (allow_killed and done.returncode != 0), done.stderr
     return status, rest
 
 
@@ -354,9 +362,11 @@ def test_an_api_delete_makes_the_statefulset_pod_again(runner: PodRunner, cluste
     runner.set_labels("db-0", {"chromactl.io/role": "primary"})
     started = time.monotonic()
     # The pod deletes itself, as chromactl does to be rebuilt by its init container.
-    status, _ = api(runner, "db-0", "web", POD_PATH + "db-0", "DELETE")
-    assert status == "200"
-    assert time.monotonic() - started < 10  # answered before the pod is gone and back
+    status, _ = api(runner, "db-0", "web", POD_PATH + "db-0", "DELETE", allow_killed=True)
+    # Answered before the pod is gone and back; or, on a busy machine, the client was stopped
+    # with its pod before it printed the answer (as a kubelet's SIGTERM may stop it).
+    assert status in ("200", ""), status
+    assert time.monotonic() - started < 10
     assert (
         cluster.find("Pod", "db-0", "default") is None
         or cluster.get("Pod", "db-0", "default")["metadata"]["uid"] != old.uid
