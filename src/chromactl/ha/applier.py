@@ -41,6 +41,11 @@ class NeedsRebuild(ChromactlError):
     """What this standby's Chroma holds can no longer follow the primary by replay."""
 
 
+class LostTrack(NeedsRebuild):
+    """A break record: the primary could not tell whether its Chroma took a write it did not
+    acknowledge. What this standby applied before it is every acknowledged write until then."""
+
+
 class Applier:
     """Applies entries to the Chroma at ``url`` whose database is ``database``."""
 
@@ -54,7 +59,7 @@ class Applier:
 
     async def apply(self, entry: Entry) -> None:
         if entry.kind == "break":
-            raise NeedsRebuild(f"the primary lost track of a write ({entry.reason})")
+            raise LostTrack(f"the primary lost track of a write ({entry.reason})")
         if entry.kind == "catalog":
             assert entry.catalog is not None
             await asyncio.to_thread(self._catalog, entry.catalog)

@@ -22,7 +22,7 @@ import httpx
 from chromactl.errors import ChromactlError
 
 from . import contract
-from .applier import Applier, NeedsRebuild
+from .applier import Applier, LostTrack, NeedsRebuild
 from .replication_log import Heartbeat, Record, ReplicationLog, decode_records
 from .state import NodeState
 
@@ -71,6 +71,8 @@ class Follower:
         self.connected_to: str | None = None
         #: Set when this standby cannot follow by replay any more (it is to be rebuilt).
         self.rebuild: BaseException | None = None
+        #: The index of the break record it stopped at (:class:`LostTrack`), if that is why.
+        self.stopped_at_break: int | None = None
         self._acked = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -83,6 +85,18 @@ class Follower:
             and self.queue.empty()
             and not self.applying
             and self.lag_entries() <= max_entries
+        )
+
+    def stopped_at_a_break(self, max_entries: int) -> bool:
+        """It stopped at a break, the last record it has, at most ``max_entries`` behind what
+        the primary last said: it lacks the write the primary did not acknowledge (whether the
+        primary's Chroma took it is unknown) and at most as many as a failover may lose."""
+        return (
+            self.stopped_at_break is not None
+            and self.stopped_at_break == self.log.last_index
+            and self.primary_last - self.stopped_at_break <= max_entries
+            and self.queue.empty()
+            and not self.applying
         )
 
     def lag_entries(self) -> int:
@@ -197,6 +211,8 @@ class Follower:
                 await self.applier.apply(record.entry)
             except NeedsRebuild as exc:
                 log.error("cannot follow by replay: %s", exc)
+                if isinstance(exc, LostTrack):
+                    self.stopped_at_break = record.index
                 self.rebuild = exc
                 return
             finally:

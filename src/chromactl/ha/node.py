@@ -236,12 +236,18 @@ class Node:
     def eligible(self) -> bool:
         """Whether this pod may take the Lease (a free one, a lapsed one, or one it held before
         this process started)."""
-        if self._unclean() or self.state.rebuild:
-            # It led and stopped without handing over (it may hold writes nobody has), or it
-            # cannot follow by replay: it leads only once rebuilt from a primary.
+        if self._unclean():
+            # It led and stopped without handing over: it may hold writes nobody has.
             return False
         follower = self.follower
-        return follower is not None and follower.caught_up(self.ha.maximum_lag_on_failover)
+        if follower is None:
+            return False
+        if self.state.rebuild or follower.rebuild is not None:
+            # It cannot follow by replay: it leads only once rebuilt from a primary, unless
+            # all it lacks is the write a primary lost track of and never acknowledged (that
+            # primary gone, nobody else could lead: both would wait for the other forever).
+            return follower.stopped_at_a_break(self.ha.maximum_lag_on_failover)
+        return follower.caught_up(self.ha.maximum_lag_on_failover)
 
     # -- roles -----------------------------------------------------------------------------
 
@@ -266,6 +272,7 @@ class Node:
             self.state.start_term(self.log.last_index + 1)
         self.state.role, self.state.clean = "primary", False
         self.state.applied = self.log.last_index
+        self.state.rebuild = False  # it leads on its own data (at most a lost-track write short)
         self.state_file.save(self.state)
         if self.elector.took_over and self.state.history[:-1]:
             # another pod led before and did not hand the lease over
@@ -325,7 +332,9 @@ class Node:
         follower = self.follower
         holder = self.elector.holder
         if self.role != "primary" and follower is not None:
-            if follower.rebuild is not None:
+            if follower.rebuild is not None and holder not in (None, self.pod):
+                # Rebuilt from the primary that leads (with none, its init container could only
+                # start it again on its own data: it waits, and may lead if nobody else can).
                 await self._rebuild(str(follower.rebuild))
             elif self._unclean() and holder not in (None, self.pod):
                 # It led and stopped without handing over (its gateway was killed): a write
