@@ -167,6 +167,41 @@ def test_a_standby_with_writes_not_applied_may_not_take_the_lease(
             wait_until(lambda: follower.queue.empty() and not follower.applying, 10, "the queue to drain")
 
 
+def test_a_standby_stopped_at_the_break_of_a_gone_primary_takes_the_lease(
+    kube: Kube, chromas: Chromas, tmp_path: Path
+) -> None:
+    """The primary lost track of a write (a break record: Chroma's answer to it never came, so
+    it was never acknowledged) and is gone before the standby was rebuilt from it. The standby
+    lacks nothing acknowledged: it leads, on its own data, instead of waiting for a primary
+    that nobody can become."""
+    _, url = kube
+    port = free_ha_port()
+    with (
+        run_ha_pod(B, chromas[1], url, port, tmp_path / "sb") as b,
+        run_ha_pod(A, chromas[0], url, port, tmp_path / "sa") as a,
+    ):
+        wait_until(lambda: b.node.role == "primary", 15, "the first pod to lead")
+        wait_until(lambda: a.node.eligible(), 15, "the standby to be caught up")
+        cid = create(b)
+        added = {"ids": ["kept"], "embeddings": [[1.0, 2.0]]}
+        assert httpx.post(f"{b.url}{DB}/collections/{cid}/add", json=added, timeout=30).is_success
+        lost = Entry(t=time.time(), origin="t", n=1, kind="break", reason="add: no answer from Chroma")
+        b.loop.call_soon_threadsafe(b.node.record, lost)
+        follower = a.node.follower
+        assert follower is not None
+        wait_until(lambda: follower.stopped_at_break is not None, 15, "the standby to stop at the break")
+        # the primary goes (its lease lapses; it handed nothing over)
+        b.node.elector.give_up = lambda: False  # type: ignore[method-assign]
+        b.server.should_exit = True
+        b.thread.join(20)
+        wait_until(lambda: a.node.role == "primary", 20, "the standby to lead on its own data")
+        assert not a.node.state.rebuild
+        got = httpx.post(f"{a.url}{DB}/collections/{cid}/get", json={}, timeout=30).json()
+        assert got["ids"] == ["kept"]
+        more = {"ids": ["after"], "embeddings": [[3.0, 4.0]]}
+        assert httpx.post(f"{a.url}{DB}/collections/{cid}/add", json=more, timeout=30).is_success
+
+
 def test_a_pod_that_cannot_follow_is_rebuilt_from_the_primary(
     kube: Kube, chromas: Chromas, tmp_path: Path
 ) -> None:
