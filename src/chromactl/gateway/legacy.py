@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, urlencode
 
+from chromactl.gateway.routes import Operation, Route, classify
+
 V1_PREFIX = "/api/v1"
 V2_PREFIX = "/api/v2"
 DEFAULT_TENANT = "default_tenant"
@@ -72,6 +74,13 @@ class Translation:
     error: str = ""
 
 
+#: The 1.x routes whose answer a 0.5/0.6 client parses in 0.x's shape: its collections.
+COLLECTION_ANSWERS = {
+    Operation.LIST_COLLECTIONS: Answer.COLLECTIONS,
+    Operation.CREATE_COLLECTION: Answer.COLLECTION,
+    Operation.GET_COLLECTION: Answer.COLLECTION,
+}
+
 #: v1 collection sub-resources that keep their name in v2.
 _RECORD_OPS = frozenset({"add", "update", "upsert", "get", "query", "delete", "count"})
 _FILTERED_OPS = frozenset({"get", "query", "delete"})
@@ -85,6 +94,14 @@ def is_legacy_v2_client(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return False
 
 
+def is_translated(route: Route, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether :func:`translate` rewrites a request classified ``route`` (the fast path leaves
+    such requests to the ASGI app's legacy-clients step)."""
+    return route.operation is Operation.V1 or (
+        route.operation in COLLECTION_ANSWERS and is_legacy_v2_client(headers)
+    )
+
+
 def translate(
     method: str, path: str, query_string: bytes, headers: Iterable[tuple[bytes, bytes]]
 ) -> Translation | None:
@@ -92,7 +109,7 @@ def translate(
     if path == V1_PREFIX or path.startswith(V1_PREFIX + "/"):
         return _v1(method, path[len(V1_PREFIX) :].rstrip("/"), query_string)
     if path.startswith(V2_PREFIX + "/") and is_legacy_v2_client(headers):
-        answer = _v2_answer(method, path[len(V2_PREFIX) :].rstrip("/"))
+        answer = COLLECTION_ANSWERS.get(classify(method, path).operation)
         if answer is not None:
             return Translation(
                 ClientApi.V2_0X,
@@ -101,19 +118,6 @@ def translate(
                 answer,
                 creates_collection=answer is Answer.COLLECTION and method == "POST",
             )
-    return None
-
-
-def _v2_answer(method: str, rest: str) -> Answer | None:
-    """The answers of /api/v2 a 0.5/0.6 client parses differently: its collections."""
-    parts = rest.split("/")
-    # /tenants/{t}/databases/{d}/collections[/{name}]
-    if len(parts) < 6 or parts[1] != "tenants" or parts[3] != "databases" or parts[5] != "collections":
-        return None
-    if len(parts) == 6:
-        return Answer.COLLECTIONS if method == "GET" else Answer.COLLECTION if method == "POST" else None
-    if len(parts) == 7 and method == "GET":
-        return Answer.COLLECTION
     return None
 
 

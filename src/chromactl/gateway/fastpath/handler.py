@@ -22,7 +22,7 @@ from chromactl.gateway.context import Outcome, RequestContext, request_id
 from chromactl.gateway.fastpath.cycle import Answer, ProxyCycle
 from chromactl.gateway.fastpath.upstream import RawUpstream, UpstreamConnection
 from chromactl.gateway.hold_gate import WriteGate, WritesHeld
-from chromactl.gateway.legacy import is_legacy_v2_client
+from chromactl.gateway.legacy import is_translated
 from chromactl.gateway.middleware.audit import NAME_BODY_BYTES, AuditMiddleware
 from chromactl.gateway.middleware.authentication import AuthenticationMiddleware
 from chromactl.gateway.middleware.authorization import AuthorizationMiddleware
@@ -48,10 +48,6 @@ log = logging.getLogger("chromactl.gateway.fastpath")
 #: Routes the ASGI app keeps whatever the request: answered by the gateway itself, or
 #: refused there.
 _ASGI_OPERATIONS = frozenset({Operation.IDENTITY, Operation.UNKNOWN, Operation.AGENT})
-#: Routes whose answer is a collection, which a 0.5/0.6 client parses in 0.x's shape.
-_COLLECTION_ANSWERS = frozenset(
-    {Operation.LIST_COLLECTIONS, Operation.CREATE_COLLECTION, Operation.GET_COLLECTION}
-)
 #: Decides on Chroma's whole answer (status, body) before it goes out: None, or a refusal instead.
 Settle = Callable[[int, bytes], Awaitable[Refusal | None]]
 
@@ -116,10 +112,7 @@ class FastPath:
         for name, _ in headers:
             if name == b"transfer-encoding":
                 return None  # a chunked body is read whole (and bounded) by the body-limit step
-        if self.legacy is not None and (
-            route.operation is Operation.V1
-            or (route.operation in _COLLECTION_ANSWERS and is_legacy_v2_client(headers))
-        ):
+        if self.legacy is not None and is_translated(route, headers):
             return None  # an old client's: 0.4's v1, or a 0.5/0.6 one's collections (0.x's shape)
         return route
 
