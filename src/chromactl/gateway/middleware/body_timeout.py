@@ -30,6 +30,24 @@ class RequestBodyTimeout(Exception):
     """The client did not send its body in time."""
 
 
+async def receive_in_time(receive: Receive, timeout_s: float, deadline: float) -> Message:
+    """The next message, waited for ``timeout_s`` at most and not past the monotonic
+    ``deadline`` (:class:`RequestBodyTimeout`)."""
+    wait = min(timeout_s, deadline - time.monotonic())
+    try:
+        # A timer on this task, not wait_for's extra task and loop turns per receive.
+        async with asyncio.timeout(max(wait, 0.0)):
+            return await receive()
+    except TimeoutError:
+        raise RequestBodyTimeout("the request body did not arrive in time") from None
+
+
+async def refuse_too_slow(scope: Scope, send: Send) -> None:
+    """Answer a body that did not arrive in time (408, the connection closes)."""
+    log.info("request body too slow", extra={"client": peer(scope.get("client"))})
+    await send_refusal(send, TOO_SLOW)
+
+
 class BodyTimeoutMiddleware:
     """Bounds each wait for body data and the whole body; too slow: 408 and close."""
 
@@ -51,14 +69,11 @@ class BodyTimeoutMiddleware:
             nonlocal timed_out, body_done
             if body_done:
                 return await receive()  # waits for the disconnect: not the client's body
-            wait = min(self.timeout_s, deadline - time.monotonic())
             try:
-                # A timer on this task, not wait_for's extra task and loop turns per receive.
-                async with asyncio.timeout(max(wait, 0.0)):
-                    message = await receive()
-            except TimeoutError:
+                message = await receive_in_time(receive, self.timeout_s, deadline)
+            except RequestBodyTimeout:
                 timed_out = True
-                raise RequestBodyTimeout("the request body did not arrive in time") from None
+                raise
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True
             return message
@@ -75,5 +90,4 @@ class BodyTimeoutMiddleware:
             if not timed_out:
                 raise
             if not started:
-                log.info("request body too slow", extra={"client": peer(scope.get("client"))})
-                await send_refusal(send, TOO_SLOW)
+                await refuse_too_slow(scope, send)

@@ -9,19 +9,15 @@ clients' requests to the ASGI app). ``gateway.legacy_clients: false`` leaves the
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import Callable
 
 from chromactl.gateway import legacy
 from chromactl.gateway.context import CLIENT_API_KEY, find_context
-from chromactl.gateway.middleware.body_timeout import TOO_SLOW, RequestBodyTimeout, peer
+from chromactl.gateway.middleware.body_timeout import RequestBodyTimeout, receive_in_time, refuse_too_slow
 from chromactl.gateway.principal import Principal
 from chromactl.gateway.responses import Refusal, send_refusal
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
-
-log = logging.getLogger("chromactl.gateway.clients")
 
 #: Credentials counted by name in the metric (configured ones: a bounded set); an OIDC subject
 #: is counted as its method.
@@ -72,8 +68,7 @@ class LegacyClientsMiddleware:
             try:
                 receive = await self._translated_body(scope, receive, translation)
             except RequestBodyTimeout:
-                log.info("request body too slow", extra={"client": peer(scope.get("client"))})
-                await send_refusal(send, TOO_SLOW)
+                await refuse_too_slow(scope, send)
                 return
         try:
             await self.app(scope, receive, _answer_back(send, translation))
@@ -95,12 +90,7 @@ class LegacyClientsMiddleware:
         size = 0
         deadline = time.monotonic() + self.body_deadline_s
         while True:
-            wait = min(self.body_timeout_s, deadline - time.monotonic())
-            try:
-                async with asyncio.timeout(max(wait, 0.0)):
-                    message = await receive()
-            except TimeoutError:
-                raise RequestBodyTimeout("the request body did not arrive in time") from None
+            message = await receive_in_time(receive, self.body_timeout_s, deadline)
             if message["type"] != "http.request":
                 return _replay([b"".join(chunks)], receive)
             chunks.append(message.get("body", b""))
