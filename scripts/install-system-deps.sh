@@ -4,7 +4,7 @@ set -euo pipefail
 # buildah and mmdebstrap build the images (scripts/images.py); gcc and libc6-dev compile the pod
 # runner's exec helper (tests/podrunner/exec.c); nftables enforces NetworkPolicy between its pods.
 packages=(bubblewrap iproute2 util-linux curl nodejs nginx-light testssl.sh prometheus
-          buildah mmdebstrap gcc libc6-dev nftables)
+          buildah mmdebstrap gcc libc6-dev nftables chromium)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

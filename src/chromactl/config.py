@@ -424,6 +424,41 @@ class ClientLimitsSettings(Section):
     max_header_bytes: int = Field(65536, ge=4096)
 
 
+class ConsoleOIDCSettings(Section):
+    """The console's OpenID Connect sign-in: the authorization-code flow with PKCE against
+    ``gateway.auth.oidc.issuer``. The provider must return to ``{console URL}/oidc/callback``."""
+
+    #: The client the console signs in as (registered at the provider for the code flow).
+    client_id: str = Field(min_length=1)
+    #: Its secret, for a confidential client; ``null``: a public client (PKCE alone).
+    client_secret_file: Path | None = None
+    #: Scopes asked for (``openid`` is always added).
+    scopes: list[str] = ["openid"]
+    #: The ``resource`` (RFC 8707) the access token is asked for, when the provider issues
+    #: tokens per resource (default: the first of ``gateway.auth.oidc.audience``).
+    resource: str | None = None
+
+
+class ConsoleSettings(Section):
+    """The web console at ``/console`` (``docs/console.md``): read-only, signed in with the
+    credentials the API takes."""
+
+    enabled: bool = True
+    #: A signed-in browser is signed out after this many seconds (and when its credential
+    #: stops being accepted).
+    session_ttl_s: float = Field(1800.0, gt=0, le=86400)
+    #: A file with the key (32 bytes or more) sessions are sealed with: the same file for every
+    #: pod behind one Service. ``null``: a key of this pod's own (its workers share it), so a
+    #: session ends when the pod restarts.
+    session_key_file: Path | None = None
+    #: The console's address as browsers reach it (``https://chroma.example.com/console``):
+    #: where the OIDC provider sends the browser back. ``null``: taken from the request.
+    public_url: str | None = Field(None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    #: Records per page of the record browser.
+    page_size: int = Field(20, ge=1, le=200)
+    oidc: ConsoleOIDCSettings | None = None
+
+
 class GatewaySettings(Section):
     """``chromactl gateway``: auth, TLS, metrics and write-hold in front of Chroma."""
 
@@ -466,6 +501,16 @@ class GatewaySettings(Section):
     client_limits: ClientLimitsSettings = ClientLimitsSettings()
     audit: AuditSettings = AuditSettings()
     limits: LimitsSettings = LimitsSettings()
+    console: ConsoleSettings = ConsoleSettings()
+
+    @model_validator(mode="after")
+    def _console_oidc_needs_oidc(self) -> GatewaySettings:
+        if self.console.oidc is not None and self.auth.oidc is None:
+            raise ValueError(
+                "console.oidc signs in against gateway.auth.oidc: configure auth.oidc (issuer, "
+                "audience) too, or remove console.oidc"
+            )
+        return self
 
     @model_validator(mode="after")
     def _client_cert_needs_tls(self) -> GatewaySettings:

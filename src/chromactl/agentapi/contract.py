@@ -17,6 +17,12 @@ Backups taken inside the pod::
     GET    /chromactl/v1/backups/{id}                  -> BackupStatus (404: unknown)
     GET    /chromactl/v1/backups                       -> BackupListing
 
+What the web console's admin pages read (``GET`` only)::
+
+    GET    /chromactl/v1/snapshots                     -> SnapshotListing
+    GET    /chromactl/v1/audit?principal=&operation=&outcome=&limit=  -> AuditListing
+    GET    /chromactl/v1/limits                        -> LimitsState
+
 Errors are Chroma-shaped: :class:`ErrorBody`, with extra keys where said (a 409 names the
 running ``backup_id``).
 """
@@ -32,6 +38,9 @@ MAX_QUIET_S = 10.0
 BACKUPS = f"{PREFIX}/backups"
 #: Restore drills report here (``POST``, a :class:`DrillResult`); ``GET``: the last ones.
 DRILLS = f"{PREFIX}/drills"
+SNAPSHOTS = f"{PREFIX}/snapshots"
+AUDIT = f"{PREFIX}/audit"
+LIMITS = f"{PREFIX}/limits"
 
 
 def hold_path(hold_id: str) -> str:
@@ -113,3 +122,58 @@ class BackupListing(TypedDict):
     running: str | None
     #: Newest first.
     backups: list[BackupStatus]
+
+
+class SnapshotInfo(TypedDict):
+    snapshot_id: str
+    created_at: str
+    #: The moment the snapshot's data is from (continuous backup restores from it onwards).
+    cut_at: float | None
+    bytes: int
+    stored_bytes: int
+    chunks: int
+    records: int
+    collections: int
+
+
+class RestorableRange(TypedDict):
+    #: Unix seconds: any second in [start, end] can be restored.
+    start: float
+    end: float
+
+
+class SnapshotListing(TypedDict):
+    #: No backup target configured: the rest is empty.
+    configured: bool
+    #: Newest first, complete snapshots only.
+    snapshots: list[SnapshotInfo]
+    #: Continuous backup's points in time (empty without it).
+    restorable: list[RestorableRange]
+    #: Seconds the journal's shipped end trails the writes (None: no continuous backup).
+    journal_lag_s: float | None
+    error: str | None
+
+
+class AuditListing(TypedDict):
+    #: Where the lines were read: the audit file(s), or this process's recent lines.
+    source: str
+    #: Newest first, as the audit log wrote them.
+    lines: list[dict[str, Any]]
+
+
+class LimitRefusals(TypedDict):
+    scope: str
+    name: str
+    limit: str
+    refused: int
+
+
+class LimitsState(TypedDict):
+    enabled: bool
+    #: The rules in force, by credential and by tenant (``LimitRule`` fields set).
+    credentials: dict[str, dict[str, Any]]
+    tenants: dict[str, dict[str, Any]]
+    #: Collections each tenant with a ``max_collections`` cap holds now.
+    tenant_collections: dict[str, int]
+    #: Refusals since the process started, by whose rule and which limit.
+    refusals: list[LimitRefusals]

@@ -3,7 +3,7 @@
 Request path, outermost first (as :func:`build_gateway` lists the steps)::
 
     errors -> classify (prefix) -> audit -> metrics -> body timeout -> body limit
-      -> authentication -> identity -> authorization -> [limits] -> agent API | write hold
+      -> console | authentication -> identity -> authorization -> [limits] -> agent API | write hold
       -> [role] -> [journal] -> reverse proxy
 
 The limits step is there with ``gateway.limits``, the role step with high availability
@@ -13,7 +13,7 @@ The limits step is there with ``gateway.limits``, the role step with high availa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute
 
 from chromactl.chromadata import SQLITE_NAME
 from chromactl.config import GatewaySettings, Settings
+from chromactl.gateway.admin_api import admin_routes
 from chromactl.gateway.audit_log import AuditLog
 from chromactl.gateway.auth.base import Authenticator
 from chromactl.gateway.auth.basic import BasicAuthenticator
@@ -29,6 +30,8 @@ from chromactl.gateway.auth.client_cert import ClientCertAuthenticator
 from chromactl.gateway.auth.oidc import OIDCAuthenticator
 from chromactl.gateway.auth.token import TokenAuthenticator
 from chromactl.gateway.collection_cache import CollectionResolver
+from chromactl.gateway.console import Console, ConsoleSwitch
+from chromactl.gateway.console.session import SessionSealer
 from chromactl.gateway.fastpath.handler import FastPath
 from chromactl.gateway.fastpath.upstream import RawUpstream
 from chromactl.gateway.hold_api import agent_app
@@ -132,6 +135,7 @@ def build_gateway(
     journal: Journal | None = None,
     role: Role | None = None,
     process: int = 0,
+    console_sealer: SessionSealer | None = None,
 ) -> Gateway:
     """The gateway for ``settings``; pass ``gate`` to share it with in-process users.
 
@@ -141,7 +145,9 @@ def build_gateway(
     audit file's name (each worker process writes its own file). Writes Chroma
     acknowledged go to ``journal`` when one is given; with ``role`` only the primary takes
     writes (high availability). ``process``: this gateway process's
-    number in the pod (the limits count in-flight requests per process).
+    number in the pod (the limits count in-flight requests per process). ``console_sealer``
+    seals the web console's sessions (a pod's workers share one; default: from
+    ``gateway.console.session_key_file``, else a key of this process's own).
     """
     gw = settings.gateway
     gate = gate or WriteGate()
@@ -169,6 +175,22 @@ def build_gateway(
                 on_request=metrics.legacy_request,
             )
         )
+    built: list[ASGIApp] = []
+
+    def limits_step() -> LimitsMiddleware | None:
+        return _step(built[0], LimitsMiddleware) if gw.limits.enabled and built else None
+
+    def limit_refusals() -> Iterable[tuple[tuple[str, str, str], int]]:
+        step = limits_step()
+        return list(step.refusals.items()) if step is not None else ()
+
+    admin = admin_routes(
+        settings,
+        audit=lambda: audit,
+        rules=lambda: step.rules if (step := limits_step()) is not None else None,
+        refusals=limit_refusals,
+    )
+    console = Console(settings, lambda: built[0], sealer=console_sealer) if gw.console.enabled else None
     #: Outermost first: each step wraps the ones after it.
     steps: list[Callable[[ASGIApp], ASGIApp]] = [
         lambda a: ErrorMiddleware(a, on_uncounted=metrics.unhandled),
@@ -178,6 +200,7 @@ def build_gateway(
         lambda a: MetricsMiddleware(a, metrics),
         lambda a: BodyTimeoutMiddleware(a, gw.client_limits.body_timeout_s, gw.client_limits.body_deadline_s),
         lambda a: BodyLimitMiddleware(a, gw.max_body_bytes),
+        lambda a: ConsoleSwitch(a, console),
         lambda a: AuthenticationMiddleware(
             a,
             authenticators,
@@ -194,7 +217,7 @@ def build_gateway(
             on_cross_tenant=metrics.cross_tenant_refusal,
         ),
         *limits,
-        lambda a: AgentSwitch(a, agent or agent_app(gate, gw.max_hold_s, agent_routes)),
+        lambda a: AgentSwitch(a, agent or agent_app(gate, gw.max_hold_s, [*agent_routes, *admin])),
         lambda a: WriteHoldMiddleware(a, gate, gw.write_wait_s),
     ]
     if role is not None:
@@ -203,8 +226,9 @@ def build_gateway(
         steps.append(lambda a: JournalMiddleware(a, journal, upstream))
     scheme = "https" if gw.tls.enabled else "http"
     app: ASGIApp = ReverseProxy(upstream, scheme=scheme)
-    for step in reversed(steps):
-        app = step(app)
+    for wrap in reversed(steps):
+        app = wrap(app)
+    built.append(app)
     gateway = Gateway(app, gate, metrics, upstream, resolver, authenticators, audit)
     if gw.fast_path and urlsplit(settings.chroma.url).scheme == "http":
         gateway.fast = FastPath(

@@ -16,14 +16,16 @@ audit step (:mod:`chromactl.gateway.middleware.audit`) writes the lines.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import logging.handlers
 import sys
+import time
 from typing import Any
 
 from chromactl.config import AuditSettings
-from chromactl.gateway.context import CLIENT_API_KEY, RequestContext, request_id
+from chromactl.gateway.context import CLIENT_API_KEY, VIA_KEY, RequestContext, request_id
 from chromactl.gateway.principal import Principal, Role
 from chromactl.gateway.routes import Route
 from chromactl.gateway.types import Scope
@@ -31,6 +33,8 @@ from chromactl.logging import JsonFormatter
 
 #: The logger name the lines carry (what log shippers route on).
 AUDIT_LOGGER = "chromactl.audit"
+#: Lines a process keeps in memory for the console.
+RECENT_LINES = 1000
 _CLASSES = {Role.READER: "read", Role.WRITER: "write", Role.ADMIN: "admin"}
 
 
@@ -70,12 +74,15 @@ class AuditLog:
             handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(JsonFormatter())
         self.logger.addHandler(handler)
+        #: This process's latest lines, newest last (the console's audit page without a file).
+        self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_LINES)
 
     def wants(self, klass: str) -> bool:
         return self.settings.enabled and (klass != "read" or self.settings.reads)
 
     def write(self, fields: dict[str, Any]) -> None:
         self.logger.info("audit", extra=fields)
+        self.recent.append({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields})
 
     def close(self) -> None:
         for handler in self.logger.handlers:
@@ -106,6 +113,8 @@ def audit_fields(scope: Scope, ctx: RequestContext, body: bytes = b"") -> dict[s
     }
     if CLIENT_API_KEY in scope:
         fields["client_api"] = scope[CLIENT_API_KEY]
+    if VIA_KEY in scope:
+        fields["via"] = scope[VIA_KEY]
     if not ctx.allowed:
         fields["reason"] = ctx.denied_because
     if outcome is not None:

@@ -14,6 +14,8 @@ SCOPE_KEY = "chromactl.context"
 #: The scope key naming the API of an old client whose request was translated (``v1``,
 #: ``v2-0.x``: :class:`chromactl.gateway.legacy.ClientApi`); absent for a 1.x request.
 CLIENT_API_KEY = "chromactl.client_api"
+#: The scope key marking a request the web console made for a signed-in browser (``console``).
+VIA_KEY = "chromactl.via"
 
 
 @dataclass

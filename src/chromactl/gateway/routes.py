@@ -25,6 +25,9 @@ class Access(enum.Enum):
     ADMIN = "admin"  #: admin writes (tenants, databases, reset)
     AGENT = "agent"  #: the chromactl agent API
     BLOCKED = "blocked"  #: never forwarded
+    #: the web console: signs its browsers in itself; what it shows, it reads through the
+    #: gateway's steps as API requests (:mod:`chromactl.gateway.console`)
+    CONSOLE = "console"
 
 
 class Operation(enum.StrEnum):
@@ -35,6 +38,7 @@ class Operation(enum.StrEnum):
     HEALTHCHECK = "healthcheck"
     VERSION = "version"
     AGENT = "agent"
+    CONSOLE = "console"
     V1 = "v1"
     DOCS = "docs"
     IDENTITY = "identity"
@@ -164,6 +168,8 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(_READ_METHODS, "/api/v2/version", Operation.VERSION, Access.PUBLIC),
     RouteSpec(("*",), contract.PREFIX, Operation.AGENT, Access.AGENT, Reach.EVERYTHING),
     RouteSpec(("*",), contract.PREFIX + "/*", Operation.AGENT, Access.AGENT, Reach.EVERYTHING),
+    RouteSpec((*_READ_METHODS, "POST"), "/console", Operation.CONSOLE, Access.CONSOLE),
+    RouteSpec((*_READ_METHODS, "POST"), "/console/*", Operation.CONSOLE, Access.CONSOLE),
     RouteSpec(("*",), "/api/v1*", Operation.V1, Access.SESSION),
     RouteSpec(("GET",), "/openapi.json", Operation.DOCS, Access.SESSION),
     RouteSpec(("GET",), "/docs", Operation.DOCS, Access.SESSION),
@@ -251,6 +257,8 @@ def _role(access: Access) -> str:
         return "any"
     if access is Access.BLOCKED:
         return "— (always 403)"
+    if access is Access.CONSOLE:
+        return "the console's sign-in"
     return Route(Operation.UNKNOWN, access).needed_role.name.lower()
 
 

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -41,6 +42,7 @@ from chromactl.backup.operations.service import BackupService, Runner
 from chromactl.backup.snapshot.run import run_backup
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError
+from chromactl.gateway.admin_api import admin_routes, metrics_refusals
 from chromactl.gateway.hold_api import agent_app
 from chromactl.gateway.server import start_internals
 
@@ -168,6 +170,8 @@ async def supervise(settings: Settings, count: int, *, runner: Runner = run_back
         settings = settings.model_copy(
             update={"gateway": settings.gateway.model_copy(update={"limits": limits})}
         )
+    if settings.gateway.console.enabled and settings.gateway.console.session_key_file is None:
+        settings = _shared_console_key(settings, run_dir)
     journaled = continuous.enabled(settings)
     if journaled:
         settings = continuous.with_journal_dir(settings, run_dir / "journal")
@@ -180,7 +184,16 @@ async def supervise(settings: Settings, count: int, *, runner: Runner = run_back
     backups.seed_metrics()
     agent = uvicorn.Server(
         uvicorn.Config(
-            agent_app(gate, gw.max_hold_s, backups.routes()),
+            agent_app(
+                gate,
+                gw.max_hold_s,
+                [
+                    *backups.routes(),
+                    *admin_routes(
+                        settings, audit=lambda: None, rules=lambda: None, refusals=metrics_refusals(registry)
+                    ),
+                ],
+            ),
             uds=str(run_dir / "agent.sock"),
             lifespan="off",
             log_config=None,
@@ -228,3 +241,13 @@ async def supervise(settings: Settings, count: int, *, runner: Runner = run_back
         backups.join(1)
         with contextlib.suppress(OSError):
             shutil.rmtree(run_dir)
+
+
+def _shared_console_key(settings: Settings, run_dir: Path) -> Settings:
+    """One session key for every worker (a browser's next page may reach another one)."""
+    key_file = run_dir / "console.key"
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_hex(32).encode())
+    console = settings.gateway.console.model_copy(update={"session_key_file": key_file})
+    return settings.model_copy(update={"gateway": settings.gateway.model_copy(update={"console": console})})

@@ -30,10 +30,12 @@ from starlette.routing import BaseRoute, Route
 
 from chromactl.agentapi import contract
 from chromactl.agentapi.contract import BackupListing, BackupState, BackupStatus
+from chromactl.backup.continuous.timeline import Timeline
 from chromactl.backup.metrics import BackupMetrics, CopyMetrics, DrillMetrics, RepositoryMetrics
 from chromactl.backup.operations.copies import copy_all
 from chromactl.backup.operations.prune import prune
 from chromactl.backup.recovery.drill import last_success
+from chromactl.backup.recovery.replay import restorable
 from chromactl.backup.repository.repository import SnapshotInfo, repository_of
 from chromactl.backup.snapshot.create import BackupResult
 from chromactl.backup.snapshot.hold import WriteHold
@@ -102,6 +104,7 @@ class BackupService:
     ) -> None:
         self.settings = settings
         self._hold = hold
+        self._registry = registry
         self.metrics = BackupMetrics(registry)
         self.copy_metrics = CopyMetrics(registry)
         self.drill_metrics = DrillMetrics(registry)
@@ -126,7 +129,49 @@ class BackupService:
             Route(contract.backup_path("{backup_id}"), self._get, methods=["GET"]),
             Route(contract.DRILLS, self._report_drill, methods=["POST"]),
             Route(contract.DRILLS, self._list_drills, methods=["GET"]),
+            Route(contract.SNAPSHOTS, self._list_snapshots, methods=["GET"]),
         ]
+
+    async def _list_snapshots(self, request: Request) -> JSONResponse:
+        """The repository's complete snapshots and the points in time it can restore."""
+        return JSONResponse(await asyncio.to_thread(self.snapshot_listing))
+
+    def snapshot_listing(self) -> contract.SnapshotListing:
+        lag = self._registry.get_sample_value("chromactl_backup_journal_lag_seconds")
+        listing: contract.SnapshotListing = {
+            "configured": self.configured,
+            "snapshots": [],
+            "restorable": [],
+            "journal_lag_s": lag if self.settings.backup.continuous.enabled else None,
+            "error": None,
+        }
+        if not self.configured:
+            return listing
+        try:
+            repo = repository_of(self.settings.backup)
+            complete = [s for s in repo.complete() if s.manifest is not None]
+            heads = Timeline(repo).epochs() if self.settings.backup.continuous.enabled else []
+        except Exception as exc:
+            listing["error"] = f"{redact_url(self.settings.backup.target)}: {exc}"
+            return listing
+        bases = [s.manifest for s in complete if s.manifest is not None]
+        listing["restorable"] = [{"start": a, "end": b} for a, b in restorable(bases, heads)]
+        for snap in sorted(complete, key=lambda s: s.manifest.created_at if s.manifest else "", reverse=True):
+            m = snap.manifest
+            assert m is not None
+            listing["snapshots"].append(
+                {
+                    "snapshot_id": snap.snapshot_id,
+                    "created_at": m.created_at,
+                    "cut_at": m.cut_at,
+                    "bytes": m.total_size,
+                    "stored_bytes": m.stored_size,
+                    "chunks": len(m.chunk_hashes()),
+                    "records": m.record_count,
+                    "collections": len(m.collections),
+                }
+            )
+        return listing
 
     async def _report_drill(self, request: Request) -> JSONResponse:
         """A restore drill's result (the chart's drill Job, ``chromactl backup drill``)."""

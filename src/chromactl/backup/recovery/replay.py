@@ -62,13 +62,19 @@ class Plan:
     until: float
 
 
-def _ranges(bases: list[Manifest], heads: list[Head]) -> list[str]:
+def restorable(bases: list[Manifest], heads: list[Head]) -> list[tuple[float, float]]:
+    """The spans of time a restore can reach: from the first snapshot cut inside a journal
+    epoch to the epoch's end."""
     out = []
     for head in heads:
         cuts = [b.cut_at for b in bases if b.cut_at is not None and head.started <= b.cut_at <= head.end]
         if cuts:
-            out.append(f"{iso(min(cuts))} .. {iso(head.end)}")
+            out.append((min(cuts), head.end))
     return out
+
+
+def _ranges(bases: list[Manifest], heads: list[Head]) -> list[str]:
+    return [f"{iso(start)} .. {iso(end)}" for start, end in restorable(bases, heads)]
 
 
 def plan(repo: Repository, to_time: float | None) -> Plan:

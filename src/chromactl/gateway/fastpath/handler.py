@@ -47,7 +47,7 @@ log = logging.getLogger("chromactl.gateway.fastpath")
 
 #: Routes the ASGI app keeps whatever the request: answered by the gateway itself, or
 #: refused there.
-_ASGI_OPERATIONS = frozenset({Operation.IDENTITY, Operation.UNKNOWN, Operation.AGENT})
+_ASGI_OPERATIONS = frozenset({Operation.IDENTITY, Operation.UNKNOWN, Operation.AGENT, Operation.CONSOLE})
 #: Decides on Chroma's whole answer (status, body) before it goes out: None, or a refusal instead.
 Settle = Callable[[int, bytes], Awaitable[Refusal | None]]
 

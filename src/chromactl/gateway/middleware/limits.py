@@ -31,6 +31,7 @@ mounted ConfigMap), without a restart; the caps are counted in Chroma's database
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import math
@@ -72,6 +73,8 @@ MAX_PAUSE_S = 10.0
 
 #: The lock bucket of tenant-wide caps (collections per tenant): past the collections'.
 _TENANT_BUCKET = BUCKETS + 1
+#: Names the refusal tally keeps apart.
+_REFUSAL_NAMES = 1000
 
 
 class LimitsMiddleware:
@@ -98,6 +101,9 @@ class LimitsMiddleware:
         self.locks = locks
         self.on_limited = on_limited
         self.clock = clock
+        #: Refusals of this process by (credential|tenant, its name, limit): the console's
+        #: limits page (a bounded table; names past it are counted under ``...``).
+        self.refusals: collections.Counter[tuple[str, str, str]] = collections.Counter()
 
     def _rules(self, ctx: RequestContext) -> tuple[list[tuple[str, str, LimitRule]], LimitRule | None]:
         """The rules that count this request (key, credential|tenant, rule), and its tenant's."""
@@ -111,8 +117,13 @@ class LimitsMiddleware:
         ]
         return [(key, kind, rule) for key, kind, rule in counted if rule is not None], tenant_rule
 
-    def _refusal(self, kind: str, refused: Refused) -> Refusal:
+    def _refusal(self, key: str, refused: Refused) -> Refusal:
+        kind, _, name = key.partition(":")
         self.on_limited(kind, refused.limit)
+        counted = (kind, name, refused.limit)
+        if counted not in self.refusals and len(self.refusals) >= _REFUSAL_NAMES:
+            counted = (kind, "...", refused.limit)
+        self.refusals[counted] += 1
         if refused.is_quota:
             return Refusal(400, "QuotaError", str(refused))
         wait = str(max(1, math.ceil(refused.retry_after or 1.0)))
@@ -138,18 +149,17 @@ class LimitsMiddleware:
         if found is None:
             found, _ = self._rules(ctx)
         taken: list[tuple[str, LimitRule]] = []
-        kind = "credential"
+        key = ""
         try:
             now = self.clock()
-            for key, scope_kind, rule in found:
-                kind = scope_kind
+            for key, _, rule in found:
                 self.table.take(key, rule, records, now)
                 taken.append((key, rule))
         except Refused as refused:
             self.release(taken)
             if self.pause_refused and refused.limit == PAUSED_LIMIT and refused.retry_after:
                 ctx.pause_s = min(refused.retry_after, MAX_PAUSE_S)
-            return [], self._refusal(kind, refused)
+            return [], self._refusal(key, refused)
         return taken, None
 
     def release(self, taken: list[tuple[str, LimitRule]]) -> None:
@@ -181,7 +191,7 @@ class LimitsMiddleware:
                     await self._check_caps(route, tenant_rule, ctx, receive)
                 await self.app(scope, receive, send)
         except Refused as refused:
-            await send_refusal(send, self._refusal("tenant", refused))
+            await send_refusal(send, self._refusal(f"tenant:{route.tenant}", refused))
         finally:
             self.release(taken)
 
