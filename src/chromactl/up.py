@@ -101,10 +101,16 @@ class Plan:
         """The header clients send, with the token."""
         return f"Authorization: Bearer {self.token}" if self.token else None
 
+    @property
+    def console_url(self) -> str:
+        """The web console (``docs/console.md``): sign in with the token."""
+        return f"{self.url}/console/"
+
     def report(self) -> dict[str, str | None]:
         """What ``--json`` prints and the banner shows."""
         return {
             "url": self.url,
+            "console_url": self.console_url,
             "token": self.token,
             "header": self.header,
             "ca": self.ca,
@@ -508,6 +514,7 @@ def python_example(p: Plan) -> list[str]:
 
 def banner(p: Plan, version: str) -> str:
     info = [
+        ("console", f"{p.console_url} (sign in with the token)" if p.token else p.console_url),
         ("token", p.token),
         ("header", p.header),
         ("ca", p.ca),

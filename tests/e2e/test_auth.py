@@ -310,9 +310,9 @@ def test_oidc_against_a_real_provider(cluster: PodRunner, tmp_path: Path) -> Non
     """npm oidc-provider on the host (reached from pods at the bridge's address), client
     credentials grant; the chart's OIDC values as a user writes them."""
     from tests.gateway.node import ensure_node_modules
-    from tests.gateway.test_oidc import AUDIENCE, _rsa_jwk, get_token, provider
+    from tests.gateway.oidc_provider import AUDIENCE, get_token, provider, rsa_jwk
 
-    _, jwk = _rsa_jwk("e2e")
+    _, jwk = rsa_jwk("e2e")
     with provider(ensure_node_modules(), tmp_path, {"keys": [jwk]}, host=cluster.network.gateway) as issuer:
         install(
             cluster,

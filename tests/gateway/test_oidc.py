@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,70 +17,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from chromactl.config import OIDCSettings
 from chromactl.gateway.auth.base import AuthFailure, Kind, Presented
 from chromactl.gateway.auth.oidc import OIDCAuthenticator
-from tests.gateway.helpers import Chroma, RunningGateway, free_port, run_gateway, wait_until
+from tests.gateway.helpers import Chroma, RunningGateway, run_gateway, wait_until
+from tests.gateway.oidc_provider import AUDIENCE, get_token, provider, rsa_jwk
 
-AUDIENCE = "https://chroma.test"
 D = "/api/v2/tenants/default_tenant/databases/default_database"
-
-
-def _rsa_jwk(kid: str) -> tuple[rsa.RSAPrivateKey, dict[str, Any]]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key))
-    jwk.update({"kid": kid, "alg": "RS256", "use": "sig"})
-    return key, jwk
-
-
-@contextlib.contextmanager
-def provider(js_dir: Path, workdir: Path, jwks: dict[str, Any], host: str = "127.0.0.1") -> Iterator[str]:
-    """An oidc-provider on a free port of ``host``; yields its issuer URL."""
-    port = free_port()
-    issuer = f"http://{host}:{port}"
-    jwks_file = workdir / f"jwks-{port}.json"
-    jwks_file.write_text(json.dumps(jwks))
-    log = (workdir / f"oidc-{port}.log").open("wb")
-    proc = subprocess.Popen(
-        ["node", "oidc_server.mjs", str(port), issuer, str(jwks_file), host],
-        cwd=js_dir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-    def up() -> bool:
-        try:
-            return httpx.get(issuer + "/.well-known/openid-configuration", timeout=1).is_success
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(up, 30, "oidc-provider to start")
-        yield issuer
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def get_token(issuer: str, client: str, resource: str = AUDIENCE) -> str:
-    resp = httpx.post(
-        issuer + "/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": client,
-            "client_secret": f"{client}-secret",
-            "resource": resource,
-            "scope": "chroma",
-        },
-    )
-    resp.raise_for_status()
-    return str(resp.json()["access_token"])
 
 
 @pytest.fixture(scope="module")
 def keys() -> tuple[rsa.RSAPrivateKey, dict[str, Any]]:
-    return _rsa_jwk("k1")
+    return rsa_jwk("k1")
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +157,7 @@ def test_bad_signature(oidc_gateway: RunningGateway, issuer: str) -> None:
 
 @pytest.mark.slow
 def test_unknown_key_refetches_then_refuses(oidc_gateway: RunningGateway, issuer: str) -> None:
-    key, _ = _rsa_jwk("not-published")
+    key, _ = rsa_jwk("not-published")
     now = int(time.time())
     claims = {"iss": issuer, "aud": AUDIENCE, "sub": "x", "exp": now + 300, "iat": now}
     claims["groups"] = ["chroma-admins"]

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from chromactl.logging import JsonFormatter
 from tests.gateway.helpers import Chroma, RunningGateway, run_chroma, run_gateway, write_secret
 from tests.gateway.node import ensure_node_modules
-from tests.gateway.test_oidc import AUDIENCE, provider
+from tests.gateway.oidc_provider import AUDIENCE, provider
 
 ADMIN = "ck_sec-admin-0f3a9c1d7e5b2a48"
 READER_A = "ck_sec-reader-a-7d2c1b9e4f6a3e05"
