@@ -6,8 +6,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Suites whose files share one process (a package-scoped capture of every secret they use).
-ONE_PROCESS = ("tests/security/",)
+#: Suites whose files share one process: the security suite (a package-scoped capture of every
+#: secret it uses), the console's (one stack and one browser for all its files).
+ONE_PROCESS = ("tests/security/", "tests/console/")
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
