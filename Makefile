@@ -135,10 +135,15 @@ bench: $(BIN)/.installed $(LEGACY_CHROMA_VENV)/.installed ## run the benchmarks 
 	$(BIN)/python bench/backup/run.py
 	$(BIN)/python bench/gateway/run.py
 	$(BIN)/python bench/gateway/cpu.py
+	$(BIN)/python bench/gateway/console.py
 	$(BIN)/python bench/backup/hold.py
 	$(BIN)/python bench/backup/continuous.py
 	$(BIN)/python bench/scale-out/sizing.py
 	$(BIN)/python bench/ha/run.py
+
+.PHONY: console-screenshots
+console-screenshots: $(BIN)/.installed system-deps ## the console's browser tests, writing the screenshots of docs/console.md
+	CONSOLE_SCREENSHOTS=docs/console $(BIN)/pytest -q tests/console
 
 .PHONY: soak
 soak: $(BIN)/.installed $(CLIENT_TESTS_VENV) ## long load (5 min, concurrency 64) and Chroma-fault runs through the gateway; writes bench/soak/; Chroma's whole client test suite through the gateway

@@ -72,7 +72,14 @@ PIDS: dict[str, int] = {}
 
 @contextlib.contextmanager
 def gateway(
-    work: Path, chroma_url: str, *, tls: bool, client: str, workers: int = 1, fast_path: bool = True
+    work: Path,
+    chroma_url: str,
+    *,
+    tls: bool,
+    client: str,
+    workers: int = 1,
+    fast_path: bool = True,
+    console: bool = True,
 ) -> Iterator[str]:
     port = free_port()
     token_file = work / "token"
@@ -86,6 +93,7 @@ def gateway(
             "metrics_port": free_port(),
             "workers": workers,
             "fast_path": fast_path,
+            "console": {"enabled": console},
             "auth": {
                 "token": {"credentials": [{"name": "bench", "token_file": str(token_file), "role": "admin"}]}
             },

@@ -71,7 +71,8 @@ def test_generated_token_secret_is_kept_and_mounted() -> None:
 
 def test_existing_secret_is_mounted_directly_without_a_copy() -> None:
     r = render({"chromadb": {"auth": {"existingSecret": "mine"}}})
-    assert not r.has("Secret")
+    # No copy of the credential; the one Secret is the console's session key.
+    assert [name for kind, name in r.kinds() if kind == "Secret"] == ["chroma-chromadb-console"]
     volumes = {v["name"]: v for v in r.pod_spec["volumes"]}
     assert volumes["auth"]["secret"]["secretName"] == "mine"
     test_pod = r.get("Pod", "chroma-chromadb-test-collection")

@@ -15,6 +15,7 @@ def test_default_objects_and_names() -> None:
         ("NetworkPolicy", "chroma-chromadb"),
         ("Pod", "chroma-chromadb-test-collection"),
         ("Pod", "chroma-chromadb-test-heartbeat"),
+        ("Secret", "chroma-chromadb-console"),
         ("Secret", "chromadb-auth"),
         ("Service", "chroma-chromadb"),
         ("Service", "chroma-chromadb-headless"),

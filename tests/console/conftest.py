@@ -44,6 +44,8 @@ CHROMIUM_ARGS = [
 ]
 ADMIN_TOKEN = "ck_console-admin-token"
 READER_A_TOKEN = "ck_console-reader-a-token"
+#: A reader with a small request rate (gateway.limits), for the console's 429 page.
+LIMITED_TOKEN = "ck_console-limited-token"
 BASIC_USER, BASIC_PASSWORD = "carol", "carol-password-1"
 CERT_NAME = "console-admin-cert"
 #: Records of the big collection (the record browser's case).
@@ -138,6 +140,11 @@ def gateway_config(
             "role": "reader",
             "tenants": ["tenant-a"],
         },
+        {
+            "name": "limited",
+            "token_file": str(write_secret(secrets, "limited", LIMITED_TOKEN)),
+            "role": "reader",
+        },
     ]
     return {
         "chroma": {"url": chroma.url, "persist_path": str(chroma.path / "data")},
@@ -184,12 +191,19 @@ def gateway_config(
             "audit": {"reads": True, "file": str(stack_dir / "audit" / "audit.log")},
             "limits": {
                 "enabled": True,
-                "credentials": {"*": {"requests_per_second": 500, "burst": 500}},
+                "credentials": {
+                    "*": {"requests_per_second": 500, "burst": 500},
+                    "limited": {"requests_per_second": 0.2, "burst": 4},
+                },
                 "tenants": {"tenant-a": {"max_collections": 20}},
             },
             "console": {"oidc": {"client_id": "chroma-console", "scopes": ["openid", "chroma"]}},
         },
-        "backup": {"target": str(stack_dir / "backups"), "continuous": {"enabled": True}},
+        "backup": {
+            "target": str(stack_dir / "backups"),
+            "continuous": {"enabled": True},
+            "copies": [{"target": str(stack_dir / "backups-offsite")}],
+        },
     }
 
 

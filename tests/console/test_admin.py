@@ -11,7 +11,15 @@ import time
 import httpx
 from playwright.sync_api import BrowserContext, expect
 
-from tests.console.conftest import ADMIN_TOKEN, CHROMACTL, READER_A_TOKEN, Stack, shot, sign_in_with_token
+from tests.console.conftest import (
+    ADMIN_TOKEN,
+    CHROMACTL,
+    LIMITED_TOKEN,
+    READER_A_TOKEN,
+    Stack,
+    shot,
+    sign_in_with_token,
+)
 from tests.gateway.helpers import wait_until
 
 
@@ -67,6 +75,8 @@ def test_backups_page_after_a_snapshot_and_a_drill(stack: Stack, context: Browse
     expect(row.locator("td.num").nth(4)).to_have_text("4")  # collections: big, xss, notes-a, notes-b
     expect(page.locator("table.drills tr", has_text=snapshot_id)).to_contain_text("success")
     expect(page.locator("table.runs")).to_contain_text("succeeded")
+    copy = page.locator("table.copies tr", has_text="backups-offsite").first
+    expect(copy).to_contain_text("success")
     # Continuous backup: restorable from the first snapshot's cut on, and the journal's lag.
     wait_until(lambda: _restorable(page, stack), 60, "a restorable range")
     expect(page.locator("strong.lag")).to_contain_text(" s")
@@ -79,6 +89,17 @@ def _restorable(page: object, stack: Stack) -> bool:
 
 
 def test_operations_page_shows_limits_holds_and_refusals(stack: Stack, context: BrowserContext) -> None:
+    # The console's reads count against the credential: a page past its rate gets the 429.
+    limited = context.browser.new_context(ignore_https_errors=True)  # type: ignore[union-attr]
+    page = limited.new_page()
+    sign_in_with_token(page, stack.url, LIMITED_TOKEN)
+    for _ in range(3):
+        answer = page.goto(stack.url + "/console/t/default_tenant/d/default_database/")
+        if answer is not None and answer.status == 429:
+            break
+    assert answer is not None and answer.status == 429
+    expect(page.locator(".error")).to_contain_text("rate limit")
+    limited.close()
     with stack.api() as api:
         hold = api.post("/chromactl/v1/hold", json={"timeout_s": 60}).json()
         try:
@@ -90,6 +111,8 @@ def test_operations_page_shows_limits_holds_and_refusals(stack: Stack, context: 
             expect(page.locator("table.rules tr", has_text="tenant-a").locator("td.num")).to_have_text("1")
             expect(page.locator("table.rules")).to_contain_text("requests_per_second 500")
             expect(page.locator("section", has_text="High availability")).to_contain_text("off here")
+            refusal = page.locator("table.refusals tr", has_text="limited")
+            expect(refusal).to_contain_text("requests_per_second")
             shot(page, "operations")
         finally:
             api.delete(f"/chromactl/v1/hold/{hold['hold_id']}")

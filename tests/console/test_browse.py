@@ -7,7 +7,7 @@ import json
 import re
 from urllib.parse import quote
 
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import Browser, BrowserContext, expect
 
 from tests.console.conftest import ADMIN_TOKEN, BIG, READER_A_TOKEN, Stack, shot, sign_in_with_token
 
@@ -115,3 +115,21 @@ def test_a_reader_of_tenant_a_sees_nothing_of_tenant_b(stack: Stack, context: Br
         assert answer is not None and answer.status == 403, path
         expect(page.locator(".error")).to_contain_text("Not allowed")
         assert "tenant-b secret" not in page.content()
+
+
+def test_pages_fit_a_phone_width(stack: Stack, browser: Browser) -> None:
+    """At 390 px nothing makes the page scroll sideways: wide tables scroll in their own box."""
+    phone = browser.new_context(
+        ignore_https_errors=True, viewport={"width": 390, "height": 844}, is_mobile=True
+    )
+    try:
+        page = phone.new_page()
+        sign_in_with_token(page, stack.url, ADMIN_TOKEN)
+        for path in ("/console/", BIG_PAGE, BIG_PAGE + "similar?id=rec-00007", "/console/admin/audit"):
+            page.goto(stack.url + path)
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, path
+            expect(page.locator("header .who button")).to_be_visible()
+        page.goto(stack.url + BIG_PAGE)
+        shot(page, "records-phone")
+    finally:
+        phone.close()

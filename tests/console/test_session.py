@@ -50,5 +50,5 @@ def test_a_short_session_key_file_is_refused_with_what_to_change(tmp_path: Path)
 
 
 def test_console_oidc_without_gateway_oidc_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="configure auth.oidc"):
+    with pytest.raises(ConfigError, match=r"configure auth\.oidc"):
         parse_config({"gateway": {"console": {"oidc": {"client_id": "c"}}}})

@@ -135,6 +135,7 @@ def test_json_line_token_and_data_kept_across_runs_and_clean_stop(tmp_path: Path
     run_dir = run_dir_for(data.absolute())
     assert token.startswith("ck_") and report == {
         "url": f"http://127.0.0.1:{port}",
+        "console_url": f"http://127.0.0.1:{port}/console/",
         "token": token,
         "header": f"Authorization: Bearer {token}",
         "ca": None,
@@ -150,6 +151,16 @@ def test_json_line_token_and_data_kept_across_runs_and_clean_stop(tmp_path: Path
     assert add_and_count(url, add=True, token=token) == 3
     metrics = httpx.get(report["metrics_url"], timeout=5).text
     assert "chromactl_gateway" in metrics
+    # The console: the printed address, signed in with the printed token, shows the collection.
+    with httpx.Client(base_url=url, timeout=10) as browser:
+        assert browser.get(report["console_url"]).headers["location"].startswith("/console/sign-in")
+        assert browser.post("/console/sign-in", data={"method": "token", "token": token}).status_code == 200
+        home = browser.get(report["console_url"]).text
+        assert "default_database" in home
+        collections = browser.get("/console/t/default_tenant/d/default_database/").text
+        assert "up-test" in collections
+        records = browser.get("/console/t/default_tenant/d/default_database/c/up-test/").text
+        assert all(f"<code>{i}</code>" in records for i in "abc")
     code, stderr = up.stop(signal.SIGINT)
     assert code == 0, stderr
     assert "stopped" in stderr

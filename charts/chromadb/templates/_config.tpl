@@ -78,6 +78,7 @@
   "backupAgent" "/etc/chromactl/backup-agent"
   "backupClient" "/etc/chromactl/backup-client"
   "ha" "/etc/chromactl/ha"
+  "console" "/etc/chromactl/console"
 -}}
 {{- index $paths . | required (printf "chromadb.path: no path named %q" .) -}}
 {{- end }}

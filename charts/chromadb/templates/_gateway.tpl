@@ -48,8 +48,9 @@
 {{- /* gateway's own settings pass through (chromadb.config.snakeKeys): metricsPort, writeWaitSeconds,
        workers, clientLimits, audit and any new one; the keys omitted are the chart's, or
        rendered below from other values. */ -}}
-{{- $gateway := include "chromadb.config.snakeKeys" (omit .Values.gateway "enabled" "chromaPort" "logFormat" "limits" "resources") | fromYaml -}}
-{{- $_ := set $gateway "listen_address" $c.serverHost -}}
+{{- $gateway := include "chromadb.config.snakeKeys" (omit .Values.gateway "enabled" "chromaPort" "logFormat" "limits" "resources" "console") | fromYaml -}}
+{{- $_ := set $gateway "console" (include "chromadb.consoleConfig" . | fromYaml) -}}
+{{- $_ = set $gateway "listen_address" $c.serverHost -}}
 {{- $_ = set $gateway "port" (int $c.serverHttpPort) -}}
 {{- $_ = set $gateway "max_body_bytes" (int64 $c.maxPayloadSizeBytes) -}}
 {{- $_ = set $gateway "allow_reset" (eq (include "chromadb.allowReset" .) "true") -}}
@@ -178,6 +179,11 @@
       mountPath: {{ include "chromadb.path" "limits" }}
       readOnly: true
     {{- end }}
+    {{- if eq (include "chromadb.consoleKey" .) "true" }}
+    - name: console
+      mountPath: {{ include "chromadb.path" "console" }}
+      readOnly: true
+    {{- end }}
 {{- end }}
 
 {{/* Volumes the gateway container mounts (its config, limits, credentials, TLS). */}}
@@ -190,6 +196,12 @@
 - name: limits
   configMap:
     name: {{ include "chromadb.fullname" . }}-limits
+{{- end }}
+{{- if eq (include "chromadb.consoleKey" .) "true" }}
+- name: console
+  secret:
+    secretName: {{ include "chromadb.consoleSecretName" . }}
+    defaultMode: 0440
 {{- end }}
 {{- if $c.auth.enabled }}
 - name: auth
@@ -206,4 +218,32 @@
 {{- with (include "chromadb.tls.volumes" . | trim) }}{{ . | nindent 0 }}{{ end }}
 {{- with (include "chromadb.auth.volumes" . | trim) }}{{ . | nindent 0 }}{{ end }}
 {{- with (include "chromadb.haVolumes" . | trim) }}{{ . | nindent 0 }}{{ end }}
+{{- end }}
+
+{{/* gateway.console as chromactl's gateway.console: the session key from the chart's Secret
+     (every pod of the release seals with it), OIDC only with a client id and OIDC auth. */}}
+{{- define "chromadb.consoleConfig" -}}
+{{- $v := .Values.gateway.console -}}
+{{- $console := include "chromadb.config.snakeKeys" (omit $v "oidc") | fromYaml -}}
+{{- if eq (include "chromadb.consoleKey" .) "true" -}}
+{{- $_ := set $console "session_key_file" (printf "%s/key" (include "chromadb.path" "console")) -}}
+{{- end -}}
+{{- if $v.oidc.clientId -}}
+{{- if not (and .Values.chromadb.auth.enabled (eq .Values.chromadb.auth.type "oidc")) -}}
+{{- fail "gateway.console.oidc.clientId signs browsers in against chromadb.auth.oidc.issuer: set chromadb.auth.type: oidc (with chromadb.auth.oidc), or remove gateway.console.oidc.clientId" -}}
+{{- end -}}
+{{- $_ := set $console "oidc" (include "chromadb.config.snakeKeys" $v.oidc | fromYaml) -}}
+{{- end -}}
+{{- toYaml $console -}}
+{{- end }}
+
+{{/* Whether the release has a console session key: with auth on (sessions carry a credential);
+     without it a session holds nothing and each pod seals with a key of its own. */}}
+{{- define "chromadb.consoleKey" -}}
+{{- and (eq (include "chromadb.gatewayOn" .) "true") .Values.gateway.console.enabled .Values.chromadb.auth.enabled -}}
+{{- end }}
+
+{{/* The Secret holding the console's session key. */}}
+{{- define "chromadb.consoleSecretName" -}}
+{{- printf "%s-console" (include "chromadb.fullname" .) -}}
 {{- end }}
