@@ -95,6 +95,8 @@ def collection_rows(db: Path) -> list[tuple[str, str, str, str, int]]:
 
 #: Read in full with every catalog change (a few rows each).
 CATALOG_TABLES = ("tenants", "databases")
+#: The tenants there are, by name (the web console lists those a caller may read).
+TENANTS_SQL = "SELECT id FROM tenants ORDER BY id LIMIT ?"
 #: One collection's rows: table -> the condition that selects them.
 COLLECTION_TABLES = {
     "collections": "id = :c",

@@ -4,6 +4,7 @@ without a browser."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 from starlette.requests import Request
 
@@ -80,7 +81,9 @@ def test_high_availability_lists_every_pod_with_its_role_and_lag() -> None:
 
     console.visit = signed_in  # type: ignore[method-assign]
     request = Request({"type": "http", "method": "GET", "path": "/", "headers": []})
-    page = asyncio.run(AdminPages(console).operations(request))
+    # In a thread of its own: Playwright's sync API keeps an event loop in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        page = pool.submit(asyncio.run, AdminPages(console).operations(request)).result()
     html = page.body.decode()
     assert 'Lease holder: <strong class="holder">chroma-0</strong>' in html
     rows = [row.split("</tr>")[0] for row in html.split("<tr>")[1:] if row.startswith("<td>chroma-")]

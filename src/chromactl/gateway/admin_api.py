@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from chromactl import chromadata
 from chromactl.agentapi import contract
 from chromactl.config import Settings
 from chromactl.gateway.audit_log import AuditLog
@@ -97,7 +98,7 @@ def limits_state(settings: Settings, rules: RulesFile | None, refusals: Refusals
 
     capped = [t for t, r in current.tenants.items() if r.max_collections is not None and t != "*"]
     counts: dict[str, int] = {}
-    database = settings.chroma.persist_path / "chroma.sqlite3"
+    database = settings.chroma.persist_path / chromadata.SQLITE_NAME
     if capped and settings.gateway.metrics.data_directory and database.exists():
         quotas = Quotas(database)
         for tenant in capped:

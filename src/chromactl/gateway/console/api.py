@@ -53,6 +53,10 @@ class ConsoleApi:
         self._browser = browser
         self._authorization = authorization
         self._prefix = prefix
+        #: A session without a header credential is the browser's certificate: only then does
+        #: the browser's TLS connection go with the reads (a token session whose token was
+        #: revoked must not go on as the certificate's identity).
+        self._extensions = {} if authorization else dict(browser.get("extensions") or {})
 
     async def request(
         self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
@@ -87,7 +91,7 @@ class ConsoleApi:
             "headers": headers,
             "client": self._browser.get("client"),
             "server": self._browser.get("server"),
-            "extensions": dict(self._browser.get("extensions") or {}),
+            "extensions": dict(self._extensions),
             VIA_KEY: "console",
         }
         sent = False

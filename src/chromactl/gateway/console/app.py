@@ -17,8 +17,10 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.routing import Route, Router
 
 from chromactl.config import Settings
+from chromactl.gateway.console.admin import AdminPages
 from chromactl.gateway.console.api import ApiError, ConsoleApi
 from chromactl.gateway.console.oidc import OIDCSignIn, SignInFailed
+from chromactl.gateway.console.pages import Pages
 from chromactl.gateway.console.session import Session, SessionSealer
 from chromactl.gateway.principal import Principal, Reach, Role
 from chromactl.gateway.types import ASGIApp, Message, Receive, Scope, Send
@@ -76,9 +78,6 @@ class Console:
     def __init__(
         self, settings: Settings, gateway: Callable[[], ASGIApp], *, sealer: SessionSealer | None = None
     ) -> None:
-        from chromactl.gateway.console.admin import AdminPages
-        from chromactl.gateway.console.pages import Pages
-
         gw = settings.gateway
         self.settings = settings
         self.config = gw.console

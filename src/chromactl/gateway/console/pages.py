@@ -83,7 +83,7 @@ class Pages:
         try:
             conn = chromadata.read_only(path)
             try:
-                rows = conn.execute("SELECT id FROM tenants ORDER BY id LIMIT ?", (MAX_TENANTS,)).fetchall()
+                rows = conn.execute(chromadata.TENANTS_SQL, (MAX_TENANTS,)).fetchall()
             finally:
                 conn.close()
         except sqlite3.Error:
