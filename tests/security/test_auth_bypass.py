@@ -240,6 +240,38 @@ CASES: list[Case] = [
         BAD,
     ),
     case("v1-no-auth", "GET", "/api/v1/collections", "none", AUTHN),
+    # The web console (docs/console.md) signs browsers in itself: no path through it reaches
+    # the API unauthenticated, and API credentials or a forged cookie open none of its pages.
+    case("console-dot-dot-to-api-no-auth", "GET", f"/console/..{B}/collections", "none", BAD),
+    case("console-encoded-to-api-no-auth", "GET", "/console%2F..%2Fapi%2Fv2%2Ftenants", "none", REFUSED),
+    case("console-page-of-other-tenant-no-session", "GET", "/console/t/tenant-b/d/data/", "none", {303}),
+    case("console-page-with-an-api-token", "GET", "/console/t/tenant-b/d/data/c/{b_name}/", "reader", {303}),
+    case(
+        "console-forged-session-cookie",
+        "GET",
+        "/console/t/tenant-b/d/data/",
+        "none",
+        {303},
+        extra=[(b"cookie", b"chromactl-console=eyJ1IjoiYWRtaW4ifQ")],
+    ),
+    case(
+        "console-session-cookie-on-the-api",
+        "GET",
+        f"{B}/collections",
+        "none",
+        AUTHN,
+        extra=[(b"cookie", b"chromactl-console=eyJ1IjoiYWRtaW4ifQ")],
+    ),
+    case("console-write-method", "DELETE", "/console/t/tenant-b/d/data/", "none", AUTHN),
+    case(
+        "console-sign-in-with-a-wrong-token",
+        "POST",
+        "/console/sign-in",
+        "none",
+        AUTHN,
+        body=b"method=token&token=ck_wrong",
+        extra=[(b"content-type", b"application/x-www-form-urlencoded")],
+    ),
     # Dot segments after a known route: the upstream client (yarl) normalises them away,
     # so the gateway would authorize one route and Chroma would run another.
     case("dot-dot-collection-delete-is-database-delete", "DELETE", f"{A}/collections/..", "writer", {400}),
