@@ -207,7 +207,10 @@ def gateway_config(
     }
 
 
-@pytest.fixture(scope="session")
+# Package-scoped: the stack and Playwright end with this suite. Playwright's sync API keeps an
+# event loop running in the test process while it is open, which the other suites' asyncio.run()
+# (in the same xdist worker) must not meet.
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from tests.gateway.node import ensure_node_modules
 
@@ -263,13 +266,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser

@@ -11,7 +11,8 @@ from chromactl.config import ConfigError, parse_config
 from chromactl.gateway.console.app import load_sealer
 from chromactl.gateway.console.session import Flow, Session, SessionSealer
 
-SESSION = Session("token", "Bearer ck_secret", "admin", time.time() + 60)
+#: Good for a day: the test may run long after this module is imported.
+SESSION = Session("token", "Bearer ck_secret", "admin", time.time() + 86400)
 
 
 def test_a_sealed_session_opens_with_its_key_only() -> None:
