@@ -171,7 +171,7 @@ class Console:
         )
 
     def _signed_out(self, reason: str, next_path: str = "") -> Response:
-        query = {"reason": reason} | ({"next": next_path} if next_path else {})
+        query = ({"reason": reason} if reason else {}) | ({"next": next_path} if next_path else {})
         response = RedirectResponse(f"{self.base}/sign-in?{urlencode(query)}", status_code=303)
         response.delete_cookie(self.cookie, path="/", secure=self.secure, httponly=True, samesite="strict")
         return response
