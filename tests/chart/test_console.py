@@ -66,3 +66,11 @@ def test_oidc_sign_in_without_oidc_auth_says_what_to_set() -> None:
 def test_notes_give_the_console_address() -> None:
     assert "The web console (read-only, same credentials): http://localhost:8000/console/" in render().notes
     assert "/console/" not in render({"gateway": {"console": {"enabled": False}}}).notes
+
+
+def test_an_existing_key_secret_is_mounted_and_none_is_made() -> None:
+    r = render({"gateway": {"console": {"sessionKeySecret": "chroma-console-key"}}})
+    assert not r.has("Secret", "chroma-chromadb-console")
+    volumes = {v["name"]: v for v in r.pod_spec["volumes"]}
+    assert volumes["console"]["secret"]["secretName"] == "chroma-console-key"
+    assert "session_key_secret" not in chromactl_config(r)["gateway"]["console"]

@@ -99,6 +99,11 @@ def test_operations_page_shows_limits_holds_and_refusals(stack: Stack, context: 
             break
     assert answer is not None and answer.status == 429
     expect(page.locator(".error")).to_contain_text("rate limit")
+    # The next page's own check of the session is over the rate too: a page, not a 500.
+    answer = page.goto(stack.url + "/console/")
+    assert answer is not None and answer.status == 429
+    assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+    expect(page.locator(".error")).to_contain_text("rate limit")
     limited.close()
     with stack.api() as api:
         hold = api.post("/chromactl/v1/hold", json={"timeout_s": 60}).json()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+from pathlib import Path
 
+import httpx
 from starlette.requests import Request
 
 from chromactl.config import Settings
@@ -14,6 +16,7 @@ from chromactl.gateway.console.api import ApiError
 from chromactl.gateway.console.app import Console, Visit
 from chromactl.gateway.console.session import Session
 from chromactl.gateway.principal import Grant, Principal, Role
+from tests.gateway.helpers import run_chroma, run_gateway, write_secret
 
 STANDBY_VIEW = {
     "pod": "chroma-1",
@@ -91,3 +94,30 @@ def test_high_availability_lists_every_pod_with_its_role_and_lag() -> None:
     assert [">standby<" in r for r in rows] == [False, True, True]
     assert '<td class="num">30</td>' in html  # chroma-2's lag in entries
     assert "Not served here." in html  # no hold route answered
+
+
+def test_under_a_path_prefix_the_pages_and_their_links_carry_it(tmp_path: Path) -> None:
+    """``gateway.path_prefix``: the console answers under it and every link names it."""
+    with run_chroma(tmp_path / "chroma") as chroma:
+        token = write_secret(tmp_path, "token", "ck_prefix-admin")
+        config = {
+            "chroma": {"url": chroma.url},
+            "gateway": {
+                "path_prefix": "/chroma",
+                "auth": {
+                    "token": {"credentials": [{"name": "admin", "token_file": str(token), "role": "admin"}]}
+                },
+            },
+        }
+        with run_gateway(config) as gw, httpx.Client(base_url=gw.url) as browser:
+            assert browser.get("/chroma/console/").headers["location"].startswith("/chroma/console/sign-in")
+            signed = browser.post(
+                "/chroma/console/sign-in", data={"method": "token", "token": "ck_prefix-admin"}
+            )
+            assert signed.status_code == 200 and 'url=/chroma/console/"' in signed.text
+            home = browser.get("/chroma/console/")
+            assert home.status_code == 200
+            assert 'href="/chroma/console/t/default_tenant/d/default_database/"' in home.text
+            assert 'href="/chroma/console/static/console.css"' in home.text
+            assert browser.get("/chroma/console/static/console.css").status_code == 200
+            assert browser.get("/chroma/console/t/default_tenant/d/default_database/").status_code == 200

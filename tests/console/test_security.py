@@ -61,7 +61,7 @@ def test_every_console_answer_has_the_security_headers(stack: Stack) -> None:
             assert headers["x-frame-options"] == "DENY"
             assert headers["x-content-type-options"] == "nosniff"
             assert headers["cache-control"] == "no-store"
-            assert headers["referrer-policy"] == "no-referrer"
+            assert headers["referrer-policy"] == "same-origin"
         assert client.get("/console/sign-in").headers["content-type"].startswith("text/html")
 
 
@@ -106,3 +106,31 @@ def test_a_tampered_or_foreign_session_cookie_is_refused(stack: Stack) -> None:
         client.cookies.set("__Host-chromactl-console", forged)
         answer = client.get("/console/")
         assert answer.status_code == 303 and "/console/sign-in" in answer.headers["location"]
+
+
+def test_a_sign_in_sent_by_another_site_is_refused(stack: Stack) -> None:
+    """Login CSRF: another site's page posting its own token must not sign the browser in."""
+    form = {"method": "token", "token": ADMIN_TOKEN}
+    with httpx.Client(base_url=stack.url, verify=str(stack.ca)) as client:
+        for headers in (
+            {"Origin": "https://evil.example"},
+            {"Origin": "null"},
+            {"Sec-Fetch-Site": "cross-site", "Origin": stack.url},
+        ):
+            answer = client.post("/console/sign-in", data=form, headers=headers)
+            assert answer.status_code == 403 and "another site" in answer.text
+            assert not client.cookies
+        same = client.post(
+            "/console/sign-in", data=form, headers={"Origin": stack.url, "Sec-Fetch-Site": "same-origin"}
+        )
+        assert same.status_code == 200 and client.cookies
+
+
+def test_odd_input_gets_a_page_that_says_what_to_change(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.url, verify=str(stack.ca)) as client:
+        pasted = client.post("/console/sign-in", data={"method": "token", "token": ADMIN_TOKEN + "\u2019"})
+        assert pasted.status_code == 400 and "printable ASCII" in pasted.text
+        client.post("/console/sign-in", data={"method": "token", "token": ADMIN_TOKEN})
+        deep = client.get(XSS_PAGE, params={"where": "[" * 5000})
+        assert deep.status_code == 400 and "nested too deeply" in deep.text
+        assert deep.headers["content-security-policy"] == CONTENT_SECURITY_POLICY

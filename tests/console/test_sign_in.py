@@ -72,9 +72,11 @@ def test_basic_user_signs_in(stack: Stack, context: BrowserContext) -> None:
     expect(page.locator("section.tenant h2", has_text="default_tenant")).to_be_visible()
 
 
-def _oidc_sign_in(stack: Stack, context: BrowserContext, user: str) -> object:
+def _oidc_sign_in(
+    stack: Stack, context: BrowserContext, user: str, start: str = "/console/sign-in"
+) -> object:
     page = context.new_page()
-    page.goto(stack.url + "/console/sign-in")
+    page.goto(stack.url + start)
     page.click("text=Sign in with OpenID Connect")
     # The provider's own login page (oidc-provider's), then its consent page.
     page.wait_for_url(stack.issuer + "/interaction/**")
@@ -83,7 +85,8 @@ def _oidc_sign_in(stack: Stack, context: BrowserContext, user: str) -> object:
     page.click("button[type=submit]")
     page.wait_for_url(stack.issuer + "/interaction/**")
     page.click("button[type=submit]")
-    page.wait_for_url(stack.url + "/console/")
+    # The callback's page moves on by itself to the page the sign-in started from.
+    page.wait_for_url(lambda url: url.startswith(stack.url + "/console/") and "/oidc/" not in url)
     return page
 
 
@@ -98,8 +101,13 @@ def test_oidc_user_signs_in_through_the_provider_with_pkce(stack: Stack, context
     assert not [c for c in context.cookies() if c["name"].endswith("chromactl-console-oidc")]
 
 
-def test_an_oidc_reader_gets_only_its_tenant(stack: Stack, context: BrowserContext) -> None:
-    page = _oidc_sign_in(stack, context, "bob")
+def test_an_oidc_reader_gets_only_its_tenant_and_the_page_it_asked_for(
+    stack: Stack, context: BrowserContext
+) -> None:
+    page = _oidc_sign_in(stack, context, "bob", start="/console/t/tenant-b/d/main/")
+    assert urlsplit(page.url).path == "/console/t/tenant-b/d/main/"  # type: ignore[attr-defined]
+    expect(page.locator("table.collections")).to_contain_text("notes-b")  # type: ignore[attr-defined]
+    page.goto(stack.url + "/console/")  # type: ignore[attr-defined]
     tenants = page.locator("section.tenant h2").all_inner_texts()  # type: ignore[attr-defined]
     assert tenants == ["tenant-b"]
     expect(page.locator("nav")).not_to_contain_text("Backups")  # type: ignore[attr-defined]

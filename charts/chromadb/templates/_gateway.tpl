@@ -224,7 +224,7 @@
      (every pod of the release seals with it), OIDC only with a client id and OIDC auth. */}}
 {{- define "chromadb.consoleConfig" -}}
 {{- $v := .Values.gateway.console -}}
-{{- $console := include "chromadb.config.snakeKeys" (omit $v "oidc") | fromYaml -}}
+{{- $console := include "chromadb.config.snakeKeys" (omit $v "oidc" "sessionKeySecret") | fromYaml -}}
 {{- if eq (include "chromadb.consoleKey" .) "true" -}}
 {{- $_ := set $console "session_key_file" (printf "%s/key" (include "chromadb.path" "console")) -}}
 {{- end -}}
@@ -243,7 +243,7 @@
 {{- and (eq (include "chromadb.gatewayOn" .) "true") .Values.gateway.console.enabled .Values.chromadb.auth.enabled -}}
 {{- end }}
 
-{{/* The Secret holding the console's session key. */}}
+{{/* The Secret holding the console's session key: the user's, or the one the chart makes. */}}
 {{- define "chromadb.consoleSecretName" -}}
-{{- printf "%s-console" (include "chromadb.fullname" .) -}}
+{{- .Values.gateway.console.sessionKeySecret | default (printf "%s-console" (include "chromadb.fullname" .)) -}}
 {{- end }}

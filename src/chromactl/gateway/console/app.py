@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
@@ -34,7 +34,8 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    # Same-origin: no other site learns a console address; forms here keep their Origin.
+    (b"referrer-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
@@ -42,6 +43,8 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 #: The sign-in form is small; anything larger is not one.
 _MAX_FORM_BYTES = 16384
+#: Browsers keep cookies up to 4 KB with their name and attributes.
+MAX_COOKIE_BYTES = 3800
 _STATIC = Path(__file__).parent / "static"
 
 
@@ -105,7 +108,9 @@ class Console:
         )
         self.templates.filters["seg"] = lambda value: quote(str(value), safe="")
         pages, admin = Pages(self), AdminPages(self)
-        b = self.base
+        # Routes match the path without gateway.path_prefix (the classify step moved it to
+        # root_path); links and redirects name self.base, the path browsers see.
+        b = "/console"
         #: The console's pages: every one but sign-in, the OIDC return and the style sheet
         #: needs a signed-in browser.
         self.router = Router(
@@ -191,7 +196,8 @@ class Console:
         except ApiError as error:
             if error.status in (401, 403):
                 return self._signed_out(f"signed out: {error.message}", request.url.path)
-            raise
+            # Rate-limited, or the gateway cannot answer: the page says so (with its headers).
+            return self.render("error.html", status=error.status, title="Chroma console", error=error)
         return Visit(session, api, principal, identity)
 
     # -- sign-in and sign-out -------------------------------------------------------------------
@@ -225,7 +231,26 @@ class Console:
             return value
         return self.base + "/"
 
+    def _cross_site(self, request: Request) -> bool:
+        """A form another site's page sent (login CSRF). A browser says where a request
+        comes from in ``Sec-Fetch-Site``; one too old for it, in ``Origin`` (``null`` when
+        the sending page hid it)."""
+        site = request.headers.get("sec-fetch-site")
+        if site is not None:
+            return site not in ("same-origin", "none")
+        origin = request.headers.get("origin")
+        if origin is None:
+            return False  # not a browser's form
+        if origin == "null":
+            return True
+        hosts = {request.headers.get("host", "")}
+        if self.config.public_url:
+            hosts.add(urlsplit(self.config.public_url).netloc)
+        return urlsplit(origin).netloc not in hosts
+
     async def sign_in(self, request: Request) -> Response:
+        if self._cross_site(request):
+            return self._sign_in_form(request, error="a sign-in sent by another site is refused", status=403)
         body = b""
         async for chunk in request.stream():
             body += chunk
@@ -242,6 +267,10 @@ class Console:
             token = form.get("token", "").strip()
             if not token:
                 return self._sign_in_form(request, error="enter a token", status=400)
+            if not (token.isascii() and token.isprintable()):
+                return self._sign_in_form(
+                    request, error="a token is printable ASCII: check what was pasted", status=400
+                )
             authorization = f"Bearer {token}"
         elif method == "basic":
             pair = f"{form.get('username', '')}:{form.get('password', '')}".encode()
@@ -261,17 +290,21 @@ class Console:
             except ApiError as error:
                 last = error
                 continue
-            session = Session(
-                method,
-                authorization,
-                str(identity.get("user_id", "")),
-                time.time() + self.config.session_ttl_s,
-            )
+            user = str(identity.get("user_id", ""))
+            session = Session(method, authorization, user, time.time() + self.config.session_ttl_s)
+            if len(self.sealer.seal(session)) > MAX_COOKIE_BYTES:
+                last = ApiError(
+                    400,
+                    "TooLarge",
+                    "the credential is too large for a browser's cookie (an access token with "
+                    "many claims): ask the provider for a smaller one",
+                )
+                continue
             response = self._continue_to(next_path)
             self._set_session(response, session)
             return response
         message = last.message if last is not None else "no credentials"
-        status = last.status if last is not None and last.status in (401, 403, 429) else 401
+        status = last.status if last is not None and last.status in (400, 401, 403, 429) else 401
         return self._sign_in_form(request, error=f"not signed in: {message}", status=status)
 
     def _continue_to(self, path: str) -> Response:
@@ -280,6 +313,8 @@ class Console:
         return self.render("continue.html", title="Signed in", next=path)
 
     async def sign_out(self, request: Request) -> Response:
+        if self._cross_site(request):
+            return self._sign_in_form(request, error="a sign-out sent by another site is refused", status=403)
         return self._signed_out("signed out")
 
     # -- OIDC -----------------------------------------------------------------------------------
@@ -297,7 +332,8 @@ class Console:
                 request, error="OIDC sign-in is not set up (gateway.console.oidc)", status=404
             )
         try:
-            url, flow = await self.oidc.start(self._callback_url(request))
+            next_path = self._next(request.query_params.get("next", ""))
+            url, flow = await self.oidc.start(self._callback_url(request), next_path)
         except SignInFailed as failed:
             return self._sign_in_form(request, error=str(failed), status=502)
         response = RedirectResponse(url, status_code=303)
@@ -334,7 +370,7 @@ class Console:
         except SignInFailed as failed:
             return self._sign_in_form(request, error=str(failed), status=401)
         response = await self._start_session(
-            request, "oidc", [f"Bearer {t}" for t in tokens.credentials()], self.base + "/"
+            request, "oidc", [f"Bearer {t}" for t in tokens.credentials()], self._next(flow.next)
         )
         response.delete_cookie(self.flow_cookie, path="/", secure=self.secure, httponly=True, samesite="lax")
         return response

@@ -95,7 +95,7 @@ class OIDCSignIn:
             self._discovery = document
         return self._discovery
 
-    async def start(self, redirect_uri: str) -> tuple[str, Flow]:
+    async def start(self, redirect_uri: str, next_path: str = "") -> tuple[str, Flow]:
         """The provider URL to send the browser to, and the flow to keep until it returns."""
         document = await self.discovery()
         verifier = secrets.token_urlsafe(48)
@@ -105,6 +105,7 @@ class OIDCSignIn:
             verifier=verifier,
             redirect_uri=redirect_uri,
             expires=time.time() + FLOW_TTL_S,
+            next=next_path,
         )
         scopes = ["openid", *(s for s in self.console.scopes if s != "openid")]
         params = {

@@ -63,6 +63,8 @@ def _filter(request: Request, name: str) -> tuple[dict[str, Any] | None, str]:
         value = json.loads(text)
     except ValueError as exc:
         return None, f"{name} is not JSON: {exc}"
+    except RecursionError:
+        return None, f"{name} is nested too deeply"
     if not isinstance(value, dict):
         return None, f'{name} must be a JSON object such as {{"topic": "news"}}'
     return value, ""
@@ -110,7 +112,10 @@ class Pages:
                     continue  # not this caller's, or not there
                 return self.console.failed(visit, error, "Tenants")
             tenants.append((tenant, sorted(str(d.get("name", "")) for d in databases)))
-        version = await visit.api.version()
+        try:
+            version = await visit.api.version()
+        except ApiError as error:
+            return self.console.failed(visit, error, "Tenants")
         return self.console.render(
             "home.html", visit=visit, title="Tenants and databases", tenants=tenants, version=version
         )

@@ -53,6 +53,8 @@ class Flow:
     verifier: str
     redirect_uri: str
     expires: float
+    #: The console page to return to once signed in.
+    next: str = ""
 
 
 class SessionSealer:
@@ -107,7 +109,14 @@ class SessionSealer:
 
     def seal_flow(self, flow: Flow) -> str:
         return self._seal(
-            {"s": flow.state, "n": flow.nonce, "v": flow.verifier, "r": flow.redirect_uri, "e": flow.expires},
+            {
+                "s": flow.state,
+                "n": flow.nonce,
+                "v": flow.verifier,
+                "r": flow.redirect_uri,
+                "e": flow.expires,
+                "x": flow.next,
+            },
             _FLOW,
         )
 
@@ -122,6 +131,7 @@ class SessionSealer:
                 str(payload["v"]),
                 str(payload["r"]),
                 float(payload["e"]),  # type: ignore[arg-type]
+                str(payload.get("x", "")),
             )
         except (KeyError, TypeError, ValueError):
             return None
