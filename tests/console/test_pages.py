@@ -67,7 +67,7 @@ class FakeApi:
     def __init__(self, answers: dict[str, object]) -> None:
         self.answers = answers
 
-    async def agent(self, path: str, query: dict[str, str] | None = None) -> object:
+    async def get(self, path: str, query: dict[str, str] | None = None) -> object:
         if path not in self.answers:
             raise ApiError(404, "NotFoundError", path)
         return self.answers[path]
@@ -79,14 +79,10 @@ def test_high_availability_lists_every_pod_with_its_role_and_lag() -> None:
     admin = Principal("admin", "token", (Grant(Role.ADMIN),))
     visit = Visit(Session("token", "", "admin", 0), api, admin, {})  # type: ignore[arg-type]
 
-    async def signed_in(request: Request) -> Visit:
-        return visit
-
-    console.visit = signed_in  # type: ignore[method-assign]
     request = Request({"type": "http", "method": "GET", "path": "/", "headers": []})
     # In a thread of its own: Playwright's sync API keeps an event loop in this one.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        page = pool.submit(asyncio.run, AdminPages(console).operations(request)).result()
+        page = pool.submit(asyncio.run, AdminPages(console).operations(request, visit)).result()
     html = page.body.decode()
     assert 'Lease holder: <strong class="holder">chroma-0</strong>' in html
     rows = [row.split("</tr>")[0] for row in html.split("<tr>")[1:] if row.startswith("<td>chroma-")]

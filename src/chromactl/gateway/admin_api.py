@@ -79,7 +79,7 @@ def recent_lines(
         lines = [line for path in files for line in _tail(path)]
         source = "files: " + ", ".join(str(p) for p in files)
     elif audit is not None:
-        lines = list(audit.recent)
+        lines = audit.recent_lines()
         source = "this gateway process (gateway.audit.file keeps every process's lines)"
     else:
         return {"source": "none: set gateway.audit.file to read the audit log here", "lines": []}

@@ -74,15 +74,23 @@ class AuditLog:
             handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(JsonFormatter())
         self.logger.addHandler(handler)
-        #: This process's latest lines, newest last (the console's audit page without a file).
-        self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_LINES)
+        #: This process's latest lines (when written, fields), newest last: the console's audit
+        #: page without a file. Formatted only when read (:meth:`recent_lines`).
+        self.recent: collections.deque[tuple[float, dict[str, Any]]] = collections.deque(maxlen=RECENT_LINES)
 
     def wants(self, klass: str) -> bool:
         return self.settings.enabled and (klass != "read" or self.settings.reads)
 
     def write(self, fields: dict[str, Any]) -> None:
         self.logger.info("audit", extra=fields)
-        self.recent.append({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields})
+        self.recent.append((time.time(), fields))
+
+    def recent_lines(self) -> list[dict[str, Any]]:
+        """The kept lines as the log has them, with their ``time``."""
+        return [
+            {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z", **f}
+            for t, f in self.recent
+        ]
 
     def close(self) -> None:
         for handler in self.logger.handlers:

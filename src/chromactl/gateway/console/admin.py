@@ -50,16 +50,13 @@ class AdminPages:
     async def _read(self, visit: Visit, path: str, query: dict[str, str] | None = None) -> Any:
         """One agent API read; None where this pod does not serve it (404)."""
         try:
-            return await visit.api.agent(path, query)
+            return await visit.api.get(path, query)
         except ApiError as error:
             if error.status == 404:
                 return None
             raise
 
-    async def backups(self, request: Request) -> Response:
-        visit = await self.console.visit(request)
-        if isinstance(visit, Response):
-            return visit
+    async def backups(self, request: Request, visit: Visit) -> Response:
         try:
             snapshots = await self._read(visit, contract.SNAPSHOTS)
             runs = await self._read(visit, contract.BACKUPS)
@@ -83,10 +80,7 @@ class AdminPages:
             size=size,
         )
 
-    async def operations(self, request: Request) -> Response:
-        visit = await self.console.visit(request)
-        if isinstance(visit, Response):
-            return visit
+    async def operations(self, request: Request, visit: Visit) -> Response:
         try:
             holds = await self._read(visit, contract.HOLDS)
             limits = await self._read(visit, contract.LIMITS)
@@ -109,10 +103,7 @@ class AdminPages:
             "operations.html", visit=visit, title="Operations", holds=holds, limits=limits, ha=ha, pods=pods
         )
 
-    async def audit(self, request: Request) -> Response:
-        visit = await self.console.visit(request)
-        if isinstance(visit, Response):
-            return visit
+    async def audit(self, request: Request, visit: Visit) -> Response:
         filters = {k: request.query_params.get(k, "").strip() for k in AUDIT_FILTERS}
         query = {k: v for k, v in filters.items() if v} | {"limit": str(AUDIT_LINES)}
         try:

@@ -183,11 +183,6 @@ class ConsoleApi:
         path = f"{self._database(tenant, database)}/collections/{_seg(collection_id)}/query"
         return dict(await self.post(path, body))
 
-    # -- the agent API (admins over everything) --------------------------------------------
-
-    async def agent(self, path: str, query: dict[str, str] | None = None) -> Any:
-        return await self.get(path, query)
-
 
 def _seg(value: str) -> str:
     """One path segment, escaped (a name with ``/`` or ``?`` stays one segment)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,19 +116,25 @@ class Console:
         self.router = Router(
             routes=[
                 Route(b, self.to_home, methods=["GET"]),
-                Route(b + "/", pages.home, methods=["GET"]),
+                Route(b + "/", self.page(pages.home), methods=["GET"]),
                 Route(b + "/sign-in", self.sign_in_page, methods=["GET"]),
                 Route(b + "/sign-in", self.sign_in, methods=["POST"]),
                 Route(b + "/sign-out", self.sign_out, methods=["POST"]),
                 Route(b + "/oidc/start", self.oidc_start, methods=["GET"]),
                 Route(b + "/oidc/callback", self.oidc_callback, methods=["GET"]),
                 Route(b + "/static/console.css", self.stylesheet, methods=["GET"]),
-                Route(b + "/t/{tenant}/d/{database}/", pages.collections, methods=["GET"]),
-                Route(b + "/t/{tenant}/d/{database}/c/{collection}/", pages.records, methods=["GET"]),
-                Route(b + "/t/{tenant}/d/{database}/c/{collection}/similar", pages.similar, methods=["GET"]),
-                Route(b + "/admin/backups", admin.backups, methods=["GET"]),
-                Route(b + "/admin/operations", admin.operations, methods=["GET"]),
-                Route(b + "/admin/audit", admin.audit, methods=["GET"]),
+                Route(b + "/t/{tenant}/d/{database}/", self.page(pages.collections), methods=["GET"]),
+                Route(
+                    b + "/t/{tenant}/d/{database}/c/{collection}/", self.page(pages.records), methods=["GET"]
+                ),
+                Route(
+                    b + "/t/{tenant}/d/{database}/c/{collection}/similar",
+                    self.page(pages.similar),
+                    methods=["GET"],
+                ),
+                Route(b + "/admin/backups", self.page(admin.backups), methods=["GET"]),
+                Route(b + "/admin/operations", self.page(admin.operations), methods=["GET"]),
+                Route(b + "/admin/audit", self.page(admin.audit), methods=["GET"]),
             ]
         )
 
@@ -183,6 +189,18 @@ class Console:
 
     def api(self, request: Request, authorization: str) -> ConsoleApi:
         return ConsoleApi(self.gateway(), request.scope, authorization, self.prefix)
+
+    def page(
+        self, handler: Callable[[Request, Visit], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """The endpoint of a page a signed-in browser sees: ``handler`` gets its visit, anyone
+        else the way to sign in (or the page that says why the session cannot be checked)."""
+
+        async def endpoint(request: Request) -> Response:
+            visit = await self.visit(request)
+            return visit if isinstance(visit, Response) else await handler(request, visit)
+
+        return endpoint
 
     async def visit(self, request: Request) -> Visit | Response:
         """The signed-in browser behind ``request``, authenticated again through the gateway,

@@ -99,10 +99,7 @@ class Pages:
             literal += [*self._known_tenants(), "default_tenant"]
         return list(dict.fromkeys(literal))[:MAX_TENANTS]
 
-    async def home(self, request: Request) -> Response:
-        visit = await self.console.visit(request)
-        if isinstance(visit, Response):
-            return visit
+    async def home(self, request: Request, visit: Visit) -> Response:
         tenants = []
         for tenant in self._candidate_tenants(visit):
             try:
@@ -120,10 +117,7 @@ class Pages:
             "home.html", visit=visit, title="Tenants and databases", tenants=tenants, version=version
         )
 
-    async def collections(self, request: Request) -> Response:
-        visit = await self.console.visit(request)
-        if isinstance(visit, Response):
-            return visit
+    async def collections(self, request: Request, visit: Visit) -> Response:
         tenant, database = request.path_params["tenant"], request.path_params["database"]
         page = _page(request)
         api = visit.api
@@ -156,10 +150,7 @@ class Pages:
             more=len(found) > COLLECTIONS_PAGE,
         )
 
-    async def records(self, request: Request) -> Response:
-        visit = await self.console.visit(request)
-        if isinstance(visit, Response):
-            return visit
+    async def records(self, request: Request, visit: Visit) -> Response:
         p = request.path_params
         tenant, database, name = p["tenant"], p["database"], p["collection"]
         size = self.console.config.page_size
@@ -213,10 +204,7 @@ class Pages:
             "records.html", status=400 if errors else 200, visit=visit, title=name, errors=errors, **context
         )
 
-    async def similar(self, request: Request) -> Response:
-        visit = await self.console.visit(request)
-        if isinstance(visit, Response):
-            return visit
+    async def similar(self, request: Request, visit: Visit) -> Response:
         p = request.path_params
         tenant, database, name = p["tenant"], p["database"], p["collection"]
         record_id = request.query_params.get("id", "")
