@@ -12,7 +12,7 @@ LEGACY_CHROMA_VENV := .venvs/chroma-0.6.3
 #: Chroma 1.x's own client tests (the wheel's chromadb/test/, with the pytest they need), run
 #: through the gateway by tests/gateway/test_chroma_client_suite.py
 CLIENT_TESTS_VENV := .venvs/client-tests/.installed
-#: Chroma 0.x servers whose data directories the migration tests write (0.6.3 is also the legacy server)
+#: Chroma 0.x venvs: the migration tests' writers, the old clients with their own tests and servers (0.6.3 is also the legacy server)
 CHROMA_0X_VENVS := $(foreach v,0.4.14 0.5.23 0.6.3,.venvs/chroma-$(v)/.installed)
 CHART  := charts/chromadb
 PYTEST_ARGS ?=
@@ -53,7 +53,7 @@ $(CLIENT_TESTS_VENV): requirements/client-tests.txt
 	touch $@
 
 .PHONY: legacy-chroma
-legacy-chroma: $(CHROMA_0X_VENVS) ## venvs with Chroma 0.4.14, 0.5.23 and 0.6.3 (the legacy server, migration tests)
+legacy-chroma: $(CHROMA_0X_VENVS) ## venvs with Chroma 0.4.14, 0.5.23 and 0.6.3 (the legacy server, migration and old-client tests)
 
 .PHONY: system-deps
 system-deps: ## the Debian packages the tests and image builds use (root or sudo)
@@ -146,7 +146,7 @@ console-screenshots: $(BIN)/.installed system-deps ## the console's browser test
 	CONSOLE_SCREENSHOTS=docs/console $(BIN)/pytest -q tests/console
 
 .PHONY: soak
-soak: $(BIN)/.installed $(CLIENT_TESTS_VENV) ## long load (5 min, concurrency 64) and Chroma-fault runs through the gateway; writes bench/soak/; Chroma's whole client test suite through the gateway
+soak: $(BIN)/.installed $(CLIENT_TESTS_VENV) $(CHROMA_0X_VENVS) ## long load (5 min, concurrency 64) and Chroma-fault runs through the gateway; writes bench/soak/; Chroma's whole client test suite, and 0.4's and 0.5's, through the gateway
 	$(BIN)/python bench/soak/run.py
 	$(BIN)/python bench/soak/limits.py
-	CHROMA_CLIENT_SUITE=full $(BIN)/pytest -p no:cacheprovider tests/gateway/test_chroma_client_suite.py
+	CHROMA_CLIENT_SUITE=full $(BIN)/pytest -p no:cacheprovider tests/gateway/test_chroma_client_suite.py tests/gateway/test_legacy_client_suites.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import socket
 import subprocess
 import threading
@@ -74,6 +75,40 @@ def run_chroma(workdir: Path) -> Iterator[Chroma]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _answers(url + "/api/v2/heartbeat"), 60, "Chroma to start")
+        yield Chroma(url, proc, workdir)
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+def chroma_0x_venv(version: str) -> Path:
+    """The venv of Chroma ``version`` (0.4.14, 0.5.23 or 0.6.3: ``make legacy-chroma``)."""
+    found = ROOT / ".venvs" / f"chroma-{version}"
+    assert (found / "bin" / "python").exists(), f"{found} is missing: make legacy-chroma"
+    return found
+
+
+@contextlib.contextmanager
+def run_chroma_0x(version: str, workdir: Path) -> Iterator[Chroma]:
+    """Chroma ``version``'s own server on 127.0.0.1 (``chromadb.app`` under uvicorn, as its
+    image ran it), persistent, reset allowed."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_")}
+    env |= {
+        "IS_PERSISTENT": "TRUE",
+        "PERSIST_DIRECTORY": str(workdir / "data"),
+        "ALLOW_RESET": "TRUE",
+        "ANONYMIZED_TELEMETRY": "False",
+    }
+    python = chroma_0x_venv(version) / "bin" / "python"
+    argv = ["-m", "uvicorn", "chromadb.app:app", "--host", "127.0.0.1", "--port", str(port)]
+    log = (workdir / "chroma.log").open("wb")
+    proc = subprocess.Popen([str(python), *argv], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    api = "v1" if version.startswith("0.4") else "v2"
+    try:
+        wait_until(lambda: _answers(f"{url}/api/{api}/heartbeat"), 60, f"Chroma {version} to start")
         yield Chroma(url, proc, workdir)
     finally:
         stop_process(proc)

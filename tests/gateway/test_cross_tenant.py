@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -13,6 +15,8 @@ B = "/api/v2/tenants/tenant-b/databases/db-b"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 B_READER = {"Authorization": f"Bearer {TENANT_B_TOKEN}"}
 B_WRITER = {"X-Chroma-Token": TENANT_B_WRITER_TOKEN}
+#: How the 1.x Python client names itself (httpx's own agent is taken for a 0.5/0.6 client's).
+CLIENT_1X = "Chroma Python Client v1.5.9 (https://github.com/chroma-core/chroma)"
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +61,15 @@ def test_foreign_collection_id_is_refused(
     body: dict[str, object] | None,
 ) -> None:
     url = f"{token_gateway.url}{B}/collections/{collections['a']}/{verb}"
-    resp = httpx.request(method, url, json=body, headers=B_READER)
+    resp = httpx.request(method, url, json=body, headers={**B_READER, "User-Agent": CLIENT_1X})
     assert resp.status_code == 404
     assert resp.json()["error"] == "NotFoundError"
     assert "secret" not in resp.text
+    # a 0.5/0.6 client is refused alike, in its own exception's name (docs/legacy-clients.md)
+    content = json.dumps(body).encode() if body is not None else None
+    old = httpx.request(method, url, content=content, headers=B_READER)
+    assert old.status_code == 404 and old.json()["error"] == "InvalidCollection"
+    assert "secret" not in old.text
     own = f"{token_gateway.url}{B}/collections/{collections['b']}/{verb}"
     assert httpx.request(method, own, json=body, headers=B_READER).status_code == 200
 

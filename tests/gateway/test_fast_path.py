@@ -218,11 +218,15 @@ def _fast(config: dict[str, Any]) -> Any:
         ("POST", f"{DB}/collections/c1/add", {}, True),
         ("POST", f"{DB}/collections", {"current_client": True}, True),
         ("GET", f"{DB}/collections/c1", {}, True),
-        # collections asked for by a 0.5/0.6 client, and 0.4's v1
+        # a 0.5/0.6 client's requests (0.x's collections and error names), and 0.4's v1
         ("POST", f"{DB}/collections", {"legacy_client": True}, False),
         ("GET", f"{DB}/collections", {"legacy_client": True}, False),
         ("GET", f"{DB}/collections/c1", {"legacy_client": True}, False),
-        ("POST", f"{DB}/collections/c1/query", {"legacy_client": True}, True),
+        ("POST", f"{DB}/collections/c1/query", {"legacy_client": True}, False),
+        ("POST", f"{DB}/collections/c1/query", {"current_client": True}, True),
+        # httpx's agent with a Content-Type (a program's json=), and a route 0.x answered alike
+        ("POST", f"{DB}/collections/c1/query", {"legacy_client": True, "typed": True}, True),
+        ("GET", "/api/v2/heartbeat", {"legacy_client": True}, True),
         ("GET", "/api/v1/collections", {"current_client": True}, False),
         ("POST", f"{DB}/collections/c1/add", {"limits": True}, True),
         ("POST", f"{DB}/collections/c1/add", {"records_limit": True}, False),
@@ -248,12 +252,14 @@ def test_which_requests_take_the_fast_path(
         limits["credentials"]["*"]["records_per_minute"] = 1000
     if extra.get("cap"):
         limits["tenants"] = {"team-a": {"max_collections": 3}}
-    if set(extra) - {"current_client", "legacy_client"}:
+    if set(extra) - {"current_client", "legacy_client", "typed"}:
         config["gateway"]["limits"] = limits
     path_ = _fast(config)
     headers = [(b"transfer-encoding", b"chunked")] if extra.get("chunked") else []
     if extra.get("current_client") or extra.get("legacy_client"):
         headers.append((b"user-agent", CURRENT_AGENT if extra.get("current_client") else LEGACY_AGENT))
+    if extra.get("typed"):
+        headers.append((b"content-type", b"application/json"))
     assert (path_.route_for(method, path, headers) is not None) is fast
 
 

@@ -1,12 +1,11 @@
 """Chroma 0.4-0.6 clients through the gateway in front of Chroma 1.x (docs/legacy-clients.md).
 
 The real old clients (the 0.4.14, 0.5.23 and 0.6.3 venvs ``make test`` builds, and npm
-``chromadb`` 1.10 from tests/gateway/js) run one app's
-flow (``legacy_flow.py``: every operation of the docs' matrix) through the gateway, and the
-same flow against Chroma 0.6.3, the server the 0.5 and 0.6 clients were made for: the same
-ids, documents, metadatas, embeddings, query results (distances within 1e-5) and exception
-classes. (The 0.4.14 and 0.5.23 venvs' own servers cannot create a collection over HTTP with
-the FastAPI they resolve, so 0.6.3 is the reference server for both v2 clients.)
+``chromadb`` 1.10 from tests/gateway/js) run one app's flow (``legacy_flow.py``: every
+operation of the docs' matrix) through the gateway, and the same flow against the Chroma each
+was made for (its own server, from its venv): the same ids, documents, metadatas, embeddings,
+query results (distances within 1e-5) and exceptions. The JavaScript client is held to the
+0.6.3 server's answers.
 """
 
 from __future__ import annotations
@@ -20,26 +19,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backup.helpers import run_chroma as run_reference_chroma
-
 from .conftest import ADMIN_TOKEN, TENANT_B_TOKEN, token_config
-from .helpers import Chroma, RunningGateway, run_gateway, write_secret
+from .helpers import Chroma, RunningGateway, chroma_0x_venv, run_chroma_0x, run_gateway, write_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOW = Path(__file__).with_name("legacy_flow.py")
 MOVED_TOKEN = "ck_moved-to-a-1x-client"
 V2_CLIENTS = ["0.5.23", "0.6.3"]
-#: What a 0.4 server answered for these (a ValueError's text, raised by its client as such).
-V1_ERRORS = {
-    "get_missing": "Collection no-such-collection does not exist.",
-    "create_taken": "Collection legacy-flow-renamed already exists.",
-}
 
 
 def python_of(version: str) -> Path:
-    found = ROOT / ".venvs" / f"chroma-{version}" / "bin" / "python"
-    assert found.exists(), f"{found} is missing: make legacy-chroma"
-    return found
+    return chroma_0x_venv(version) / "bin" / "python"
 
 
 def run_flow(python: Path, url: str, token: str = ADMIN_TOKEN) -> dict[str, Any]:
@@ -79,18 +69,20 @@ def audited_gateway(
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """Each v2 client's flow against Chroma 0.6.3 (a fresh server each)."""
+    """Each client's flow against its own Chroma (a fresh server each)."""
     out = {}
-    for version in V2_CLIENTS:
-        with run_reference_chroma(tmp_path_factory.mktemp(f"ref-{version}") / "data", legacy=True) as server:
+    for version in ["0.4.14", *V2_CLIENTS]:
+        with run_chroma_0x(version, tmp_path_factory.mktemp(f"ref-{version}")) as server:
             out[version] = run_flow(python_of(version), server.url)
     return out
 
 
-@pytest.mark.parametrize("version", V2_CLIENTS)
-def test_a_0_5_or_0_6_client_sees_through_the_gateway_what_chroma_0_6_shows_it(
+@pytest.mark.parametrize("version", ["0.4.14", *V2_CLIENTS])
+def test_an_old_client_sees_through_the_gateway_what_its_own_chroma_shows_it(
     audited_gateway: tuple[RunningGateway, Path], reference: dict[str, dict[str, Any]], version: str
 ) -> None:
+    """0.4's errors included: the ValueError text its own server answered, raised by its
+    client as a plain exception."""
     gw, _ = audited_gateway
     got = run_flow(python_of(version), gw.url)
     want = reference[version]
@@ -98,27 +90,6 @@ def test_a_0_5_or_0_6_client_sees_through_the_gateway_what_chroma_0_6_shows_it(
     assert "error" not in want["query"], want  # the reference flow itself ran
     for step in want:
         if step != "version":
-            assert_same(got[step], want[step], step)
-
-
-def test_a_0_4_client_speaks_v1_through_the_gateway(
-    audited_gateway: tuple[RunningGateway, Path], reference: dict[str, dict[str, Any]]
-) -> None:
-    """The same data as the 0.6 client gets, and 0.4's errors: the ValueError text its own
-    server answered, raised by its client as a plain exception."""
-    gw, _ = audited_gateway
-    got = run_flow(python_of("0.4.14"), gw.url)
-    want = reference["0.6.3"]
-    assert got["version"] == "0.4.14"
-    for step in want:
-        if step == "version":
-            continue
-        if step in V1_ERRORS:
-            assert got[step]["error"] == "builtins.Exception", got[step]
-            assert json.loads(got[step]["text"]) == {"error": f"ValueError('{V1_ERRORS[step]}')"}
-        elif step in ("delete_ids", "delete_where"):
-            assert got[step] == {"result": None}
-        else:
             assert_same(got[step], want[step], step)
 
 

@@ -8,11 +8,14 @@ Two generations of old clients reach the gateway:
   query parameters, ``where: {}`` for "no filter". Chroma 1.x has no ``/api/v1``.
 - ``v2-0.x``: the 0.5.x and 0.6.x Python clients speak ``/api/v2`` as 1.x does, but parse a
   collection as 0.x served it: ``configuration_json`` holds ``hnsw_configuration`` and
-  ``_type`` tags, and nothing else (an unknown key is an error to them). On the wire they send
+  ``_type`` tags, and nothing else (an unknown key is an error to them); and they raise their
+  exception classes by the names 0.x gave errors (``InvalidCollection``, ``InvalidDimension``)
+  on every collection's route. On the wire they send
   their HTTP library's ``User-Agent`` (``python-httpx/...``), where the 1.x Python client names
-  itself (``Chroma Python Client v1...``). The JavaScript clients of both generations send
-  the same headers; the old one (npm ``chromadb`` 1.10) reads 1.x's answers as they are, so
-  they pass untouched.
+  itself (``Chroma Python Client v1...``), and they send a body without a ``Content-Type``
+  (httpx's ``content=``, where a program's ``json=`` names one). The JavaScript clients of
+  both generations send the same headers; the old one (npm ``chromadb`` 1.10) reads 1.x's
+  answers as they are, so they pass untouched.
 
 A ``v1`` request is rewritten to its 1.x path (and its ``where: {}`` dropped) before any
 other step sees it, so authentication, authorization with its tenant scope, limits, the
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -81,25 +85,50 @@ COLLECTION_ANSWERS = {
     Operation.GET_COLLECTION: Answer.COLLECTION,
 }
 
+#: The 1.x routes whose errors a 0.5/0.6 client raises by 0.x's names (a missing collection,
+#: an embedding of the wrong dimension).
+COLLECTION_ERRORS = frozenset(
+    {
+        *COLLECTION_ANSWERS,
+        Operation.UPDATE_COLLECTION,
+        Operation.DELETE_COLLECTION,
+        Operation.COLLECTION_COUNT,
+        Operation.COLLECTION_GET,
+        Operation.COLLECTION_QUERY,
+        Operation.COLLECTION_ADD,
+        Operation.COLLECTION_UPDATE,
+        Operation.COLLECTION_UPSERT,
+        Operation.COLLECTION_DELETE_RECORDS,
+    }
+)
+
 #: v1 collection sub-resources that keep their name in v2.
 _RECORD_OPS = frozenset({"add", "update", "upsert", "get", "query", "delete", "count"})
 _FILTERED_OPS = frozenset({"get", "query", "delete"})
 
 
 def is_legacy_v2_client(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """The request's ``User-Agent`` is a 0.5/0.6 Python client's (httpx's, not Chroma's name)."""
+    """The request is a 0.5/0.6 Python client's: httpx's ``User-Agent`` (not Chroma's name),
+    and no ``Content-Type``."""
+    agent = False
     for name, value in headers:
         if name == b"user-agent":
-            return value.startswith(LEGACY_V2_AGENT)
-    return False
+            agent = is_legacy_v2_agent(value)
+        elif name == b"content-type":
+            return False
+    return agent
 
 
-def is_translated(route: Route, headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """Whether :func:`translate` rewrites a request classified ``route`` (the fast path leaves
-    such requests to the ASGI app's legacy-clients step)."""
-    return route.operation is Operation.V1 or (
-        route.operation in COLLECTION_ANSWERS and is_legacy_v2_client(headers)
-    )
+def is_legacy_v2_agent(user_agent: bytes) -> bool:
+    """``user_agent`` is a 0.5/0.6 Python client's."""
+    return user_agent.startswith(LEGACY_V2_AGENT)
+
+
+def is_translated(route: Route, legacy_v2_client: bool) -> bool:
+    """Whether :func:`translate` rewrites a request classified ``route``, from a 0.5/0.6 client
+    (:func:`is_legacy_v2_client`) or not (the fast path leaves such requests to the ASGI app's
+    legacy-clients step)."""
+    return route.operation is Operation.V1 or (legacy_v2_client and route.operation in COLLECTION_ERRORS)
 
 
 def translate(
@@ -109,15 +138,18 @@ def translate(
     if path == V1_PREFIX or path.startswith(V1_PREFIX + "/"):
         return _v1(method, path[len(V1_PREFIX) :].rstrip("/"), query_string)
     if path.startswith(V2_PREFIX + "/") and is_legacy_v2_client(headers):
-        answer = COLLECTION_ANSWERS.get(classify(method, path).operation)
-        if answer is not None:
-            return Translation(
-                ClientApi.V2_0X,
-                path,
-                query_string,
-                answer,
-                creates_collection=answer is Answer.COLLECTION and method == "POST",
-            )
+        operation = classify(method, path).operation
+        if operation not in COLLECTION_ERRORS:
+            return None
+        # Collections answered in 0.x's shape; errors by 0.x's names.
+        answer = COLLECTION_ANSWERS.get(operation, Answer.OTHER)
+        return Translation(
+            ClientApi.V2_0X,
+            path,
+            query_string,
+            answer,
+            creates_collection=operation is Operation.CREATE_COLLECTION,
+        )
     return None
 
 
@@ -166,8 +198,23 @@ def _v1(method: str, rest: str, query_string: bytes) -> Translation:
 # -- request bodies ---------------------------------------------------------------------------
 
 
+class Refused(ValueError):
+    """An old client's request that its own server refused and 1.x would take (answered 400
+    with the old server's reason)."""
+
+
+#: What a 0.4 server answered for a delete that names no records (1.x deletes none, silently).
+DELETE_NOTHING = (
+    "You must provide either ids, where, or where_document to delete. If you want to delete all "
+    "data in a collection you can delete the collection itself using the delete_collection "
+    "method. Or alternatively, you can get() all the relevant ids and then delete them."
+)
+
+
 def request_body(translation: Translation, body: bytes) -> bytes:
-    """The body 1.x takes for an old client's ``body`` (unchanged unless it needs to be)."""
+    """The body 1.x takes for an old client's ``body`` (unchanged unless it needs to be).
+
+    Raises :class:`Refused` for a request the old client's server refused."""
     if not body or not (translation.fix_filters or translation.creates_collection):
         return body
     try:
@@ -182,6 +229,10 @@ def request_body(translation: Translation, body: bytes) -> bytes:
             if key in doc and doc[key] in ({}, None):
                 del doc[key]  # 0.4's "no filter"; 1.x refuses an empty one
                 changed = True
+        if translation.path.endswith("/delete") and not (
+            doc.get("ids") or doc.get("where") or doc.get("where_document")
+        ):
+            raise Refused(DELETE_NOTHING)
         for key in ("sort", "page", "page_size"):
             if key in doc and doc[key] is None:
                 del doc[key]
@@ -287,11 +338,21 @@ _COLLECTION_ERRORS = {
 }
 
 
+#: 1.x's message for an embedding of the wrong dimension: (collection's, record's).
+_DIMENSION = re.compile(r"Collection expecting embedding with dimension of (\d+), got (\d+)")
+
+
 def _error(translation: Translation, doc: dict[str, Any]) -> dict[str, Any]:
     """1.x's error as the old client's exception: 0.5/0.6 raise ``InvalidCollectionException``
     for a missing collection and ``UniqueConstraintError`` for a taken name; a 0.4 server
-    answered both as a ``ValueError``'s text, which its client raises as a plain exception."""
+    answered both as a ``ValueError``'s text, which its client raises as a plain exception.
+    All of them raise ``InvalidDimensionException`` for an embedding of the wrong dimension."""
     message = str(doc.get("message", ""))
+    dimension = _DIMENSION.fullmatch(message)
+    if dimension is not None:
+        expected, got = dimension.groups()
+        text = f"Embedding dimension {got} does not match collection dimensionality {expected}"
+        return {"error": "InvalidDimension", "message": text}
     if not message.startswith("Collection [") or "]" not in message:
         return doc
     # "Collection [x] does not exist" (1.x) -> "Collection x does not exist." (0.x)

@@ -70,6 +70,9 @@ class LegacyClientsMiddleware:
             except RequestBodyTimeout:
                 await refuse_too_slow(scope, send)
                 return
+            except legacy.Refused as refused:
+                await send_refusal(send, Refusal(400, "InvalidArgumentError", str(refused)))
+                return
         try:
             await self.app(scope, receive, _answer_back(send, translation))
         finally:
