@@ -32,6 +32,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -360,10 +361,20 @@ def _error(translation: Translation, doc: dict[str, Any]) -> dict[str, Any]:
     for phrase, (name, end) in _COLLECTION_ERRORS.items():
         if phrase in rest:
             text = f"Collection {subject} {phrase}{end}"
-            if translation.client_api is ClientApi.V1:
+            # 0.4 raised a ValueError for a name, InvalidCollection for an id (its record routes)
+            by_id = name == "InvalidCollection" and _is_uuid(subject)
+            if translation.client_api is ClientApi.V1 and not by_id:
                 return {"error": f"ValueError('Collection {subject} {phrase}.')"}
             return {"error": name, "message": text}
     return doc
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _json(doc: Any) -> bytes:

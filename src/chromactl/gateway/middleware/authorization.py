@@ -81,7 +81,7 @@ class AuthorizationMiddleware:
                 ctx.allowed, ctx.denied_because = False, "cross_tenant"
                 if self.on_cross_tenant is not None:
                     self.on_cross_tenant(route.operation)
-                return Refusal(404, "NotFoundError", f"Collection [{route.collection}] does not exist")
+                return Refusal(404, "NotFoundError", f"Collection [{route.collection}] does not exist.")
         ctx.allowed = True
         return None
 
