@@ -100,6 +100,7 @@ step(
     ),
 )
 step("count", col.count)
+step("wrong_dimension", lambda: col.add(ids=["w"], embeddings=[[1.0, 0.0]]))
 step("get_ids", lambda: col.get(ids=["b", "a"], include=["documents", "metadatas", "embeddings"]))
 step("get_where", lambda: col.get(where={"k": {"$gte": 2}}))
 step("get_where_document", lambda: col.get(where_document={"$contains": "two"}))

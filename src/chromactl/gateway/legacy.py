@@ -347,12 +347,15 @@ def _error(translation: Translation, doc: dict[str, Any]) -> dict[str, Any]:
     """1.x's error as the old client's exception: 0.5/0.6 raise ``InvalidCollectionException``
     for a missing collection and ``UniqueConstraintError`` for a taken name; a 0.4 server
     answered both as a ``ValueError``'s text, which its client raises as a plain exception.
-    All of them raise ``InvalidDimensionException`` for an embedding of the wrong dimension."""
+    For an embedding of the wrong dimension all of them raise ``InvalidDimensionException``,
+    except on ``add``, which 0.x's servers answered as FastAPI's ``detail`` (a plain exception)."""
     message = str(doc.get("message", ""))
     dimension = _DIMENSION.fullmatch(message)
     if dimension is not None:
         expected, got = dimension.groups()
         text = f"Embedding dimension {got} does not match collection dimensionality {expected}"
+        if translation.path.endswith("/add"):
+            return {"detail": text}
         return {"error": "InvalidDimension", "message": text}
     if not message.startswith("Collection [") or "]" not in message:
         return doc
