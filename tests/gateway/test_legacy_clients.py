@@ -104,15 +104,7 @@ def test_the_javascript_client_of_those_years_works_through_the_gateway(
 ) -> None:
     """npm chromadb 1.10 runs the same flow: the same data as the Python 0.6 client gets."""
     gw, _ = audited_gateway
-    done = subprocess.run(
-        ["node", str(js_dir / "legacy_flow.mjs"), gw.url, ADMIN_TOKEN],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = run_js_flow(js_dir, gw.url, "chromadb-1")
     want = reference["0.6.3"]
     for step in want:
         if step in ("version", "use_deleted", "wrong_dimension"):  # not in the JavaScript flow
@@ -124,6 +116,35 @@ def test_the_javascript_client_of_those_years_works_through_the_gateway(
                 assert_same(got[step]["result"][key], want[step]["result"][key], f"peek.{key}")
         else:
             assert_same(got[step], want[step], step)
+
+
+def run_js_flow(js_dir: Path, url: str, package: str) -> dict[str, Any]:
+    done = subprocess.run(
+        ["node", str(js_dir / "legacy_flow.mjs"), url, ADMIN_TOKEN, package],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+def test_the_v1_javascript_client_sees_through_the_gateway_what_chroma_0_4_shows_it(
+    audited_gateway: tuple[RunningGateway, Path], js_dir: Path, tmp_path: Path
+) -> None:
+    """npm chromadb 1.8 (``/api/v1`` with tenant and database parameters) runs the same flow
+    through the gateway and against Chroma 0.4.14, whose v1 the gateway answers as: the same
+    data, and the same errors (0.4's text)."""
+    gw, _ = audited_gateway
+    with run_chroma_0x("0.4.14", tmp_path / "ref") as server:
+        want = run_js_flow(js_dir, server.url, "chromadb-18")
+    assert "error" not in want["query"], want  # the reference flow itself ran
+    got = run_js_flow(js_dir, gw.url, "chromadb-18")
+    assert set(got) == set(want)
+    for step in want:
+        assert_same(got[step], want[step], step)
 
 
 def test_a_1x_client_is_answered_as_chroma_answers_it(

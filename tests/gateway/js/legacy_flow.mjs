@@ -1,12 +1,14 @@
-// The app flow of tests/gateway/legacy_flow.py with the JavaScript client of Chroma 0.4-0.6's
-// years (npm chromadb 1.10, installed as chromadb-1): each step's outcome, as one JSON line.
-// usage: node legacy_flow.mjs URL TOKEN
-import { ChromaClient } from 'chromadb-1';
-
-const [url, token] = process.argv.slice(2);
+// The app flow of tests/gateway/legacy_flow.py with a JavaScript client of Chroma 0.4-0.6's
+// years: npm chromadb 1.10 (installed as chromadb-1; it speaks /api/v2) or 1.8 (chromadb-18;
+// /api/v1, with tenant and database parameters). Each step's outcome, as one JSON line.
+// usage: node legacy_flow.mjs URL TOKEN [PACKAGE]
+const [url, token, pkg = 'chromadb-1'] = process.argv.slice(2);
+const { ChromaClient } = await import(pkg);
 const client = new ChromaClient({ path: url, fetchOptions: { headers: { Authorization: `Bearer ${token}` } } });
 const NAME = 'legacy-flow';
-const out = { version: 'js-1.10' };
+const out = { version: pkg };
+// 1.10 lists names, 1.8 collections.
+const names = (listed) => listed.map((c) => (typeof c === 'string' ? c : c.name)).filter((n) => n.startsWith(NAME)).sort();
 const none = { generate: async () => { throw new Error('vectors come with the records'); } };
 
 // A GetResult or QueryResult as the Python flow writes it (the same keys, no 'included').
@@ -44,7 +46,7 @@ for (const n of [NAME, `${NAME}-renamed`]) {
 await step('create', () => client.createCollection({ name: NAME, metadata: { 'hnsw:space': 'cosine', team: 'a' }, embeddingFunction: none }));
 await step('get_or_create', () => client.getOrCreateCollection({ name: NAME, embeddingFunction: none }));
 const col = await step('get', () => client.getCollection({ name: NAME, embeddingFunction: none }));
-await step('list', async () => (await client.listCollections()).filter((n) => n.startsWith(NAME)).sort());
+await step('list', async () => names(await client.listCollections()));
 if (col) {
   const vectors = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.7, 0.7, 0.1], [0.2, 0.1, 0.9]];
   const metadatas = [['x', 1], ['y', 2], ['x', 3], ['z', 4]].map(([source, k]) => ({ source, k }));
@@ -69,6 +71,6 @@ if (col) {
   await step('get_missing', () => client.getCollection({ name: 'no-such-collection', embeddingFunction: none }));
   await step('create_taken', () => client.createCollection({ name: `${NAME}-renamed`, embeddingFunction: none }));
   await step('delete_collection', async () => { await client.deleteCollection({ name: `${NAME}-renamed` }); return null; });
-  await step('list_after', async () => (await client.listCollections()).filter((n) => n.startsWith(NAME)).sort());
+  await step('list_after', async () => names(await client.listCollections()));
 }
 console.log(JSON.stringify(out));
