@@ -135,7 +135,8 @@ bench: $(BIN)/.installed $(LEGACY_CHROMA_VENV)/.installed ## run the benchmarks 
 	$(BIN)/python bench/backup/run.py
 	$(BIN)/python bench/gateway/run.py
 	$(BIN)/python bench/gateway/cpu.py
-	$(BIN)/python bench/gateway/console.py
+	$(BIN)/python bench/gateway/feature_cost.py --feature console
+	$(BIN)/python bench/gateway/feature_cost.py --feature legacy_clients
 	$(BIN)/python bench/backup/hold.py
 	$(BIN)/python bench/backup/continuous.py
 	$(BIN)/python bench/scale-out/sizing.py

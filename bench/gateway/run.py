@@ -80,6 +80,7 @@ def gateway(
     workers: int = 1,
     fast_path: bool = True,
     console: bool = True,
+    legacy_clients: bool = True,
 ) -> Iterator[str]:
     port = free_port()
     token_file = work / "token"
@@ -94,6 +95,7 @@ def gateway(
             "workers": workers,
             "fast_path": fast_path,
             "console": {"enabled": console},
+            "legacy_clients": legacy_clients,
             "auth": {
                 "token": {"credentials": [{"name": "bench", "token_file": str(token_file), "role": "admin"}]}
             },

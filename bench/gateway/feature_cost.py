@@ -1,12 +1,17 @@
-"""What the web console costs the API: gateway CPU per request with ``gateway.console`` on and
-off, in the same run.
+"""What a gateway feature costs the API requests of a 1.x client: gateway CPU per request with
+the feature on and off, in the same run.
 
-The console serves ``/console`` only; an API request pays for it at most the check of its
-classified operation. Workloads, as in ``cpu.py``: ``query`` (n_results=10 over 10k x 384
-vectors: the common read) and ``get`` of one record (the smallest request, where a per-request
-cost shows most). The two gateways are visited in turn, ``--rounds`` times, so that other work
-on the machine falls on both alike; the figure is the median over rounds. Results:
-console.md and console.json beside this file.
+    python bench/gateway/feature_cost.py --feature console          # console.md, console.json
+    python bench/gateway/feature_cost.py --feature legacy_clients   # legacy_clients.md, .json
+
+``console`` (``gateway.console``) serves ``/console`` only; ``legacy_clients``
+(``gateway.legacy_clients``) translates old clients' requests, which a 1.x client's never are:
+for both, an API request should pay at most a check of its classified operation and headers.
+Workloads, as in ``cpu.py``: ``query`` (n_results=10 over 10k x 384 vectors: the common read)
+and ``get`` of one record (the smallest request, where a per-request cost shows most), with a
+``Content-Type`` as the 1.x client sends them. The two gateways are visited in turn,
+``--rounds`` times, so that other work on the machine falls on both alike; the figure is the
+median over rounds. Results beside this file, named after the feature.
 """
 
 from __future__ import annotations
@@ -27,9 +32,13 @@ sys.path.insert(0, str(HERE.parents[1]))
 import bench.gateway.run as base  # noqa: E402
 from bench.gateway.cpu import measure_cpu  # noqa: E402
 
+#: The features measured, by their gateway setting, and what the results call them.
+TITLES = {"console": "The web console", "legacy_clients": "Legacy-client translation"}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--feature", choices=sorted(TITLES), default="console")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per case and round")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--n", type=int, default=base.N)
@@ -46,12 +55,11 @@ def main() -> None:
         work = Path(tmp)
         col = base.load(chroma.url, "bench", args.n, rng)
         with contextlib.ExitStack() as stack:
+            off = {args.feature: False}
             targets = {
-                "console on": stack.enter_context(
-                    base.gateway(work, chroma.url, tls=False, client="aiohttp")
-                ),
-                "console off": stack.enter_context(
-                    base.gateway(work, chroma.url, tls=False, client="aiohttp", console=False)
+                "on": stack.enter_context(base.gateway(work, chroma.url, tls=False, client="aiohttp")),
+                "off": stack.enter_context(
+                    base.gateway(work, chroma.url, tls=False, client="aiohttp", **off)
                 ),
             }
             for _ in range(args.rounds):
@@ -71,33 +79,35 @@ def write(
     def median(name: str, case: str, key: str) -> float:
         return statistics.median(r[key] for r in rounds[name][case])
 
-    (HERE / "console.json").write_text(
+    feature = args.feature
+    (HERE / f"{feature}.json").write_text(
         json.dumps({"args": vars(args), "load_before": load, "rounds": rounds}, indent=1)
     )
     lines = [
-        "# The web console's cost to API requests",
+        f"# {TITLES[feature]}'s cost to API requests",
         "",
-        f"`console.py`: {args.n} x {base.DIM}-dim vectors, concurrency {base.CONCURRENCY}, "
+        f"`feature_cost.py --feature {feature}`: {args.n} x {base.DIM}-dim vectors, "
+        f"concurrency {base.CONCURRENCY}, "
         f"{args.rounds} rounds of {args.seconds:g} s per case visiting both gateways in turn, "
         f"{os.cpu_count()} CPUs, 1-minute load {load:.2f} before the run. Medians over the rounds.",
         "",
-        "| case | gateway CPU ms per request, console on | console off | on / off "
+        f"| case | gateway CPU ms per request, {feature} on | {feature} off | on / off "
         "| Chroma CPU ms (on) | req/s on | req/s off |",
         "|---|---|---|---|---|---|---|",
     ]
     for case in ("query", "get"):
-        on, off = median("console on", case, "proxy_cpu_ms"), median("console off", case, "proxy_cpu_ms")
+        on, off = median("on", case, "proxy_cpu_ms"), median("off", case, "proxy_cpu_ms")
         lines.append(
             f"| {case} | {on:.3f} | {off:.3f} | {on / off:.2f} "
-            f"| {median('console on', case, 'chroma_cpu_ms'):.3f} | "
-            f"{median('console on', case, 'rps'):.0f} | {median('console off', case, 'rps'):.0f} |"
+            f"| {median('on', case, 'chroma_cpu_ms'):.3f} | "
+            f"{median('on', case, 'rps'):.0f} | {median('off', case, 'rps'):.0f} |"
         )
     spread = {
         case: [round(r["proxy_cpu_ms"], 3) for name in rounds for r in rounds[name][case]]
         for case in ("query", "get")
     }
     lines += ["", f"Per-round gateway CPU ms (on rounds, then off rounds): {json.dumps(spread)}", ""]
-    (HERE / "console.md").write_text("\n".join(lines))
+    (HERE / f"{feature}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
