@@ -147,6 +147,43 @@ def test_the_v1_javascript_client_sees_through_the_gateway_what_chroma_0_4_shows
         assert_same(got[step], want[step], step)
 
 
+#: What each client raises for a credential its server refuses: 0.5 and 0.6 servers answered
+#: ``AuthError`` (their ``ChromaAuthError``); a 0.4 client raises any error it has no class for
+#: as a plain exception.
+AUTH_ERRORS = {
+    "0.4.14": "builtins.Exception",
+    "0.5.23": "chromadb.errors.ChromaAuthError",
+    "0.6.3": "chromadb.errors.ChromaAuthError",
+}
+WRONG_TOKEN = """
+import sys, chromadb
+from chromadb.config import Settings
+host, port = sys.argv[1], sys.argv[2]
+try:
+    client = chromadb.HttpClient(host=host, port=port, headers={"Authorization": "Bearer ck_wrong"},
+                                 settings=Settings(anonymized_telemetry=False))
+    client.list_collections()
+except Exception as exc:
+    print(f"{type(exc).__module__}.{type(exc).__name__}")
+"""
+
+
+@pytest.mark.parametrize("version", sorted(AUTH_ERRORS))
+def test_an_old_client_with_a_wrong_credential_raises_its_own_auth_error(
+    audited_gateway: tuple[RunningGateway, Path], version: str
+) -> None:
+    gw, _ = audited_gateway
+    host, port = gw.url.removeprefix("http://").split(":")
+    done = subprocess.run(
+        [str(python_of(version)), "-c", WRONG_TOKEN, host, port],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout.strip().splitlines()[-1:] == [AUTH_ERRORS[version]], done.stdout + done.stderr[-2000:]
+
+
 def test_a_1x_client_is_answered_as_chroma_answers_it(
     chroma: Chroma, audited_gateway: tuple[RunningGateway, Path]
 ) -> None:
