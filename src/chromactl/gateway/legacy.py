@@ -108,28 +108,31 @@ _RECORD_OPS = frozenset({"add", "update", "upsert", "get", "query", "delete", "c
 _FILTERED_OPS = frozenset({"get", "query", "delete"})
 
 
+def is_legacy_v2_request(user_agent: bytes | None, content_type: bool) -> bool:
+    """A request with this ``User-Agent``, and a ``Content-Type`` or none, is a 0.5/0.6 Python
+    client's: httpx's agent (not Chroma's name), and no ``Content-Type``."""
+    return not content_type and user_agent is not None and user_agent.startswith(LEGACY_V2_AGENT)
+
+
 def is_legacy_v2_client(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """The request is a 0.5/0.6 Python client's: httpx's ``User-Agent`` (not Chroma's name),
-    and no ``Content-Type``."""
-    agent = False
+    """The request with these headers is a 0.5/0.6 Python client's."""
+    agent: bytes | None = None
+    content_type = False
     for name, value in headers:
         if name == b"user-agent":
-            agent = is_legacy_v2_agent(value)
+            agent = value
         elif name == b"content-type":
-            return False
-    return agent
+            content_type = True
+    return is_legacy_v2_request(agent, content_type)
 
 
-def is_legacy_v2_agent(user_agent: bytes) -> bool:
-    """``user_agent`` is a 0.5/0.6 Python client's."""
-    return user_agent.startswith(LEGACY_V2_AGENT)
-
-
-def is_translated(route: Route, legacy_v2_client: bool) -> bool:
-    """Whether :func:`translate` rewrites a request classified ``route``, from a 0.5/0.6 client
-    (:func:`is_legacy_v2_client`) or not (the fast path leaves such requests to the ASGI app's
-    legacy-clients step)."""
-    return route.operation is Operation.V1 or (legacy_v2_client and route.operation in COLLECTION_ERRORS)
+def is_translated(route: Route, user_agent: bytes | None, content_type: bool) -> bool:
+    """Whether :func:`translate` rewrites a request classified ``route`` with this
+    ``User-Agent`` and a ``Content-Type`` or none (the fast path, which reads them with the
+    other headers, leaves such requests to the ASGI app's legacy-clients step)."""
+    return route.operation is Operation.V1 or (
+        route.operation in COLLECTION_ERRORS and is_legacy_v2_request(user_agent, content_type)
+    )
 
 
 def translate(

@@ -22,7 +22,7 @@ from chromactl.gateway.context import Outcome, RequestContext, request_id
 from chromactl.gateway.fastpath.cycle import Answer, ProxyCycle
 from chromactl.gateway.fastpath.upstream import RawUpstream, UpstreamConnection
 from chromactl.gateway.hold_gate import WriteGate, WritesHeld
-from chromactl.gateway.legacy import is_legacy_v2_agent, is_translated
+from chromactl.gateway.legacy import is_translated
 from chromactl.gateway.middleware.audit import NAME_BODY_BYTES, AuditMiddleware
 from chromactl.gateway.middleware.authentication import AuthenticationMiddleware
 from chromactl.gateway.middleware.authorization import AuthorizationMiddleware
@@ -109,15 +109,16 @@ class FastPath:
             return None
         if route.is_write and self.limits is not None and self.limits.reads_body(route):
             return None  # records_per_minute and the caps: the limits step reads the body
-        legacy_v2_agent = typed = False
+        agent: bytes | None = None
+        typed = False
         for name, value in headers:
             if name == b"transfer-encoding":
                 return None  # a chunked body is read whole (and bounded) by the body-limit step
             if name == b"user-agent":
-                legacy_v2_agent = is_legacy_v2_agent(value)
+                agent = value
             elif name == b"content-type":
                 typed = True
-        if self.legacy is not None and is_translated(route, legacy_v2_agent and not typed):
+        if self.legacy is not None and is_translated(route, agent, typed):
             return None  # an old client's: 0.4's v1, or a 0.5/0.6 one's (0.x's shapes and errors)
         return route
 
