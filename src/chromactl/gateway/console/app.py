@@ -170,10 +170,11 @@ class Console:
         value = request.cookies.get(self.cookie)
         return self.sealer.open(value) if value else None
 
-    def _set_session(self, response: Response, session: Session) -> None:
+    def _set_session(self, response: Response, session: Session, sealed: str) -> None:
+        """The cookie holding ``session``, ``sealed``."""
         response.set_cookie(
             self.cookie,
-            self.sealer.seal(session),
+            sealed,
             max_age=max(int(session.expires - time.time()), 1),
             path="/",
             secure=self.secure,
@@ -310,7 +311,8 @@ class Console:
                 continue
             user = str(identity.get("user_id", ""))
             session = Session(method, authorization, user, time.time() + self.config.session_ttl_s)
-            if len(self.sealer.seal(session)) > MAX_COOKIE_BYTES:
+            sealed = self.sealer.seal(session)
+            if len(sealed) > MAX_COOKIE_BYTES:
                 last = ApiError(
                     400,
                     "TooLarge",
@@ -319,7 +321,7 @@ class Console:
                 )
                 continue
             response = self._continue_to(next_path)
-            self._set_session(response, session)
+            self._set_session(response, session, sealed)
             return response
         message = last.message if last is not None else "no credentials"
         status = last.status if last is not None and last.status in (400, 401, 403, 429) else 401
