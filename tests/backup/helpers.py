@@ -23,19 +23,13 @@ from typing import Any
 
 import httpx
 
+from tests.gateway.helpers import run_chroma_0x
 from tests.gateway.helpers import stop_process as stop
 
 VENV_BIN = Path(sys.executable).parent
 CHROMA_BIN = VENV_BIN / "chroma"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LEGACY_VERSION = "0.6.3"
-
-
-def legacy_chroma_bin() -> Path:
-    """``chroma`` of the legacy 0.6.3 venv (``make legacy-chroma``, part of ``make deps``)."""
-    found = REPO_ROOT / ".venvs" / f"chroma-{LEGACY_VERSION}" / "bin" / "chroma"
-    assert found.exists(), f"{found} is missing: make legacy-chroma"
-    return found
 
 
 DB = "/api/v2/tenants/default_tenant/databases/default_database"
@@ -75,21 +69,23 @@ class Chroma:
 
 @contextmanager
 def run_chroma(data_dir: Path, *, legacy: bool = False) -> Iterator[Chroma]:
+    """Chroma 1.x keeping its data in ``data_dir``; with ``legacy``, Chroma 0.6.3 (the legacy
+    server) working in ``data_dir``."""
+    if legacy:
+        with run_chroma_0x(LEGACY_VERSION, data_dir) as server:
+            yield Chroma(server.url, data_dir / "data", server.process)
+        return
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir.parent / f"chroma-{port}.log", "wb")  # noqa: SIM115
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_")}
-    if legacy:
-        cmd = [str(legacy_chroma_bin()), "run", "--path", str(data_dir), "--port", str(port)]
-        env["ANONYMIZED_TELEMETRY"] = "False"
-    else:
-        config = data_dir.parent / f"chroma-{port}.yaml"
-        config.write_text(
-            f"persist_path: {data_dir}\nport: {port}\nlisten_address: 127.0.0.1\nallow_reset: true\n"
-        )
-        cmd = [str(CHROMA_BIN), "run", str(config)]
+    config = data_dir.parent / f"chroma-{port}.yaml"
+    config.write_text(
+        f"persist_path: {data_dir}\nport: {port}\nlisten_address: 127.0.0.1\nallow_reset: true\n"
+    )
+    cmd = [str(CHROMA_BIN), "run", str(config)]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}" if not legacy else f"http://localhost:{port}"
+    url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/api/v2/heartbeat", proc)
         yield Chroma(url, data_dir, proc)

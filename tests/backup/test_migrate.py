@@ -21,7 +21,7 @@ from chromactl.backup.repository.repository import repository_of
 from chromactl.backup.snapshot.migrate import LOCAL_REPO, generation, snapshot_before_upgrade
 from chromactl.config import Settings
 from chromactl.errors import ChromactlError
-from tests.backup.helpers import REPO_ROOT
+from tests.gateway.helpers import chroma_0x_python
 
 VERSIONS = ["0.4.14", "0.5.23", "0.6.3"]
 RECORDS = 1200
@@ -53,12 +53,6 @@ print(json.dumps(out))
 """
 
 
-def python_of(version: str) -> Path:
-    found = REPO_ROOT / ".venvs" / f"chroma-{version}" / "bin" / "python"
-    assert found.exists(), f"{found} is missing: make legacy-chroma"
-    return found
-
-
 def run(python: Path | str, script: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"ANONYMIZED_TELEMETRY": "False", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
     return subprocess.run(
@@ -77,7 +71,7 @@ def read(python: Path | str, data: Path, *, write: bool = False) -> dict[str, ob
 def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     version = request.param
     data = tmp_path_factory.mktemp(f"chroma-{version}") / "data"
-    done = run(python_of(version), WRITE, str(data))
+    done = run(chroma_0x_python(version), WRITE, str(data))
     assert done.returncode == 0, done.stderr[-2000:]
     return version, data
 
@@ -91,7 +85,7 @@ def copy_of(data: Path, tmp_path: Path) -> Path:
 def test_chroma_1x_opens_each_0x_directory_in_place(written: tuple[str, Path], tmp_path: Path) -> None:
     version, original = written
     data = copy_of(original, tmp_path)
-    before = read(python_of(version), data)
+    before = read(chroma_0x_python(version), data)
     assert before["version"] == version and before["count"] == RECORDS
     assert generation(data) == "0.x"
     after = read(sys.executable, data, write=True)  # this project's Chroma 1.x
@@ -106,14 +100,14 @@ def test_0x_cannot_read_what_1x_converted_but_the_snapshot_brings_it_back(
 ) -> None:
     version, original = written
     data = copy_of(original, tmp_path)
-    before = read(python_of(version), data)
+    before = read(chroma_0x_python(version), data)
     taken = snapshot_before_upgrade(Settings(), data)
     assert taken.outcome == "taken" and taken.repository == (data / LOCAL_REPO).as_uri()
     read(sys.executable, data, write=True)
     again = snapshot_before_upgrade(Settings(), data)
     assert again.outcome == "not-needed" and again.generation == "1.x"
     if version == "0.4.14":  # 0.4 fails on the tables 1.x changed; 0.5 and 0.6 still read them
-        assert run(python_of(version), READ, str(data)).returncode != 0
+        assert run(chroma_0x_python(version), READ, str(data)).returncode != 0
     # going back: restore the snapshot, Chroma 0.x reads exactly what it wrote
     assert taken.repository is not None
     repo = repository_of(Settings().backup, url=taken.repository)
@@ -123,7 +117,7 @@ def test_0x_cannot_read_what_1x_converted_but_the_snapshot_brings_it_back(
     ]
     restored = restore(repo, data, force=True, target_chroma_version=version)
     assert restored.snapshot_id == taken.snapshot_id
-    assert read(python_of(version), data) == before
+    assert read(chroma_0x_python(version), data) == before
     assert (data / LOCAL_REPO).is_dir()  # the snapshot stays with the directory
 
 

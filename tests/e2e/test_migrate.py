@@ -28,6 +28,7 @@ from tests.backup.helpers import REPO_ROOT
 from tests.chart.amikos import STS, amikos_cluster
 from tests.chart.fake_kube import helm_config
 from tests.chart.helm import NAMESPACE, RELEASE, chart, set_values
+from tests.gateway.helpers import chroma_0x_python
 from tests.podrunner.images import CLIENT_IMAGE
 from tests.podrunner.runner import PodRunner
 
@@ -101,7 +102,7 @@ print(json.dumps({"version": chromadb.__version__, "count": col.count(),
 def old_app(runner: PodRunner, version: str, secret: dict[str, Any]) -> dict[str, Any]:
     """:data:`OLD_APP` with the Chroma 0.x client of ``version``, from the host through the
     Service, with the credentials the amikos chart made."""
-    python = REPO_ROOT / ".venvs" / f"chroma-{version}" / "bin" / "python"
+    python = chroma_0x_python(version)
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     env = {"ANONYMIZED_TELEMETRY": "False", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
     if "token" in data:
@@ -118,8 +119,7 @@ def old_app(runner: PodRunner, version: str, secret: dict[str, Any]) -> dict[str
 
 
 def write_as_amikos_did(version: str, data: Path) -> None:
-    python = REPO_ROOT / ".venvs" / f"chroma-{version}" / "bin" / "python"
-    assert python.exists(), f"{python} is missing: make legacy-chroma"
+    python = chroma_0x_python(version)
     env = {"ANONYMIZED_TELEMETRY": "False", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
     done = subprocess.run(
         [str(python), "-c", WRITE, str(data)], capture_output=True, text=True, timeout=300, env=env
@@ -246,7 +246,7 @@ def chart_chromactl_image() -> str:
 
 
 def read_with(version: str, data: Path) -> int:
-    python = REPO_ROOT / ".venvs" / f"chroma-{version}" / "bin" / "python"
+    python = chroma_0x_python(version)
     env = {"ANONYMIZED_TELEMETRY": "False", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
     done = subprocess.run(
         [str(python), "-c", READ, str(data)], capture_output=True, text=True, timeout=120, env=env

@@ -28,6 +28,9 @@ from chromactl.gateway.server import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
+#: How Chroma 1.x's Python client names itself (httpx's own agent, on a request without a
+#: Content-Type, is taken for a 0.5/0.6 client's: docs/legacy-clients.md).
+CLIENT_1X_AGENT = "Chroma Python Client v1.5.9 (https://github.com/chroma-core/chroma)"
 
 
 def free_port() -> int:
@@ -88,6 +91,11 @@ def chroma_0x_venv(version: str) -> Path:
     return found
 
 
+def chroma_0x_python(version: str) -> Path:
+    """The Python of Chroma ``version``'s venv (its client, server and tests)."""
+    return chroma_0x_venv(version) / "bin" / "python"
+
+
 @contextlib.contextmanager
 def run_chroma_0x(version: str, workdir: Path) -> Iterator[Chroma]:
     """Chroma ``version``'s own server on 127.0.0.1 (``chromadb.app`` under uvicorn, as its
@@ -101,7 +109,7 @@ def run_chroma_0x(version: str, workdir: Path) -> Iterator[Chroma]:
         "ALLOW_RESET": "TRUE",
         "ANONYMIZED_TELEMETRY": "False",
     }
-    python = chroma_0x_venv(version) / "bin" / "python"
+    python = chroma_0x_python(version)
     argv = ["-m", "uvicorn", "chromadb.app:app", "--host", "127.0.0.1", "--port", str(port)]
     log = (workdir / "chroma.log").open("wb")
     proc = subprocess.Popen([str(python), *argv], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)

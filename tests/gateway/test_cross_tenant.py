@@ -8,15 +8,13 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import ADMIN_TOKEN, TENANT_B_TOKEN, TENANT_B_WRITER_TOKEN
-from tests.gateway.helpers import Chroma, RunningGateway
+from tests.gateway.helpers import CLIENT_1X_AGENT, Chroma, RunningGateway
 
 A = "/api/v2/tenants/default_tenant/databases/default_database"
 B = "/api/v2/tenants/tenant-b/databases/db-b"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 B_READER = {"Authorization": f"Bearer {TENANT_B_TOKEN}"}
 B_WRITER = {"X-Chroma-Token": TENANT_B_WRITER_TOKEN}
-#: How the 1.x Python client names itself (httpx's own agent is taken for a 0.5/0.6 client's).
-CLIENT_1X = "Chroma Python Client v1.5.9 (https://github.com/chroma-core/chroma)"
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +59,7 @@ def test_foreign_collection_id_is_refused(
     body: dict[str, object] | None,
 ) -> None:
     url = f"{token_gateway.url}{B}/collections/{collections['a']}/{verb}"
-    resp = httpx.request(method, url, json=body, headers={**B_READER, "User-Agent": CLIENT_1X})
+    resp = httpx.request(method, url, json=body, headers={**B_READER, "User-Agent": CLIENT_1X_AGENT})
     assert resp.status_code == 404
     assert resp.json()["error"] == "NotFoundError"
     assert "secret" not in resp.text

@@ -28,12 +28,12 @@ from hypothesis import strategies as st
 from chromactl.config import parse_config
 from chromactl.gateway.app import build_gateway
 from tests.gateway.conftest import ADMIN_TOKEN, READER_TOKEN, token_config
-from tests.gateway.helpers import Chroma, RunningGateway, run_gateway
+from tests.gateway.helpers import CLIENT_1X_AGENT, Chroma, RunningGateway, run_gateway
 
 DB = "/api/v2/tenants/default_tenant/databases/default_database"
 #: How Chroma 1.x's Python client names itself, and what a 0.5/0.6 one sends (its collection
 #: requests are translated on the ASGI path: docs/legacy-clients.md).
-CURRENT_AGENT = b"Chroma Python Client v1.5.9 (https://github.com/chroma-core/chroma)"
+CURRENT_AGENT = CLIENT_1X_AGENT.encode()
 LEGACY_AGENT = b"python-httpx/0.27.2"
 #: A request that ends the connection (so an exchange ends when it is answered).
 LAST = b"GET /api/v2/heartbeat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

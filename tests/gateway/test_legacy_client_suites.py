@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.helpers import chroma_0x_venv, run_chroma, run_chroma_0x, run_gateway
+from tests.gateway.helpers import chroma_0x_python, chroma_0x_venv, run_chroma, run_chroma_0x, run_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What ``make test`` runs of each version's tests (paths under ``chromadb/test/``): every
@@ -99,7 +99,7 @@ def run_suite(version: str, url: str, workdir: Path) -> dict[str, str]:
     base = shipped_tests(version)
     paths = PROFILE[version] + (FULL[version] if os.environ.get("CHROMA_CLIENT_SUITE") == "full" else [])
     report = workdir / "report.xml"
-    argv = [str(chroma_0x_venv(version) / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    argv = [str(chroma_0x_python(version)), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     done = subprocess.run(
         [
             *argv,

@@ -20,16 +20,12 @@ import httpx
 import pytest
 
 from .conftest import ADMIN_TOKEN, TENANT_B_TOKEN, token_config
-from .helpers import Chroma, RunningGateway, chroma_0x_venv, run_chroma_0x, run_gateway, write_secret
+from .helpers import Chroma, RunningGateway, chroma_0x_python, run_chroma_0x, run_gateway, write_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOW = Path(__file__).with_name("legacy_flow.py")
 MOVED_TOKEN = "ck_moved-to-a-1x-client"
 V2_CLIENTS = ["0.5.23", "0.6.3"]
-
-
-def python_of(version: str) -> Path:
-    return chroma_0x_venv(version) / "bin" / "python"
 
 
 def run_flow(python: Path, url: str, token: str = ADMIN_TOKEN) -> dict[str, Any]:
@@ -73,7 +69,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, A
     out = {}
     for version in ["0.4.14", *V2_CLIENTS]:
         with run_chroma_0x(version, tmp_path_factory.mktemp(f"ref-{version}")) as server:
-            out[version] = run_flow(python_of(version), server.url)
+            out[version] = run_flow(chroma_0x_python(version), server.url)
     return out
 
 
@@ -84,7 +80,7 @@ def test_an_old_client_sees_through_the_gateway_what_its_own_chroma_shows_it(
     """0.4's errors included: the ValueError text its own server answered, raised by its
     client as a plain exception."""
     gw, _ = audited_gateway
-    got = run_flow(python_of(version), gw.url)
+    got = run_flow(chroma_0x_python(version), gw.url)
     want = reference[version]
     assert got["version"] == version
     assert "error" not in want["query"], want  # the reference flow itself ran
@@ -175,7 +171,7 @@ def test_an_old_client_with_a_wrong_credential_raises_its_own_auth_error(
     gw, _ = audited_gateway
     host, port = gw.url.removeprefix("http://").split(":")
     done = subprocess.run(
-        [str(python_of(version)), "-c", WRONG_TOKEN, host, port],
+        [str(chroma_0x_python(version)), "-c", WRONG_TOKEN, host, port],
         capture_output=True,
         text=True,
         timeout=120,
@@ -205,8 +201,8 @@ def test_the_audit_log_and_a_metric_say_which_credentials_use_old_clients(
     audited_gateway: tuple[RunningGateway, Path],
 ) -> None:
     gw, audit = audited_gateway
-    run_flow(python_of("0.4.14"), gw.url)
-    run_flow(python_of("0.6.3"), gw.url)
+    run_flow(chroma_0x_python("0.4.14"), gw.url)
+    run_flow(chroma_0x_python("0.6.3"), gw.url)
     lines = [json.loads(line) for line in audit.read_text().splitlines()]
     by_api = {line.get("client_api") for line in lines if line["principal"]["name"] == "admin"}
     assert {"v1", "v2-0.x"} <= by_api
