@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -276,6 +277,41 @@ def test_metrics_are_the_totals_over_all_workers(tmp_path: Path) -> None:
     assert {f.name for f in files} <= {"audit.log.0", "audit.log.1", "audit.log.2"} and len(files) >= 2
     lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     assert sorted(line["collection"] for line in lines) == sorted(f"audited-{n}" for n in range(12))
+
+
+def test_a_scrape_that_meets_a_starting_workers_empty_metrics_file_reads_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker creates its metrics file empty, then sizes it: a scrape in between reads it again
+    instead of failing whole (the metrics port would answer with an error page)."""
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    from chromactl.pod import supervisor
+
+    metrics, ready = tmp_path / "metrics", tmp_path / "ready"
+    metrics.mkdir()
+    ready.mkdir()
+    starting = metrics / "counter_4242.db"
+    starting.touch()  # created, not yet sized: no header
+    sized = MmapedDict(str(ready / starting.name))  # type: ignore[no-untyped-call]
+    sized.write_value(mmap_key("starting_requests", "starting_requests_total", [], [], "Requests."), 3.0, 0.0)  # type: ignore[no-untyped-call]
+    sized.close()  # type: ignore[no-untyped-call]
+    waits: list[float] = []
+
+    def worker_sizes_its_file(seconds: float) -> None:
+        waits.append(seconds)
+        os.replace(ready / starting.name, starting)
+
+    monkeypatch.setattr(supervisor.time, "sleep", worker_sizes_its_file)
+    families = {f.name: f for f in supervisor.WorkersCollector(None, path=str(metrics)).collect()}
+    assert len(waits) == 1
+    assert [s.value for s in families["starting_requests"].samples] == [3.0]
+
+    starting.write_bytes(b"")  # a file that stays empty fails the scrape: no silent gap
+    monkeypatch.setattr(supervisor.time, "sleep", waits.append)
+    with pytest.raises(struct.error):
+        supervisor.WorkersCollector(None, path=str(metrics)).collect()
+    assert len(waits) == 1 + supervisor.WorkersCollector.ATTEMPTS - 1
 
 
 def test_a_crashed_worker_is_restarted_counted_and_starts_inside_a_running_hold(tmp_path: Path) -> None:

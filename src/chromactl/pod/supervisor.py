@@ -28,14 +28,18 @@ import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from chromactl.backup.operations.service import BackupService, Runner
@@ -148,9 +152,26 @@ class Workers:
             sock.close()
 
 
+class WorkersCollector(MultiProcessCollector):
+    """The workers' metrics files summed, read again when a scrape meets a file a starting
+    worker has created but not yet sized (an empty file reads as a truncated header)."""
+
+    ATTEMPTS = 5
+
+    def __init__(self, registry: CollectorRegistry | None, path: str) -> None:
+        super().__init__(registry, path)  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterator[Metric]:
+        for _ in range(self.ATTEMPTS - 1):
+            with contextlib.suppress(struct.error):
+                return iter(list(super().collect()))  # type: ignore[no-untyped-call]
+            time.sleep(0.01)
+        return iter(list(super().collect()))  # type: ignore[no-untyped-call]
+
+
 def _registry(run_dir: Path) -> tuple[CollectorRegistry, Counter]:
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(run_dir / "metrics"))  # type: ignore[no-untyped-call]
+    WorkersCollector(registry, path=str(run_dir / "metrics"))
     restarts = Counter(
         "chromactl_gateway_worker_restarts",
         "Gateway worker processes started again after they exited.",
