@@ -81,6 +81,7 @@ def gateway(
     fast_path: bool = True,
     console: bool = True,
     legacy_clients: bool = True,
+    auth: bool = True,
 ) -> Iterator[str]:
     port = free_port()
     token_file = work / "token"
@@ -97,7 +98,8 @@ def gateway(
             "console": {"enabled": console},
             "legacy_clients": legacy_clients,
             "auth": {
-                "token": {"credentials": [{"name": "bench", "token_file": str(token_file), "role": "admin"}]}
+                "enabled": auth,
+                "token": {"credentials": [{"name": "bench", "token_file": str(token_file), "role": "admin"}]},
             },
         },
     }
