@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -286,6 +287,29 @@ class Builder:
         if self.opts.released:
             chosen = [i for i in chosen if i.released]
         return chosen
+
+    def build_all(self, wanted: list[Image], jobs: int) -> None:
+        """``wanted`` and their bases, in rounds: each round builds, ``jobs`` at a time, the
+        images whose base is built (the stand-in base alone, then everything on it, ...)."""
+        todo: dict[str, Image] = {}
+
+        def add(image: Image) -> None:
+            if image.name not in todo and image.name not in self.built:
+                if self.opts.local_bases and image.base:
+                    add(self.table[image.base])
+                todo[image.name] = image
+
+        for image in wanted:
+            add(image)
+        with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+            while todo:
+                ready = [
+                    i for i in todo.values() if not (self.opts.local_bases and i.base and i.base in todo)
+                ]
+                for image in ready:
+                    del todo[image.name]
+                for future in [pool.submit(self.build, image) for image in ready]:
+                    future.result()
 
     def build_args(self, image: Image) -> dict[str, str]:
         args = dict(image.args)
@@ -591,6 +615,12 @@ def main(argv: list[str] | None = None) -> int:
         help="CA directory mounted into build steps, never into images",
     )
     build.add_argument("--rebuild", action="store_true", help="ignore the input-hash cache")
+    build.add_argument(
+        "--jobs",
+        type=int,
+        default=3,
+        help="images built at once once their base is built (default 3: the builds wait on downloads)",
+    )
     build.add_argument("--platform", help="buildx: e.g. linux/amd64,linux/arm64")
     build.add_argument("--push", action="store_true", help="buildx: push instead of --load")
     build.add_argument("--metadata", help="buildx: write tags and pushed digests to this JSON file")
@@ -649,8 +679,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     check_tools(opts.builder, opts.local_bases)
     with build_lock():
-        for image in builder.wanted():
-            builder.build(image)
+        builder.build_all(builder.wanted(), opts.jobs)
         if opts.builder == "buildah":
             prune_replaced()
     builder.write_metadata()
