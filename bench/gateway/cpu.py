@@ -116,11 +116,8 @@ def main() -> None:
     if max(core_counts) > (os.cpu_count() or 1):
         parser.error(f"--cores {args.cores}: this machine has {os.cpu_count()} CPUs")
     rng = random.Random(11)
-    queries = [
-        json.dumps({"query_embeddings": [base._vec(rng)], "n_results": 10, "include": ["distances"]}).encode()
-        for _ in range(64)
-    ]
-    gets = [json.dumps({"ids": [f"v{rng.randrange(args.n)}"]}).encode() for _ in range(64)]
+    queries = base.query_bodies(rng)
+    gets = base.get_bodies(rng, args.n)
     blobs = [json.dumps([base._vec(rng) for _ in range(100)]) for _ in range(16)]
     counter = iter(range(10**9))
 

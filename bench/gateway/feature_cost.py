@@ -23,7 +23,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -44,32 +43,24 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=base.N)
     args = parser.parse_args()
     rng = random.Random(5)
-    queries = [
-        json.dumps({"query_embeddings": [base._vec(rng)], "n_results": 10, "include": ["distances"]}).encode()
-        for _ in range(64)
-    ]
-    gets = [json.dumps({"ids": [f"v{rng.randrange(args.n)}"]}).encode() for _ in range(64)]
+    queries = base.query_bodies(rng)
+    gets = base.get_bodies(rng, args.n)
     load_before = os.getloadavg()[0]
     rounds: dict[str, dict[str, list[dict[str, float]]]] = {}
-    with tempfile.TemporaryDirectory() as tmp, base.run_chroma(Path(tmp) / "chroma") as chroma:
-        work = Path(tmp)
-        col = base.load(chroma.url, "bench", args.n, rng)
-        with contextlib.ExitStack() as stack:
-            off = {args.feature: False}
-            targets = {
-                "on": stack.enter_context(base.gateway(work, chroma.url, tls=False, client="aiohttp")),
-                "off": stack.enter_context(
-                    base.gateway(work, chroma.url, tls=False, client="aiohttp", **off)
-                ),
-            }
-            for _ in range(args.rounds):
-                for name, url in targets.items():
-                    proxy = base.PIDS[url]
-                    for case, bodies in (("query", queries), ("get", gets)):
-                        path = f"{base.D}/collections/{col}/{case}"
-                        result = measure_cpu(url, path, bodies, args.seconds, chroma.process.pid, proxy)
-                        rounds.setdefault(name, {}).setdefault(case, []).append(result)
-                        print(name, case, json.dumps(result))
+    with base.loaded(args.n, rng) as (work, chroma, col), contextlib.ExitStack() as stack:
+        off = {args.feature: False}
+        targets = {
+            "on": stack.enter_context(base.gateway(work, chroma.url, tls=False, client="aiohttp")),
+            "off": stack.enter_context(base.gateway(work, chroma.url, tls=False, client="aiohttp", **off)),
+        }
+        for _ in range(args.rounds):
+            for name, url in targets.items():
+                proxy = base.PIDS[url]
+                for case, bodies in (("query", queries), ("get", gets)):
+                    path = f"{base.D}/collections/{col}/{case}"
+                    result = measure_cpu(url, path, bodies, args.seconds, chroma.process.pid, proxy)
+                    rounds.setdefault(name, {}).setdefault(case, []).append(result)
+                    print(name, case, json.dumps(result))
     write(rounds, args, load_before)
 
 

@@ -29,7 +29,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -95,38 +94,27 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=base.N)
     args = parser.parse_args()
     rng = random.Random(7)
-    bodies = {
-        "query": [
-            json.dumps(
-                {"query_embeddings": [base._vec(rng)], "n_results": 10, "include": ["distances"]}
-            ).encode()
-            for _ in range(64)
-        ],
-        "get": [json.dumps({"ids": [f"v{rng.randrange(args.n)}"]}).encode() for _ in range(64)],
-    }
+    bodies = {"query": base.query_bodies(rng), "get": base.get_bodies(rng, args.n)}
     load_before = os.getloadavg()[0]
     rounds: dict[str, dict[str, list[dict[str, float]]]] = {}
-    with tempfile.TemporaryDirectory() as tmp, base.run_chroma(Path(tmp) / "chroma") as chroma:
-        work = Path(tmp)
-        col = base.load(chroma.url, "bench", args.n, rng)
-        with contextlib.ExitStack() as stack:
-            targets = {
-                "gateway": stack.enter_context(base.gateway(work, chroma.url, tls=False, client="aiohttp")),
-                "gateway-auth-off": stack.enter_context(
-                    base.gateway(work, chroma.url, tls=False, client="aiohttp", auth=False)
-                ),
-                "python-floor": stack.enter_context(floor_proxy(chroma.url)),
-                "nginx": stack.enter_context(base.nginx(work, chroma.url)),
-            }
-            for _ in range(args.rounds):
-                for name, url in targets.items():
-                    if url is None:
-                        continue
-                    for case in CASES:
-                        path = f"{base.D}/collections/{col}/{case}"
-                        result = measure(url, path, bodies[case], args.seconds, chroma.process.pid)
-                        rounds.setdefault(name, {}).setdefault(case, []).append(result)
-                        print(name, case, json.dumps(result), flush=True)
+    with base.loaded(args.n, rng) as (work, chroma, col), contextlib.ExitStack() as stack:
+        targets = {
+            "gateway": stack.enter_context(base.gateway(work, chroma.url, tls=False, client="aiohttp")),
+            "gateway-auth-off": stack.enter_context(
+                base.gateway(work, chroma.url, tls=False, client="aiohttp", auth=False)
+            ),
+            "python-floor": stack.enter_context(floor_proxy(chroma.url)),
+            "nginx": stack.enter_context(base.nginx(work, chroma.url)),
+        }
+        for _ in range(args.rounds):
+            for name, url in targets.items():
+                if url is None:
+                    continue
+                for case in CASES:
+                    path = f"{base.D}/collections/{col}/{case}"
+                    result = measure(url, path, bodies[case], args.seconds, chroma.process.pid)
+                    rounds.setdefault(name, {}).setdefault(case, []).append(result)
+                    print(name, case, json.dumps(result), flush=True)
     write(rounds, args, load_before)
 
 

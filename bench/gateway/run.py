@@ -41,7 +41,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.plot import pyplot  # noqa: E402
-from tests.gateway.helpers import free_port, make_cert, run_chroma, wait_until  # noqa: E402
+from tests.gateway.helpers import Chroma, free_port, make_cert, run_chroma, wait_until  # noqa: E402
 
 DIM = 384
 N = 10_000
@@ -52,6 +52,26 @@ D = "/api/v2/tenants/default_tenant/databases/default_database"
 
 def _vec(rng: random.Random) -> list[float]:
     return [rng.random() for _ in range(DIM)]
+
+
+def query_bodies(rng: random.Random, count: int = 64) -> list[bytes]:
+    """``count`` query bodies, one vector each, n_results=10: the common read."""
+    return [
+        json.dumps({"query_embeddings": [_vec(rng)], "n_results": 10, "include": ["distances"]}).encode()
+        for _ in range(count)
+    ]
+
+
+def get_bodies(rng: random.Random, n: int, count: int = 64) -> list[bytes]:
+    """``count`` gets of one record each, of the ``n`` that :func:`load` wrote."""
+    return [json.dumps({"ids": [f"v{rng.randrange(n)}"]}).encode() for _ in range(count)]
+
+
+@contextlib.contextmanager
+def loaded(n: int, rng: random.Random) -> Iterator[tuple[Path, Chroma, str]]:
+    """A scratch directory, a Chroma in it, and the id of its collection "bench" of ``n`` vectors."""
+    with tempfile.TemporaryDirectory() as tmp, run_chroma(Path(tmp) / "chroma") as chroma:
+        yield Path(tmp), chroma, load(chroma.url, "bench", n, rng)
 
 
 def load(url: str, name: str, count: int, rng: random.Random) -> str:
@@ -257,10 +277,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="query rounds over all targets")
     args = parser.parse_args()
     rng = random.Random(7)
-    queries = [
-        json.dumps({"query_embeddings": [_vec(rng)], "n_results": 10, "include": ["distances"]}).encode()
-        for _ in range(64)
-    ]
+    queries = query_bodies(rng)
     results: dict[str, dict[str, dict[str, float]]] = {}
     args.load_before = os.getloadavg()[0]  # other work on the machine skews every number
     print(f"1-minute load average: {args.load_before:.2f}")
