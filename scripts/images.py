@@ -321,10 +321,7 @@ class Builder:
         return args
 
     def build(self, image: Image) -> None:
-        if image.name in self.built:
-            return
-        if self.opts.local_bases and image.base:
-            self.build(self.table[image.base])
+        """One image (its base built already: :meth:`build_all` sees to it)."""
         args = self.build_args(image)
         if self.opts.builder == "buildah":
             self._buildah(image, args)
@@ -674,8 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     opts.local_bases = opts.local_bases or opts.standins
     builder = Builder(opts)
     if opts.dry_run:
-        for image in builder.wanted():
-            builder.build(image)
+        builder.build_all(builder.wanted(), 1)
         return 0
     check_tools(opts.builder, opts.local_bases)
     with build_lock():
