@@ -60,13 +60,15 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_s(pids: list[int]) -> float:
-    total = 0.0
+def user_sys_s(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU seconds of ``pids`` so far."""
+    user = system = 0.0
     for pid in pids:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) * TICK_S
-    return total
+            user += int(fields[11]) * TICK_S
+            system += int(fields[12]) * TICK_S
+    return user, system
 
 
 def pin(pid: int, cores: int) -> None:
@@ -87,9 +89,9 @@ def measure_cpu(
 ) -> dict[str, float]:
     chroma_pids = tree(chroma)
     proxy_pids = tree(proxy) if proxy is not None else []
-    c0, p0 = cpu_s(chroma_pids), cpu_s(proxy_pids)
+    c0, (u0, s0) = sum(user_sys_s(chroma_pids)), user_sys_s(proxy_pids)
     latencies, errors, elapsed = asyncio.run(base.measure(url, path, bodies, seconds))
-    c1, p1 = cpu_s(chroma_pids), cpu_s(proxy_pids)
+    c1, (u1, s1) = sum(user_sys_s(chroma_pids)), user_sys_s(proxy_pids)
     # The warm-up second of measure() is inside the CPU interval: count its requests too.
     n = len(latencies)
     warm = n / elapsed  # about one more second of requests at the same rate
@@ -99,7 +101,10 @@ def measure_cpu(
         "errors": errors,
         "rps": n / elapsed,
         "chroma_cpu_ms": (c1 - c0) * 1000 / requests,
-        "proxy_cpu_ms": (p1 - p0) * 1000 / requests,
+        "proxy_cpu_ms": (u1 + s1 - u0 - s0) * 1000 / requests,
+        # the proxy's own work, and its system calls (the sockets)
+        "proxy_user_ms": (u1 - u0) * 1000 / requests,
+        "proxy_sys_ms": (s1 - s0) * 1000 / requests,
     }
 
 

@@ -21,7 +21,6 @@ work. The figures are medians over the rounds.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -37,19 +36,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 import bench.gateway.run as base  # noqa: E402
-from bench.gateway.cpu import TICK_S, tree  # noqa: E402
+from bench.gateway.cpu import measure_cpu  # noqa: E402
 
 CASES = ("query", "get")
-
-
-def user_sys_s(pids: list[int]) -> tuple[float, float]:
-    user = system = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            user += int(fields[11]) * TICK_S
-            system += int(fields[12]) * TICK_S
-    return user, system
 
 
 @contextlib.contextmanager
@@ -67,24 +56,6 @@ def floor_proxy(chroma_url: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def measure(url: str, path: str, bodies: list[bytes], seconds: float, chroma: int) -> dict[str, float]:
-    proxy = tree(base.PIDS[url])
-    u0, s0 = user_sys_s(proxy)
-    c0 = sum(user_sys_s([chroma]))
-    latencies, errors, elapsed = asyncio.run(base.measure(url, path, bodies, seconds))
-    u1, s1 = user_sys_s(proxy)
-    c1 = sum(user_sys_s([chroma]))
-    requests = len(latencies) * (1 + 1 / elapsed)  # the warm-up second is inside the interval
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "rps": len(latencies) / elapsed,
-        "user_ms": (u1 - u0) * 1000 / requests,
-        "sys_ms": (s1 - s0) * 1000 / requests,
-        "chroma_cpu_ms": (c1 - c0) * 1000 / requests,
-    }
 
 
 def main() -> None:
@@ -112,7 +83,9 @@ def main() -> None:
                     continue
                 for case in CASES:
                     path = f"{base.D}/collections/{col}/{case}"
-                    result = measure(url, path, bodies[case], args.seconds, chroma.process.pid)
+                    result = measure_cpu(
+                        url, path, bodies[case], args.seconds, chroma.process.pid, base.PIDS[url]
+                    )
                     rounds.setdefault(name, {}).setdefault(case, []).append(result)
                     print(name, case, json.dumps(result), flush=True)
     write(rounds, args, load_before)
@@ -142,10 +115,11 @@ def write(
             def median(key: str, runs: list[dict[str, float]] = runs) -> float:
                 return statistics.median(r[key] for r in runs)
 
-            ratio = statistics.median((r["user_ms"] + r["sys_ms"]) / r["chroma_cpu_ms"] for r in runs)
+            ratio = statistics.median(r["proxy_cpu_ms"] / r["chroma_cpu_ms"] for r in runs)
+            user, system = median("proxy_user_ms"), median("proxy_sys_ms")
             lines.append(
-                f"| {case} | {name} | {median('user_ms'):.3f} | {median('sys_ms'):.3f} "
-                f"| {median('user_ms') + median('sys_ms'):.3f} | {ratio:.3f} | {median('rps'):.0f} |"
+                f"| {case} | {name} | {user:.3f} | {system:.3f} | {user + system:.3f} "
+                f"| {ratio:.3f} | {median('rps'):.0f} |"
             )
     lines.append("")
     (HERE / "floor.md").write_text("\n".join(lines))
