@@ -123,6 +123,40 @@ def run_chroma_0x(version: str, workdir: Path) -> Iterator[Chroma]:
         log.close()
 
 
+def run_client_tests(
+    python: Path,
+    url: str,
+    workdir: Path,
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float,
+) -> subprocess.CompletedProcess[str]:
+    """A ``chromadb`` wheel's own tests (``chromadb/test/``, ``args``: paths and options) with
+    that venv's ``python``, in their integration mode against ``url``: clients over HTTP,
+    reset allowed, hypothesis seeded."""
+    host, port = url.removeprefix("http://").split(":")
+    environ = {
+        **os.environ,
+        "CHROMA_INTEGRATION_TEST_ONLY": "1",
+        "CHROMA_SERVER_HOST": host,
+        "CHROMA_SERVER_HTTP_PORT": port,
+        "PROPERTY_TESTING_PRESET": "fast",
+        "ANONYMIZED_TELEMETRY": "False",
+        **(env or {}),
+    }
+    argv = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0", *args]
+    return subprocess.run(argv, cwd=workdir, env=environ, capture_output=True, text=True, timeout=timeout)
+
+
+def client_tests_gateway(chroma_url: str) -> dict[str, Any]:
+    """A gateway config for clients' own tests: they send no credentials and reset Chroma."""
+    return {
+        "chroma": {"url": chroma_url},
+        "gateway": {"auth": {"enabled": False}, "allow_reset": True, "metrics_port": None},
+    }
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL if it is still running after 15 s."""
     proc.terminate()

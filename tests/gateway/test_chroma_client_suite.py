@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.gateway.helpers import Chroma, run_chroma, run_gateway
+from tests.gateway.helpers import Chroma, client_tests_gateway, run_chroma, run_client_tests, run_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venvs" / "client-tests"
@@ -46,26 +45,9 @@ _COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)\b")
 
 def run_suite(url: str, workdir: Path) -> tuple[dict[str, int], str]:
     """Chroma's tests against ``url``: the counts by outcome, and the end of their output."""
-    host, port = url.removeprefix("http://").split(":")
-    env = {
-        **os.environ,
-        "CHROMA_INTEGRATION_TEST_ONLY": "1",
-        "CHROMA_SERVER_HOST": host,
-        "CHROMA_SERVER_HTTP_PORT": port,
-        "PROPERTY_TESTING_PRESET": "fast",
-        "ANONYMIZED_TELEMETRY": "False",
-    }
     full = os.environ.get("CHROMA_CLIENT_SUITE") == "full"
     paths = [str(TESTS)] if full else [str(TESTS / p) for p in PROFILE]
-    argv = [str(VENV / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    done = subprocess.run(
-        [*argv, "--hypothesis-seed=0", *paths],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=7200 if full else 900,
-    )
+    done = run_client_tests(VENV / "bin" / "python", url, workdir, paths, timeout=7200 if full else 900)
     lines = done.stdout.strip().splitlines()
     summary = lines[-1] if lines else ""
     counts = {
@@ -87,10 +69,6 @@ def test_chromas_client_tests_count_the_same_through_the_fast_path(tmp_path: Pat
 
 
 def _through_gateway(chroma: Chroma, workdir: Path) -> tuple[dict[str, int], str]:
-    config = {
-        "chroma": {"url": chroma.url},
-        "gateway": {"auth": {"enabled": False}, "allow_reset": True, "metrics_port": None},
-    }
-    with run_gateway(config) as gw:
+    with run_gateway(client_tests_gateway(chroma.url)) as gw:
         assert gw.gateway.fast is not None
         return run_suite(gw.url, workdir)

@@ -21,7 +21,6 @@ property tests (``CHROMA_CLIENT_SUITE=full``).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -29,7 +28,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.helpers import chroma_0x_python, chroma_0x_venv, run_chroma, run_chroma_0x, run_gateway
+from tests.gateway.helpers import (
+    chroma_0x_python,
+    chroma_0x_venv,
+    client_tests_gateway,
+    run_chroma,
+    run_chroma_0x,
+    run_client_tests,
+    run_gateway,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What ``make test`` runs of each version's tests (paths under ``chromadb/test/``): every
@@ -80,16 +87,9 @@ def shipped_tests(version: str) -> Path:
 def run_suite(version: str, url: str, workdir: Path) -> dict[str, str]:
     """The version's tests against ``url``: each case's outcome by its id (path under
     ``chromadb/test/`` and name)."""
-    host, port = url.removeprefix("http://").split(":")
     workdir.mkdir(parents=True, exist_ok=True)
     env = {
-        **os.environ,
-        "CHROMA_INTEGRATION_TEST_ONLY": "1",
         "CHROMA_API_IMPL": "chromadb.api.fastapi.FastAPI",
-        "CHROMA_SERVER_HOST": host,
-        "CHROMA_SERVER_HTTP_PORT": port,
-        "ANONYMIZED_TELEMETRY": "False",
-        "PROPERTY_TESTING_PRESET": "fast",
         # No download at run time: the embedding model's fetch fails at once, the same in both runs.
         "HOME": str(workdir),
         "HTTPS_PROXY": "http://127.0.0.1:9",
@@ -99,21 +99,12 @@ def run_suite(version: str, url: str, workdir: Path) -> dict[str, str]:
     base = shipped_tests(version)
     paths = PROFILE[version] + (FULL[version] if os.environ.get("CHROMA_CLIENT_SUITE") == "full" else [])
     report = workdir / "report.xml"
-    argv = [str(chroma_0x_python(version)), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    done = subprocess.run(
-        [
-            *argv,
-            "--hypothesis-seed=0",
-            f"--junitxml={report}",
-            *(f"--ignore={base / p}" for p in NOT_RUN),
-            *(str(base / p) for p in paths),
-        ],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=7200,
-    )
+    args = [
+        f"--junitxml={report}",
+        *(f"--ignore={base / p}" for p in NOT_RUN),
+        *(str(base / p) for p in paths),
+    ]
+    done = run_client_tests(chroma_0x_python(version), url, workdir, args, env=env, timeout=7200)
     assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     return outcomes(report, base)
 
@@ -143,13 +134,8 @@ def test_an_old_clients_own_tests_end_through_the_gateway_as_against_its_own_ser
         own = run_suite(version, server.url, tmp_path / "own-run")
     counts = Counter(own.values())
     assert counts["passed"] >= 50, counts
-    with run_chroma(tmp_path / "chroma") as chroma:
-        config = {
-            "chroma": {"url": chroma.url},
-            "gateway": {"auth": {"enabled": False}, "allow_reset": True, "metrics_port": None},
-        }
-        with run_gateway(config) as gw:
-            through = run_suite(version, gw.url, tmp_path / "gateway-run")
+    with run_chroma(tmp_path / "chroma") as chroma, run_gateway(client_tests_gateway(chroma.url)) as gw:
+        through = run_suite(version, gw.url, tmp_path / "gateway-run")
     excused = ZERO_X_ONLY.get(version, {})
     for case, why in excused.items():
         if case in own:  # run (the full suite)
