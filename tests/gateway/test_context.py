@@ -48,6 +48,9 @@ def test_authorization_reports_refusals_with_the_route_operation() -> None:
     from chromactl.gateway.routes import classify
 
     class Elsewhere:
+        def cached(self, collection_id: str) -> None:
+            return None  # not known yet: looked up
+
         async def belongs(self, tenant: str, database: str, collection_id: str) -> bool:
             return False
 

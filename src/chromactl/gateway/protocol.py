@@ -11,6 +11,9 @@ httptools parser takes headers of any size. :class:`GatewayHttpProtocol` adds:
 - a connection limit answered with a Chroma-shaped 503 and ``Retry-After`` (uvicorn's
   ``limit_concurrency`` answers in plain text);
 - an answer's head and body in one socket write (:mod:`.coalesce`);
+- requests the fast path serves (:mod:`.fastpath`), started once the read that brought
+  their head is parsed, so that a body that came with it is there: a read whose decisions
+  need no I/O is then served in the callbacks (``FastPath.serve_now``), any other in a task;
 - with ``peer_certificates``, the verified client certificate in each request's scope
   (the ASGI ``tls`` extension), for client-certificate authentication;
 - a connection left unread for a while after an answer that asks it (a rate limit's 429:
@@ -98,6 +101,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._answering: RequestResponseCycle | None = None
         #: Resumes reading once a refused connection's pause is over.
         self._unpause_timer: asyncio.TimerHandle | None = None
+        #: A fast-path request to start once the read that brought its head is parsed (its
+        #: body may have come with it).
+        self._starting: ProxyCycle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if self._peer_certificates:
@@ -137,6 +143,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
                 self._refuse(431, "request headers are larger than the gateway accepts")
                 return
         super().data_received(data)
+        cycle, self._starting = self._starting, None
+        if cycle is not None and not self.transport.is_closing():
+            self._start_asgi_task(cycle, self.app)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -199,7 +208,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             on_response=self.on_response_complete,
         )
         if existing is None or existing.response_complete:
-            self._start_asgi_task(self.cycle, self.app)
+            self._starting = self.cycle
         else:
             self.flow.pause_reading()
             self.pipeline.appendleft((self.cycle, self.app))
@@ -207,6 +216,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         self._answering = cycle
+        if isinstance(cycle, ProxyCycle) and cycle.fast.serve_now(cycle):
+            return
         super()._start_asgi_task(cycle, app)
 
     def on_response_complete(self) -> None:

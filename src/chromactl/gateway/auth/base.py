@@ -36,6 +36,12 @@ class AuthFailure(Exception):
         self.reason = reason
 
 
+class Later(Exception):
+    """A decision that needs I/O (a password hash computed in a thread, signing keys or a
+    collection's owner to fetch): asked without waiting, it is left to the step's ``async``
+    method, which waits for it."""
+
+
 class Authenticator(Protocol):
     """Turns a presented credential into a :class:`Principal`.
 
@@ -44,6 +50,10 @@ class Authenticator(Protocol):
     """
 
     name: str
+
+    def authenticate_now(self, presented: Presented) -> Principal | None:
+        """The same answer without waiting for anything, or :class:`Later`."""
+        ...
 
     async def authenticate(self, presented: Presented) -> Principal | None: ...
 

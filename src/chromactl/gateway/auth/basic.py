@@ -14,7 +14,7 @@ import bcrypt
 
 from chromactl.config import BasicAuthSettings
 from chromactl.errors import ConfigError
-from chromactl.gateway.auth.base import AuthFailure, Kind, Presented
+from chromactl.gateway.auth.base import AuthFailure, Kind, Later, Presented
 from chromactl.gateway.principal import Grant, Principal
 from chromactl.secrets import require_secret
 
@@ -60,14 +60,22 @@ class BasicAuthenticator:
     def _cache_id(self, value: str) -> bytes:
         return hmac.new(self._cache_key, value.encode(), hashlib.sha256).digest()
 
-    async def authenticate(self, presented: Presented) -> Principal | None:
+    def authenticate_now(self, presented: Presented) -> Principal | None:
+        """A pair verified a short while ago; any other needs bcrypt (:class:`Later`)."""
         if presented.kind is not Kind.BASIC:
             return None
+        hit = self._verified.get(self._cache_id(presented.value))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        raise Later("bcrypt runs in a thread")
+
+    async def authenticate(self, presented: Presented) -> Principal | None:
+        try:
+            return self.authenticate_now(presented)
+        except Later:
+            pass
         now = time.monotonic()
         cache_id = self._cache_id(presented.value)
-        hit = self._verified.get(cache_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
         try:
             decoded = base64.b64decode(presented.value, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):

@@ -63,6 +63,9 @@ class ClientCertAuthenticator:
         }
 
     async def authenticate(self, presented: Presented) -> Principal | None:
+        return self.authenticate_now(presented)
+
+    def authenticate_now(self, presented: Presented) -> Principal | None:
         if presented.kind is not Kind.CLIENT_CERT:
             return None
         principal = self._identities.get(presented.value)

@@ -12,7 +12,7 @@ import httpx
 import jwt
 
 from chromactl.config import OIDCSettings
-from chromactl.gateway.auth.base import AuthFailure, Kind, Presented
+from chromactl.gateway.auth.base import AuthFailure, Kind, Later, Presented
 from chromactl.gateway.auth.jwtshape import looks_like_jwt
 from chromactl.gateway.principal import Grant, Principal
 
@@ -95,6 +95,13 @@ class JWKSCache:
                         self._fetched_at = time.monotonic() - self._cache_s + self._min_refresh_s
         return self._lookup(kid)
 
+    def known(self, kid: str | None) -> jwt.PyJWK:
+        """The key for ``kid`` when :meth:`get` would not fetch; :class:`Later` otherwise."""
+        key = self._lookup(kid)
+        if key is None or time.monotonic() - self._fetched_at > self._cache_s:
+            raise Later("the signing keys are to be fetched")
+        return key
+
     def _lookup(self, kid: str | None) -> jwt.PyJWK | None:
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))
@@ -150,17 +157,29 @@ class OIDCAuthenticator:
         self._default = Grant.from_config(settings.default_grant) if settings.default_grant else None
         self._rules = [(r.claim, r.value, Grant.from_config(r)) for r in settings.rules]
 
-    async def authenticate(self, presented: Presented) -> Principal | None:
-        if presented.kind not in (Kind.BEARER, Kind.CHROMA_TOKEN) or not looks_like_jwt(presented.value):
-            return None
-        claims = await self.verify(presented.value)
+    def _principal(self, claims: dict[str, Any]) -> Principal:
         grants = [self._default] if self._default else []
         grants += [g for claim, value, g in self._rules if _has_value(_claim(claims, claim), value)]
         user = _claim(claims, self._settings.user_claim)
         return Principal(str(user) if user is not None else "", "oidc", tuple(grants))
 
+    def authenticate_now(self, presented: Presented) -> Principal | None:
+        if presented.kind not in (Kind.BEARER, Kind.CHROMA_TOKEN) or not looks_like_jwt(presented.value):
+            return None
+        alg, kid = self._algorithm_and_kid(presented.value)
+        return self._principal(self._decode(presented.value, alg, self.keys.known(kid)))
+
+    async def authenticate(self, presented: Presented) -> Principal | None:
+        if presented.kind not in (Kind.BEARER, Kind.CHROMA_TOKEN) or not looks_like_jwt(presented.value):
+            return None
+        return self._principal(await self.verify(presented.value))
+
     async def verify(self, token: str) -> dict[str, Any]:
         """The token's claims, or :class:`AuthFailure` saying why not."""
+        alg, kid = self._algorithm_and_kid(token)
+        return self._decode(token, alg, await self.keys.get(kid))
+
+    def _algorithm_and_kid(self, token: str) -> tuple[str, str | None]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -169,7 +188,9 @@ class OIDCAuthenticator:
         if alg not in self._algorithms:
             raise AuthFailure("jwt_algorithm", f"token algorithm {alg!r} is not accepted")
         kid = header.get("kid")
-        key = await self.keys.get(kid if isinstance(kid, str) else None)
+        return alg, kid if isinstance(kid, str) else None
+
+    def _decode(self, token: str, alg: str, key: jwt.PyJWK | None) -> dict[str, Any]:
         if key is None:
             raise AuthFailure("jwt_unknown_key", "token is signed by an unknown key")
         if key.algorithm_name != alg and key.algorithm_name in ASYMMETRIC:

@@ -51,6 +51,9 @@ class TokenAuthenticator:
         return self._by_digest.get(_digest(value))
 
     async def authenticate(self, presented: Presented) -> Principal | None:
+        return self.authenticate_now(presented)
+
+    def authenticate_now(self, presented: Presented) -> Principal | None:
         if presented.kind not in (Kind.BEARER, Kind.CHROMA_TOKEN):
             return None
         if presented.kind not in self._kinds:

@@ -12,12 +12,14 @@ or by the ASGI app (the table in :mod:`chromactl.gateway.fastpath`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
 
 from chromactl.config import LimitRule
+from chromactl.gateway.auth.base import Later
 from chromactl.gateway.context import Outcome, RequestContext, request_id
 from chromactl.gateway.fastpath.cycle import Answer, ProxyCycle
 from chromactl.gateway.fastpath.upstream import RawUpstream, UpstreamConnection
@@ -96,6 +98,8 @@ class FastPath:
         self.scheme = scheme
         #: Old clients' requests are translated by this step, on the ASGI path.
         self.legacy = legacy
+        #: Requests :meth:`serve_now` handed to a task (kept until they end).
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- which path -------------------------------------------------------------------------
 
@@ -124,6 +128,90 @@ class FastPath:
 
     # -- one request --------------------------------------------------------------------------
 
+    def serve_now(self, cycle: ProxyCycle) -> bool:
+        """Serve ``cycle`` from the protocol's callbacks, without a task, when nothing on its
+        way needs to wait: a read whose body is all here, whose decisions need no I/O (a
+        known token, a cached collection owner) and for which a kept-alive connection to
+        Chroma is idle. False (nothing done): :meth:`handle` serves it in a task."""
+        route = cycle.route
+        if route.is_write or cycle.more_body:
+            return False
+        scope = cast(Scope, cycle.scope)
+        if self.classifier.refusal(scope) is not None:
+            return False
+        conn = self.upstream.idle()
+        if conn is None:
+            return False
+        ctx = self.classifier.prepare(scope, route)
+        try:
+            refusal = self.authentication.decide_now(scope, ctx)
+            if refusal is None:
+                refusal = self.authorization.decide_now(scope, ctx)
+        except Later:
+            self.upstream.put_back(conn)
+            return False
+        start = time.perf_counter()
+        self.metrics.in_flight.inc()
+        taken: list[tuple[str, LimitRule]] = []
+        if refusal is None and self.limits is not None and ctx.principal is not None and ctx.allowed:
+            taken, refusal = self.limits.admit(ctx)
+        if refusal is not None:
+            self.upstream.put_back(conn)
+            cycle.refuse(refusal)
+            self._finished(cycle, ctx, start, b"")
+            return True
+        body = bytes(cycle.body)
+        cycle.body.clear()
+        cycle.received = len(body)
+        cycle.waiting_for_100_continue = False
+        answer = Answer(cycle, conn)
+        request = self._head(cycle, len(body)) + body
+
+        def done(exc: Exception | None) -> None:
+            try:
+                if exc is None:
+                    answer.finish()
+                elif answer.started:
+                    log.warning("Chroma's answer broke off: %s", exc)
+                    cycle.abort()
+                elif conn.reused and not conn.answered:
+                    # A kept-alive connection Chroma had closed: once more on a new one, in a task.
+                    self._again(cycle, ctx, start, body, taken)
+                    return
+                else:
+                    self._unanswered(cycle, exc)
+            except Exception:
+                self._failed(cycle, ctx)
+            self._release(taken)
+            self._finished(cycle, ctx, start, b"")
+
+        conn.start(request, answer, conn.loop.time() + self.upstream_timeout_s, done)
+        return True
+
+    def _again(
+        self,
+        cycle: ProxyCycle,
+        ctx: RequestContext,
+        start: float,
+        body: bytes,
+        taken: list[tuple[str, LimitRule]],
+    ) -> None:
+        """A request :meth:`serve_now` took whose connection failed before any answer: sent
+        once more, on a new connection, in a task."""
+
+        async def again() -> None:
+            try:
+                await self._forward(cycle, ctx.route, len(body), [], body=body)
+            except Exception:
+                self._failed(cycle, ctx)
+            finally:
+                self._release(taken)
+                self._finished(cycle, ctx, start, b"")
+
+        task = asyncio.get_running_loop().create_task(again())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def handle(self, cycle: ProxyCycle) -> None:
         scope = cast(Scope, cycle.scope)
         refusal = self.classifier.refusal(scope)
@@ -132,8 +220,7 @@ class FastPath:
             return
         ctx = self.classifier.prepare(scope, cycle.route)
         start = time.perf_counter()
-        metrics = self.metrics
-        metrics.in_flight.inc()
+        self.metrics.in_flight.inc()
         kept: list[bytes] = []
         try:
             await self._serve(cycle, ctx, kept)
@@ -144,38 +231,61 @@ class FastPath:
             else:
                 cycle.abort()
         except Exception:
-            rid = request_id(scope)
-            log.exception(
-                "unhandled error request_id=%s method=%s path=%s", rid, scope.get("method"), scope.get("path")
-            )
-            if cycle.response_started:
-                cycle.abort()
-            else:
-                cycle.refuse(internal(rid))
+            self._failed(cycle, ctx)
         finally:
-            metrics.in_flight.dec()
-            route = ctx.route
-            head = b"".join(kept)
-            ctx.counted = True
-            ctx.outcome = Outcome(
-                cycle.status or 500,
-                time.perf_counter() - start,
-                cycle.received,
-                cycle.sent,
-                count_ids(head) if route.operation in RECORD_WRITES and head else None,
-            )
-            metrics.observe(
-                route,
-                ctx.outcome.status,
-                seconds=ctx.outcome.seconds,
-                request_bytes=cycle.received,
-                response_bytes=cycle.sent,
-                authorized=ctx.principal is not None and cycle.status not in (401, 403),
-                records=ctx.outcome.records,
-            )
-            self.audit.finish(
-                scope, ctx, head[:NAME_BODY_BYTES] if route.operation is Operation.CREATE_COLLECTION else b""
-            )
+            self._finished(cycle, ctx, start, b"".join(kept))
+
+    def _failed(self, cycle: ProxyCycle, ctx: RequestContext) -> None:
+        """An error of the gateway's own: logged, and a 500 or a broken-off answer."""
+        scope = cycle.scope
+        rid = request_id(cast(Scope, scope))
+        log.exception(
+            "unhandled error request_id=%s method=%s path=%s", rid, scope.get("method"), scope.get("path")
+        )
+        if cycle.response_started:
+            cycle.abort()
+        else:
+            cycle.refuse(internal(rid))
+
+    def _finished(self, cycle: ProxyCycle, ctx: RequestContext, start: float, head: bytes) -> None:
+        """The request ended: measured, counted, audited (``head``: the start of its body)."""
+        metrics = self.metrics
+        metrics.in_flight.dec()
+        route = ctx.route
+        ctx.counted = True
+        ctx.outcome = Outcome(
+            cycle.status or 500,
+            time.perf_counter() - start,
+            cycle.received,
+            cycle.sent,
+            count_ids(head) if route.operation in RECORD_WRITES and head else None,
+        )
+        metrics.observe(
+            route,
+            ctx.outcome.status,
+            seconds=ctx.outcome.seconds,
+            request_bytes=cycle.received,
+            response_bytes=cycle.sent,
+            authorized=ctx.principal is not None and cycle.status not in (401, 403),
+            records=ctx.outcome.records,
+        )
+        self.audit.finish(
+            cast(Scope, cycle.scope),
+            ctx,
+            head[:NAME_BODY_BYTES] if route.operation is Operation.CREATE_COLLECTION else b"",
+        )
+
+    def _unanswered(self, cycle: ProxyCycle, exc: Exception) -> None:
+        """Chroma gave no answer: 504 when it took too long, 502 when it could not be reached."""
+        if isinstance(exc, UpstreamTimeout):
+            cycle.refuse(TIMED_OUT)
+        else:
+            log.warning("Chroma is not reachable: %s", exc)
+            cycle.refuse(UNREACHABLE)
+
+    def _release(self, taken: list[tuple[str, LimitRule]]) -> None:
+        if taken and self.limits is not None:
+            self.limits.release(taken)
 
     async def _serve(self, cycle: ProxyCycle, ctx: RequestContext, kept: list[bytes]) -> None:
         scope = cast(Scope, cycle.scope)
@@ -220,8 +330,7 @@ class FastPath:
             except WritesHeld as exc:
                 cycle.refuse(held(exc))
         finally:
-            if taken and self.limits is not None:
-                self.limits.release(taken)
+            self._release(taken)
 
     # -- forwarding ---------------------------------------------------------------------------
 
@@ -305,12 +414,8 @@ class FastPath:
         for attempt in (1, 2):
             try:
                 conn = await self.upstream.connection()
-            except UpstreamTimeout:
-                cycle.refuse(TIMED_OUT)
-                return
-            except UpstreamUnavailable as exc:
-                log.warning("Chroma is not reachable: %s", exc)
-                cycle.refuse(UNREACHABLE)
+            except (UpstreamUnavailable, UpstreamTimeout) as exc:
+                self._unanswered(cycle, exc)
                 return
             answer = Answer(cycle, conn, held=settle is not None, on_status=forget)
             try:
@@ -323,11 +428,7 @@ class FastPath:
                     return
                 if attempt == 1 and conn.reused and not conn.answered and body is not None:
                     continue  # a kept-alive connection Chroma had closed: once more on a new one
-                if isinstance(exc, UpstreamTimeout):
-                    cycle.refuse(TIMED_OUT)
-                else:
-                    log.warning("Chroma is not reachable: %s", exc)
-                    cycle.refuse(UNREACHABLE)
+                self._unanswered(cycle, exc)
                 return
             if settle is not None:
                 refusal = await settle(cycle.status, answer.whole_body())

@@ -48,6 +48,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._sink: Sink | None = None
         self._headers: list[tuple[bytes, bytes]] = []
         self._done: asyncio.Future[None] | None = None
+        #: Told how the exchange ended (None: whole), for an exchange started with ``on_done``.
+        self._on_done: Callable[[Exception | None], None] | None = None
         self._writable: asyncio.Future[None] | None = None
         #: Bytes of the answer seen (nothing yet: a reused connection may be retried).
         self.answered = False
@@ -91,8 +93,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._done is not None and not self._done.done():
-            self._done.set_exception(UpstreamUnavailable(f"Chroma closed the connection: {exc or 'EOF'}"))
+        self._ended(UpstreamUnavailable(f"Chroma closed the connection: {exc or 'EOF'}"))
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
 
@@ -128,14 +129,24 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- the exchange -----------------------------------------------------------------------
 
-    def start(self, head: bytes, sink: Sink, deadline: float) -> None:
+    def start(
+        self,
+        head: bytes,
+        sink: Sink,
+        deadline: float,
+        on_done: Callable[[Exception | None], None] | None = None,
+    ) -> None:
         """Send a request's head (and a body known whole, appended to it); the answer goes to
-        ``sink`` and must have ended by the loop time ``deadline``."""
+        ``sink`` and must have ended by the loop time ``deadline``. Its end is told to
+        ``on_done`` (None, or the :class:`UpstreamUnavailable` or :class:`UpstreamTimeout`
+        that ended it), called once the connection is back in the pool or closed; without
+        it, :meth:`answered_whole` waits for it."""
         assert self.transport is not None
         self._sink, self._headers, self._complete, self.answered = sink, [], False, False
         self._begun = False
         self.deadline = deadline
-        self._done = self.loop.create_future()
+        self._on_done = on_done
+        self._done = None if on_done is not None else self.loop.create_future()
         self._busy.add(self)
         self.transport.write(head)
 
@@ -156,31 +167,42 @@ class UpstreamConnection(asyncio.Protocol):
 
     def overdue(self) -> None:
         """Chroma took longer than the pool's timeout: the exchange ends with a timeout."""
-        if self._done is not None and not self._done.done():
-            self._done.set_exception(UpstreamTimeout("Chroma did not answer in time"))
-        self.close()
+        self._abort(UpstreamTimeout("Chroma did not answer in time"))
 
     def _finish(self) -> None:
         self._sink = None
-        self._busy.discard(self)
-        if self._done is not None and not self._done.done():
-            self._done.set_result(None)
         if self._keep_alive and not self.closed:
+            self._busy.discard(self)
             self._release(self)
         else:
-            self.close()
+            self._shut()
+        self._ended(None)
 
     def _abort(self, exc: Exception) -> None:
         self._sink = None
-        if self._done is not None and not self._done.done():
-            self._done.set_exception(exc)
-        self.close()
+        self._shut()
+        self._ended(exc)
+
+    def _ended(self, exc: Exception | None) -> None:
+        """Tell whoever waits for the exchange how it ended (once)."""
+        on_done, self._on_done = self._on_done, None
+        if on_done is not None:
+            on_done(exc)
+        elif self._done is not None and not self._done.done():
+            if exc is None:
+                self._done.set_result(None)
+            else:
+                self._done.set_exception(exc)
 
     def close(self) -> None:
-        self.closed = True
-        self._busy.discard(self)
+        self._shut()
         if self._done is not None and not self._done.done():
             self._done.cancel()  # nobody waits for this exchange any more
+        self._ended(UpstreamUnavailable("the connection to Chroma was closed"))
+
+    def _shut(self) -> None:
+        self.closed = True
+        self._busy.discard(self)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -211,7 +233,8 @@ class RawUpstream:
             conn.overdue()
         self._sweeper = loop.call_later(SWEEP_S, self._sweep)
 
-    async def connection(self) -> UpstreamConnection:
+    def idle(self) -> UpstreamConnection | None:
+        """A kept-alive connection from the pool, if one is open."""
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().call_later(SWEEP_S, self._sweep)
         while self._idle:
@@ -219,14 +242,17 @@ class RawUpstream:
             if not conn.closed:
                 conn.reused = True
                 return conn
-        return await self.connect()
+        return None
+
+    async def connection(self) -> UpstreamConnection:
+        return self.idle() or await self.connect()
 
     async def connect(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 _, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(self._release, self._busy), self.host, self.port
+                    lambda: UpstreamConnection(self.put_back, self._busy), self.host, self.port
                 )
         except TimeoutError as exc:
             raise UpstreamTimeout("connecting to Chroma timed out") from exc
@@ -234,7 +260,8 @@ class RawUpstream:
             raise UpstreamUnavailable(str(exc)) from exc
         return conn
 
-    def _release(self, conn: UpstreamConnection) -> None:
+    def put_back(self, conn: UpstreamConnection) -> None:
+        """``conn`` is idle again (kept while the pool has room)."""
         if len(self._idle) < self._keepalive:
             self._idle.append(conn)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from chromactl.gateway.auth.base import Later
 from chromactl.gateway.collection_cache import CollectionResolver
 from chromactl.gateway.context import CLIENT_API_KEY, RequestContext, request_context
 from chromactl.gateway.proxy import UNREACHABLE
@@ -45,8 +46,9 @@ class AuthorizationMiddleware:
             self.on_denied(reason, ctx.route.operation)
         return Refusal(403, "AuthorizationError", message)
 
-    async def decide(self, scope: Scope, ctx: RequestContext) -> Refusal | None:
-        """Whether ``ctx.principal`` may do what ``ctx.route`` does: None (allowed) or the answer."""
+    def decide_now(self, scope: Scope, ctx: RequestContext) -> Refusal | None:
+        """:meth:`decide` without waiting: raises :class:`Later` when the collection's owner is
+        not cached (nothing is set or counted then)."""
         route = ctx.route
         if route.access is Access.PUBLIC:
             return None
@@ -73,15 +75,33 @@ class AuthorizationMiddleware:
                 + (f" in {route.tenant}/{route.database}" if route.database else ""),
             )
         if route.resolve_collection:
-            try:
-                ok = await self.resolver.belongs(route.tenant, route.database, route.collection)
-            except (UpstreamUnavailable, UpstreamTimeout):
-                return UNREACHABLE
-            if not ok:
-                ctx.allowed, ctx.denied_because = False, "cross_tenant"
-                if self.on_cross_tenant is not None:
-                    self.on_cross_tenant(route.operation)
-                return Refusal(404, "NotFoundError", f"Collection [{route.collection}] does not exist.")
+            owner = self.resolver.cached(route.collection)
+            if owner is None:
+                raise Later(f"collection {route.collection} is to be looked up")
+            return self._collection(ctx, owner == (route.tenant, route.database))
+        ctx.allowed = True
+        return None
+
+    async def decide(self, scope: Scope, ctx: RequestContext) -> Refusal | None:
+        """Whether ``ctx.principal`` may do what ``ctx.route`` does: None (allowed) or the answer."""
+        try:
+            return self.decide_now(scope, ctx)
+        except Later:
+            pass
+        route = ctx.route
+        try:
+            ok = await self.resolver.belongs(route.tenant, route.database, route.collection)
+        except (UpstreamUnavailable, UpstreamTimeout):
+            return UNREACHABLE
+        return self._collection(ctx, ok)
+
+    def _collection(self, ctx: RequestContext, belongs: bool) -> Refusal | None:
+        """The collection of the path is in the path's database, or it is not found there."""
+        if not belongs:
+            ctx.allowed, ctx.denied_because = False, "cross_tenant"
+            if self.on_cross_tenant is not None:
+                self.on_cross_tenant(ctx.route.operation)
+            return Refusal(404, "NotFoundError", f"Collection [{ctx.route.collection}] does not exist.")
         ctx.allowed = True
         return None
 
