@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ class RecordingUpstream:
     #: Bytes h11 refused: the gateway forwarded something malformed.
     malformed: list[str] = field(default_factory=list)
     connections: int = 0
+    #: Close a connection, unanswered, when a second request comes on it (what a Chroma that
+    #: had just closed an idle kept-alive connection looks like to the gateway).
+    drop_reused: bool = False
 
     def __post_init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -87,6 +91,7 @@ class RecordingUpstream:
         parser = h11.Connection(h11.SERVER)
         request: h11.Request | None = None
         body: list[bytes] = []
+        served = 0
         with conn:
             while True:
                 try:
@@ -114,6 +119,9 @@ class RecordingUpstream:
                         b"".join(body),
                     )
                     self.seen.append(seen)
+                    served += 1
+                    if self.drop_reused and served > 1:
+                        return
                     reply = self.answer(seen)
                     try:
                         conn.sendall(reply)
@@ -575,5 +583,61 @@ def test_chroma_that_does_not_answer_in_time_gets_504() -> None:
         with gateway_before(up, upstream_timeout_s=1.0) as gw:
             resp = httpx.get(f"{gw.url}/api/v2/heartbeat", timeout=10)
             assert resp.status_code == 504 and resp.json()["error"] == "GatewayTimeout"
+    finally:
+        up.close()
+
+
+# -- served in the protocol's callbacks ---------------------------------------------------------
+
+#: A 1.x client's requests (an httpx agent alone is taken for a 0.x client's).
+CLIENT_1X = {"user-agent": CURRENT_AGENT.decode()}
+
+
+def test_a_read_is_served_without_a_task_while_a_connection_to_chroma_is_idle() -> None:
+    """A read whose request came whole in one read is forwarded from the protocol's callbacks on
+    an idle kept-alive connection: no task while Chroma answers. With none idle, a task connects."""
+    up = RecordingUpstream(lambda seen: (time.sleep(0.6), json_answer(seen))[1])
+    listing = f"{DB}/collections?limit=%d"
+    try:
+        with gateway_before(up) as gw:
+            tasks = gw.server.server_state.tasks
+            with httpx.Client(base_url=gw.url, headers=CLIENT_1X, timeout=10) as client:
+                assert client.get(listing % 1).status_code == 200  # a task, and a connection
+                in_flight: list[int] = []
+
+                def watch() -> None:
+                    time.sleep(0.3)
+                    in_flight.append(len(tasks))
+
+                watcher = threading.Thread(target=watch)
+                watcher.start()
+                resp = client.get(listing % 2)
+                watcher.join()
+                assert resp.status_code == 200 and resp.json()["target"] == listing % 2
+                assert in_flight == [0]
+            # two at once: one takes the idle connection, the other a task and a new one
+            with ThreadPoolExecutor(2) as pool:
+                answers = list(
+                    pool.map(lambda n: httpx.get(gw.url + listing % n, headers=CLIENT_1X, timeout=10), (3, 4))
+                )
+            assert [a.status_code for a in answers] == [200, 200]
+        assert up.connections == 2
+    finally:
+        up.close()
+
+
+def test_a_read_on_a_connection_chroma_closed_is_sent_again_on_a_new_one() -> None:
+    """Chroma closes a kept-alive connection as the gateway reuses it (nothing answered): the
+    read goes once more, on a new connection, and the client sees only the answer."""
+    up = RecordingUpstream(drop_reused=True)
+    listing = f"{DB}/collections?limit=%d"
+    try:
+        with gateway_before(up) as gw, httpx.Client(base_url=gw.url, headers=CLIENT_1X, timeout=10) as client:
+            for n in range(3):
+                resp = client.get(listing % n)
+                assert resp.status_code == 200 and resp.json()["target"] == listing % n
+        # the first on its own connection; each later one dropped once, then sent on a new one
+        assert [s.target for s in up.seen] == [listing % n for n in (0, 1, 1, 2, 2)]
+        assert up.connections == 3
     finally:
         up.close()

@@ -28,6 +28,7 @@ HOOKS = (
     "shutdown",
     "timeout_keep_alive_handler",
     "_start_asgi_task",  # the fast path starts its cycles as uvicorn starts ASGI ones
+    "_unset_keepalive_if_required",  # the keep-alive timer is re-armed lazily
 )
 #: uvicorn attributes the protocol reads on itself.
 ATTRIBUTES = (
@@ -50,6 +51,8 @@ ATTRIBUTES = (
     "access_log",
     "expect_100_continue",
     "app",
+    "timeout_keep_alive",
+    "timeout_keep_alive_task",
 )
 
 

@@ -16,6 +16,8 @@ httptools parser takes headers of any size. :class:`GatewayHttpProtocol` adds:
   need no I/O is then served in the callbacks (``FastPath.serve_now``), any other in a task;
 - with ``peer_certificates``, the verified client certificate in each request's scope
   (the ASGI ``tls`` extension), for client-certificate authentication;
+- one keep-alive timer per connection, re-armed lazily (uvicorn makes and cancels one per
+  request);
 - a connection left unread for a while after an answer that asks it (a rate limit's 429:
   ``RequestContext.pause_s``), so that a client ignoring ``Retry-After`` waits anyway.
 
@@ -104,6 +106,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         #: A fast-path request to start once the read that brought its head is parsed (its
         #: body may have come with it).
         self._starting: ProxyCycle | None = None
+        #: Loop time of the last answer while no bytes came since (the keep-alive timeout
+        #: runs from it); None while a request is in flight.
+        self._idle_since: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if self._peer_certificates:
@@ -116,6 +121,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         if self._unpause_timer is not None:
             self._unpause_timer.cancel()
             self._unpause_timer = None
@@ -228,9 +236,40 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._header_tail = b""
         answered = self._answering
         ctx = find_context(cast(Scope, answered.scope)) if answered is not None else None
-        super().on_response_complete()
+        # uvicorn's, with the keep-alive timer armed once and re-armed lazily (not a timer
+        # made and cancelled per request).
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_since = self.loop.time()
+            if self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = self.loop.call_at(
+                    self._idle_since + self.timeout_keep_alive, self._keep_alive_expired
+                )
         if ctx is not None and ctx.pause_s > 0 and not self.transport.is_closing():
             self._pause_reading(ctx.pause_s)
+
+    def _unset_keepalive_if_required(self) -> None:
+        # Bytes came: the connection is not idle (the armed timer finds that when it fires).
+        self._idle_since = None
+
+    def _keep_alive_expired(self) -> None:
+        self.timeout_keep_alive_task = None
+        idle = self._idle_since
+        if idle is None:
+            return  # busy since: the next answer arms the timer again
+        due = idle + self.timeout_keep_alive
+        if due - self.loop.time() > _TIMER_SLACK_S:
+            # Idle again since a later answer: wait for that one's timeout.
+            self.timeout_keep_alive_task = self.loop.call_at(due, self._keep_alive_expired)
+            return
+        self.timeout_keep_alive_handler()
 
     def _pause_reading(self, seconds: float) -> None:
         """Leave the connection unread for ``seconds`` (what the client sends meanwhile waits

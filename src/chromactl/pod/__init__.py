@@ -34,6 +34,7 @@ from chromactl.ha.routes import ha_routes
 
 from . import continuous
 from .cpus import default_workers
+from .heap import settle_for_serving
 from .hold import gate_hold
 
 
@@ -136,6 +137,7 @@ def run(settings: Settings) -> None:
         main = supervise(settings, count)
     else:
         main = serve_pod(settings)
+    settle_for_serving()
     try:
         import uvloop
     except ImportError:  # pragma: no cover

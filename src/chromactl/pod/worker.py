@@ -31,6 +31,7 @@ from chromactl.logging import configure_logging
 
 from . import continuous
 from .control import WorkerControl
+from .heap import settle_for_serving
 
 SETTINGS_ENV = "CHROMACTL_WORKER_SETTINGS"
 CONTROL_ENV = "CHROMACTL_WORKER_CONTROL"
@@ -78,6 +79,7 @@ def main() -> None:
     configure_logging(settings.log)
     listener = socket.socket(fileno=int(os.environ[LISTENER_ENV]))
     coro = work(settings, listener, Path(os.environ[CONTROL_ENV]), Path(os.environ[AGENT_ENV]))
+    settle_for_serving()
     try:
         import uvloop
     except ImportError:  # pragma: no cover

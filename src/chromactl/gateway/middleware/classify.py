@@ -65,4 +65,4 @@ class ClassifyMiddleware:
 
 def _has_dot_segment(path: str) -> bool:
     """``path`` is decoded (``%2e%2e`` is ``..`` here)."""
-    return any(seg in (".", "..") for seg in path.split("/"))
+    return ("/." in path or path.startswith(".")) and any(seg in (".", "..") for seg in path.split("/"))
