@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from chromactl.config import parse_config
 from chromactl.gateway.app import build_gateway
 from tests.gateway.conftest import ADMIN_TOKEN, READER_TOKEN, token_config
-from tests.gateway.helpers import CLIENT_1X_AGENT, Chroma, RunningGateway, run_gateway
+from tests.gateway.helpers import CLIENT_1X_AGENT, Chroma, RunningGateway, run_gateway, write_secret
 
 DB = "/api/v2/tenants/default_tenant/databases/default_database"
 #: How Chroma 1.x's Python client names itself, and what a 0.5/0.6 one sends (its collection
@@ -641,3 +641,23 @@ def test_a_read_on_a_connection_chroma_closed_is_sent_again_on_a_new_one() -> No
         assert up.connections == 3
     finally:
         up.close()
+
+
+def test_a_long_pipeline_of_refused_reads_is_answered_whole(
+    upstream: RecordingUpstream, tmp_path: Path
+) -> None:
+    """Refusals made in the callbacks go out from the loop: a client that pipelines thousands
+    of reads with a wrong token gets a 401 for each, in order, and the gateway stays up."""
+    token = write_secret(tmp_path, "reader.token", READER_TOKEN)
+    auth = {"token": {"credentials": [{"name": "reader", "token_file": str(token), "role": "reader"}]}}
+    listing = (
+        b"GET " + DB.encode() + b"/collections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n%s\r\n"
+    )
+    good = listing % (READER_TOKEN.encode(), b"")  # the first connects to Chroma (in a task)
+    wrong = listing % (b"wrong", b"")
+    close = listing % (READER_TOKEN.encode(), b"Connection: close\r\n")
+    with gateway_before(upstream, auth=auth) as gw:
+        answers = responses(exchange(gw.url, good + wrong * 3000 + close, timeout=60))
+        assert [status for status, _ in answers] == [200] + [401] * 3000 + [200]
+        assert httpx.get(f"{gw.url}/api/v2/heartbeat", timeout=10).status_code == 200
+    assert [s.target for s in upstream.seen] == [f"{DB}/collections"] * 2 + ["/api/v2/heartbeat"]

@@ -157,8 +157,9 @@ class FastPath:
             taken, refusal = self.limits.admit(ctx)
         if refusal is not None:
             self.upstream.put_back(conn)
-            cycle.refuse(refusal)
-            self._finished(cycle, ctx, start, b"")
+            # Answered from the loop, not from here: the answer starts the next pipelined
+            # request, whose refusal would start the next one's, as deep as the pipeline is long.
+            asyncio.get_running_loop().call_soon(self._refuse, cycle, ctx, start, refusal)
             return True
         body = bytes(cycle.body)
         cycle.body.clear()
@@ -187,6 +188,10 @@ class FastPath:
 
         conn.start(request, answer, conn.loop.time() + self.upstream_timeout_s, done)
         return True
+
+    def _refuse(self, cycle: ProxyCycle, ctx: RequestContext, start: float, refusal: Refusal) -> None:
+        cycle.refuse(refusal)
+        self._finished(cycle, ctx, start, b"")
 
     def _again(
         self,
