@@ -578,11 +578,18 @@ def test_fast_path_keeps_chroma_connections_alive(upstream: RecordingUpstream) -
 def test_chroma_that_does_not_answer_in_time_gets_504() -> None:
     """The pool's sweep ends an exchange past ``upstream_timeout_s``: 504, and the connection to
     Chroma is not reused."""
-    up = RecordingUpstream(lambda _: (time.sleep(3), json_answer(_))[1])
+    up = RecordingUpstream(lambda seen: (time.sleep(3 if "slow" in seen.target else 0), json_answer(seen))[1])
     try:
         with gateway_before(up, upstream_timeout_s=1.0) as gw:
-            resp = httpx.get(f"{gw.url}/api/v2/heartbeat", timeout=10)
+            resp = httpx.get(f"{gw.url}/api/v2/heartbeat?slow", timeout=10)
             assert resp.status_code == 504 and resp.json()["error"] == "GatewayTimeout"
+            # On a kept-alive connection too (served in the callbacks), and a request that
+            # timed out is not sent again: Chroma may still be running it.
+            with httpx.Client(base_url=gw.url, headers=CLIENT_1X, timeout=10) as client:
+                assert client.get("/api/v2/heartbeat").status_code == 200
+                resp = client.get("/api/v2/heartbeat?slow-too")
+                assert resp.status_code == 504 and resp.json()["error"] == "GatewayTimeout"
+        assert [s.target for s in up.seen] == ["/api/v2/heartbeat" + q for q in ("?slow", "", "?slow-too")]
     finally:
         up.close()
 

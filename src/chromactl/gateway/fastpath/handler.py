@@ -175,7 +175,7 @@ class FastPath:
                 elif answer.started:
                     log.warning("Chroma's answer broke off: %s", exc)
                     cycle.abort()
-                elif conn.reused and not conn.answered:
+                elif conn.reused and not conn.answered and isinstance(exc, UpstreamUnavailable):
                     # A kept-alive connection Chroma had closed: once more on a new one, in a task.
                     self._again(cycle, ctx, start, body, taken)
                     return
@@ -431,7 +431,13 @@ class FastPath:
                     log.warning("Chroma's answer broke off: %s", exc)
                     cycle.abort()
                     return
-                if attempt == 1 and conn.reused and not conn.answered and body is not None:
+                if (
+                    attempt == 1
+                    and conn.reused
+                    and not conn.answered
+                    and body is not None
+                    and isinstance(exc, UpstreamUnavailable)
+                ):
                     continue  # a kept-alive connection Chroma had closed: once more on a new one
                 self._unanswered(cycle, exc)
                 return
