@@ -135,6 +135,7 @@ bench: $(BIN)/.installed $(LEGACY_CHROMA_VENV)/.installed ## run the benchmarks 
 	$(BIN)/python bench/backup/run.py
 	$(BIN)/python bench/gateway/run.py
 	$(BIN)/python bench/gateway/cpu.py
+	$(BIN)/python bench/gateway/writes.py
 	$(BIN)/python bench/gateway/floor.py
 	$(BIN)/python bench/gateway/feature_cost.py --feature console
 	$(BIN)/python bench/gateway/feature_cost.py --feature legacy_clients

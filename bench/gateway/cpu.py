@@ -123,18 +123,8 @@ def main() -> None:
     rng = random.Random(11)
     queries = base.query_bodies(rng)
     gets = base.get_bodies(rng, args.n)
-    blobs = [json.dumps([base._vec(rng) for _ in range(100)]) for _ in range(16)]
-    counter = iter(range(10**9))
-
-    def add_body() -> bytes:
-        n = next(counter)
-        ids = json.dumps([f"a{n}-{i}" for i in range(100)])
-        return f'{{"ids": {ids}, "embeddings": {blobs[n % 16]}}}'.encode()
-
-    # One 4 MB upsert body (500 records rewritten in place): a body the gateway streams.
-    big = json.dumps(
-        {"ids": [f"u{i}" for i in range(500)], "embeddings": [base._vec(rng) for _ in range(500)]}
-    ).encode()
+    add_body = base.add_bodies(rng)
+    big = base.upsert_4mb_body(rng)
 
     load_before = os.getloadavg()[0]
     results: dict[str, dict[str, dict[str, float]]] = {}

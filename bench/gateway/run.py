@@ -67,6 +67,27 @@ def get_bodies(rng: random.Random, n: int, count: int = 64) -> list[bytes]:
     return [json.dumps({"ids": [f"v{rng.randrange(n)}"]}).encode() for _ in range(count)]
 
 
+def add_bodies(rng: random.Random) -> Callable[[], bytes]:
+    """Adds of 100 new records each (fresh ids every call): the common write."""
+    blobs = [json.dumps([_vec(rng) for _ in range(100)]) for _ in range(16)]
+    counter = iter(range(10**9))
+
+    def add_body() -> bytes:
+        n = next(counter)
+        ids = json.dumps([f"a{n}-{i}" for i in range(100)])
+        return f'{{"ids": {ids}, "embeddings": {blobs[n % 16]}}}'.encode()
+
+    return add_body
+
+
+def upsert_4mb_body(rng: random.Random) -> bytes:
+    """One upsert of 500 records (about 4 MB), rewritten in place each time: a body the gateway
+    streams to Chroma rather than reads first."""
+    return json.dumps(
+        {"ids": [f"u{i}" for i in range(500)], "embeddings": [_vec(rng) for _ in range(500)]}
+    ).encode()
+
+
 @contextlib.contextmanager
 def loaded(n: int, rng: random.Random) -> Iterator[tuple[Path, Chroma, str]]:
     """A scratch directory, a Chroma in it, and the id of its collection "bench" of ``n`` vectors."""
