@@ -43,9 +43,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))
 
-import run as base  # noqa: E402  (bench/gateway/run.py: targets, load generator)
+import bench.gateway.run as base  # noqa: E402  (targets, load generator)
 from bench.plot import pyplot  # noqa: E402
 
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -106,6 +106,43 @@ def measure_cpu(
         "proxy_user_ms": (u1 - u0) * 1000 / requests,
         "proxy_sys_ms": (s1 - s0) * 1000 / requests,
     }
+
+
+#: Measurements by target, then case: one per round.
+Rounds = dict[str, dict[str, list[dict[str, float]]]]
+
+
+def measure_rounds(
+    targets: dict[str, str | None],
+    cases: dict[str, tuple[str, list[bytes] | Callable[[], bytes]]],
+    rounds: int,
+    seconds: float,
+    chroma: int,
+    *,
+    alternate: bool = False,
+) -> Rounds:
+    """Every case (its path and bodies) on every target, ``rounds`` times, targets in turn
+    (in reverse order every other round with ``alternate``)."""
+    results: Rounds = {}
+    order = list(targets.items())
+    for _ in range(rounds):
+        if alternate:
+            order.reverse()
+        for name, url in order:
+            if url is None:
+                continue  # a target this machine does not have (nginx)
+            for case, (path, bodies) in cases.items():
+                result = measure_cpu(url, path, bodies, seconds, chroma, base.PIDS.get(url))
+                results.setdefault(name, {}).setdefault(case, []).append(result)
+                print(name, case, json.dumps(result), flush=True)
+    return results
+
+
+def save_rounds(stem: str, results: Rounds, args: argparse.Namespace, load: float) -> None:
+    """``<stem>.json`` next to this file: the arguments, the load before the run, every round."""
+    (Path(__file__).resolve().parent / f"{stem}.json").write_text(
+        json.dumps({"args": vars(args), "load_before": load, "rounds": results}, indent=1)
+    )
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import statistics
@@ -36,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 import bench.gateway.run as base  # noqa: E402
-from bench.gateway.cpu import measure_cpu  # noqa: E402
+from bench.gateway.cpu import Rounds, measure_rounds, save_rounds  # noqa: E402
 
 CASES = ("query", "get")
 
@@ -67,7 +66,6 @@ def main() -> None:
     rng = random.Random(7)
     bodies = {"query": base.query_bodies(rng), "get": base.get_bodies(rng, args.n)}
     load_before = os.getloadavg()[0]
-    rounds: dict[str, dict[str, list[dict[str, float]]]] = {}
     with base.loaded(args.n, rng) as (work, chroma, col), contextlib.ExitStack() as stack:
         targets = {
             "gateway": stack.enter_context(base.gateway(work, chroma.url, tls=False, client="aiohttp")),
@@ -77,26 +75,13 @@ def main() -> None:
             "python-floor": stack.enter_context(floor_proxy(chroma.url)),
             "nginx": stack.enter_context(base.nginx(work, chroma.url)),
         }
-        for _ in range(args.rounds):
-            for name, url in targets.items():
-                if url is None:
-                    continue
-                for case in CASES:
-                    path = f"{base.D}/collections/{col}/{case}"
-                    result = measure_cpu(
-                        url, path, bodies[case], args.seconds, chroma.process.pid, base.PIDS[url]
-                    )
-                    rounds.setdefault(name, {}).setdefault(case, []).append(result)
-                    print(name, case, json.dumps(result), flush=True)
+        cases = {case: (f"{base.D}/collections/{col}/{case}", bodies[case]) for case in CASES}
+        rounds = measure_rounds(targets, cases, args.rounds, args.seconds, chroma.process.pid)
     write(rounds, args, load_before)
 
 
-def write(
-    rounds: dict[str, dict[str, list[dict[str, float]]]], args: argparse.Namespace, load: float
-) -> None:
-    (HERE / "floor.json").write_text(
-        json.dumps({"args": vars(args), "load_before": load, "rounds": rounds}, indent=1)
-    )
+def write(rounds: Rounds, args: argparse.Namespace, load: float) -> None:
+    save_rounds("floor", rounds, args, load)
     lines = [
         "# Where the gateway's CPU per request goes",
         "",

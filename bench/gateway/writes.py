@@ -1,6 +1,6 @@
 """The write path: what the gateway spends per write on the fast path and on the ASGI path.
 
-    python bench/gateway/writes.py [--rounds 3] [--seconds 10]     # writes.md, writes.json
+    python bench/gateway/writes.py [--rounds 4] [--seconds 10]     # writes.md, writes.json
 
 Targets, each in front of the same Chroma, visited in turn ``--rounds`` times (in reverse
 order every other round):
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import statistics
@@ -32,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 import bench.gateway.run as base  # noqa: E402
-from bench.gateway.cpu import measure_cpu  # noqa: E402
+from bench.gateway.cpu import Rounds, measure_rounds, save_rounds  # noqa: E402
 
 CASES = ("add", "upsert_4mb")
 
@@ -45,7 +44,6 @@ def main() -> None:
     rng = random.Random(5)
     bodies = {"add": base.add_bodies(rng), "upsert_4mb": [base.upsert_4mb_body(rng)]}
     load_before = os.getloadavg()[0]
-    rounds: dict[str, dict[str, list[dict[str, float]]]] = {}
     with (
         tempfile.TemporaryDirectory() as tmp,
         base.run_chroma(Path(tmp) / "chroma") as chroma,
@@ -59,33 +57,16 @@ def main() -> None:
                 base.gateway(work, chroma.url, tls=False, client="aiohttp", fast_path=False)
             ),
         }
-        order = list(targets.items())
-        for _ in range(args.rounds):
-            # Chroma's cost per write drifts as its collection grows: each round reverses the
-            # order, so that neither gateway is always measured on the later side of it.
-            order.reverse()
-            for name, url in order:
-                for case in CASES:
-                    op = "add" if case == "add" else "upsert"
-                    result = measure_cpu(
-                        url,
-                        f"{base.D}/collections/{col}/{op}",
-                        bodies[case],
-                        args.seconds,
-                        chroma.process.pid,
-                        base.PIDS[url],
-                    )
-                    rounds.setdefault(name, {}).setdefault(case, []).append(result)
-                    print(name, case, json.dumps(result), flush=True)
+        paths = {"add": f"{base.D}/collections/{col}/add", "upsert_4mb": f"{base.D}/collections/{col}/upsert"}
+        cases = {case: (paths[case], bodies[case]) for case in CASES}
+        # Chroma's cost per write drifts as its collection grows: the order of the gateways
+        # is reversed every other round, so that neither is always measured on its later side.
+        rounds = measure_rounds(targets, cases, args.rounds, args.seconds, chroma.process.pid, alternate=True)
     write(rounds, args, load_before)
 
 
-def write(
-    rounds: dict[str, dict[str, list[dict[str, float]]]], args: argparse.Namespace, load: float
-) -> None:
-    (HERE / "writes.json").write_text(
-        json.dumps({"args": vars(args), "load_before": load, "rounds": rounds}, indent=1)
-    )
+def write(rounds: Rounds, args: argparse.Namespace, load: float) -> None:
+    save_rounds("writes", rounds, args, load)
     lines = [
         "# The write path: the fast path against the ASGI path",
         "",
