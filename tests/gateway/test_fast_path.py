@@ -668,3 +668,32 @@ def test_a_long_pipeline_of_refused_reads_is_answered_whole(
         assert [status for status, _ in answers] == [200] + [401] * 3000 + [200]
         assert httpx.get(f"{gw.url}/api/v2/heartbeat", timeout=10).status_code == 200
     assert [s.target for s in upstream.seen] == [f"{DB}/collections"] * 2 + ["/api/v2/heartbeat"]
+
+
+def test_a_read_handed_to_a_task_keeps_the_path_its_prefix_was_taken_from() -> None:
+    """A read that needs a lookup first (the collection's owner, not cached yet) goes from the
+    callbacks to a task with its prepared context: the path prefix is taken off once, even
+    when what follows it starts with the prefix again."""
+
+    def answer(seen: Seen) -> bytes:
+        if "/collections/by-id/" in seen.target:
+            doc = {"id": "c1", "name": "c1", "tenant": "default_tenant", "database": "default_database"}
+            body = json.dumps(doc).encode()
+            return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+        return json_answer(seen)
+
+    up = RecordingUpstream(answer)
+    try:
+        with (
+            gateway_before(up, path_prefix="/api") as gw,
+            httpx.Client(headers=CLIENT_1X, timeout=10) as client,
+        ):
+            assert client.get(f"{gw.url}/api/api/v2/heartbeat").status_code == 200  # connects
+            resp = client.get(f"{gw.url}/api{DB}/collections/c1/count")
+            assert resp.status_code == 200 and resp.json()["target"] == f"{DB}/collections/c1/count"
+        assert [s.target for s in up.seen if "by-id" not in s.target] == [
+            "/api/v2/heartbeat",
+            f"{DB}/collections/c1/count",
+        ]
+    finally:
+        up.close()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
+from chromactl.gateway.context import RequestContext
 from chromactl.gateway.middleware.body_timeout import RequestBodyTimeout
 from chromactl.gateway.proxy import HOP_BY_HOP
 from chromactl.gateway.responses import Refusal
@@ -38,6 +39,9 @@ class ProxyCycle(RequestResponseCycle):
         self.received = 0
         self.sent = 0
         self.status = 0
+        #: The request's context, once the fast path prepared it (a task takes it over from
+        #: :meth:`FastPath.serve_now` as it is).
+        self.ctx: RequestContext | None = None
 
     async def run_asgi(self, app: Any) -> None:
         try:

@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
 
 from chromactl.config import LimitRule
-from chromactl.gateway.auth.base import Later
 from chromactl.gateway.context import Outcome, RequestContext, request_id
 from chromactl.gateway.fastpath.cycle import Answer, ProxyCycle
 from chromactl.gateway.fastpath.upstream import RawUpstream, UpstreamConnection
@@ -142,12 +141,14 @@ class FastPath:
         conn = self.upstream.idle()
         if conn is None:
             return False
-        ctx = self.classifier.prepare(scope, route)
+        ctx = cycle.ctx = self.classifier.prepare(scope, route)
         try:
             refusal = self.authentication.decide_now(scope, ctx)
             if refusal is None:
                 refusal = self.authorization.decide_now(scope, ctx)
-        except Later:
+        except Exception:
+            # Later (I/O to wait for), or an error the task meets again and answers with a 500:
+            # the task decides from the start, on this context.
             self.upstream.put_back(conn)
             return False
         start = time.perf_counter()
@@ -219,11 +220,13 @@ class FastPath:
 
     async def handle(self, cycle: ProxyCycle) -> None:
         scope = cast(Scope, cycle.scope)
-        refusal = self.classifier.refusal(scope)
-        if refusal is not None:
-            cycle.refuse(refusal)
-            return
-        ctx = self.classifier.prepare(scope, cycle.route)
+        ctx = cycle.ctx
+        if ctx is None:
+            refusal = self.classifier.refusal(scope)
+            if refusal is not None:
+                cycle.refuse(refusal)
+                return
+            ctx = self.classifier.prepare(scope, cycle.route)
         start = time.perf_counter()
         self.metrics.in_flight.inc()
         kept: list[bytes] = []
